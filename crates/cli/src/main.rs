@@ -1,0 +1,3 @@
+//! `hlbot`: the only binary.
+
+fn main() {}

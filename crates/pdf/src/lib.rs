@@ -1,0 +1,1 @@
+//! PDF ingestion as a plain library: text in reading order, images, OCR. Knows nothing about queues.

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs everything hlbot's tests and main job need on a fresh Debian machine, idempotently:
+#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng (skipped when already present)
+#   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests) and yt-dlp
+#   - libpdfium.so from the pinned PyPI wheel pypdfium2, checksum-verified, at .hlbot/pdfium/
+# Prints `export` lines for the environment the tests use; source scripts/env.sh to get them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+HL="$ROOT/.hlbot"
+mkdir -p "$HL"
+
+log() { echo "[setup] $*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+need_apt=()
+command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${need_apt[*]} (run as root or install them)" >&2; exit 1
+  fi
+  log "apt-get install ${need_apt[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# --- Python venv -----------------------------------------------------------------------------
+PY_PINS=(celery==5.7.0 kombu==5.7.0 redis==8.1.0 flower==2.2.0 pytest==9.2.0 yt-dlp==2026.10.26)
+VENV="$HL/venv"
+STAMP="$VENV/.pins"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "${PY_PINS[*]}" ]; then
+  command -v python3 >/dev/null || { echo "python3 is missing (needed for the compat venv)" >&2; exit 1; }
+  log "creating venv $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PINS[@]}"
+  echo "${PY_PINS[*]}" > "$STAMP"
+fi
+
+# --- libpdfium.so from the pypdfium2 wheel ---------------------------------------------------
+PDFIUM_WHEEL_VERSION=5.15.2
+PDFIUM_DIR="$HL/pdfium"
+PDFIUM_SHA_FILE="$ROOT/scripts/pdfium.sha256"
+if [ ! -f "$PDFIUM_DIR/libpdfium.so" ]; then
+  log "fetching pypdfium2==$PDFIUM_WHEEL_VERSION for libpdfium.so"
+  tmp=$(mktemp -d)
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform manylinux_2_17_x86_64 -d "$tmp" "pypdfium2==$PDFIUM_WHEEL_VERSION"
+  whl=$(ls "$tmp"/pypdfium2-*.whl)
+  mkdir -p "$PDFIUM_DIR"
+  "$VENV/bin/python" - "$whl" "$PDFIUM_DIR" <<'PY'
+import sys, zipfile
+whl, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    data = z.read("pypdfium2_raw/libpdfium.so")
+open(out + "/libpdfium.so.tmp", "wb").write(data)
+PY
+  if [ -f "$PDFIUM_SHA_FILE" ]; then
+    want=$(cut -d' ' -f1 "$PDFIUM_SHA_FILE")
+    got=$(sha256sum "$PDFIUM_DIR/libpdfium.so.tmp" | cut -d' ' -f1)
+    if [ "$want" != "$got" ]; then
+      echo "libpdfium.so checksum mismatch: want $want got $got" >&2; exit 1
+    fi
+  else
+    sha256sum "$PDFIUM_DIR/libpdfium.so.tmp" | sed 's#  .*#  libpdfium.so#' > "$PDFIUM_SHA_FILE"
+    log "recorded checksum in $PDFIUM_SHA_FILE (commit it)"
+  fi
+  mv "$PDFIUM_DIR/libpdfium.so.tmp" "$PDFIUM_DIR/libpdfium.so"
+  rm -rf "$tmp"
+fi
+log "ready"
