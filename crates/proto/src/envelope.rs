@@ -1,0 +1,187 @@
+//! The kombu virtual-transport envelope stored in a Redis list (reference §1.1, §2.7).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{DecodeError, DecodeErrorKind};
+
+/// One list element: body (base64 of the serialized payload), content type, headers, properties.
+/// Unknown top-level fields are kept so that restoring or dead-lettering loses nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub body: Value,
+    #[serde(rename = "content-encoding", default = "utf8")]
+    pub content_encoding: String,
+    #[serde(rename = "content-type", default = "app_json")]
+    pub content_type: String,
+    #[serde(default)]
+    pub headers: Map<String, Value>,
+    pub properties: Properties,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn utf8() -> String {
+    "utf-8".into()
+}
+fn app_json() -> String {
+    "application/json".into()
+}
+
+/// `properties` of an envelope. `delivery_tag` and `delivery_info` are required by kombu consumers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Properties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default = "two")]
+    pub delivery_mode: u8,
+    pub delivery_info: DeliveryInfo,
+    #[serde(default, deserialize_with = "lenient_priority")]
+    pub priority: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_encoding: Option<String>,
+    pub delivery_tag: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn two() -> u8 {
+    2
+}
+
+fn lenient_priority<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(v.as_u64().map_or(0, |p| p.min(255) as u8))
+}
+
+/// Where the message was published: exchange (`""` = the anonymous direct exchange) and routing key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryInfo {
+    #[serde(default)]
+    pub exchange: String,
+    #[serde(default)]
+    pub routing_key: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Envelope {
+    /// A fresh envelope for `body` (already-serialized JSON bytes) published to `queue` through the
+    /// anonymous exchange, complete enough for Python consumers (reference §2.7).
+    pub fn new_json(body: &[u8], headers: Map<String, Value>, queue: &str, priority: u8) -> Self {
+        Self {
+            body: Value::String(B64.encode(body)),
+            content_encoding: utf8(),
+            content_type: app_json(),
+            headers,
+            properties: Properties {
+                correlation_id: None,
+                reply_to: None,
+                delivery_mode: 2,
+                delivery_info: DeliveryInfo {
+                    exchange: String::new(),
+                    routing_key: queue.to_string(),
+                    extra: Map::new(),
+                },
+                priority,
+                body_encoding: Some("base64".into()),
+                delivery_tag: uuid::Uuid::new_v4().to_string(),
+                extra: Map::new(),
+            },
+            extra: Map::new(),
+        }
+    }
+
+    /// Parse a queue entry. Errors carry the raw bytes.
+    pub fn from_slice(raw: &[u8]) -> Result<Self, DecodeError> {
+        let v: Value = serde_json::from_slice(raw)
+            .map_err(|e| DecodeError::new(DecodeErrorKind::NotJson(e.to_string()), raw))?;
+        if !v.is_object() {
+            return Err(DecodeError::new(
+                DecodeErrorKind::BadEnvelope("not an object".into()),
+                raw,
+            ));
+        }
+        serde_json::from_value(v)
+            .map_err(|e| DecodeError::new(DecodeErrorKind::BadEnvelope(e.to_string()), raw))
+    }
+
+    /// The decoded body bytes (base64-decoded when `body_encoding` says so).
+    pub fn body_bytes(&self) -> Result<Vec<u8>, DecodeErrorKind> {
+        let text = match &self.body {
+            Value::String(s) => s.as_str(),
+            other => return Ok(serde_json::to_vec(other).unwrap_or_default()),
+        };
+        match self.properties.body_encoding.as_deref() {
+            Some("base64") => {
+                let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                B64.decode(cleaned.as_bytes())
+                    .map_err(|e| DecodeErrorKind::BadBase64(e.to_string()))
+            }
+            _ => Ok(text.as_bytes().to_vec()),
+        }
+    }
+
+    /// Serialize the way kombu does (Python `json.dumps`).
+    pub fn to_vec(&self) -> Vec<u8> {
+        crate::pyjson::to_vec(self)
+    }
+
+    /// Mark as restored from `unacked` (reference §2.5): `headers.redelivered` and
+    /// `properties.delivery_info.redelivered` set to true; the delivery tag stays.
+    pub fn mark_redelivered(&mut self) {
+        self.headers.insert("redelivered".into(), Value::Bool(true));
+        self.properties
+            .delivery_info
+            .extra
+            .insert("redelivered".into(), Value::Bool(true));
+    }
+
+    /// The task id, if the headers name one (used to file undecodable messages).
+    pub fn task_id(&self) -> Option<String> {
+        self.headers
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+}
+
+/// kombu's priority bucket for a raw priority: 0–2 → 0, 3–5 → 3, 6–8 → 6, 9 → 9 (lower served first).
+pub fn priority_step(priority: u8) -> u8 {
+    match priority.min(9) {
+        0..=2 => 0,
+        3..=5 => 3,
+        6..=8 => 6,
+        _ => 9,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps() {
+        let got: Vec<u8> = [0, 2, 3, 4, 5, 6, 7, 8, 9, 200]
+            .iter()
+            .map(|p| priority_step(*p))
+            .collect();
+        assert_eq!(got, vec![0, 0, 3, 3, 3, 6, 6, 6, 9, 9]);
+    }
+
+    #[test]
+    fn bad_input_keeps_raw() {
+        let e = Envelope::from_slice(b"not json").err();
+        assert!(matches!(
+            e.as_ref().map(|e| &e.kind),
+            Some(DecodeErrorKind::NotJson(_))
+        ));
+        assert_eq!(e.map(|e| e.raw), Some(b"not json".to_vec()));
+        let e = Envelope::from_slice(b"[1]").err().map(|e| e.kind);
+        assert!(matches!(e, Some(DecodeErrorKind::BadEnvelope(_))));
+    }
+}

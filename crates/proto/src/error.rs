@@ -1,0 +1,58 @@
+//! Decode errors for queue entries: typed, and always carrying the raw bytes so nothing is lost.
+
+use std::fmt;
+
+/// What was wrong with a queue entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeErrorKind {
+    #[error("envelope is not JSON: {0}")]
+    NotJson(String),
+    #[error("envelope is not a kombu message: {0}")]
+    BadEnvelope(String),
+    #[error("body is not valid base64: {0}")]
+    BadBase64(String),
+    #[error("unsupported content type {0:?} (only application/json is accepted)")]
+    ContentType(String),
+    #[error("unsupported compression {0:?}")]
+    Compression(String),
+    #[error("body is not valid JSON: {0}")]
+    BodyNotJson(String),
+    #[error("message has no headers")]
+    NoHeaders,
+    #[error("message names no task")]
+    NoTask,
+    #[error("message has no task id")]
+    NoId,
+    #[error("invalid field {field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}
+
+/// A queue entry that could not be decoded. `raw` is the entry exactly as it was read.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}")]
+pub struct DecodeError {
+    pub kind: DecodeErrorKind,
+    pub raw: Vec<u8>,
+    /// The task id, when the entry got far enough to reveal one.
+    pub task_id: Option<String>,
+}
+
+impl DecodeError {
+    pub fn new(kind: DecodeErrorKind, raw: &[u8]) -> Self {
+        Self {
+            kind,
+            raw: raw.to_vec(),
+            task_id: None,
+        }
+    }
+}
+
+impl fmt::Debug for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodeError")
+            .field("kind", &self.kind)
+            .field("raw_len", &self.raw.len())
+            .field("task_id", &self.task_id)
+            .finish()
+    }
+}

@@ -1,0 +1,366 @@
+//! The protocol-v2 task message: typed headers, body `[args, kwargs, embed]` (reference §1.2–1.3).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::envelope::Envelope;
+use crate::error::{DecodeError, DecodeErrorKind};
+use crate::{pyjson, time};
+
+/// Protocol-v2 headers, in the order Celery writes them. Unknown headers are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Headers {
+    #[serde(default = "py")]
+    pub lang: String,
+    pub task: String,
+    pub id: String,
+    #[serde(default)]
+    pub shadow: Option<String>,
+    #[serde(default)]
+    pub eta: Option<String>,
+    #[serde(default)]
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub group_index: Option<i64>,
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(default = "no_limits")]
+    pub timelimit: [Option<f64>; 2],
+    #[serde(default)]
+    pub root_id: Option<String>,
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub argsrepr: Option<String>,
+    #[serde(default)]
+    pub kwargsrepr: Option<String>,
+    #[serde(default)]
+    pub origin: Option<String>,
+    #[serde(default)]
+    pub ignore_result: Option<bool>,
+    #[serde(default)]
+    pub replaced_task_nesting: u32,
+    #[serde(default)]
+    pub stamped_headers: Option<Value>,
+    #[serde(default = "empty_map")]
+    pub stamps: Map<String, Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn py() -> String {
+    "py".into()
+}
+fn no_limits() -> [Option<f64>; 2] {
+    [None, None]
+}
+fn empty_map() -> Map<String, Value> {
+    Map::new()
+}
+
+impl Headers {
+    /// Fresh headers for a new task, as `apply_async` fills them.
+    pub fn new(task: &str, id: &str) -> Self {
+        Self {
+            lang: py(),
+            task: task.into(),
+            id: id.into(),
+            shadow: None,
+            eta: None,
+            expires: None,
+            group: None,
+            group_index: None,
+            retries: 0,
+            timelimit: no_limits(),
+            root_id: Some(id.into()),
+            parent_id: None,
+            argsrepr: None,
+            kwargsrepr: None,
+            origin: None,
+            ignore_result: Some(false),
+            replaced_task_nesting: 0,
+            stamped_headers: None,
+            stamps: Map::new(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn eta_time(&self) -> Option<DateTime<Utc>> {
+        self.eta.as_deref().and_then(time::parse_iso)
+    }
+    pub fn expires_time(&self) -> Option<DateTime<Utc>> {
+        self.expires.as_deref().and_then(time::parse_iso)
+    }
+    /// `[hard, soft]` seconds.
+    pub fn hard_limit(&self) -> Option<f64> {
+        self.timelimit[0].filter(|v| *v > 0.0)
+    }
+    pub fn soft_limit(&self) -> Option<f64> {
+        self.timelimit[1].filter(|v| *v > 0.0)
+    }
+    /// Display name: `shadow or task`.
+    pub fn display_name(&self) -> &str {
+        self.shadow.as_deref().unwrap_or(&self.task)
+    }
+    pub fn redelivered(&self) -> bool {
+        self.extra
+            .get("redelivered")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// A signature inside `callbacks`/`errbacks`/`chain`/`chord`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    pub task: String,
+    #[serde(default)]
+    pub args: Vec<Value>,
+    #[serde(default)]
+    pub kwargs: Map<String, Value>,
+    #[serde(default)]
+    pub options: Map<String, Value>,
+    #[serde(default)]
+    pub subtask_type: Option<String>,
+    #[serde(default)]
+    pub immutable: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The third body element: linked callbacks, errbacks, chain and chord.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Embed {
+    #[serde(default)]
+    pub callbacks: Option<Vec<Signature>>,
+    #[serde(default)]
+    pub errbacks: Option<Vec<Signature>>,
+    #[serde(default)]
+    pub chain: Option<Vec<Signature>>,
+    #[serde(default)]
+    pub chord: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A decoded task message: the envelope it came in, typed headers and the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskMessage {
+    pub envelope: Envelope,
+    pub headers: Headers,
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+    pub embed: Embed,
+}
+
+impl TaskMessage {
+    /// A new message for `task` with id `id`, addressed to `queue` (anonymous exchange).
+    pub fn new(
+        headers: Headers,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+        embed: Embed,
+        queue: &str,
+        priority: u8,
+    ) -> Self {
+        let mut m = Self {
+            envelope: Envelope::new_json(b"[]", Map::new(), queue, priority),
+            headers,
+            args,
+            kwargs,
+            embed,
+        };
+        if m.headers.argsrepr.is_none() {
+            m.headers.argsrepr = Some(pyjson::truncate(pyjson::repr_args(&m.args), 1024));
+        }
+        if m.headers.kwargsrepr.is_none() {
+            let kw = Value::Object(m.kwargs.clone());
+            m.headers.kwargsrepr = Some(pyjson::repr_bounded(&kw, 1024));
+        }
+        m.envelope.properties.correlation_id = Some(m.headers.id.clone());
+        m.sync_envelope();
+        m
+    }
+
+    /// Decode a raw queue entry (protocol 2; protocol 1 bodies are converted).
+    pub fn decode(raw: &[u8]) -> Result<Self, DecodeError> {
+        let envelope = Envelope::from_slice(raw)?;
+        Self::from_envelope(envelope, raw)
+    }
+
+    /// Decode the task part of an already-parsed envelope. `raw` is kept in errors.
+    pub fn from_envelope(envelope: Envelope, raw: &[u8]) -> Result<Self, DecodeError> {
+        let fail = |kind: DecodeErrorKind, env: &Envelope| DecodeError {
+            kind,
+            raw: raw.to_vec(),
+            task_id: env.task_id(),
+        };
+        let ct = envelope.content_type.to_ascii_lowercase();
+        if ct != "application/json" && !ct.starts_with("application/json;") {
+            return Err(fail(
+                DecodeErrorKind::ContentType(envelope.content_type.clone()),
+                &envelope,
+            ));
+        }
+        if let Some(c) = envelope.headers.get("compression").and_then(Value::as_str) {
+            return Err(fail(DecodeErrorKind::Compression(c.to_string()), &envelope));
+        }
+        let bytes = envelope.body_bytes().map_err(|k| fail(k, &envelope))?;
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(DecodeErrorKind::BodyNotJson(e.to_string()), &envelope))?;
+        if envelope.headers.is_empty() && body.get("task").is_none() {
+            return Err(fail(DecodeErrorKind::NoHeaders, &envelope));
+        }
+        if !envelope.headers.contains_key("task") {
+            return Self::from_protocol1(envelope, body, raw);
+        }
+        if !envelope.headers.get("task").is_some_and(Value::is_string) {
+            return Err(fail(DecodeErrorKind::NoTask, &envelope));
+        }
+        if !envelope.headers.get("id").is_some_and(Value::is_string) {
+            return Err(fail(DecodeErrorKind::NoId, &envelope));
+        }
+        let headers: Headers = serde_json::from_value(Value::Object(envelope.headers.clone()))
+            .map_err(|e| {
+                fail(
+                    DecodeErrorKind::InvalidField {
+                        field: "headers",
+                        reason: e.to_string(),
+                    },
+                    &envelope,
+                )
+            })?;
+        let (args, kwargs, embed) = split_body(body).map_err(|k| fail(k, &envelope))?;
+        check_dates(&headers).map_err(|k| fail(k, &envelope))?;
+        Ok(Self {
+            envelope,
+            headers,
+            args,
+            kwargs,
+            embed,
+        })
+    }
+
+    fn from_protocol1(envelope: Envelope, body: Value, raw: &[u8]) -> Result<Self, DecodeError> {
+        let tid = body.get("id").and_then(Value::as_str).map(str::to_string);
+        let fail = |kind| DecodeError {
+            kind,
+            raw: raw.to_vec(),
+            task_id: tid.clone(),
+        };
+        let Value::Object(b) = body else {
+            return Err(fail(DecodeErrorKind::NoTask));
+        };
+        let task = b
+            .get("task")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail(DecodeErrorKind::NoTask))?;
+        let id = tid.clone().ok_or_else(|| fail(DecodeErrorKind::NoId))?;
+        let mut headers = Headers::new(task, &id);
+        headers.eta = b.get("eta").and_then(Value::as_str).map(str::to_string);
+        headers.expires = b.get("expires").and_then(Value::as_str).map(str::to_string);
+        headers.retries = b.get("retries").and_then(Value::as_u64).unwrap_or(0) as u32;
+        let args = match b.get("args") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(fail(invalid("args", "not a list"))),
+        };
+        let kwargs = match b.get("kwargs") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(fail(invalid("kwargs", "not a dict"))),
+        };
+        check_dates(&headers).map_err(fail)?;
+        Ok(Self {
+            envelope,
+            headers,
+            args,
+            kwargs,
+            embed: Embed::default(),
+        })
+    }
+
+    /// Write headers and body back into the envelope (after changing them).
+    pub fn sync_envelope(&mut self) {
+        let body = Value::Array(vec![
+            Value::Array(self.args.clone()),
+            Value::Object(self.kwargs.clone()),
+            serde_json::to_value(&self.embed).unwrap_or(Value::Null),
+        ]);
+        let bytes = pyjson::to_vec(&body);
+        let fresh = Envelope::new_json(&bytes, Map::new(), "", 0);
+        self.envelope.body = fresh.body;
+        self.envelope.properties.body_encoding = Some("base64".into());
+        self.envelope.content_type = "application/json".into();
+        self.envelope.content_encoding = "utf-8".into();
+        if let Value::Object(h) = serde_json::to_value(&self.headers).unwrap_or(Value::Null) {
+            self.envelope.headers = h;
+        }
+    }
+
+    /// The queue this message was published to (routing key of the anonymous exchange).
+    pub fn queue(&self) -> &str {
+        &self.envelope.properties.delivery_info.routing_key
+    }
+
+    pub fn delivery_tag(&self) -> &str {
+        &self.envelope.properties.delivery_tag
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.envelope.properties.priority
+    }
+
+    pub fn id(&self) -> &str {
+        &self.headers.id
+    }
+}
+
+fn invalid(field: &'static str, reason: &str) -> DecodeErrorKind {
+    DecodeErrorKind::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+type Body = (Vec<Value>, Map<String, Value>, Embed);
+
+fn split_body(body: Value) -> Result<Body, DecodeErrorKind> {
+    let Value::Array(mut parts) = body else {
+        return Err(invalid("body", "not a [args, kwargs, embed] list"));
+    };
+    if parts.is_empty() || parts.len() > 3 {
+        return Err(invalid("body", "not a [args, kwargs, embed] list"));
+    }
+    parts.resize(3, Value::Null);
+    let embed = parts.pop().unwrap_or(Value::Null);
+    let kwargs = parts.pop().unwrap_or(Value::Null);
+    let args = parts.pop().unwrap_or(Value::Null);
+    let args = match args {
+        Value::Array(a) => a,
+        Value::Null => vec![],
+        _ => return Err(invalid("args", "not a list")),
+    };
+    let kwargs = match kwargs {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        _ => return Err(invalid("kwargs", "not a dict")),
+    };
+    let embed = match embed {
+        Value::Null => Embed::default(),
+        e => serde_json::from_value(e).map_err(|e| invalid("embed", &e.to_string()))?,
+    };
+    Ok((args, kwargs, embed))
+}
+
+fn check_dates(h: &Headers) -> Result<(), DecodeErrorKind> {
+    for (field, value) in [("eta", &h.eta), ("expires", &h.expires)] {
+        if let Some(v) = value.as_ref().filter(|v| time::parse_iso(v).is_none()) {
+            return Err(invalid(field, &format!("not an ISO-8601 date: {v:?}")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The wire contract against JSON captured from real celery 5.7 / kombu 5.7 traffic.
+
+use hlbot_proto::{Envelope, ExceptionInfo, ResultMeta, State, TaskMessage, pyjson};
+use serde_json::{Value, json};
+
+fn published() -> Vec<Value> {
+    let text = include_str!("fixtures/published_messages.json");
+    serde_json::from_str(text).expect("fixture parses")
+}
+
+#[test]
+fn decodes_every_captured_message_to_what_python_sent() {
+    let msgs = published();
+    assert_eq!(msgs.len(), 10);
+    for mut m in msgs {
+        let expected = m
+            .as_object_mut()
+            .and_then(|o| o.remove("body_decoded"))
+            .expect("body_decoded");
+        let raw = serde_json::to_vec(&m).expect("serialize");
+        let msg = TaskMessage::decode(&raw).expect("decodes");
+        assert_eq!(Value::Array(msg.args.clone()), expected[0]);
+        assert_eq!(Value::Object(msg.kwargs.clone()), expected[1]);
+        assert_eq!(msg.headers.task, "wireapp.add");
+        assert_eq!(msg.headers.id, m["headers"]["id"]);
+        assert_eq!(
+            msg.priority() as u64,
+            m["properties"]["priority"].as_u64().unwrap_or(0)
+        );
+        // Our serializer reproduces Python's body bytes exactly.
+        let body = pyjson::to_vec(&expected);
+        let env = Envelope::from_slice(&raw).expect("envelope");
+        assert_eq!(env.body_bytes().expect("b64"), body);
+    }
+}
+
+#[test]
+fn headers_eta_expires_timelimit_and_links() {
+    let msgs = published();
+    let decode = |i: usize| {
+        let mut m = msgs[i].clone();
+        m.as_object_mut().map(|o| o.remove("body_decoded"));
+        TaskMessage::decode(&serde_json::to_vec(&m).expect("ser")).expect("decodes")
+    };
+    let first = decode(0);
+    let cbs = first.embed.callbacks.clone().unwrap_or_default();
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(cbs[0].args, vec![json!(10)]);
+    let ebs = first.embed.errbacks.clone().unwrap_or_default();
+    assert!(ebs[0].immutable);
+    let second = decode(1);
+    assert_eq!(
+        second.headers.eta.as_deref(),
+        Some("2030-01-01T00:00:00+00:00")
+    );
+    assert!(second.headers.eta_time().is_some());
+    assert_eq!(second.headers.hard_limit(), Some(10.0));
+    assert_eq!(second.headers.soft_limit(), Some(5.0));
+    let third = decode(2);
+    assert!(third.headers.expires_time().is_some());
+}
+
+#[test]
+fn reencoded_headers_keep_python_order_and_unknown_fields() {
+    let mut m = published()[0].clone();
+    m.as_object_mut().map(|o| o.remove("body_decoded"));
+    m["headers"]["custom_header"] = json!("kept");
+    let mut msg = TaskMessage::decode(&serde_json::to_vec(&m).expect("ser")).expect("decodes");
+    msg.headers.retries += 1;
+    msg.sync_envelope();
+    let keys: Vec<&String> = msg.envelope.headers.keys().collect();
+    assert_eq!(keys[0], "lang");
+    assert_eq!(keys[1], "task");
+    assert_eq!(msg.envelope.headers["custom_header"], "kept");
+    assert_eq!(msg.envelope.headers["retries"], 1);
+    let again = TaskMessage::decode(&msg.envelope.to_vec()).expect("round trip");
+    assert_eq!(again.args, msg.args);
+    assert_eq!(again.embed, msg.embed);
+}
+
+#[test]
+fn result_metas_round_trip_byte_for_byte() {
+    let text = include_str!("fixtures/result_metas.jsonl");
+    let mut n = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let meta = ResultMeta::from_slice(line.as_bytes()).expect("meta parses");
+        assert_eq!(meta.to_json(), line);
+        n += 1;
+    }
+    assert!(n >= 5);
+}
+
+#[test]
+fn failure_retry_revoked_and_custom_states() {
+    let failure = r#"{"status": "FAILURE", "result": {"exc_type": "ValueError", "exc_message": ["bad thing"], "exc_module": "builtins"}, "traceback": "Traceback ...", "children": [], "date_done": "2026-11-28T14:36:29.870688+00:00", "task_id": "11111111-0000-0000-0000-000000000004"}"#;
+    let m = ResultMeta::from_slice(failure.as_bytes()).expect("parses");
+    assert_eq!(m.status, State::Failure);
+    let e = m.exception().expect("exception");
+    assert_eq!(e.repr(), "ValueError('bad thing')");
+    assert_eq!(m.to_json(), failure);
+
+    let retry = r#"{"status": "RETRY", "result": {"exc_type": "RuntimeError", "exc_message": ["try again 0"], "exc_module": "builtins"}, "traceback": "x", "children": [[["11111111-0000-0000-0000-000000000006", null], null]], "date_done": null, "task_id": "11111111-0000-0000-0000-000000000006"}"#;
+    assert_eq!(
+        ResultMeta::from_slice(retry.as_bytes())
+            .expect("parses")
+            .to_json(),
+        retry
+    );
+
+    let now = chrono::Utc::now();
+    let mut p = ResultMeta::new(
+        "t1",
+        State::Custom("PROGRESS".into()),
+        json!({"current": 3, "total": 10}),
+        now,
+    );
+    p.parent_id = Some("p".into());
+    let s = p.to_json();
+    assert!(
+        s.starts_with(r#"{"status": "PROGRESS", "result": {"current": 3, "total": 10}"#),
+        "{s}"
+    );
+    assert!(s.contains(r#""date_done": null"#));
+    assert!(s.contains(r#""parent_id": "p", "task_id": "t1"}"#));
+
+    let r = ResultMeta::revoked("t2", "expired", now);
+    assert_eq!(r.exception(), Some(ExceptionInfo::revoked("expired")));
+    assert!(r.date_done.is_some());
+}
+
+#[test]
+fn bad_entries_are_typed_errors_with_raw_bytes() {
+    use hlbot_proto::DecodeErrorKind as K;
+    let base = || {
+        let mut m = published()[4].clone();
+        m.as_object_mut().map(|o| o.remove("body_decoded"));
+        m
+    };
+    let mut bad_b64 = base();
+    bad_b64["body"] = json!("!!!not base64");
+    let mut no_headers = base();
+    no_headers["headers"] = json!({});
+    let mut no_task = base();
+    no_task["headers"]["task"] = json!(null);
+    let mut pickle = base();
+    pickle["content-type"] = json!("application/x-python-serialize");
+    let mut bad_eta = base();
+    bad_eta["headers"]["eta"] = json!("soon");
+    let cases: Vec<(Vec<u8>, fn(&K) -> bool)> = vec![
+        (b"{not json".to_vec(), |k| matches!(k, K::NotJson(_))),
+        (serde_json::to_vec(&bad_b64).unwrap_or_default(), |k| {
+            matches!(k, K::BadBase64(_))
+        }),
+        (serde_json::to_vec(&no_headers).unwrap_or_default(), |k| {
+            matches!(k, K::NoHeaders)
+        }),
+        (serde_json::to_vec(&no_task).unwrap_or_default(), |k| {
+            matches!(k, K::NoTask)
+        }),
+        (serde_json::to_vec(&pickle).unwrap_or_default(), |k| {
+            matches!(k, K::ContentType(_))
+        }),
+        (serde_json::to_vec(&bad_eta).unwrap_or_default(), |k| {
+            matches!(k, K::InvalidField { field: "eta", .. })
+        }),
+    ];
+    for (raw, check) in cases {
+        let err = TaskMessage::decode(&raw).expect_err("must fail");
+        assert!(check(&err.kind), "{:?}", err.kind);
+        assert_eq!(err.raw, raw);
+    }
+}
+
+#[test]
+fn new_message_is_complete_for_kombu() {
+    let h = hlbot_proto::Headers::new("hlbot.debug.echo", "abc");
+    let msg = TaskMessage::new(
+        h,
+        vec![json!(1), json!("x")],
+        Default::default(),
+        Default::default(),
+        "default",
+        6,
+    );
+    let env: Value = serde_json::from_slice(&msg.envelope.to_vec()).expect("json");
+    assert_eq!(env["properties"]["delivery_info"]["routing_key"], "default");
+    assert_eq!(env["properties"]["delivery_info"]["exchange"], "");
+    assert_eq!(env["properties"]["body_encoding"], "base64");
+    assert_eq!(env["properties"]["priority"], 6);
+    assert_eq!(env["properties"]["correlation_id"], "abc");
+    assert!(
+        env["properties"]["delivery_tag"]
+            .as_str()
+            .is_some_and(|t| t.len() == 36)
+    );
+    assert_eq!(env["headers"]["argsrepr"], "(1, 'x')");
+    assert_eq!(env["headers"]["root_id"], "abc");
+}
