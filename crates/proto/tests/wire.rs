@@ -146,7 +146,8 @@ fn bad_entries_are_typed_errors_with_raw_bytes() {
     pickle["content-type"] = json!("application/x-python-serialize");
     let mut bad_eta = base();
     bad_eta["headers"]["eta"] = json!("soon");
-    let cases: Vec<(Vec<u8>, fn(&K) -> bool)> = vec![
+    type Case = (Vec<u8>, fn(&K) -> bool);
+    let cases: Vec<Case> = vec![
         (b"{not json".to_vec(), |k| matches!(k, K::NotJson(_))),
         (serde_json::to_vec(&bad_b64).unwrap_or_default(), |k| {
             matches!(k, K::BadBase64(_))
