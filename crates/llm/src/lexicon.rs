@@ -1,0 +1,305 @@
+//! Trading vocabulary for the offline `rules` provider: instruments, timeframes, indicators
+//! and number words, as regexes over ASCII-lowercased text (byte offsets stay valid).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Number words a speaker uses for small numbers ("risk one percent", "four hour chart").
+pub(crate) const NUM: &str = r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|sixty|half a|a half|half)";
+
+/// Parses a digit string or a number word.
+pub(crate) fn number(word: &str) -> Option<f64> {
+    let w = word.trim();
+    if let Ok(n) = w.replace(',', "").parse::<f64>() {
+        return Some(n);
+    }
+    Some(match w {
+        "half" | "half a" | "a half" => 0.5,
+        "one" => 1.0,
+        "two" => 2.0,
+        "three" => 3.0,
+        "four" => 4.0,
+        "five" => 5.0,
+        "six" => 6.0,
+        "seven" => 7.0,
+        "eight" => 8.0,
+        "nine" => 9.0,
+        "ten" => 10.0,
+        "eleven" => 11.0,
+        "twelve" => 12.0,
+        "fifteen" => 15.0,
+        "twenty" => 20.0,
+        "thirty" => 30.0,
+        "forty" => 40.0,
+        "fifty" => 50.0,
+        "sixty" => 60.0,
+        _ => return None,
+    })
+}
+
+/// Formats 1.0 as "1", 0.5 as "0.5".
+pub(crate) fn fmt_num(n: f64) -> String {
+    if n.fract() == 0.0 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+const CCY: &str = "eur|usd|gbp|jpy|aud|nzd|cad|chf";
+
+static PAIR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"\b({CCY})\s?[/-]?\s?({CCY})\b")).unwrap());
+
+/// Named instruments: (pattern, canonical symbol, market).
+static NAMED: LazyLock<Vec<(Regex, &'static str, &'static str)>> = LazyLock::new(|| {
+    [
+        (r"\beuro[ /-]?dollar\b|\bfiber\b", "EUR/USD", "forex"),
+        (r"\bpound[ /-]?dollar\b|\bcable\b", "GBP/USD", "forex"),
+        (r"\bdollar[ /-]?yen\b", "USD/JPY", "forex"),
+        (r"\baussie(?:[ /-]?dollar)?\b", "AUD/USD", "forex"),
+        (r"\bgold\b|\bxau\s?/?\s?usd\b", "XAU/USD", "commodities"),
+        (r"\bsilver\b|\bxag\s?/?\s?usd\b", "XAG/USD", "commodities"),
+        (
+            r"\bcrude(?: oil)?\b|\bwti\b|\boil futures\b",
+            "WTI",
+            "commodities",
+        ),
+        (
+            r"\bbitcoin\b|\bbtc(?:\s?/?\s?usdt?)?\b",
+            "BTC/USD",
+            "crypto",
+        ),
+        (
+            r"\bethereum\b|\beth(?:\s?/?\s?usdt?)\b|\bether\b",
+            "ETH/USD",
+            "crypto",
+        ),
+        (r"\bsolana\b", "SOL/USD", "crypto"),
+        (
+            r"\bs&p(?: ?500)?\b|\bspx\b|\bes futures\b|\bspy\b",
+            "SPX",
+            "indices",
+        ),
+        (
+            r"\bnasdaq(?: ?100)?\b|\bndx\b|\bnq\b|\bqqq\b",
+            "NDX",
+            "indices",
+        ),
+        (r"\bdow jones\b|\bthe dow\b|\bdjia\b", "DJI", "indices"),
+        (r"\bdax\b", "DAX", "indices"),
+        (r"\bapple\b|\baapl\b", "AAPL", "stocks"),
+        (r"\btesla\b|\btsla\b", "TSLA", "stocks"),
+        (r"\bnvidia\b|\bnvda\b", "NVDA", "stocks"),
+        (r"\bmicrosoft\b|\bmsft\b", "MSFT", "stocks"),
+        (r"\bamazon\b|\bamzn\b", "AMZN", "stocks"),
+    ]
+    .into_iter()
+    .map(|(p, s, m)| (Regex::new(p).unwrap(), s, m))
+    .collect()
+});
+
+/// An instrument found in the text, with where.
+pub(crate) struct Found {
+    pub value: String,
+    pub extra: String,
+    pub pos: usize,
+}
+
+/// Instruments in lowercased text: `(symbol, market, byte position)`, first mention first.
+pub(crate) fn instruments(lower: &str) -> Vec<Found> {
+    let mut out: Vec<Found> = Vec::new();
+    for c in PAIR.captures_iter(lower) {
+        if c[1] != c[2] {
+            let sym = format!("{}/{}", c[1].to_uppercase(), c[2].to_uppercase());
+            out.push(Found {
+                value: sym,
+                extra: "forex".into(),
+                pos: c.get(0).map_or(0, |m| m.start()),
+            });
+        }
+    }
+    for (re, sym, market) in NAMED.iter() {
+        if let Some(m) = re.find(lower) {
+            out.push(Found {
+                value: sym.to_string(),
+                extra: market.to_string(),
+                pos: m.start(),
+            });
+        }
+    }
+    out.sort_by_key(|f| f.pos);
+    let mut seen = Vec::new();
+    out.retain(|f| {
+        let new = !seen.contains(&f.value);
+        seen.push(f.value.clone());
+        new
+    });
+    out
+}
+
+static TF_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"\b({NUM})[ -]?(minutes?|mins?|hours?|hrs?|hourly|days?|weeks?)\b(?:\s+\w+)?\s+(?:chart|charts|timeframe|time frame|candles?|candlesticks?|bars?|tf)\b"
+    ))
+    .unwrap()
+});
+static TF_NAMED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(daily|weekly|monthly|hourly|intraday)(?:\s+\w+)?\s+(?:chart|charts|timeframe|time frame|candles?|candlesticks?|bars?|close|closes|levels?|tf)\b").unwrap()
+});
+static TF_COMPACT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:(\d{1,3})\s?(m|min|h|hr|d|w)|(m|h|d|w)(\d{1,3}))\b").unwrap()
+});
+
+fn tf_label(n: f64, unit: &str) -> Option<String> {
+    let n = n as u32;
+    if n == 0 || n > 240 {
+        return None;
+    }
+    let u = unit.chars().next()?;
+    Some(match u {
+        'm' => format!("{n}m"),
+        'h' => format!("{n}H"),
+        'd' => format!("{n}D"),
+        'w' => format!("{n}W"),
+        _ => return None,
+    })
+}
+
+/// Timeframes in lowercased text: `(label, position)`. Word forms need a chart word after
+/// them ("four hour chart", "daily candles") so "two hours later" is not a timeframe.
+/// `compact` also accepts `4h`, `h4`, `15m` (safe on chart OCR text, noisy in speech).
+pub(crate) fn timeframes(lower: &str, compact: bool) -> Vec<Found> {
+    let mut out = Vec::new();
+    for c in TF_WORDS.captures_iter(lower) {
+        let pos = c.get(0).map_or(0, |m| m.start());
+        if let Some(n) = number(&c[1])
+            && let Some(l) = tf_label(n, &c[2])
+        {
+            out.push(Found {
+                value: l,
+                extra: String::new(),
+                pos,
+            });
+        }
+    }
+    for c in TF_NAMED.captures_iter(lower) {
+        let l = match &c[1] {
+            "daily" => "1D",
+            "weekly" => "1W",
+            "monthly" => "1M",
+            "hourly" => "1H",
+            _ => continue,
+        };
+        out.push(Found {
+            value: l.into(),
+            extra: String::new(),
+            pos: c.get(0).map_or(0, |m| m.start()),
+        });
+    }
+    if compact {
+        for c in TF_COMPACT.captures_iter(lower) {
+            let (n, u) = match (c.get(1), c.get(2), c.get(3), c.get(4)) {
+                (Some(n), Some(u), _, _) => (n.as_str(), u.as_str()),
+                (_, _, Some(u), Some(n)) => (n.as_str(), u.as_str()),
+                _ => continue,
+            };
+            if let Some(l) = number(n).and_then(|n| tf_label(n, u)) {
+                out.push(Found {
+                    value: l,
+                    extra: String::new(),
+                    pos: c.get(0).map_or(0, |m| m.start()),
+                });
+            }
+        }
+        for (word, l) in [("daily", "1D"), ("weekly", "1W"), ("monthly", "1M")] {
+            if let Some(p) = lower.find(word) {
+                out.push(Found {
+                    value: l.into(),
+                    extra: String::new(),
+                    pos: p,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|f| f.pos);
+    let mut seen = Vec::new();
+    out.retain(|f| {
+        let new = !seen.contains(&f.value);
+        seen.push(f.value.clone());
+        new
+    });
+    out
+}
+
+/// Indicator catalogue: (canonical name, pattern).
+pub(crate) static INDICATORS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+    [
+        ("RSI", r"\brsi\b|relative strength index"),
+        ("MACD", r"\bmacd\b"),
+        ("EMA", r"\bemas?\b|exponential moving averages?"),
+        ("SMA", r"\bsmas?\b|simple moving averages?"),
+        (
+            "Moving average",
+            r"(?:^|[^a-z])(?:moving averages?|\bmas?\b)(?:$|[^a-z])",
+        ),
+        ("Bollinger Bands", r"\bbollinger(?: bands?)?\b"),
+        ("VWAP", r"\bvwap\b"),
+        ("ATR", r"\batr\b|average true range"),
+        ("Stochastic", r"\bstochastics?\b|\bstoch\b"),
+        ("Ichimoku", r"\bichimoku\b"),
+        ("Fibonacci retracement", r"\bfibonacci\b|\bfib\b"),
+        ("ADX", r"\badx\b"),
+        ("CCI", r"\bcci\b"),
+        ("OBV", r"\bobv\b|on[- ]balance volume"),
+        ("Parabolic SAR", r"parabolic sar|\bpsar\b"),
+        ("Supertrend", r"\bsuper ?trend\b"),
+        ("Pivot points", r"\bpivot points?\b"),
+        ("Volume", r"\bvolume\b"),
+        ("Support and resistance", r"\bsupport\b|\bresistance\b"),
+        (
+            "Candle wicks",
+            r"\bwicks?\b|\bpin ?bars?\b|\brejection candles?\b",
+        ),
+        ("Trendline", r"\btrend ?lines?\b"),
+    ]
+    .into_iter()
+    .map(|(n, p)| (n, Regex::new(p).unwrap()))
+    .collect()
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(f: Vec<Found>) -> Vec<String> {
+        f.into_iter().map(|f| f.value).collect()
+    }
+
+    #[test]
+    fn finds_instruments() {
+        let t = "trading eur/usd and gbpjpy, the euro dollar, then bitcoin and the s&p 500";
+        assert_eq!(
+            values(instruments(t)),
+            vec!["EUR/USD", "GBP/JPY", "BTC/USD", "SPX"]
+        );
+    }
+
+    #[test]
+    fn finds_timeframes() {
+        let t = "start with the daily chart then the four hour chart and a 15 minute timeframe; two hours later";
+        assert_eq!(values(timeframes(t, false)), vec!["1D", "4H", "15m"]);
+        assert_eq!(values(timeframes("eur/usd 4h - bounce", true)), vec!["4H"]);
+        assert_eq!(values(timeframes("btcusd h1 chart", true)), vec!["1H"]);
+        assert!(timeframes("two hours later", false).is_empty());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(number("four"), Some(4.0));
+        assert_eq!(number("1,250.5"), Some(1250.5));
+        assert_eq!(fmt_num(1.0), "1");
+        assert_eq!(fmt_num(0.5), "0.5");
+    }
+}

@@ -1,0 +1,664 @@
+//! The offline `rules` provider for strategies: deterministic keyword and pattern extraction
+//! (instruments, timeframes, indicators with periods, price levels, entry/exit/stop/target,
+//! sizing, risk and filter sentences) with evidence quotes that keep timestamps and pages.
+//! No network, no key; every result says it is "offline rules".
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Map, Value, json};
+
+use crate::content::{self, Line};
+use crate::lexicon::{self, INDICATORS, NUM, fmt_num, number};
+use crate::strategy::{Evidence, Indicator, KeyLevel, Strategy};
+
+/// The label on every `rules` result.
+pub const RULES_LABEL: &str = "offline rules: deterministic keyword extraction, no LLM was called; \
+     fields are literal matches from the text and may be incomplete";
+
+/// Indexed text: words with byte spans in `flat` and the line each came from.
+struct Doc {
+    flat: String,
+    lower: String,
+    words: Vec<(usize, usize)>,
+    word_line: Vec<usize>,
+    lines: Vec<Line>,
+}
+
+impl Doc {
+    fn new(text: &str) -> Doc {
+        let lines = content::lines(text);
+        let mut flat = String::new();
+        let mut words = Vec::new();
+        let mut word_line = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            for w in l.text.split_whitespace() {
+                if !flat.is_empty() {
+                    flat.push(' ');
+                }
+                words.push((flat.len(), flat.len() + w.len()));
+                word_line.push(i);
+                flat.push_str(w);
+            }
+        }
+        let lower = flat.to_ascii_lowercase();
+        Doc {
+            flat,
+            lower,
+            words,
+            word_line,
+            lines,
+        }
+    }
+
+    fn word_at(&self, pos: usize) -> usize {
+        self.words
+            .partition_point(|(_, end)| *end <= pos)
+            .min(self.words.len().saturating_sub(1))
+    }
+
+    fn ends_sentence(&self, w: usize) -> bool {
+        let (s, e) = self.words[w];
+        let word = &self.flat[s..e];
+        word.ends_with(['.', '!', '?', ';']) && !word.ends_with("...")
+            || w + 1 < self.words.len()
+                && self.word_line[w + 1] != self.word_line[w]
+                && self.lines[self.word_line[w]].timestamp.is_none()
+                && self.lines[self.word_line[w]]
+                    .text
+                    .trim_end()
+                    .ends_with(|c: char| !c.is_alphanumeric())
+    }
+
+    /// A quote around byte `pos`: back to the sentence start (≤ `back` words), forward to the
+    /// sentence end (≤ `fwd` words), with the timestamp/page of its first word.
+    fn quote(&self, pos: usize, back: usize, fwd: usize) -> Quote {
+        if self.words.is_empty() {
+            let ev = Evidence {
+                quote: String::new(),
+                timestamp: None,
+                page: None,
+            };
+            return Quote { ev, a: 0, b: 0 };
+        }
+        let w = self.word_at(pos);
+        let mut a = w;
+        while a > 0 && w - a < back && !self.ends_sentence(a - 1) {
+            a -= 1;
+        }
+        let mut b = w;
+        while b + 1 < self.words.len() && b - w < fwd && !self.ends_sentence(b) {
+            b += 1;
+        }
+        let quote = self.flat[self.words[a].0..self.words[b].1].to_string();
+        let line = &self.lines[self.word_line[a]];
+        Quote {
+            ev: Evidence {
+                quote,
+                timestamp: line.timestamp.clone(),
+                page: line.page,
+            },
+            a,
+            b,
+        }
+    }
+}
+
+/// A quote and the word range it covers (to drop near-duplicate quotes).
+#[derive(Clone)]
+struct Quote {
+    ev: Evidence,
+    a: usize,
+    b: usize,
+}
+
+impl Quote {
+    fn overlaps(&self, o: &Quote) -> bool {
+        let inter = self.b.min(o.b) as i64 - self.a.max(o.a) as i64 + 1;
+        let shorter = (self.b - self.a).min(o.b - o.a) as i64 + 1;
+        inter * 2 > shorter
+    }
+}
+
+fn re(p: &str) -> Regex {
+    Regex::new(p).unwrap()
+}
+
+static ENTRY: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:enter|entry|entries|go long|go short|buy when|sell when|buy if|sell if|buy at|short at|long at|open a (?:long|short)|wait for (?:the |a )?(?:candle|close|confirmation|retest)|break(?:s|out)? (?:above|below)|breakout|cross(?:es)? (?:above|below|over)|crossover|pull ?back to|retest|plan your entry)\b",
+    )
+});
+static EXIT: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:take profits?|exit|close (?:the|your) (?:trade|position)|trailing stop|trail (?:the|your) stop|scale out|partial profits?|book profits?|profit targets?)\b",
+    )
+});
+static STOP: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\bstop[- ]?loss(?:es)?\b|\b(?:put|place|set) (?:your|the|a) stop\b"));
+static TARGET: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\btake[- ]?profits?\b|\bprofit targets?\b|\btargets?\b|\brisk[- ]to[- ]reward\b|\brisk[- ]reward\b|\breward[- ]to[- ]risk\b|\b\d(?:\.\d)? ?: ?\d\b|\b\d+ ?r\b",
+    )
+});
+static SIZING: LazyLock<Regex> = LazyLock::new(|| {
+    re(&format!(
+        r"\brisk (?:only |just |no more than |at most |about |maximum |max )?({NUM}) ?(?:%|percent|per ?cent)|\b({NUM}) ?(?:%|percent|per ?cent) (?:of (?:your|the|my) )?(?:account|capital|equity|balance|portfolio)|\bposition siz(?:e|ing)\b|\bsize (?:the|your) position\b|\blot size\b"
+    ))
+});
+static RISK: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:risk|drawdown|max(?:imum)? loss|daily loss|never risk|break ?even|move (?:the|your) stop)\b",
+    )
+});
+static FILTER: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:only (?:trade|take|mark|when|if|during|look|buy|sell|enter)|avoid|don'?t trade|no trades?|news|trading session|london session|new york session|at least (?:twice|\w+ times)|higher time ?frame|trend filter|in the direction of the trend|with the trend)\b",
+    )
+});
+static LEVEL_NUM: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b\d{1,3}(?:,\d{3})+(?:\.\d+)?\b|\b\d+\.\d+\b|\b\d{3,6}\b"));
+static SECTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:strategy|setup|system)\s*(?:#|no\.?|number)?\s*(\d+|one|two|three|four|five)\b\s*[:.)-]?\s*(.*)$|(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:the )?(first|second|third|fourth|fifth) (?:strategy|setup)\b\s*[:.,-]?\s*(.*)$",
+    )
+});
+static NAMED: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b(?:called|named|call it) (?:the |a )?([a-z0-9/&' -]{3,40}?) (?:strategy|setup|system)\b")
+});
+
+/// Extracts strategies from prepared text. Several `Strategy N` / `second strategy` headings
+/// give several strategies.
+pub fn extract(text: &str) -> Vec<Strategy> {
+    let heads: Vec<(usize, String)> = SECTION
+        .captures_iter(text)
+        .map(|c| {
+            let start = c.get(0).map_or(0, |m| m.start());
+            let title = c
+                .get(2)
+                .or(c.get(4))
+                .map_or("", |m| m.as_str())
+                .trim()
+                .to_string();
+            (start, title)
+        })
+        .collect();
+    if heads.len() < 2 {
+        return extract_one(text, None).into_iter().collect();
+    }
+    let mut out = Vec::new();
+    for (i, (start, title)) in heads.iter().enumerate() {
+        let end = heads.get(i + 1).map_or(text.len(), |h| h.0);
+        // Keep the last page marker before the section so its pages stay right.
+        let before = &text[..*start];
+        let page = before.lines().rev().find_map(content::page_marker);
+        let mut section = String::new();
+        if let Some(p) = page {
+            section.push_str(&format!("[page {p}]\n"));
+        }
+        section.push_str(&text[*start..end]);
+        let name = (!title.is_empty()).then(|| title.trim_end_matches(['.', ':']).to_string());
+        if let Some(s) = extract_one(&section, name) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
+    let doc = Doc::new(text);
+    let l = &doc.lower;
+    let mut s = Strategy::default();
+    let mut ev: Vec<Quote> = Vec::new();
+    let push_ev = |ev: &mut Vec<Quote>, q: Quote| {
+        if !q.ev.quote.is_empty() && !ev.iter().any(|x| x.overlaps(&q)) {
+            ev.push(q);
+        }
+    };
+
+    let instruments = lexicon::instruments(l);
+    let mut markets: Vec<String> = Vec::new();
+    for f in &instruments {
+        s.instruments.push(f.value.clone());
+        if !markets.contains(&f.extra) {
+            markets.push(f.extra.clone());
+        }
+        push_ev(&mut ev, doc.quote(f.pos, 8, 16));
+    }
+    s.market = match markets.len() {
+        0 => market_word(l),
+        1 => Some(markets[0].clone()),
+        _ => Some("mixed".into()),
+    };
+    for f in lexicon::timeframes(l, false) {
+        s.timeframes.push(f.value.clone());
+        push_ev(&mut ev, doc.quote(f.pos, 8, 12));
+    }
+    for (name, pattern) in INDICATORS.iter() {
+        let hits: Vec<(usize, usize)> =
+            pattern.find_iter(l).map(|m| (m.start(), m.end())).collect();
+        let Some(&(first, _)) = hits.first() else {
+            continue;
+        };
+        let params = indicator_params(name, l, &hits);
+        if params.is_empty() {
+            s.indicators.push(Indicator {
+                name: name.to_string(),
+                parameters: Map::new(),
+            });
+        }
+        for p in params {
+            s.indicators.push(Indicator {
+                name: name.to_string(),
+                parameters: p,
+            });
+        }
+        push_ev(&mut ev, doc.quote(first, 8, 16));
+    }
+    // A named moving-average type makes the generic one redundant.
+    if s.indicators
+        .iter()
+        .any(|i| i.name == "EMA" || i.name == "SMA")
+    {
+        s.indicators
+            .retain(|i| !(i.name == "Moving average" && i.parameters.is_empty()));
+    }
+    for m in LEVEL_NUM.find_iter(l) {
+        if let Some(level) = key_level(l, m.start(), m.end(), m.as_str())
+            && !s.key_levels.iter().any(|k| k.price == level.price)
+        {
+            push_ev(&mut ev, doc.quote(m.start(), 8, 14));
+            s.key_levels.push(level);
+        }
+    }
+    let sentences = |re: &Regex, cap: usize, ev: &mut Vec<Quote>| -> Vec<String> {
+        let mut taken: Vec<Quote> = Vec::new();
+        for m in re.find_iter(l) {
+            let w = doc.word_at(m.start());
+            if taken.len() >= cap || taken.iter().any(|t| (t.a..=t.b).contains(&w)) {
+                continue;
+            }
+            let q = doc.quote(m.start(), 6, 24);
+            push_ev(ev, q.clone());
+            taken.push(q);
+        }
+        taken.into_iter().map(|q| q.ev.quote).collect()
+    };
+    s.entry_rules = sentences(&ENTRY, 6, &mut ev);
+    s.exit_rules = sentences(&EXIT, 6, &mut ev);
+    s.stop_loss = STOP.find(l).map(|m| {
+        let q = doc.quote(m.start(), 4, 22);
+        push_ev(&mut ev, q.clone());
+        q.ev.quote
+    });
+    s.take_profit = TARGET.find(l).map(|m| {
+        let q = doc.quote(m.start(), 4, 18);
+        push_ev(&mut ev, q.clone());
+        q.ev.quote
+    });
+    let sizing = SIZING
+        .captures_iter(l)
+        .find(|c| c.get(1).or(c.get(2)).is_some())
+        .or_else(|| SIZING.captures(l));
+    if let Some(c) = sizing {
+        let m = c.get(0).map_or(0, |m| m.start());
+        let pct = c.get(1).or(c.get(2)).and_then(|n| number(n.as_str()));
+        let q = doc.quote(m, 8, 14);
+        s.position_sizing = Some(match pct {
+            Some(p) => format!("risk {}% of the account per trade", fmt_num(p)),
+            None => q.ev.quote.clone(),
+        });
+        push_ev(&mut ev, q);
+    }
+    let mut risk = sentences(&RISK, 5, &mut ev);
+    if let Some(p) = &s.position_sizing
+        && p.starts_with("risk ")
+    {
+        risk.insert(0, p.clone());
+    }
+    s.risk_management = risk;
+    s.filters = sentences(&FILTER, 5, &mut ev);
+    s.style = style(l, &s.timeframes);
+
+    let parts = [
+        !s.instruments.is_empty(),
+        !s.timeframes.is_empty(),
+        !s.indicators.is_empty() || !s.key_levels.is_empty(),
+        !s.entry_rules.is_empty(),
+        s.stop_loss.is_some() || !s.exit_rules.is_empty() || s.take_profit.is_some(),
+        s.position_sizing.is_some() || !s.risk_management.is_empty(),
+    ];
+    let found = parts.iter().filter(|p| **p).count();
+    // Without a method (indicators/levels) and a rule, there is no strategy to report.
+    if !parts[2] || (!parts[3] && !parts[4]) {
+        return None;
+    }
+    // Keyword matches are never certain: confidence tops out at 0.6.
+    s.confidence = ((found as f64 / parts.len() as f64) * 0.6 * 100.0).round() / 100.0;
+    s.name = name
+        .filter(|n| !n.is_empty())
+        .or_else(|| NAMED.captures(l).map(|c| title_case(&c[1])))
+        .unwrap_or_else(|| default_name(&s));
+    ev.truncate(16);
+    s.evidence = ev.into_iter().map(|q| q.ev).collect();
+    Some(s)
+}
+
+fn market_word(l: &str) -> Option<String> {
+    for (w, m) in [
+        ("forex", "forex"),
+        ("crypto", "crypto"),
+        ("stocks", "stocks"),
+        ("shares", "stocks"),
+        ("futures", "futures"),
+        ("options", "options"),
+    ] {
+        if l.contains(w) {
+            return Some(m.into());
+        }
+    }
+    None
+}
+
+fn style(l: &str, tfs: &[String]) -> Option<String> {
+    for (w, st) in [
+        ("scalp", "scalping"),
+        ("day trad", "day"),
+        ("intraday", "day"),
+        ("swing trad", "swing"),
+        ("position trad", "position"),
+    ] {
+        if l.contains(w) {
+            return Some(st.into());
+        }
+    }
+    let minutes = |t: &str| -> Option<u32> {
+        let (n, u) = t.split_at(t.len() - 1);
+        let n: u32 = n.parse().ok()?;
+        Some(
+            n * match u {
+                "m" => 1,
+                "H" => 60,
+                "D" => 1440,
+                "W" => 10080,
+                _ => 43200,
+            },
+        )
+    };
+    let smallest = tfs.iter().filter_map(|t| minutes(t)).min()?;
+    Some(
+        match smallest {
+            0..=5 => "scalping",
+            6..=60 => "day",
+            61..=1440 => "swing",
+            _ => "position",
+        }
+        .into(),
+    )
+}
+
+fn default_name(s: &Strategy) -> String {
+    let method = s
+        .indicators
+        .iter()
+        .map(|i| i.name.as_str())
+        .find(|n| *n != "Volume" && *n != "Candle wicks")
+        .unwrap_or("Price action");
+    let mut name = method.to_string();
+    if let Some(i) = s.instruments.first() {
+        name.push_str(&format!(" on {i}"));
+    }
+    if !s.timeframes.is_empty() {
+        name.push_str(&format!(" ({})", s.timeframes.join("/")));
+    }
+    name
+}
+
+fn title_case(s: &str) -> String {
+    s.split_whitespace()
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Periods and thresholds written next to an indicator ("RSI 14", "20 EMA", "MACD 12 26 9",
+/// "RSI below 30"). One parameter map per distinct period.
+fn indicator_params(name: &str, l: &str, hits: &[(usize, usize)]) -> Vec<Map<String, Value>> {
+    static AFTER: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^\s*(?:\(\s*|(?:period|length|of|set to|with a|with|setting|settings|on)\s+)*(\d{1,3})\b(?:\s*[,/ ]\s*(\d{1,3})\b)?(?:\s*[,/ ]\s*(\d{1,3})\b)?",
+        )
+    });
+    static BEFORE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(\d{1,3})(?:[- ](?:period|day|bar|length))?[- ]?$"));
+    static THRESH: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^[a-z ]{0,12}?(below|under|above|over|crosses above|crosses below|reaches|hits)\s+(\d{1,3})\b",
+        )
+    });
+    let mut out: Vec<Map<String, Value>> = Vec::new();
+    let mut thresholds = Map::new();
+    for &(h, kw_end) in hits {
+        let after = clip(l, kw_end, kw_end + 40);
+        let before = clip(l, h.saturating_sub(20), h).trim_end();
+        let mut p = Map::new();
+        if matches!(name, "RSI" | "Stochastic" | "CCI")
+            && let Some(c) = THRESH.captures(after)
+        {
+            let v: f64 = c[2].parse().unwrap_or(0.0);
+            let key = if matches!(&c[1], "below" | "under" | "crosses below") {
+                "oversold"
+            } else {
+                "overbought"
+            };
+            thresholds.insert(key.into(), json!(v));
+            continue;
+        }
+        if name == "Support and resistance" || name == "Candle wicks" || name == "Volume" {
+            continue;
+        }
+        if let Some(c) = BEFORE.captures(before)
+            && let Ok(n) = c[1].parse::<u64>()
+            && (2..=400).contains(&n)
+        {
+            p.insert("period".into(), json!(n));
+        } else if let Some(c) = AFTER.captures(after) {
+            let nums: Vec<u64> = [c.get(1), c.get(2), c.get(3)]
+                .iter()
+                .flatten()
+                .filter_map(|m| m.as_str().parse().ok())
+                .collect();
+            match (name, nums.as_slice()) {
+                ("MACD", [f, s, g]) => {
+                    p.insert("fast".into(), json!(f));
+                    p.insert("slow".into(), json!(s));
+                    p.insert("signal".into(), json!(g));
+                }
+                ("Bollinger Bands", [n, d, ..]) if *d <= 4 => {
+                    p.insert("period".into(), json!(n));
+                    p.insert("std_dev".into(), json!(d));
+                }
+                (_, [n, ..]) if (2..=400).contains(n) => {
+                    p.insert("period".into(), json!(n));
+                }
+                _ => {}
+            }
+        }
+        if !p.is_empty() && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if !thresholds.is_empty() {
+        match out.first_mut() {
+            Some(first) => first.extend(thresholds),
+            None => out.push(thresholds),
+        }
+    }
+    out
+}
+
+/// `s[a..b]` shrunk to char boundaries (the text is ASCII-lowercased, not ASCII-only).
+fn clip(s: &str, a: usize, b: usize) -> &str {
+    let mut a = a.min(s.len());
+    let mut b = b.min(s.len());
+    while !s.is_char_boundary(a) {
+        a += 1;
+    }
+    while b > a && !s.is_char_boundary(b) {
+        b -= 1;
+    }
+    &s[a..b.max(a)]
+}
+
+/// A price level if the number sits near level words and is not a period, percent or time.
+fn key_level(l: &str, start: usize, end: usize, raw: &str) -> Option<KeyLevel> {
+    let price = raw.replace(',', "").parse::<f64>().ok()?;
+    let after = clip(l, end, end + 14);
+    let before_full = clip(l, start.saturating_sub(60), start);
+    if after.trim_start().starts_with(['%', 'x'])
+        || after.trim_start().starts_with("percent")
+        || after.starts_with(['-', ' ']) && {
+            let a = after.trim_start_matches(['-', ' ']);
+            [
+                "minute", "min", "hour", "period", "day", "bar", "ema", "sma", "rsi", "pip",
+                "point", "tick", "times",
+            ]
+            .iter()
+            .any(|w| a.starts_with(w))
+        }
+    {
+        return None;
+    }
+    let window_start = start.saturating_sub(70);
+    let window = clip(l, window_start, end + 70);
+    const SUPPORT: &[&str] = &[
+        "support", "bounced", "bounce", "floor", "held", "demand", "buyers", "lows",
+    ];
+    const RESIST: &[&str] = &[
+        "resistance",
+        "ceiling",
+        "rejected",
+        "supply",
+        "sellers",
+        "highs",
+    ];
+    const LEVEL: &[&str] = &[
+        "level",
+        "zone",
+        "area",
+        "broke",
+        "break",
+        "breakout",
+        "round number",
+        "touched",
+    ];
+    let near = |words: &[&str]| -> Option<usize> {
+        words
+            .iter()
+            .filter_map(|w| window.find(w).map(|i| (window_start + i).abs_diff(start)))
+            .min()
+    };
+    let (s, r, lv) = (near(SUPPORT), near(RESIST), near(LEVEL));
+    let kind = match (s, r) {
+        (Some(a), Some(b)) => {
+            if a <= b {
+                "support"
+            } else {
+                "resistance"
+            }
+        }
+        (Some(_), None) => "support",
+        (None, Some(_)) => "resistance",
+        (None, None) if lv.is_some() => "level",
+        _ => return None,
+    };
+    // Integers that look like years need an explicit level word right next to them.
+    if !raw.contains(['.', ','])
+        && (1900.0..=2100.0).contains(&price)
+        && !before_full.ends_with("at ")
+    {
+        return None;
+    }
+    Some(KeyLevel {
+        price,
+        kind: kind.into(),
+        note: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "[00:00:05] Today I trade EUR/USD on the 1 hour chart.\n\
+        [00:00:12] I use the 50 EMA and the 200 EMA, plus RSI 14.\n\
+        [00:00:20] Enter long when price pulls back to the 50 EMA and RSI is below 30.\n\
+        [00:00:31] Put your stop loss 10 pips below the swing low.\n\
+        [00:00:40] Take profit at 2:1 risk to reward, resistance at 1.1050.\n\
+        [00:00:48] Risk 1% of your account per trade and avoid trading during news.";
+
+    #[test]
+    fn sample_strategy() {
+        let out = extract(SAMPLE);
+        assert_eq!(out.len(), 1);
+        let s = &out[0];
+        assert_eq!(s.instruments, vec!["EUR/USD"]);
+        assert_eq!(s.market.as_deref(), Some("forex"));
+        assert_eq!(s.timeframes, vec!["1H"]);
+        assert_eq!(s.style.as_deref(), Some("day"));
+        let emas: Vec<_> = s.indicators.iter().filter(|i| i.name == "EMA").collect();
+        assert_eq!(emas.len(), 2, "{:?}", s.indicators);
+        assert_eq!(emas[0].parameters["period"], 50);
+        assert_eq!(emas[1].parameters["period"], 200);
+        let rsi = s.indicators.iter().find(|i| i.name == "RSI").unwrap();
+        assert_eq!(rsi.parameters["period"], 14);
+        assert_eq!(rsi.parameters["oversold"], 30.0);
+        assert!(s.entry_rules.iter().any(|r| r.contains("Enter long")));
+        assert!(
+            s.stop_loss
+                .as_deref()
+                .unwrap()
+                .contains("below the swing low")
+        );
+        assert!(s.take_profit.as_deref().unwrap().contains("2:1"));
+        assert_eq!(
+            s.position_sizing.as_deref(),
+            Some("risk 1% of the account per trade")
+        );
+        assert!(s.filters.iter().any(|f| f.contains("news")));
+        assert!(
+            s.key_levels
+                .iter()
+                .any(|k| k.price == 1.105 && k.kind == "resistance")
+        );
+        assert!(
+            s.evidence
+                .iter()
+                .any(|e| e.timestamp.as_deref() == Some("00:00:31"))
+        );
+        assert!(s.confidence > 0.0 && s.confidence <= 0.6);
+    }
+
+    #[test]
+    fn several_strategies_and_pages() {
+        let text = "[page 2]\nStrategy 1: RSI bounce\nBuy when RSI crosses above 30 on the daily chart. Stop loss below the low.\n\
+            [page 3]\nStrategy 2: Breakout\nEnter on a breakout above resistance at 4,325 on the 15 minute chart. Exit at the close.";
+        let out = extract(text);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].name, "RSI bounce");
+        assert_eq!(out[1].name, "Breakout");
+        assert!(out[0].evidence.iter().all(|e| e.page == Some(2)));
+        assert!(out[1].evidence.iter().all(|e| e.page == Some(3)));
+        assert!(out[1].key_levels.iter().any(|k| k.price == 4325.0));
+    }
+
+    #[test]
+    fn nothing_to_find() {
+        assert!(extract("The weather was nice and we went to the beach.").is_empty());
+        assert!(extract("").is_empty());
+    }
+}

@@ -1,0 +1,30 @@
+//! Integration tests of hlbot-llm: the real client code against a local HTTP server speaking
+//! the Anthropic and OpenAI wire formats, the offline rules provider on the shared corpus and
+//! on our own sample, chunking of a long transcript, and key secrecy.
+
+mod anthropic;
+mod chart;
+mod chunking;
+mod mock;
+mod openai;
+mod rules;
+mod secrecy;
+
+use std::path::PathBuf;
+
+/// `../shared/corpus` next to the workspace (or `$HLBOT_SHARED/corpus`), if present.
+pub fn corpus() -> Option<PathBuf> {
+    let shared = std::env::var_os("HLBOT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let dir = shared.join("corpus");
+    dir.is_dir().then_some(dir)
+}
+
+/// The sample transcript committed with the tests.
+pub fn sample_transcript() -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample_strategy_transcript.txt"),
+    )
+    .expect("sample transcript")
+}
