@@ -1,0 +1,158 @@
+//! Redis result backend in Celery's format: store (never over a SUCCESS; TTL; PUBLISH), get,
+//! wait (subscribe first, then GET, with a poll fallback), forget.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hlbot_proto::ResultMeta;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::error::{Error, Result};
+use crate::redis::{Keys, RedisSettings, scripts};
+
+/// The seed app's `result_expires`.
+pub const DEFAULT_RESULT_EXPIRES: Duration = Duration::from_secs(3600);
+
+#[derive(Clone)]
+pub struct Backend {
+    settings: RedisSettings,
+    keys: Keys,
+    conn: ConnectionManager,
+    /// TTL of stored results; `None` keeps them forever.
+    pub expires: Option<Duration>,
+}
+
+impl Backend {
+    pub async fn connect(settings: &RedisSettings, expires: Option<Duration>) -> Result<Self> {
+        let conn = settings.manager().await?;
+        Ok(Self {
+            settings: settings.clone(),
+            keys: settings.keys(),
+            conn,
+            expires,
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Store a meta. Returns false when a SUCCESS was already there (nothing written).
+    pub async fn store(&self, meta: &ResultMeta) -> Result<bool> {
+        let key = self.keys.result(&meta.task_id);
+        let ttl = self.expires.map_or(0, |d| d.as_secs().max(1));
+        let mut c = self.conn.clone();
+        let n: i64 = scripts::STORE_RESULT
+            .key(&key)
+            .arg(meta.to_json())
+            .arg(ttl)
+            .arg(&key)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.settings.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Queue a store into a pipeline (for batching with acks).
+    pub fn add_store(&self, p: &mut redis::Pipeline, meta: &ResultMeta) {
+        let key = self.keys.result(&meta.task_id);
+        let ttl = self.expires.map_or(0, |d| d.as_secs().max(1));
+        let json = meta.to_json();
+        p.cmd("EVALSHA")
+            .arg(scripts::STORE_RESULT.get_hash())
+            .arg(1)
+            .arg(&key)
+            .arg(&json)
+            .arg(ttl)
+            .arg(&key);
+    }
+
+    /// Make sure the store script is loaded (pipelines use EVALSHA).
+    pub async fn load_scripts(&self) -> Result<()> {
+        let mut c = self.conn.clone();
+        scripts::STORE_RESULT
+            .prepare_invoke()
+            .load_async(&mut c)
+            .await
+            .map_err(|e| self.settings.err(e))?;
+        Ok(())
+    }
+
+    /// Run a pipeline built with [`Backend::add_store`], reloading the script if Redis lost it.
+    pub async fn run(&self, p: &redis::Pipeline) -> Result<()> {
+        let mut c = self.conn.clone();
+        match p.query_async::<()>(&mut c).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_scripts().await?;
+                p.query_async::<()>(&mut c)
+                    .await
+                    .map_err(|e| self.settings.err(e))
+            }
+            Err(e) => Err(self.settings.err(e)),
+        }
+    }
+
+    pub async fn get(&self, task_id: &str) -> Result<Option<ResultMeta>> {
+        let mut c = self.conn.clone();
+        let raw: Option<Vec<u8>> = c
+            .get(self.keys.result(task_id))
+            .await
+            .map_err(|e| self.settings.err(e))?;
+        Ok(raw.and_then(|r| ResultMeta::from_slice(&r).ok()))
+    }
+
+    /// Delete the stored result.
+    pub async fn forget(&self, task_id: &str) -> Result<()> {
+        let mut c = self.conn.clone();
+        c.del::<_, ()>(self.keys.result(task_id))
+            .await
+            .map_err(|e| self.settings.err(e))
+    }
+
+    /// Wait until the task is in a ready state (SUCCESS/FAILURE/REVOKED) or `timeout` passes.
+    /// Subscribes first, then GETs, so a result stored in between is not missed; polls every
+    /// second as a fallback (e.g. across a reconnect).
+    pub async fn wait(&self, task_id: &str, timeout: Duration) -> Result<ResultMeta> {
+        let start = Instant::now();
+        let key = self.keys.result(task_id);
+        let mut pubsub = match self.settings.pubsub().await {
+            Ok(mut ps) => match ps.subscribe(&key).await {
+                Ok(()) => Some(ps),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        loop {
+            if let Some(m) = self.get(task_id).await?.filter(|m| m.status.is_ready()) {
+                return Ok(m);
+            }
+            let left = timeout
+                .checked_sub(start.elapsed())
+                .ok_or(Error::Timeout(timeout.as_secs_f64()))?;
+            let slice = left.min(Duration::from_secs(1));
+            match pubsub.as_mut() {
+                Some(ps) => {
+                    let mut stream = ps.on_message();
+                    let deadline = tokio::time::sleep(slice);
+                    tokio::pin!(deadline);
+                    loop {
+                        tokio::select! {
+                            _ = &mut deadline => break,
+                            msg = stream.next() => match msg {
+                                Some(msg) => {
+                                    if let Some(m) = ResultMeta::from_slice(msg.get_payload_bytes()).ok().filter(|m| m.status.is_ready()) {
+                                        return Ok(m);
+                                    }
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                }
+                None => tokio::time::sleep(slice).await,
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Redis connection settings from a `redis://` / `rediss://` URL (user, password, DB), with the
+//! password kept out of every log line and error message.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client};
+
+use crate::error::{Error, Result};
+use crate::redis::Keys;
+
+/// Where Redis is and how keys are named there.
+#[derive(Clone)]
+pub struct RedisSettings {
+    url: String,
+    /// kombu's `global_keyprefix` for broker keys and channels.
+    pub key_prefix: String,
+    /// The result backend's own key prefix.
+    pub result_prefix: String,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    /// Validate a `redis://[user:pass@]host[:port][/db]` or `rediss://` URL.
+    pub fn new(url: &str) -> Result<Self> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact_url(url))))?;
+        match parsed.scheme() {
+            "redis" | "rediss" | "unix" | "redis+unix" => {}
+            s => {
+                return Err(Error::Config(format!(
+                    "unsupported Redis URL scheme {s:?} (use redis:// or rediss://)"
+                )));
+            }
+        }
+        Ok(Self {
+            url: url.into(),
+            key_prefix: String::new(),
+            result_prefix: String::new(),
+        })
+    }
+
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    pub fn with_result_prefix(mut self, prefix: &str) -> Self {
+        self.result_prefix = prefix.into();
+        self
+    }
+
+    /// The URL with its password masked, Celery style (`redis://:********@host:6379/0`).
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The DB number (0 unless the URL names one).
+    pub fn db(&self) -> i64 {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.path().trim_start_matches('/').parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn host_port(&self) -> (String, u16) {
+        let u = url::Url::parse(&self.url).ok();
+        let host = u
+            .as_ref()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "127.0.0.1".into());
+        (host, u.and_then(|u| u.port()).unwrap_or(6379))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.key_prefix, &self.result_prefix, self.db())
+    }
+
+    pub(crate) fn client(&self) -> Result<Client> {
+        Client::open(self.url.as_str()).map_err(|e| self.err(e))
+    }
+
+    /// A self-healing connection for ordinary commands (reconnects with backoff).
+    pub async fn manager(&self) -> Result<ConnectionManager> {
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        self.client()?
+            .get_connection_manager_with_config(cfg)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// A dedicated connection for blocking commands (`BRPOP`): no response timeout.
+    pub async fn blocking(&self) -> Result<MultiplexedConnection> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(None);
+        self.client()?
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// A pub/sub connection.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        self.client()?
+            .get_async_pubsub()
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Wrap a Redis error with the (redacted) URL.
+    pub fn err(&self, e: redis::RedisError) -> Error {
+        Error::Redis {
+            url: self.display_url(),
+            message: one_line(&e),
+        }
+    }
+}
+
+fn one_line(e: &redis::RedisError) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// Mask the password in a URL: `redis://user:secret@h/0` → `redis://user:********@h/0`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("********"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => match url.rfind('@') {
+            Some(at) => format!("<redacted>{}", &url[at..]),
+            None => url.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_and_parses() {
+        assert_eq!(
+            redact_url("redis://:hunter2@10.0.0.1:6380/4"),
+            "redis://:********@10.0.0.1:6380/4"
+        );
+        assert_eq!(
+            redact_url("rediss://bob:pw@h/1"),
+            "rediss://bob:********@h/1"
+        );
+        let s =
+            RedisSettings::new("redis://:pw@127.0.0.1:6390/7").unwrap_or_else(|_| unreachable!());
+        assert_eq!(s.db(), 7);
+        assert_eq!(s.host_port(), ("127.0.0.1".to_string(), 6390));
+        assert!(!format!("{s:?}").contains("pw@"));
+        assert!(RedisSettings::new("http://x").is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! Every Redis key and pub/sub channel hlbot touches, in one table. Names follow kombu/celery
+//! where Celery defines them, so Python clients, workers and Flower share them unchanged.
+//!
+//! `P` = the broker's `global_keyprefix` (kombu transport option, default empty), `R` = the result
+//! backend's own prefix, `{db}` = the broker URL's DB number, `SEP` = `\x06\x16`.
+//!
+//! | key / channel | type | written by | read by |
+//! |---|---|---|---|
+//! | `P<queue>` (priority 0–2) | list | clients `LPUSH`, restore `RPUSH` (head) | workers `RPOP`/`BRPOP` |
+//! | `P<queue>SEP3`, `SEP6`, `SEP9` | list | same, for priority 3–5 / 6–8 / 9 | same; lower step served first |
+//! | `P_kombu.binding.<exchange>` | set `rk SEP pattern SEP queue` | queue declare (worker, client) | named-exchange publish, restore, pidbox reply lookup |
+//! | `P_kombu.binding_permanent.<exchange>` | set, same members | queue declare (kombu ≥ 5.7 marker) | kombu's binding sweep |
+//! | `Punacked` | hash tag → `[envelope, exchange, routing_key]` | consumer on delivery | restore, ack, reject |
+//! | `Punacked_index` | zset tag → delivery time (s) | consumer on delivery; hlbot refreshes held/running tags | restore (older than visibility timeout) |
+//! | `Punacked_mutex` | string | kombu's restore lock (hlbot's restore is a Lua script and needs none) | kombu |
+//! | `Rcelery-task-meta-<id>` | string JSON meta, TTL `result_expires` | workers (store script) | clients `GET`/`MGET` |
+//! | channel `Rcelery-task-meta-<id>` | pub/sub | workers `PUBLISH` with the stored JSON | clients waiting on `get()` |
+//! | `Rcelery-taskset-meta-<gid>` | string | clients (`GroupResult.save`) | clients |
+//! | channel `P/{db}.celery.pidbox` | pub/sub (fanout) | `inspect`/`control` clients, Flower, mingle | every worker (`PSUBSCRIBE`) |
+//! | `P<oid>.reply.celery.pidbox` (+ SEP3/6/9) | list | workers `LPUSH` replies (after binding lookup) | the calling client `BRPOP` |
+//! | channel `P/{db}.celeryev/<routing.key>` | pub/sub (fanout) | workers (worker/task events), clients (`task-sent`) | Flower, `celery events` |
+//! | `Phlbot.dead` | list of JSON `{reason, queue, raw, task_id, at}` | hlbot worker on undecodable / unknown-task messages | `hlbot dead list/replay` |
+//! | `Phlbot.revoked` | zset task id → expiry (unix s) | `revoke` (hlbot control client and workers) | workers at dequeue, ETA fire, while running |
+//! | `Phlbot.beat.lease` | string `<owner> <token>`, PX lease | beat leader (Lua, fenced) | beat candidates |
+//! | `Phlbot.beat.fence` | string counter | beat (INCR on each new leadership) | beat |
+//! | `Phlbot.beat.last.<entry>` | string unix time of the last due tick sent | beat leader | beat on start (no skip, no repeat) |
+//! | `Phlbot.beat.sent.<entry>.<due>` | string, TTL | beat (`SET NX`) — idempotency key per entry and due time | beat |
+//! | `Phlbot.debug.flaky.<key>` | string counter | `hlbot.debug.flaky` | same |
+
+use hlbot_proto::SEP;
+use hlbot_proto::envelope::priority_step;
+
+/// kombu's priority steps, served in this order.
+pub const PRIORITY_STEPS: [u8; 4] = [0, 3, 6, 9];
+
+/// Builds every key name. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    result_prefix: String,
+    db: i64,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, result_prefix: &str, db: i64) -> Self {
+        Self {
+            prefix: prefix.into(),
+            result_prefix: result_prefix.into(),
+            db,
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The list holding `queue`'s messages of priority bucket `step`.
+    pub fn queue_step(&self, queue: &str, step: u8) -> String {
+        if step == 0 {
+            format!("{}{queue}", self.prefix)
+        } else {
+            format!("{}{queue}{SEP}{step}", self.prefix)
+        }
+    }
+
+    /// The list a message of raw priority `priority` goes to.
+    pub fn queue_for(&self, queue: &str, priority: u8) -> String {
+        self.queue_step(queue, priority_step(priority))
+    }
+
+    /// BRPOP key order: for each priority step, for each queue.
+    pub fn consume_order(&self, queues: &[String]) -> Vec<String> {
+        PRIORITY_STEPS
+            .iter()
+            .flat_map(|s| queues.iter().map(move |q| self.queue_step(q, *s)))
+            .collect()
+    }
+
+    /// The queue name of a list key (everything from the last SEP stripped, prefix removed).
+    pub fn queue_of_key<'a>(&self, key: &'a str) -> &'a str {
+        let k = key.strip_prefix(self.prefix.as_str()).unwrap_or(key);
+        k.rsplit_once(SEP).map_or(k, |(q, _)| q)
+    }
+
+    pub fn binding(&self, exchange: &str) -> String {
+        format!("{}_kombu.binding.{exchange}", self.prefix)
+    }
+    pub fn binding_permanent(&self, exchange: &str) -> String {
+        format!("{}_kombu.binding_permanent.{exchange}", self.prefix)
+    }
+    /// Binding member `rk SEP pattern SEP queue` (direct exchange: empty pattern).
+    pub fn binding_member(routing_key: &str, queue: &str) -> String {
+        format!("{routing_key}{SEP}{SEP}{queue}")
+    }
+
+    pub fn unacked(&self) -> String {
+        format!("{}unacked", self.prefix)
+    }
+    pub fn unacked_index(&self) -> String {
+        format!("{}unacked_index", self.prefix)
+    }
+    pub fn unacked_mutex(&self) -> String {
+        format!("{}unacked_mutex", self.prefix)
+    }
+
+    /// Result key; the result's pub/sub channel has the same name.
+    pub fn result(&self, task_id: &str) -> String {
+        format!("{}celery-task-meta-{task_id}", self.result_prefix)
+    }
+    pub fn taskset(&self, group_id: &str) -> String {
+        format!("{}celery-taskset-meta-{group_id}", self.result_prefix)
+    }
+
+    /// Fanout channel of an exchange: `P/{db}.<exchange>[/<routing_key>]`.
+    pub fn fanout(&self, exchange: &str, routing_key: &str) -> String {
+        if routing_key.is_empty() {
+            format!("{}/{}.{exchange}", self.prefix, self.db)
+        } else {
+            format!("{}/{}.{exchange}/{routing_key}", self.prefix, self.db)
+        }
+    }
+    pub fn pidbox_channel(&self) -> String {
+        self.fanout(hlbot_proto::control::CONTROL_EXCHANGE, "")
+    }
+    /// Queue name of a control reply list for caller `oid` (before prefix).
+    pub fn reply_queue_name(oid: &str) -> String {
+        format!("{oid}.reply.celery.pidbox")
+    }
+    pub fn event_channel(&self, routing_key: &str) -> String {
+        self.fanout("celeryev", routing_key)
+    }
+    pub fn event_pattern(&self) -> String {
+        self.fanout("celeryev", "*")
+    }
+
+    pub fn dead_letter(&self) -> String {
+        format!("{}hlbot.dead", self.prefix)
+    }
+    pub fn revoked(&self) -> String {
+        format!("{}hlbot.revoked", self.prefix)
+    }
+    pub fn beat_lease(&self) -> String {
+        format!("{}hlbot.beat.lease", self.prefix)
+    }
+    pub fn beat_fence(&self) -> String {
+        format!("{}hlbot.beat.fence", self.prefix)
+    }
+    pub fn beat_last(&self, entry: &str) -> String {
+        format!("{}hlbot.beat.last.{entry}", self.prefix)
+    }
+    pub fn beat_sent(&self, entry: &str, due: i64) -> String {
+        format!("{}hlbot.beat.sent.{entry}.{due}", self.prefix)
+    }
+    pub fn flaky(&self, key: &str) -> String {
+        format!("{}hlbot.debug.flaky.{key}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kombu_names() {
+        let k = Keys::new("", "", 0);
+        assert_eq!(k.queue_for("celery", 7), "celery\x06\x166");
+        assert_eq!(k.queue_for("celery", 2), "celery");
+        assert_eq!(
+            k.consume_order(&["celery".into(), "other".into()]),
+            [
+                "celery",
+                "other",
+                "celery\x06\x163",
+                "other\x06\x163",
+                "celery\x06\x166",
+                "other\x06\x166",
+                "celery\x06\x169",
+                "other\x06\x169"
+            ]
+        );
+        assert_eq!(k.queue_of_key("celery\x06\x169"), "celery");
+        assert_eq!(k.pidbox_channel(), "/0.celery.pidbox");
+        assert_eq!(
+            k.event_channel("worker.heartbeat"),
+            "/0.celeryev/worker.heartbeat"
+        );
+        let p = Keys::new("pfx", "", 3);
+        assert_eq!(p.pidbox_channel(), "pfx/3.celery.pidbox");
+        assert_eq!(p.queue_of_key("pfxdefault\x06\x163"), "default");
+        assert_eq!(
+            Keys::binding_member("celery", "celery"),
+            "celery\x06\x16\x06\x16celery"
+        );
+    }
+}
