@@ -1,1 +1,38 @@
-//! YouTube ingestion as a plain async library: yt-dlp + ffmpeg + caption parsing. Knows nothing about queues.
+//! YouTube ingestion as a plain async library: yt-dlp + ffmpeg + caption parsing + ASR. Knows
+//! nothing about queues; the `tasks` crate wraps these functions as tasks.
+//!
+//! Entry points: [`process_video`], [`list_playlist`], [`process_playlist`], [`cleanup_cache`],
+//! [`parse_captions`] + [`transcript_text`], [`video_id`], [`check_url`], [`transcribe_file`].
+
+mod asr;
+mod cache;
+mod caption;
+mod classify;
+mod encoding;
+mod error;
+mod frames;
+mod info;
+mod link;
+mod options;
+mod playlist;
+mod process;
+mod progress;
+mod segment;
+mod video;
+mod ytdlp;
+
+pub use asr::transcribe_file;
+pub use cache::{CleanupReport, RemovedEntry, cleanup_cache};
+pub use classify::classify_ytdlp;
+pub use encoding::{Encoding, decode as decode_caption_text};
+pub use error::{Error, Result};
+pub use frames::Frame;
+pub use info::Chapter;
+pub use link::{check_url, video_id};
+pub use options::{ApiKey, AsrProvider, DEFAULT_ALLOWED_HOSTS, Timeouts, YoutubeOptions};
+pub use playlist::{
+    ItemError, PlaylistEntry, PlaylistItem, PlaylistResult, list_playlist, process_playlist,
+};
+pub use progress::{Progress, ProgressFn, Stage, no_progress};
+pub use segment::{Segment, parse_captions, transcript_text};
+pub use video::{VideoResult, process_video};

@@ -1,0 +1,161 @@
+//! `YoutubeOptions`: every knob of the crate in one validated-by-construction struct, built by the
+//! CLI from flags/env/file. Holds the ASR API key in a wrapper that never prints it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// YouTube's own hosts, always allowed.
+pub const DEFAULT_ALLOWED_HOSTS: &[&str] = &[
+    "youtube.com",
+    "www.youtube.com",
+    "m.youtube.com",
+    "music.youtube.com",
+    "youtu.be",
+    "youtube-nocookie.com",
+    "www.youtube-nocookie.com",
+];
+
+/// A secret string (API key). `Debug`/`Display` print `***`; read it with [`ApiKey::expose`].
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+    /// The key itself, for the Authorization header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// Where speech-to-text runs when no captions are usable.
+#[derive(Debug, Clone, Default)]
+pub enum AsrProvider {
+    /// No ASR: transcript source `none` plus a warning.
+    #[default]
+    None,
+    /// An OpenAI-compatible `POST {base_url}/audio/transcriptions` endpoint
+    /// (`base_url` like `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`).
+    OpenAiCompatible {
+        base_url: String,
+        api_key: ApiKey,
+        model: String,
+        /// Optional language hint (ISO-639-1), sent as `language`.
+        language: Option<String>,
+    },
+    /// Whisper through CTranslate2 on a faster-whisper model folder (cargo feature `whisper`).
+    LocalWhisper { model_dir: PathBuf },
+}
+
+/// Time limits per step; each kills the child's whole process group when exceeded.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// yt-dlp metadata (`-J`), playlist listing and caption downloads.
+    pub metadata: Duration,
+    /// yt-dlp media downloads (audio / video for frames).
+    pub download: Duration,
+    /// One ffmpeg/ffprobe run.
+    pub ffmpeg: Duration,
+    /// One ASR HTTP request.
+    pub asr: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            metadata: Duration::from_secs(120),
+            download: Duration::from_secs(1800),
+            ffmpeg: Duration::from_secs(900),
+            asr: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Settings for every call of this crate. `Default` gives working values except `cache_dir`
+/// (a relative `youtube-cache`), which callers normally set.
+#[derive(Debug, Clone)]
+pub struct YoutubeOptions {
+    pub ytdlp: PathBuf,
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+    /// One sub-folder per video (info, captions, audio, frames).
+    pub cache_dir: PathBuf,
+    /// Caption languages in order of preference, e.g. `["en"]`; `en` also matches `en-US`, `en-orig`.
+    pub caption_languages: Vec<String>,
+    /// Hosts allowed in addition to [`DEFAULT_ALLOWED_HOSTS`] (`host` or `host:port`).
+    pub extra_allowed_hosts: Vec<String>,
+    /// Netscape cookies file passed to yt-dlp (`--cookies`).
+    pub cookies_file: Option<PathBuf>,
+    /// Proxy URL passed to yt-dlp (`--proxy`); may hold credentials, so it is never logged.
+    pub proxy: Option<ApiKey>,
+    /// `--sleep-requests` / `--sleep-subtitles` seconds between requests.
+    pub sleep_requests: Option<f64>,
+    /// JavaScript runtime for YouTube's player challenges, `RUNTIME[:PATH]` (e.g. `node`, `deno:/usr/bin/deno`).
+    pub js_runtime: Option<String>,
+    /// Maximum video height downloaded for frames.
+    pub max_frame_height: u32,
+    /// ffmpeg scene-change score above which a frame starts a new scene (0..1). Default 0.08 catches a
+    /// cut between two similar charts (scores ≈0.14).
+    pub scene_threshold: f64,
+    /// Minimum seconds between two kept frames.
+    pub min_frame_interval: f64,
+    /// Maximum number of frames kept per video.
+    pub max_frames: usize,
+    /// Mean absolute difference (0..255, on a 16×16 grey thumbnail) below which a frame is a near-duplicate.
+    pub duplicate_threshold: f64,
+    /// Speech-to-text used when captions are missing or not preferred.
+    pub asr: AsrProvider,
+    /// Audio chunk length sent to ASR per request.
+    pub asr_chunk_seconds: u32,
+    /// External downloader for yt-dlp (`--downloader`, e.g. `ffmpeg`, `aria2c`); `None` = native.
+    pub downloader: Option<String>,
+    pub timeouts: Timeouts,
+}
+
+impl Default for YoutubeOptions {
+    fn default() -> Self {
+        YoutubeOptions {
+            ytdlp: PathBuf::from("yt-dlp"),
+            ffmpeg: PathBuf::from("ffmpeg"),
+            ffprobe: PathBuf::from("ffprobe"),
+            cache_dir: PathBuf::from("youtube-cache"),
+            caption_languages: vec!["en".to_string()],
+            extra_allowed_hosts: Vec::new(),
+            cookies_file: None,
+            proxy: None,
+            sleep_requests: None,
+            js_runtime: None,
+            max_frame_height: 720,
+            scene_threshold: 0.08,
+            min_frame_interval: 2.0,
+            max_frames: 60,
+            duplicate_threshold: 6.0,
+            asr: AsrProvider::None,
+            asr_chunk_seconds: 600,
+            downloader: None,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+impl YoutubeOptions {
+    /// Parses a comma-separated host list (the `HLBOT_YOUTUBE_ALLOWED_HOSTS` format) into
+    /// `extra_allowed_hosts` entries, trimmed and lower-cased.
+    pub fn parse_host_list(list: &str) -> Vec<String> {
+        list.split(',')
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+}

@@ -1,0 +1,124 @@
+//! Transcript segments and the public caption entry points: `parse_captions` (json3, WebVTT, SRT in
+//! any common encoding) and `transcript_text`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One timed piece of transcript (seconds from the start of the video).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+/// Parses a caption file of any supported format: YouTube `json3`, WebVTT (incl. YouTube's
+/// auto-caption layouts) or SRT; UTF-8/16/32 with or without BOM, or legacy Windows-1252.
+/// Empty input or input with no cues is an error, never an empty success.
+pub fn parse_captions(bytes: &[u8]) -> Result<Vec<Segment>> {
+    let (text, _encoding) = crate::encoding::decode(bytes);
+    let trimmed = text.trim_start_matches('\u{FEFF}').trim_start();
+    if trimmed.is_empty() {
+        return Err(Error::Caption {
+            line: 1,
+            reason: "empty caption file".into(),
+        });
+    }
+    let segments = if trimmed.starts_with('{') {
+        parse_json3(trimmed)?
+    } else if trimmed.contains("-->") {
+        crate::caption::parse_text_captions(&text)?
+    } else {
+        return Err(Error::Caption {
+            line: 1,
+            reason: "not a caption file (no WebVTT/SRT timing line and not json3)".into(),
+        });
+    };
+    Ok(segments)
+}
+
+/// The clean full text: segment texts joined by single spaces.
+pub fn transcript_text(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for word in segments.iter().flat_map(|s| s.text.split_whitespace()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// YouTube's `json3` timed text: `{"events":[{"tStartMs","dDurationMs","segs":[{"utf8"}]}]}`.
+fn parse_json3(text: &str) -> Result<Vec<Segment>> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Caption {
+        line: e.line(),
+        reason: format!("invalid json3: {e}"),
+    })?;
+    let events = value
+        .get("events")
+        .and_then(|e| e.as_array())
+        .ok_or_else(|| Error::Caption {
+            line: 1,
+            reason: "json3 without an \"events\" array".into(),
+        })?;
+    let mut out: Vec<Segment> = Vec::new();
+    for ev in events {
+        let Some(segs) = ev.get("segs").and_then(|s| s.as_array()) else {
+            continue;
+        };
+        let raw: String = segs
+            .iter()
+            .filter_map(|s| s.get("utf8").and_then(|u| u.as_str()))
+            .collect();
+        let text = crate::caption::clean_line(&raw.replace('\n', " "));
+        if text.is_empty() {
+            continue;
+        }
+        let start = ev.get("tStartMs").and_then(|v| v.as_f64()).unwrap_or(0.0) / 1000.0;
+        let dur = ev
+            .get("dDurationMs")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+            / 1000.0;
+        out.push(Segment {
+            start,
+            end: start + dur.max(0.0),
+            text,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json3_auto_captions() {
+        let j = r#"{"wireMagic":"pb3","events":[{"tStartMs":0,"dDurationMs":5000,"id":1,"wpWinPosId":1},
+          {"tStartMs":160,"dDurationMs":4000,"wWinId":1,"segs":[{"utf8":"hey"},{"utf8":" everyone","tOffsetMs":300}]},
+          {"tStartMs":2000,"wWinId":1,"aAppend":1,"segs":[{"utf8":"\n"}]},
+          {"tStartMs":2010,"dDurationMs":3000,"wWinId":1,"segs":[{"utf8":"welcome &amp; back"}]}]}"#;
+        let segs = parse_captions(j.as_bytes()).unwrap();
+        assert_eq!(segs.len(), 2);
+        assert_eq!(
+            segs[0],
+            Segment {
+                start: 0.16,
+                end: 4.16,
+                text: "hey everyone".into()
+            }
+        );
+        assert_eq!(transcript_text(&segs), "hey everyone welcome & back");
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse_captions(b"").is_err());
+        assert!(parse_captions(b"hello world").is_err());
+        assert!(parse_captions(b"{\"foo\":1}").is_err());
+        assert!(parse_captions(b"{broken").is_err());
+    }
+}
