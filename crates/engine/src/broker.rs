@@ -285,6 +285,29 @@ impl Broker {
         Ok(lens.iter().sum())
     }
 
+    /// Decode up to `limit` waiting messages of `queue` without consuming them, next-to-run first.
+    pub async fn peek(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<std::result::Result<TaskMessage, hlbot_proto::DecodeError>>> {
+        let mut out = Vec::new();
+        let mut c = self.conn.clone();
+        for s in PRIORITY_STEPS {
+            if out.len() >= limit {
+                break;
+            }
+            let key = self.keys.queue_step(queue, s);
+            let n = (limit - out.len()) as isize;
+            let raws: Vec<Vec<u8>> = c
+                .lrange(&key, -n, -1)
+                .await
+                .map_err(|e| self.settings.err(e))?;
+            out.extend(raws.iter().rev().map(|r| TaskMessage::decode(r)));
+        }
+        Ok(out)
+    }
+
     /// Messages waiting in `queue` (all buckets).
     pub async fn len(&self, queue: &str) -> Result<u64> {
         let mut p = redis::pipe();

@@ -1,0 +1,31 @@
+//! Subcommand dispatch: each arm calls one library entry point.
+
+mod producer;
+
+use std::process::ExitCode;
+
+use hlbot_engine::{Backend, Broker, BrokerOptions, Client};
+
+use crate::args::Command;
+use crate::settings::Settings;
+
+pub async fn dispatch(cmd: Command, s: Settings) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Send(a) => producer::send(&client(&s).await?, a).await,
+        Command::Result(a) => producer::result(&client(&s).await?, a).await,
+        Command::Purge(a) => producer::purge(&client(&s).await?, &s, a).await,
+        Command::Peek(a) => producer::peek(&client(&s).await?, a).await,
+    }
+}
+
+pub async fn client(s: &Settings) -> anyhow::Result<Client> {
+    let broker = Broker::connect(
+        &s.broker,
+        BrokerOptions {
+            visibility_timeout: s.visibility_timeout,
+        },
+    )
+    .await?;
+    let backend = Backend::connect(&s.backend, s.result_expires).await?;
+    Ok(Client::new(broker, backend, s.router.clone()))
+}

@@ -1,0 +1,94 @@
+//! Configuration, built once in two steps: raw (flags + env + TOML file) → validated `Settings`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use hlbot_engine::{RedisSettings, Router};
+use serde::Deserialize;
+
+use crate::args::Global;
+
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379/0";
+/// The seed's queues: the four work queues plus Celery's default.
+pub const DEFAULT_QUEUES: [&str; 5] = ["default", "youtube", "pdf", "llm", "celery"];
+
+/// The TOML file, as written by a user. Every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub broker_url: Option<String>,
+    pub result_backend: Option<String>,
+    pub key_prefix: Option<String>,
+    pub result_expires: Option<u64>,
+    pub visibility_timeout: Option<u64>,
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+/// Validated settings every command reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub broker: RedisSettings,
+    pub backend: RedisSettings,
+    pub result_expires: Option<Duration>,
+    pub visibility_timeout: Duration,
+    pub router: Router,
+    pub queues: Vec<String>,
+}
+
+impl Settings {
+    pub fn load(g: &Global) -> anyhow::Result<Self> {
+        let raw = match &g.config {
+            Some(p) => read_config(p)?,
+            None => RawConfig::default(),
+        };
+        let broker_url = g
+            .broker
+            .clone()
+            .or(raw.broker_url)
+            .unwrap_or_else(|| DEFAULT_REDIS.into());
+        let backend_url = g
+            .result_backend
+            .clone()
+            .or(raw.result_backend)
+            .unwrap_or_else(|| broker_url.clone());
+        let prefix = g.key_prefix.clone().or(raw.key_prefix).unwrap_or_default();
+        let broker = RedisSettings::new(&broker_url)?
+            .with_prefix(&prefix)
+            .with_result_prefix(&prefix);
+        let backend = RedisSettings::new(&backend_url)?
+            .with_prefix(&prefix)
+            .with_result_prefix(&prefix);
+        let mut router = Router::default();
+        for (task, queue) in &raw.routes {
+            router.set(task, queue);
+        }
+        let queues = if raw.queues.is_empty() {
+            DEFAULT_QUEUES.iter().map(|s| s.to_string()).collect()
+        } else {
+            raw.queues
+        };
+        Ok(Self {
+            broker,
+            backend,
+            result_expires: match raw.result_expires {
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
+                None => Some(hlbot_engine::backend::DEFAULT_RESULT_EXPIRES),
+            },
+            visibility_timeout: Duration::from_secs(raw.visibility_timeout.unwrap_or(3600)),
+            router,
+            queues,
+        })
+    }
+}
+
+fn read_config(p: &Path) -> anyhow::Result<RawConfig> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
+}
