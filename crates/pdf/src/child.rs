@@ -1,0 +1,145 @@
+//! The PDFium worker process: its wire protocol (one JSON request on stdin, JSON-lines events on
+//! stdout) and its entry point `serve_stdio`. PDFium is not thread-safe and can hang or crash on
+//! hostile files, so all PDFium work happens in this separate process; the parent
+//! (`processor`) enforces the time limit, and the worker caps its own address space first.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Metadata, PdfImage};
+use crate::error::PdfError;
+use crate::options::{OcrMode, PageSelection};
+
+/// What the parent asks the worker to do with one document. The password travels here, on
+/// stdin, never on the command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChildRequest {
+    pub pdfium_lib: PathBuf,
+    pub pdf_path: PathBuf,
+    pub password: Option<String>,
+    pub pages: Option<PageSelection>,
+    pub extract_images: bool,
+    pub image_dir: PathBuf,
+    pub min_image_side: u32,
+    pub ocr: OcrMode,
+    pub render_dir: PathBuf,
+    pub ocr_dpi: u32,
+    pub max_render_pixels: u64,
+    pub max_render_side: u32,
+    pub memory_limit: Option<u64>,
+}
+
+/// A page image rendered for OCR.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Rendered {
+    pub path: PathBuf,
+    pub dpi: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One page as the worker saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChildPage {
+    pub number: u32,
+    pub text: String,
+    pub width: f32,
+    pub height: f32,
+    pub rotation: u32,
+    pub ocr_reason: Option<String>,
+    pub render: Option<Rendered>,
+    pub images: Vec<PdfImage>,
+    pub warnings: Vec<String>,
+    pub text_ms: u64,
+    pub images_ms: u64,
+    pub render_ms: u64,
+}
+
+/// The document opened: what the parent needs before pages arrive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Opened {
+    pub page_count: u32,
+    pub pages: Vec<u32>,
+    pub metadata: Metadata,
+    pub open_ms: u64,
+    pub warnings: Vec<String>,
+}
+
+/// One line of the worker's stdout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum ChildEvent {
+    Opened(Box<Opened>),
+    Page(Box<ChildPage>),
+    Done,
+    Error { kind: String, message: String },
+}
+
+impl ChildEvent {
+    pub(crate) fn from_error(e: &PdfError) -> Self {
+        // The parent rebuilds the typed error around `message`, so send only the detail.
+        let message = match e {
+            PdfError::Damaged { detail, .. } | PdfError::EngineMissing { detail, .. } => {
+                detail.clone()
+            }
+            PdfError::InvalidRequest(m) => m.clone(),
+            other => other.to_string(),
+        };
+        ChildEvent::Error {
+            kind: e.kind().to_string(),
+            message,
+        }
+    }
+}
+
+/// Entry point of the worker: reads one `ChildRequest` from stdin, writes events to stdout.
+/// Used by the `hlbot-pdf-child` binary and by `hlbot pdf-child`.
+pub fn serve_stdio() -> ExitCode {
+    let mut input = String::new();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut emit = |ev: ChildEvent| {
+        // A closed stdout means the parent is gone; nothing useful is left to do.
+        if let Ok(line) = serde_json::to_string(&ev) {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    };
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        emit(ChildEvent::Error {
+            kind: "invalid_request".into(),
+            message: format!("reading request from stdin: {e}"),
+        });
+        return ExitCode::from(2);
+    }
+    let req: ChildRequest = match serde_json::from_str(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            emit(ChildEvent::Error {
+                kind: "invalid_request".into(),
+                message: format!("bad request JSON: {e}"),
+            });
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(limit) = req.memory_limit {
+        // Cap our own address space before PDFium is loaded: a bomb then fails an allocation
+        // (and the parent sees the worker die) instead of eating the machine's memory.
+        if let Err(e) = rlimit::setrlimit(rlimit::Resource::AS, limit, limit) {
+            eprintln!("warning: cannot set memory limit: {e}");
+        }
+    }
+    match crate::engine::run(&req, &mut emit) {
+        Ok(()) => {
+            emit(ChildEvent::Done);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            emit(ChildEvent::from_error(&e));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! What a caller configures: `PdfOptions` (machine settings, built once by the CLI) and
+//! `PdfRequest` (one document, the task's kwargs). Pure data plus page-selection parsing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PdfError, Result};
+
+/// Machine-level settings, built once by the CLI from flags/env/config and passed in.
+#[derive(Debug, Clone)]
+pub struct PdfOptions {
+    /// Path to `libpdfium.so`.
+    pub pdfium_lib: PathBuf,
+    /// Where results and extracted images are kept, one folder per document hash.
+    pub cache_dir: PathBuf,
+    /// Program that runs the PDFium worker (`hlbot-pdf-child`, or `hlbot` itself)...
+    pub child_program: PathBuf,
+    /// ...and its arguments (e.g. `["pdf-child"]` for the main binary).
+    pub child_args: Vec<String>,
+    /// The `tesseract` binary.
+    pub tesseract: PathBuf,
+    /// Languages used when a request does not name any (tesseract `-l` syntax, e.g. `eng+deu`).
+    pub default_languages: String,
+    /// Images whose width or height (pixels) is below this are treated as decoration and skipped.
+    pub min_image_side: u32,
+    /// Render resolution for OCR when the pixel caps allow it.
+    pub ocr_dpi: u32,
+    /// Upper bound on the pixels of one rendered page (poster pages get a lower DPI).
+    pub max_render_pixels: u64,
+    /// Upper bound on either side of a rendered page, in pixels.
+    pub max_render_side: u32,
+    /// Hard wall-clock limit for one document (PDFium worker plus OCR).
+    pub timeout: Duration,
+    /// Address-space cap for the PDFium worker process, in bytes (`None` = unlimited).
+    pub child_memory_limit: Option<u64>,
+    /// Limit for one tesseract run.
+    pub ocr_page_timeout: Duration,
+    /// How many tesseract processes run at once.
+    pub ocr_workers: usize,
+    /// Reuse a cached result for the same bytes and request.
+    pub use_cache: bool,
+}
+
+impl PdfOptions {
+    /// Settings with the documented defaults; the CLI overrides fields from its configuration.
+    pub fn new(
+        pdfium_lib: impl Into<PathBuf>,
+        cache_dir: impl Into<PathBuf>,
+        child_program: impl Into<PathBuf>,
+        child_args: Vec<String>,
+    ) -> Self {
+        PdfOptions {
+            pdfium_lib: pdfium_lib.into(),
+            cache_dir: cache_dir.into(),
+            child_program: child_program.into(),
+            child_args,
+            tesseract: PathBuf::from("tesseract"),
+            default_languages: "eng".to_string(),
+            min_image_side: 32,
+            ocr_dpi: 300,
+            max_render_pixels: 25_000_000,
+            max_render_side: 8_000,
+            timeout: Duration::from_secs(600),
+            child_memory_limit: Some(2 << 30),
+            ocr_page_timeout: Duration::from_secs(180),
+            ocr_workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            use_cache: true,
+        }
+    }
+}
+
+/// When to OCR a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OcrMode {
+    /// OCR pages without a usable text layer (see `triage`).
+    #[default]
+    Auto,
+    /// OCR every selected page.
+    Always,
+    /// Never run OCR; pages without a text layer come back empty with a warning.
+    Never,
+}
+
+/// Which pages to process: a list of 1-based numbers or a range string such as `"1-3,7,10-"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PageSelection {
+    List(Vec<u32>),
+    Spec(String),
+}
+
+impl PageSelection {
+    /// Resolves to sorted, de-duplicated 1-based page numbers within `1..=page_count`, plus the
+    /// numbers that were asked for but do not exist.
+    pub fn resolve(&self, page_count: u32) -> Result<(Vec<u32>, Vec<u32>)> {
+        let mut wanted: Vec<u32> = Vec::new();
+        match self {
+            PageSelection::List(list) => wanted.extend(list.iter().copied()),
+            PageSelection::Spec(spec) => {
+                for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let bad = || PdfError::InvalidRequest(format!("bad page range {part:?}"));
+                    match part.split_once('-') {
+                        None => wanted.push(part.parse().map_err(|_| bad())?),
+                        Some((a, b)) => {
+                            let a: u32 = if a.trim().is_empty() {
+                                1
+                            } else {
+                                a.trim().parse().map_err(|_| bad())?
+                            };
+                            let b: u32 = if b.trim().is_empty() {
+                                page_count.max(a)
+                            } else {
+                                b.trim().parse().map_err(|_| bad())?
+                            };
+                            if a > b {
+                                return Err(bad());
+                            }
+                            // Clamp so "1-4000000000" cannot allocate billions of entries.
+                            let end = b.min(page_count.saturating_add(1).max(a));
+                            wanted.extend(a..=end);
+                            if b > end {
+                                wanted.push(b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if wanted.contains(&0) {
+            return Err(PdfError::InvalidRequest(
+                "page numbers start at 1".to_string(),
+            ));
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let (ok, missing) = wanted.into_iter().partition(|&p| p <= page_count);
+        Ok((ok, missing))
+    }
+}
+
+/// One document to process (the `process_pdf_document` kwargs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PdfRequest {
+    pub pdf_path: PathBuf,
+    #[serde(default = "default_true")]
+    pub extract_images: bool,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ocr: OcrMode,
+    /// Tesseract languages, e.g. `"eng"` or `"eng+deu"`; `None` uses `PdfOptions::default_languages`.
+    #[serde(default)]
+    pub languages: Option<String>,
+    #[serde(default)]
+    pub pages: Option<PageSelection>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl PdfRequest {
+    /// A request with the issue's defaults: images on, no password, OCR auto, all pages.
+    pub fn new(pdf_path: impl Into<PathBuf>) -> Self {
+        PdfRequest {
+            pdf_path: pdf_path.into(),
+            extract_images: true,
+            password: None,
+            ocr: OcrMode::Auto,
+            languages: None,
+            pages: None,
+        }
+    }
+}
+
+/// Checks a tesseract language string so it cannot smuggle options onto the command line.
+pub(crate) fn validate_languages(langs: &str) -> Result<()> {
+    let ok = !langs.is_empty()
+        && langs.len() <= 200
+        && langs
+            .split('+')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PdfError::InvalidRequest(format!(
+            "bad OCR language list {langs:?} (expected e.g. \"eng\" or \"eng+deu\")"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_ranges_resolve() {
+        let s = PageSelection::Spec("1-3, 5,9-".into());
+        assert_eq!(s.resolve(10).unwrap(), (vec![1, 2, 3, 5, 9, 10], vec![]));
+        let s = PageSelection::Spec("2,12".into());
+        assert_eq!(s.resolve(10).unwrap(), (vec![2], vec![12]));
+        let s = PageSelection::List(vec![3, 1, 3]);
+        assert_eq!(s.resolve(3).unwrap(), (vec![1, 3], vec![]));
+        assert!(PageSelection::Spec("0".into()).resolve(3).is_err());
+        assert!(PageSelection::Spec("a-b".into()).resolve(3).is_err());
+        assert!(PageSelection::Spec("5-2".into()).resolve(9).is_err());
+        let (ok, missing) = PageSelection::Spec("1-4000000000".into())
+            .resolve(2)
+            .unwrap();
+        assert_eq!(ok, vec![1, 2]);
+        assert_eq!(missing, vec![3, 4000000000]);
+    }
+
+    #[test]
+    fn request_from_kwargs() {
+        let r: PdfRequest =
+            serde_json::from_str(r#"{"pdf_path":"/x.pdf","ocr":"never","pages":"1-2"}"#).unwrap();
+        assert!(r.extract_images);
+        assert_eq!(r.ocr, OcrMode::Never);
+        assert_eq!(r.pages, Some(PageSelection::Spec("1-2".into())));
+        let r: PdfRequest = serde_json::from_str(r#"{"pdf_path":"/x.pdf","pages":[2]}"#).unwrap();
+        assert_eq!(r.pages, Some(PageSelection::List(vec![2])));
+    }
+
+    #[test]
+    fn languages_are_checked() {
+        assert!(validate_languages("eng+deu").is_ok());
+        assert!(validate_languages("eng --psm").is_err());
+        assert!(validate_languages("").is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! The crate's one subprocess wrapper (PDFium worker, tesseract): own process group, killed
+//! with its whole group on timeout, cancel or drop, stdin fed from memory, stdout collected
+//! or streamed line by line, stderr captured for the error message.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{PdfError, Result};
+
+/// Keep at most this much of a child's stderr (the tail is what explains a failure).
+const STDERR_CAP: usize = 16 * 1024;
+
+/// A program to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// Short description for errors, e.g. "tesseract page 3".
+    pub what: String,
+}
+
+/// How a finished program ended.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub status: ExitStatus,
+    /// Collected stdout (empty when it was streamed).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Kills the whole process group `pgid` (the child and anything it spawned).
+fn kill_group(pgid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Guard that kills the process group if the future running the child is dropped.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            kill_group(pgid);
+        }
+    }
+}
+
+/// Runs `spec` to completion. With `lines`, stdout is streamed line by line into the channel
+/// instead of being collected.
+pub(crate) async fn run(
+    spec: Spec,
+    cancel: &CancellationToken,
+    lines: Option<UnboundedSender<String>>,
+) -> Result<Finished> {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            PdfError::ToolMissing {
+                program: spec.program.display().to_string(),
+                detail: e.to_string(),
+            }
+        }
+        _ => PdfError::io(&spec.program, e),
+    })?;
+    let mut guard = GroupGuard(child.id());
+    let mut stdin = child.stdin.take();
+    let input = spec.stdin.unwrap_or_default();
+    let feed = async move {
+        if let Some(mut s) = stdin.take() {
+            // A child that exits without reading its input is not our error to report here.
+            let _ = s.write_all(&input).await;
+            let _ = s.shutdown().await;
+        }
+    };
+    let mut stderr_pipe = child.stderr.take();
+    let read_err = async move {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr_pipe.as_mut() {
+            let _ = s.read_to_end(&mut buf).await;
+        }
+        if buf.len() > STDERR_CAP {
+            buf.drain(..buf.len() - STDERR_CAP);
+        }
+        String::from_utf8_lossy(&buf).trim().to_string()
+    };
+    let mut stdout_pipe = child.stdout.take();
+    let read_out = async move {
+        let mut collected = Vec::new();
+        if let Some(s) = stdout_pipe.as_mut() {
+            match lines {
+                Some(tx) => {
+                    let mut reader = BufReader::new(s).lines();
+                    while let Ok(Some(line)) = reader.next_line().await {
+                        let _ = tx.send(line);
+                    }
+                }
+                None => {
+                    let _ = s.read_to_end(&mut collected).await;
+                }
+            }
+        }
+        collected
+    };
+    let all = async {
+        let (_, stdout, stderr, status) = tokio::join!(feed, read_out, read_err, child.wait());
+        (stdout, stderr, status)
+    };
+    let outcome = tokio::select! {
+        r = all => Ok(r),
+        _ = tokio::time::sleep(spec.timeout) => Err(PdfError::Timeout {
+            what: spec.what.clone(),
+            seconds: spec.timeout.as_secs_f64(),
+        }),
+        _ = cancel.cancelled() => Err(PdfError::Cancelled),
+    };
+    match outcome {
+        Ok((stdout, stderr, status)) => {
+            guard.0 = None;
+            let status = status.map_err(|e| PdfError::io(&spec.program, e))?;
+            Ok(Finished {
+                status,
+                stdout,
+                stderr,
+            })
+        }
+        Err(e) => {
+            // The guard kills the whole group; the child handle reaps on drop (kill_on_drop).
+            drop(guard);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> Spec {
+        Spec {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![],
+            stdin: Some(b"hello".to_vec()),
+            timeout,
+            what: "sh".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn collects_output_and_stderr() {
+        let f = run(
+            sh("cat; echo oops >&2; exit 3", Duration::from_secs(10)),
+            &CancellationToken::new(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.stdout, b"hello");
+        assert_eq!(f.stderr, "oops");
+        assert_eq!(f.status.code(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("grandchild-alive");
+        // The grandchild would create the marker after 2 s unless the group is killed.
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let err = run(
+            sh(&script, Duration::from_millis(300)),
+            &CancellationToken::new(),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PdfError::Timeout { .. }), "{err}");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!marker.exists(), "grandchild survived the group kill");
+    }
+
+    #[tokio::test]
+    async fn cancel_and_missing_program() {
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            c2.cancel();
+        });
+        let err = run(sh("sleep 30", Duration::from_secs(60)), &cancel, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PdfError::Cancelled));
+        let mut spec = sh("true", Duration::from_secs(5));
+        spec.program = "/nonexistent/hlbot-no-such-tool".into();
+        let err = run(spec, &CancellationToken::new(), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PdfError::ToolMissing { .. }), "{err}");
+    }
+}

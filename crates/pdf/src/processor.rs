@@ -1,0 +1,453 @@
+//! `process_document`, the parent side of one document: checks and hashes the file, serves a
+//! cached result, otherwise runs the PDFium worker under the time limit, OCRs the pages it
+//! rendered (in parallel, while it keeps working), merges everything into a `PdfDocument`
+//! and caches it.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache;
+use crate::child::{ChildEvent, ChildPage, ChildRequest};
+use crate::document::{Metadata, PdfDocument, PdfPage, Progress, Stage, Stats, TextSource};
+use crate::error::{PdfError, Result};
+use crate::ocr::{self, OcrJob, OcrText};
+use crate::options::{OcrMode, PdfOptions, PdfRequest, validate_languages};
+use crate::process::{self, Spec};
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Checks the path and returns (sha256 hex, size). Typed errors for missing, not-a-file,
+/// empty and not-a-PDF inputs.
+fn hash_file(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => PdfError::NotFound(path.to_path_buf()),
+        _ => PdfError::io(path, e),
+    })?;
+    if !meta.is_file() {
+        return Err(PdfError::NotAFile(path.to_path_buf()));
+    }
+    if meta.len() == 0 {
+        return Err(PdfError::EmptyFile(path.to_path_buf()));
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| PdfError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut first = true;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| PdfError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        if first {
+            // The header may follow some junk, but must be within the first KiB.
+            let head = &buf[..n.min(1024)];
+            if !head.windows(5).any(|w| w == b"%PDF-") {
+                return Err(PdfError::NotPdf(path.to_path_buf()));
+            }
+            first = false;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Everything the worker reported.
+#[derive(Default)]
+struct Collected {
+    page_count: u32,
+    selected: u32,
+    metadata: Metadata,
+    open_ms: u64,
+    warnings: Vec<String>,
+    pages: Vec<ChildPage>,
+    done: bool,
+    error: Option<(String, String)>,
+}
+
+type OcrOutcome = (u32, Result<OcrText>);
+
+/// Processes one PDF: text in reading order, images, OCR where needed. See `PdfDocument`.
+///
+/// `progress` is called from this future (never from another thread) as stages advance;
+/// `cancel` stops the worker and tesseract processes and returns `PdfError::Cancelled`.
+pub async fn process_document<F>(
+    opts: &PdfOptions,
+    req: &PdfRequest,
+    progress: F,
+    cancel: CancellationToken,
+) -> Result<PdfDocument>
+where
+    F: Fn(Progress) + Send + Sync,
+{
+    let t0 = Instant::now();
+    let deadline = t0 + opts.timeout;
+    let languages = req
+        .languages
+        .clone()
+        .unwrap_or_else(|| opts.default_languages.clone());
+    validate_languages(&languages)?;
+    progress(Progress {
+        stage: Stage::Hashing,
+        done: 0,
+        total: 1,
+    });
+    let path = req.pdf_path.clone();
+    let p2 = path.clone();
+    let doc_id = tokio::task::spawn_blocking(move || hash_file(&p2))
+        .await
+        .map_err(|e| PdfError::Child {
+            detail: format!("hashing task failed: {e}"),
+            stderr: String::new(),
+        })??;
+    let hash_ms = ms(t0.elapsed());
+
+    let doc_dir = cache::doc_dir(&opts.cache_dir, &doc_id);
+    let key = cache::request_key(opts, req, &languages, &doc_id);
+    let result_path = doc_dir.join(format!("result-{key}.json"));
+    if opts.use_cache
+        && let Some(mut doc) = cache::load(&result_path)
+    {
+        doc.path = path;
+        doc.stats.cached = true;
+        doc.stats.hash_ms = hash_ms;
+        doc.stats.total_ms = ms(t0.elapsed());
+        cache::touch(&doc_dir);
+        progress(Progress {
+            stage: Stage::Done,
+            done: doc.pages.len() as u32,
+            total: doc.pages.len() as u32,
+        });
+        return Ok(doc);
+    }
+
+    let tmp_root = cache::tmp_dir(&opts.cache_dir);
+    std::fs::create_dir_all(&tmp_root).map_err(|e| PdfError::io(&tmp_root, e))?;
+    let render_dir = tempfile::Builder::new()
+        .prefix("render-")
+        .tempdir_in(&tmp_root)
+        .map_err(|e| PdfError::io(&tmp_root, e))?;
+    let child_req = ChildRequest {
+        pdfium_lib: opts.pdfium_lib.clone(),
+        pdf_path: absolute(&path),
+        password: req.password.clone(),
+        pages: req.pages.clone(),
+        extract_images: req.extract_images,
+        image_dir: doc_dir.join("images"),
+        min_image_side: opts.min_image_side,
+        ocr: req.ocr,
+        render_dir: render_dir.path().to_path_buf(),
+        ocr_dpi: opts.ocr_dpi,
+        max_render_pixels: opts.max_render_pixels,
+        max_render_side: opts.max_render_side,
+        memory_limit: opts.child_memory_limit,
+    };
+    progress(Progress {
+        stage: Stage::Opening,
+        done: 0,
+        total: 1,
+    });
+    let spec = Spec {
+        program: opts.child_program.clone(),
+        args: opts.child_args.iter().map(Into::into).collect(),
+        env: vec![],
+        stdin: Some(serde_json::to_vec(&child_req)?),
+        timeout: deadline.saturating_duration_since(Instant::now()),
+        what: format!("PDF worker on {}", path.display()),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let child_fut = process::run(spec, &cancel, Some(tx));
+    let sem = Arc::new(Semaphore::new(opts.ocr_workers.max(1)));
+    let mut ocr_tasks: JoinSet<OcrOutcome> = JoinSet::new();
+    let mut ocr_started: Option<Instant> = None;
+    let consume = async {
+        let mut c = Collected::default();
+        while let Some(line) = rx.recv().await {
+            let Ok(ev) = serde_json::from_str::<ChildEvent>(&line) else {
+                tracing::debug!(line = %line, "non-protocol output from PDF worker");
+                continue;
+            };
+            match ev {
+                ChildEvent::Opened(o) => {
+                    c.page_count = o.page_count;
+                    c.selected = o.pages.len() as u32;
+                    c.metadata = o.metadata;
+                    c.open_ms = o.open_ms;
+                    c.warnings.extend(o.warnings);
+                    progress(Progress {
+                        stage: Stage::Pages,
+                        done: 0,
+                        total: c.selected,
+                    });
+                }
+                ChildEvent::Page(p) => {
+                    if let Some(r) = &p.render {
+                        ocr_started.get_or_insert_with(Instant::now);
+                        let job = OwnedJob {
+                            tesseract: opts.tesseract.clone(),
+                            image: r.path.clone(),
+                            languages: languages.clone(),
+                            dpi: r.dpi,
+                            page: p.number,
+                            timeout: opts
+                                .ocr_page_timeout
+                                .min(deadline.saturating_duration_since(Instant::now())),
+                        };
+                        let (sem, cancel) = (sem.clone(), cancel.clone());
+                        ocr_tasks.spawn(async move {
+                            let Ok(_permit) = sem.acquire_owned().await else {
+                                return (job.page, Err(PdfError::Cancelled));
+                            };
+                            let res = ocr::recognise(job.borrow(), &cancel).await;
+                            let _ = std::fs::remove_file(&job.image);
+                            (job.page, res)
+                        });
+                    }
+                    c.pages.push(*p);
+                    progress(Progress {
+                        stage: Stage::Pages,
+                        done: c.pages.len() as u32,
+                        total: c.selected,
+                    });
+                }
+                ChildEvent::Done => c.done = true,
+                ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
+            }
+        }
+        c
+    };
+    let (child_res, collected) = tokio::join!(child_fut, consume);
+    let finished = child_res?;
+    let mut c = collected;
+    if let Some((kind, message)) = c.error.take() {
+        return Err(child_error(&kind, message, &path, opts, finished.stderr));
+    }
+    let mut complete = true;
+    if !c.done {
+        let detail = format!("PDF worker exited with {}", finished.status);
+        if c.pages.is_empty() {
+            return Err(PdfError::Child {
+                detail,
+                stderr: finished.stderr,
+            });
+        }
+        complete = false;
+        c.warnings.push(format!(
+            "{detail} after {} of {} pages; result is partial",
+            c.pages.len(),
+            c.selected
+        ));
+    }
+
+    // OCR results, as they finish.
+    let ocr_total = ocr_tasks.len() as u32;
+    let mut ocr_results: HashMap<u32, OcrText> = HashMap::new();
+    let mut ocr_errors: Vec<PdfError> = Vec::new();
+    while !ocr_tasks.is_empty() {
+        progress(Progress {
+            stage: Stage::Ocr,
+            done: ocr_total - ocr_tasks.len() as u32,
+            total: ocr_total,
+        });
+        let next = tokio::select! {
+            r = ocr_tasks.join_next() => r,
+            _ = cancel.cancelled() => return Err(PdfError::Cancelled),
+            _ = tokio::time::sleep_until(deadline.into()) => return Err(PdfError::Timeout {
+                what: format!("processing {}", path.display()),
+                seconds: opts.timeout.as_secs_f64(),
+            }),
+        };
+        match next {
+            Some(Ok((page, Ok(text)))) => {
+                ocr_results.insert(page, text);
+            }
+            Some(Ok((_, Err(e @ PdfError::ToolMissing { .. })))) => return Err(e),
+            Some(Ok((_, Err(PdfError::Cancelled)))) => return Err(PdfError::Cancelled),
+            Some(Ok((_, Err(e)))) => ocr_errors.push(e),
+            Some(Err(e)) => ocr_errors.push(PdfError::Child {
+                detail: format!("OCR task failed: {e}"),
+                stderr: String::new(),
+            }),
+            None => break,
+        }
+    }
+    let ocr_ms = ocr_started.map(|t| ms(t.elapsed())).unwrap_or(0);
+    if !ocr_errors.is_empty() {
+        complete = false;
+    }
+    c.warnings.extend(
+        ocr_errors
+            .iter()
+            .map(|e| format!("{e}; page keeps its text layer")),
+    );
+
+    let doc = assemble(&doc_id, &path, req.ocr, c, ocr_results, hash_ms, ocr_ms, t0);
+    if complete {
+        std::fs::create_dir_all(&doc_dir).map_err(|e| PdfError::io(&doc_dir, e))?;
+        cache::store(&result_path, &doc)?;
+    }
+    cache::touch(&doc_dir);
+    progress(Progress {
+        stage: Stage::Done,
+        done: doc.pages.len() as u32,
+        total: doc.pages.len() as u32,
+    });
+    Ok(doc)
+}
+
+struct OwnedJob {
+    tesseract: PathBuf,
+    image: PathBuf,
+    languages: String,
+    dpi: u32,
+    page: u32,
+    timeout: Duration,
+}
+
+impl OwnedJob {
+    fn borrow(&self) -> OcrJob<'_> {
+        OcrJob {
+            tesseract: &self.tesseract,
+            image: &self.image,
+            languages: &self.languages,
+            dpi: self.dpi,
+            page: self.page,
+            timeout: self.timeout,
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn child_error(
+    kind: &str,
+    message: String,
+    path: &Path,
+    opts: &PdfOptions,
+    stderr: String,
+) -> PdfError {
+    let path = path.to_path_buf();
+    match kind {
+        "password_required" => PdfError::PasswordRequired(path),
+        "wrong_password" => PdfError::WrongPassword(path),
+        "damaged" => PdfError::Damaged {
+            path,
+            detail: message,
+        },
+        "engine_missing" => PdfError::EngineMissing {
+            path: opts.pdfium_lib.clone(),
+            detail: message,
+        },
+        "invalid_request" => PdfError::InvalidRequest(message),
+        "not_found" => PdfError::NotFound(path),
+        _ => PdfError::Child {
+            detail: message,
+            stderr,
+        },
+    }
+}
+
+fn word_count(s: &str) -> usize {
+    s.split_whitespace().count()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    doc_id: &str,
+    path: &Path,
+    mode: OcrMode,
+    c: Collected,
+    mut ocr: HashMap<u32, OcrText>,
+    hash_ms: u64,
+    ocr_ms: u64,
+    t0: Instant,
+) -> PdfDocument {
+    let mut warnings = c.warnings;
+    let mut stats = Stats {
+        hash_ms,
+        open_ms: c.open_ms,
+        ocr_ms,
+        ..Stats::default()
+    };
+    let mut images_seen = std::collections::HashSet::new();
+    let mut pages = Vec::with_capacity(c.pages.len());
+    let mut ordered = c.pages;
+    ordered.sort_by_key(|p| p.number);
+    for p in ordered {
+        stats.text_ms += p.text_ms;
+        stats.images_ms += p.images_ms;
+        stats.render_ms += p.render_ms;
+        stats.pages_processed += 1;
+        warnings.extend(p.warnings);
+        for img in &p.images {
+            images_seen.insert(img.path.clone());
+        }
+        let mut text = p.text;
+        let mut source = TextSource::Text;
+        let mut confidence = None;
+        if let Some(o) = ocr.remove(&p.number) {
+            stats.pages_ocr += 1;
+            confidence = o.confidence;
+            let layer_unusable = word_count(&text) == 0
+                || p.ocr_reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("garbage"));
+            if layer_unusable {
+                text = o.text;
+                source = TextSource::Ocr;
+            } else {
+                source = TextSource::Mixed;
+                if word_count(&o.text) > word_count(&text) {
+                    text = o.text;
+                }
+            }
+        } else if let Some(reason) = &p.ocr_reason
+            && mode == OcrMode::Never
+        {
+            warnings.push(format!(
+                "page {}: {reason}; OCR is off (ocr=\"never\")",
+                p.number
+            ));
+        }
+        pages.push(PdfPage {
+            number: p.number,
+            text,
+            source,
+            ocr_confidence: confidence,
+            ocr_reason: p.ocr_reason,
+            width: p.width,
+            height: p.height,
+            rotation: p.rotation,
+            images: p.images,
+        });
+    }
+    stats.images_saved = images_seen.len() as u32;
+    let text = pages
+        .iter()
+        .map(|p| p.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    stats.total_ms = ms(t0.elapsed());
+    PdfDocument {
+        document_id: doc_id.to_string(),
+        path: path.to_path_buf(),
+        page_count: c.page_count,
+        metadata: c.metadata,
+        text,
+        pages,
+        warnings,
+        stats,
+    }
+}
