@@ -191,6 +191,7 @@ pub(crate) fn json_in_text(text: &str) -> Result<Value, String> {
     match (t.find('{'), t.rfind('}')) {
         (Some(a), Some(b)) if a < b => serde_json::from_str::<Value>(&t[a..=b])
             .map_err(|e| format!("the answer is not valid JSON: {e}")),
+        (Some(_), _) => Err("the answer is not valid JSON: the object is never closed".into()),
         _ => Err("the answer contains no JSON object".into()),
     }
 }

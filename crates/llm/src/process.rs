@@ -80,10 +80,11 @@ pub(crate) async fn run(
 }
 
 /// Kills the whole process group (the child leads it: `process_group(0)`), without `unsafe`.
+/// The `--` matters: procps-ng 4.0.2 `kill -KILL -PID` (no `--`) signals every process.
 fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid {
+    if let Some(pid) = pid.filter(|p| *p > 1) {
         let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{pid}")])
+            .args(["-KILL", "--", &format!("-{pid}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -118,16 +119,35 @@ mod tests {
         .await
         .unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
-        let err = run(
-            sh,
-            &["-c", "sleep 30"],
-            vec![],
-            Duration::from_millis(200),
-            &c,
-        )
-        .await
-        .unwrap_err();
+        // The grandchild dies with the group; a process outside the group survives.
+        let mut bystander = {
+            use std::os::unix::process::CommandExt;
+            std::process::Command::new("sleep")
+                .arg("30")
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let err = run(sh, &["-c", &script], vec![], Duration::from_millis(300), &c)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("timed out"), "{err}");
+        std::thread::sleep(Duration::from_millis(200));
+        let grandchild = std::fs::read_to_string(&pidfile).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", grandchild.trim()));
+        assert!(
+            stat.map_or(true, |s| s.contains(") Z ")),
+            "grandchild still running"
+        );
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "the kill hit an unrelated process"
+        );
+        bystander.kill().unwrap();
+        bystander.wait().unwrap();
         let c2 = CancellationToken::new();
         c2.cancel();
         let err = run(sh, &["-c", "sleep 30"], vec![], Duration::from_secs(5), &c2)

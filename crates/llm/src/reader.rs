@@ -197,7 +197,7 @@ pub(crate) fn parse_ocr(text: &str) -> ChartAnalysis {
         indicators,
         trade_idea: None,
         price_labels: labels,
-        confidence: 0.1 + 0.1 * found as f64,
+        confidence: (1.0 + found as f64) / 10.0,
         notes: Some(CHART_RULES_LABEL.into()),
     }
 }
