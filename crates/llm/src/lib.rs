@@ -1,8 +1,22 @@
 //! Typed LLM clients (Anthropic, OpenAI-compatible, offline rules) and the trading-strategy and
-//! chart schemas. Knows nothing about queues: the `tasks` crate wraps these functions as tasks.
+//! chart schemas. Knows nothing about queues: the `tasks` crate wraps these functions as tasks,
+//! checks input roots and decides what a failure means for the task (see [`Error::retryable`]).
 //!
-//! Entry points: [`extract_strategy`] and [`analyze_chart`], configured by [`LlmOptions`].
-
+//! ```
+//! # async fn demo() -> hlbot_llm::Result<()> {
+//! use hlbot_llm::{ContentType, LlmOptions, extract_strategy};
+//! let opts = LlmOptions::default(); // the CLI fills keys, URLs, prices, cache
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! let text = "[00:01:05] Buy EUR/USD when RSI 14 drops below 30 on the 1 hour chart.";
+//! let r = extract_strategy(&opts, text, ContentType::Transcript, "rules", &cancel).await?;
+//! println!("{}", serde_json::to_string_pretty(&r).unwrap());
+//! # Ok(()) }
+//! ```
+//!
+//! The model string picks the provider: `claude-*` (Anthropic Messages API, aliases from
+//! [`AnthropicOptions::aliases`]), `openai:MODEL` / `ollama:MODEL` / any prefix configured in
+//! [`LlmOptions::openai`] (chat completions), or `rules` (offline, deterministic, labelled).
+//! Schemas: `schema/strategy.v1.json`, `schema/chart.v1.json`; guide: `docs/llm.md`.
 mod analysis;
 mod anthropic;
 mod cache;

@@ -58,6 +58,19 @@ impl Provider {
         Err(Error::UnknownModel(model.to_string()))
     }
 
+    /// Like [`Provider::resolve`], and also fails with `MissingApiKey` when the provider needs
+    /// a key that is not configured — so the CLI can fall back to `rules` and say so before
+    /// any work starts.
+    pub fn ready(opts: &LlmOptions, model: &str) -> Result<Provider> {
+        let p = Provider::resolve(opts, model)?;
+        if matches!(p, Provider::Anthropic { .. }) && opts.anthropic.api_key.is_none() {
+            return Err(Error::MissingApiKey {
+                provider: "anthropic".into(),
+            });
+        }
+        Ok(p)
+    }
+
     /// The provider's name as reported in results: `anthropic`, the prefix, or `rules`.
     pub fn name(&self) -> &str {
         match self {

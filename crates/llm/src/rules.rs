@@ -60,11 +60,22 @@ impl Doc {
     fn ends_sentence(&self, w: usize) -> bool {
         let (s, e) = self.words[w];
         let word = &self.flat[s..e];
-        word.ends_with(['.', '!', '?', ';']) && !word.ends_with("...")
-            || w + 1 < self.words.len()
-                && self.word_line[w + 1] != self.word_line[w]
-                && self.lines[self.word_line[w]].timestamp.is_none()
-                && self.lines[self.word_line[w]]
+        if word.ends_with(['.', '!', '?', ';']) && !word.ends_with("...") {
+            return true;
+        }
+        let Some(&next_line) = self.word_line.get(w + 1) else {
+            return true;
+        };
+        let line = self.word_line[w];
+        if next_line == line {
+            return false;
+        }
+        // Across lines: a blank line, a bullet or checklist item, or (in untimed text) a line
+        // ending in punctuation ends the sentence. Timestamped caption lines run on.
+        next_line > line + 1
+            || BULLET.is_match(&self.lines[next_line].text)
+            || self.lines[line].timestamp.is_none()
+                && self.lines[line]
                     .text
                     .trim_end()
                     .ends_with(|c: char| !c.is_alphanumeric())
@@ -114,6 +125,10 @@ struct Quote {
 
 impl Quote {
     fn overlaps(&self, o: &Quote) -> bool {
+        // Quotes built from listed lines carry no word range (usize::MAX).
+        if self.a == usize::MAX || o.a == usize::MAX {
+            return self.ev.quote == o.ev.quote;
+        }
         let inter = self.b.min(o.b) as i64 - self.a.max(o.a) as i64 + 1;
         let shorter = (self.b - self.a).min(o.b - o.a) as i64 + 1;
         inter * 2 > shorter
@@ -124,6 +139,18 @@ fn re(p: &str) -> Regex {
     Regex::new(p).unwrap()
 }
 
+static BULLET: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^\s*(?:[-*\u{2022}]\s|\[[ xX]?\]|\d{1,2}[.)]\s|(?i:rule|step)\s+\d)"));
+static ENTRY_LIST: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)^(?:#+\s*)?(?:entry|entries|long|short)\b.*\b(?:checklist|rules|criteria|conditions)\b|^(?i:entry|entries)\s*:?$",
+    )
+});
+static EXIT_LIST: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)^(?:#+\s*)?(?:exit|exits)\b.*\b(?:checklist|rules|criteria|conditions)\b|^(?i:exit|exits)\s*:?$",
+    )
+});
 static ENTRY: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"\b(?:enter|entry|entries|go long|go short|buy when|sell when|buy if|sell if|buy at|short at|long at|open a (?:long|short)|wait for (?:the |a )?(?:candle|close|confirmation|retest)|break(?:s|out)? (?:above|below)|breakout|cross(?:es)? (?:above|below|over)|crossover|pull ?back to|retest|plan your entry)\b",
@@ -282,10 +309,37 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
             push_ev(ev, q.clone());
             taken.push(q);
         }
-        taken.into_iter().map(|q| q.ev.quote).collect()
+        // A bare heading ("Entry checklist") is not a rule.
+        taken
+            .into_iter()
+            .map(|q| q.ev.quote)
+            .filter(|q| q.split_whitespace().count() >= 4)
+            .collect()
     };
     s.entry_rules = sentences(&ENTRY, 6, &mut ev);
     s.exit_rules = sentences(&EXIT, 6, &mut ev);
+    for (heading, rules) in [
+        (&*ENTRY_LIST, &mut s.entry_rules),
+        (&*EXIT_LIST, &mut s.exit_rules),
+    ] {
+        for item in listed_items(&doc.lines, heading) {
+            if !rules.iter().any(|r| r.contains(item.text.as_str())) {
+                rules.push(item.text.clone());
+                let quote = Evidence {
+                    quote: item.text,
+                    timestamp: item.timestamp,
+                    page: item.page,
+                };
+                if !ev.iter().any(|q| q.ev.quote == quote.quote) {
+                    ev.push(Quote {
+                        ev: quote,
+                        a: usize::MAX,
+                        b: usize::MAX,
+                    });
+                }
+            }
+        }
+    }
     s.stop_loss = STOP.find(l).map(|m| {
         let q = doc.quote(m.start(), 4, 22);
         push_ev(&mut ev, q.clone());
@@ -342,6 +396,37 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
     ev.truncate(16);
     s.evidence = ev.into_iter().map(|q| q.ev).collect();
     Some(s)
+}
+
+/// Bullet or checklist lines under a heading such as "Entry checklist" / "Exit rules:".
+fn listed_items(lines: &[Line], heading: &Regex) -> Vec<Line> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in lines {
+        let t = l.text.trim();
+        if heading.is_match(t) && t.split_whitespace().count() <= 6 {
+            inside = true;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if t.is_empty() && !out.is_empty() {
+            inside = false;
+        } else if let Some(m) = BULLET.find(t) {
+            let item = t[m.end()..].trim().to_string();
+            if !item.is_empty() {
+                out.push(Line {
+                    text: item,
+                    timestamp: l.timestamp.clone(),
+                    page: l.page,
+                });
+            }
+        } else if !t.is_empty() {
+            inside = false;
+        }
+    }
+    out
 }
 
 fn market_word(l: &str) -> Option<String> {
@@ -519,8 +604,14 @@ fn key_level(l: &str, start: usize, end: usize, raw: &str) -> Option<KeyLevel> {
     let price = raw.replace(',', "").parse::<f64>().ok()?;
     let after = clip(l, end, end + 14);
     let before_full = clip(l, start.saturating_sub(60), start);
+    let before_near = clip(l, start.saturating_sub(12), start).trim_end();
+    let money = ["usd", "eur", "gbp", "dollar", "$", "bucks", "k "];
     if after.trim_start().starts_with(['%', 'x'])
         || after.trim_start().starts_with("percent")
+        || money.iter().any(|m| after.trim_start().starts_with(m))
+        || before_near.ends_with(['$', 'x', '*', '=', '/', '('])
+        || before_near.contains("account")
+        || before_near.contains("risk")
         || after.starts_with(['-', ' ']) && {
             let a = after.trim_start_matches(['-', ' ']);
             [

@@ -184,3 +184,71 @@ async fn rules_on_text_without_strategy() {
     assert!(r.strategies.is_empty());
     assert!(r.label.is_some());
 }
+
+#[tokio::test]
+async fn corpus_scanned_notes_with_pages() {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIP: ../shared/corpus not found (set HLBOT_SHARED)");
+        return;
+    };
+    // The exact text of the two scanned pages, with page markers as a document would carry.
+    let p1 = std::fs::read_to_string(dir.join("pdf/gen_scanned_trading_notes.p1.txt")).unwrap();
+    let p2 = std::fs::read_to_string(dir.join("pdf/gen_scanned_trading_notes.p2.txt")).unwrap();
+    let doc = format!("--- page 1 ---\n{p1}\n--- page 2 ---\n{p2}");
+    let r = extract_strategy(
+        &LlmOptions::default(),
+        &doc,
+        ContentType::Document,
+        "rules",
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.strategies.len(), 1);
+    let s = &r.strategies[0];
+    println!("{}", serde_json::to_string_pretty(s).unwrap());
+    assert_eq!(s.instruments, vec!["EUR/USD"]);
+    assert_eq!(s.timeframes, vec!["1D"]);
+    assert_eq!(
+        s.key_levels.iter().map(|k| k.price).collect::<Vec<_>>(),
+        vec![1.085],
+        "no account sizes as levels"
+    );
+    assert_eq!(s.key_levels[0].kind, "support");
+    assert!(
+        s.entry_rules
+            .iter()
+            .any(|e| e.contains("Wait for a candle close"))
+    );
+    // The checklist under "Entry checklist" becomes entry rules.
+    assert!(
+        s.entry_rules
+            .contains(&"Price is at a marked level (within 10 pips)".to_string()),
+        "{:?}",
+        s.entry_rules
+    );
+    assert!(
+        s.entry_rules
+            .contains(&"Volume is above the 20-day average".to_string())
+    );
+    assert!(!s.entry_rules.contains(&"Entry checklist".to_string()));
+    let stop = s.stop_loss.as_deref().unwrap();
+    assert!(stop.contains("beyond the level"), "{stop}");
+    assert_eq!(
+        s.position_sizing.as_deref(),
+        Some("risk 1% of the account per trade")
+    );
+    let names: Vec<&str> = s.indicators.iter().map(|i| i.name.as_str()).collect();
+    assert!(
+        names.contains(&"Volume") && names.contains(&"Candle wicks"),
+        "{names:?}"
+    );
+    let page_of = |needle: &str| {
+        s.evidence
+            .iter()
+            .find(|e| e.quote.contains(needle))
+            .and_then(|e| e.page)
+    };
+    assert_eq!(page_of("1.0850"), Some(1));
+    assert_eq!(page_of("Stop loss goes beyond"), Some(2));
+}
