@@ -11,8 +11,11 @@ use crate::error::{Error, Result};
 use crate::options::YoutubeOptions;
 use crate::process::{Cmd, run};
 
-/// Side of the grey thumbnail used to spot near-duplicate frames.
-const THUMB: usize = 16;
+/// Size of the grey thumbnail used to spot near-duplicate frames.
+const THUMB_W: usize = 64;
+const THUMB_H: usize = 36;
+/// Grey-level difference above which a thumbnail pixel counts as changed.
+const PIXEL_DELTA: u8 = 24;
 
 /// One extracted frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,7 +176,7 @@ async fn analyse(
     };
     let meta_path = scenes_file.display();
     let filter = format!(
-        "scale=480:-2,select='eq(n\\,0)+gt(scene\\,{t})',metadata=mode=print:file={meta_path},scale={THUMB}:{THUMB},format=gray"
+        "scale=480:-2,select='eq(n\\,0)+gt(scene\\,{t})',metadata=mode=print:file={meta_path},scale={THUMB_W}:{THUMB_H},format=gray"
     );
     let mut c = Cmd::new("ffmpeg", &opts.ffmpeg, opts.timeouts.ffmpeg);
     c.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-i"]);
@@ -206,7 +209,7 @@ async fn analyse(
             last.1 = v.trim().parse().unwrap_or(0.0);
         }
     }
-    let thumbs = out.stdout.chunks_exact(THUMB * THUMB);
+    let thumbs = out.stdout.chunks_exact(THUMB_W * THUMB_H);
     Ok(times
         .into_iter()
         .zip(thumbs)
@@ -218,13 +221,15 @@ async fn analyse(
         .collect())
 }
 
-fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
-    let sum: u64 = a
+/// Share of thumbnail pixels that changed noticeably: near 0 for re-encoded copies of the same
+/// slide, a few percent when a chart gains a few candles (a mean difference would miss that).
+fn changed_share(a: &[u8], b: &[u8]) -> f64 {
+    let changed = a
         .iter()
         .zip(b)
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
-    sum as f64 / a.len().max(1) as f64
+        .filter(|(x, y)| x.abs_diff(**y) > PIXEL_DELTA)
+        .count();
+    changed as f64 / a.len().max(1) as f64
 }
 
 /// Keeps the first frame, then each scene change at least `min_frame_interval` after the last kept
@@ -238,7 +243,7 @@ fn choose(cands: &[Candidate], opts: &YoutubeOptions) -> Vec<Candidate> {
             }
             if kept
                 .iter()
-                .any(|k| mean_abs_diff(&k.thumb, &c.thumb) < opts.duplicate_threshold)
+                .any(|k| changed_share(&k.thumb, &c.thumb) < opts.duplicate_threshold)
             {
                 continue;
             }
@@ -290,7 +295,7 @@ mod tests {
         Candidate {
             time,
             score,
-            thumb: vec![level; THUMB * THUMB],
+            thumb: vec![level; THUMB_W * THUMB_H],
         }
     }
 
@@ -298,7 +303,7 @@ mod tests {
     fn choice_applies_interval_duplicates_and_cap() {
         let mut opts = YoutubeOptions {
             min_frame_interval: 2.0,
-            duplicate_threshold: 6.0,
+            duplicate_threshold: 0.005,
             max_frames: 10,
             ..Default::default()
         };

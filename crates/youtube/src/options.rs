@@ -105,14 +105,15 @@ pub struct YoutubeOptions {
     pub js_runtime: Option<String>,
     /// Maximum video height downloaded for frames.
     pub max_frame_height: u32,
-    /// ffmpeg scene-change score above which a frame starts a new scene (0..1). Default 0.08 catches a
-    /// cut between two similar charts (scores ≈0.14).
+    /// ffmpeg scene-change score above which a frame starts a new scene (0..1). Default 0.03: a cut
+    /// between two similar charts scores 0.05–0.15, static slides and re-encoding noise < 0.005.
     pub scene_threshold: f64,
     /// Minimum seconds between two kept frames.
     pub min_frame_interval: f64,
     /// Maximum number of frames kept per video.
     pub max_frames: usize,
-    /// Mean absolute difference (0..255, on a 16×16 grey thumbnail) below which a frame is a near-duplicate.
+    /// Share of pixels (0..1) of a 64×36 grey thumbnail that must differ from every kept frame for a
+    /// frame to count as new; below it the frame is a near-duplicate.
     pub duplicate_threshold: f64,
     /// Speech-to-text used when captions are missing or not preferred.
     pub asr: AsrProvider,
@@ -137,10 +138,10 @@ impl Default for YoutubeOptions {
             sleep_requests: None,
             js_runtime: None,
             max_frame_height: 720,
-            scene_threshold: 0.08,
+            scene_threshold: 0.03,
             min_frame_interval: 2.0,
             max_frames: 60,
-            duplicate_threshold: 6.0,
+            duplicate_threshold: 0.005,
             asr: AsrProvider::None,
             asr_chunk_seconds: 600,
             downloader: None,

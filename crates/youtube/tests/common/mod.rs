@@ -58,3 +58,201 @@ pub fn have(prog: &str) -> bool {
 pub fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A static file server on 127.0.0.1 (a free port) for yt-dlp's generic extractor.
+/// `/slow/NAME` drips NAME at ~5 KiB/s with the full Content-Length (for time-limit tests).
+pub struct Server {
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+    pub fn hits(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+pub async fn serve(dir: PathBuf) -> Server {
+    use axum::body::Body;
+    use axum::extract::{Path as AxPath, State};
+    use axum::http::{StatusCode, header};
+    use axum::response::Response;
+
+    #[derive(Clone)]
+    struct St {
+        dir: PathBuf,
+        requests: Arc<AtomicUsize>,
+    }
+
+    fn mime(name: &str) -> &'static str {
+        match name.rsplit('.').next().unwrap_or("") {
+            "mp4" => "video/mp4",
+            "webm" => "video/webm",
+            "mkv" => "video/x-matroska",
+            "vtt" => "text/vtt",
+            "srt" => "application/x-subrip",
+            "html" => "text/html; charset=utf-8",
+            "json" | "json3" => "application/json",
+            "mp3" => "audio/mpeg",
+            "wav" => "audio/wav",
+            _ => "application/octet-stream",
+        }
+    }
+
+    async fn file(State(st): State<St>, AxPath(path): AxPath<String>) -> Response {
+        st.requests.fetch_add(1, Ordering::SeqCst);
+        let (slow, name) = match path.strip_prefix("slow/") {
+            Some(n) => (true, n.to_string()),
+            None => (false, path.clone()),
+        };
+        if name.contains("..") {
+            return Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .body(Body::empty())
+                .unwrap();
+        }
+        let Ok(data) = tokio::fs::read(st.dir.join(&name)).await else {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Body::from("not found"))
+                .unwrap();
+        };
+        let len = data.len();
+        let body = if slow {
+            let stream = futures_lite_stream(data);
+            Body::from_stream(stream)
+        } else {
+            Body::from(data)
+        };
+        Response::builder()
+            .header(header::CONTENT_TYPE, mime(&name))
+            .header(header::CONTENT_LENGTH, len)
+            .body(body)
+            .unwrap()
+    }
+
+    fn futures_lite_stream(
+        data: Vec<u8>,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
+        futures::stream::unfold((data, 0usize), |(data, pos)| async move {
+            if pos >= data.len() {
+                return None;
+            }
+            if pos > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let end = (pos + 1024).min(data.len());
+            let chunk = data[pos..end].to_vec();
+            Some((Ok(chunk), (data, end)))
+        })
+    }
+
+    let requests = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::get(file))
+        .with_state(St {
+            dir,
+            requests: requests.clone(),
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Server {
+        addr,
+        requests,
+        task,
+    }
+}
+
+/// Runs ffmpeg with `args`, panicking with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// 6 s, 640×360: a dark title card (0–2 s), a candlestick-like chart (2–4 s) and the same chart
+/// with three more candles (4–6 s) — the second cut is subtle (scene score ≈ 0.05).
+pub fn make_scenes_video(path: &std::path::Path) {
+    let candles_a = "drawgrid=w=40:h=40:c=gray,drawbox=x=60:y=100:w=20:h=120:c=green:t=fill,drawbox=x=120:y=140:w=20:h=100:c=red:t=fill,drawbox=x=180:y=90:w=20:h=150:c=green:t=fill,drawbox=x=240:y=130:w=20:h=80:c=red:t=fill";
+    let candles_b = format!(
+        "{candles_a},drawbox=x=300:y=60:w=20:h=170:c=green:t=fill,drawbox=x=360:y=80:w=20:h=120:c=green:t=fill,drawbox=x=420:y=150:w=20:h=90:c=red:t=fill"
+    );
+    let graph = format!(
+        "[0]drawbox=x=100:y=120:w=440:h=60:c=yellow:t=fill[a];[1]{candles_a}[b];[2]{candles_b}[c];[a][b][c]concat=n=3:v=1:a=0,format=yuv420p[v]"
+    );
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x203060:s=640x360:r=25:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=white:s=640x360:r=25:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=white:s=640x360:r=25:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=44100:cl=mono",
+        "-filter_complex",
+        &graph,
+        "-map",
+        "[v]",
+        "-map",
+        "3:a",
+        "-t",
+        "6",
+        "-c:v",
+        "libx264",
+        "-g",
+        "250",
+        "-c:a",
+        "aac",
+        "-shortest",
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// A WebVTT caption file for the scenes video.
+pub const SCENES_VTT: &str = "WEBVTT\n\n00:00.000 --> 00:02.000\nWelcome to the &amp; lesson\n\n00:02.000 --> 00:04.000\nthis chart bounced at support\n\n00:04.000 --> 00:06.000\nthree new candles broke out\n";
+pub const SCENES_TRANSCRIPT: &str =
+    "Welcome to the & lesson this chart bounced at support three new candles broke out";
+
+/// Processes still running whose command line contains `needle` (zombies excluded).
+pub fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && !cmd.contains("cargo") && !cmd.contains("/deps/") {
+            found.push(cmd);
+        }
+    }
+    found
+}
