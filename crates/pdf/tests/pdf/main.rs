@@ -1,0 +1,8 @@
+//! Integration tests for hlbot-pdf: one binary, a module per topic. `generated` runs anywhere
+//! (with libpdfium and tesseract installed); `corpus` checks ../shared/corpus/pdf against its
+//! MANIFEST and skips with a printed reason when the corpus is absent.
+
+mod common;
+mod corpus;
+mod fixtures;
+mod generated;
