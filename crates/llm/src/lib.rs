@@ -31,6 +31,7 @@ mod image;
 mod lexicon;
 mod openai;
 mod options;
+mod pattern;
 mod process;
 mod prompt;
 mod provider;
