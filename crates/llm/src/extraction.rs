@@ -223,7 +223,10 @@ impl Job<'_> {
 
 /// Splits at the line boundary nearest the middle; `None` for a single line.
 fn split_half(text: &str) -> Option<(String, String)> {
-    let mid = text.len() / 2;
+    let mut mid = text.len() / 2;
+    while !text.is_char_boundary(mid) {
+        mid += 1;
+    }
     let cut = text[..mid]
         .rfind('\n')
         .or_else(|| text[mid..].find('\n').map(|i| mid + i))?;
@@ -252,5 +255,12 @@ mod tests {
         let (a, b) = split_half("[page 2]\nl1\nl2\nl3\nl4").unwrap();
         assert!(a.starts_with("[page 2]"));
         assert!(b.starts_with("[page 2]\n"));
+        for t in [
+            "ééé\nééé",
+            "€\n€\n€",
+            "a\n\u{1F600}\u{1F600}\u{1F600}\u{1F600}",
+        ] {
+            let _ = split_half(t);
+        }
     }
 }

@@ -170,7 +170,7 @@ pub(crate) fn parse_ocr(text: &str) -> ChartAnalysis {
         .filter_map(|(name, re)| {
             let m = re.find(&lower)?;
             let value = PRICE
-                .find(&lower[m.end()..(m.end() + 16).min(lower.len())])
+                .find(crate::pattern::clip(&lower, m.end(), m.end() + 16))
                 .map(|n| json!(n.as_str()));
             Some(ChartIndicator {
                 name: name.to_string(),
@@ -205,6 +205,19 @@ pub(crate) fn parse_ocr(text: &str) -> ChartAnalysis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn never_panics_on_odd_text() {
+        for t in [
+            "",
+            "é",
+            "RSI é1.0850ü",
+            "€€€ 1,000 support 2.5 ✓",
+            "MACD\u{1F600}12",
+        ] {
+            let _ = parse_ocr(t);
+        }
+    }
 
     #[test]
     fn ocr_text_parsing() {

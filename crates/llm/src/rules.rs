@@ -578,6 +578,21 @@ mod tests {
     }
 
     #[test]
+    fn never_panics_on_odd_text() {
+        let odd = [
+            "é".repeat(50),
+            "Support at 1.0850 ü RSI é14 😀 EMA 20 stop loss € 2:1".into(),
+            "Strategy 1: é\nStrategy 2: ü\n".into(),
+            "\u{c}\u{c}[page 0]\n--- page 99999 ---\n[99:99:99] risk 100% of account".into(),
+            "1,000,000,000,000.5 support 99999999999999999999 resistance".into(),
+        ];
+        for t in odd {
+            let _ = extract(&t);
+            let _ = crate::chunk::chunk_text(&t, 64, 16);
+        }
+    }
+
+    #[test]
     fn nothing_to_find() {
         assert!(extract("The weather was nice and we went to the beach.").is_empty());
         assert!(extract("").is_empty());
