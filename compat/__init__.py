@@ -1,0 +1,1 @@
+"""hlbot's Python Celery interop harness (see README.md)."""
