@@ -1,54 +1,69 @@
-//! Runs `process_document` on each PDF given and prints the JSON (or the error).
-//! `cargo run -p hlbot-pdf --example pdf-dump -- FILE.pdf...`; env HLBOT_PDFIUM_LIB,
-//! PDF_CACHE (default: a temp dir), PDF_OCR (auto|always|never), PDF_IMAGES (0/1), PDF_PASSWORD.
+//! Runs `process_document` on each PDF given and prints the JSON result (or one summary line
+//! per file with `PDF_QUIET=1`, as `scripts/bench-pdf.sh` uses it).
+//!
+//! `cargo run -p hlbot-pdf --example pdf-dump -- FILE.pdf...`; environment: HLBOT_PDFIUM_LIB,
+//! PDF_CACHE (default: a temp dir), PDF_USE_CACHE=1, PDF_OCR (auto|always|never),
+//! PDF_IMAGES (0/1), PDF_PASSWORD, PDF_QUIET=1.
 
 use std::time::Instant;
 
 use hlbot_pdf::{OcrMode, PdfOptions, PdfRequest, process_document};
 use tokio_util::sync::CancellationToken;
 
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let lib =
-        std::env::var("HLBOT_PDFIUM_LIB").unwrap_or_else(|_| ".hlbot/pdfium/libpdfium.so".into());
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let cache = std::env::var("PDF_CACHE")
+    let lib = var("HLBOT_PDFIUM_LIB").unwrap_or_else(|| ".hlbot/pdfium/libpdfium.so".into());
+    let Ok(tmp) = tempfile::tempdir() else {
+        eprintln!("cannot create a temp dir");
+        return std::process::ExitCode::from(2);
+    };
+    let cache = var("PDF_CACHE")
         .map(Into::into)
-        .unwrap_or_else(|_| tmp.path().to_path_buf());
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    // The worker binary sits next to the examples folder: target/<profile>/hlbot-pdf-child.
     let child = std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .expect("dir")
-        .parent()
-        .expect("dir")
-        .join("hlbot-pdf-child");
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.join("hlbot-pdf-child")))
+        .unwrap_or_else(|| "hlbot-pdf-child".into());
     let mut opts = PdfOptions::new(lib, cache, child, vec![]);
-    opts.use_cache = std::env::var("PDF_USE_CACHE").is_ok_and(|v| v == "1");
-    let ocr = match std::env::var("PDF_OCR").as_deref() {
-        Ok("always") => OcrMode::Always,
-        Ok("never") => OcrMode::Never,
+    opts.use_cache = var("PDF_USE_CACHE").is_some_and(|v| v == "1");
+    let ocr = match var("PDF_OCR").as_deref() {
+        Some("always") => OcrMode::Always,
+        Some("never") => OcrMode::Never,
         _ => OcrMode::Auto,
     };
-    let quiet = std::env::var("PDF_QUIET").is_ok_and(|v| v == "1");
+    let quiet = var("PDF_QUIET").is_some_and(|v| v == "1");
     let mut failed = 0;
     let t0 = Instant::now();
     for path in std::env::args().skip(1) {
         let mut req = PdfRequest::new(&path);
         req.ocr = ocr;
-        req.extract_images = std::env::var("PDF_IMAGES")
-            .map(|v| v != "0")
-            .unwrap_or(true);
-        req.password = std::env::var("PDF_PASSWORD").ok();
+        req.extract_images = var("PDF_IMAGES").is_none_or(|v| v != "0");
+        req.password = var("PDF_PASSWORD");
+        let t = Instant::now();
         match process_document(&opts, &req, |_| {}, CancellationToken::new()).await {
             Ok(doc) if quiet => println!(
-                "{path}\t{} pages\t{} chars",
-                doc.page_count,
-                doc.text.chars().count()
+                "{path}\t{} pages\t{} chars\t{} ocr\t{:.1} ms",
+                doc.pages.len(),
+                doc.text.chars().count(),
+                doc.stats.pages_ocr,
+                t.elapsed().as_secs_f64() * 1000.0
             ),
-            Ok(doc) => println!("{}", serde_json::to_string_pretty(&doc).expect("json")),
+            Ok(doc) => match serde_json::to_string_pretty(&doc) {
+                Ok(json) => println!("{json}"),
+                Err(e) => println!("{path}\tERROR json: {e}"),
+            },
             Err(e) => {
                 failed += 1;
-                println!("{path}\tERROR {}: {e}", e.kind());
+                println!(
+                    "{path}\tERROR {}: {e}\t{:.1} ms",
+                    e.kind(),
+                    t.elapsed().as_secs_f64() * 1000.0
+                );
             }
         }
     }

@@ -44,7 +44,7 @@ pub(crate) fn render_page(
         .use_grayscale_rendering(true);
     let bitmap = page
         .render_with_config(&config)
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("PDFium could not render {w_px}x{h_px} px ({e:?})"))?;
     let gray = bitmap
         .as_image()
         .map_err(|e| format!("{e:?}"))?

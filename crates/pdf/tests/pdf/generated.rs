@@ -328,7 +328,12 @@ async fn memory_cap_stops_a_huge_render_without_taking_the_machine() {
     env.opts.max_render_side = u32::MAX;
     let mut req = PdfRequest::new(&path);
     req.ocr = OcrMode::Always;
-    match run(&env.opts, &req).await {
+    let outcome = run(&env.opts, &req).await;
+    eprintln!(
+        "memory cap outcome: {:?}",
+        outcome.as_ref().map(|d| &d.warnings)
+    );
+    match outcome {
         // PDFium reports the failed allocation: the page keeps its text, with a warning.
         Ok(doc) => {
             assert!(
