@@ -26,6 +26,8 @@ pub const CHART_RULES_LABEL: &str = "offline rules: image size and OCR text only
 static PRICE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b\d{1,3}(?:,\d{3})+(?:\.\d+)?\b|\b\d+\.\d{1,5}\b|\b\d{3,6}\b").unwrap()
 });
+static DECIMAL_COMMA: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{1,6}),(\d{1,2})\b").unwrap());
 static LABELLED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(support|resistance|sup|res)[ \t]*[:=@-]?[ \t]*(?:at[ \t]+)?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\b").unwrap()
 });
@@ -45,7 +47,20 @@ pub(crate) async fn read_chart(
         sent_height: h,
     };
     let img = decoded.image;
-    let png = tokio::task::spawn_blocking(move || ocr_input(img))
+    // The whole chart (title, labels) plus the left and right strips where price axes live:
+    // tesseract reads axis numbers far better alone than among candles.
+    let inputs =
+        tokio::task::spawn_blocking(move || -> std::result::Result<_, image::ImageError> {
+            let strip = (img.width() * 13 / 100).max(1);
+            let full_scale = if img.width() < 1600 { 2 } else { 1 };
+            let left = img.crop_imm(0, 0, strip, img.height());
+            let right = img.crop_imm(img.width().saturating_sub(strip), 0, strip, img.height());
+            Ok([
+                (ocr_input(img, full_scale)?, "11"),
+                (ocr_input(left, 3)?, "6"),
+                (ocr_input(right, 3)?, "6"),
+            ])
+        })
         .await
         .map_err(|e| Error::Image {
             path: path.display().to_string(),
@@ -55,15 +70,21 @@ pub(crate) async fn read_chart(
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-    let text = process::run(
-        &opts.tesseract,
-        &["stdin", "stdout", "--psm", "11"],
-        png,
-        opts.ocr_timeout,
-        cancel,
-    )
-    .await?;
-    let analysis = parse_ocr(&text);
+    let mut texts = Vec::with_capacity(3);
+    for (png, psm) in inputs {
+        let t = process::run(
+            &opts.tesseract,
+            &["stdin", "stdout", "--psm", psm],
+            png,
+            opts.ocr_timeout,
+            cancel,
+        )
+        .await?;
+        texts.push(t);
+    }
+    let text = texts[0].trim().to_string();
+    let axis = format!("{}\n{}", texts[1], texts[2]);
+    let analysis = parse_ocr(&text, &axis);
     Ok(ChartResult {
         schema_version: CHART_SCHEMA_VERSION.into(),
         provider: "rules".into(),
@@ -78,16 +99,20 @@ pub(crate) async fn read_chart(
     })
 }
 
-/// Grayscale, light background (dark themes inverted), small images upscaled 2x for OCR.
-fn ocr_input(img: DynamicImage) -> std::result::Result<Vec<u8>, image::ImageError> {
+/// Grayscale, light background (dark themes inverted), upscaled `scale` times for OCR.
+fn ocr_input(img: DynamicImage, scale: u32) -> std::result::Result<Vec<u8>, image::ImageError> {
     let mut gray = img.to_luma8();
     let mean = gray.pixels().map(|p| p.0[0] as u64).sum::<u64>() / (gray.len().max(1) as u64);
     if mean < 128 {
         image::imageops::invert(&mut gray);
     }
     let mut g = DynamicImage::ImageLuma8(gray);
-    if g.width() < 1600 {
-        g = g.resize(g.width() * 2, g.height() * 2, FilterType::CatmullRom);
+    if scale > 1 {
+        g = g.resize(
+            g.width() * scale,
+            g.height() * scale,
+            FilterType::CatmullRom,
+        );
     }
     let mut out = Vec::new();
     g.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)?;
@@ -95,8 +120,18 @@ fn ocr_input(img: DynamicImage) -> std::result::Result<Vec<u8>, image::ImageErro
 }
 
 /// Reads what it can from OCR text.
-pub(crate) fn parse_ocr(text: &str) -> ChartAnalysis {
+pub(crate) fn parse_ocr(text: &str, axis: &str) -> ChartAnalysis {
     let lower = text.to_ascii_lowercase();
+    // Axis labels: "92,5" is a decimal comma there (thousands groups have three digits).
+    let axis = DECIMAL_COMMA
+        .replace_all(axis, "$1.$2")
+        .to_ascii_lowercase();
+    let axis_labels = price_labels(&axis);
+    let labels = if axis_labels.len() >= 2 {
+        axis_labels
+    } else {
+        price_labels(&lower)
+    };
     let instrument = lexicon::instruments(&lower)
         .into_iter()
         .next()
@@ -105,23 +140,6 @@ pub(crate) fn parse_ocr(text: &str) -> ChartAnalysis {
         .into_iter()
         .next()
         .map(|f| f.value);
-    let mut labels: Vec<f64> = Vec::new();
-    for m in PRICE.find_iter(&lower) {
-        // Skip timeframe digits ("4h", "15m") and years.
-        let after = lower[m.end()..].chars().next().unwrap_or(' ');
-        if after.is_ascii_alphabetic() || after == '%' {
-            continue;
-        }
-        if let Ok(v) = m.as_str().replace(',', "").parse::<f64>()
-            && !(m.as_str().len() == 4
-                && !m.as_str().contains(['.', ','])
-                && (1900.0..=2100.0).contains(&v))
-            && !labels.contains(&v)
-        {
-            labels.push(v);
-        }
-    }
-    labels.sort_by(|a, b| a.total_cmp(b));
     let (mut support, mut resistance) = (Vec::new(), Vec::new());
     for c in LABELLED.captures_iter(&lower) {
         let Ok(v) = c[2].replace(',', "").parse::<f64>() else {
@@ -202,6 +220,28 @@ pub(crate) fn parse_ocr(text: &str) -> ChartAnalysis {
     }
 }
 
+/// Numbers that look like prices (not timeframe digits, percentages or years), sorted.
+fn price_labels(lower: &str) -> Vec<f64> {
+    let mut labels: Vec<f64> = Vec::new();
+    for m in PRICE.find_iter(lower) {
+        // Skip timeframe digits ("4h", "15m") and years.
+        let after = lower[m.end()..].chars().next().unwrap_or(' ');
+        if after.is_ascii_alphabetic() || after == '%' {
+            continue;
+        }
+        if let Ok(v) = m.as_str().replace(',', "").parse::<f64>()
+            && !(m.as_str().len() == 4
+                && !m.as_str().contains(['.', ','])
+                && (1900.0..=2100.0).contains(&v))
+            && !labels.contains(&v)
+        {
+            labels.push(v);
+        }
+    }
+    labels.sort_by(|a, b| a.total_cmp(b));
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,14 +255,17 @@ mod tests {
             "€€€ 1,000 support 2.5 ✓",
             "MACD\u{1F600}12",
         ] {
-            let _ = parse_ocr(t);
+            let _ = parse_ocr(t, t);
         }
     }
 
     #[test]
     fn ocr_text_parsing() {
+        let a = parse_ocr("", "110.0 -\n107.5 -\n92,5 5\n");
+        assert_eq!(a.price_labels, vec![92.5, 107.5, 110.0]);
         let a = parse_ocr(
             "EUR/USD 4H - bounce at support\n1.0900\n1.0850\n1.0800\nSupport 1.0850\nRSI 41.2\n2024",
+            "",
         );
         assert_eq!(a.instrument.as_deref(), Some("EUR/USD"));
         assert_eq!(a.timeframe.as_deref(), Some("4H"));

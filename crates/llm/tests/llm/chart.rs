@@ -63,6 +63,13 @@ async fn corpus_video_frame_chart() {
     assert_eq!(r.analysis.instrument.as_deref(), Some("EUR/USD"));
     assert_eq!(r.analysis.timeframe.as_deref(), Some("4H"));
     assert!(r.analysis.patterns.contains(&"bounce".to_string()));
+    // The price axis (92.5 … 110.0 in steps of 2.5) is read from the left strip.
+    let axis: Vec<f64> = (0..8).map(|i| 92.5 + 2.5 * i as f64).collect();
+    let found = axis
+        .iter()
+        .filter(|p| r.analysis.price_labels.contains(p))
+        .count();
+    assert!(found >= 6, "axis labels {:?}", r.analysis.price_labels);
     assert_eq!(
         r.analysis.trend, "unknown",
         "the offline reader does not guess trends"
