@@ -22,14 +22,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from compat import app as compat_app  # noqa: E402
+from compat.tests.support import REDIS_URL, scan_prefix  # noqa: E402
 
-REDIS_URL = os.environ.get('HLBOT_COMPAT_BROKER', compat_app.DEFAULT_BROKER)
 WORKER_READY_TIMEOUT = 60.0
 WORKER_STOP_TIMEOUT = 20.0
 HLBOT_TIMEOUT = 60.0
 
 # Environment variables the hlbot CLI reads; tests pass everything as flags instead.
 _HLBOT_ENV = ('REDIS_URL', 'HLBOT_RESULT_BACKEND', 'HLBOT_KEY_PREFIX', 'HLBOT_CONFIG')
+
+
+# Workers a test started (Python or hlbot), so a failing test's report can show their logs.
+_WORKERS_KEY = pytest.StashKey[list]()
 
 
 # --- Redis and key prefixes --------------------------------------------------------------------
@@ -45,15 +49,6 @@ def redis_client():
                     '(scripts/test.sh does) or set HLBOT_COMPAT_BROKER')
     yield client
     client.close()
-
-
-def _glob_escape(s):
-    return re.sub(r'([\\*?\[\]])', r'\\\1', s)
-
-
-def scan_prefix(client, prefix):
-    """Every key whose name starts with ``prefix``."""
-    return sorted(client.scan_iter(match=_glob_escape(prefix) + '*', count=1000))
 
 
 def new_prefix(sep=':'):
@@ -114,7 +109,42 @@ def celery_app(make_celery, prefix):
 
 # --- Python Celery worker ----------------------------------------------------------------------
 
-class CeleryWorker:
+class _Background:
+    """A subprocess in its own process group with its output in a temp file."""
+
+    proc = None
+    log = None
+
+    def output(self):
+        try:
+            return Path(self.log.name).read_text(errors='replace')
+        except OSError:
+            return ''
+
+    def stop(self):
+        """Warm shutdown (SIGTERM), then SIGKILL of its whole process group if it hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(WORKER_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def close(self):
+        self.stop()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+
+class CeleryWorker(_Background):
     """``celery -A compat.app worker --pool solo`` on one key prefix, as a subprocess."""
 
     def __init__(self, prefix, queues):
@@ -148,51 +178,24 @@ class CeleryWorker:
         raise RuntimeError(f'celery worker not ready after {WORKER_READY_TIMEOUT}s:\n'
                            f'{self.output()}')
 
-    def output(self):
-        try:
-            return Path(self.log.name).read_text(errors='replace')
-        except OSError:
-            return ''
-
-    def stop(self):
-        """Warm shutdown (SIGTERM), then SIGKILL of its whole process group if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(WORKER_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-
-    def close(self):
-        self.stop()
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
-
 
 @pytest.fixture
 def start_worker(request, prefix):
-    """``start_worker(queues=..., prefix=...)`` → a running :class:`CeleryWorker`; stopped after
+    """``start_worker(queues=..., worker_prefix=None)`` → a running :class:`CeleryWorker`; stopped after
     the test. Its log is attached to the report when the test fails."""
-    workers = []
-    request.node.stash[_WORKERS_KEY] = workers
+    workers = request.node.stash.setdefault(_WORKERS_KEY, [])
+    started = []
 
     def start(queues=compat_app.QUEUES, worker_prefix=None):
         w = CeleryWorker(worker_prefix or prefix, queues)
         workers.append(w)
+        started.append(w)
         return w.start()
 
     yield start
-    for w in workers:
+    for w in started:
         w.stop()
-    for w in workers:
+    for w in started:
         w.close()
 
 
@@ -202,15 +205,12 @@ def worker(start_worker):
     return start_worker()
 
 
-_WORKERS_KEY = pytest.StashKey[list]()
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     rep = yield
     if rep.failed and rep.when in ('call', 'setup'):
         for w in item.stash.get(_WORKERS_KEY, []):
-            rep.sections.append((f'celery worker {w.node} (prefix {w.prefix})', w.output()))
+            rep.sections.append((f'worker {w.node} (prefix {w.prefix})', w.output()))
     return rep
 
 
@@ -258,6 +258,65 @@ def hlbot_bin():
         pytest.fail(f'hlbot binary not found at {path}: run `cargo build -p hlbot-cli` '
                     '(or scripts/test.sh), or set HLBOT_BIN')
     return Hlbot(path)
+
+
+class HlbotWorker(_Background):
+    """``hlbot worker`` on one key prefix, as a subprocess in its own process group."""
+
+    def __init__(self, hlbot_bin, prefix, queues, concurrency):
+        self.hlbot_bin = hlbot_bin
+        self.prefix = prefix
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.node = f'hlbot-worker (prefix {prefix})'
+        self.log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-hlbot-worker-',
+                                               suffix='.log', delete=False)
+        self.proc = None
+
+    def start(self, redis_client):
+        env = {k: v for k, v in os.environ.items() if k not in _HLBOT_ENV}
+        cmd = [str(self.hlbot_bin.binary), '--broker', REDIS_URL, '--key-prefix', self.prefix,
+               '-l', 'INFO', 'worker', '-Q', ','.join(self.queues), '-c', str(self.concurrency)]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        # Ready once its queues are declared (kombu binding sets); tasks sent earlier just wait
+        # in their lists, so this only keeps timings honest.
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        want = [f'{self.prefix}_kombu.binding.{q}' for q in self.queues]
+        while time.monotonic() < deadline and not all(redis_client.exists(k) for k in want):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'hlbot worker exited with {self.proc.returncode}:\n'
+                                   f'{self.output()}')
+            time.sleep(0.05)
+        return self
+
+
+@pytest.fixture
+def start_hlbot_worker(request, hlbot_bin, prefix, redis_client):
+    """``start_hlbot_worker(queues=..., concurrency=2, worker_prefix=None)`` → a running
+    ``hlbot worker``; skips the test when this hlbot has no ``worker`` command yet."""
+    if not hlbot_bin.has_command('worker'):
+        pytest.skip('needs hlbot worker (issue 3): `hlbot --help` lists no `worker` command')
+    workers = request.node.stash.setdefault(_WORKERS_KEY, [])
+    started = []
+
+    def start(queues=('default',), concurrency=2, worker_prefix=None):
+        w = HlbotWorker(hlbot_bin, worker_prefix or prefix, queues, concurrency)
+        workers.append(w)
+        started.append(w)
+        return w.start(redis_client)
+
+    yield start
+    for w in started:
+        w.stop()
+    for w in started:
+        w.close()
+
+
+@pytest.fixture
+def hlbot_worker(start_hlbot_worker):
+    """An ``hlbot worker -Q default -c 2`` on this test's prefix."""
+    return start_hlbot_worker()
 
 
 @pytest.fixture

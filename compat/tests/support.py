@@ -4,7 +4,14 @@ comparison, and parsing hlbot's output. No fixtures here (they are in conftest.p
 import base64
 import json
 import math
+import os
+import re
 from datetime import datetime, timezone
+
+from compat.app import DEFAULT_BROKER
+
+#: Broker and result backend of every test (Python and hlbot alike).
+REDIS_URL = os.environ.get('HLBOT_COMPAT_BROKER', DEFAULT_BROKER)
 
 SEP = '\x06\x16'
 PRIORITY_STEPS = (0, 3, 6, 9)
@@ -50,6 +57,15 @@ def lines_of(text):
     """Output lines, split on ``\\n`` only: JSON may hold a literal U+2028, which
     ``str.splitlines`` would split on."""
     return [line for line in text.split('\n') if line.strip()]
+
+
+def _glob_escape(s):
+    return re.sub(r'([\\*?\[\]])', r'\\\1', s)
+
+
+def scan_prefix(client, prefix):
+    """Every key whose name starts with ``prefix``."""
+    return sorted(client.scan_iter(match=_glob_escape(prefix) + '*', count=1000))
 
 
 def json_lines(text):

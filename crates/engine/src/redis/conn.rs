@@ -53,8 +53,15 @@ impl RedisSettings {
         self
     }
 
+    /// Celery's result backend appends `_` to a `global_keyprefix` that does not end in one of
+    /// `:_-.` (`BaseKeyValueStoreBackend._add_global_keyprefix`); do the same so both find the
+    /// same `celery-task-meta-*` keys and channels.
     pub fn with_result_prefix(mut self, prefix: &str) -> Self {
-        self.result_prefix = prefix.into();
+        self.result_prefix = if prefix.is_empty() || prefix.ends_with([':', '_', '-', '.']) {
+            prefix.into()
+        } else {
+            format!("{prefix}_")
+        };
         self
     }
 
