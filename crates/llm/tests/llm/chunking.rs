@@ -82,6 +82,12 @@ async fn two_hour_transcript_is_chunked_and_merged() {
     assert_eq!(r.chunks, expected_chunks.len());
     assert_eq!(seen.len(), expected_chunks.len(), "one call per chunk");
     assert!(seen.len() >= 8, "{} chunks", seen.len());
+    println!(
+        "{} tokens -> {} chunks, max {} in flight",
+        estimate_tokens(&text),
+        seen.len(),
+        m.max_in_flight()
+    );
     assert!(
         m.max_in_flight() <= 3,
         "concurrency limit: {}",
@@ -105,4 +111,33 @@ async fn two_hour_transcript_is_chunked_and_merged() {
     );
     assert_eq!(r.usage.calls as usize, seen.len());
     assert_eq!(r.usage.input_tokens, 5000 * seen.len() as u64);
+}
+
+#[tokio::test]
+async fn rules_on_two_hour_transcript() {
+    let text = two_hour_transcript();
+    let started = std::time::Instant::now();
+    let r = hlbot_llm::extract_strategy(
+        &hlbot_llm::LlmOptions::default(),
+        &text,
+        ContentType::Transcript,
+        "rules",
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    println!(
+        "rules on {} tokens: {:?}, default chunking would make {} chunks",
+        estimate_tokens(&text),
+        started.elapsed(),
+        chunk_text(&text, 12_000, 300).len()
+    );
+    let s = &r.strategies[0];
+    assert_eq!(s.timeframes, vec!["1H", "5m"]);
+    assert!(
+        s.indicators
+            .iter()
+            .any(|i| i.name == "EMA" && i.parameters["period"] == 50)
+    );
+    assert!(s.evidence.len() <= 16, "evidence stays bounded");
 }
