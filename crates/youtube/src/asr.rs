@@ -131,12 +131,19 @@ pub async fn transcribe_file(
                 _ = cancel.cancelled() => Err(Error::Cancelled),
             }
         }
-        AsrProvider::LocalWhisper { model_dir } => local_whisper(model_dir, audio),
+        AsrProvider::LocalWhisper { model_dir } => {
+            local_whisper(opts, model_dir, audio, cancel).await
+        }
     }
 }
 
 #[cfg(not(feature = "whisper"))]
-fn local_whisper(model_dir: &Path, _audio: &Path) -> Result<Vec<Segment>> {
+async fn local_whisper(
+    _opts: &YoutubeOptions,
+    model_dir: &Path,
+    _audio: &Path,
+    _cancel: &CancellationToken,
+) -> Result<Vec<Segment>> {
     Err(Error::Config(format!(
         "local Whisper ({}) needs hlbot-youtube built with the `whisper` feature",
         model_dir.display()
@@ -144,11 +151,14 @@ fn local_whisper(model_dir: &Path, _audio: &Path) -> Result<Vec<Segment>> {
 }
 
 #[cfg(feature = "whisper")]
-fn local_whisper(model_dir: &Path, _audio: &Path) -> Result<Vec<Segment>> {
-    Err(Error::Config(format!(
-        "local Whisper ({}) is not implemented yet",
-        model_dir.display()
-    )))
+async fn local_whisper(
+    opts: &YoutubeOptions,
+    model_dir: &Path,
+    audio: &Path,
+    cancel: &CancellationToken,
+) -> Result<Vec<Segment>> {
+    let lang = opts.caption_languages.first().map(String::as_str);
+    crate::whisper::transcribe(opts, model_dir, lang, audio, cancel).await
 }
 
 async fn openai_transcribe(

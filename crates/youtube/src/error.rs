@@ -79,6 +79,9 @@ pub enum Error {
     /// The transcription endpoint could not be reached or answered garbage.
     #[error("ASR request failed: {0}")]
     AsrRequest(String),
+    /// Local speech-to-text (Whisper) failed.
+    #[error("local speech-to-text failed: {0}")]
+    LocalAsr(String),
     /// Invalid options (e.g. an unusable cache dir).
     #[error("configuration error: {0}")]
     Config(String),
@@ -119,6 +122,7 @@ impl Error {
             | Error::Cancelled
             | Error::Media { .. }
             | Error::Caption { .. }
+            | Error::LocalAsr(_)
             | Error::Config(_)
             | Error::Output(_)
             | Error::Io { .. } => false,
@@ -149,6 +153,7 @@ impl Error {
             Error::Caption { .. } => "caption",
             Error::AsrStatus { .. } => "asr_status",
             Error::AsrRequest(_) => "asr_request",
+            Error::LocalAsr(_) => "local_asr",
             Error::Config(_) => "config",
             Error::Output(_) => "output",
             Error::Io { .. } => "io",

@@ -19,6 +19,8 @@ mod process;
 mod progress;
 mod segment;
 mod video;
+#[cfg(feature = "whisper")]
+mod whisper;
 mod ytdlp;
 
 pub use asr::transcribe_file;

