@@ -1,16 +1,26 @@
 //! The queue engine: kombu-compatible Redis broker, Celery result backend, producer client,
 //! worker, beat, remote control and events. Knows nothing about YouTube, PDFs or LLMs.
 
+pub mod apply;
 pub mod backend;
 pub mod broker;
 pub mod client;
+pub mod deadletter;
+pub mod debug;
 pub mod error;
+pub mod events;
 pub mod redis;
+pub mod registry;
 pub mod route;
+pub mod task;
+pub mod worker;
 
 pub use backend::Backend;
 pub use broker::{Broker, BrokerOptions, Consumer, Delivery};
 pub use client::{AsyncResult, Client, SendOptions, TaskCall};
 pub use error::{Error, Result};
 pub use redis::{Keys, RedisSettings};
+pub use registry::Registry;
 pub use route::Router;
+pub use task::{Isolation, RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
+pub use worker::{Shutdown, Worker, WorkerOptions};

@@ -1,0 +1,85 @@
+//! Time limits for in-process tasks: the soft limit cancels the task's token, the hard limit (or a
+//! terminate) aborts it. Work that must be stopped even inside native code runs in a child
+//! process instead (`child.rs`), where the same limits kill the process group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::task::{Task, TaskContext, TaskError};
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The task returned.
+    Done(Result<Value, TaskError>),
+    /// The hard time limit (seconds) stopped it.
+    HardLimit(f64),
+    /// A revoke with terminate stopped it.
+    Terminated,
+    /// The process running it died (child crashed, was OOM-killed, ...).
+    WorkerLost(String),
+    /// Its child process went over the memory cap (KiB seen).
+    MemoryLimit(u64),
+}
+
+/// Run `task` in this process under `soft`/`hard` limits; `kill` stops it at once.
+pub async fn run_in_process(
+    task: Arc<dyn Task>,
+    ctx: TaskContext,
+    args: Vec<Value>,
+    kwargs: Map<String, Value>,
+    soft: Option<Duration>,
+    hard: Option<Duration>,
+    kill: CancellationToken,
+) -> Ended {
+    let cancel = ctx.cancel.clone();
+    let mut handle = tokio::spawn(async move { task.run(ctx, args, kwargs).await });
+    let soft_at = sleep_opt(soft);
+    let hard_at = sleep_opt(hard);
+    tokio::pin!(soft_at, hard_at);
+    let mut soft_fired = false;
+    loop {
+        tokio::select! {
+            r = &mut handle => {
+                return Ended::Done(r.unwrap_or_else(|e| Err(panic_error(e))));
+            }
+            _ = &mut soft_at, if !soft_fired => {
+                soft_fired = true;
+                cancel.cancel();
+            }
+            _ = &mut hard_at => {
+                handle.abort();
+                return Ended::HardLimit(hard.map_or(0.0, |d| d.as_secs_f64()));
+            }
+            _ = kill.cancelled() => {
+                cancel.cancel();
+                handle.abort();
+                return Ended::Terminated;
+            }
+        }
+    }
+}
+
+/// A sleep that never ends when there is no limit.
+pub async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_error(e: tokio::task::JoinError) -> TaskError {
+    let msg = if e.is_panic() {
+        let p = e.into_panic();
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "task panicked".into())
+    } else {
+        "task was cancelled".into()
+    };
+    TaskError::fail("RuntimeError", format!("panic: {msg}"))
+}

@@ -1,0 +1,282 @@
+//! What a worker holds right now: active, reserved and scheduled (ETA) requests, revoked ids,
+//! counters. Read by inspect (`active`, `reserved`, `scheduled`, `stats`, `query_task`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use hlbot_proto::TaskMessage;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Delivery;
+
+/// Where a request is in the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for its ETA.
+    Scheduled,
+    /// Prefetched, waiting for a free slot.
+    Reserved,
+    /// Running.
+    Active,
+}
+
+/// One task message the worker has taken from the broker.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub msg: TaskMessage,
+    pub delivery: Delivery,
+    /// Cancelled on soft limit, revoke(terminate) and cold shutdown.
+    pub cancel: CancellationToken,
+    /// Cancelled to stop the work at once (hard limit, terminate).
+    pub kill: CancellationToken,
+    pub received: Instant,
+}
+
+impl Request {
+    pub fn id(&self) -> &str {
+        self.msg.id()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    req: Request,
+    phase: Phase,
+    time_start: Option<f64>,
+    acked: bool,
+    worker_pid: Option<u32>,
+}
+
+/// Shared, lock-protected bookkeeping. Locks are never held across an await.
+#[derive(Debug, Default)]
+pub struct WorkerState {
+    entries: Mutex<HashMap<String, Entry>>,
+    revoked: Mutex<HashSet<String>>,
+    terminate: Mutex<HashSet<String>>,
+    total: Mutex<BTreeMap<String, u64>>,
+    pub processed: AtomicU64,
+    /// Messages taken but not finished (prefetch accounting; ETA holds excluded).
+    pub in_flight: AtomicUsize,
+    pub scheduled_count: AtomicUsize,
+    /// Signalled whenever a slot frees up.
+    pub freed: Notify,
+}
+
+impl WorkerState {
+    pub fn insert(&self, req: Request, phase: Phase) {
+        if phase == Phase::Scheduled {
+            self.scheduled_count.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+        let id = req.id().to_string();
+        let e = Entry {
+            req,
+            phase,
+            time_start: None,
+            acked: false,
+            worker_pid: None,
+        };
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(id, e);
+        }
+    }
+
+    /// Move a scheduled request to reserved (its ETA fired).
+    pub fn eta_fired(&self, id: &str) {
+        let mut moved = false;
+        if let Ok(mut m) = self.entries.lock() {
+            if let Some(e) = m.get_mut(id).filter(|e| e.phase == Phase::Scheduled) {
+                e.phase = Phase::Reserved;
+                moved = true;
+            }
+        }
+        if moved {
+            self.scheduled_count.fetch_sub(1, Ordering::SeqCst);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn start(&self, id: &str, name: &str, pid: Option<u32>) {
+        let now = hlbot_proto::time::unix(chrono::Utc::now());
+        if let Ok(mut m) = self.entries.lock() {
+            if let Some(e) = m.get_mut(id) {
+                e.phase = Phase::Active;
+                e.time_start = Some(now);
+                e.worker_pid = pid.or(Some(std::process::id()));
+            }
+        }
+        if let Ok(mut t) = self.total.lock() {
+            *t.entry(name.to_string()).or_default() += 1;
+        }
+        self.processed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn set_acked(&self, id: &str) {
+        if let Ok(mut m) = self.entries.lock() {
+            if let Some(e) = m.get_mut(id) {
+                e.acked = true;
+            }
+        }
+    }
+
+    pub fn set_pid(&self, id: &str, pid: u32) {
+        if let Ok(mut m) = self.entries.lock() {
+            if let Some(e) = m.get_mut(id) {
+                e.worker_pid = Some(pid);
+            }
+        }
+    }
+
+    /// Forget a request (finished or discarded) and free its slot.
+    pub fn remove(&self, id: &str) {
+        let removed = self.entries.lock().ok().and_then(|mut m| m.remove(id));
+        if let Some(e) = removed {
+            if e.phase == Phase::Scheduled {
+                self.scheduled_count.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        if let Ok(mut t) = self.terminate.lock() {
+            t.remove(id);
+        }
+        self.freed.notify_waiters();
+    }
+
+    /// Requests in a phase.
+    pub fn requests(&self, phase: Phase) -> Vec<Request> {
+        self.entries
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|e| e.phase == phase)
+                    .map(|e| e.req.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn phase_of(&self, id: &str) -> Option<Phase> {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|e| e.phase))
+    }
+
+    pub fn get(&self, id: &str) -> Option<Request> {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|e| e.req.clone()))
+    }
+
+    /// Delivery tags of everything held (refreshed so no restore re-queues them).
+    pub fn held_tags(&self) -> Vec<String> {
+        self.entries
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|e| !e.acked && !e.req.delivery.tag.is_empty())
+                    .map(|e| e.req.delivery.tag.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.entries
+            .lock()
+            .map(|m| m.values().filter(|e| e.phase == Phase::Active).count())
+            .unwrap_or(0)
+    }
+
+    pub fn is_acked(&self, id: &str) -> bool {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|e| e.acked))
+            .unwrap_or(false)
+    }
+
+    pub fn revoke(&self, ids: &[String], terminate: bool) {
+        if let Ok(mut r) = self.revoked.lock() {
+            r.extend(ids.iter().cloned());
+        }
+        if terminate {
+            if let Ok(mut t) = self.terminate.lock() {
+                t.extend(ids.iter().cloned());
+            }
+        }
+    }
+
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked.lock().map(|r| r.contains(id)).unwrap_or(false)
+    }
+
+    pub fn should_terminate(&self, id: &str) -> bool {
+        self.terminate
+            .lock()
+            .map(|r| r.contains(id))
+            .unwrap_or(false)
+    }
+
+    pub fn revoked_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .revoked
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn totals(&self) -> BTreeMap<String, u64> {
+        self.total.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Celery's `Request.info()` for inspect replies.
+    pub fn info(&self, id: &str, hostname: &str, safe: bool) -> Option<Value> {
+        let m = self.entries.lock().ok()?;
+        let e = m.get(id)?;
+        let msg = &e.req.msg;
+        let (args, kwargs) = if safe {
+            (json!(msg.headers.argsrepr), json!(msg.headers.kwargsrepr))
+        } else {
+            (json!(msg.args), json!(msg.kwargs))
+        };
+        Some(json!({
+            "id": msg.id(),
+            "name": msg.headers.display_name(),
+            "args": args,
+            "kwargs": kwargs,
+            "type": msg.headers.task,
+            "hostname": hostname,
+            "time_start": e.time_start,
+            "acknowledged": e.acked,
+            "delivery_info": {
+                "exchange": msg.envelope.properties.delivery_info.exchange,
+                "routing_key": msg.envelope.properties.delivery_info.routing_key,
+                "priority": msg.priority(),
+                "redelivered": msg.headers.redelivered(),
+            },
+            "worker_pid": if e.phase == Phase::Active { json!(e.worker_pid) } else { Value::Null },
+        }))
+    }
+
+    pub fn ids(&self, phase: Phase) -> Vec<String> {
+        self.entries
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, e)| e.phase == phase)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

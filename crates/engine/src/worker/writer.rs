@@ -1,0 +1,179 @@
+//! The worker's single Redis writer: acks, result stores, republishes, dead letters and counters
+//! are queued here and flushed as one atomic MULTI per batch. One round trip serves many tasks,
+//! and a task's result, run counter and ack commit together or not at all. If Redis is away the
+//! batch is kept and retried: nothing is dropped.
+
+use std::time::Duration;
+
+use hlbot_proto::{ResultMeta, TaskMessage};
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::redis::{Keys, RedisSettings};
+
+/// One write. Ops are moved once into the queue; boxing the meta would only add an allocation.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Op {
+    /// Drop the unacked entry.
+    Ack(String),
+    /// Store a result meta (never over a SUCCESS) and PUBLISH it.
+    Store(ResultMeta),
+    /// LPUSH a message to its queue (retries, callbacks).
+    Publish(Box<TaskMessage>),
+    /// RPUSH raw bytes to the head of a list key (shutdown restore of early-acked work).
+    PushHead { key: String, raw: Vec<u8> },
+    /// LPUSH a dead-letter record.
+    DeadLetter(Vec<u8>),
+    /// INCR a key (debug run counters).
+    Incr(String),
+    /// Resolve once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Handle to queue writes.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Op>,
+}
+
+impl Writer {
+    /// Start the writer loop. It ends when every `Writer` clone is dropped and the queue is empty.
+    pub fn spawn(
+        settings: RedisSettings,
+        conn: ConnectionManager,
+        result_ttl: Option<Duration>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let keys = settings.keys();
+        let h = tokio::spawn(run(settings, keys, conn, result_ttl, rx));
+        (Self { tx }, h)
+    }
+
+    pub fn send(&self, op: Op) {
+        // The loop outlives every sender; a send can only fail after shutdown, when nothing is
+        // left to write for.
+        let _ = self.tx.send(op);
+    }
+
+    /// Wait until everything queued so far is in Redis.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Flush(tx));
+        let _ = rx.await;
+    }
+}
+
+const STORE_SCRIPT: &str = include_str!("../redis/store_result.lua");
+
+async fn run(
+    settings: RedisSettings,
+    keys: Keys,
+    mut conn: ConnectionManager,
+    ttl: Option<Duration>,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+) {
+    let ttl = ttl.map_or(0, |d| d.as_secs().max(1));
+    let mut batch: Vec<Op> = Vec::new();
+    let mut failing = false;
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(op) => batch.push(op),
+                None => return,
+            }
+        }
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut p = redis::pipe();
+        p.atomic();
+        let mut waiters = Vec::new();
+        for op in &batch {
+            match op {
+                Op::Ack(tag) => {
+                    p.zrem(keys.unacked_index(), tag)
+                        .ignore()
+                        .hdel(keys.unacked(), tag)
+                        .ignore();
+                }
+                Op::Store(meta) => {
+                    let key = keys.result(&meta.task_id);
+                    p.cmd("EVAL")
+                        .arg(STORE_SCRIPT)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(meta.to_json())
+                        .arg(ttl)
+                        .arg(&key)
+                        .ignore();
+                }
+                Op::Publish(msg) => {
+                    p.lpush(
+                        keys.queue_for(msg.queue(), msg.priority()),
+                        msg.envelope.to_vec(),
+                    )
+                    .ignore();
+                }
+                Op::PushHead { key, raw } => {
+                    p.rpush(key, raw).ignore();
+                }
+                Op::DeadLetter(rec) => {
+                    p.lpush(keys.dead_letter(), rec).ignore();
+                }
+                Op::Incr(key) => {
+                    p.incr(key, 1).ignore();
+                }
+                Op::Flush(_) => {}
+            }
+        }
+        match p.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(
+                        "result writer: Redis is back, {} pending writes flushed",
+                        batch.len()
+                    );
+                    failing = false;
+                }
+                for op in batch.drain(..) {
+                    if let Op::Flush(tx) = op {
+                        waiters.push(tx);
+                    }
+                }
+                for w in waiters {
+                    let _ = w.send(());
+                }
+            }
+            Err(e)
+                if !(e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_connection_refusal()) =>
+            {
+                // Redis answered: the transaction ran, one command in it failed (e.g. a key of the
+                // wrong type). Retrying would repeat the others, so report and move on.
+                tracing::error!("result writer: {}", settings.err(e));
+                for op in batch.drain(..) {
+                    if let Op::Flush(tx) = op {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(
+                        "result writer: {}; keeping {} writes and retrying",
+                        settings.err(e),
+                        batch.len()
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
