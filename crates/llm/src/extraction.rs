@@ -45,6 +45,20 @@ pub async fn extract_strategy(
         });
     }
     let client = Client::new(opts, &provider)?;
+    if text.trim().is_empty() {
+        // Nothing to bill for: answer locally.
+        return Ok(StrategyResult {
+            schema_version: STRATEGY_SCHEMA_VERSION.into(),
+            provider: provider.name().to_string(),
+            model: provider.model_id().to_string(),
+            label: None,
+            strategies: vec![],
+            usage: Usage::default(),
+            cost_usd: Some(0.0),
+            chunks: 0,
+            warnings: vec!["empty content: no model call made".into()],
+        });
+    }
     let schema = wire_schema(STRATEGY_SCHEMA_JSON);
     let chunks = chunk_text(&text, opts.chunk_tokens, opts.chunk_overlap_tokens);
     let n = chunks.len();

@@ -431,6 +431,23 @@ async fn missing_key_makes_no_call() {
 }
 
 #[tokio::test]
+async fn empty_content_makes_no_call() {
+    let m = Mock::start().await;
+    let r = extract_strategy(
+        &m.options(),
+        " \n\n ",
+        ContentType::Text,
+        "claude-sonnet-4",
+        &cancel(),
+    )
+    .await
+    .unwrap();
+    assert!(r.strategies.is_empty());
+    assert_eq!(r.chunks, 0);
+    assert!(m.seen().is_empty());
+}
+
+#[tokio::test]
 async fn cancel_interrupts_a_retry_wait() {
     let m = Mock::start().await;
     m.respond_with(|_| api_error(429, "rate_limit_error", "slow down").header("retry-after", "10"));
