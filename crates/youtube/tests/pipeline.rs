@@ -401,3 +401,39 @@ async fn playlist_records_a_failing_video_without_failing() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].index, 1);
 }
+
+/// The seed's URL through the real yt-dlp. Without network (this workplace) it must fail fast as a
+/// retryable network error; where YouTube is reachable it must satisfy the seed's check.
+#[tokio::test]
+async fn seed_url_with_real_ytdlp_is_network_error_or_transcript() {
+    let Some(ytdlp) = tools() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let opts = YoutubeOptions {
+        ytdlp,
+        cache_dir: cache.path().to_path_buf(),
+        ..Default::default()
+    };
+    let url = "https://www.youtube.com/watch?v=dQw4w9WgXcQ";
+    match process_video(
+        &opts,
+        url,
+        false,
+        true,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    {
+        Ok(r) => {
+            assert_eq!(r.video_id, "dQw4w9WgXcQ");
+            assert!(!r.transcript.is_empty());
+        }
+        Err(e) => {
+            assert!(
+                matches!(e.kind(), "network" | "bot_check" | "rate_limited"),
+                "{e}"
+            );
+            assert!(e.retryable());
+        }
+    }
+}
