@@ -12,6 +12,49 @@ use url::Url;
 use crate::error::{Error, Result};
 
 const STAMP: &str = ".last_used";
+const LOCK: &str = ".lock";
+
+/// Holds a video folder for one `process_video` call; two workers on the same video take turns,
+/// and `cleanup_cache` skips a held folder. Released on drop.
+#[derive(Debug)]
+pub(crate) struct FolderLock {
+    _file: std::fs::File,
+}
+
+/// Waits (cancellably) for the folder's lock.
+pub(crate) async fn lock_folder(
+    dir: &Path,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<FolderLock> {
+    let path = dir.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(FolderLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()), e));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+        }
+    }
+}
+
+/// True when another call holds the folder right now.
+fn in_use(dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(dir.join(LOCK)) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
 
 /// The cache key of a URL: the YouTube video id, or `url-<hash>` for other allowed hosts.
 pub(crate) fn key_for(url: &Url) -> String {
@@ -142,7 +185,7 @@ pub fn cleanup_cache(
     for e in entries {
         let too_old = now.duration_since(e.last_used).unwrap_or_default() > max_age;
         let too_big = max_total_bytes.is_some_and(|max| total > max);
-        if too_old || too_big {
+        if (too_old || too_big) && !in_use(&e.path) {
             std::fs::remove_dir_all(&e.path)
                 .map_err(|err| Error::io(format!("removing {}", e.path.display()), err))?;
             total -= e.bytes;

@@ -79,6 +79,7 @@ pub async fn process_video(
 ) -> Result<VideoResult> {
     let parsed = crate::link::check_url(opts, url)?;
     let dir = cache::video_dir(&opts.cache_dir, &cache::key_for(&parsed))?;
+    let _lock = cache::lock_folder(&dir, cancel).await?;
     let info_path = dir.join("info.json");
     let mut warnings = Vec::new();
 

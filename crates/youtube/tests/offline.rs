@@ -296,3 +296,62 @@ fn nested_channel_tabs_and_embed_urls_are_flattened() {
         .unwrap();
     assert_eq!(two.len(), 2);
 }
+
+#[tokio::test]
+async fn concurrent_requests_for_one_video_fetch_once() {
+    let responses = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        seed_dir().join("dQw4w9WgXcQ.info.json"),
+        responses.path().join("dQw4w9WgXcQ.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        seed_dir().join("dQw4w9WgXcQ.en.json3"),
+        responses.path().join("dQw4w9WgXcQ.en.json3"),
+    )
+    .unwrap();
+    let opts = YoutubeOptions {
+        ytdlp: fake_ytdlp(responses.path()),
+        cache_dir: cache.path().to_path_buf(),
+        ..Default::default()
+    };
+    let token = CancellationToken::new();
+    let (a, b) = tokio::join!(
+        process_video(
+            &opts,
+            "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+            false,
+            true,
+            &no_progress,
+            &token
+        ),
+        process_video(
+            &opts,
+            "https://youtu.be/dQw4w9WgXcQ",
+            false,
+            true,
+            &no_progress,
+            &token
+        ),
+    );
+    assert_eq!(a.unwrap().transcript, b.unwrap().transcript);
+    let calls = std::fs::read_to_string(responses.path().join("calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().filter(|l| l.contains(" -J ")).count(),
+        1,
+        "{calls}"
+    );
+    // While a call holds the folder, cleanup leaves it alone.
+    let _held = std::fs::File::create(cache.path().join("dQw4w9WgXcQ/.lock")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cache.path().join("dQw4w9WgXcQ/.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let report = hlbot_youtube::cleanup_cache(cache.path(), 0.0, Some(0)).unwrap();
+    assert!(report.removed.is_empty());
+    drop(lock);
+    let report = hlbot_youtube::cleanup_cache(cache.path(), 0.0, Some(0)).unwrap();
+    assert_eq!(report.removed.len(), 1);
+}

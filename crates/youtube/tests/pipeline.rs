@@ -248,7 +248,7 @@ async fn download_time_limit_kills_ytdlp_and_ffmpeg() {
     let mut opts = options(&ytdlp, cache.path());
     // yt-dlp hands the transfer to ffmpeg: the group then holds python + ffmpeg.
     opts.downloader = Some("ffmpeg".into());
-    opts.timeouts.download = Duration::from_secs(4);
+    opts.timeouts.download = Duration::from_secs(8);
     let port = format!("127.0.0.1:{}", server.addr.port());
     let seen_ffmpeg = Arc::new(Mutex::new(false));
     let (seen2, port2) = (seen_ffmpeg.clone(), port.clone());
