@@ -437,3 +437,51 @@ async fn seed_url_with_real_ytdlp_is_network_error_or_transcript() {
         }
     }
 }
+
+#[tokio::test]
+async fn returning_to_an_earlier_slide_is_a_near_duplicate() {
+    let Some(ytdlp) = tools() else { return };
+    let media = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let slide_a =
+        "drawbox=x=80:y=80:w=480:h=60:c=yellow:t=fill,drawbox=x=80:y=200:w=300:h=30:c=white:t=fill";
+    let graph = format!(
+        "[0]{slide_a}[a];[1]drawgrid=w=40:h=40:c=gray[b];[2]{slide_a}[c];[a][b][c]concat=n=3:v=1:a=0,format=yuv420p[v]"
+    );
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x203060:s=640x360:r=25:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=white:s=640x360:r=25:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x203060:s=640x360:r=25:d=3",
+        "-filter_complex",
+        &graph,
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        media.path().join("aba.mp4").to_str().unwrap(),
+    ]);
+    let server = common::serve(media.path().to_path_buf()).await;
+    let opts = options(&ytdlp, cache.path());
+    let r = process_video(
+        &opts,
+        &server.url("aba.mp4"),
+        true,
+        true,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let times: Vec<f64> = r.frames.iter().map(|f| f.timestamp).collect();
+    assert_eq!(times.len(), 2, "{times:?}");
+    assert!(near(times[0], 0.0) && near(times[1], 3.0), "{times:?}");
+}
