@@ -3,6 +3,8 @@
 way, so one prefix isolates a whole deployment (and each test here)."""
 
 import threading
+import time
+import uuid
 
 import redis
 
@@ -36,6 +38,13 @@ class Monitor:
         return self
 
     def __exit__(self, *exc):
+        # MONITOR is one ordered stream: once a sentinel sent now shows up, every command run
+        # before it has been collected too.
+        sentinel = f'hlbot-compat-monitor-{uuid.uuid4().hex}'
+        self.client.echo(sentinel)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(sentinel in c for _, c in self.commands):
+            time.sleep(0.01)
         try:
             self._mon.connection.disconnect()
         except Exception:  # noqa: BLE001 - best effort: the thread is a daemon anyway

@@ -54,11 +54,13 @@ def test_publish_wakes_get(hlbot_worker, celery_app, redis_client):
     sub.subscribe(key_of(r.id))
 
     def listen():
-        for _ in range(100):
-            m = sub.get_message(timeout=0.5)
+        # STARTED (task_track_started) may come first; stop at a ready state.
+        for _ in range(4 * GET_TIMEOUT):
+            m = sub.get_message(timeout=0.25)
             if m:
                 channel_msgs.append(m['data'])
-                return
+                if json.loads(m['data'])['status'] in ('SUCCESS', 'FAILURE', 'REVOKED'):
+                    return
 
     t = threading.Thread(target=listen, daemon=True)
     t.start()
@@ -68,7 +70,8 @@ def test_publish_wakes_get(hlbot_worker, celery_app, redis_client):
     sub.close()
     assert value == {'args': ['woken'], 'kwargs': {}}
     stored = redis_client.get(key_of(r.id))
-    assert channel_msgs == [stored], 'PUBLISH carries exactly the stored meta'
+    assert channel_msgs and channel_msgs[-1] == stored, 'PUBLISH carries exactly the stored meta'
+    assert all(json.loads(m)['task_id'] == r.id for m in channel_msgs)
     done = parse_iso(json.loads(stored)['date_done'])
     latency = (woke - done).total_seconds()
     print(f'get() returned {latency * 1000:.1f} ms after date_done')
