@@ -1,0 +1,1 @@
+"""The interop tests (a package so they can share ``support.py``)."""

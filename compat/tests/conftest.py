@@ -181,8 +181,8 @@ class CeleryWorker(_Background):
 
 @pytest.fixture
 def start_worker(request, prefix):
-    """``start_worker(queues=..., worker_prefix=None)`` → a running :class:`CeleryWorker`; stopped after
-    the test. Its log is attached to the report when the test fails."""
+    """``start_worker(queues=..., worker_prefix=None)`` → a running :class:`CeleryWorker`,
+    stopped after the test. Its log is attached to the report when the test fails."""
     workers = request.node.stash.setdefault(_WORKERS_KEY, [])
     started = []
 
