@@ -30,6 +30,13 @@ pub(crate) struct ChildRequest {
     pub max_render_pixels: u64,
     pub max_render_side: u32,
     pub memory_limit: Option<u64>,
+    /// (k, n): this worker handles every n-th selected page starting at the k-th.
+    #[serde(default = "single_shard")]
+    pub shard: (u32, u32),
+}
+
+fn single_shard() -> (u32, u32) {
+    (0, 1)
 }
 
 /// A page image rendered for OCR.

@@ -55,6 +55,12 @@ pub(crate) fn run(req: &ChildRequest, emit: &mut dyn FnMut(ChildEvent)) -> Resul
             "no requested page exists (document has {page_count} pages)"
         )));
     }
+    // Worker k of n takes every n-th selected page; only worker 0 reports document warnings.
+    let (k, n) = (req.shard.0 as usize, req.shard.1.max(1) as usize);
+    let pages: Vec<u32> = pages.into_iter().skip(k).step_by(n).collect();
+    if k > 0 {
+        warnings.clear();
+    }
     emit(ChildEvent::Opened(Box::new(Opened {
         page_count,
         pages: pages.clone(),

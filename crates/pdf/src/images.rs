@@ -37,7 +37,10 @@ impl Saver {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(format!("{}.{ext}", &sha[..24]));
         if !path.exists() {
-            let tmp = self.dir.join(format!(".{}.{ext}.tmp", &sha[..24]));
+            // Several workers may save the same image at once: private temp name, atomic rename.
+            let tmp = self
+                .dir
+                .join(format!(".{}.{}.tmp", &sha[..24], std::process::id()));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
         }

@@ -39,6 +39,11 @@ pub struct PdfOptions {
     pub ocr_page_timeout: Duration,
     /// How many tesseract processes run at once.
     pub ocr_workers: usize,
+    /// How many PDFium worker processes share one big document (every n-th page each).
+    pub worker_processes: usize,
+    /// Documents at least this large (bytes) are split across `worker_processes`; so is every
+    /// `ocr="always"` request (rendering then runs in parallel too).
+    pub shard_min_bytes: u64,
     /// Reuse a cached result for the same bytes and request.
     pub use_cache: bool,
 }
@@ -51,6 +56,9 @@ impl PdfOptions {
         child_program: impl Into<PathBuf>,
         child_args: Vec<String>,
     ) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         PdfOptions {
             pdfium_lib: pdfium_lib.into(),
             cache_dir: cache_dir.into(),
@@ -65,9 +73,9 @@ impl PdfOptions {
             timeout: Duration::from_secs(600),
             child_memory_limit: Some(2 << 30),
             ocr_page_timeout: Duration::from_secs(180),
-            ocr_workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            ocr_workers: cores,
+            worker_processes: cores,
+            shard_min_bytes: 256 * 1024,
             use_cache: true,
         }
     }

@@ -28,7 +28,7 @@ fn ms(d: Duration) -> u64 {
 
 /// Checks the path and returns (sha256 hex, size). Typed errors for missing, not-a-file,
 /// empty and not-a-PDF inputs.
-fn hash_file(path: &Path) -> Result<String> {
+fn hash_file(path: &Path) -> Result<(String, u64)> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => PdfError::NotFound(path.to_path_buf()),
         _ => PdfError::io(path, e),
@@ -58,7 +58,7 @@ fn hash_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), meta.len()))
 }
 
 /// Everything the worker reported.
@@ -70,7 +70,7 @@ struct Collected {
     open_ms: u64,
     warnings: Vec<String>,
     pages: Vec<ChildPage>,
-    done: bool,
+    done: usize,
     error: Option<(String, String)>,
 }
 
@@ -103,7 +103,7 @@ where
     });
     let path = req.pdf_path.clone();
     let p2 = path.clone();
-    let doc_id = tokio::task::spawn_blocking(move || hash_file(&p2))
+    let (doc_id, size) = tokio::task::spawn_blocking(move || hash_file(&p2))
         .await
         .map_err(|e| PdfError::Child {
             detail: format!("hashing task failed: {e}"),
@@ -136,6 +136,13 @@ where
         .prefix("render-")
         .tempdir_in(&tmp_root)
         .map_err(|e| PdfError::io(&tmp_root, e))?;
+    // Big documents (and OCR of every page) are split across worker processes, every n-th
+    // page each: PDFium is single-threaded per process, the machine has more cores.
+    let shards = if size >= opts.shard_min_bytes || req.ocr == OcrMode::Always {
+        opts.worker_processes.max(1)
+    } else {
+        1
+    };
     let child_req = ChildRequest {
         pdfium_lib: opts.pdfium_lib.clone(),
         pdf_path: absolute(&path),
@@ -150,22 +157,37 @@ where
         max_render_pixels: opts.max_render_pixels,
         max_render_side: opts.max_render_side,
         memory_limit: opts.child_memory_limit,
+        shard: (0, shards as u32),
     };
     progress(Progress {
         stage: Stage::Opening,
         done: 0,
         total: 1,
     });
-    let spec = Spec {
-        program: opts.child_program.clone(),
-        args: opts.child_args.iter().map(Into::into).collect(),
-        env: vec![],
-        stdin: Some(serde_json::to_vec(&child_req)?),
-        timeout: deadline.saturating_duration_since(Instant::now()),
-        what: format!("PDF worker on {}", path.display()),
-    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let child_fut = process::run(spec, &cancel, Some(tx));
+    let mut workers: JoinSet<Result<process::Finished>> = JoinSet::new();
+    for k in 0..shards {
+        let mut r = child_req.clone();
+        r.shard = (k as u32, shards as u32);
+        let spec = Spec {
+            program: opts.child_program.clone(),
+            args: opts.child_args.iter().map(Into::into).collect(),
+            env: vec![],
+            stdin: Some(serde_json::to_vec(&r)?),
+            timeout: deadline.saturating_duration_since(Instant::now()),
+            what: format!("PDF worker on {}", path.display()),
+        };
+        let (tx, cancel) = (tx.clone(), cancel.clone());
+        workers.spawn(async move { process::run(spec, &cancel, Some(tx)).await });
+    }
+    drop(tx);
+    let all_workers = async {
+        let mut out = Vec::new();
+        while let Some(r) = workers.join_next().await {
+            out.push(r);
+        }
+        out
+    };
     let sem = Arc::new(Semaphore::new(opts.ocr_workers.max(1)));
     let mut ocr_tasks: JoinSet<OcrOutcome> = JoinSet::new();
     let mut ocr_started: Option<Instant> = None;
@@ -178,10 +200,11 @@ where
             };
             match ev {
                 ChildEvent::Opened(o) => {
+                    // Every worker reports the same document; pages add up.
                     c.page_count = o.page_count;
-                    c.selected = o.pages.len() as u32;
+                    c.selected += o.pages.len() as u32;
                     c.metadata = o.metadata;
-                    c.open_ms = o.open_ms;
+                    c.open_ms = c.open_ms.max(o.open_ms);
                     c.warnings.extend(o.warnings);
                     progress(Progress {
                         stage: Stage::Pages,
@@ -219,26 +242,46 @@ where
                         total: c.selected,
                     });
                 }
-                ChildEvent::Done => c.done = true,
+                ChildEvent::Done => c.done += 1,
                 ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
             }
         }
         c
     };
-    let (child_res, collected) = tokio::join!(child_fut, consume);
-    let finished = child_res?;
+    let (results, collected) = tokio::join!(all_workers, consume);
+    let mut finished = Vec::new();
+    for r in results {
+        match r {
+            Ok(Ok(f)) => finished.push(f),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(PdfError::Child {
+                    detail: format!("worker task failed: {e}"),
+                    stderr: String::new(),
+                });
+            }
+        }
+    }
+    let stderr = finished
+        .iter()
+        .map(|f| f.stderr.as_str())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut c = collected;
     if let Some((kind, message)) = c.error.take() {
-        return Err(child_error(&kind, message, &path, opts, finished.stderr));
+        return Err(child_error(&kind, message, &path, opts, stderr));
     }
     let mut complete = true;
-    if !c.done {
-        let detail = format!("PDF worker exited with {}", finished.status);
+    if c.done < shards {
+        let status = finished
+            .iter()
+            .find(|f| !f.status.success())
+            .map(|f| f.status.to_string())
+            .unwrap_or_else(|| "no result".into());
+        let detail = format!("PDF worker exited with {status}");
         if c.pages.is_empty() {
-            return Err(PdfError::Child {
-                detail,
-                stderr: finished.stderr,
-            });
+            return Err(PdfError::Child { detail, stderr });
         }
         complete = false;
         c.warnings.push(format!(

@@ -349,3 +349,36 @@ async fn memory_cap_stops_a_huge_render_without_taking_the_machine() {
         Err(e) => assert!(matches!(e, PdfError::Child { .. }), "{e}"),
     }
 }
+
+#[tokio::test]
+async fn pages_split_across_workers_give_the_same_result() {
+    let lib = need_pdfium!();
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = fixtures::images_pdf();
+    let a = write(&dir, "three.pdf", &fixtures::three_page_pdf());
+    let b = write(&dir, "images.pdf", &bytes);
+    for path in [a, b] {
+        let mut one = common::env(&lib);
+        one.opts.worker_processes = 1;
+        let mut three = common::env(&lib);
+        three.opts.worker_processes = 3;
+        three.opts.shard_min_bytes = 0;
+        let d1 = run(&one.opts, &PdfRequest::new(&path))
+            .await
+            .expect("one worker");
+        let d3 = run(&three.opts, &PdfRequest::new(&path))
+            .await
+            .expect("three workers");
+        assert_eq!(d1.text, d3.text);
+        assert_eq!(d1.page_count, d3.page_count);
+        assert_eq!(d1.warnings, d3.warnings);
+        let imgs = |d: &hlbot_pdf::PdfDocument| -> Vec<(u32, String)> {
+            d.pages
+                .iter()
+                .flat_map(|p| p.images.iter().map(move |i| (p.number, i.sha256.clone())))
+                .collect()
+        };
+        assert_eq!(imgs(&d1), imgs(&d3));
+        assert_eq!(d1.stats.images_saved, d3.stats.images_saved);
+    }
+}
