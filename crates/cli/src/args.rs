@@ -30,6 +30,10 @@ pub struct Global {
     /// kombu `global_keyprefix` for every broker key and channel.
     #[arg(long, global = true, env = "HLBOT_KEY_PREFIX")]
     pub key_prefix: Option<String>,
+    /// Seconds a delivered message may stay unacknowledged before any consumer restores it
+    /// (kombu's visibility_timeout; default 3600).
+    #[arg(long, global = true, env = "HLBOT_VISIBILITY_TIMEOUT")]
+    pub visibility_timeout: Option<f64>,
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "HLBOT_CONFIG")]
     pub config: Option<std::path::PathBuf>,
@@ -48,6 +52,87 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Show queued messages decoded, without consuming them (JSON lines).
     Peek(PeekArgs),
+    /// Start a worker.
+    Worker(WorkerArgs),
+    /// Run a registered task in this process, without a broker (Celery's apply()).
+    Call(CallArgs),
+    /// Dead-lettered messages: list them, or put them back on their queues.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+    /// Internal: serve tasks for a worker over stdin/stdout (process isolation).
+    #[command(hide = true)]
+    WorkerChild,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Comma-separated queues to consume (default: default,youtube,pdf,llm,celery).
+    #[arg(short = 'Q', long, value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Number of tasks run at once.
+    #[arg(short = 'c', long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Node name; %h is replaced by the host name.
+    #[arg(short = 'n', long, default_value = "celery@%h")]
+    pub hostname: String,
+    /// Messages reserved per concurrency slot.
+    #[arg(long, default_value_t = 1)]
+    pub prefetch_multiplier: usize,
+    /// Recycle a task child process after this many tasks.
+    #[arg(long)]
+    pub max_tasks_per_child: Option<u32>,
+    /// Kill a task child process above this resident memory (KiB): MemoryLimitExceeded.
+    #[arg(long)]
+    pub max_memory_per_child: Option<u64>,
+    /// Soft time limit in seconds (the task is asked to stop).
+    #[arg(long, default_value_t = 1800.0)]
+    pub soft_time_limit: f64,
+    /// Hard time limit in seconds (the task is stopped for sure).
+    #[arg(long, default_value_t = 2400.0)]
+    pub time_limit: f64,
+    /// Send task events (for Flower / celery events).
+    #[arg(short = 'E', long = "task-events")]
+    pub task_events: bool,
+    /// Ack messages after the task ran instead of when it starts.
+    #[arg(long)]
+    pub acks_late: bool,
+    /// Seconds a warm shutdown waits for running tasks.
+    #[arg(long, default_value_t = 60.0)]
+    pub shutdown_timeout: f64,
+    /// Count committed runs per task id in Redis (crash drills, tests).
+    #[arg(long, hide = true)]
+    pub count_runs: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Task name.
+    pub task: String,
+    /// Positional arguments as a JSON list.
+    #[arg(short = 'a', long, default_value = "[]")]
+    pub args: String,
+    /// Keyword arguments as a JSON object.
+    #[arg(short = 'k', long, default_value = "{}")]
+    pub kwargs: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead letters, newest first.
+    List {
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Put a dead letter (by task id) or all of them back on their queues.
+    Replay {
+        /// Task id to replay.
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! `hlbot`: the only binary. Parse → tracing → settings → dispatch → exit code; nothing else.
+//! `hlbot`: the only binary. Parse → tracing → settings → signals → dispatch → exit code.
 
 mod args;
 mod cmd;
@@ -27,21 +27,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    else {
+        eprintln!("error: cannot start the async runtime");
+        return ExitCode::FAILURE;
     };
-    match runtime.block_on(cmd::dispatch(cli.command, settings)) {
+    let shutdown = hlbot_engine::Shutdown::default();
+    runtime.spawn(signals(shutdown.clone()));
+    match runtime.block_on(cmd::dispatch(cli.command, settings, shutdown)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// First SIGINT/SIGTERM: warm shutdown. Second: cold shutdown.
+async fn signals(shutdown: hlbot_engine::Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    for token in [shutdown.warm, shutdown.cold] {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        token.cancel();
     }
 }

@@ -38,6 +38,8 @@ pub struct Settings {
     pub visibility_timeout: Duration,
     pub router: Router,
     pub queues: Vec<String>,
+    /// The config file, passed on to task child processes.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -80,9 +82,15 @@ impl Settings {
                 Some(s) => Some(Duration::from_secs(s)),
                 None => Some(hlbot_engine::backend::DEFAULT_RESULT_EXPIRES),
             },
-            visibility_timeout: Duration::from_secs(raw.visibility_timeout.unwrap_or(3600)),
+            visibility_timeout: Duration::from_secs_f64(
+                g.visibility_timeout
+                    .or(raw.visibility_timeout.map(|v| v as f64))
+                    .unwrap_or(3600.0)
+                    .max(0.1),
+            ),
             router,
             queues,
+            config_path: g.config.clone(),
         })
     }
 }

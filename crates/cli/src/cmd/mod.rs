@@ -1,20 +1,25 @@
 //! Subcommand dispatch: each arm calls one library entry point.
 
 mod producer;
+mod worker;
 
 use std::process::ExitCode;
 
-use hlbot_engine::{Backend, Broker, BrokerOptions, Client};
+use hlbot_engine::{Backend, Broker, BrokerOptions, Client, Shutdown};
 
 use crate::args::Command;
 use crate::settings::Settings;
 
-pub async fn dispatch(cmd: Command, s: Settings) -> anyhow::Result<ExitCode> {
+pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Send(a) => producer::send(&client(&s).await?, a).await,
         Command::Result(a) => producer::result(&client(&s).await?, a).await,
         Command::Purge(a) => producer::purge(&client(&s).await?, &s, a).await,
         Command::Peek(a) => producer::peek(&client(&s).await?, a).await,
+        Command::Worker(a) => worker::run(&s, a, shutdown).await,
+        Command::Call(a) => worker::call(&s, a, shutdown).await,
+        Command::Dead(a) => worker::dead(&client(&s).await?, a).await,
+        Command::WorkerChild => worker::child(&s).await,
     }
 }
 

@@ -217,8 +217,9 @@ fn dead_letter(
         at: hlbot_proto::time::unix(Utc::now()),
         raw: String::from_utf8_lossy(&d.raw).into_owned(),
     };
-    sh.writer.send(Op::DeadLetter(rec.to_bytes()));
+    let mut ops = vec![Op::DeadLetter(rec.to_bytes())];
     if !d.tag.is_empty() {
-        sh.writer.send(Op::Ack(d.tag.clone()));
+        ops.push(Op::Ack(d.tag.clone()));
     }
+    sh.writer.send_all(ops);
 }

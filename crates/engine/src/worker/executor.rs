@@ -67,10 +67,18 @@ pub fn discard(sh: &Shared, req: &Request, expired: bool) {
 }
 
 fn ack(sh: &Shared, req: &Request) {
-    if !req.delivery.tag.is_empty() && !sh.state.is_acked(req.id()) {
-        sh.writer.send(Op::Ack(req.delivery.tag.clone()));
-        sh.state.set_acked(req.id());
+    if let Some(op) = ack_op(sh, req) {
+        sh.writer.send(op);
     }
+}
+
+/// The ack of `req`, if it still needs one (marks it acked).
+fn ack_op(sh: &Shared, req: &Request) -> Option<Op> {
+    if req.delivery.tag.is_empty() || sh.state.is_acked(req.id()) {
+        return None;
+    }
+    sh.state.set_acked(req.id());
+    Some(Op::Ack(req.delivery.tag.clone()))
 }
 
 pub fn is_expired(msg: &TaskMessage) -> bool {
@@ -216,20 +224,22 @@ fn finish(
     let id = msg.id();
     match ended {
         Ended::Done(Ok(value)) => {
-            for m in links::callbacks(msg, &value) {
-                sh.writer.send(Op::Publish(Box::new(m)));
-            }
+            // Callbacks, result, run counter and ack commit in one transaction.
+            let mut ops: Vec<Op> = links::callbacks(msg, &value)
+                .into_iter()
+                .map(|m| Op::Publish(Box::new(m)))
+                .collect();
             if !ignore {
-                sh.writer
-                    .send(Op::Store(meta_for(msg, State::Success, value.clone())));
+                ops.push(Op::Store(meta_for(msg, State::Success, value.clone())));
             }
             if sh.opts.count_runs {
-                sh.writer.send(Op::Incr(format!(
+                ops.push(Op::Incr(format!(
                     "{}hlbot.runs.{id}",
                     sh.broker.keys().prefix()
                 )));
             }
-            ack(sh, req);
+            ops.extend(ack_op(sh, req));
+            sh.writer.send_all(ops);
             let result = pyjson::repr_bounded(&value, 1024);
             sh.events.task(
                 "task-succeeded",
@@ -244,7 +254,7 @@ fn finish(
             } else {
                 let countdown = after.unwrap_or_else(|| policy.countdown(msg.headers.retries));
                 let next = retry::next_message(msg, countdown);
-                sh.writer.send(Op::Publish(Box::new(next)));
+                let mut ops = vec![Op::Publish(Box::new(next))];
                 if !ignore {
                     let mut m = meta_for(msg, State::Retry, exc_value(&exc));
                     m.children = json!([[[id, null], null]]);
@@ -253,9 +263,10 @@ fn finish(
                         countdown.as_secs_f64(),
                         exc.repr()
                     ));
-                    sh.writer.send(Op::Store(m));
+                    ops.push(Op::Store(m));
                 }
-                ack(sh, req);
+                ops.extend(ack_op(sh, req));
+                sh.writer.send_all(ops);
                 sh.events.task(
                     "task-retried",
                     id,
@@ -334,15 +345,17 @@ fn fail(
     ignore: bool,
 ) {
     let msg = &req.msg;
-    for m in links::errbacks(msg) {
-        sh.writer.send(Op::Publish(Box::new(m)));
-    }
+    let mut ops: Vec<Op> = links::errbacks(msg)
+        .into_iter()
+        .map(|m| Op::Publish(Box::new(m)))
+        .collect();
     if !ignore {
         let mut m = meta_for(msg, State::Failure, exc_value(exc));
         m.traceback = traceback.clone();
-        sh.writer.send(Op::Store(m));
+        ops.push(Op::Store(m));
     }
-    ack(sh, req);
+    ops.extend(ack_op(sh, req));
+    sh.writer.send_all(ops);
     sh.events.task(
         "task-failed",
         msg.id(),
@@ -378,13 +391,11 @@ pub fn restore_request(sh: &Arc<Shared>, req: &Request) {
         .broker
         .keys()
         .queue_for(&req.delivery.queue, req.delivery.priority);
-    // Push first, then drop the unacked entry: a crash in between duplicates, never loses.
-    sh.writer.send(Op::PushHead {
+    // The push and the removal of the unacked entry commit together.
+    let mut ops = vec![Op::PushHead {
         key,
         raw: env.to_vec(),
-    });
-    if !req.delivery.tag.is_empty() && !sh.state.is_acked(req.id()) {
-        sh.writer.send(Op::Ack(req.delivery.tag.clone()));
-        sh.state.set_acked(req.id());
-    }
+    }];
+    ops.extend(ack_op(sh, req));
+    sh.writer.send_all(ops);
 }

@@ -34,7 +34,7 @@ pub enum Op {
 /// Handle to queue writes.
 #[derive(Debug, Clone)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<Op>,
+    tx: mpsc::UnboundedSender<Vec<Op>>,
 }
 
 impl Writer {
@@ -51,9 +51,14 @@ impl Writer {
     }
 
     pub fn send(&self, op: Op) {
+        self.send_all(vec![op]);
+    }
+
+    /// Queue ops that must land in the same transaction (a result, its run counter, its ack).
+    pub fn send_all(&self, ops: Vec<Op>) {
         // The loop outlives every sender; a send can only fail after shutdown, when nothing is
         // left to write for.
-        let _ = self.tx.send(op);
+        let _ = self.tx.send(ops);
     }
 
     /// Wait until everything queued so far is in Redis.
@@ -71,7 +76,7 @@ async fn run(
     keys: Keys,
     mut conn: ConnectionManager,
     ttl: Option<Duration>,
-    mut rx: mpsc::UnboundedReceiver<Op>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Op>>,
 ) {
     let ttl = ttl.map_or(0, |d| d.as_secs().max(1));
     let mut batch: Vec<Op> = Vec::new();
@@ -79,13 +84,13 @@ async fn run(
     loop {
         if batch.is_empty() {
             match rx.recv().await {
-                Some(op) => batch.push(op),
+                Some(ops) => batch.extend(ops),
                 None => return,
             }
         }
         while batch.len() < 512 {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(ops) => batch.extend(ops),
                 Err(_) => break,
             }
         }

@@ -1,0 +1,132 @@
+//! `worker`, `call`, `dead`, and the hidden `worker-child`: the consumer side of the CLI.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use hlbot_engine::worker::child::{self, ChildOptions};
+use hlbot_engine::{Registry, Shutdown, TaskError, Worker, WorkerOptions, deadletter};
+use serde_json::{Map, Value};
+
+use crate::args::{CallArgs, DeadCommand, WorkerArgs};
+use crate::settings::Settings;
+
+/// Every task this binary knows: the diagnostic tasks plus the domain tasks.
+pub fn registry(_s: &Settings) -> Registry {
+    Registry::with_debug_tasks()
+}
+
+fn limit(secs: f64) -> Option<Duration> {
+    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let client = super::client(s).await?;
+    let exe =
+        std::env::current_exe().context("locating the hlbot binary for task child processes")?;
+    let mut command = vec![exe.display().to_string()];
+    if let Some(p) = &s.config_path {
+        command.extend(["--config".to_string(), p.display().to_string()]);
+    }
+    command.push("worker-child".into());
+    let opts = WorkerOptions {
+        node_name: a.hostname.replace("%h", &hlbot_engine::client::hostname()),
+        queues: if a.queues.is_empty() {
+            s.queues.clone()
+        } else {
+            a.queues
+        },
+        concurrency: a.concurrency.max(1),
+        prefetch_multiplier: a.prefetch_multiplier.max(1),
+        acks_late: a.acks_late,
+        soft_time_limit: limit(a.soft_time_limit),
+        time_limit: limit(a.time_limit),
+        task_events: a.task_events,
+        child: Some(ChildOptions {
+            command,
+            max_tasks_per_child: a.max_tasks_per_child,
+            max_memory_kib: a.max_memory_per_child,
+        }),
+        shutdown_timeout: Duration::from_secs_f64(a.shutdown_timeout.max(0.0)),
+        count_runs: a.count_runs,
+        ..Default::default()
+    };
+    eprintln!(
+        "hlbot worker {} — broker {} — queues [{}] — concurrency {}",
+        opts.node_name,
+        s.broker.display_url(),
+        opts.queues.join(", "),
+        opts.concurrency
+    );
+    let worker = Worker::new(client, registry(s), opts).await?;
+    worker.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn call(s: &Settings, a: CallArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let args: Vec<Value> = serde_json::from_str(&a.args).context("--args must be a JSON list")?;
+    let kwargs: Map<String, Value> =
+        serde_json::from_str(&a.kwargs).context("--kwargs must be a JSON object")?;
+    let reg = registry(s);
+    match hlbot_engine::apply::apply(&reg, &a.task, args, kwargs, None, shutdown.warm.clone()).await
+    {
+        Ok(v) => {
+            println!("{}", serde_json::to_string(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let kind = match &e {
+                TaskError::Retry { .. } => "retryable error",
+                TaskError::Reject { .. } => "rejected",
+                TaskError::Fail { .. } => "failed",
+            };
+            eprintln!("{} {kind}: {}", a.task, e.exception().display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn dead(client: &hlbot_engine::Client, cmd: DeadCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DeadCommand::List { limit, json } => {
+            let items = deadletter::list(client.broker(), limit).await?;
+            if items.is_empty() && !json {
+                println!("no dead letters");
+            }
+            for d in items {
+                if json {
+                    println!("{}", serde_json::to_string(&d)?);
+                } else {
+                    println!(
+                        "{}  queue={}  task={}  id={}\n    {}",
+                        hlbot_proto::time::isoformat(
+                            chrono::DateTime::from_timestamp(d.at as i64, 0).unwrap_or_default()
+                        ),
+                        d.queue,
+                        d.task.as_deref().unwrap_or("-"),
+                        d.task_id.as_deref().unwrap_or("-"),
+                        d.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeadCommand::Replay { id, all } => {
+            if id.is_none() && !all {
+                anyhow::bail!("name a task id or pass --all");
+            }
+            let n = deadletter::replay(client.broker(), id.as_deref()).await?;
+            println!("replayed {n} message(s)");
+            Ok(if n == 0 && id.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+pub async fn child(s: &Settings) -> anyhow::Result<ExitCode> {
+    child::serve(registry(s)).await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,433 @@
+//! The `hlbot` binary as operators run it: worker processes killed, signalled, starved of Redis;
+//! hard limits and memory caps on child processes; `hlbot call`. Real Redis, real processes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hlbot_engine::{
+    Backend, Broker, BrokerOptions, Client, RedisSettings, Router, SendOptions, TaskCall,
+};
+use hlbot_proto::State;
+use redis::AsyncCommands;
+use serde_json::{Map, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hlbot");
+
+struct Env {
+    prefix: String,
+    url: String,
+}
+
+impl Env {
+    fn new() -> Self {
+        let url =
+            std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        Self {
+            prefix: format!("c{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            url,
+        }
+    }
+
+    fn with_url(url: &str) -> Self {
+        Self {
+            prefix: format!("c{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            url: url.into(),
+        }
+    }
+
+    fn worker(&self, extra: &[&str]) -> Proc {
+        self.worker_vt(extra, "3600")
+    }
+
+    fn worker_vt(&self, extra: &[&str], vt: &str) -> Proc {
+        let c = Command::new(BIN)
+            .args([
+                "--broker",
+                &self.url,
+                "--key-prefix",
+                &self.prefix,
+                "--visibility-timeout",
+                vt,
+                "-l",
+                "info",
+            ])
+            .args(["worker", "-Q", "default", "--count-runs"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn worker");
+        Proc(c)
+    }
+
+    async fn client(&self, vt: Duration) -> Client {
+        let s = RedisSettings::new(&self.url)
+            .expect("url")
+            .with_prefix(&self.prefix)
+            .with_result_prefix(&self.prefix);
+        let broker = Broker::connect(
+            &s,
+            BrokerOptions {
+                visibility_timeout: vt,
+            },
+        )
+        .await
+        .expect("redis");
+        let backend = Backend::connect(&s, Some(Duration::from_secs(3600)))
+            .await
+            .expect("redis");
+        Client::new(broker, backend, Router::default())
+    }
+
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis")
+    }
+
+    async fn runs(&self, id: &str) -> i64 {
+        let mut c = self.conn().await;
+        c.get::<_, Option<i64>>(format!("{}hlbot.runs.{id}", self.prefix))
+            .await
+            .expect("get")
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut c) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut c)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+        }
+    }
+}
+
+/// A worker process, killed when the test ends however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+fn q() -> SendOptions {
+    SendOptions {
+        queue: Some("default".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_run_loses_nothing_and_runs_nothing_twice() {
+    let env = Env::new();
+    let vt = Duration::from_secs(2);
+    let client = env.client(vt).await;
+    let calls: Vec<TaskCall> = (0..1000)
+        .map(|i| TaskCall {
+            name: "hlbot.debug.echo".into(),
+            args: vec![json!(i)],
+            kwargs: Map::new(),
+            options: q(),
+        })
+        .collect();
+    let handles = client.send_many(calls).await.expect("send");
+    let mut w = env.worker_vt(
+        &["--acks-late", "-c", "4", "--prefetch-multiplier", "8"],
+        "2",
+    );
+    // Kill it once a part of the work is done.
+    let mut conn = env.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = client.broker().len("default").await.expect("len");
+        if left < 800 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal(&w, nix::sys::signal::Signal::SIGKILL);
+    let _ = w.wait();
+    let unacked: i64 = conn
+        .hlen(format!("{}unacked", env.prefix))
+        .await
+        .expect("hlen");
+    eprintln!("killed with {unacked} messages in flight");
+    // A new worker restores the in-flight ones after the visibility timeout and finishes.
+    let mut w2 = env.worker_vt(&["--acks-late", "-c", "4"], "2");
+    for h in &handles {
+        let m = h
+            .wait_meta(Duration::from_secs(60))
+            .await
+            .expect("every task finishes");
+        assert_eq!(m.status, State::Success);
+    }
+    for h in &handles {
+        assert_eq!(
+            env.runs(&h.id).await,
+            1,
+            "task {} committed more than once",
+            h.id
+        );
+    }
+    signal(&w2, nix::sys::signal::Signal::SIGTERM);
+    assert!(wait_exit(&mut w2, Duration::from_secs(20)).is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_limit_kills_a_busy_loop_in_its_child_and_the_worker_serves_on() {
+    let env = Env::new();
+    let client = env.client(Duration::from_secs(3600)).await;
+    let mut w = env.worker(&["-c", "2"]);
+    let started = Instant::now();
+    let cpu = client
+        .send_task(
+            "hlbot.debug.cpu",
+            vec![json!(60)],
+            Map::new(),
+            SendOptions {
+                time_limit: Some(1.0),
+                ..q()
+            },
+        )
+        .await
+        .expect("send");
+    let m = cpu.wait_meta(Duration::from_secs(30)).await.expect("meta");
+    assert_eq!(m.status, State::Failure);
+    assert_eq!(
+        m.exception().map(|e| e.exc_type),
+        Some("TimeLimitExceeded".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let echo = client
+        .send_task("hlbot.debug.echo", vec![json!("ok")], Map::new(), q())
+        .await
+        .expect("send");
+    assert_eq!(
+        echo.get(Duration::from_secs(20)).await.expect("echo")["args"][0],
+        "ok"
+    );
+    // No busy child left behind.
+    let spinning = Command::new("pgrep")
+        .args(["-f", "worker-child"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let pids: Vec<u32> = String::from_utf8_lossy(&spinning)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid_is_ours = stat.split_whitespace().nth(3) == Some(&w.id().to_string());
+        let running = stat.split_whitespace().nth(2) == Some("R");
+        assert!(!(ppid_is_ours && running), "child {pid} still spinning");
+    }
+    signal(&w, nix::sys::signal::Signal::SIGTERM);
+    assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_cap_kills_the_child_with_a_clear_error() {
+    let env = Env::new();
+    let client = env.client(Duration::from_secs(3600)).await;
+    // 1 MiB cap: any child process is over it at once.
+    let mut w = env.worker(&["--max-memory-per-child", "1024"]);
+    let h = client
+        .send_task("hlbot.debug.cpu", vec![json!(30)], Map::new(), q())
+        .await
+        .expect("send");
+    let m = h.wait_meta(Duration::from_secs(30)).await.expect("meta");
+    assert_eq!(
+        m.exception().map(|e| e.exc_type),
+        Some("MemoryLimitExceeded".into())
+    );
+    signal(&w, nix::sys::signal::Signal::SIGTERM);
+    assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_second_signal_requeues_acks_late_work() {
+    let env = Env::new();
+    let client = env.client(Duration::from_secs(3600)).await;
+    let mut w = env.worker(&["--acks-late", "-c", "1"]);
+    let long = client
+        .send_task("hlbot.debug.sleep", vec![json!(30)], Map::new(), q())
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while long.state().await.expect("state") != State::Started && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&w, nix::sys::signal::Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        w.try_wait().expect("wait").is_none(),
+        "warm shutdown waits for the running task"
+    );
+    signal(&w, nix::sys::signal::Signal::SIGTERM);
+    let status = wait_exit(&mut w, Duration::from_secs(20));
+    assert!(status.is_some(), "cold shutdown exits");
+    // Nothing lost: the message is back on the queue, flagged redelivered; nothing unacked.
+    let peek = client.broker().peek("default", 10).await.expect("peek");
+    let back: Vec<_> = peek.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id(), long.id);
+    assert!(back[0].headers.redelivered());
+    let mut c = env.conn().await;
+    let unacked: i64 = c
+        .hlen(format!("{}unacked", env.prefix))
+        .await
+        .expect("hlen");
+    assert_eq!(unacked, 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(6399)
+}
+
+fn redis_server(port: u16) -> Child {
+    let c = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (scripts/setup.sh installs it)");
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_resumes_consuming_after_redis_restarts() {
+    let port = free_port();
+    let mut server = redis_server(port);
+    let env = Env::with_url(&format!("redis://127.0.0.1:{port}/0"));
+    let mut w = env.worker(&[]);
+    {
+        let client = env.client(Duration::from_secs(3600)).await;
+        let h = client
+            .send_task("hlbot.debug.echo", vec![json!(1)], Map::new(), q())
+            .await
+            .expect("send");
+        h.get(Duration::from_secs(20))
+            .await
+            .expect("before restart");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut server = redis_server(port);
+    let client = env.client(Duration::from_secs(3600)).await;
+    let h = client
+        .send_task("hlbot.debug.echo", vec![json!(2)], Map::new(), q())
+        .await
+        .expect("send");
+    let v = h
+        .get(Duration::from_secs(30))
+        .await
+        .expect("after restart the worker consumes again");
+    assert_eq!(v["args"][0], 2);
+    signal(&w, nix::sys::signal::Signal::SIGTERM);
+    assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn call_runs_in_process_without_redis() {
+    let out = Command::new(BIN)
+        .args([
+            "--broker",
+            "redis://127.0.0.1:1/0",
+            "call",
+            "hlbot.debug.echo",
+            "--args",
+            "[1, \"x\"]",
+            "--kwargs",
+            "{\"k\": true}",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(last).ok(),
+        Some(json!({"args": [1, "x"], "kwargs": {"k": true}}))
+    );
+    let out = Command::new(BIN)
+        .args(["call", "hlbot.debug.fail", "--args", "[\"boom\"]"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RuntimeError: boom"));
+    let out = Command::new(BIN)
+        .args(["call", "no.such"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotRegistered"));
+}
