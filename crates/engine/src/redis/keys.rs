@@ -21,6 +21,7 @@
 //! | channel `P/{db}.celeryev/<routing.key>` | pub/sub (fanout) | workers (worker/task events), clients (`task-sent`) | Flower, `celery events` |
 //! | `Phlbot.dead` | list of JSON `{reason, queue, raw, task_id, at}` | hlbot worker on undecodable / unknown-task messages | `hlbot dead list/replay` |
 //! | `Phlbot.revoked` | zset task id → expiry (unix s) | `revoke` (hlbot control client and workers) | workers at dequeue, ETA fire, while running |
+//! | `Phlbot.revoked.terminate` | zset task id → expiry (unix s) | `revoke --terminate` (same writers) | workers: stop the task if it runs here |
 //! | `Phlbot.beat.lease` | string `<owner> <token>`, PX lease | beat leader (Lua, fenced) | beat candidates |
 //! | `Phlbot.beat.fence` | string counter | beat (INCR on each new leadership) | beat |
 //! | `Phlbot.beat.last.<entry>` | string unix time of the last due tick sent | beat leader | beat on start (no skip, no repeat) |
@@ -138,6 +139,9 @@ impl Keys {
     }
     pub fn revoked(&self) -> String {
         format!("{}hlbot.revoked", self.prefix)
+    }
+    pub fn revoked_terminate(&self) -> String {
+        format!("{}hlbot.revoked.terminate", self.prefix)
     }
     pub fn beat_lease(&self) -> String {
         format!("{}hlbot.beat.lease", self.prefix)

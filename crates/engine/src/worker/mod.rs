@@ -114,6 +114,10 @@ pub struct Shared {
     pub cold: CancellationToken,
     pub reconnected: Notify,
     pub started_at: std::time::Instant,
+    /// Revoked ids kept in Redis (`hlbot.revoked`), so restarted workers honour them.
+    pub revocations: crate::revoke::Revocations,
+    /// Cancelled by the `shutdown` control command: a warm shutdown.
+    pub remote_stop: CancellationToken,
 }
 
 impl Shared {
@@ -186,6 +190,11 @@ impl Worker {
             clock,
         );
         let children = opts.child.clone().map(|c| Arc::new(ChildPool::new(c)));
+        let revocations = crate::revoke::Revocations::new(
+            broker.settings(),
+            broker.conn(),
+            crate::revoke::DEFAULT_TTL,
+        );
         let shared = Shared {
             hostname: opts.node_name.clone(),
             broker,
@@ -205,6 +214,8 @@ impl Worker {
             cold: CancellationToken::new(),
             reconnected: Notify::new(),
             started_at: std::time::Instant::now(),
+            revocations,
+            remote_stop: CancellationToken::new(),
             opts,
         };
         Ok(Self {
@@ -229,9 +240,17 @@ impl Worker {
             sh.queues().join(", "),
             sh.opts.concurrency
         );
+        crate::revoke::sync_once(&sh).await;
         sh.events.worker("worker-online", heartbeat_fields(&sh));
-        let stop = shutdown.warm.clone();
+        // Warm shutdown comes from the caller or from the `shutdown` control command.
+        let stop = shutdown.warm.child_token();
+        let remote = (stop.clone(), sh.remote_stop.clone());
+        tokio::spawn(async move {
+            tokio::select! { _ = remote.1.cancelled() => remote.0.cancel(), _ = remote.0.cancelled() => {} }
+        });
         let background = CancellationToken::new();
+        tokio::spawn(crate::control::serve(sh.clone(), background.clone()));
+        tokio::spawn(crate::revoke::sync_loop(sh.clone(), background.clone()));
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let consumer = tokio::spawn(consumer::run(sh.clone(), ready_tx, stop.clone()));
         let pool = tokio::spawn(pool_loop(sh.clone(), ready_rx, stop.clone()));

@@ -58,6 +58,8 @@ pub struct WorkerState {
     revoked: Mutex<HashSet<String>>,
     terminate: Mutex<HashSet<String>>,
     total: Mutex<BTreeMap<String, u64>>,
+    /// Per-task settings changed by remote control (`rate_limit`, `time_limit`).
+    overrides: Mutex<BTreeMap<String, serde_json::Map<String, Value>>>,
     pub processed: AtomicU64,
     /// Messages taken but not finished (prefetch accounting; ETA holds excluded).
     pub in_flight: AtomicUsize,
@@ -233,6 +235,24 @@ impl WorkerState {
             .unwrap_or_default();
         v.sort();
         v
+    }
+
+    /// Record a per-task setting changed by remote control.
+    pub fn set_override(&self, task: &str, key: &str, value: Value) {
+        if let Ok(mut o) = self.overrides.lock() {
+            o.entry(task.to_string())
+                .or_default()
+                .insert(key.to_string(), value);
+        }
+    }
+
+    /// Settings changed by remote control for `task`.
+    pub fn overrides(&self, task: &str) -> serde_json::Map<String, Value> {
+        self.overrides
+            .lock()
+            .ok()
+            .and_then(|o| o.get(task).cloned())
+            .unwrap_or_default()
     }
 
     pub fn totals(&self) -> BTreeMap<String, u64> {

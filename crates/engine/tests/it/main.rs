@@ -3,5 +3,6 @@
 
 mod broker;
 mod client;
+mod control;
 mod fixture;
 mod worker;

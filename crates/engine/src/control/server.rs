@@ -1,0 +1,138 @@
+//! The worker's pidbox: binds `<node>.celery.pidbox`, `PSUBSCRIBE`s the broadcast channel,
+//! keeps the requests that select this node (destination / pattern), runs the handler and
+//! replies through the reply exchange's binding table (`LPUSH` with the ticket and clock
+//! headers), like kombu's Mailbox. Does not decide what a command does (`inspect`, `command`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hlbot_proto::control::{CONTROL_EXCHANGE, ControlRequest, REPLY_EXCHANGE, ReplyTo};
+use hlbot_proto::{Envelope, pyjson};
+use redis::AsyncCommands;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{Answer, command, inspect};
+use crate::redis::Keys;
+use crate::worker::Shared;
+
+/// Answer control broadcasts until `stop`; reconnects with backoff when Redis goes away.
+pub async fn serve(sh: Arc<Shared>, stop: CancellationToken) {
+    let keys = sh.broker.keys().clone();
+    let member = Keys::binding_member("", &format!("{}.{CONTROL_EXCHANGE}", sh.hostname));
+    let binding = keys.binding(CONTROL_EXCHANGE);
+    let mut backoff = Duration::from_millis(100);
+    while !stop.is_cancelled() {
+        let mut c = sh.broker.conn();
+        let _: redis::RedisResult<()> = c.sadd(&binding, &member).await;
+        let mut ps = match sh.broker.settings().pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("pidbox: {e}");
+                pause(&stop, &mut backoff).await;
+                continue;
+            }
+        };
+        if let Err(e) = ps.psubscribe(keys.pidbox_channel()).await {
+            tracing::debug!("pidbox subscribe: {e}");
+            pause(&stop, &mut backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        let mut stream = ps.on_message();
+        loop {
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                _ = stop.cancelled() => break,
+            };
+            let Some(msg) = msg else {
+                tracing::debug!("pidbox: subscription lost; resubscribing");
+                break;
+            };
+            let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
+            // Each request is handled on its own task so a slow one never delays a ping.
+            let sh = sh.clone();
+            tokio::spawn(async move { handle_raw(&sh, &payload).await });
+        }
+    }
+    let mut c = sh.broker.conn();
+    let _: redis::RedisResult<()> = c.srem(&binding, &member).await;
+}
+
+async fn pause(stop: &CancellationToken, backoff: &mut Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = stop.cancelled() => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// Decode one broadcast and, if it selects this node, handle and answer it.
+pub async fn handle_raw(sh: &Arc<Shared>, raw: &[u8]) {
+    let Ok(env) = Envelope::from_slice(raw) else {
+        tracing::debug!("pidbox: undecodable message ignored");
+        return;
+    };
+    if let Some(c) = env.headers.get("clock").and_then(clock_of) {
+        sh.events.clock.adjust(c);
+    }
+    let Ok(body) = env.body_bytes() else { return };
+    let Ok(req) = serde_json::from_slice::<ControlRequest>(&body) else {
+        tracing::debug!("pidbox: not a control request");
+        return;
+    };
+    if !req.selects(&sh.hostname) {
+        return;
+    }
+    sh.events.clock.forward();
+    tracing::debug!(method = %req.method, "pidbox request");
+    let answer = dispatch(sh, &req.method, &req.arguments).await;
+    if let (Answer::Reply(v), Some(ticket), Some(to)) = (answer, &req.ticket, &req.reply_to) {
+        if let Err(e) = reply(sh, ticket, to, v).await {
+            tracing::debug!("pidbox reply failed: {e}");
+        }
+    }
+}
+
+fn clock_of(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Run the handler for `method`; unknown methods answer like Python (`KeyError('name')`).
+pub async fn dispatch(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>) -> Answer {
+    if let Some(a) = inspect::handle(sh, method, args) {
+        return a;
+    }
+    if let Some(a) = command::handle(sh, method, args).await {
+        return a;
+    }
+    super::error(format!("KeyError('{method}')"))
+}
+
+/// Reply the way kombu does: look the caller's oid up in the reply exchange's binding table and
+/// push to the queue found there; nothing is pushed when the caller has gone (no orphan lists).
+async fn reply(sh: &Shared, ticket: &str, to: &ReplyTo, value: Value) -> crate::Result<()> {
+    let exchange = if to.exchange.is_empty() {
+        REPLY_EXCHANGE
+    } else {
+        to.exchange.as_str()
+    };
+    let Some(queue) = sh.broker.lookup(exchange, &to.routing_key).await? else {
+        return Ok(());
+    };
+    let mut body = Map::new();
+    body.insert(sh.hostname.clone(), value);
+    let mut headers = Map::new();
+    headers.insert("ticket".into(), json!(ticket));
+    headers.insert("clock".into(), json!(sh.events.clock.forward()));
+    let mut env = Envelope::new_json(&pyjson::to_vec(&Value::Object(body)), headers, &queue, 0);
+    env.properties.delivery_mode = 1;
+    env.properties.delivery_info.exchange = exchange.into();
+    env.properties.delivery_info.routing_key = to.routing_key.clone();
+    let mut c = sh.broker.conn();
+    c.lpush::<_, _, ()>(sh.broker.keys().queue_step(&queue, 0), env.to_vec())
+        .await
+        .map_err(|e| sh.broker.settings().err(e))
+}
