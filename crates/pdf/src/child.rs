@@ -3,7 +3,7 @@
 //! hostile files, so all PDFium work happens in this separate process; the parent
 //! (`processor`) enforces the time limit, and the worker caps its own address space first.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,7 +17,6 @@ use crate::options::{OcrMode, PageSelection};
 /// stdin, never on the command line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ChildRequest {
-    pub pdfium_lib: PathBuf,
     pub pdf_path: PathBuf,
     pub password: Option<String>,
     pub pages: Option<PageSelection>,
@@ -29,7 +28,6 @@ pub(crate) struct ChildRequest {
     pub ocr_dpi: u32,
     pub max_render_pixels: u64,
     pub max_render_side: u32,
-    pub memory_limit: Option<u64>,
     /// (k, n): this worker handles every n-th selected page starting at the k-th.
     #[serde(default = "single_shard")]
     pub shard: (u32, u32),
@@ -102,10 +100,18 @@ impl ChildEvent {
     }
 }
 
-/// Entry point of the worker: reads one `ChildRequest` from stdin, writes events to stdout.
+/// First line a worker reads: what to prepare before any document arrives, so a worker can
+/// be started (and PDFium loaded) ahead of time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WorkerInit {
+    pub pdfium_lib: PathBuf,
+    pub memory_limit: Option<u64>,
+}
+
+/// Entry point of the worker: reads a `WorkerInit` line, loads PDFium, then reads one
+/// `ChildRequest` (the rest of stdin) and writes events to stdout, one JSON object per line.
 /// Used by the `hlbot-pdf-child` binary and by `hlbot pdf-child`.
 pub fn serve_stdio() -> ExitCode {
-    let mut input = String::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut emit = |ev: ChildEvent| {
@@ -115,31 +121,51 @@ pub fn serve_stdio() -> ExitCode {
             let _ = out.flush();
         }
     };
-    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-        emit(ChildEvent::Error {
-            kind: "invalid_request".into(),
-            message: format!("reading request from stdin: {e}"),
-        });
+    let bad = |message: String| ChildEvent::Error {
+        kind: "invalid_request".into(),
+        message,
+    };
+    let mut stdin = std::io::stdin().lock();
+    let mut first = String::new();
+    if let Err(e) = stdin.read_line(&mut first) {
+        emit(bad(format!("reading from stdin: {e}")));
         return ExitCode::from(2);
     }
-    let req: ChildRequest = match serde_json::from_str(&input) {
-        Ok(r) => r,
+    if first.trim().is_empty() {
+        // The parent went away before sending anything (an unused pre-started worker).
+        return ExitCode::SUCCESS;
+    }
+    let init: WorkerInit = match serde_json::from_str(&first) {
+        Ok(i) => i,
         Err(e) => {
-            emit(ChildEvent::Error {
-                kind: "invalid_request".into(),
-                message: format!("bad request JSON: {e}"),
-            });
+            emit(bad(format!("bad worker init JSON: {e}")));
             return ExitCode::from(2);
         }
     };
-    if let Some(limit) = req.memory_limit {
+    if let Some(limit) = init.memory_limit {
         // Cap our own address space before PDFium is loaded: a bomb then fails an allocation
         // (and the parent sees the worker die) instead of eating the machine's memory.
         if let Err(e) = rlimit::setrlimit(rlimit::Resource::AS, limit, limit) {
             eprintln!("warning: cannot set memory limit: {e}");
         }
     }
-    match crate::engine::run(&req, &mut emit) {
+    let pdfium = crate::engine::bind(&init.pdfium_lib);
+    let mut input = String::new();
+    if let Err(e) = stdin.read_to_string(&mut input) {
+        emit(bad(format!("reading request from stdin: {e}")));
+        return ExitCode::from(2);
+    }
+    if input.trim().is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let req: ChildRequest = match serde_json::from_str(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            emit(bad(format!("bad request JSON: {e}")));
+            return ExitCode::from(2);
+        }
+    };
+    match pdfium.and_then(|p| crate::engine::run(&p, &req, &mut emit)) {
         Ok(()) => {
             emit(ChildEvent::Done);
             ExitCode::SUCCESS

@@ -20,15 +20,22 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
+/// Loads and initialises libpdfium (once per worker process, before the request arrives).
+pub(crate) fn bind(lib: &Path) -> Result<Pdfium> {
+    let bindings = Pdfium::bind_to_library(lib).map_err(|e| PdfError::EngineMissing {
+        path: lib.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    Ok(Pdfium::new(bindings))
+}
+
 /// Opens the document and streams one `Page` event per selected page through `emit`.
-pub(crate) fn run(req: &ChildRequest, emit: &mut dyn FnMut(ChildEvent)) -> Result<()> {
+pub(crate) fn run(
+    pdfium: &Pdfium,
+    req: &ChildRequest,
+    emit: &mut dyn FnMut(ChildEvent),
+) -> Result<()> {
     let t_open = Instant::now();
-    let bindings =
-        Pdfium::bind_to_library(&req.pdfium_lib).map_err(|e| PdfError::EngineMissing {
-            path: req.pdfium_lib.clone(),
-            detail: e.to_string(),
-        })?;
-    let pdfium = Pdfium::new(bindings);
     let doc = pdfium
         .load_pdf_from_file(&req.pdf_path, req.password.as_deref())
         .map_err(|e| open_error(&req.pdf_path, req.password.is_some(), e))?;

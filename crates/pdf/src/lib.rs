@@ -13,6 +13,7 @@ mod images;
 mod layout;
 mod ocr;
 mod options;
+mod pool;
 mod process;
 mod processor;
 mod render;

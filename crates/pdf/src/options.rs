@@ -44,6 +44,8 @@ pub struct PdfOptions {
     /// Documents at least this large (bytes) are split across `worker_processes`; so is every
     /// `ocr="always"` request (rendering then runs in parallel too).
     pub shard_min_bytes: u64,
+    /// Keep PDFium workers started (and libpdfium loaded) ahead of the next document.
+    pub prestart_workers: bool,
     /// Reuse a cached result for the same bytes and request.
     pub use_cache: bool,
 }
@@ -76,6 +78,7 @@ impl PdfOptions {
             ocr_workers: cores,
             worker_processes: cores,
             shard_min_bytes: 256 * 1024,
+            prestart_workers: true,
             use_cache: true,
         }
     }

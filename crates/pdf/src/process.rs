@@ -3,7 +3,8 @@
 //! or streamed line by line, stderr captured for the error message.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -59,6 +60,38 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Starts `program` in its own process group with piped stdin/stdout/stderr. The child is a
+/// plain `std` child so it can be started ahead of time and driven later by any runtime.
+pub(crate) fn start(
+    program: &Path,
+    args: &[OsString],
+    env: &[(String, String)],
+) -> Result<std::process::Child> {
+    std::process::Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                PdfError::ToolMissing {
+                    program: program.display().to_string(),
+                    detail: e.to_string(),
+                }
+            }
+            _ => PdfError::io(program, e),
+        })
+}
+
+/// Kills a started child's group and reaps it in the background (for unused spares).
+pub(crate) fn discard(mut child: std::process::Child) {
+    kill_group(child.id());
+    std::thread::spawn(move || child.wait());
+}
+
 /// Runs `spec` to completion. With `lines`, stdout is streamed line by line into the channel
 /// instead of being collected.
 pub(crate) async fn run(
@@ -66,41 +99,52 @@ pub(crate) async fn run(
     cancel: &CancellationToken,
     lines: Option<UnboundedSender<String>>,
 ) -> Result<Finished> {
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-            PdfError::ToolMissing {
-                program: spec.program.display().to_string(),
-                detail: e.to_string(),
-            }
-        }
-        _ => PdfError::io(&spec.program, e),
-    })?;
-    let mut guard = GroupGuard(child.id());
-    let mut stdin = child.stdin.take();
-    let input = spec.stdin.unwrap_or_default();
+    let child = start(&spec.program, &spec.args, &spec.env)?;
+    drive(child, spec, cancel, lines).await
+}
+
+/// Feeds `spec.stdin` to an already started child and waits for it under `spec.timeout` and
+/// `cancel`; the child's whole process group is killed on timeout, cancel or drop.
+pub(crate) async fn drive(
+    mut child: std::process::Child,
+    spec: Spec,
+    cancel: &CancellationToken,
+    lines: Option<UnboundedSender<String>>,
+) -> Result<Finished> {
+    let pid = child.id();
+    let guard = GroupGuard(Some(pid));
+    let io_err = |e| PdfError::io(&spec.program, e);
+    let stdin = child
+        .stdin
+        .take()
+        .map(tokio::process::ChildStdin::from_std)
+        .transpose()
+        .map_err(io_err)?;
+    let stdout = child
+        .stdout
+        .take()
+        .map(tokio::process::ChildStdout::from_std)
+        .transpose()
+        .map_err(io_err)?;
+    let stderr = child
+        .stderr
+        .take()
+        .map(tokio::process::ChildStderr::from_std)
+        .transpose()
+        .map_err(io_err)?;
+    // Waiting blocks a pool thread; a killed child makes it return, so nothing leaks.
+    let wait = tokio::task::spawn_blocking(move || child.wait());
+    let input = spec.stdin.clone().unwrap_or_default();
     let feed = async move {
-        if let Some(mut s) = stdin.take() {
+        if let Some(mut s) = stdin {
             // A child that exits without reading its input is not our error to report here.
             let _ = s.write_all(&input).await;
             let _ = s.shutdown().await;
         }
     };
-    let mut stderr_pipe = child.stderr.take();
     let read_err = async move {
         let mut buf = Vec::new();
-        if let Some(s) = stderr_pipe.as_mut() {
+        if let Some(mut s) = stderr {
             let _ = s.read_to_end(&mut buf).await;
         }
         if buf.len() > STDERR_CAP {
@@ -108,10 +152,9 @@ pub(crate) async fn run(
         }
         String::from_utf8_lossy(&buf).trim().to_string()
     };
-    let mut stdout_pipe = child.stdout.take();
     let read_out = async move {
         let mut collected = Vec::new();
-        if let Some(s) = stdout_pipe.as_mut() {
+        if let Some(s) = stdout {
             match lines {
                 Some(tx) => {
                     let mut reader = BufReader::new(s).lines();
@@ -120,6 +163,7 @@ pub(crate) async fn run(
                     }
                 }
                 None => {
+                    let mut s = s;
                     let _ = s.read_to_end(&mut collected).await;
                 }
             }
@@ -127,7 +171,7 @@ pub(crate) async fn run(
         collected
     };
     let all = async {
-        let (_, stdout, stderr, status) = tokio::join!(feed, read_out, read_err, child.wait());
+        let (_, stdout, stderr, status) = tokio::join!(feed, read_out, read_err, wait);
         (stdout, stderr, status)
     };
     let outcome = tokio::select! {
@@ -140,16 +184,21 @@ pub(crate) async fn run(
     };
     match outcome {
         Ok((stdout, stderr, status)) => {
-            guard.0 = None;
-            let status = status.map_err(|e| PdfError::io(&spec.program, e))?;
+            std::mem::forget(guard);
+            let status = status
+                .map_err(|e| PdfError::Child {
+                    detail: format!("waiting for {}: {e}", spec.what),
+                    stderr: stderr.clone(),
+                })?
+                .map_err(io_err)?;
             Ok(Finished {
                 status,
                 stdout,
                 stderr,
             })
         }
+        // Dropping the guard kills the whole group; the blocking wait then reaps the child.
         Err(e) => {
-            // The guard kills the whole group; the child handle reaps on drop (kill_on_drop).
             drop(guard);
             Err(e)
         }

@@ -20,6 +20,7 @@ use crate::document::{Metadata, PdfDocument, PdfPage, Progress, Stage, Stats, Te
 use crate::error::{PdfError, Result};
 use crate::ocr::{self, OcrJob, OcrText};
 use crate::options::{OcrMode, PdfOptions, PdfRequest, validate_languages};
+use crate::pool;
 use crate::process::{self, Spec};
 
 fn ms(d: Duration) -> u64 {
@@ -144,7 +145,6 @@ where
         1
     };
     let child_req = ChildRequest {
-        pdfium_lib: opts.pdfium_lib.clone(),
         pdf_path: absolute(&path),
         password: req.password.clone(),
         pages: req.pages.clone(),
@@ -156,7 +156,6 @@ where
         ocr_dpi: opts.ocr_dpi,
         max_render_pixels: opts.max_render_pixels,
         max_render_side: opts.max_render_side,
-        memory_limit: opts.child_memory_limit,
         shard: (0, shards as u32),
     };
     progress(Progress {
@@ -177,10 +176,14 @@ where
             timeout: deadline.saturating_duration_since(Instant::now()),
             what: format!("PDF worker on {}", path.display()),
         };
+        let child = pool::take(opts)?;
         let (tx, cancel) = (tx.clone(), cancel.clone());
-        workers.spawn(async move { process::run(spec, &cancel, Some(tx)).await });
+        workers.spawn(async move { process::drive(child, spec, &cancel, Some(tx)).await });
     }
     drop(tx);
+    // Start the next document's workers off this task's path (fork+exec costs ~1 ms each).
+    let refill_opts = opts.clone();
+    std::thread::spawn(move || pool::refill(&refill_opts));
     let all_workers = async {
         let mut out = Vec::new();
         while let Some(r) = workers.join_next().await {

@@ -295,6 +295,7 @@ async fn hung_worker_is_killed_on_timeout_and_cancel() {
     // A "worker" that never answers stands in for PDFium stuck on a hostile file.
     env.opts.child_program = "sleep".into();
     env.opts.child_args = vec!["600".into()];
+    env.opts.prestart_workers = false;
     env.opts.timeout = Duration::from_millis(500);
     let err = run(&env.opts, &PdfRequest::new(&path)).await.unwrap_err();
     assert!(matches!(err, PdfError::Timeout { .. }), "{err}");
