@@ -62,6 +62,13 @@ pub enum Command {
     /// Internal: serve tasks for a worker over stdin/stdout (process isolation).
     #[command(hide = true)]
     WorkerChild,
+    /// Internal: the PDFium child process.
+    #[command(hide = true)]
+    PdfChild,
+    /// The main job: a PDF, YouTube URL, chart image or caption/text file → a trading strategy.
+    Ingest(IngestArgs),
+    /// Print the clean transcript of a caption file (WebVTT, SRT, YouTube json3).
+    Captions(CaptionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -204,4 +211,35 @@ pub struct PurgeArgs {
     /// Don't ask for confirmation.
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// A PDF, a YouTube URL, an image (PNG/JPEG/WebP/GIF), or a .vtt/.srt/.txt file.
+    pub source: String,
+    /// Model: claude-*, openai:MODEL, ollama:MODEL or rules (default: claude-sonnet-4, or rules
+    /// when no API key is set).
+    #[arg(short = 'm', long)]
+    pub model: Option<String>,
+    /// Print the whole result as JSON.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Don't extract video frames.
+    #[arg(long)]
+    pub no_frames: bool,
+    /// Send the pipeline to the workers through Redis (a Celery chain) and wait for it.
+    #[arg(long)]
+    pub queue: bool,
+    /// Seconds to wait with --queue.
+    #[arg(short = 't', long, default_value_t = 3600.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptionsArgs {
+    /// Caption file.
+    pub file: std::path::PathBuf,
+    /// Print segments (start, end, text) as JSON instead of the text.
+    #[arg(short = 'j', long)]
+    pub json: bool,
 }

@@ -2,6 +2,7 @@
 
 mod args;
 mod cmd;
+mod domain;
 mod settings;
 
 use std::process::ExitCode;

@@ -27,6 +27,16 @@ pub struct RawConfig {
     pub routes: BTreeMap<String, String>,
     #[serde(default)]
     pub queues: Vec<String>,
+    /// Directories queued tasks may read files from (default: the current directory).
+    #[serde(default)]
+    pub input_roots: Vec<std::path::PathBuf>,
+    pub cache_dir: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub pdf: crate::domain::RawPdf,
+    #[serde(default)]
+    pub youtube: crate::domain::RawYoutube,
+    #[serde(default)]
+    pub llm: crate::domain::RawLlm,
 }
 
 /// Validated settings every command reads.
@@ -40,6 +50,8 @@ pub struct Settings {
     pub queues: Vec<String>,
     /// The config file, passed on to task child processes.
     pub config_path: Option<std::path::PathBuf>,
+    /// PDF / YouTube / LLM / input-root sections, turned into task settings on demand.
+    pub domain: crate::domain::RawDomain,
 }
 
 impl Settings {
@@ -91,6 +103,13 @@ impl Settings {
             router,
             queues,
             config_path: g.config.clone(),
+            domain: crate::domain::RawDomain {
+                input_roots: raw.input_roots,
+                cache_dir: raw.cache_dir,
+                pdf: raw.pdf,
+                youtube: raw.youtube,
+                llm: raw.llm,
+            },
         })
     }
 }

@@ -76,8 +76,10 @@ pub async fn extract_strategy(
         parts: n,
         cancel,
     };
-    let results: Vec<ChunkOutcome> = futures::stream::iter(chunks.iter().enumerate())
-        .map(|(i, c)| job.chunk(i + 1, c.clone(), 0))
+    // Owned chunks: a closure over borrowed items makes the future's Send-ness depend on a
+    // higher-ranked lifetime the compiler can't prove inside `async_trait` callers.
+    let results: Vec<ChunkOutcome> = futures::stream::iter(chunks.into_iter().enumerate())
+        .map(|(i, c)| job.chunk(i + 1, c, 0))
         .buffered(opts.max_concurrency.max(1))
         .collect()
         .await;

@@ -1,1 +1,46 @@
-//! The glue: wraps youtube/pdf/llm as engine tasks and maps domain errors to retry/fail.
+//! The glue: wraps youtube/pdf/llm as engine tasks under the seed's names, checks every file path
+//! a queued task receives against the input roots, maps domain errors to retry or fail, and runs
+//! the `hlbot ingest` pipeline in-process.
+
+pub mod content;
+pub mod error;
+pub mod ingest;
+pub mod inputs;
+pub mod llm;
+pub mod params;
+pub mod pdf;
+pub mod rcache;
+pub mod settings;
+pub mod youtube;
+
+use std::sync::Arc;
+
+use hlbot_engine::Registry;
+
+pub use error::{Error, Result};
+pub use ingest::{IngestOptions, IngestReport, SourceKind, ingest};
+pub use inputs::InputRoots;
+pub use settings::TaskSettings;
+
+/// The seed's task names (also reachable as `app.workers.tasks.<name>`).
+pub const TASK_NAMES: [&str; 7] = [
+    "process_youtube_video",
+    "process_youtube_playlist",
+    "cleanup_youtube_cache",
+    "process_pdf_document",
+    "cleanup_pdf_cache",
+    "extract_trading_strategy",
+    "analyze_chart_image",
+];
+
+/// Register every domain task into `registry`.
+pub fn register(registry: &mut Registry, settings: Arc<TaskSettings>) {
+    youtube::register(registry, &settings);
+    pdf::register(registry, &settings);
+    llm::register(registry, &settings);
+}
+
+/// Entry point of the PDFium child process (the hidden `hlbot pdf-child`).
+pub fn pdf_child_main() -> std::process::ExitCode {
+    hlbot_pdf::child::serve_stdio()
+}

@@ -1,7 +1,8 @@
 //! Subcommand dispatch: each arm calls one library entry point.
 
+mod ingest;
 mod producer;
-mod worker;
+pub mod worker;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,9 @@ pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::
         Command::Call(a) => worker::call(&s, a, shutdown).await,
         Command::Dead(a) => worker::dead(&client(&s).await?, a).await,
         Command::WorkerChild => worker::child(&s).await,
+        Command::PdfChild => Ok(hlbot_tasks::pdf_child_main()),
+        Command::Ingest(a) => ingest::ingest(&s, a, shutdown).await,
+        Command::Captions(a) => ingest::captions(a),
     }
 }
 

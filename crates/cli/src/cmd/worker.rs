@@ -11,9 +11,21 @@ use serde_json::{Map, Value};
 use crate::args::{CallArgs, DeadCommand, WorkerArgs};
 use crate::settings::Settings;
 
-/// Every task this binary knows: the diagnostic tasks plus the domain tasks.
-pub fn registry(_s: &Settings) -> Registry {
-    Registry::with_debug_tasks()
+/// Every task this binary knows: the diagnostic tasks plus the domain tasks. With a broker
+/// connection the LLM response cache lives in Redis (shared by every worker).
+pub fn registry(s: &Settings, broker: Option<&hlbot_engine::Broker>) -> Registry {
+    let mut ts = crate::domain::task_settings(&s.domain, None);
+    if let Some(b) = broker {
+        let ttl = Duration::from_secs(7 * 24 * 3600);
+        ts.llm.cache = std::sync::Arc::new(hlbot_tasks::rcache::RedisCache::new(
+            b.conn(),
+            b.keys().prefix(),
+            ttl,
+        ));
+    }
+    let mut r = Registry::with_debug_tasks();
+    hlbot_tasks::register(&mut r, std::sync::Arc::new(ts));
+    r
 }
 
 fn limit(secs: f64) -> Option<Duration> {
@@ -58,7 +70,8 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         opts.queues.join(", "),
         opts.concurrency
     );
-    let worker = Worker::new(client, registry(s), opts).await?;
+    let reg = registry(s, Some(client.broker()));
+    let worker = Worker::new(client, reg, opts).await?;
     worker.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -67,7 +80,7 @@ pub async fn call(s: &Settings, a: CallArgs, shutdown: Shutdown) -> anyhow::Resu
     let args: Vec<Value> = serde_json::from_str(&a.args).context("--args must be a JSON list")?;
     let kwargs: Map<String, Value> =
         serde_json::from_str(&a.kwargs).context("--kwargs must be a JSON object")?;
-    let reg = registry(s);
+    let reg = registry(s, None);
     match hlbot_engine::apply::apply(&reg, &a.task, args, kwargs, None, shutdown.warm.clone()).await
     {
         Ok(v) => {
@@ -127,6 +140,6 @@ pub async fn dead(client: &hlbot_engine::Client, cmd: DeadCommand) -> anyhow::Re
 }
 
 pub async fn child(s: &Settings) -> anyhow::Result<ExitCode> {
-    child::serve(registry(s)).await;
+    child::serve(registry(s, None)).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,297 @@
+//! `ingest` (the main job, in-process or through the queue) and `captions`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use hlbot_engine::task::ProgressSink;
+use hlbot_engine::{SendOptions, Shutdown};
+use hlbot_proto::Signature;
+use hlbot_tasks::{IngestOptions, SourceKind};
+use serde_json::{Map, Value, json};
+
+use crate::args::{CaptionsArgs, IngestArgs};
+use crate::domain::task_settings;
+use crate::settings::Settings;
+
+/// A progress bar on stderr when it is a terminal; silent otherwise.
+struct Bar(Mutex<Option<indicatif::ProgressBar>>);
+
+impl Bar {
+    fn new() -> Arc<Self> {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Arc::new(Self(Mutex::new(bar)))
+    }
+
+    fn finish(&self) {
+        if let Ok(Some(b)) = self.0.lock().map(|b| b.clone()) {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl ProgressSink for Bar {
+    fn progress(&self, _task_id: &str, _state: &str, meta: Value) {
+        let Ok(guard) = self.0.lock() else { return };
+        let Some(b) = guard.as_ref() else { return };
+        if let Some(stage) = meta.get("stage").and_then(Value::as_str) {
+            b.set_message(stage.to_string());
+        }
+        if let Some(t) = meta.get("total").and_then(Value::as_u64) {
+            b.set_length(t);
+        }
+        if let Some(d) = meta.get("done").and_then(Value::as_u64) {
+            b.set_position(d);
+        }
+    }
+}
+
+pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let extra_root = Path::new(&a.source)
+        .parent()
+        .filter(|_| Path::new(&a.source).exists())
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        });
+    let ts = task_settings(&s.domain, extra_root);
+    if a.queue {
+        return queued(s, &ts, a).await;
+    }
+    let bar = Bar::new();
+    let opts = IngestOptions {
+        model: a.model.clone(),
+        frames: !a.no_frames,
+    };
+    let report = hlbot_tasks::ingest(
+        &ts,
+        &a.source,
+        &opts,
+        Some(bar.clone()),
+        shutdown.warm.clone(),
+    )
+    .await;
+    bar.finish();
+    let report = report?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_readable(&report.result);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--queue`: the same pipeline as a Celery chain (process → extract) on the workers.
+async fn queued(
+    s: &Settings,
+    ts: &hlbot_tasks::TaskSettings,
+    a: IngestArgs,
+) -> anyhow::Result<ExitCode> {
+    let kind = hlbot_tasks::ingest::detect(&a.source)?;
+    let client = super::client(s).await?;
+    let model = a.model.clone().unwrap_or_else(|| ts.default_model.clone());
+    let path_arg = |p: &Path| json!(p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+    let (first, last) = kind.tasks();
+    let final_id = uuid_v4();
+    let last_sig = Signature {
+        task: last.into(),
+        args: vec![],
+        kwargs: [("model".to_string(), json!(model))].into_iter().collect(),
+        options: [("task_id".to_string(), json!(final_id))]
+            .into_iter()
+            .collect(),
+        subtask_type: None,
+        immutable: false,
+        extra: Map::new(),
+    };
+    let mut kwargs = Map::new();
+    match &kind {
+        SourceKind::Pdf(p) => {
+            kwargs.insert("pdf_path".into(), path_arg(p));
+        }
+        SourceKind::Youtube(u) => {
+            kwargs.insert("url".into(), json!(u));
+            kwargs.insert("extract_frames".into(), json!(!a.no_frames));
+        }
+        SourceKind::Image(p) => {
+            kwargs.insert("image_path".into(), path_arg(p));
+            kwargs.insert("model".into(), json!(model));
+        }
+        SourceKind::Captions(p) | SourceKind::Text(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            kwargs.insert("content".into(), json!(text));
+            kwargs.insert("model".into(), json!(model));
+        }
+    }
+    let handle = if first.is_empty() {
+        let o = SendOptions {
+            task_id: Some(final_id.clone()),
+            ..Default::default()
+        };
+        client.send_task(last, vec![], kwargs, o).await?
+    } else {
+        let o = SendOptions {
+            chain: Some(vec![last_sig]),
+            ..Default::default()
+        };
+        client.send_task(first, vec![], kwargs, o).await?;
+        client.handle(&final_id)
+    };
+    eprintln!("queued; waiting for task {final_id}");
+    let v = handle.get(Duration::from_secs_f64(a.timeout)).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_readable(&v);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn uuid_v4() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn list(v: &Value) -> String {
+    match v {
+        Value::Array(a) if a.is_empty() => "-".into(),
+        Value::Array(a) => a.iter().map(short).collect::<Vec<_>>().join(", "),
+        Value::Null => "-".into(),
+        other => short(other),
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) if o.contains_key("quote") => {
+            let at = o
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .map(|t| format!("[{t}] "));
+            let page = o
+                .get("page")
+                .and_then(Value::as_u64)
+                .map(|p| format!("[p. {p}] "));
+            format!(
+                "{}{}\"{}\"",
+                at.unwrap_or_default(),
+                page.unwrap_or_default(),
+                o["quote"].as_str().unwrap_or_default()
+            )
+        }
+        Value::Object(o) => {
+            let name = o
+                .get("name")
+                .or_else(|| o.get("rule"))
+                .or_else(|| o.get("description"))
+                .or_else(|| o.get("text"));
+            let params = o
+                .get("parameters")
+                .filter(|p| !p.is_null() && p.as_object().is_none_or(|m| !m.is_empty()));
+            match (name, params) {
+                (Some(n), Some(p)) => format!("{} {}", short(n), p),
+                (Some(n), None) => short(n),
+                _ => v.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A human summary of a strategy (or chart) result.
+fn print_readable(v: &Value) {
+    let provider = v.get("provider").and_then(Value::as_str).unwrap_or("?");
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("?");
+    println!("provider: {provider} ({model})");
+    if let Some(l) = v.get("label").and_then(Value::as_str) {
+        println!("note: {l}");
+    }
+    for w in v
+        .get("warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!("warning: {}", w.as_str().unwrap_or_default());
+    }
+    if let Some(strats) = v.get("strategies").and_then(Value::as_array) {
+        for (i, st) in strats.iter().enumerate() {
+            let name = st
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("(unnamed)");
+            println!("\nStrategy {}: {name}", i + 1);
+            for (label, key) in [
+                ("instruments", "instruments"),
+                ("market", "market"),
+                ("timeframes", "timeframes"),
+                ("style", "style"),
+                ("indicators", "indicators"),
+                ("entry", "entry_rules"),
+                ("exit", "exit_rules"),
+                ("stop loss", "stop_loss"),
+                ("take profit", "take_profit"),
+                ("position sizing", "position_sizing"),
+                ("risk", "risk_management"),
+                ("filters", "filters"),
+                ("confidence", "confidence"),
+            ] {
+                if let Some(x) = st.get(key).filter(|x| !x.is_null()) {
+                    println!("  {label:<16} {}", list(x));
+                }
+            }
+            for e in st
+                .get("evidence")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .take(5)
+            {
+                println!("  evidence         {}", short(e));
+            }
+        }
+    } else {
+        for (k, x) in v.as_object().into_iter().flatten() {
+            if !["provider", "model", "label", "warnings", "schema_version"].contains(&k.as_str()) {
+                println!("  {k:<16} {}", list(x));
+            }
+        }
+    }
+    if let Some(c) = v.get("cost_usd") {
+        println!(
+            "\ncost: ${c} usage: {}",
+            v.get("usage").cloned().unwrap_or(Value::Null)
+        );
+    }
+}
+
+pub fn captions(a: CaptionsArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let segments = hlbot_youtube::parse_captions(&bytes)
+        .with_context(|| format!("parsing {}", a.file.display()))?;
+    if a.json {
+        let v: Vec<Value> = segments
+            .iter()
+            .map(|g| json!({"start": g.start, "end": g.end, "text": g.text}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}", hlbot_youtube::transcript_text(&segments));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,214 @@
+//! Domain-task settings (PDF, YouTube, LLM, input roots), built once from the TOML file's
+//! sections and the environment. API keys come only from the environment and stay wrapped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hlbot_tasks::{InputRoots, TaskSettings};
+use serde::Deserialize;
+
+/// `[pdf]` in the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPdf {
+    pub pdfium_lib: Option<PathBuf>,
+    pub tesseract: Option<PathBuf>,
+    pub languages: Option<String>,
+    pub min_image_side: Option<u32>,
+}
+
+/// `[youtube]` in the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawYoutube {
+    pub ytdlp: Option<PathBuf>,
+    pub ffmpeg: Option<PathBuf>,
+    pub ffprobe: Option<PathBuf>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub languages: Vec<String>,
+    pub cookies_file: Option<PathBuf>,
+    pub js_runtime: Option<String>,
+    pub sleep_requests: Option<f64>,
+    pub max_frames: Option<usize>,
+}
+
+/// `[llm]` in the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlm {
+    pub model: Option<String>,
+    pub anthropic_base_url: Option<String>,
+    pub openai_base_url: Option<String>,
+    pub ollama_base_url: Option<String>,
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, String>,
+    pub max_concurrency: Option<usize>,
+}
+
+/// The domain sections of the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawDomain {
+    #[serde(default)]
+    pub input_roots: Vec<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub pdf: RawPdf,
+    #[serde(default)]
+    pub youtube: RawYoutube,
+    #[serde(default)]
+    pub llm: RawLlm,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A file shipped by `scripts/setup.sh` under `.hlbot/`: looked up from the current directory
+/// and from the binary's folder upwards (so `target/debug/hlbot` finds the checkout's copy).
+fn find_local(rel: &str) -> Option<PathBuf> {
+    let mut starts = vec![std::env::current_dir().ok()];
+    starts.push(
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf)),
+    );
+    for start in starts.into_iter().flatten() {
+        for dir in start.ancestors().take(5) {
+            let p = dir.join(rel);
+            if p.exists() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(d) = env("HLBOT_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let base = env("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("hlbot")
+}
+
+/// Build the domain settings. `extra_root` is allowed too (the folder of a file named on the
+/// command line).
+pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings {
+    let cache_dir = raw.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let mut roots: Vec<PathBuf> = raw.input_roots.clone();
+    if let Some(list) = env("HLBOT_INPUT_ROOTS") {
+        roots.extend(
+            list.split([':', ','])
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
+    }
+    if roots.is_empty() {
+        roots.extend(std::env::current_dir().ok());
+    }
+    roots.push(cache_dir.clone());
+    let mut input_roots = InputRoots::new(roots);
+    if let Some(r) = extra_root {
+        input_roots = input_roots.with(r);
+    }
+
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hlbot"));
+    let pdfium = raw
+        .pdf
+        .pdfium_lib
+        .clone()
+        .or_else(|| env("HLBOT_PDFIUM_LIB").map(PathBuf::from))
+        .or_else(|| find_local(".hlbot/pdfium/libpdfium.so"))
+        .unwrap_or_else(|| PathBuf::from("libpdfium.so"));
+    let mut pdf =
+        hlbot_pdf::PdfOptions::new(pdfium, cache_dir.join("pdf"), exe, vec!["pdf-child".into()]);
+    if let Some(t) = &raw.pdf.tesseract {
+        pdf.tesseract = t.clone();
+    }
+    if let Some(l) = &raw.pdf.languages {
+        pdf.default_languages = l.clone();
+    }
+    if let Some(m) = raw.pdf.min_image_side {
+        pdf.min_image_side = m;
+    }
+
+    let mut yt = hlbot_youtube::YoutubeOptions {
+        cache_dir: cache_dir.join("youtube"),
+        ..Default::default()
+    };
+    yt.ytdlp = raw
+        .youtube
+        .ytdlp
+        .clone()
+        .or_else(|| env("HLBOT_YTDLP").map(PathBuf::from))
+        .or_else(|| find_local(".hlbot/venv/bin/yt-dlp"))
+        .unwrap_or_else(|| PathBuf::from("yt-dlp"));
+    if let Some(p) = &raw.youtube.ffmpeg {
+        yt.ffmpeg = p.clone();
+    }
+    if let Some(p) = &raw.youtube.ffprobe {
+        yt.ffprobe = p.clone();
+    }
+    yt.extra_allowed_hosts = raw.youtube.allowed_hosts.clone();
+    if let Some(list) = env("HLBOT_YOUTUBE_ALLOWED_HOSTS") {
+        yt.extra_allowed_hosts
+            .extend(hlbot_youtube::YoutubeOptions::parse_host_list(&list));
+    }
+    if !raw.youtube.languages.is_empty() {
+        yt.caption_languages = raw.youtube.languages.clone();
+    }
+    yt.cookies_file = raw.youtube.cookies_file.clone();
+    yt.js_runtime = raw.youtube.js_runtime.clone();
+    yt.sleep_requests = raw.youtube.sleep_requests;
+    if let Some(m) = raw.youtube.max_frames {
+        yt.max_frames = m;
+    }
+    if let Some(key) = env("HLBOT_ASR_API_KEY") {
+        yt.asr = hlbot_youtube::AsrProvider::OpenAiCompatible {
+            base_url: env("HLBOT_ASR_BASE_URL")
+                .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+            api_key: hlbot_youtube::ApiKey::new(key),
+            model: env("HLBOT_ASR_MODEL").unwrap_or_else(|| "whisper-1".into()),
+            language: None,
+        };
+    }
+
+    let mut llm = hlbot_llm::LlmOptions::default();
+    llm.anthropic.api_key = env("ANTHROPIC_API_KEY").map(hlbot_llm::Secret::new);
+    if let Some(u) = env("ANTHROPIC_BASE_URL").or_else(|| raw.llm.anthropic_base_url.clone()) {
+        llm.anthropic.base_url = u;
+    }
+    llm.anthropic.aliases.extend(raw.llm.aliases.clone());
+    if let Some(o) = llm.openai.get_mut("openai") {
+        o.api_key = env("OPENAI_API_KEY").map(hlbot_llm::Secret::new);
+        if let Some(u) = env("OPENAI_BASE_URL").or_else(|| raw.llm.openai_base_url.clone()) {
+            o.base_url = u;
+        }
+    }
+    if let (Some(o), Some(u)) = (
+        llm.openai.get_mut("ollama"),
+        raw.llm.ollama_base_url.clone(),
+    ) {
+        o.base_url = u;
+    }
+    if let Some(c) = raw.llm.max_concurrency {
+        llm.max_concurrency = c;
+    }
+    llm.cache = Arc::new(hlbot_llm::DiskCache::new(cache_dir.join("llm")));
+    let default_model = env("HLBOT_MODEL")
+        .or_else(|| raw.llm.model.clone())
+        .unwrap_or_else(|| "claude-sonnet-4".into());
+    TaskSettings {
+        input_roots,
+        pdf,
+        youtube: yt,
+        llm,
+        default_model,
+        cache_dir,
+    }
+}

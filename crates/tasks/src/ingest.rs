@@ -1,0 +1,166 @@
+//! `hlbot ingest`: one source (PDF, YouTube URL, chart image, caption or text file) through the
+//! right `process_*` step and then strategy extraction (or chart reading), in this process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hlbot_engine::TaskContext;
+use hlbot_engine::task::ProgressSink;
+use hlbot_llm::ContentType;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::settings::TaskSettings;
+use crate::{content, llm, pdf, youtube};
+
+/// What a source is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "source", rename_all = "snake_case")]
+pub enum SourceKind {
+    Pdf(PathBuf),
+    Youtube(String),
+    Image(PathBuf),
+    Captions(PathBuf),
+    Text(PathBuf),
+}
+
+impl SourceKind {
+    /// The task names the pipeline runs for this kind, in order (for `--queue` chains).
+    pub fn tasks(&self) -> (&'static str, &'static str) {
+        match self {
+            SourceKind::Pdf(_) => ("process_pdf_document", "extract_trading_strategy"),
+            SourceKind::Youtube(_) => ("process_youtube_video", "extract_trading_strategy"),
+            SourceKind::Image(_) => ("", "analyze_chart_image"),
+            SourceKind::Captions(_) | SourceKind::Text(_) => ("", "extract_trading_strategy"),
+        }
+    }
+}
+
+/// Decide what `source` is, from its form and (for files) its extension and first bytes.
+pub fn detect(source: &str) -> Result<SourceKind> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        return Ok(SourceKind::Youtube(source.to_string()));
+    }
+    let path = Path::new(source);
+    if !path.exists() {
+        return Err(Error::InputMissing {
+            path: path.to_path_buf(),
+            detail: "no such file".into(),
+        });
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let head = std::fs::read(path)
+        .map(|b| b.into_iter().take(8).collect::<Vec<u8>>())
+        .unwrap_or_default();
+    Ok(match ext.as_str() {
+        _ if head.starts_with(b"%PDF-") => SourceKind::Pdf(path.to_path_buf()),
+        "pdf" => SourceKind::Pdf(path.to_path_buf()),
+        "png" | "jpg" | "jpeg" | "webp" | "gif" => SourceKind::Image(path.to_path_buf()),
+        "vtt" | "srt" | "json3" => SourceKind::Captions(path.to_path_buf()),
+        "txt" | "md" | "text" => SourceKind::Text(path.to_path_buf()),
+        _ => return Err(Error::UnknownSource(source.to_string())),
+    })
+}
+
+/// Options of one ingest run.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Model for the LLM step (default: the settings' default model).
+    pub model: Option<String>,
+    /// Extract video frames (`--no-frames` turns this off).
+    pub frames: bool,
+}
+
+/// What `hlbot ingest` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub source: SourceKind,
+    /// The `process_*` result (video or document), when there was one.
+    pub document: Option<Value>,
+    /// The strategy extraction (or chart reading) result.
+    pub result: Value,
+}
+
+/// Run the pipeline for `source`.
+pub async fn ingest(
+    s: &TaskSettings,
+    source: &str,
+    o: &IngestOptions,
+    progress: Option<Arc<dyn ProgressSink>>,
+    cancel: CancellationToken,
+) -> Result<IngestReport> {
+    let kind = detect(source)?;
+    let mut ctx = TaskContext::new(&uuid(), "ingest", 0, "local", cancel);
+    if let Some(p) = progress {
+        ctx = ctx.with_progress(p);
+    }
+    let model = o.model.as_deref();
+    let (document, result) = match &kind {
+        SourceKind::Pdf(path) => {
+            let doc = pdf::process(s, hlbot_pdf::PdfRequest::new(path), &ctx).await?;
+            let r = llm::extract(s, &doc, ContentType::Document, model, &ctx).await?;
+            (Some(doc), r)
+        }
+        SourceKind::Youtube(url) => {
+            let a = youtube::VideoArgs {
+                url: url.clone(),
+                extract_frames: o.frames,
+                prefer_captions: true,
+            };
+            let video = youtube::process(s, &a, &ctx).await?;
+            let r = llm::extract(s, &video, ContentType::Transcript, model, &ctx).await?;
+            (Some(video), r)
+        }
+        SourceKind::Image(path) => (None, llm::chart(s, path, model, &ctx).await?),
+        SourceKind::Captions(path) => {
+            let path = s.input_roots.check(path)?;
+            let bytes = std::fs::read(&path).map_err(|e| Error::InputMissing {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            let segments = hlbot_youtube::parse_captions(&bytes)?;
+            let text: String = segments
+                .iter()
+                .map(|g| format!("[{}] {}\n", content::hms(g.start), g.text.trim()))
+                .collect();
+            (
+                None,
+                llm::extract(s, &json!(text), ContentType::Transcript, model, &ctx).await?,
+            )
+        }
+        SourceKind::Text(path) => {
+            let path = s.input_roots.check(path)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::InputMissing {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            (
+                None,
+                llm::extract(s, &json!(text), ContentType::Transcript, model, &ctx).await?,
+            )
+        }
+    };
+    Ok(IngestReport {
+        source: kind,
+        document,
+        result,
+    })
+}
+
+fn uuid() -> String {
+    format!(
+        "ingest-{}-{}",
+        std::process::id(),
+        hlbot_proto::time::unix(chrono_now()) as u64
+    )
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}

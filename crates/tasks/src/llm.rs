@@ -1,0 +1,142 @@
+//! `extract_trading_strategy` and `analyze_chart_image` as tasks. Without an API key for the
+//! requested model they fall back to the offline `rules` provider and say so in `warnings`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hlbot_engine::{Registry, Task, TaskContext, TaskError, TaskOptions};
+use hlbot_llm::{ContentType, Provider};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::settings::TaskSettings;
+use crate::{content, params};
+
+pub fn register(r: &mut Registry, s: &Arc<TaskSettings>) {
+    r.register("extract_trading_strategy", Extract(s.clone()));
+    r.register("analyze_chart_image", Chart(s.clone()));
+}
+
+/// The model to use and, when it had to change, why.
+pub fn pick_model(s: &TaskSettings, requested: Option<&str>) -> (String, Option<String>) {
+    let model = requested.unwrap_or(&s.default_model).to_string();
+    match Provider::ready(&s.llm, &model) {
+        Ok(_) => (model, None),
+        Err(hlbot_llm::Error::MissingApiKey { provider }) => (
+            "rules".into(),
+            Some(format!(
+                "no API key configured for {provider} (model {model}): used the offline rules extractor instead"
+            )),
+        ),
+        Err(_) => (model, None),
+    }
+}
+
+fn add_warning(v: &mut Value, w: Option<String>) {
+    if let (Some(w), Some(obj)) = (w, v.as_object_mut()) {
+        let list = obj.entry("warnings").or_insert_with(|| json!([]));
+        if let Some(a) = list.as_array_mut() {
+            a.insert(0, json!(w));
+        }
+    }
+}
+
+/// Extract strategies from `content` (text, or a `process_*` result object).
+pub async fn extract(
+    s: &TaskSettings,
+    content: &Value,
+    content_type: ContentType,
+    model: Option<&str>,
+    ctx: &TaskContext,
+) -> crate::Result<Value> {
+    let (text, kind) = content::from_value(content, content_type);
+    let (model, warning) = pick_model(s, model);
+    ctx.progress(json!({"stage": "extract", "model": model}));
+    let r = hlbot_llm::extract_strategy(&s.llm, &text, kind, &model, &ctx.cancel).await?;
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    add_warning(&mut v, warning);
+    Ok(v)
+}
+
+/// Read a chart image (path checked against the input roots).
+pub async fn chart(
+    s: &TaskSettings,
+    image_path: &std::path::Path,
+    model: Option<&str>,
+    ctx: &TaskContext,
+) -> crate::Result<Value> {
+    let path = s.input_roots.check(image_path)?;
+    let (model, warning) = pick_model(s, model);
+    ctx.progress(json!({"stage": "analyze", "model": model}));
+    let r = hlbot_llm::analyze_chart(&s.llm, &path, &model, &ctx.cancel).await?;
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    add_warning(&mut v, warning);
+    Ok(v)
+}
+
+#[derive(Debug, Deserialize)]
+struct ExtractArgs {
+    content: Value,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+struct Extract(Arc<TaskSettings>);
+
+#[async_trait]
+impl Task for Extract {
+    async fn run(
+        &self,
+        ctx: TaskContext,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Value, TaskError> {
+        let a: ExtractArgs = params::parse(&["content", "content_type", "model"], args, kwargs)?;
+        let kind = match a.content_type.as_deref() {
+            None => ContentType::Transcript,
+            Some(t) => t
+                .parse()
+                .map_err(|_| crate::Error::BadArguments(format!("unknown content_type {t:?}")))?,
+        };
+        Ok(extract(&self.0, &a.content, kind, a.model.as_deref(), &ctx).await?)
+    }
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            queue: Some("llm".into()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ChartArgs {
+    image_path: PathBuf,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+struct Chart(Arc<TaskSettings>);
+
+#[async_trait]
+impl Task for Chart {
+    async fn run(
+        &self,
+        ctx: TaskContext,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Value, TaskError> {
+        let a: ChartArgs = params::parse(&["image_path", "model"], args, kwargs)?;
+        Ok(chart(&self.0, &a.image_path, a.model.as_deref(), &ctx).await?)
+    }
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            queue: Some("llm".into()),
+            ..Default::default()
+        }
+    }
+}

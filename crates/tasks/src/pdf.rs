@@ -1,0 +1,92 @@
+//! `process_pdf_document` and `cleanup_pdf_cache` as tasks.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hlbot_engine::{Registry, Task, TaskContext, TaskError, TaskOptions};
+use hlbot_pdf::PdfRequest;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::params;
+use crate::settings::TaskSettings;
+
+pub fn register(r: &mut Registry, s: &Arc<TaskSettings>) {
+    r.register("process_pdf_document", ProcessPdf(s.clone()));
+    r.register("cleanup_pdf_cache", CleanupPdf(s.clone()));
+}
+
+const PDF_PARAMS: [&str; 6] = [
+    "pdf_path",
+    "extract_images",
+    "password",
+    "ocr",
+    "languages",
+    "pages",
+];
+
+/// Run the PDF pipeline for one request (path checked against the input roots first).
+pub async fn process(
+    s: &TaskSettings,
+    mut req: PdfRequest,
+    ctx: &TaskContext,
+) -> crate::Result<Value> {
+    req.pdf_path = s.input_roots.check(&req.pdf_path)?;
+    let progress = |p: hlbot_pdf::Progress| {
+        ctx.progress(json!({"stage": format!("{:?}", p.stage).to_lowercase(), "done": p.done, "total": p.total}))
+    };
+    let doc = hlbot_pdf::process_document(&s.pdf, &req, progress, ctx.cancel.clone()).await?;
+    Ok(serde_json::to_value(doc).unwrap_or(Value::Null))
+}
+
+struct ProcessPdf(Arc<TaskSettings>);
+
+#[async_trait]
+impl Task for ProcessPdf {
+    async fn run(
+        &self,
+        ctx: TaskContext,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Value, TaskError> {
+        let req: PdfRequest = params::parse(&PDF_PARAMS, args, kwargs)?;
+        Ok(process(&self.0, req, &ctx).await?)
+    }
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            queue: Some("pdf".into()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CleanupArgs {
+    #[serde(default = "seven")]
+    pub max_age_days: f64,
+    #[serde(default)]
+    pub max_total_bytes: Option<u64>,
+}
+
+pub(crate) fn seven() -> f64 {
+    7.0
+}
+
+struct CleanupPdf(Arc<TaskSettings>);
+
+#[async_trait]
+impl Task for CleanupPdf {
+    async fn run(
+        &self,
+        _: TaskContext,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Value, TaskError> {
+        let a: CleanupArgs = params::parse(&["max_age_days", "max_total_bytes"], args, kwargs)?;
+        let report =
+            hlbot_pdf::cleanup_cache(&self.0.pdf.cache_dir, a.max_age_days, a.max_total_bytes)
+                .map_err(crate::Error::from)?;
+        Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+    }
+}
