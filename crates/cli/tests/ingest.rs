@@ -1,0 +1,267 @@
+//! The main job and the glue through the binary: `hlbot ingest` offline (no Redis, no key),
+//! `--queue` through a real worker, `captions`, input roots on queued tasks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hlbot");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = std::env::var_os("HLBOT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"));
+    p.join("corpus").is_dir().then_some(p)
+}
+
+/// `hlbot` with no API keys and no Redis reachable.
+fn offline() -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(repo())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .env("REDIS_URL", "redis://127.0.0.1:1/0")
+        .env(
+            "HLBOT_CACHE_DIR",
+            std::env::temp_dir().join(format!("hlbot-test-{}", std::process::id())),
+        );
+    c
+}
+
+#[test]
+fn readme_first_command_works_offline() {
+    let out = offline()
+        .args(["ingest", "examples/ema_pullback_lesson.en.vtt"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("provider: rules"), "{stdout}");
+    assert!(
+        stdout.contains("no API key configured"),
+        "says it fell back: {stdout}"
+    );
+    assert!(stdout.contains("EUR/USD"), "{stdout}");
+    assert!(
+        stdout.contains("[00:00:"),
+        "evidence keeps transcript timestamps: {stdout}"
+    );
+}
+
+#[test]
+fn ingest_json_has_the_strategy_fields() {
+    let out = offline()
+        .args(["ingest", "examples/ema_pullback_lesson.en.vtt", "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let r = &v["result"];
+    assert_eq!(r["provider"], "rules");
+    assert_eq!(r["schema_version"], "strategy.v1");
+    let s = &r["strategies"][0];
+    let indicators = s["indicators"].to_string();
+    assert!(
+        indicators.contains("EMA") && indicators.contains("200") && indicators.contains("ATR"),
+        "{indicators}"
+    );
+    assert!(s["timeframes"].to_string().contains("4H"));
+    assert!(r["cost_usd"].as_f64().is_some());
+}
+
+#[test]
+fn bad_sources_are_clear_errors() {
+    let out = offline()
+        .args(["ingest", "no/such/file.pdf"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = offline()
+        .args(["ingest", "Cargo.toml"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot tell what"));
+    let out = offline()
+        .args(["ingest", "https://evil.example.com/watch?v=dQw4w9WgXcQ"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("not allowed") || err.contains("allowed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn queued_tasks_cannot_read_outside_the_input_roots() {
+    let out = offline()
+        .args([
+            "call",
+            "process_pdf_document",
+            "--kwargs",
+            r#"{"pdf_path": "/etc/passwd"}"#,
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PermissionError") && err.contains("outside the allowed input roots"),
+        "{err}"
+    );
+    let out = offline()
+        .args([
+            "call",
+            "analyze_chart_image",
+            "--kwargs",
+            r#"{"image_path": "/etc/hostname"}"#,
+        ])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the allowed input roots"));
+}
+
+#[test]
+fn extract_strategy_via_call_and_seed_module_name() {
+    let content =
+        "[00:00:05] Buy EUR/USD when RSI 14 drops below 30 on the 1 hour chart. Stop loss 20 pips.";
+    let kwargs = serde_json::json!({"content": content, "model": "rules"}).to_string();
+    let out = offline()
+        .args([
+            "call",
+            "app.workers.tasks.extract_trading_strategy",
+            "--kwargs",
+            &kwargs,
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .expect("JSON on the last line");
+    assert_eq!(v["provider"], "rules");
+    assert!(v["strategies"][0]["indicators"].to_string().contains("RSI"));
+}
+
+#[test]
+fn captions_prints_the_clean_transcript() {
+    let Some(shared) = shared() else {
+        eprintln!("SKIP: ../shared/corpus not found");
+        return;
+    };
+    let caps = shared.join("corpus/captions");
+    let out = offline()
+        .args(["captions"])
+        .arg(caps.join("gen_youtube_auto_en_support_resistance.en.vtt"))
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let want_text =
+        std::fs::read_to_string(caps.join("gen_youtube_auto_en_support_resistance.expected.txt"))
+            .expect("expected");
+    let want: Vec<String> = want_text.split_whitespace().map(str::to_string).collect();
+    assert_eq!(got, want);
+    let out = offline()
+        .args(["captions", "--json"])
+        .arg(caps.join("webvtt-py__sample.srt"))
+        .output()
+        .expect("run");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(
+        v.as_array()
+            .is_some_and(|a| !a.is_empty() && a[0]["start"].is_number())
+    );
+}
+
+#[test]
+fn ingest_queue_runs_the_chain_on_a_worker() {
+    let url =
+        std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("i{}:", std::process::id());
+    let mut worker = Command::new(BIN)
+        .current_dir(repo())
+        .env_remove("ANTHROPIC_API_KEY")
+        .args([
+            "--broker",
+            &url,
+            "--key-prefix",
+            &prefix,
+            "worker",
+            "-Q",
+            "llm,default",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let out = Command::new(BIN)
+        .current_dir(repo())
+        .env_remove("ANTHROPIC_API_KEY")
+        .args([
+            "--broker",
+            &url,
+            "--key-prefix",
+            &prefix,
+            "ingest",
+            "--queue",
+            "--json",
+            "-t",
+            "60",
+        ])
+        .arg("examples/ema_pullback_lesson.en.vtt")
+        .output()
+        .expect("ingest");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    if let Ok(client) = redis::Client::open(url.as_str()) {
+        if let Ok(mut c) = client.get_connection() {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query(&mut c)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+            }
+        }
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["provider"], "rules");
+    assert!(
+        v["strategies"][0]["instruments"]
+            .to_string()
+            .contains("EUR/USD")
+    );
+    let _ = Duration::from_secs(0);
+}
