@@ -68,8 +68,10 @@ echo "|---|---:|---:|---:|---:|"
 while IFS=$'\t' read -r f a b c d; do
   name=$(basename "$f")
   ours_ms=$(echo "$a $b $c $d" | grep -o '[0-9.]* ms' | cut -d' ' -f1)
-  ours_chars=$(echo "$b" | grep -o '^[0-9]*' || true)
-  [ -n "$ours_chars" ] || ours_chars="error"
+  case "$a" in
+    ERROR*) ours_chars="error" ;;
+    *) ours_chars=$(echo "$b" | grep -o '^[0-9]*' || true) ;;
+  esac
   read -r mu_chars mu_ms < <(awk -F'\t' -v f="$f" '$1==f{print $2, $3}' "$WORK/mupdf.tsv")
   [ "$mu_chars" = "-1" ] && mu_chars="error"
   echo "| $name | $ours_ms | $mu_ms | $ours_chars | $mu_chars |"
