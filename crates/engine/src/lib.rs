@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod beat;
 pub mod broker;
 pub mod client;
 pub mod control;
