@@ -274,6 +274,41 @@ async fn hard_limit_kills_a_busy_loop_in_its_child_and_the_worker_serves_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_are_reused_and_recycled_after_max_tasks_per_child() {
+    let env = Env::new();
+    let client = env.client(Duration::from_secs(3600)).await;
+    let mut pids = Vec::new();
+    for extra in [
+        &["-c", "1"][..],
+        &["-c", "1", "--max-tasks-per-child", "1"][..],
+    ] {
+        let mut w = env.worker(extra);
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let h = client
+                .send_task("hlbot.debug.cpu", vec![json!(0)], Map::new(), q())
+                .await
+                .expect("send");
+            let v = h.get(Duration::from_secs(30)).await.expect("cpu");
+            let pid = v["pid"].as_u64().expect("pid");
+            assert_ne!(pid, u64::from(w.id()), "ran in a child, not in the worker");
+            got.push(pid);
+        }
+        pids.push(got);
+        signal(&w, nix::sys::signal::Signal::SIGTERM);
+        assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
+    }
+    assert_eq!(
+        pids[0][0], pids[0][1],
+        "a child serves many tasks by default"
+    );
+    assert_ne!(
+        pids[1][0], pids[1][1],
+        "--max-tasks-per-child 1 recycles after each task"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cap_kills_the_child_with_a_clear_error() {
     let env = Env::new();
     let client = env.client(Duration::from_secs(3600)).await;

@@ -132,6 +132,7 @@ impl Task for Flaky {
 }
 
 /// `cpu(seconds)`: a busy loop that never yields; runs in a child process so a hard limit kills it.
+/// Returns the pid it ran in (shows child recycling).
 struct Cpu;
 
 #[async_trait]
@@ -150,7 +151,7 @@ impl Task for Cpu {
                 x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
             }
         }
-        Ok(json!({"seconds": s, "spins": x % 1000}))
+        Ok(json!({"seconds": s, "spins": x % 1000, "pid": std::process::id()}))
     }
 
     fn options(&self) -> TaskOptions {
