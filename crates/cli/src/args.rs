@@ -69,6 +69,46 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Print the clean transcript of a caption file (WebVTT, SRT, YouTube json3).
     Captions(CaptionsArgs),
+    /// Ask workers (hlbot or Python): ping, active, reserved, scheduled, revoked, registered,
+    /// stats, active_queues, conf, report, query_task ID..., clock.
+    Inspect(ControlArgs),
+    /// Steer workers: revoke ID... [--terminate], terminate SIG ID..., rate_limit TASK RATE,
+    /// time_limit TASK SOFT [HARD], add_consumer Q, cancel_consumer Q, pool_grow [N],
+    /// pool_shrink [N], autoscale MAX MIN, enable_events, disable_events, heartbeat, shutdown.
+    Control(ControlArgs),
+    /// Send periodic tasks from the `[[beat.entries]]` of the config (highly available: run
+    /// several, exactly one sends each tick).
+    Beat(BeatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// Command name (Celery's).
+    pub method: String,
+    /// The command's arguments, in Celery's order.
+    pub args: Vec<String>,
+    /// Comma-separated node names to ask (default: all).
+    #[arg(short = 'd', long, value_delimiter = ',')]
+    pub destination: Vec<String>,
+    /// Seconds to wait for the next reply.
+    #[arg(short = 't', long, default_value_t = 1.0)]
+    pub timeout: f64,
+    /// Print the replies as one JSON object.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// revoke: also stop the task if it is running.
+    #[arg(long)]
+    pub terminate: bool,
+    /// revoke --terminate: signal name (SIGTERM, SIGKILL, ...).
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BeatArgs {
+    /// Seconds a leader lease lasts (a dead leader is replaced within this time).
+    #[arg(long)]
+    pub lease: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +149,9 @@ pub struct WorkerArgs {
     /// Count committed runs per task id in Redis (crash drills, tests).
     #[arg(long, hide = true)]
     pub count_runs: bool,
+    /// Also run beat in this process (periodic tasks from the config).
+    #[arg(short = 'B', long)]
+    pub beat: bool,
 }
 
 #[derive(Debug, Args)]

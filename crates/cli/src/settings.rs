@@ -37,6 +37,17 @@ pub struct RawConfig {
     pub youtube: crate::domain::RawYoutube,
     #[serde(default)]
     pub llm: crate::domain::RawLlm,
+    #[serde(default)]
+    pub beat: RawBeat,
+}
+
+/// `[beat]`: leader lease and `[[beat.entries]]` (default: the seed's daily cache cleanups).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBeat {
+    /// Seconds a leader lease lasts.
+    pub lease: Option<f64>,
+    pub entries: Option<Vec<hlbot_engine::beat::EntryConfig>>,
 }
 
 /// Validated settings every command reads.
@@ -52,6 +63,7 @@ pub struct Settings {
     pub config_path: Option<std::path::PathBuf>,
     /// PDF / YouTube / LLM / input-root sections, turned into task settings on demand.
     pub domain: crate::domain::RawDomain,
+    pub beat: RawBeat,
 }
 
 impl Settings {
@@ -110,6 +122,7 @@ impl Settings {
                 youtube: raw.youtube,
                 llm: raw.llm,
             },
+            beat: raw.beat,
         })
     }
 }

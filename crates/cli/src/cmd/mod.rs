@@ -1,5 +1,7 @@
 //! Subcommand dispatch: each arm calls one library entry point.
 
+pub mod beat;
+mod control;
 mod ingest;
 mod producer;
 pub mod worker;
@@ -24,6 +26,9 @@ pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::
         Command::PdfChild => Ok(hlbot_tasks::pdf_child_main()),
         Command::Ingest(a) => ingest::ingest(&s, a, shutdown).await,
         Command::Captions(a) => ingest::captions(a),
+        Command::Inspect(a) => control::run(&s, a, true).await,
+        Command::Control(a) => control::run(&s, a, false).await,
+        Command::Beat(a) => beat::run(&s, a.lease, shutdown.warm).await,
     }
 }
 

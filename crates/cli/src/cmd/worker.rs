@@ -71,8 +71,21 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         opts.concurrency
     );
     let reg = registry(s, Some(client.broker()));
+    // -B: beat in the same process, stopped when the worker stops (also by remote shutdown).
+    let beat_stop = tokio_util::sync::CancellationToken::new();
+    let beat = match a.beat {
+        true => Some(tokio::spawn(
+            super::beat::build(s, None).await?.run(beat_stop.clone()),
+        )),
+        false => None,
+    };
     let worker = Worker::new(client, reg, opts).await?;
-    worker.run(shutdown).await?;
+    let ran = worker.run(shutdown).await;
+    beat_stop.cancel();
+    if let Some(b) = beat {
+        let _ = b.await;
+    }
+    ran?;
     Ok(ExitCode::SUCCESS)
 }
 
