@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Engine benchmarks, hlbot vs Python Celery 5.7 on one machine (not a test; never run in CI).
+# Prints ONE table: enqueue rate, drain rate, enqueue→start latency, idle memory, Redis commands
+# per task. The raw JSON of every run is kept in $BENCH_OUT (default target/bench/engine.jsonl).
+#
+#   scripts/bench.sh [-n 50000] [--lat-n 500] [--quick]
+#
+# Redis: a private redis-server on 127.0.0.1:$BENCH_PORT (default 6399) started and stopped by
+# this script, so other users of the shared Redis neither slow the numbers down nor show up in
+# the INFO commandstats deltas. Set BENCH_REDIS=redis://127.0.0.1:6379/0 to use the shared one
+# instead (every run still uses its own fresh key prefix, deleted afterwards).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=/dev/null
+source "$ROOT/scripts/env.sh"
+
+N=50000
+LAT_N=500
+HIGH_C=(-c 8 --prefetch-multiplier 16)
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -n) N="$2"; shift 2 ;;
+        --lat-n) LAT_N="$2"; shift 2 ;;
+        --quick) N=5000; LAT_N=100; shift ;;
+        *) echo "usage: $0 [-n N] [--lat-n N] [--quick]" >&2; exit 2 ;;
+    esac
+done
+
+OUT="${BENCH_OUT:-$ROOT/target/bench/engine.jsonl}"
+mkdir -p "$(dirname "$OUT")"
+: > "$OUT"
+WORK="$(mktemp -d /tmp/hlbot-bench.XXXXXX)"
+LOG="$WORK/bench.log"
+REDIS_PID=""
+
+cleanup() {
+    if [ -n "$REDIS_PID" ]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "building release binaries (hlbot, bench)..." >&2
+(cd "$ROOT" && cargo build --release -q -p hlbot-cli && \
+    cargo build --release -q -p hlbot-engine --example bench)
+HLBOT="$ROOT/target/release/hlbot"
+BENCH="$ROOT/target/release/examples/bench"
+
+if [ -z "${BENCH_REDIS:-}" ]; then
+    PORT="${BENCH_PORT:-6399}"
+    redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$WORK" --daemonize no > "$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 50); do redis-cli -p "$PORT" ping > /dev/null 2>&1 && break; sleep 0.1; done
+    BENCH_REDIS="redis://127.0.0.1:$PORT/0"
+fi
+redis-cli -u "$BENCH_REDIS" ping > /dev/null
+
+# --- the Python side: a Celery app with hlbot.debug.echo, and a send_task loop ----------------
+cat > "$WORK/benchapp.py" <<'PY'
+"""Celery app for the benchmark: the same `hlbot.debug.echo` task the hlbot worker runs."""
+import os
+from celery import Celery
+
+_url = os.environ['BENCH_BROKER']
+_prefix = os.environ['BENCH_PREFIX']
+app = Celery('benchapp', broker=_url,
+             backend=None if os.environ.get('BENCH_NO_BACKEND') else _url)
+app.conf.update(
+    broker_transport_options={'global_keyprefix': _prefix},
+    result_backend_transport_options={'global_keyprefix': _prefix},
+    task_default_queue='bench',
+    task_serializer='json', result_serializer='json', accept_content=['json'],
+    # hlbot stores STARTED too (track_started on by default): same work per task.
+    task_track_started=True,
+    worker_hijack_root_logger=False,
+)
+
+
+@app.task(name='hlbot.debug.echo')
+def echo(*args, **kwargs):
+    return {'args': list(args), 'kwargs': kwargs}
+PY
+cat > "$WORK/celery_enqueue.py" <<'PY'
+"""Enqueue rate of Celery's own client: app.send_task in a loop."""
+import json, os, sys, time
+from benchapp import app
+
+n = int(sys.argv[1])
+app.send_task('hlbot.debug.echo', args=[0], queue='bench')  # warm up: connect, declare
+with app.connection_for_write() as conn:
+    conn.default_channel.queue_purge('bench')
+t0 = time.perf_counter()
+for i in range(n):
+    app.send_task('hlbot.debug.echo', args=[i], queue='bench')
+secs = time.perf_counter() - t0
+with app.connection_for_write() as conn:
+    queued = conn.default_channel.queue_purge('bench')
+assert queued == n, f'{queued} queued, expected {n}'
+backend = 'no result backend' if os.environ.get('BENCH_NO_BACKEND') else 'redis result backend'
+print(json.dumps({'bench': 'enqueue', 'mode': f'celery send_task loop ({backend})', 'n': n,
+                  'secs': secs, 'rate': n / secs}))
+PY
+
+fresh_prefix() { echo "bench:$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n'):"; }
+drop_prefix() {
+    redis-cli -u "$BENCH_REDIS" --scan --pattern "$1*" | \
+        xargs -r -n 1000 redis-cli -u "$BENCH_REDIS" del > /dev/null
+}
+
+# run LABEL PREFIX COMMAND...: one benchmark, its JSON tagged with LABEL, appended to $OUT.
+run() {
+    local label="$1" prefix="$2"; shift 2
+    echo "  $label" >&2
+    local json
+    json="$("$@" 2>> "$LOG")" || { echo "FAILED: $label (see below)" >&2; tail -30 "$LOG" >&2; exit 1; }
+    echo "{\"label\": \"$label\", \"result\": $json}" >> "$OUT"
+    drop_prefix "$prefix"
+}
+
+hlbot_worker() { echo "$HLBOT --broker $BENCH_REDIS --key-prefix $1 -l warn worker -Q bench"; }
+celery_worker() {
+    echo "env PYTHONPATH=$WORK BENCH_BROKER=$BENCH_REDIS BENCH_PREFIX=$1 $HLBOT_PYTHON -m celery" \
+        "-A benchapp worker --pool prefork -c 2 -Q bench --without-gossip --without-mingle" \
+        "--without-heartbeat -l WARNING"
+}
+
+echo "enqueue ($N messages)..." >&2
+P=$(fresh_prefix); run "enqueue: hlbot send_many (batches of 1000)" "$P" \
+    "$BENCH" enqueue --broker "$BENCH_REDIS" --prefix "$P" -n "$N" --batch 1000
+P=$(fresh_prefix); run "enqueue: hlbot send_task loop" "$P" \
+    "$BENCH" enqueue --broker "$BENCH_REDIS" --prefix "$P" -n "$N" --loop
+P=$(fresh_prefix); run "enqueue: celery send_task loop" "$P" \
+    env PYTHONPATH="$WORK" BENCH_BROKER="$BENCH_REDIS" BENCH_PREFIX="$P" \
+    "$HLBOT_PYTHON" "$WORK/celery_enqueue.py" "$N"
+P=$(fresh_prefix); run "enqueue: celery send_task loop, no backend" "$P" \
+    env PYTHONPATH="$WORK" BENCH_BROKER="$BENCH_REDIS" BENCH_PREFIX="$P" BENCH_NO_BACKEND=1 \
+    "$HLBOT_PYTHON" "$WORK/celery_enqueue.py" "$N"
+
+echo "drain ($N preloaded echo tasks, results stored)..." >&2
+P=$(fresh_prefix); run "drain: hlbot worker -c 2" "$P" \
+    "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(hlbot_worker "$P") -c 2
+P=$(fresh_prefix); run "drain: hlbot worker ${HIGH_C[*]}" "$P" \
+    "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(hlbot_worker "$P") "${HIGH_C[@]}"
+P=$(fresh_prefix); run "drain: celery prefork -c 2" "$P" \
+    "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(celery_worker "$P")
+
+echo "latency + idle memory ($LAT_N tasks one at a time)..." >&2
+P=$(fresh_prefix); run "latency: hlbot worker -c 2" "$P" \
+    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(hlbot_worker "$P") -c 2
+P=$(fresh_prefix); run "latency: celery prefork -c 2" "$P" \
+    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(celery_worker "$P")
+
+# --- one table ---------------------------------------------------------------------------------
+"$HLBOT_PYTHON" - "$OUT" "$N" "$LAT_N" <<'PY'
+import json, sys
+rows = {json.loads(l)['label']: json.loads(l)['result'] for l in open(sys.argv[1])}
+n, lat_n = sys.argv[2], sys.argv[3]
+def g(label, *path):
+    v = rows[label]
+    for p in path:
+        v = v[p]
+    return v
+def ratio(a, b):
+    return f'{a / b:.1f}×' if b else '-'
+table = []
+def row(metric, h, c, better_high=True, fmt='{:,.0f}'):
+    r = h / c if better_high else c / h
+    table.append((metric, fmt.format(h), fmt.format(c), f'{r:.1f}×'))
+
+eq = 'enqueue: '
+row(f'enqueue {n} msgs/s — hlbot send_many(1000) vs celery send_task loop',
+    g(eq + 'hlbot send_many (batches of 1000)', 'rate'), g(eq + 'celery send_task loop', 'rate'))
+row('enqueue msgs/s — hlbot send_task loop vs celery send_task loop',
+    g(eq + 'hlbot send_task loop', 'rate'), g(eq + 'celery send_task loop', 'rate'))
+row('enqueue msgs/s — hlbot send_many(1000) vs celery send_task loop, no result backend',
+    g(eq + 'hlbot send_many (batches of 1000)', 'rate'),
+    g(eq + 'celery send_task loop, no backend', 'rate'))
+hc = [l for l in rows if l.startswith('drain: hlbot worker -c 8')][0]
+for hl in ('drain: hlbot worker -c 2', hc):
+    row(f'drain {n} tasks/s (first→last date_done) — {hl[7:]} vs celery prefork -c 2',
+        g(hl, 'rate'), g('drain: celery prefork -c 2', 'rate'))
+    row(f'drain tasks/s incl. worker start — {hl[7:]} vs celery prefork -c 2',
+        g(hl, 'wall_rate'), g('drain: celery prefork -c 2', 'wall_rate'))
+    row(f'Redis commands per task (drain) — {hl[7:]} vs celery (lower is better)',
+        g(hl, 'redis_cmds_per_task'), g('drain: celery prefork -c 2', 'redis_cmds_per_task'),
+        better_high=False, fmt='{:.2f}')
+lh, lc = 'latency: hlbot worker -c 2', 'latency: celery prefork -c 2'
+for p in ('p50', 'p99'):
+    row(f'enqueue→STARTED latency {p} ms, idle worker ({lat_n} sends; lower is better)',
+        g(lh, 'start_ms', p), g(lc, 'start_ms', p), better_high=False, fmt='{:.2f}')
+for p in ('p50', 'p99'):
+    row(f'enqueue→SUCCESS latency {p} ms (lower is better)',
+        g(lh, 'done_ms', p), g(lc, 'done_ms', p), better_high=False, fmt='{:.2f}')
+row('idle RSS MiB, sum over processes (lower is better)',
+    g(lh, 'idle_memory', 'rss_kib') / 1024, g(lc, 'idle_memory', 'rss_kib') / 1024,
+    better_high=False, fmt='{:.1f}')
+row('idle PSS MiB, sum over processes (lower is better)',
+    g(lh, 'idle_memory', 'pss_kib') / 1024, g(lc, 'idle_memory', 'pss_kib') / 1024,
+    better_high=False, fmt='{:.1f}')
+
+print('| metric | hlbot | celery 5.7 | hlbot advantage |')
+print('|---|---:|---:|---:|')
+for m, h, c, r in table:
+    print(f'| {m} | {h} | {c} | {r} |')
+print()
+print(f"processes at idle: hlbot {g(lh, 'idle_memory', 'processes')}, "
+      f"celery {g(lc, 'idle_memory', 'processes')}")
+for label in ('drain: hlbot worker -c 2', hc, 'drain: celery prefork -c 2'):
+    top = ', '.join(f'{k} {v}' for k, v in list(g(label, 'redis_cmds_by_name').items())[:10])
+    print(f'commands per task, {label[7:]}: {top}')
+PY
+echo "raw results: $OUT" >&2
