@@ -1,61 +1,19 @@
 //! `ingest` (the main job, in-process or through the queue) and `captions`.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use hlbot_engine::task::ProgressSink;
 use hlbot_engine::{SendOptions, Shutdown};
 use hlbot_proto::Signature;
 use hlbot_tasks::{IngestOptions, SourceKind};
 use serde_json::{Map, Value, json};
 
+use super::progress::Bar;
 use crate::args::{CaptionsArgs, IngestArgs};
 use crate::domain::task_settings;
 use crate::settings::Settings;
-
-/// A progress bar on stderr when it is a terminal; silent otherwise.
-struct Bar(Mutex<Option<indicatif::ProgressBar>>);
-
-impl Bar {
-    fn new() -> Arc<Self> {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(0);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
-        Arc::new(Self(Mutex::new(bar)))
-    }
-
-    fn finish(&self) {
-        if let Ok(Some(b)) = self.0.lock().map(|b| b.clone()) {
-            b.finish_and_clear();
-        }
-    }
-}
-
-impl ProgressSink for Bar {
-    fn progress(&self, _task_id: &str, _state: &str, meta: Value) {
-        let Ok(guard) = self.0.lock() else { return };
-        let Some(b) = guard.as_ref() else { return };
-        if let Some(stage) = meta.get("stage").and_then(Value::as_str) {
-            b.set_message(stage.to_string());
-        }
-        if let Some(t) = meta.get("total").and_then(Value::as_u64) {
-            b.set_length(t);
-        }
-        if let Some(d) = meta.get("done").and_then(Value::as_u64) {
-            b.set_position(d);
-        }
-    }
-}
 
 pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let extra_root = Path::new(&a.source)

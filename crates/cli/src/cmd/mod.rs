@@ -4,6 +4,7 @@ pub mod beat;
 mod control;
 mod ingest;
 mod producer;
+mod progress;
 pub mod worker;
 
 use std::process::ExitCode;
