@@ -94,8 +94,19 @@ pub async fn call(s: &Settings, a: CallArgs, shutdown: Shutdown) -> anyhow::Resu
     let kwargs: Map<String, Value> =
         serde_json::from_str(&a.kwargs).context("--kwargs must be a JSON object")?;
     let reg = registry(s, None);
-    match hlbot_engine::apply::apply(&reg, &a.task, args, kwargs, None, shutdown.warm.clone()).await
-    {
+    let bar = super::progress::Bar::new();
+    let sink: std::sync::Arc<dyn hlbot_engine::task::ProgressSink> = bar.clone();
+    let outcome = hlbot_engine::apply::apply(
+        &reg,
+        &a.task,
+        args,
+        kwargs,
+        Some(sink),
+        shutdown.warm.clone(),
+    )
+    .await;
+    bar.finish();
+    match outcome {
         Ok(v) => {
             println!("{}", serde_json::to_string(&v)?);
             Ok(ExitCode::SUCCESS)
