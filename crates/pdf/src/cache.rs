@@ -64,7 +64,7 @@ pub(crate) fn load(path: &Path) -> Option<PdfDocument> {
 
 pub(crate) fn store(path: &Path, doc: &PdfDocument) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(doc)?;
+    let bytes = serde_json::to_vec(doc)?;
     std::fs::write(&tmp, bytes).map_err(|e| PdfError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| PdfError::io(path, e))?;
     Ok(())

@@ -131,12 +131,18 @@ where
         return Ok(doc);
     }
 
-    let tmp_root = cache::tmp_dir(&opts.cache_dir);
-    std::fs::create_dir_all(&tmp_root).map_err(|e| PdfError::io(&tmp_root, e))?;
-    let render_dir = tempfile::Builder::new()
-        .prefix("render-")
-        .tempdir_in(&tmp_root)
-        .map_err(|e| PdfError::io(&tmp_root, e))?;
+    // Page renders for OCR live in a private folder removed when this function returns.
+    let render_dir = if req.ocr == OcrMode::Never {
+        None
+    } else {
+        let tmp_root = cache::tmp_dir(&opts.cache_dir);
+        std::fs::create_dir_all(&tmp_root).map_err(|e| PdfError::io(&tmp_root, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("render-")
+            .tempdir_in(&tmp_root)
+            .map_err(|e| PdfError::io(&tmp_root, e))?;
+        Some(dir)
+    };
     // Big documents (and OCR of every page) are split across worker processes, every n-th
     // page each: PDFium is single-threaded per process, the machine has more cores.
     let shards = if size >= opts.shard_min_bytes || req.ocr == OcrMode::Always {
@@ -152,7 +158,10 @@ where
         image_dir: doc_dir.join("images"),
         min_image_side: opts.min_image_side,
         ocr: req.ocr,
-        render_dir: render_dir.path().to_path_buf(),
+        render_dir: render_dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_else(|| cache::tmp_dir(&opts.cache_dir)),
         ocr_dpi: opts.ocr_dpi,
         max_render_pixels: opts.max_render_pixels,
         max_render_side: opts.max_render_side,
