@@ -41,7 +41,7 @@ pub struct PdfOptions {
     pub ocr_workers: usize,
     /// How many PDFium worker processes share one big document (every n-th page each).
     pub worker_processes: usize,
-    /// Documents at least this large (bytes; default 64 KiB) are split across
+    /// Documents at least this large (bytes; default 256 KiB) are split across
     /// `worker_processes`; so is every `ocr="always"` request (rendering then runs in parallel).
     pub shard_min_bytes: u64,
     /// Keep PDFium workers started (and libpdfium loaded) ahead of the next document.
@@ -77,7 +77,7 @@ impl PdfOptions {
             ocr_page_timeout: Duration::from_secs(180),
             ocr_workers: cores,
             worker_processes: cores,
-            shard_min_bytes: 64 * 1024,
+            shard_min_bytes: 256 * 1024,
             prestart_workers: true,
             use_cache: true,
         }
