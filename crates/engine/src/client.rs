@@ -61,6 +61,8 @@ pub struct Client {
     router: Arc<Router>,
     origin: String,
     declared: Arc<Mutex<HashSet<String>>>,
+    /// Celery's `task_send_sent_event`: publish `task-sent` for every message sent.
+    sent_events: Option<Arc<crate::events::Clock>>,
 }
 
 impl Client {
@@ -72,7 +74,14 @@ impl Client {
             router: Arc::new(router),
             origin: format!("gen{}@{host}", std::process::id()),
             declared: Arc::default(),
+            sent_events: None,
         }
+    }
+
+    /// Send a `task-sent` event (on `celeryev/task.sent`, unbatched) for every message published.
+    pub fn with_sent_events(mut self, on: bool) -> Self {
+        self.sent_events = on.then(Arc::default);
+        self
     }
 
     pub fn broker(&self) -> &Broker {
@@ -157,6 +166,7 @@ impl Client {
         let msg = self.build(name, args, kwargs, &options);
         self.declare_for(std::slice::from_ref(&msg)).await?;
         self.broker.publish(&msg).await?;
+        self.sent(std::slice::from_ref(&msg)).await;
         Ok(self.handle(msg.id()))
     }
 
@@ -168,13 +178,66 @@ impl Client {
             .collect();
         self.declare_for(&msgs).await?;
         self.broker.publish_many(&msgs).await?;
+        self.sent(&msgs).await;
         Ok(msgs.iter().map(|m| self.handle(m.id())).collect())
     }
 
     /// Publish prepared messages (retries, callbacks, beat).
     pub async fn publish(&self, msgs: &[TaskMessage]) -> Result<()> {
         self.declare_for(msgs).await?;
-        self.broker.publish_many(msgs).await
+        self.broker.publish_many(msgs).await?;
+        self.sent(msgs).await;
+        Ok(())
+    }
+
+    /// `task-sent` events, best-effort like Celery's.
+    async fn sent(&self, msgs: &[TaskMessage]) {
+        let Some(clock) = &self.sent_events else {
+            return;
+        };
+        let src = hlbot_proto::event::EventSource {
+            hostname: self.origin.clone(),
+            pid: std::process::id(),
+            utcoffset: crate::events::utcoffset(),
+        };
+        let keys = self.broker.keys();
+        let mut p = redis::pipe();
+        for m in msgs {
+            let h = &m.headers;
+            let di = &m.envelope.properties.delivery_info;
+            let f = hlbot_proto::event::fields([
+                ("uuid", serde_json::json!(m.id())),
+                ("root_id", serde_json::json!(h.root_id)),
+                ("parent_id", serde_json::json!(h.parent_id)),
+                ("name", serde_json::json!(h.task)),
+                ("args", serde_json::json!(h.argsrepr)),
+                ("kwargs", serde_json::json!(h.kwargsrepr)),
+                ("retries", serde_json::json!(h.retries)),
+                ("eta", serde_json::json!(h.eta)),
+                ("expires", serde_json::json!(h.expires)),
+                ("queue", serde_json::json!(m.queue())),
+                ("exchange", serde_json::json!(di.exchange)),
+                ("routing_key", serde_json::json!(di.routing_key)),
+            ]);
+            let ts = time::unix(Utc::now());
+            let ev = hlbot_proto::event::event(&src, "task-sent", clock.forward(), ts, f);
+            let mut headers = Map::new();
+            headers.insert("hostname".into(), serde_json::json!(self.origin));
+            let mut env = hlbot_proto::Envelope::new_json(
+                &hlbot_proto::pyjson::to_vec(&ev),
+                headers,
+                "task.sent",
+                0,
+            );
+            env.properties.delivery_mode = 1;
+            env.properties.delivery_info.exchange = "celeryev".into();
+            p.publish(keys.event_channel("task.sent"), env.to_vec())
+                .ignore();
+        }
+        let mut c = self.broker.conn();
+        if let Err(e) = p.query_async::<()>(&mut c).await {
+            tracing::debug!("task-sent events not published: {e}");
+        }
     }
 
     async fn declare_for(&self, msgs: &[TaskMessage]) -> Result<()> {

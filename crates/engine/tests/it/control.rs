@@ -239,3 +239,34 @@ async fn revoke_survives_when_no_worker_runs() {
     assert!(good.get(Duration::from_secs(10)).await.is_ok());
     w.stop().await;
 }
+
+#[tokio::test]
+async fn task_sent_events_from_the_client() {
+    use futures::StreamExt;
+    let t = TestRedis::new();
+    let client = t.client().await.with_sent_events(true);
+    let mut ps = t.settings.pubsub().await.expect("pubsub");
+    ps.psubscribe(format!("{}/0.celeryev/*", t.prefix))
+        .await
+        .expect("psubscribe");
+    let h = client
+        .send_task("hlbot.debug.echo", vec![json!(7)], Map::new(), q("evq"))
+        .await
+        .expect("send");
+    let msg = tokio::time::timeout(Duration::from_secs(5), ps.on_message().next())
+        .await
+        .expect("an event")
+        .expect("message");
+    assert_eq!(
+        msg.get_channel_name(),
+        format!("{}/0.celeryev/task.sent", t.prefix)
+    );
+    let env = hlbot_proto::Envelope::from_slice(msg.get_payload_bytes()).expect("envelope");
+    let ev: Value = serde_json::from_slice(&env.body_bytes().expect("body")).expect("json");
+    assert_eq!(ev["type"], json!("task-sent"));
+    assert_eq!(ev["uuid"], json!(h.id));
+    assert_eq!(ev["name"], json!("hlbot.debug.echo"));
+    assert_eq!(ev["queue"], json!("evq"));
+    assert_eq!(ev["args"], json!("(7,)"));
+    assert!(ev["clock"].as_u64().is_some() && ev["timestamp"].is_f64());
+}
