@@ -413,3 +413,24 @@ def test_flaky_retry_seen_from_python(start_flagged_worker, celery_app, redis_cl
     assert states[-1] == 'SUCCESS'
     assert states.index('RETRY') < len(states) - 1
     assert 'SUCCESS' not in states[:states.index('RETRY')]
+
+
+# --- d) the seed's task names reach hlbot's registry -------------------------------------------
+
+SEED_NAMES = [n for short in list(compat_app.SEED_ROUTES) + compat_app.SEED_OTHER_TASKS
+              for n in (short, compat_app.SEED_MODULE + short)]
+
+
+def test_seed_task_names_reach_hlbot_registry(start_flagged_worker, celery_app, redis_client,
+                                              prefix):
+    """Both spellings of every seed task, sent by Python to its routed queue, reach the task
+    registered in hlbot (not NotRegistered, not dead-lettered). An unknown keyword argument makes
+    each fail fast in its argument check, so no real work (downloads, OCR, LLM calls) runs."""
+    start_flagged_worker(queues=compat_app.QUEUES)
+    sent = [(name, celery_app.send_task(name, kwargs={'bogus_arg_from_compat': 1}))
+            for name in SEED_NAMES]
+    for name, r in sent:
+        with pytest.raises(TypeError) as info:
+            r.get(timeout=GET_TIMEOUT)
+        assert 'unexpected keyword argument "bogus_arg_from_compat"' in str(info.value), name
+    assert redis_client.llen(f'{prefix}hlbot.dead') == 0
