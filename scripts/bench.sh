@@ -128,6 +128,7 @@ celery_worker() {
         "--without-heartbeat -l WARNING"
 }
 
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "enqueue ($N messages)..." >&2
 P=$(fresh_prefix); run "enqueue: hlbot send_many (batches of 1000)" "$P" \
     "$BENCH" enqueue --broker "$BENCH_REDIS" --prefix "$P" -n "$N" --batch 1000
@@ -164,8 +165,14 @@ def g(label, *path):
     for p in path:
         v = v[p]
     return v
-def ratio(a, b):
-    return f'{a / b:.1f}×' if b else '-'
+# What hlbot's Lua scripts run inside Redis (fetch.lua: RPOP/HSET/ZADD per message;
+# store_result.lua: GET/SETEX|SET/PUBLISH per state): counted by commandstats, never sent.
+SCRIPTED = {'rpop', 'hset', 'zadd', 'get', 'setex', 'set', 'publish'}
+def sent(label):
+    by = g(label, 'redis_cmds_by_name')
+    if not ({'eval', 'evalsha'} & by.keys()):
+        return sum(by.values())
+    return sum(v for k, v in by.items() if k not in SCRIPTED)
 table = []
 def row(metric, h, c, better_high=True, fmt='{:,.0f}'):
     r = h / c if better_high else c / h
@@ -185,8 +192,12 @@ for hl in ('drain: hlbot worker -c 2', hc):
         g(hl, 'rate'), g('drain: celery prefork -c 2', 'rate'))
     row(f'drain tasks/s incl. worker start — {hl[7:]} vs celery prefork -c 2',
         g(hl, 'wall_rate'), g('drain: celery prefork -c 2', 'wall_rate'))
-    row(f'Redis commands per task (drain) — {hl[7:]} vs celery (lower is better)',
+    row(f'Redis commands executed per task incl. inside Lua (drain) — {hl[7:]} vs celery '
+        '(lower is better)',
         g(hl, 'redis_cmds_per_task'), g('drain: celery prefork -c 2', 'redis_cmds_per_task'),
+        better_high=False, fmt='{:.2f}')
+    row(f'Redis commands sent per task, top level (drain) — {hl[7:]} vs celery '
+        '(lower is better)', sent(hl), sent('drain: celery prefork -c 2'),
         better_high=False, fmt='{:.2f}')
 lh, lc = 'latency: hlbot worker -c 2', 'latency: celery prefork -c 2'
 for p in ('p50', 'p99'):
@@ -213,4 +224,6 @@ for label in ('drain: hlbot worker -c 2', hc, 'drain: celery prefork -c 2'):
     top = ', '.join(f'{k} {v}' for k, v in list(g(label, 'redis_cmds_by_name').items())[:10])
     print(f'commands per task, {label[7:]}: {top}')
 PY
+echo
+echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc --all) CPUs"
 echo "raw results: $OUT" >&2
