@@ -22,10 +22,10 @@
 //! | `Phlbot.dead` | list of JSON `{reason, queue, raw, task_id, at}` | hlbot worker on undecodable / unknown-task messages | `hlbot dead list/replay` |
 //! | `Phlbot.revoked` | zset task id → expiry (unix s) | `revoke` (hlbot control client and workers) | workers at dequeue, ETA fire, while running |
 //! | `Phlbot.revoked.terminate` | zset task id → expiry (unix s) | `revoke --terminate` (same writers) | workers: stop the task if it runs here |
-//! | `Phlbot.beat.lease` | string `<owner> <token>`, PX lease | beat leader (Lua, fenced) | beat candidates |
+//! | `Phlbot.beat.lease` | string `<owner> <token>`, PX lease | beat leader (`beat/lease.lua`; DEL on clean exit) | beat candidates; `send.lua` checks it |
 //! | `Phlbot.beat.fence` | string counter | beat (INCR on each new leadership) | beat |
-//! | `Phlbot.beat.last.<entry>` | string unix time of the last due tick sent | beat leader | beat on start (no skip, no repeat) |
-//! | `Phlbot.beat.sent.<entry>.<due>` | string, TTL | beat (`SET NX`) — idempotency key per entry and due time | beat |
+//! | `Phlbot.beat.last.<entry>` | string: due time (unix ms) of the last tick sent; set NX to "now" on first start | beat leader (`send.lua`) | beat leader: next due = schedule after it (no skip, no repeat) |
+//! | `Phlbot.beat.sent.<entry>.<due ms>` | string `<owner> <token>`, TTL 10 periods (1 min – 2 days) | beat (`SET NX` in `send.lua`) — idempotency key per entry and due time | beat |
 //! | `Phlbot.debug.flaky.<key>` | string counter | `hlbot.debug.flaky` | same |
 
 use hlbot_proto::SEP;
