@@ -350,7 +350,7 @@ fn page(
     let text_ms = ms(t_text);
 
     let t_images = Instant::now();
-    let scan = images::scan_page(&page, width * height, req.extract_images, saver);
+    let scan = images::scan_page(doc, &page, width * height, req.extract_images, saver);
     warnings.extend(scan.warnings);
     signals.image_cover = scan.largest_cover;
     signals.objects = scan.objects;

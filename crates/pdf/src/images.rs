@@ -59,6 +59,7 @@ pub(crate) struct PageScan {
 }
 
 pub(crate) fn scan_page(
+    doc: &PdfDocument,
     page: &PdfPage,
     page_area: f32,
     extract: bool,
@@ -66,6 +67,7 @@ pub(crate) fn scan_page(
 ) -> PageScan {
     let mut scan = PageScan::default();
     let mut ctx = Ctx {
+        doc,
         page_area: page_area.max(1.0),
         extract,
         saver,
@@ -78,7 +80,8 @@ pub(crate) fn scan_page(
     scan
 }
 
-struct Ctx<'s> {
+struct Ctx<'s, 'd> {
+    doc: &'s PdfDocument<'d>,
     page_area: f32,
     extract: bool,
     saver: &'s mut Saver,
@@ -86,7 +89,7 @@ struct Ctx<'s> {
     depth: usize,
 }
 
-impl Ctx<'_> {
+impl Ctx<'_, '_> {
     fn visit(&mut self, obj: &PdfPageObject) {
         self.scan.objects += 1;
         // Cap work on pathological pages (millions of objects) and nesting.
@@ -174,8 +177,17 @@ impl Ctx<'_> {
                 return Ok((p, "jpeg".into(), sha));
             }
         }
-        let decoded = img.get_raw_image().map_err(|e| format!("{e:?}"))?;
-        let decoded = normalise(decoded);
+        let mut decoded = normalise(img.get_raw_image().map_err(|e| format!("{e:?}"))?);
+        // A soft mask (alpha) is only applied by PDFium's rendered variant: use it when it has
+        // the stored size and really carries transparency.
+        if let Ok(rendered) = img.get_processed_image(self.doc) {
+            let rendered = normalise(rendered);
+            if rendered.color().has_alpha()
+                && (rendered.width(), rendered.height()) == (decoded.width(), decoded.height())
+            {
+                decoded = rendered;
+            }
+        }
         if decoded.width() != w || decoded.height() != h {
             tracing::debug!(w, h, got_w = decoded.width(), "decoded size differs");
         }

@@ -174,6 +174,10 @@ async fn embedded_images() {
     let img = &d.pages[0].images;
     assert_eq!(img.len(), 1, "the SMask is not a separate picture");
     assert_eq!((img[0].width, img[0].height), (128, 128));
+    // Its soft mask becomes the PNG's alpha channel; the corners are transparent.
+    let png = image::open(&img[0].path).expect("png").to_rgba8();
+    assert_eq!(png.get_pixel(0, 0).0[3], 0);
+    assert_eq!(png.get_pixel(64, 64).0[3], 255);
     assert!(squash(&d.text).starts_with("Example document"));
     assert_has(&d.text, "Beautiful is better than ugly.");
 
