@@ -223,16 +223,22 @@ impl TaskMessage {
         if !envelope.headers.get("id").is_some_and(Value::is_string) {
             return Err(fail(DecodeErrorKind::NoId, &envelope));
         }
-        let headers: Headers = serde_json::from_value(Value::Object(envelope.headers.clone()))
-            .map_err(|e| {
-                fail(
-                    DecodeErrorKind::InvalidField {
-                        field: "headers",
-                        reason: e.to_string(),
-                    },
-                    &envelope,
-                )
-            })?;
+        // Deserialize from a borrowed value (no copy of the header map), then put the map back.
+        let mut envelope = envelope;
+        let header_value = Value::Object(std::mem::take(&mut envelope.headers));
+        let parsed = Headers::deserialize(&header_value);
+        if let Value::Object(m) = header_value {
+            envelope.headers = m;
+        }
+        let headers = parsed.map_err(|e| {
+            fail(
+                DecodeErrorKind::InvalidField {
+                    field: "headers",
+                    reason: e.to_string(),
+                },
+                &envelope,
+            )
+        })?;
         let (args, kwargs, embed) = split_body(body).map_err(|k| fail(k, &envelope))?;
         check_dates(&headers).map_err(|k| fail(k, &envelope))?;
         Ok(Self {

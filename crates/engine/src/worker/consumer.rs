@@ -88,12 +88,17 @@ async fn pause(stop: &CancellationToken, backoff: &mut Duration) {
 /// Decide what happens to one delivery.
 pub fn dispatch(
     sh: &Arc<Shared>,
-    d: Delivery,
+    mut d: Delivery,
     ready: &mpsc::UnboundedSender<Request>,
     stop: &CancellationToken,
 ) {
-    let env = match &d.envelope {
-        Ok(env) => env.clone(),
+    // Take the parsed envelope out of the delivery (no copy); `raw` stays for requeue/dead letters.
+    let placeholder = Err(hlbot_proto::DecodeError::new(
+        hlbot_proto::DecodeErrorKind::NoHeaders,
+        b"",
+    ));
+    let env = match std::mem::replace(&mut d.envelope, placeholder) {
+        Ok(env) => env,
         Err(e) => return dead_letter(sh, &d, &e.kind.to_string(), e.task_id.clone(), None),
     };
     let msg = match TaskMessage::from_envelope(env, &d.raw) {
@@ -140,8 +145,8 @@ pub fn dispatch(
         );
     }
     let req = Request {
-        msg,
-        delivery: d,
+        msg: std::sync::Arc::new(msg),
+        delivery: std::sync::Arc::new(d),
         cancel: CancellationToken::new(),
         kill: CancellationToken::new(),
         received: std::time::Instant::now(),

@@ -88,7 +88,7 @@ pub fn is_expired(msg: &TaskMessage) -> bool {
 /// Stores PROGRESS/custom states and emits `task-progress`.
 struct Progress {
     sh: Arc<Shared>,
-    msg: TaskMessage,
+    msg: Arc<TaskMessage>,
     ignore: bool,
 }
 
@@ -370,7 +370,8 @@ fn fail(
 /// ack), a copy is published instead, so the work is not lost.
 fn requeue_request(sh: &Arc<Shared>, req: &Request) {
     if sh.state.is_acked(req.id()) || req.delivery.tag.is_empty() {
-        sh.writer.send(Op::Publish(Box::new(req.msg.clone())));
+        sh.writer
+            .send(Op::Publish(Box::new(TaskMessage::clone(&req.msg))));
     } else {
         let broker = sh.broker.clone();
         let d = req.delivery.clone();

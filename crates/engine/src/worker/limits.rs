@@ -44,6 +44,10 @@ pub async fn run_in_process(
     loop {
         tokio::select! {
             r = &mut handle => {
+                // A terminate that raced the task's own exit (it saw its token cancelled) wins.
+                if kill.is_cancelled() {
+                    return Ended::Terminated;
+                }
                 return Ended::Done(r.unwrap_or_else(|e| Err(panic_error(e))));
             }
             _ = &mut soft_at, if !soft_fired => {

@@ -27,8 +27,10 @@ pub enum Phase {
 /// One task message the worker has taken from the broker.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub msg: TaskMessage,
-    pub delivery: Delivery,
+    /// Shared, not copied: the request is cloned into the state table, the ready queue and the
+    /// running task.
+    pub msg: std::sync::Arc<TaskMessage>,
+    pub delivery: std::sync::Arc<Delivery>,
     /// Cancelled on soft limit, revoke(terminate) and cold shutdown.
     pub cancel: CancellationToken,
     /// Cancelled to stop the work at once (hard limit, terminate).

@@ -79,6 +79,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Vec<Op>>,
 ) {
     let ttl = ttl.map_or(0, |d| d.as_secs().max(1));
+    let store_sha = redis::Script::new(STORE_SCRIPT).get_hash().to_string();
     let mut batch: Vec<Op> = Vec::new();
     let mut failing = false;
     loop {
@@ -96,6 +97,11 @@ async fn run(
         }
         let mut p = redis::pipe();
         p.atomic();
+        // Stores call the script by its SHA; loading it once per batch (inside the same MULTI)
+        // keeps that safe across a Redis restart without sending the body with every store.
+        if batch.iter().any(|op| matches!(op, Op::Store(_))) {
+            p.cmd("SCRIPT").arg("LOAD").arg(STORE_SCRIPT).ignore();
+        }
         let mut waiters = Vec::new();
         for op in &batch {
             match op {
@@ -107,8 +113,8 @@ async fn run(
                 }
                 Op::Store(meta) => {
                     let key = keys.result(&meta.task_id);
-                    p.cmd("EVAL")
-                        .arg(STORE_SCRIPT)
+                    p.cmd("EVALSHA")
+                        .arg(store_sha.as_str())
                         .arg(1)
                         .arg(&key)
                         .arg(meta.to_json())
