@@ -46,7 +46,8 @@ pub struct PdfOptions {
     pub shard_min_bytes: u64,
     /// Keep PDFium workers started (and libpdfium loaded) ahead of the next document.
     pub prestart_workers: bool,
-    /// Reuse a cached result for the same bytes and request.
+    /// Reuse (and store) results for the same bytes and request; off = always process afresh
+    /// and write no result file (extracted images are still saved under `cache_dir`).
     pub use_cache: bool,
 }
 

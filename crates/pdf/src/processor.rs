@@ -346,7 +346,7 @@ where
     );
 
     let doc = assemble(&doc_id, &path, req.ocr, c, ocr_results, hash_ms, ocr_ms, t0);
-    if complete {
+    if complete && opts.use_cache {
         std::fs::create_dir_all(&doc_dir).map_err(|e| PdfError::io(&doc_dir, e))?;
         cache::store(&result_path, &doc)?;
     }
