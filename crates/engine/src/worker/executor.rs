@@ -131,6 +131,21 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
         }
     }
     let opts = task.options();
+    // Limits changed by remote control (`control rate_limit` / `time_limit`).
+    let overrides = sh.state.overrides(&msg.headers.task);
+    if let Some(rate) = overrides.get("rate_limit").and_then(Value::as_str) {
+        let wait = sh.rate_gate.reserve(&msg.headers.task, rate);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let secs = |k: &str| {
+        overrides
+            .get(k)
+            .and_then(Value::as_f64)
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+    };
     let acks_late = opts.acks_late.unwrap_or(sh.opts.acks_late);
     let ignore = ignores_result(&sh, &msg);
     sh.state.start(&id, &msg.headers.task, None);
@@ -150,12 +165,14 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
         .headers
         .soft_limit()
         .map(Duration::from_secs_f64)
+        .or(secs("soft_time_limit"))
         .or(opts.soft_time_limit)
         .or(sh.opts.soft_time_limit);
     let hard = msg
         .headers
         .hard_limit()
         .map(Duration::from_secs_f64)
+        .or(secs("time_limit"))
         .or(opts.time_limit)
         .or(sh.opts.time_limit);
     let progress: Arc<dyn ProgressSink> = Arc::new(Progress {

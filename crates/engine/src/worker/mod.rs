@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod executor;
 pub mod limits;
 pub mod links;
+pub mod rate;
 pub mod retry;
 pub mod state;
 pub mod writer;
@@ -118,6 +119,8 @@ pub struct Shared {
     pub revocations: crate::revoke::Revocations,
     /// Cancelled by the `shutdown` control command: a warm shutdown.
     pub remote_stop: CancellationToken,
+    /// Spacing of task starts for `control rate_limit`.
+    pub rate_gate: rate::RateGate,
 }
 
 impl Shared {
@@ -216,6 +219,7 @@ impl Worker {
             started_at: std::time::Instant::now(),
             revocations,
             remote_stop: CancellationToken::new(),
+            rate_gate: rate::RateGate::default(),
             opts,
         };
         Ok(Self {

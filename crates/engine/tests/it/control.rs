@@ -270,3 +270,71 @@ async fn task_sent_events_from_the_client() {
     assert_eq!(ev["args"], json!("(7,)"));
     assert!(ev["clock"].as_u64().is_some() && ev["timestamp"].is_f64());
 }
+
+#[tokio::test]
+async fn rate_limit_and_time_limit_set_by_control_apply_to_later_runs() {
+    let t = TestRedis::new();
+    let o = opts(&["ctl2"]);
+    let node = o.node_name.clone();
+    let w = start(
+        &t,
+        Registry::with_debug_tasks(),
+        o,
+        Duration::from_secs(3600),
+    )
+    .await;
+    let cc = ControlClient::new(t.broker(Duration::from_secs(3600)).await);
+    wait_for_ping(&cc, &node).await;
+    let one = |m: &str, a: Value| {
+        let mut b = Broadcast::new(m, args(a));
+        b.destination = Some(vec![node.clone()]);
+        b
+    };
+    let r = cc
+        .broadcast(&one(
+            "time_limit",
+            json!({"task_name": "hlbot.debug.sleep", "soft": 0.3, "hard": 0.6}),
+        ))
+        .await
+        .expect("time_limit");
+    assert_eq!(r[0].1, json!({"ok": "time limits set successfully"}));
+    let r = cc
+        .broadcast(&one(
+            "rate_limit",
+            json!({"task_name": "hlbot.debug.echo", "rate_limit": "4/s"}),
+        ))
+        .await
+        .expect("rate_limit");
+    assert_eq!(r[0].1, json!({"ok": "new rate limit set successfully"}));
+    let client = t.client().await;
+    // The soft limit now stops a 30 s sleep.
+    let h = client
+        .send_task("hlbot.debug.sleep", vec![json!(30)], Map::new(), q("ctl2"))
+        .await
+        .expect("send");
+    let m = h.wait_meta(Duration::from_secs(10)).await.expect("meta");
+    assert_eq!(
+        m.exception().map(|e| e.exc_type),
+        Some("SoftTimeLimitExceeded".into())
+    );
+    // 5 echoes at 4/s take at least one second (starts 250 ms apart).
+    let start_at = Instant::now();
+    let mut hs = Vec::new();
+    for i in 0..5 {
+        hs.push(
+            client
+                .send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("ctl2"))
+                .await
+                .expect("send"),
+        );
+    }
+    for h in hs {
+        h.get(Duration::from_secs(10)).await.expect("echo");
+    }
+    assert!(
+        start_at.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        start_at.elapsed()
+    );
+    w.stop().await;
+}
