@@ -112,7 +112,23 @@ pub async fn purge(client: &Client, s: &Settings, a: PurgeArgs) -> anyhow::Resul
             return Ok(ExitCode::FAILURE);
         }
     }
-    let n = client.broker().purge(&queues).await?;
+    let mut n = client.broker().purge(&queues).await?;
+    // Messages hlbot workers already hold (ETA waits, prefetched) are purged too; Python workers
+    // don't know this command and stay silent about it.
+    let mut b = hlbot_engine::control::client::Broadcast::new(
+        "purge_held",
+        [("queues".to_string(), serde_json::json!(queues))]
+            .into_iter()
+            .collect(),
+    );
+    b.timeout = Duration::from_secs(1);
+    let cc = hlbot_engine::control::ControlClient::new(client.broker().clone());
+    if let Ok(replies) = cc.broadcast(&b).await {
+        n += replies
+            .iter()
+            .filter_map(|(_, v)| v.get("ok").and_then(Value::as_u64))
+            .sum::<u64>();
+    }
     let noun = if n == 1 { "message" } else { "messages" };
     println!(
         "Purged {n} {noun} from {} known task queue(s).",

@@ -47,6 +47,7 @@ pub async fn handle(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>) -
             resize(sh, max);
             ok(format!("autoscale now max={max} min={min}"))
         }
+        "purge_held" => purge_held(sh, &str_list(args, "queues")),
         "rate_limit" => rate_limit(sh, args),
         "time_limit" => time_limit(sh, args),
         "add_consumer" => {
@@ -264,4 +265,24 @@ mod tests {
         assert_eq!(signum("15"), Some(15));
         assert_eq!(signum("NOPE"), None);
     }
+}
+
+/// hlbot's `purge` reaches messages workers hold (ETA waits, prefetched): they are acked now and
+/// discarded when their turn comes, so `hlbot purge` empties what `celery purge` leaves behind.
+fn purge_held(sh: &Arc<Shared>, queues: &[String]) -> Answer {
+    let mut n = 0u64;
+    for phase in [Phase::Scheduled, Phase::Reserved] {
+        for r in sh.state.requests(phase) {
+            if !queues.is_empty() && !queues.iter().any(|q| *q == r.delivery.queue) {
+                continue;
+            }
+            sh.state.revoke(&[r.id().to_string()], false);
+            if !r.delivery.tag.is_empty() && !sh.state.is_acked(r.id()) {
+                sh.writer.send(Op::Ack(r.delivery.tag.clone()));
+                sh.state.set_acked(r.id());
+            }
+            n += 1;
+        }
+    }
+    Answer::Reply(json!({"ok": n}))
 }

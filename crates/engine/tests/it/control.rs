@@ -338,3 +338,39 @@ async fn rate_limit_and_time_limit_set_by_control_apply_to_later_runs() {
     );
     w.stop().await;
 }
+
+#[tokio::test]
+async fn purge_held_drops_eta_messages_a_worker_holds() {
+    let t = TestRedis::new();
+    let o = opts(&["ctl3"]);
+    let node = o.node_name.clone();
+    let w = start(
+        &t,
+        Registry::with_debug_tasks(),
+        o,
+        Duration::from_secs(3600),
+    )
+    .await;
+    let cc = ControlClient::new(t.broker(Duration::from_secs(3600)).await);
+    wait_for_ping(&cc, &node).await;
+    let client = t.client().await;
+    let later = SendOptions {
+        countdown: Some(2.0),
+        ..q("ctl3")
+    };
+    let h = client
+        .send_task("hlbot.debug.echo", vec![json!(1)], Map::new(), later)
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.broker().len("ctl3").await.expect("len") > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut b = Broadcast::new("purge_held", args(json!({"queues": ["ctl3"]})));
+    b.destination = Some(vec![node.clone()]);
+    let r = cc.broadcast(&b).await.expect("purge_held");
+    assert_eq!(r[0].1, json!({"ok": 1}));
+    let m = h.wait_meta(Duration::from_secs(10)).await.expect("meta");
+    assert_eq!(m.status, State::Revoked, "the held task never runs");
+    w.stop().await;
+}
