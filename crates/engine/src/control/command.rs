@@ -249,24 +249,6 @@ fn time_limit(sh: &Shared, args: &Map<String, Value>) -> Answer {
     ok("time limits set successfully")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_and_signals() {
-        assert_eq!(parse_rate("10/m"), Some(10.0 / 60.0));
-        assert_eq!(parse_rate("5"), Some(5.0));
-        assert_eq!(parse_rate(""), Some(0.0));
-        assert!(parse_rate("x/m").is_none());
-        assert!(parse_rate("1/d").is_none());
-        assert_eq!(signum("SIGKILL"), Some(9));
-        assert_eq!(signum("KILL"), Some(9));
-        assert_eq!(signum("15"), Some(15));
-        assert_eq!(signum("NOPE"), None);
-    }
-}
-
 /// hlbot's `purge` reaches messages workers hold (ETA waits, prefetched): they are acked now and
 /// discarded when their turn comes, so `hlbot purge` empties what `celery purge` leaves behind.
 fn purge_held(sh: &Arc<Shared>, queues: &[String]) -> Answer {
@@ -285,4 +267,22 @@ fn purge_held(sh: &Arc<Shared>, queues: &[String]) -> Answer {
         }
     }
     Answer::Reply(json!({"ok": n}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_signals() {
+        assert_eq!(parse_rate("10/m"), Some(10.0 / 60.0));
+        assert_eq!(parse_rate("5"), Some(5.0));
+        assert_eq!(parse_rate(""), Some(0.0));
+        assert!(parse_rate("x/m").is_none());
+        assert!(parse_rate("1/d").is_none());
+        assert_eq!(signum("SIGKILL"), Some(9));
+        assert_eq!(signum("KILL"), Some(9));
+        assert_eq!(signum("15"), Some(15));
+        assert_eq!(signum("NOPE"), None);
+    }
 }
