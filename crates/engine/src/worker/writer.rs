@@ -82,6 +82,7 @@ async fn run(
     let store_sha = redis::Script::new(STORE_SCRIPT).get_hash().to_string();
     let mut batch: Vec<Op> = Vec::new();
     let mut failing = false;
+    let mut loaded = load_script(&mut conn).await;
     loop {
         if batch.is_empty() {
             match rx.recv().await {
@@ -97,10 +98,11 @@ async fn run(
         }
         let mut p = redis::pipe();
         p.atomic();
-        // Stores call the script by its SHA; loading it once per batch (inside the same MULTI)
-        // keeps that safe across a Redis restart without sending the body with every store.
-        if batch.iter().any(|op| matches!(op, Op::Store(_))) {
-            p.cmd("SCRIPT").arg("LOAD").arg(STORE_SCRIPT).ignore();
+        // Stores call the script by its SHA. It is loaded when the writer starts; after a Redis
+        // restart the first batch fails on NOSCRIPT, then the script is loaded again and only
+        // that batch's stores are re-run (see below) — every other op already ran.
+        if !loaded {
+            loaded = load_script(&mut conn).await;
         }
         let mut waiters = Vec::new();
         for op in &batch {
@@ -159,6 +161,37 @@ async fn run(
                     let _ = w.send(());
                 }
             }
+            Err(e) if is_noscript(&e) => {
+                // The transaction ran without the stores: load the script, re-run only them.
+                loaded = load_script(&mut conn).await;
+                let mut again = redis::pipe();
+                again.atomic();
+                for op in &batch {
+                    if let Op::Store(meta) = op {
+                        let key = keys.result(&meta.task_id);
+                        again
+                            .cmd("EVALSHA")
+                            .arg(store_sha.as_str())
+                            .arg(1)
+                            .arg(&key)
+                            .arg(meta.to_json())
+                            .arg(ttl)
+                            .arg(&key)
+                            .ignore();
+                    }
+                }
+                if let Err(e) = again.query_async::<()>(&mut conn).await {
+                    tracing::error!(
+                        "result writer: storing results after a script reload: {}",
+                        settings.err(e)
+                    );
+                }
+                for op in batch.drain(..) {
+                    if let Op::Flush(tx) = op {
+                        let _ = tx.send(());
+                    }
+                }
+            }
             Err(e)
                 if !(e.is_io_error()
                     || e.is_connection_dropped()
@@ -187,4 +220,18 @@ async fn run(
             }
         }
     }
+}
+
+async fn load_script(conn: &mut ConnectionManager) -> bool {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(STORE_SCRIPT)
+        .query_async::<String>(conn)
+        .await
+        .is_ok()
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        || e.to_string().contains("NOSCRIPT")
 }

@@ -497,3 +497,40 @@ async fn prefetch_limit_is_concurrency_times_multiplier() {
     );
     w.stop().await;
 }
+
+#[tokio::test]
+async fn results_are_stored_after_redis_forgets_its_scripts() {
+    let t = TestRedis::new();
+    let w = start(
+        &t,
+        Registry::with_debug_tasks(),
+        opts(&["default"]),
+        Duration::from_secs(3600),
+    )
+    .await;
+    let client = t.client().await;
+    let h = client
+        .send_task("hlbot.debug.echo", vec![json!(1)], Map::new(), q("default"))
+        .await
+        .expect("send");
+    h.get(Duration::from_secs(10)).await.expect("first");
+    // What a Redis restart does to the script cache.
+    let mut c = t.conn().await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut c)
+        .await
+        .expect("flush");
+    let h = client
+        .send_task("hlbot.debug.echo", vec![json!(2)], Map::new(), q("default"))
+        .await
+        .expect("send");
+    assert_eq!(
+        h.get(Duration::from_secs(10))
+            .await
+            .expect("stored after the flush")["args"][0],
+        2
+    );
+    assert_eq!(runs(&t, &h.id).await, 1);
+    w.stop().await;
+}
