@@ -54,46 +54,6 @@ impl Backend {
         Ok(n == 1)
     }
 
-    /// Queue a store into a pipeline (for batching with acks).
-    pub fn add_store(&self, p: &mut redis::Pipeline, meta: &ResultMeta) {
-        let key = self.keys.result(&meta.task_id);
-        let ttl = self.expires.map_or(0, |d| d.as_secs().max(1));
-        let json = meta.to_json();
-        p.cmd("EVALSHA")
-            .arg(scripts::STORE_RESULT.get_hash())
-            .arg(1)
-            .arg(&key)
-            .arg(&json)
-            .arg(ttl)
-            .arg(&key);
-    }
-
-    /// Make sure the store script is loaded (pipelines use EVALSHA).
-    pub async fn load_scripts(&self) -> Result<()> {
-        let mut c = self.conn.clone();
-        scripts::STORE_RESULT
-            .prepare_invoke()
-            .load_async(&mut c)
-            .await
-            .map_err(|e| self.settings.err(e))?;
-        Ok(())
-    }
-
-    /// Run a pipeline built with [`Backend::add_store`], reloading the script if Redis lost it.
-    pub async fn run(&self, p: &redis::Pipeline) -> Result<()> {
-        let mut c = self.conn.clone();
-        match p.query_async::<()>(&mut c).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.load_scripts().await?;
-                p.query_async::<()>(&mut c)
-                    .await
-                    .map_err(|e| self.settings.err(e))
-            }
-            Err(e) => Err(self.settings.err(e)),
-        }
-    }
-
     pub async fn get(&self, task_id: &str) -> Result<Option<ResultMeta>> {
         let mut c = self.conn.clone();
         let raw: Option<Vec<u8>> = c

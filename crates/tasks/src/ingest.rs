@@ -153,14 +153,11 @@ pub async fn ingest(
     })
 }
 
+/// A run id for progress reports (ingest has no task message to take one from).
 fn uuid() -> String {
     format!(
         "ingest-{}-{}",
         std::process::id(),
-        hlbot_proto::time::unix(chrono_now()) as u64
+        chrono::Utc::now().timestamp_millis()
     )
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }

@@ -9,7 +9,7 @@ use hlbot_proto::{ResultMeta, TaskMessage};
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::redis::{Keys, RedisSettings};
+use crate::redis::{Keys, RedisSettings, scripts};
 
 /// One write. Ops are moved once into the queue; boxing the meta would only add an allocation.
 #[derive(Debug)]
@@ -69,8 +69,6 @@ impl Writer {
     }
 }
 
-const STORE_SCRIPT: &str = include_str!("../redis/store_result.lua");
-
 async fn run(
     settings: RedisSettings,
     keys: Keys,
@@ -79,7 +77,6 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Vec<Op>>,
 ) {
     let ttl = ttl.map_or(0, |d| d.as_secs().max(1));
-    let store_sha = redis::Script::new(STORE_SCRIPT).get_hash().to_string();
     let mut batch: Vec<Op> = Vec::new();
     let mut failing = false;
     let mut loaded = load_script(&mut conn).await;
@@ -113,17 +110,7 @@ async fn run(
                         .hdel(keys.unacked(), tag)
                         .ignore();
                 }
-                Op::Store(meta) => {
-                    let key = keys.result(&meta.task_id);
-                    p.cmd("EVALSHA")
-                        .arg(store_sha.as_str())
-                        .arg(1)
-                        .arg(&key)
-                        .arg(meta.to_json())
-                        .arg(ttl)
-                        .arg(&key)
-                        .ignore();
-                }
+                Op::Store(meta) => push_store(&mut p, &keys, meta, ttl),
                 Op::Publish(msg) => {
                     p.lpush(
                         keys.queue_for(msg.queue(), msg.priority()),
@@ -168,16 +155,7 @@ async fn run(
                 again.atomic();
                 for op in &batch {
                     if let Op::Store(meta) = op {
-                        let key = keys.result(&meta.task_id);
-                        again
-                            .cmd("EVALSHA")
-                            .arg(store_sha.as_str())
-                            .arg(1)
-                            .arg(&key)
-                            .arg(meta.to_json())
-                            .arg(ttl)
-                            .arg(&key)
-                            .ignore();
+                        push_store(&mut again, &keys, meta, ttl);
                     }
                 }
                 if let Err(e) = again.query_async::<()>(&mut conn).await {
@@ -222,11 +200,23 @@ async fn run(
     }
 }
 
+/// A result store by the script's SHA: never over a SUCCESS, TTL, PUBLISH on the key's channel.
+fn push_store(p: &mut redis::Pipeline, keys: &Keys, meta: &ResultMeta, ttl: u64) {
+    let key = keys.result(&meta.task_id);
+    p.cmd("EVALSHA")
+        .arg(scripts::STORE_RESULT.get_hash())
+        .arg(1)
+        .arg(&key)
+        .arg(meta.to_json())
+        .arg(ttl)
+        .arg(&key)
+        .ignore();
+}
+
 async fn load_script(conn: &mut ConnectionManager) -> bool {
-    redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(STORE_SCRIPT)
-        .query_async::<String>(conn)
+    scripts::STORE_RESULT
+        .prepare_invoke()
+        .load_async(conn)
         .await
         .is_ok()
 }
