@@ -1,5 +1,7 @@
 //! API keys never reach logs (all tracing output at TRACE captured, reqwest/hyper included),
 //! results or errors — even when the server echoes the key back in an error body.
+//! Alone in its binary: a thread-local subscriber can miss events whose callsite another test
+//! thread registers concurrently, which made the "retry logged" check flaky in the shared binary.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,7 +10,11 @@ use hlbot_llm::{ContentType, extract_strategy};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::mock::*;
+#[allow(dead_code)]
+#[path = "llm/mock.rs"]
+mod mock;
+
+use mock::*;
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
