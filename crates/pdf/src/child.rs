@@ -77,10 +77,16 @@ pub(crate) struct Opened {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub(crate) enum ChildEvent {
+    /// The init line was read and PDFium loaded (a load failure is reported once the request
+    /// arrives): the worker now waits for its request.
+    Ready,
     Opened(Box<Opened>),
     Page(Box<ChildPage>),
     Done,
-    Error { kind: String, message: String },
+    Error {
+        kind: String,
+        message: String,
+    },
 }
 
 impl ChildEvent {
@@ -150,6 +156,7 @@ pub fn serve_stdio() -> ExitCode {
         }
     }
     let pdfium = crate::engine::bind(&init.pdfium_lib);
+    emit(ChildEvent::Ready);
     let mut input = String::new();
     if let Err(e) = stdin.read_to_string(&mut input) {
         emit(bad(format!("reading request from stdin: {e}")));

@@ -36,9 +36,7 @@ pub(crate) fn run(
     emit: &mut dyn FnMut(ChildEvent),
 ) -> Result<()> {
     let t_open = Instant::now();
-    let doc = pdfium
-        .load_pdf_from_file(&req.pdf_path, req.password.as_deref())
-        .map_err(|e| open_error(&req.pdf_path, req.password.is_some(), e))?;
+    let doc = open(pdfium, req)?;
     let page_count = doc.pages().len() as u32;
     if page_count == 0 {
         return Err(PdfError::Damaged {
@@ -86,6 +84,25 @@ pub(crate) fn run(
         emit(ChildEvent::Page(Box::new(page)));
     }
     Ok(())
+}
+
+/// Files up to this size are read into memory with one read; PDFium reads bigger ones on
+/// demand (through many small seek + read calls, which cost more than the parsing of a small
+/// file).
+const READ_WHOLE_MAX: u64 = 64 << 20;
+
+fn open<'a>(pdfium: &'a Pdfium, req: &ChildRequest) -> Result<PdfDocument<'a>> {
+    let path = &req.pdf_path;
+    let password = req.password.as_deref();
+    let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= READ_WHOLE_MAX);
+    let doc = if small {
+        std::fs::read(path)
+            .map_err(PdfiumError::IoError)
+            .and_then(|bytes| pdfium.load_pdf_from_byte_vec(bytes, password))
+    } else {
+        pdfium.load_pdf_from_file(path, password)
+    };
+    doc.map_err(|e| open_error(path, password.is_some(), e))
 }
 
 fn failed_page(number: u32, warning: String) -> ChildPage {

@@ -56,10 +56,11 @@ pub(crate) fn take(opts: &PdfOptions) -> Result<std::process::Child> {
     loop {
         let spare = {
             let mut spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
+            // The oldest first: it has had the longest to load PDFium.
             spares
                 .iter()
                 .position(|s| s.key == k)
-                .map(|i| spares.swap_remove(i))
+                .map(|i| spares.remove(i))
         };
         match spare {
             None => return start(opts),
@@ -72,31 +73,98 @@ pub(crate) fn take(opts: &PdfOptions) -> Result<std::process::Child> {
     }
 }
 
-/// Tops up the spares for `opts` to `opts.worker_processes` (when `prestart_workers` is on).
+/// Starts the spare PDFium workers for `opts` now (when `opts.prestart_workers` is on) and
+/// waits until each has loaded PDFium, a few milliseconds, so that the first document does not
+/// wait for its worker to start either. Call it once at start-up; `process_document` keeps the
+/// spares topped up afterwards. Blocking.
+pub fn prestart_workers(opts: &PdfOptions) {
+    refill(opts);
+    let k = key(opts);
+    let mine: Vec<Spare> = {
+        let mut spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
+        let (mine, rest) = std::mem::take(&mut *spares)
+            .into_iter()
+            .partition(|s| s.key == k);
+        *spares = rest;
+        mine
+    };
+    let mut ready = Vec::with_capacity(mine.len());
+    for mut s in mine {
+        if wait_ready(&mut s.child) {
+            ready.push(s);
+        } else {
+            process::discard(s.child);
+        }
+    }
+    let mut spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
+    // Ahead of any started meanwhile: these are ready.
+    spares.splice(0..0, ready);
+}
+
+/// Reads the worker's first stdout line (its `ready` event) byte by byte, so nothing after it
+/// is consumed; false when the worker died first.
+fn wait_ready(child: &mut std::process::Child) -> bool {
+    use std::io::Read;
+    let Some(out) = child.stdout.as_mut() else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    loop {
+        match out.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => return true,
+            Ok(1) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Spares kept per worker process a document may use: a document of one page takes its
+/// worker in about a millisecond, less than a fresh worker needs to start and load PDFium, so
+/// the spare handed out next was started a document earlier, not just now.
+const SPARES_PER_WORKER: usize = 2;
+
+/// Tops up the spares for `opts` to `SPARES_PER_WORKER × opts.worker_processes` (when
+/// `prestart_workers` is on). Workers are started outside the lock, so a document taking its
+/// workers meanwhile does not wait for these.
 pub(crate) fn refill(opts: &PdfOptions) {
     if !opts.prestart_workers {
         return;
     }
     let k = key(opts);
-    let mut spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
-    // Spares of other configurations go first when the pool is full.
-    while spares.len() >= MAX_SPARES {
-        match spares.iter().position(|s| s.key != k) {
-            Some(i) => process::discard(spares.swap_remove(i).child),
-            None => return,
-        }
-    }
-    let have = spares.iter().filter(|s| s.key == k).count();
-    for _ in have..opts.worker_processes.max(1) {
-        match start(opts) {
-            Ok(child) => spares.push(Spare {
-                key: k.clone(),
-                child,
-            }),
+    let want = SPARES_PER_WORKER * opts.worker_processes.max(1);
+    let missing = {
+        let spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
+        want.saturating_sub(spares.iter().filter(|s| s.key == k).count())
+    };
+    for _ in 0..missing {
+        let child = match start(opts) {
+            Ok(child) => child,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot pre-start a PDF worker");
                 return;
             }
+        };
+        let mut spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
+        // Another refill may have topped up meanwhile; spares of other configurations go
+        // first when the pool is full.
+        if spares.iter().filter(|s| s.key == k).count() >= want {
+            drop(spares);
+            process::discard(child);
+            return;
         }
+        while spares.len() >= MAX_SPARES {
+            match spares.iter().position(|s| s.key != k) {
+                Some(i) => process::discard(spares.swap_remove(i).child),
+                None => {
+                    drop(spares);
+                    process::discard(child);
+                    return;
+                }
+            }
+        }
+        spares.push(Spare {
+            key: k.clone(),
+            child,
+        });
     }
 }

@@ -1,5 +1,6 @@
-//! `process_document`, the parent side of one document: checks and hashes the file, serves a
-//! cached result, otherwise runs the PDFium worker under the time limit, OCRs the pages it
+//! `process_document`, the parent side of one document: checks and hashes the file (while the
+//! worker runs when neither the cache nor images need the hash first), serves a cached result,
+//! otherwise runs the PDFium worker under the time limit, OCRs the pages it
 //! rendered (in parallel, while it keeps working), merges everything into a `PdfDocument`
 //! and caches it.
 
@@ -27,9 +28,9 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Checks the path and returns (sha256 hex, size). Typed errors for missing, not-a-file,
-/// empty and not-a-PDF inputs.
-fn hash_file(path: &Path) -> Result<(String, u64)> {
+/// Checks the path and returns the file's size. Typed errors for missing, not-a-file, empty
+/// and not-a-PDF inputs.
+fn check_file(path: &Path) -> Result<u64> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => PdfError::NotFound(path.to_path_buf()),
         _ => PdfError::io(path, e),
@@ -41,25 +42,47 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
         return Err(PdfError::EmptyFile(path.to_path_buf()));
     }
     let mut f = std::fs::File::open(path).map_err(|e| PdfError::io(path, e))?;
+    // The header may follow some junk, but must be within the first KiB.
+    let mut head = Vec::with_capacity(1024);
+    (&mut f)
+        .take(1024)
+        .read_to_end(&mut head)
+        .map_err(|e| PdfError::io(path, e))?;
+    if !head.windows(5).any(|w| w == b"%PDF-") {
+        return Err(PdfError::NotPdf(path.to_path_buf()));
+    }
+    Ok(meta.len())
+}
+
+/// The document id: sha256 of the file's bytes, in hex.
+fn hash_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| PdfError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
-    let mut first = true;
     loop {
         let n = f.read(&mut buf).map_err(|e| PdfError::io(path, e))?;
         if n == 0 {
             break;
         }
-        if first {
-            // The header may follow some junk, but must be within the first KiB.
-            let head = &buf[..n.min(1024)];
-            if !head.windows(5).any(|w| w == b"%PDF-") {
-                return Err(PdfError::NotPdf(path.to_path_buf()));
-            }
-            first = false;
-        }
         hasher.update(&buf[..n]);
     }
-    Ok((hex::encode(hasher.finalize()), meta.len()))
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Hashes `path` on the blocking pool; yields (document id, hash ms).
+fn spawn_hash(path: &Path) -> tokio::task::JoinHandle<Result<(String, u64)>> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        hash_file(&path).map(|id| (id, ms(t.elapsed())))
+    })
+}
+
+async fn join_hash(h: tokio::task::JoinHandle<Result<(String, u64)>>) -> Result<(String, u64)> {
+    h.await.map_err(|e| PdfError::Child {
+        detail: format!("hashing task failed: {e}"),
+        stderr: String::new(),
+    })?
 }
 
 /// Everything the worker reported.
@@ -103,32 +126,32 @@ where
         total: 1,
     });
     let path = req.pdf_path.clone();
-    let p2 = path.clone();
-    let (doc_id, size) = tokio::task::spawn_blocking(move || hash_file(&p2))
-        .await
-        .map_err(|e| PdfError::Child {
-            detail: format!("hashing task failed: {e}"),
-            stderr: String::new(),
-        })??;
-    let hash_ms = ms(t0.elapsed());
-
-    let doc_dir = cache::doc_dir(&opts.cache_dir, &doc_id);
-    let key = cache::request_key(opts, req, &languages, &doc_id);
-    let result_path = doc_dir.join(format!("result-{key}.json"));
-    if opts.use_cache
-        && let Some(mut doc) = cache::load(&result_path)
-    {
-        doc.path = path;
-        doc.stats.cached = true;
-        doc.stats.hash_ms = hash_ms;
-        doc.stats.total_ms = ms(t0.elapsed());
-        cache::touch(&doc_dir);
-        progress(Progress {
-            stage: Stage::Done,
-            done: doc.pages.len() as u32,
-            total: doc.pages.len() as u32,
-        });
-        return Ok(doc);
+    let size = check_file(&path)?;
+    // The id (sha256 of the bytes) names the cache entry and the image folder; when neither is
+    // needed before the worker runs, the file is hashed while the worker works
+    // (`known` is then the hashing still under way).
+    let hashing = spawn_hash(&path);
+    let known = if opts.use_cache || req.extract_images {
+        Ok(join_hash(hashing).await?)
+    } else {
+        Err(hashing)
+    };
+    if let (true, Ok((doc_id, hash_ms))) = (opts.use_cache, &known) {
+        let doc_dir = cache::doc_dir(&opts.cache_dir, doc_id);
+        let key = cache::request_key(opts, req, &languages, doc_id);
+        if let Some(mut doc) = cache::load(&doc_dir.join(format!("result-{key}.json"))) {
+            doc.path = path;
+            doc.stats.cached = true;
+            doc.stats.hash_ms = *hash_ms;
+            doc.stats.total_ms = ms(t0.elapsed());
+            cache::touch(&doc_dir);
+            progress(Progress {
+                stage: Stage::Done,
+                done: doc.pages.len() as u32,
+                total: doc.pages.len() as u32,
+            });
+            return Ok(doc);
+        }
     }
 
     // Page renders for OCR live in a private folder removed when this function returns.
@@ -155,7 +178,11 @@ where
         password: req.password.clone(),
         pages: req.pages.clone(),
         extract_images: req.extract_images,
-        image_dir: doc_dir.join("images"),
+        // Without image extraction the worker saves nothing, so the folder is never made.
+        image_dir: match &known {
+            Ok((doc_id, _)) => cache::doc_dir(&opts.cache_dir, doc_id).join("images"),
+            Err(_) => cache::tmp_dir(&opts.cache_dir),
+        },
         min_image_side: opts.min_image_side,
         ocr: req.ocr,
         render_dir: render_dir
@@ -254,6 +281,7 @@ where
                         total: c.selected,
                     });
                 }
+                ChildEvent::Ready => {}
                 ChildEvent::Done => c.done += 1,
                 ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
             }
@@ -345,10 +373,16 @@ where
             .map(|e| format!("{e}; page keeps its text layer")),
     );
 
+    let (doc_id, hash_ms) = match known {
+        Ok(k) => k,
+        Err(hashing) => join_hash(hashing).await?,
+    };
     let doc = assemble(&doc_id, &path, req.ocr, c, ocr_results, hash_ms, ocr_ms, t0);
+    let doc_dir = cache::doc_dir(&opts.cache_dir, &doc_id);
     if complete && opts.use_cache {
         std::fs::create_dir_all(&doc_dir).map_err(|e| PdfError::io(&doc_dir, e))?;
-        cache::store(&result_path, &doc)?;
+        let key = cache::request_key(opts, req, &languages, &doc_id);
+        cache::store(&doc_dir.join(format!("result-{key}.json")), &doc)?;
     }
     cache::touch(&doc_dir);
     progress(Progress {
