@@ -31,10 +31,21 @@ pub(crate) struct ChildRequest {
     /// (k, n): this worker handles every n-th selected page starting at the k-th.
     #[serde(default = "single_shard")]
     pub shard: (u32, u32),
+    /// For a lone worker (shard (0, 1)): with at least this many selected pages (0 = never),
+    /// take shard (0, `split_into`) instead and say so in `Opened::shards`; the parent then
+    /// starts the other shards.
+    #[serde(default)]
+    pub split_min_pages: u32,
+    #[serde(default)]
+    pub split_into: u32,
 }
 
 fn single_shard() -> (u32, u32) {
     (0, 1)
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A page image rendered for OCR.
@@ -67,6 +78,13 @@ pub(crate) struct ChildPage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Opened {
     pub page_count: u32,
+    /// How many pages all workers of this document process together.
+    #[serde(default)]
+    pub selected: u32,
+    /// How many workers share the document (more than the parent started: it starts the rest).
+    #[serde(default = "one")]
+    pub shards: u32,
+    /// This worker's pages.
     pub pages: Vec<u32>,
     pub metadata: Metadata,
     pub open_ms: u64,
@@ -175,7 +193,9 @@ pub fn serve_stdio() -> ExitCode {
     match pdfium.and_then(|p| crate::engine::run(&p, &req, &mut emit)) {
         Ok(()) => {
             emit(ChildEvent::Done);
-            ExitCode::SUCCESS
+            // Exit now: unloading PDFium (FPDF_DestroyLibrary and friends) only delays the
+            // parent, which waits for this process to end.
+            std::process::exit(0)
         }
         Err(e) => {
             emit(ChildEvent::from_error(&e));

@@ -29,7 +29,8 @@ pub(crate) fn bind(lib: &Path) -> Result<Pdfium> {
     Ok(Pdfium::new(bindings))
 }
 
-/// Opens the document and streams one `Page` event per selected page through `emit`.
+/// Opens the document and streams one `Page` event per selected page through `emit`. The
+/// document is never closed: only the worker process calls this, and it exits right after.
 pub(crate) fn run(
     pdfium: &Pdfium,
     req: &ChildRequest,
@@ -61,13 +62,22 @@ pub(crate) fn run(
         )));
     }
     // Worker k of n takes every n-th selected page; only worker 0 reports document warnings.
-    let (k, n) = (req.shard.0 as usize, req.shard.1.max(1) as usize);
+    // A lone worker splits a document with enough pages itself: the parent only learns the
+    // page count from `Opened` and then starts the other shards.
+    let (k, mut n) = (req.shard.0 as usize, req.shard.1.max(1) as usize);
+    let split_min = req.split_min_pages as usize;
+    if n == 1 && req.split_into > 1 && split_min > 0 && pages.len() >= split_min {
+        n = (req.split_into as usize).min(pages.len());
+    }
+    let selected = pages.len() as u32;
     let pages: Vec<u32> = pages.into_iter().skip(k).step_by(n).collect();
     if k > 0 {
         warnings.clear();
     }
     emit(ChildEvent::Opened(Box::new(Opened {
         page_count,
+        selected,
+        shards: n as u32,
         pages: pages.clone(),
         metadata: metadata(&doc),
         open_ms: ms(t_open),
@@ -83,6 +93,9 @@ pub(crate) fn run(
         };
         emit(ChildEvent::Page(Box::new(page)));
     }
+    // The worker exits right after this: the OS frees the document faster than PDFium's
+    // destructors would.
+    std::mem::forget(doc);
     Ok(())
 }
 

@@ -44,6 +44,11 @@ pub struct PdfOptions {
     /// Documents at least this large (bytes; default 256 KiB) are split across
     /// `worker_processes`; so is every `ocr="always"` request (rendering then runs in parallel).
     pub shard_min_bytes: u64,
+    /// Smaller documents with at least this many selected pages are split as well, once the
+    /// first worker has opened them and counted their pages (it asks for the other workers;
+    /// 0 = never). Default 8: each extra worker opens the document and loads its fonts again,
+    /// which 2–4 short pages do not repay (measured on the corpus, `docs/bench-pdf.md`).
+    pub split_min_pages: u32,
     /// Keep PDFium workers started (and libpdfium loaded) ahead of the next document.
     pub prestart_workers: bool,
     /// Reuse (and store) results for the same bytes and request; off = always process afresh
@@ -79,6 +84,7 @@ impl PdfOptions {
             ocr_workers: cores,
             worker_processes: cores,
             shard_min_bytes: 256 * 1024,
+            split_min_pages: 8,
             prestart_workers: true,
             use_cache: true,
         }

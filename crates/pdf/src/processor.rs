@@ -94,11 +94,14 @@ struct Collected {
     open_ms: u64,
     warnings: Vec<String>,
     pages: Vec<ChildPage>,
+    opened: usize,
     done: usize,
     error: Option<(String, String)>,
 }
 
 type OcrOutcome = (u32, Result<OcrText>);
+type Workers = JoinSet<Result<process::Finished>>;
+type Lines = tokio::sync::mpsc::UnboundedSender<String>;
 
 /// Processes one PDF: text in reading order, images, OCR where needed. See `PdfDocument`.
 ///
@@ -167,9 +170,11 @@ where
         Some(dir)
     };
     // Big documents (and OCR of every page) are split across worker processes, every n-th
-    // page each: PDFium is single-threaded per process, the machine has more cores.
+    // page each: PDFium is single-threaded per process, the machine has more cores. Smaller
+    // ones go to one worker, which asks for the others once it has counted enough pages.
+    let workers_max = opts.worker_processes.max(1) as u32;
     let shards = if size >= opts.shard_min_bytes || req.ocr == OcrMode::Always {
-        opts.worker_processes.max(1)
+        workers_max
     } else {
         1
     };
@@ -192,7 +197,9 @@ where
         ocr_dpi: opts.ocr_dpi,
         max_render_pixels: opts.max_render_pixels,
         max_render_side: opts.max_render_side,
-        shard: (0, shards as u32),
+        shard: (0, shards),
+        split_min_pages: if shards == 1 { opts.split_min_pages } else { 0 },
+        split_into: workers_max,
     };
     progress(Progress {
         stage: Stage::Opening,
@@ -200,10 +207,13 @@ where
         total: 1,
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut workers: JoinSet<Result<process::Finished>> = JoinSet::new();
-    for k in 0..shards {
+    let mut workers: Workers = JoinSet::new();
+    let start = |workers: &mut Workers, k: u32, n: u32, tx: &Lines| -> Result<()> {
         let mut r = child_req.clone();
-        r.shard = (k as u32, shards as u32);
+        r.shard = (k, n);
+        if k > 0 {
+            r.split_min_pages = 0;
+        }
         let spec = Spec {
             program: opts.child_program.clone(),
             args: opts.child_args.iter().map(Into::into).collect(),
@@ -215,80 +225,107 @@ where
         let child = pool::take(opts)?;
         let (tx, cancel) = (tx.clone(), cancel.clone());
         workers.spawn(async move { process::drive(child, spec, &cancel, Some(tx)).await });
+        Ok(())
+    };
+    for k in 0..shards {
+        start(&mut workers, k, shards, &tx)?;
     }
-    drop(tx);
+    let mut started = shards;
+    // Kept while a worker runs: the first may ask for more (see `ChildRequest::split_min_pages`).
+    let mut tx = Some(tx);
     // Start the next document's workers off this task's path (fork+exec costs ~1 ms each).
     let refill_opts = opts.clone();
     std::thread::spawn(move || pool::refill(&refill_opts));
-    let all_workers = async {
-        let mut out = Vec::new();
-        while let Some(r) = workers.join_next().await {
-            out.push(r);
-        }
-        out
-    };
     let sem = Arc::new(Semaphore::new(opts.ocr_workers.max(1)));
     let mut ocr_tasks: JoinSet<OcrOutcome> = JoinSet::new();
     let mut ocr_started: Option<Instant> = None;
-    let consume = async {
-        let mut c = Collected::default();
-        while let Some(line) = rx.recv().await {
-            let Ok(ev) = serde_json::from_str::<ChildEvent>(&line) else {
-                tracing::debug!(line = %line, "non-protocol output from PDF worker");
+    let mut c = Collected::default();
+    let mut results = Vec::new();
+    let mut lines_open = true;
+    while lines_open || !workers.is_empty() {
+        // Lines first: a worker's lines are all queued before its task ends, so a request for
+        // more workers is seen before the last running worker is reaped.
+        let line = tokio::select! {
+            biased;
+            line = rx.recv(), if lines_open => line,
+            r = workers.join_next(), if !workers.is_empty() => {
+                results.extend(r);
+                if workers.is_empty() {
+                    tx = None;
+                }
                 continue;
-            };
-            match ev {
-                ChildEvent::Opened(o) => {
-                    // Every worker reports the same document; pages add up.
-                    c.page_count = o.page_count;
-                    c.selected += o.pages.len() as u32;
-                    c.metadata = o.metadata;
-                    c.open_ms = c.open_ms.max(o.open_ms);
-                    c.warnings.extend(o.warnings);
+            }
+        };
+        let Some(line) = line else {
+            lines_open = false;
+            continue;
+        };
+        let Ok(ev) = serde_json::from_str::<ChildEvent>(&line) else {
+            tracing::debug!(line = %line, "non-protocol output from PDF worker");
+            continue;
+        };
+        match ev {
+            ChildEvent::Opened(o) => {
+                // Every worker reports the same document; the first one sets the totals.
+                let first = c.opened == 0;
+                c.opened += 1;
+                c.page_count = o.page_count;
+                c.selected = c.selected.max(o.selected);
+                c.metadata = o.metadata;
+                c.open_ms = c.open_ms.max(o.open_ms);
+                c.warnings.extend(o.warnings);
+                if o.shards > started
+                    && let Some(tx) = &tx
+                {
+                    for k in started..o.shards {
+                        start(&mut workers, k, o.shards, tx)?;
+                    }
+                    started = o.shards;
+                }
+                if first {
                     progress(Progress {
                         stage: Stage::Pages,
                         done: 0,
                         total: c.selected,
                     });
                 }
-                ChildEvent::Page(p) => {
-                    if let Some(r) = &p.render {
-                        ocr_started.get_or_insert_with(Instant::now);
-                        let job = OwnedJob {
-                            tesseract: opts.tesseract.clone(),
-                            image: r.path.clone(),
-                            languages: languages.clone(),
-                            dpi: r.dpi,
-                            page: p.number,
-                            timeout: opts
-                                .ocr_page_timeout
-                                .min(deadline.saturating_duration_since(Instant::now())),
+            }
+            ChildEvent::Page(p) => {
+                if let Some(r) = &p.render {
+                    ocr_started.get_or_insert_with(Instant::now);
+                    let job = OwnedJob {
+                        tesseract: opts.tesseract.clone(),
+                        image: r.path.clone(),
+                        languages: languages.clone(),
+                        dpi: r.dpi,
+                        page: p.number,
+                        timeout: opts
+                            .ocr_page_timeout
+                            .min(deadline.saturating_duration_since(Instant::now())),
+                    };
+                    let (sem, cancel) = (sem.clone(), cancel.clone());
+                    ocr_tasks.spawn(async move {
+                        let Ok(_permit) = sem.acquire_owned().await else {
+                            return (job.page, Err(PdfError::Cancelled));
                         };
-                        let (sem, cancel) = (sem.clone(), cancel.clone());
-                        ocr_tasks.spawn(async move {
-                            let Ok(_permit) = sem.acquire_owned().await else {
-                                return (job.page, Err(PdfError::Cancelled));
-                            };
-                            let res = ocr::recognise(job.borrow(), &cancel).await;
-                            let _ = std::fs::remove_file(&job.image);
-                            (job.page, res)
-                        });
-                    }
-                    c.pages.push(*p);
-                    progress(Progress {
-                        stage: Stage::Pages,
-                        done: c.pages.len() as u32,
-                        total: c.selected,
+                        let res = ocr::recognise(job.borrow(), &cancel).await;
+                        let _ = std::fs::remove_file(&job.image);
+                        (job.page, res)
                     });
                 }
-                ChildEvent::Ready => {}
-                ChildEvent::Done => c.done += 1,
-                ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
+                c.pages.push(*p);
+                progress(Progress {
+                    stage: Stage::Pages,
+                    done: c.pages.len() as u32,
+                    total: c.selected.max(c.pages.len() as u32),
+                });
             }
+            ChildEvent::Ready => {}
+            ChildEvent::Done => c.done += 1,
+            ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
         }
-        c
-    };
-    let (results, collected) = tokio::join!(all_workers, consume);
+    }
+    drop(tx);
     let mut finished = Vec::new();
     for r in results {
         match r {
@@ -308,12 +345,11 @@ where
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("\n");
-    let mut c = collected;
     if let Some((kind, message)) = c.error.take() {
         return Err(child_error(&kind, message, &path, opts, stderr));
     }
     let mut complete = true;
-    if c.done < shards {
+    if c.done < started as usize {
         let status = finished
             .iter()
             .find(|f| !f.status.success())

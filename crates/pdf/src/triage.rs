@@ -79,6 +79,9 @@ fn is_latin_ext(c: char) -> bool {
 }
 
 fn is_vowel(c: char) -> bool {
+    if c.is_ascii() {
+        return matches!(c.to_ascii_lowercase(), 'a' | 'e' | 'i' | 'o' | 'u' | 'y');
+    }
     let l = c.to_lowercase().next().unwrap_or(c);
     "aeiouyàáâãäåæèéêëìíîïòóôõöøùúûüýÿœ".contains(l)
 }

@@ -370,6 +370,17 @@ async fn pages_split_across_workers_give_the_same_result() {
         let d3 = run(&three.opts, &PdfRequest::new(&path))
             .await
             .expect("three workers");
+        // A small file split by its first worker once it has counted the pages.
+        let mut split = common::env(&lib);
+        split.opts.worker_processes = 3;
+        split.opts.shard_min_bytes = u64::MAX;
+        split.opts.split_min_pages = 2;
+        let ds = run(&split.opts, &PdfRequest::new(&path))
+            .await
+            .expect("split by the first worker");
+        assert_eq!(d1.text, ds.text);
+        assert_eq!(d1.warnings, ds.warnings);
+        assert_eq!(d1.pages.len(), ds.pages.len());
         assert_eq!(d1.text, d3.text);
         assert_eq!(d1.page_count, d3.page_count);
         assert_eq!(d1.warnings, d3.warnings);
