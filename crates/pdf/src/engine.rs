@@ -314,9 +314,10 @@ fn directional_text(raw: Vec<RawGlyph>, rotation: u32) -> String {
 }
 
 fn glyphs(text: &PdfPageText) -> (Vec<RawGlyph>, PageSignals) {
-    let mut out = Vec::new();
+    let chars = text.chars();
+    let mut out = Vec::with_capacity(chars.len());
     let mut signals = PageSignals::default();
-    for c in text.chars().iter() {
+    for c in chars.iter() {
         let code = c.unicode_value();
         let ch = char::from_u32(code).unwrap_or('\u{FFFD}');
         if ch == '\r' || ch == '\n' {
@@ -331,8 +332,21 @@ fn glyphs(text: &PdfPageText) -> (Vec<RawGlyph>, PageSignals) {
         let Ok(rect) = c.loose_bounds().or_else(|_| c.tight_bounds()) else {
             continue;
         };
-        let size = c.scaled_font_size().value;
-        let angle = c.angle_degrees().unwrap_or(0.0);
+        // One matrix read serves both the effective font size (`scaled_font_size` is the font
+        // size times the matrix's vertical scale) and the direction (`angle_degrees` is
+        // atan2(c, a) of the same matrix, in [0°, 360°)); each would fetch it again. Checked
+        // equal on every glyph of the corpus.
+        let m = c.matrix().ok();
+        let size = c.unscaled_font_size().value * m.as_ref().map_or(0.0, |m| m.d());
+        let angle = m.map_or(0.0, |m| {
+            let r = m.c().atan2(m.a());
+            if r < 0.0 {
+                r + std::f32::consts::TAU
+            } else {
+                r
+            }
+            .to_degrees()
+        });
         let dir = if angle.is_finite() {
             ((angle / 90.0).round() as i64).rem_euclid(4) as u32 * 90
         } else {
