@@ -139,9 +139,10 @@ pub fn serve_stdio() -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut emit = |ev: ChildEvent| {
-        // A closed stdout means the parent is gone; nothing useful is left to do.
-        if let Ok(line) = serde_json::to_string(&ev) {
-            let _ = writeln!(out, "{line}");
+        // A closed stdout means the parent is gone; nothing useful is left to do. JSON escapes
+        // newlines, so the event is one line.
+        if serde_json::to_writer(&mut out, &ev).is_ok() {
+            let _ = out.write_all(b"\n");
             let _ = out.flush();
         }
     };

@@ -394,7 +394,12 @@ fn page(
     let text_ms = ms(t_text);
 
     let t_images = Instant::now();
-    let scan = images::scan_page(doc, &page, width * height, req.extract_images, saver);
+    // Without extraction the object walk only feeds triage, which uses it for thin pages only.
+    let scan = if req.extract_images || triage::uses_page_objects(&signals) {
+        images::scan_page(doc, &page, width * height, req.extract_images, saver)
+    } else {
+        images::PageScan::default()
+    };
     warnings.extend(scan.warnings);
     signals.image_cover = scan.largest_cover;
     signals.objects = scan.objects;

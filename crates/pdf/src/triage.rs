@@ -16,6 +16,16 @@ pub struct PageSignals {
     pub objects: usize,
 }
 
+/// Pages with fewer non-whitespace characters than this are "thin": a page-sized image under
+/// them means a scan.
+const THIN_TEXT_CHARS: usize = 200;
+
+/// Whether the page-object signals (`image_cover`, `objects`) can change the verdict for a page
+/// with these glyph counts; when not, the worker skips walking the page's objects.
+pub fn uses_page_objects(s: &PageSignals) -> bool {
+    s.chars < THIN_TEXT_CHARS
+}
+
 /// True for a character that a font without a Unicode mapping typically produces.
 pub fn is_bad_char(c: char) -> bool {
     let u = c as u32;
@@ -113,7 +123,7 @@ fn needs_ocr(s: &PageSignals, text: &str) -> Option<String> {
             ratio * 100.0
         ));
     }
-    if s.image_cover >= 0.5 && s.chars < 200 {
+    if s.image_cover >= 0.5 && s.chars < THIN_TEXT_CHARS {
         return Some(format!(
             "large image ({:.0}% of the page) with thin text ({} chars)",
             s.image_cover * 100.0,
