@@ -357,12 +357,14 @@ def test_failure_raises_builtin_type(start_flagged_worker, celery_app, task, arg
 # --- c) retries: RETRY then SUCCESS, and the republished message -------------------------------
 
 def test_flaky_retry_seen_from_python(start_flagged_worker, celery_app, redis_client, prefix):
-    """The retry is caught in the queue list by ordering, not timing: with ``-c 1`` (prefetch 1)
-    the worker takes the flaky task, republishes it to the tail of ``default`` and then takes the
-    ``sleep(3)`` sent after it, so the republished copy waits in the list for ~3 s."""
+    """The retry is caught in the queue list by ordering, not timing: with ``-c 1`` (prefetch 1,
+    early ack — Celery's QoS, so one running task plus one reserved) the worker takes the flaky
+    task, republishes it to the back of ``default``, runs the ``sleep(3)`` sent after it and
+    reserves the short sleep sent third, so the republished copy waits in the list for ~3 s."""
     key = f'flaky-{uuid.uuid4().hex[:8]}'
     r = celery_app.send_task('hlbot.debug.flaky', args=[1, key], queue='default')
     blocker = celery_app.send_task('hlbot.debug.sleep', args=[3], queue='default')
+    reserved = celery_app.send_task('hlbot.debug.sleep', args=[0.1], queue='default')
     original = json.loads(redis_client.lindex(queue_key(prefix, 'default'), -1))
     assert original['headers']['id'] == r.id
     started = time.time()
@@ -410,6 +412,7 @@ def test_flaky_retry_seen_from_python(start_flagged_worker, celery_app, redis_cl
     assert r.get(timeout=GET_TIMEOUT) == {'attempts': 2, 'key': key}
     states.append(r.state)
     assert blocker.get(timeout=GET_TIMEOUT) == 3
+    assert reserved.get(timeout=GET_TIMEOUT) == 0.1
     assert states[-1] == 'SUCCESS'
     assert states.index('RETRY') < len(states) - 1
     assert 'SUCCESS' not in states[:states.index('RETRY')]

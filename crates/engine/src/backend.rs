@@ -45,9 +45,8 @@ impl Backend {
         let mut c = self.conn.clone();
         let n: i64 = scripts::STORE_RESULT
             .key(&key)
-            .arg(meta.to_json())
             .arg(ttl)
-            .arg(&key)
+            .arg(meta.to_json())
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.settings.err(e))?;

@@ -1,18 +1,33 @@
 -- store_result.lua — the result backend's write, as Celery's GET + MULTI/SETEX/PUBLISH/EXEC but
 -- atomic: never overwrite a SUCCESS (redelivered duplicates can't clobber it), then store with
 -- the TTL and PUBLISH the same JSON on the channel named like the key (wakes AsyncResult.get()).
--- KEYS[1] celery-task-meta-<id>
--- ARGV[1] meta JSON  ARGV[2] TTL seconds (0 = no expiry)  ARGV[3] channel
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, m = pcall(cjson.decode, cur)
-  if ok and type(m) == 'table' and m.status == 'SUCCESS' then return 0 end
+-- One call stores any number of results (the worker's writer passes a whole batch): one MGET
+-- reads every current value (a key stored twice in one call is checked against its first write),
+-- and a current value is only decoded when it mentions SUCCESS.
+-- KEYS[i] celery-task-meta-<id> (also its PUBLISH channel)
+-- ARGV[1] TTL seconds (0 = no expiry)  ARGV[i + 1] meta JSON for KEYS[i]
+-- Returns how many were stored (a key holding SUCCESS is skipped).
+local ttl = tonumber(ARGV[1])
+local cur = redis.call('MGET', unpack(KEYS))
+local written = {}
+local stored = 0
+for i, key in ipairs(KEYS) do
+  local skip = false
+  local c = written[key] or cur[i]
+  if c and string.find(c, 'SUCCESS', 1, true) then
+    local ok, m = pcall(cjson.decode, c)
+    skip = ok and type(m) == 'table' and m.status == 'SUCCESS'
+  end
+  if not skip then
+    local meta = ARGV[i + 1]
+    if ttl and ttl > 0 then
+      redis.call('SETEX', key, ttl, meta)
+    else
+      redis.call('SET', key, meta)
+    end
+    redis.call('PUBLISH', key, meta)
+    written[key] = meta
+    stored = stored + 1
+  end
 end
-local ttl = tonumber(ARGV[2])
-if ttl and ttl > 0 then
-  redis.call('SETEX', KEYS[1], ttl, ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', ARGV[3], ARGV[1])
-return 1
+return stored

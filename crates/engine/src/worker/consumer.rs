@@ -38,7 +38,12 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
         let queues = sh.queues();
         if consumer.is_none() {
             match sh.broker.consumer(&queues).await {
-                Ok(c) => consumer = Some(c),
+                Ok(mut c) => {
+                    // An idle wake-up starts the task without waiting for the unacked write; the
+                    // writer records it ahead of the ack (see `dispatch`).
+                    c.defer_unacked(true);
+                    consumer = Some(c);
+                }
                 Err(e) => {
                     if !down {
                         tracing::error!("consumer: broker unreachable: {e}; retrying with backoff");
@@ -92,6 +97,12 @@ pub fn dispatch(
     ready: &mpsc::UnboundedSender<Request>,
     stop: &CancellationToken,
 ) {
+    if let Some(stored) = d.unacked.take() {
+        sh.writer.send(Op::Unacked {
+            tag: d.tag.clone(),
+            stored,
+        });
+    }
     // Take the parsed envelope out of the delivery (no copy); `raw` stays for requeue/dead letters.
     let placeholder = Err(hlbot_proto::DecodeError::new(
         hlbot_proto::DecodeErrorKind::NoHeaders,

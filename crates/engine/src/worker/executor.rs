@@ -391,8 +391,11 @@ fn requeue_request(sh: &Arc<Shared>, req: &Request) {
             .send(Op::Publish(Box::new(TaskMessage::clone(&req.msg))));
     } else {
         let broker = sh.broker.clone();
+        let writer = sh.writer.clone();
         let d = req.delivery.clone();
         tokio::spawn(async move {
+            // The unacked entry of an idle wake-up may still be queued on the writer.
+            writer.flush().await;
             if let Err(e) = broker.requeue(&d).await {
                 tracing::error!("requeue failed: {e}");
             }

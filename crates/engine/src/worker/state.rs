@@ -63,7 +63,9 @@ pub struct WorkerState {
     /// Per-task settings changed by remote control (`rate_limit`, `time_limit`).
     overrides: Mutex<BTreeMap<String, serde_json::Map<String, Value>>>,
     pub processed: AtomicU64,
-    /// Messages taken but not finished (prefetch accounting; ETA holds excluded).
+    /// Messages taken and not yet acked — reserved, or running with acks_late (prefetch
+    /// accounting like Celery's QoS: an early-acked running task no longer counts; ETA holds are
+    /// excluded).
     pub in_flight: AtomicUsize,
     pub scheduled_count: AtomicUsize,
     /// Signalled whenever a slot frees up.
@@ -120,11 +122,18 @@ impl WorkerState {
         self.processed.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// The message is acked (or handed back): it no longer counts against the prefetch limit.
     pub fn set_acked(&self, id: &str) {
+        let mut released = false;
         if let Ok(mut m) = self.entries.lock() {
             if let Some(e) = m.get_mut(id) {
+                released = !e.acked && e.phase != Phase::Scheduled;
                 e.acked = true;
             }
+        }
+        if released {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.freed.notify_waiters();
         }
     }
 
@@ -142,7 +151,7 @@ impl WorkerState {
         if let Some(e) = removed {
             if e.phase == Phase::Scheduled {
                 self.scheduled_count.fetch_sub(1, Ordering::SeqCst);
-            } else {
+            } else if !e.acked {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
         }

@@ -17,6 +17,9 @@ use crate::redis::{Keys, RedisSettings, scripts};
 pub enum Op {
     /// Drop the unacked entry.
     Ack(String),
+    /// Record an unacked entry (`tag` → `[envelope, exchange, routing_key]`) for a message the
+    /// consumer popped with a plain BRPOP; queued before the message's ack, so it lands first.
+    Unacked { tag: String, stored: Vec<u8> },
     /// Store a result meta (never over a SUCCESS) and PUBLISH it.
     Store(ResultMeta),
     /// LPUSH a message to its queue (retries, callbacks).
@@ -102,15 +105,18 @@ async fn run(
             loaded = load_script(&mut conn).await;
         }
         let mut waiters = Vec::new();
+        let plan = Plan::of(&batch);
         for op in &batch {
             match op {
-                Op::Ack(tag) => {
-                    p.zrem(keys.unacked_index(), tag)
-                        .ignore()
-                        .hdel(keys.unacked(), tag)
-                        .ignore();
+                Op::Ack(_) | Op::Store(_) | Op::Flush(_) => {}
+                Op::Unacked { tag, stored } => {
+                    if !plan.acks.contains(&tag.as_str()) {
+                        p.hset(keys.unacked(), tag, stored)
+                            .ignore()
+                            .zadd(keys.unacked_index(), tag, crate::broker::now_secs())
+                            .ignore();
+                    }
                 }
-                Op::Store(meta) => push_store(&mut p, &keys, meta, ttl),
                 Op::Publish(msg) => {
                     p.lpush(
                         keys.queue_for(msg.queue(), msg.priority()),
@@ -127,8 +133,22 @@ async fn run(
                 Op::Incr(key) => {
                     p.incr(key, 1).ignore();
                 }
-                Op::Flush(_) => {}
             }
+        }
+        push_stores(&mut p, &keys, &plan.stores, ttl);
+        // Every ack of the batch in one ZREM and one HDEL, after everything else (an unacked
+        // entry written by this batch is dropped with it, so it was never written at all).
+        let acks: Vec<&str> = plan
+            .acks
+            .iter()
+            .copied()
+            .filter(|t| !plan.recorded.contains(t))
+            .collect();
+        if !acks.is_empty() {
+            p.zrem(keys.unacked_index(), &acks)
+                .ignore()
+                .hdel(keys.unacked(), &acks)
+                .ignore();
         }
         match p.query_async::<()>(&mut conn).await {
             Ok(()) => {
@@ -153,11 +173,7 @@ async fn run(
                 loaded = load_script(&mut conn).await;
                 let mut again = redis::pipe();
                 again.atomic();
-                for op in &batch {
-                    if let Op::Store(meta) = op {
-                        push_store(&mut again, &keys, meta, ttl);
-                    }
-                }
+                push_stores(&mut again, &keys, &Plan::of(&batch).stores, ttl);
                 if let Err(e) = again.query_async::<()>(&mut conn).await {
                     tracing::error!(
                         "result writer: storing results after a script reload: {}",
@@ -200,17 +216,63 @@ async fn run(
     }
 }
 
-/// A result store by the script's SHA: never over a SUCCESS, TTL, PUBLISH on the key's channel.
-fn push_store(p: &mut redis::Pipeline, keys: &Keys, meta: &ResultMeta, ttl: u64) {
-    let key = keys.result(&meta.task_id);
-    p.cmd("EVALSHA")
-        .arg(scripts::STORE_RESULT.get_hash())
-        .arg(1)
-        .arg(&key)
-        .arg(meta.to_json())
-        .arg(ttl)
-        .arg(&key)
-        .ignore();
+/// What a batch writes besides its ordered ops: the result stores (a STARTED followed by a later
+/// state of the same task in the batch is skipped: it would be overwritten in the same
+/// transaction) and the acks, gathered into one command each.
+struct Plan<'a> {
+    stores: Vec<&'a ResultMeta>,
+    acks: Vec<&'a str>,
+    /// Tags whose unacked entry this batch writes.
+    recorded: Vec<&'a str>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(batch: &'a [Op]) -> Self {
+        let mut stores: Vec<&ResultMeta> = Vec::new();
+        let mut acks = Vec::new();
+        let mut recorded = Vec::new();
+        for op in batch {
+            match op {
+                Op::Store(meta) => stores.push(meta),
+                Op::Ack(tag) => acks.push(tag.as_str()),
+                Op::Unacked { tag, .. } => recorded.push(tag.as_str()),
+                _ => {}
+            }
+        }
+        // Superseded STARTED stores: walk backwards, remembering ids that have a later store.
+        let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut keep = vec![true; stores.len()];
+        for (i, m) in stores.iter().enumerate().rev() {
+            if m.status == hlbot_proto::State::Started && later.contains(m.task_id.as_str()) {
+                keep[i] = false;
+            }
+            later.insert(m.task_id.as_str());
+        }
+        let mut k = keep.iter();
+        stores.retain(|_| *k.next().unwrap_or(&true));
+        Self {
+            stores,
+            acks,
+            recorded,
+        }
+    }
+}
+
+/// Result stores by the script's SHA, many per call: never over a SUCCESS, TTL, PUBLISH on the
+/// key's channel.
+fn push_stores(p: &mut redis::Pipeline, keys: &Keys, metas: &[&ResultMeta], ttl: u64) {
+    for chunk in metas.chunks(1000) {
+        let cmd = p.cmd("EVALSHA");
+        cmd.arg(scripts::STORE_RESULT.get_hash()).arg(chunk.len());
+        for m in chunk {
+            cmd.arg(keys.result(&m.task_id));
+        }
+        cmd.arg(ttl);
+        for m in chunk {
+            cmd.arg(m.to_json());
+        }
+        cmd.ignore();
+    }
 }
 
 async fn load_script(conn: &mut ConnectionManager) -> bool {
@@ -224,4 +286,51 @@ async fn load_script(conn: &mut ConnectionManager) -> bool {
 fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
         || e.to_string().contains("NOSCRIPT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use hlbot_proto::State;
+    use serde_json::json;
+
+    fn store(id: &str, s: State) -> Op {
+        Op::Store(ResultMeta::new(id, s, json!(null), Utc::now()))
+    }
+
+    #[test]
+    fn plan_drops_only_superseded_started_and_gathers_acks() {
+        let batch = vec![
+            store("a", State::Started),
+            Op::Unacked {
+                tag: "t-a".into(),
+                stored: b"[]".to_vec(),
+            },
+            Op::Ack("t-a".into()),
+            store("b", State::Started),
+            store("a", State::Success),
+            Op::Ack("t-b".into()),
+            store("c", State::Custom("PROGRESS".into())),
+            store("c", State::Started),
+        ];
+        let plan = Plan::of(&batch);
+        let stores: Vec<(&str, State)> = plan
+            .stores
+            .iter()
+            .map(|m| (m.task_id.as_str(), m.status.clone()))
+            .collect();
+        // a's STARTED is overwritten in the same batch; b is still running; c's last is STARTED.
+        assert_eq!(
+            stores,
+            vec![
+                ("b", State::Started),
+                ("a", State::Success),
+                ("c", State::Custom("PROGRESS".into())),
+                ("c", State::Started),
+            ]
+        );
+        assert_eq!(plan.acks, vec!["t-a", "t-b"]);
+        assert_eq!(plan.recorded, vec!["t-a"]);
+    }
 }
