@@ -28,10 +28,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let args::Command::Worker(w) = &cli.command {
+        builder.worker_threads(usize::from(w.threads));
+    }
+    let Ok(runtime) = builder.enable_all().build() else {
         eprintln!("error: cannot start the async runtime");
         return ExitCode::FAILURE;
     };

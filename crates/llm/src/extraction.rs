@@ -32,12 +32,23 @@ pub async fn extract_strategy(
     let provider = Provider::resolve(opts, model)?;
     let text = prepare(content, content_type);
     if provider == Provider::Rules {
+        // CPU work (a long transcript takes a while): off the async threads, so a worker's
+        // single event-loop thread keeps serving while it runs.
+        let strategies = match tokio::task::spawn_blocking(move || rules::extract(&text)).await {
+            Ok(s) => s,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "rules extraction did not finish: {e}"
+                )));
+            }
+        };
         return Ok(StrategyResult {
             schema_version: STRATEGY_SCHEMA_VERSION.into(),
             provider: "rules".into(),
             model: "rules".into(),
             label: Some(rules::RULES_LABEL.into()),
-            strategies: rules::extract(&text),
+            strategies,
             usage: Usage::default(),
             cost_usd: Some(0.0),
             chunks: 1,
