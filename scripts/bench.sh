@@ -150,10 +150,11 @@ P=$(fresh_prefix); run "drain: celery prefork -c 2" "$P" \
     "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(celery_worker "$P")
 
 echo "latency + idle memory ($LAT_N tasks one at a time)..." >&2
+# -E: the start time is the worker's own `task-started` event timestamp.
 P=$(fresh_prefix); run "latency: hlbot worker -c 2" "$P" \
-    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(hlbot_worker "$P") -c 2
+    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(hlbot_worker "$P") -c 2 -E
 P=$(fresh_prefix); run "latency: celery prefork -c 2" "$P" \
-    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(celery_worker "$P")
+    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(celery_worker "$P") -E
 
 # --- one table ---------------------------------------------------------------------------------
 "$HLBOT_PYTHON" - "$OUT" "$N" "$LAT_N" <<'PY'
@@ -201,10 +202,10 @@ for hl in ('drain: hlbot worker -c 2', hc):
         better_high=False, fmt='{:.2f}')
 lh, lc = 'latency: hlbot worker -c 2', 'latency: celery prefork -c 2'
 for p in ('p50', 'p99'):
-    row(f'enqueue→STARTED latency {p} ms, idle worker ({lat_n} sends; lower is better)',
+    row(f'enqueue→task start latency {p} ms (task-started event time), idle worker ({lat_n} sends; lower is better)',
         g(lh, 'start_ms', p), g(lc, 'start_ms', p), better_high=False, fmt='{:.2f}')
 for p in ('p50', 'p99'):
-    row(f'enqueue→SUCCESS latency {p} ms (lower is better)',
+    row(f'enqueue→SUCCESS seen by the client, latency {p} ms (lower is better)',
         g(lh, 'done_ms', p), g(lc, 'done_ms', p), better_high=False, fmt='{:.2f}')
 row('idle RSS MiB, sum over processes (lower is better)',
     g(lh, 'idle_memory', 'rss_kib') / 1024, g(lc, 'idle_memory', 'rss_kib') / 1024,

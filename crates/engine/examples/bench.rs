@@ -5,7 +5,7 @@
 //! ```text
 //! bench enqueue --broker URL --prefix P -n N [--batch B | --loop]
 //! bench drain   --broker URL --prefix P -n N [--timeout S] -- WORKER COMMAND...
-//! bench latency --broker URL --prefix P -n N [--idle-ms MS] -- WORKER COMMAND...
+//! bench latency --broker URL --prefix P -n N [--idle-ms MS] -- WORKER COMMAND (with -E)...
 //! ```
 //!
 //! Every task is `hlbot.debug.echo(i)` on queue `bench`. The worker command must consume `bench`
@@ -73,7 +73,7 @@ fn parse(args: &[String]) -> Res<Opts> {
     Ok(o)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(what) = args.first() else {
@@ -241,6 +241,10 @@ async fn latency(o: &Opts) -> Res<Value> {
     let mut ps = s.pubsub().await?;
     let pattern = format!("{}*", c.backend().keys().result(""));
     ps.psubscribe(glob_escape(&pattern)).await?;
+    // Task events (the worker runs with -E): `task-started` carries the worker's clock at the
+    // moment the task began, on the same machine as ours.
+    ps.psubscribe(glob_escape(&c.broker().keys().event_pattern()))
+        .await?;
     let mut stream = ps.on_message();
     let mut worker = Worker::spawn(&o.cmd)?;
     // Warm up: the first task also waits for the worker to be ready.
@@ -253,46 +257,58 @@ async fn latency(o: &Opts) -> Res<Value> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mem = worker.memory();
     let (mut to_start, mut to_done) = (Vec::with_capacity(o.n), Vec::with_capacity(o.n));
+    let mut to_sent = Vec::with_capacity(o.n);
     for i in 0..o.n {
         let id = uuid::Uuid::new_v4().to_string();
         let mut opts = call(i).options;
         opts.task_id = Some(id.clone());
+        let sent_at = time::unix(chrono::Utc::now());
         let t0 = Instant::now();
         c.send_task(TASK, vec![json!(i)], Map::new(), opts).await?;
-        let mut started = None;
-        loop {
+        to_sent.push(t0.elapsed().as_secs_f64() * 1e3);
+        let (mut started, mut done) = (None, None);
+        while started.is_none() || done.is_none() {
             let msg = tokio::time::timeout(Duration::from_secs(30), stream.next())
                 .await
-                .map_err(|_| format!("no result for task {i} within 30 s"))?
+                .map_err(|_| format!("no result/task-started event for task {i} within 30 s"))?
                 .ok_or("pubsub closed")?;
-            let Ok(m) = ResultMeta::from_slice(msg.get_payload_bytes()) else {
-                continue;
-            };
-            if m.task_id != id {
-                continue;
-            }
-            match m.status {
-                State::Started => started = Some(t0.elapsed()),
-                s if s.is_ready() => {
-                    let done = t0.elapsed();
-                    // A worker that does not store STARTED: count the start as the end.
-                    to_start.push(started.unwrap_or(done).as_secs_f64() * 1e3);
-                    to_done.push(done.as_secs_f64() * 1e3);
-                    break;
+            let payload = msg.get_payload_bytes();
+            if let Ok(m) = ResultMeta::from_slice(payload) {
+                if m.task_id == id && m.status.is_ready() {
+                    done = Some(t0.elapsed().as_secs_f64() * 1e3);
                 }
-                _ => {}
+            } else if let Some(ts) = started_event(payload, &id) {
+                started = Some((ts - sent_at) * 1e3);
             }
         }
+        to_start.extend(started);
+        to_done.extend(done);
         tokio::time::sleep(Duration::from_millis(o.idle_ms)).await;
     }
     drop(stream);
     worker.stop().await;
     Ok(json!({
         "bench": "latency", "n": o.n, "worker": o.cmd.join(" "), "idle_ms": o.idle_ms,
+        "send_ms": percentiles(&mut to_sent),
         "start_ms": percentiles(&mut to_start),
         "done_ms": percentiles(&mut to_done),
         "idle_memory": mem,
     }))
+}
+
+/// The `timestamp` of the `task-started` event for `id` in a published event envelope (one
+/// event, or a `task.multi` batch).
+fn started_event(payload: &[u8], id: &str) -> Option<f64> {
+    let env = hlbot_proto::Envelope::from_slice(payload).ok()?;
+    let body: Value = serde_json::from_slice(&env.body_bytes().ok()?).ok()?;
+    let events = match body {
+        Value::Array(v) => v,
+        one => vec![one],
+    };
+    events
+        .iter()
+        .find(|e| e["type"] == "task-started" && e["uuid"] == id)
+        .and_then(|e| e["timestamp"].as_f64())
 }
 
 fn percentiles(v: &mut [f64]) -> Value {
