@@ -98,6 +98,11 @@ impl Envelope {
 
     /// Parse a queue entry. Errors carry the raw bytes.
     pub fn from_slice(raw: &[u8]) -> Result<Self, DecodeError> {
+        // Straight into the typed envelope (the common case); on failure, parse again only to
+        // say whether the bytes were not JSON at all or JSON of the wrong shape.
+        if let Ok(env) = serde_json::from_slice::<Self>(raw) {
+            return Ok(env);
+        }
         let v: Value = serde_json::from_slice(raw)
             .map_err(|e| DecodeError::new(DecodeErrorKind::NotJson(e.to_string()), raw))?;
         if !v.is_object() {
@@ -117,11 +122,12 @@ impl Envelope {
             other => return Ok(serde_json::to_vec(other).unwrap_or_default()),
         };
         match self.properties.body_encoding.as_deref() {
-            Some("base64") => {
+            Some("base64") => B64.decode(text.as_bytes()).or_else(|_| {
+                // Line-wrapped base64 (some producers): strip whitespace and try again.
                 let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
                 B64.decode(cleaned.as_bytes())
                     .map_err(|e| DecodeErrorKind::BadBase64(e.to_string()))
-            }
+            }),
             _ => Ok(text.as_bytes().to_vec()),
         }
     }

@@ -291,14 +291,10 @@ impl TaskMessage {
 
     /// Write headers and body back into the envelope (after changing them).
     pub fn sync_envelope(&mut self) {
-        let body = Value::Array(vec![
-            Value::Array(self.args.clone()),
-            Value::Object(self.kwargs.clone()),
-            serde_json::to_value(&self.embed).unwrap_or(Value::Null),
-        ]);
-        let bytes = pyjson::to_vec(&body);
-        let fresh = Envelope::new_json(&bytes, Map::new(), "", 0);
-        self.envelope.body = fresh.body;
+        use base64::Engine as _;
+        // Serialized from borrows: no copy of args/kwargs/embed, no throwaway envelope.
+        let bytes = pyjson::to_vec(&(&self.args, &self.kwargs, &self.embed));
+        self.envelope.body = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
         self.envelope.properties.body_encoding = Some("base64".into());
         self.envelope.content_type = "application/json".into();
         self.envelope.content_encoding = "utf-8".into();
