@@ -112,8 +112,8 @@ pub(crate) async fn sync_once(sh: &crate::worker::Shared) {
             if let Some(req) = sh.state.get(id) {
                 if !req.kill.is_cancelled() {
                     tracing::info!(task_id = %id, "terminating revoked task");
+                    req.kill.cancel(); // first: an early return must still read as terminated
                     req.cancel.cancel();
-                    req.kill.cancel();
                 }
             }
         }

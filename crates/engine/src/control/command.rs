@@ -139,8 +139,8 @@ pub async fn revoke(sh: &Arc<Shared>, ids: &[String], terminate: bool, signal: S
             Some(Phase::Active) => {
                 if terminate {
                     if let Some(r) = sh.state.get(id) {
+                        r.kill.cancel(); // first: an early return reads as terminated
                         r.cancel.cancel();
-                        r.kill.cancel();
                         stopped.push(id.clone());
                     }
                 }

@@ -6,6 +6,8 @@ use redis::Script;
 
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fetch.lua")));
 pub static RESTORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("restore.lua")));
-pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("requeue.lua")));
+/// `requeue.lua`'s text: the worker's writer runs it with `EVAL` inside its transaction (rare).
+pub const REQUEUE_LUA: &str = include_str!("requeue.lua");
+pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEUE_LUA));
 pub static STORE_RESULT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("store_result.lua")));

@@ -390,15 +390,15 @@ fn requeue_request(sh: &Arc<Shared>, req: &Request) {
         sh.writer
             .send(Op::Publish(Box::new(TaskMessage::clone(&req.msg))));
     } else {
-        let broker = sh.broker.clone();
-        let writer = sh.writer.clone();
-        let d = req.delivery.clone();
-        tokio::spawn(async move {
-            // The unacked entry of an idle wake-up may still be queued on the writer.
-            writer.flush().await;
-            if let Err(e) = broker.requeue(&d).await {
-                tracing::error!("requeue failed: {e}");
-            }
+        // Through the ordered writer: after the entry's own unacked write (idle wake-up), and
+        // flushed before the worker exits (a cold shutdown requeues this way).
+        sh.writer.send(Op::Requeue {
+            tag: req.delivery.tag.clone(),
+            key: sh
+                .broker
+                .keys()
+                .queue_for(&req.delivery.queue, req.delivery.priority),
+            raw: req.delivery.raw.clone(),
         });
         sh.state.set_acked(req.id());
     }

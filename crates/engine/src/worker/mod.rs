@@ -280,6 +280,8 @@ impl Worker {
             .filter(|t| !t.is_empty())
             .collect();
         if !tags.is_empty() {
+            // Unacked entries of idle wake-ups may still be queued on the writer.
+            sh.writer.flush().await;
             match sh.broker.restore(&tags).await {
                 Ok(n) => tracing::info!("Restoring {n} unacknowledged message(s)"),
                 Err(e) => tracing::error!(
@@ -304,8 +306,9 @@ impl Worker {
             }
             if sh.cold.is_cancelled() {
                 for r in sh.state.requests(Phase::Active) {
-                    r.cancel.cancel();
+                    // kill first: a task that sees its token and returns must read as killed.
                     r.kill.cancel();
+                    r.cancel.cancel();
                 }
             }
         }
@@ -326,8 +329,10 @@ async fn cold_watch(sh: Arc<Shared>, cold: CancellationToken) {
     tracing::warn!("cold shutdown: stopping running tasks; their messages go back to the queue");
     sh.cold.cancel();
     for r in sh.state.requests(Phase::Active) {
-        r.cancel.cancel();
+        // kill first: a task that sees its token and returns must read as killed (requeued),
+        // not as failed.
         r.kill.cancel();
+        r.cancel.cancel();
     }
 }
 

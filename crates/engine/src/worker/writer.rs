@@ -22,6 +22,13 @@ pub enum Op {
     Unacked { tag: String, stored: Vec<u8> },
     /// Store a result meta (never over a SUCCESS) and PUBLISH it.
     Store(ResultMeta),
+    /// `reject(requeue=True)` of a held message: drop its unacked entry and LPUSH it to `key`,
+    /// only if the entry still exists (`requeue.lua`).
+    Requeue {
+        tag: String,
+        key: String,
+        raw: Vec<u8>,
+    },
     /// LPUSH a message to its queue (retries, callbacks).
     Publish(Box<TaskMessage>),
     /// RPUSH raw bytes to the head of a list key (shutdown restore of early-acked work).
@@ -126,6 +133,17 @@ async fn run(
                 }
                 Op::PushHead { key, raw } => {
                     p.rpush(key, raw).ignore();
+                }
+                Op::Requeue { tag, key, raw } => {
+                    p.cmd("EVAL")
+                        .arg(scripts::REQUEUE_LUA)
+                        .arg(3)
+                        .arg(keys.unacked())
+                        .arg(keys.unacked_index())
+                        .arg(key)
+                        .arg(tag)
+                        .arg(raw)
+                        .ignore();
                 }
                 Op::DeadLetter(rec) => {
                     p.lpush(keys.dead_letter(), rec).ignore();

@@ -634,3 +634,63 @@ async fn one_store_call_never_overwrites_a_success_written_earlier_in_it() {
     let ttl: i64 = c.ttl(&key).await.expect("ttl");
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
 }
+
+/// Rejects with requeue on its first `n` runs, then succeeds; counts runs.
+struct RejectFirst(Arc<AtomicUsize>, usize);
+
+#[async_trait]
+impl Task for RejectFirst {
+    async fn run(
+        &self,
+        _: TaskContext,
+        _: Vec<Value>,
+        _: Map<String, Value>,
+    ) -> Result<Value, TaskError> {
+        let run = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        if run <= self.1 {
+            return Err(TaskError::Reject {
+                exc: hlbot_proto::ExceptionInfo::new("Reject", "celery.exceptions", vec![]),
+                requeue: true,
+            });
+        }
+        Ok(json!(run))
+    }
+}
+
+#[tokio::test]
+async fn reject_with_requeue_puts_an_acks_late_message_back_once() {
+    // From an idle wake-up too: the requeue runs on the writer after the unacked entry lands.
+    let t = TestRedis::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut reg = Registry::with_debug_tasks();
+    reg.register("test.reject_first", RejectFirst(runs.clone(), 2));
+    let mut o = opts(&["default"]);
+    o.acks_late = true;
+    let w = start(&t, reg, o, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = t.client().await;
+    let h = client
+        .send_task("test.reject_first", vec![], Map::new(), q("default"))
+        .await
+        .expect("send");
+    assert_eq!(
+        h.get(Duration::from_secs(10)).await.expect("result"),
+        json!(3)
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let mut c = t.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let unacked: u64 = c.hlen(t.key("unacked")).await.expect("hlen");
+        let queued = client.broker().len("default").await.expect("len");
+        if (unacked, queued) == (0, 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {unacked} unacked, {queued} queued"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    w.stop().await;
+}
