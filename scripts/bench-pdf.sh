@@ -2,7 +2,9 @@
 # PDF benchmark (one run, not a test), printed as Markdown tables:
 #   1. text extraction over every corpus PDF: hlbot-pdf (release, ocr=never, no images) vs PyMuPDF
 #      (page.get_text() on every page), each timed in-process, best of 5 interleaved passes after
-#      a warm-up (the machine may be shared: the best pass is the least disturbed one);
+#      a warm-up (the machine may be shared: the best pass is the least disturbed one). pdf-dump
+#      starts its PDFium workers before its clock starts, as a long-running worker does at
+#      start-up (PyMuPDF's import is not timed either); every document still gets new processes;
 #   2. OCR pages/s: hlbot-pdf ocr=always (render + tesseract, pages in parallel) vs a plain
 #      sequential `tesseract` CLI loop over the same pages pre-rendered at 300 dpi by PyMuPDF
 #      (rendering not counted for the loop), with tesseract's default threads and with
@@ -48,6 +50,7 @@ for f, (ms, chars) in per.items():
     print(f"{f}\t{chars}\t{ms:.1f}")
 print(f"TOTAL\t{total:.4f}")
 PY
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 less_than() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(b=="" || a<b)}'; }
 ours_text   # warm-up
 OURS_TEXT_S=""; MUPDF_TEXT_S=""
@@ -62,6 +65,8 @@ for _ in 1 2 3 4 5; do
 done
 
 echo "## Text extraction: ${#ALL[@]} corpus PDFs (hlbot-pdf ocr=never, images off; PyMuPDF $("$PY" -c 'import pymupdf;print(pymupdf.VersionBind)'))"
+echo
+echo "$(date -u +%H:%M) UTC, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) now (1/5/15 min)."
 echo
 echo "| file | hlbot-pdf ms | PyMuPDF ms | hlbot chars | PyMuPDF chars |"
 echo "|---|---:|---:|---:|---:|"
@@ -113,6 +118,8 @@ OURS_PPS=$(pps "$OCR_PAGES" "$OURS_OCR_S")
 DEF_PPS=$(pps "$LOOP_PAGES" "$LOOP_DEFAULT_S")
 ONE_PPS=$(pps "$LOOP_PAGES" "$LOOP_ONE_S")
 echo "## OCR: $OCR_PAGES pages from ${#OCR_FILES[@]} PDFs, 300 dpi, eng, $(getconf _NPROCESSORS_ONLN) cores"
+echo
+echo "$(date -u +%H:%M) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (1/5/15 min)."
 echo
 echo "| run | pages | seconds | pages/s | ratio vs loop (default threads) |"
 echo "|---|---:|---:|---:|---:|"
