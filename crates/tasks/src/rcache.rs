@@ -15,13 +15,9 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
-    /// `prefix` is the broker's key prefix; entries live `ttl`.
-    pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
-        Self {
-            conn,
-            prefix: format!("{prefix}hlbot.llm.cache."),
-            ttl,
-        }
+    /// `prefix` is the full entry prefix (`Keys::llm_cache_prefix`); entries live `ttl`.
+    pub fn new(conn: ConnectionManager, prefix: String, ttl: Duration) -> Self {
+        Self { conn, prefix, ttl }
     }
 }
 

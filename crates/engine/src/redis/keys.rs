@@ -27,6 +27,8 @@
 //! | `Phlbot.beat.last.<entry>` | string: due time (unix ms) of the last tick sent; set NX to "now" on first start | beat leader (`send.lua`) | beat leader: next due = schedule after it (no skip, no repeat) |
 //! | `Phlbot.beat.sent.<entry>.<due ms>` | string `<owner> <token>`, TTL 10 periods (1 min – 2 days) | beat (`SET NX` in `send.lua`) — idempotency key per entry and due time | beat |
 //! | `Phlbot.debug.flaky.<key>` | string counter | `hlbot.debug.flaky` | same |
+//! | `Phlbot.runs.<id>` | string counter | worker with `--count-runs`, in the same transaction as the SUCCESS and ack | crash drills and tests (each task committed once) |
+//! | `Phlbot.llm.cache.<sha256>` | string: a provider's answer, TTL 7 days | `tasks` crate's LLM cache (`rcache.rs`) after a paid call | same, before calling the provider (a retried task is not billed twice) |
 
 use hlbot_proto::SEP;
 use hlbot_proto::envelope::priority_step;
@@ -154,6 +156,14 @@ impl Keys {
     }
     pub fn beat_sent(&self, entry: &str, due: i64) -> String {
         format!("{}hlbot.beat.sent.{entry}.{due}", self.prefix)
+    }
+    /// Committed-run counter of a task id (`--count-runs`).
+    pub fn runs(&self, task_id: &str) -> String {
+        format!("{}hlbot.runs.{task_id}", self.prefix)
+    }
+    /// Prefix of the LLM response cache entries (`<prefix><key>`).
+    pub fn llm_cache_prefix(&self) -> String {
+        format!("{}hlbot.llm.cache.", self.prefix)
     }
     pub fn flaky(&self, key: &str) -> String {
         format!("{}hlbot.debug.flaky.{key}", self.prefix)

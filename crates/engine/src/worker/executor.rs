@@ -250,10 +250,7 @@ fn finish(
                 ops.push(Op::Store(meta_for(msg, State::Success, value.clone())));
             }
             if sh.opts.count_runs {
-                ops.push(Op::Incr(format!(
-                    "{}hlbot.runs.{id}",
-                    sh.broker.keys().prefix()
-                )));
+                ops.push(Op::Incr(sh.broker.keys().runs(id)));
             }
             ops.extend(ack_op(sh, req));
             sh.writer.send_all(ops);
