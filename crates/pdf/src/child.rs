@@ -107,6 +107,12 @@ pub(crate) enum ChildEvent {
     },
 }
 
+/// Whether a line of worker output is the `done` event (checked without parsing the line, which
+/// may hold a whole page of text: the tag is serialised first).
+pub(crate) fn is_done_line(line: &str) -> bool {
+    line.trim_end() == r#"{"event":"done"}"#
+}
+
 impl ChildEvent {
     pub(crate) fn from_error(e: &PdfError) -> Self {
         // The parent rebuilds the typed error around `message`, so send only the detail.
@@ -202,5 +208,19 @@ pub fn serve_stdio() -> ExitCode {
             emit(ChildEvent::from_error(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_line_is_recognised() {
+        let done = serde_json::to_string(&ChildEvent::Done).unwrap();
+        assert!(is_done_line(&done));
+        assert!(!is_done_line(
+            &serde_json::to_string(&ChildEvent::Ready).unwrap()
+        ));
     }
 }

@@ -17,6 +17,9 @@ use crate::error::{PdfError, Result};
 /// Keep at most this much of a child's stderr (the tail is what explains a failure).
 const STDERR_CAP: usize = 16 * 1024;
 
+/// How long a program that said its last line may take to exit (`drive_until`).
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
 /// A program to run.
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
@@ -106,10 +109,24 @@ pub(crate) async fn run(
 /// Feeds `spec.stdin` to an already started child and waits for it under `spec.timeout` and
 /// `cancel`; the child's whole process group is killed on timeout, cancel or drop.
 pub(crate) async fn drive(
+    child: std::process::Child,
+    spec: Spec,
+    cancel: &CancellationToken,
+    lines: Option<UnboundedSender<String>>,
+) -> Result<Finished> {
+    drive_until(child, spec, cancel, lines, |_| false).await
+}
+
+/// Like [`drive`] with streamed lines, but done as soon as a line satisfies `last` (the
+/// program's final word; it exits by itself right after): that line is forwarded and the
+/// program is reaped in the background instead of waited for. The status is then reported as
+/// success and stderr as empty. A program still alive `EXIT_GRACE` later has its group killed.
+pub(crate) async fn drive_until(
     mut child: std::process::Child,
     spec: Spec,
     cancel: &CancellationToken,
     lines: Option<UnboundedSender<String>>,
+    last: fn(&str) -> bool,
 ) -> Result<Finished> {
     let pid = child.id();
     let guard = GroupGuard(Some(pid));
@@ -133,7 +150,8 @@ pub(crate) async fn drive(
         .transpose()
         .map_err(io_err)?;
     // Waiting blocks a pool thread; a killed child makes it return, so nothing leaks.
-    let wait = tokio::task::spawn_blocking(move || child.wait());
+    let mut wait = tokio::task::spawn_blocking(move || child.wait());
+    let (said_last, heard_last) = tokio::sync::oneshot::channel::<()>();
     let input = spec.stdin.clone().unwrap_or_default();
     let feed = async move {
         if let Some(mut s) = stdin {
@@ -158,8 +176,13 @@ pub(crate) async fn drive(
             match lines {
                 Some(tx) => {
                     let mut reader = BufReader::new(s).lines();
+                    let mut said_last = Some(said_last);
                     while let Ok(Some(line)) = reader.next_line().await {
+                        let is_last = last(&line);
                         let _ = tx.send(line);
+                        if is_last && let Some(said) = said_last.take() {
+                            let _ = said.send(());
+                        }
                     }
                 }
                 None => {
@@ -171,11 +194,32 @@ pub(crate) async fn drive(
         collected
     };
     let all = async {
-        let (_, stdout, stderr, status) = tokio::join!(feed, read_out, read_err, wait);
+        let (_, stdout, stderr, status) = tokio::join!(feed, read_out, read_err, &mut wait);
         (stdout, stderr, status)
+    };
+    let ended_early = async {
+        match heard_last.await {
+            Ok(()) => (),
+            // The sender went away without a last line: leave it to `all`.
+            Err(_) => std::future::pending().await,
+        }
     };
     let outcome = tokio::select! {
         r = all => Ok(r),
+        () = ended_early => {
+            std::mem::forget(guard);
+            tokio::spawn(async move {
+                // Not reaped yet while this waits, so the group id cannot have been reused.
+                if tokio::time::timeout(EXIT_GRACE, wait).await.is_err() {
+                    kill_group(pid);
+                }
+            });
+            return Ok(Finished {
+                status: std::os::unix::process::ExitStatusExt::from_raw(0),
+                stdout: Vec::new(),
+                stderr: String::new(),
+            });
+        }
         _ = tokio::time::sleep(spec.timeout) => Err(PdfError::Timeout {
             what: spec.what.clone(),
             seconds: spec.timeout.as_secs_f64(),
@@ -232,6 +276,27 @@ mod tests {
         assert_eq!(f.stdout, b"hello");
         assert_eq!(f.stderr, "oops");
         assert_eq!(f.status.code(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn drive_until_returns_at_the_last_line() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let spec = sh("echo one; echo DONE; sleep 1", Duration::from_secs(30));
+        let child = start(&spec.program, &spec.args, &spec.env).unwrap();
+        let t = std::time::Instant::now();
+        let f = drive_until(child, spec, &CancellationToken::new(), Some(tx), |l| {
+            l == "DONE"
+        })
+        .await
+        .unwrap();
+        assert!(f.status.success());
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(rx.recv().await.as_deref(), Some("one"));
+        assert_eq!(rx.recv().await.as_deref(), Some("DONE"));
     }
 
     #[tokio::test]

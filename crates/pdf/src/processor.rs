@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache;
-use crate::child::{ChildEvent, ChildPage, ChildRequest};
+use crate::child::{ChildEvent, ChildPage, ChildRequest, is_done_line};
 use crate::document::{Metadata, PdfDocument, PdfPage, Progress, Stage, Stats, TextSource};
 use crate::error::{PdfError, Result};
 use crate::ocr::{self, OcrJob, OcrText};
@@ -224,7 +224,11 @@ where
         };
         let child = pool::take(opts)?;
         let (tx, cancel) = (tx.clone(), cancel.clone());
-        workers.spawn(async move { process::drive(child, spec, &cancel, Some(tx)).await });
+        // Finished at its `done` line: the worker exits by itself right after, and waiting for
+        // that (pipes closing, exit status) only delays the document.
+        workers.spawn(async move {
+            process::drive_until(child, spec, &cancel, Some(tx), is_done_line).await
+        });
         Ok(())
     };
     for k in 0..shards {
