@@ -15,6 +15,10 @@ pub struct RawPdf {
     pub tesseract: Option<PathBuf>,
     pub languages: Option<String>,
     pub min_image_side: Option<u32>,
+    /// PDFium worker processes one document may use (default: the number of cores).
+    pub worker_processes: Option<usize>,
+    /// Keep PDFium workers started ahead of the next document (default true).
+    pub prestart_workers: Option<bool>,
 }
 
 /// `[youtube]` in the config file.
@@ -135,6 +139,12 @@ pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings
     }
     if let Some(m) = raw.pdf.min_image_side {
         pdf.min_image_side = m;
+    }
+    if let Some(n) = raw.pdf.worker_processes {
+        pdf.worker_processes = n.max(1);
+    }
+    if let Some(on) = raw.pdf.prestart_workers {
+        pdf.prestart_workers = on;
     }
 
     let mut yt = hlbot_youtube::YoutubeOptions {

@@ -132,3 +132,31 @@ fn read_config(p: &Path) -> anyhow::Result<RawConfig> {
         std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration example in README.md is a real configuration.
+    #[test]
+    fn readme_config_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\nresult_expires")
+            .expect("README has the config example");
+        let body = &readme[start + "```toml\n".len()..];
+        let text = &body[..body.find("```").expect("fence closed")];
+        let raw: RawConfig = toml::from_str(text).expect("README config parses");
+        let pdf = crate::domain::task_settings(
+            &crate::domain::RawDomain {
+                pdf: raw.pdf,
+                ..Default::default()
+            },
+            None,
+        )
+        .pdf;
+        assert_eq!(pdf.worker_processes, 2);
+        assert!(pdf.prestart_workers);
+        assert_eq!(pdf.default_languages, "eng+deu");
+    }
+}

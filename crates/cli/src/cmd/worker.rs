@@ -71,6 +71,11 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         opts.concurrency
     );
     let reg = registry(s, Some(client.broker()));
+    if opts.queues.iter().any(|q| q == "pdf") {
+        // Start the spare PDFium workers now, so the first document does not wait for one.
+        let pdf = crate::domain::task_settings(&s.domain, None).pdf;
+        tokio::task::spawn_blocking(move || hlbot_pdf::prestart_workers(&pdf));
+    }
     // -B: beat in the same process, stopped when the worker stops (also by remote shutdown).
     let beat_stop = tokio_util::sync::CancellationToken::new();
     let beat = match a.beat {
