@@ -1,0 +1,207 @@
+//! Acks and prefetch: Celery's QoS accounting, STARTED while running, the idle wake-up's unacked
+//! entry written ahead of its ack, reject-with-requeue through the writer, and the batched result
+//! store never overwriting a SUCCESS.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hlbot_engine::{Client, Registry, Task, TaskContext, TaskError};
+use hlbot_proto::State;
+use redis::AsyncCommands;
+use serde_json::{Map, Value, json};
+
+use crate::fixture::TestRedis;
+use crate::worker::{opts, q, start};
+
+/// Wait until nothing is left unacked (hash and index) or queued on `queue`.
+async fn settled(t: &TestRedis, client: &Client, queue: &str) {
+    let mut c = t.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let unacked: u64 = c.hlen(t.key("unacked")).await.expect("hlen");
+        let index: u64 = c.zcard(t.key("unacked_index")).await.expect("zcard");
+        let queued = client.broker().len(queue).await.expect("len");
+        if (unacked, index, queued) == (0, 0, 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {unacked} unacked ({index} indexed), {queued} queued"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn prefetch_limit_is_concurrency_times_multiplier() {
+    // Celery's QoS: at most concurrency × multiplier *unacked* messages. With early ack a running
+    // task is acked, so -c 2 -m 1 runs 2 and reserves 2 more; with acks_late the running ones
+    // still count, so it holds exactly 2.
+    for (acks_late, left) in [(false, 2), (true, 4)] {
+        let t = TestRedis::new();
+        let client = t.client().await;
+        for _ in 0..6 {
+            client
+                .send_task(
+                    "hlbot.debug.sleep",
+                    vec![json!(0.5)],
+                    Map::new(),
+                    q("default"),
+                )
+                .await
+                .expect("send");
+        }
+        let mut o = opts(&["default"]);
+        o.concurrency = 2;
+        o.prefetch_multiplier = 1;
+        o.acks_late = acks_late;
+        let w = start(
+            &t,
+            Registry::with_debug_tasks(),
+            o,
+            Duration::from_secs(3600),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            client.broker().len("default").await.expect("len"),
+            left,
+            "acks_late={acks_late}: {} taken",
+            6 - left
+        );
+        w.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn started_is_stored_while_running_and_the_idle_wakeup_records_unacked() {
+    // An idle worker (blocked in BRPOP) takes an acks_late task: STARTED is visible while it runs
+    // and its unacked entry is recorded (by the writer, ahead of the ack) until it finishes.
+    let t = TestRedis::new();
+    let mut o = opts(&["default"]);
+    o.acks_late = true;
+    let w = start(
+        &t,
+        Registry::with_debug_tasks(),
+        o,
+        Duration::from_secs(3600),
+    )
+    .await;
+    let client = t.client().await;
+    // Let the worker reach its blocking wait on the empty queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = client
+        .send_task(
+            "hlbot.debug.sleep",
+            vec![json!(0.6)],
+            Map::new(),
+            q("default"),
+        )
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.state().await.expect("state") != State::Started {
+        assert!(Instant::now() < deadline, "STARTED never stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut c = t.conn().await;
+    let unacked: u64 = c.hlen(t.key("unacked")).await.expect("hlen");
+    let index: u64 = c.zcard(t.key("unacked_index")).await.expect("zcard");
+    assert_eq!(
+        (unacked, index),
+        (1, 1),
+        "running acks_late task is unacked"
+    );
+    h.get(Duration::from_secs(5)).await.expect("result");
+    settled(&t, &client, "default").await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn one_store_call_never_overwrites_a_success_written_earlier_in_it() {
+    use hlbot_engine::redis::scripts::STORE_RESULT;
+    use hlbot_proto::ResultMeta;
+    let t = TestRedis::new();
+    let backend = t.backend().await;
+    let key = backend.keys().result("x1");
+    let other = backend.keys().result("x2");
+    let now = chrono::Utc::now();
+    let success = ResultMeta::new("x1", State::Success, json!(1), now).to_json();
+    let failure = ResultMeta::new("x1", State::Failure, json!(null), now).to_json();
+    let started = ResultMeta::new("x2", State::Started, json!(null), now).to_json();
+    let mut c = t.conn().await;
+    let n: i64 = STORE_RESULT
+        .key(&key)
+        .key(&key)
+        .key(&other)
+        .arg(60)
+        .arg(&success)
+        .arg(&failure)
+        .arg(&started)
+        .invoke_async(&mut c)
+        .await
+        .expect("script");
+    assert_eq!(
+        n, 2,
+        "SUCCESS and the other key stored, the FAILURE skipped"
+    );
+    assert_eq!(
+        backend.get("x1").await.expect("get").map(|m| m.status),
+        Some(State::Success)
+    );
+    assert_eq!(
+        backend.get("x2").await.expect("get").map(|m| m.status),
+        Some(State::Started)
+    );
+    let ttl: i64 = c.ttl(&key).await.expect("ttl");
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+}
+
+/// Rejects with requeue on its first `n` runs, then succeeds; counts runs.
+struct RejectFirst(Arc<AtomicUsize>, usize);
+
+#[async_trait]
+impl Task for RejectFirst {
+    async fn run(
+        &self,
+        _: TaskContext,
+        _: Vec<Value>,
+        _: Map<String, Value>,
+    ) -> Result<Value, TaskError> {
+        let run = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        if run <= self.1 {
+            return Err(TaskError::Reject {
+                exc: hlbot_proto::ExceptionInfo::new("Reject", "celery.exceptions", vec![]),
+                requeue: true,
+            });
+        }
+        Ok(json!(run))
+    }
+}
+
+#[tokio::test]
+async fn reject_with_requeue_puts_an_acks_late_message_back_once() {
+    // From an idle wake-up too: the requeue runs on the writer after the unacked entry lands.
+    let t = TestRedis::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut reg = Registry::with_debug_tasks();
+    reg.register("test.reject_first", RejectFirst(runs.clone(), 2));
+    let mut o = opts(&["default"]);
+    o.acks_late = true;
+    let w = start(&t, reg, o, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = t.client().await;
+    let h = client
+        .send_task("test.reject_first", vec![], Map::new(), q("default"))
+        .await
+        .expect("send");
+    assert_eq!(
+        h.get(Duration::from_secs(10)).await.expect("result"),
+        json!(3)
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    settled(&t, &client, "default").await;
+    w.stop().await;
+}
