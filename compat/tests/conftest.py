@@ -143,26 +143,13 @@ class _Background:
         except OSError:
             pass
 
-
-class CeleryWorker(_Background):
-    """``celery -A compat.app worker --pool solo`` on one key prefix, as a subprocess."""
-
-    def __init__(self, prefix, queues):
-        self.prefix = prefix
-        self.queues = list(queues)
-        self.node = f'compat-{uuid.uuid4().hex[:8]}@localhost'
-        self.log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-worker-', suffix='.log',
-                                               delete=False)
-        self.proc = None
-
-    def start(self):
+    def launch_celery(self, cmd, **env_extra):
+        """Start a Python Celery worker (``cmd``, run from the repo root with it importable) and
+        wait until it logs `` ready.``; raises with its output if it exits or never gets ready."""
         env = dict(os.environ)
-        env.update(HLBOT_COMPAT_BROKER=REDIS_URL, HLBOT_COMPAT_PREFIX=self.prefix,
+        env.update(env_extra,
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')])),
                    PYTHONUNBUFFERED='1')
-        cmd = [sys.executable, '-m', 'celery', '-A', 'compat.app', 'worker',
-               '--pool', 'solo', '-c', '1', '-Q', ','.join(self.queues), '-n', self.node,
-               '--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'INFO']
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -177,6 +164,25 @@ class CeleryWorker(_Background):
         self.stop()
         raise RuntimeError(f'celery worker not ready after {WORKER_READY_TIMEOUT}s:\n'
                            f'{self.output()}')
+
+
+class CeleryWorker(_Background):
+    """``celery -A compat.app worker --pool solo`` on one key prefix, as a subprocess."""
+
+    def __init__(self, prefix, queues):
+        self.prefix = prefix
+        self.queues = list(queues)
+        self.node = f'compat-{uuid.uuid4().hex[:8]}@localhost'
+        self.log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-worker-', suffix='.log',
+                                               delete=False)
+        self.proc = None
+
+    def start(self):
+        cmd = [sys.executable, '-m', 'celery', '-A', 'compat.app', 'worker',
+               '--pool', 'solo', '-c', '1', '-Q', ','.join(self.queues), '-n', self.node,
+               '--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'INFO']
+        return self.launch_celery(cmd, HLBOT_COMPAT_BROKER=REDIS_URL,
+                                  HLBOT_COMPAT_PREFIX=self.prefix)
 
 
 @pytest.fixture

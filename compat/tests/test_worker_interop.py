@@ -30,7 +30,7 @@ from kombu.utils.json import loads as kombu_loads
 
 from compat import app as compat_app
 
-from .conftest import _HLBOT_ENV, _WORKERS_KEY, ROOT, WORKER_READY_TIMEOUT, HlbotWorker, _Background
+from .conftest import _HLBOT_ENV, _WORKERS_KEY, WORKER_READY_TIMEOUT, HlbotWorker, _Background
 from .support import REDIS_URL, parse_iso, queue_key
 
 GET_TIMEOUT = 30
@@ -158,24 +158,8 @@ class PythonWorkerRestorer(_Background):
         self.proc = None
 
     def start(self):
-        env = dict(os.environ)
-        env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')])),
-                   PYTHONUNBUFFERED='1')
-        cmd = [sys.executable, '-c', _PY_WORKER, REDIS_URL, self.prefix, self.node,
-               str(VISIBILITY)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + WORKER_READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if ' ready.' in self.output():
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'celery worker exited with {self.proc.returncode}:\n'
-                                   f'{self.output()}')
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f'celery worker not ready:\n{self.output()}')
+        return self.launch_celery([sys.executable, '-c', _PY_WORKER, REDIS_URL, self.prefix,
+                                   self.node, str(VISIBILITY)])
 
 
 @pytest.fixture(params=['thread', 'celery-worker'])
