@@ -34,6 +34,10 @@ pub struct Global {
     /// (kombu's visibility_timeout; default 3600).
     #[arg(long, global = true, env = "HLBOT_VISIBILITY_TIMEOUT")]
     pub visibility_timeout: Option<f64>,
+    /// Messages larger than this many bytes are dead-lettered with a truncated copy (0: no
+    /// limit; default 8 MiB).
+    #[arg(long, global = true, env = "HLBOT_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "HLBOT_CONFIG")]
     pub config: Option<std::path::PathBuf>,

@@ -100,10 +100,15 @@ fn default_cache_dir() -> PathBuf {
     base.join("hlbot")
 }
 
+/// The cache folder (config `cache_dir`, else `$HLBOT_CACHE_DIR`, else the user's cache).
+pub fn cache_dir(raw: &RawDomain) -> PathBuf {
+    raw.cache_dir.clone().unwrap_or_else(default_cache_dir)
+}
+
 /// Build the domain settings. `extra_root` is allowed too (the folder of a file named on the
 /// command line).
 pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings {
-    let cache_dir = raw.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache_dir = cache_dir(raw);
     let mut roots: Vec<PathBuf> = raw.input_roots.clone();
     if let Some(list) = env("HLBOT_INPUT_ROOTS") {
         roots.extend(

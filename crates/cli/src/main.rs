@@ -38,7 +38,10 @@ fn main() -> ExitCode {
     };
     let shutdown = hlbot_engine::Shutdown::default();
     runtime.spawn(signals(shutdown.clone()));
-    match runtime.block_on(cmd::dispatch(cli.command, settings, shutdown)) {
+    let outcome = runtime.block_on(cmd::dispatch(cli.command, settings, shutdown));
+    // Blocking work still running (a native call that ignores cancellation) cannot hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub key_prefix: Option<String>,
     pub result_expires: Option<u64>,
     pub visibility_timeout: Option<u64>,
+    /// Messages larger than this many bytes are dead-lettered (0: no limit).
+    pub max_message_bytes: Option<usize>,
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
     #[serde(default)]
@@ -57,6 +59,7 @@ pub struct Settings {
     pub backend: RedisSettings,
     pub result_expires: Option<Duration>,
     pub visibility_timeout: Duration,
+    pub max_message_bytes: usize,
     pub router: Router,
     pub queues: Vec<String>,
     /// The config file, passed on to task child processes.
@@ -106,12 +109,22 @@ impl Settings {
                 Some(s) => Some(Duration::from_secs(s)),
                 None => Some(hlbot_engine::backend::DEFAULT_RESULT_EXPIRES),
             },
-            visibility_timeout: Duration::from_secs_f64(
-                g.visibility_timeout
+            visibility_timeout: {
+                let v = g
+                    .visibility_timeout
                     .or(raw.visibility_timeout.map(|v| v as f64))
-                    .unwrap_or(3600.0)
-                    .max(0.1),
-            ),
+                    .unwrap_or(3600.0);
+                if !v.is_finite() || v <= 0.0 {
+                    anyhow::bail!(
+                        "visibility timeout must be a positive number of seconds, not {v}"
+                    );
+                }
+                hlbot_engine::worker::limits::secs(v.max(0.1)).unwrap_or(Duration::from_secs(3600))
+            },
+            max_message_bytes: g
+                .max_message_bytes
+                .or(raw.max_message_bytes)
+                .unwrap_or(hlbot_engine::broker::DEFAULT_MAX_MESSAGE_BYTES),
             router,
             queues,
             config_path: g.config.clone(),

@@ -69,6 +69,7 @@ impl Env {
             &s,
             BrokerOptions {
                 visibility_timeout: vt,
+                ..Default::default()
             },
         )
         .await

@@ -1,11 +1,13 @@
-//! kombu-compatible Redis broker: publish, fetch (atomically recorded as unacked), ack,
-//! reject/requeue, restore past the visibility timeout, refresh of held messages, purge.
+//! kombu-compatible Redis broker: publish, ack, reject/requeue, restore past the visibility
+//! timeout, refresh of held messages, purge. Taking messages is `fetch.rs`.
 
 use std::time::Duration;
 
 use hlbot_proto::{Envelope, SEP, TaskMessage};
+
+pub use crate::fetch::{Consumer, Delivery};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use crate::error::Result;
@@ -17,30 +19,21 @@ use crate::redis::{Keys, RedisSettings, scripts};
 pub struct BrokerOptions {
     /// Messages unacked for longer than this are restored by any consumer (kombu default 3600 s).
     pub visibility_timeout: Duration,
+    /// Messages larger than this are dead-lettered (with a truncated copy and their size)
+    /// instead of being decoded; 0 = no limit.
+    pub max_message_bytes: usize,
 }
+
+/// Default message size cap: far above any task hlbot runs (paths, URLs, text of a few MB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
 
 impl Default for BrokerOptions {
     fn default() -> Self {
         Self {
             visibility_timeout: Duration::from_secs(3600),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
-}
-
-/// A message taken from a queue. `raw` is the entry exactly as it was stored.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub queue: String,
-    pub raw: Vec<u8>,
-    /// Empty when the entry was too malformed to carry one (then it is not in `unacked`).
-    pub tag: String,
-    pub priority: u8,
-    /// The parsed envelope, or why it could not be parsed.
-    pub envelope: std::result::Result<Envelope, hlbot_proto::DecodeError>,
-    /// Set when the consumer defers unacked bookkeeping ([`Consumer::defer_unacked`]) and this
-    /// message came from a plain BRPOP: the `unacked` hash value the caller must record (before
-    /// the message's ack, on the same ordered connection).
-    pub unacked: Option<Vec<u8>>,
 }
 
 /// Handle to the broker. Clones share one self-healing connection.
@@ -145,15 +138,10 @@ impl Broker {
         Ok(None)
     }
 
-    /// A consumer over `queues` with its own blocking connection.
-    pub async fn consumer(&self, queues: &[String]) -> Result<Consumer> {
-        let conn = self.settings.blocking().await?;
-        Ok(Consumer {
-            broker: self.clone(),
-            conn: Some(conn),
-            queues: queues.to_vec(),
-            defer_unacked: false,
-        })
+    /// A consumer over `queues`; its idle wait moves messages into in-flight lists named after
+    /// `worker` (a unique id per process; see `fetch.rs`).
+    pub async fn consumer(&self, queues: &[String], worker: &str) -> Result<Consumer> {
+        Ok(Consumer::new(self.clone(), queues, worker))
     }
 
     /// Ack: drop the unacked entry (also `reject(requeue=False)`).
@@ -189,40 +177,56 @@ impl Broker {
         Ok(n == 1)
     }
 
-    /// Keep held/running messages from being restored: `ZADD unacked_index XX <now> tags`.
-    pub async fn refresh(&self, tags: &[String]) -> Result<()> {
+    /// Keep held/running messages from being restored: their `unacked_index` score becomes now.
+    /// Returns the tags whose `unacked` entry is gone (Redis lost its data).
+    pub async fn refresh(&self, tags: &[String]) -> Result<Vec<String>> {
         if tags.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
-        let now = now_secs();
-        let mut cmd = redis::cmd("ZADD");
-        cmd.arg(self.keys.unacked_index()).arg("XX");
-        for t in tags {
-            cmd.arg(now).arg(t);
-        }
+        let mut missing = Vec::new();
         let mut c = self.conn.clone();
-        cmd.query_async::<()>(&mut c)
-            .await
-            .map_err(|e| self.settings.err(e))
+        for chunk in tags.chunks(1000) {
+            let mut inv = scripts::REFRESH.key(self.keys.unacked());
+            inv.key(self.keys.unacked_index()).arg(now_secs());
+            for t in chunk {
+                inv.arg(t);
+            }
+            let gone: Vec<String> = inv
+                .invoke_async(&mut c)
+                .await
+                .map_err(|e| self.settings.err(e))?;
+            missing.extend(gone);
+        }
+        Ok(missing)
     }
 
     /// Restore every message unacked for longer than the visibility timeout to the head of its
     /// queue, flagged redelivered. Returns how many this call restored (racers never double).
+    /// Entries that are not `[envelope, exchange, routing_key]` are moved to the dead-letter list,
+    /// so they can never hide real ones from this scan.
     pub async fn restore_visible(&self) -> Result<usize> {
         let cutoff = now_secs() - self.options.visibility_timeout.as_secs_f64();
         let mut c = self.conn.clone();
-        let tags: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.unacked_index())
-            .arg("-inf")
-            .arg(cutoff)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(1000)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.settings.err(e))?;
-        self.restore_tags(&tags, Some(cutoff)).await
+        let mut restored = 0;
+        for _ in 0..100 {
+            let tags: Vec<String> = redis::cmd("ZRANGE")
+                .arg(self.keys.unacked_index())
+                .arg("-inf")
+                .arg(cutoff)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1000)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| self.settings.err(e))?;
+            let n = tags.len();
+            restored += self.restore_tags(&tags, Some(cutoff)).await?;
+            if n < 1000 {
+                break;
+            }
+        }
+        Ok(restored)
     }
 
     /// Restore this worker's own unacked messages now (warm shutdown), to the head of their queues.
@@ -238,12 +242,40 @@ impl Broker {
                 .hget(self.keys.unacked(), tag)
                 .await
                 .map_err(|e| self.settings.err(e))?;
-            let Some(stored) = stored else { continue };
+            let Some(stored) = stored else {
+                // An index entry without its message: drop it (nothing to restore).
+                let _: () = c
+                    .zrem(self.keys.unacked_index(), tag)
+                    .await
+                    .map_err(|e| self.settings.err(e))?;
+                continue;
+            };
             let Some((mut env, exchange, rk)) = parse_unacked(&stored) else {
-                tracing::warn!(
+                tracing::error!(
                     tag,
-                    "unacked entry is not [envelope, exchange, routing_key]; left alone"
+                    "unacked entry is not [envelope, exchange, routing_key]: moved to the dead-letter list"
                 );
+                let rec = crate::deadletter::DeadLetter {
+                    reason: "unacked entry is not [envelope, exchange, routing_key]".into(),
+                    queue: String::new(),
+                    task_id: None,
+                    task: None,
+                    at: now_secs(),
+                    raw: String::from_utf8_lossy(&stored).into_owned(),
+                    size: None,
+                    truncated: false,
+                };
+                let _: i64 = redis::cmd("EVAL")
+                    .arg(DEAD_UNACKED_LUA)
+                    .arg(3)
+                    .arg(self.keys.unacked())
+                    .arg(self.keys.unacked_index())
+                    .arg(self.keys.dead_letter())
+                    .arg(tag)
+                    .arg(rec.to_bytes())
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| self.settings.err(e))?;
                 continue;
             };
             env.mark_redelivered();
@@ -328,6 +360,10 @@ impl Broker {
     }
 }
 
+/// KEYS unacked, unacked_index, dead letters; ARGV tag, record: entry → dead letter, one step.
+const DEAD_UNACKED_LUA: &str = "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then \
+    redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('LPUSH', KEYS[3], ARGV[2]) return 1 end return 0";
+
 /// Parse an `unacked` hash value `[envelope, exchange, routing_key]`.
 pub fn parse_unacked(stored: &[u8]) -> Option<(Envelope, String, String)> {
     let v: Value = serde_json::from_slice(stored).ok()?;
@@ -348,181 +384,4 @@ pub fn parse_unacked(stored: &[u8]) -> Option<(Envelope, String, String)> {
 
 pub(crate) fn now_secs() -> f64 {
     hlbot_proto::time::unix(chrono::Utc::now())
-}
-
-/// Takes messages from a set of queues, in priority order, round-robin between queues.
-pub struct Consumer {
-    broker: Broker,
-    conn: Option<MultiplexedConnection>,
-    queues: Vec<String>,
-    defer_unacked: bool,
-}
-
-impl Consumer {
-    /// On the idle wake-up path (BRPOP), hand the unacked entry to the caller in
-    /// [`Delivery::unacked`] instead of writing it before returning: the message can start one
-    /// round trip sooner. The worker queues it on its ordered writer ahead of the ack; the window
-    /// in which a crash loses the popped message is then the writer's next flush instead of
-    /// this round trip (kombu has the same window on every fetch).
-    pub fn defer_unacked(&mut self, on: bool) {
-        self.defer_unacked = on;
-    }
-
-    pub fn queues(&self) -> &[String] {
-        &self.queues
-    }
-
-    pub fn set_queues(&mut self, queues: Vec<String>) {
-        self.queues = queues;
-    }
-
-    /// Take up to `max` messages. Non-blocking first (atomic pop + unacked entry); when all queues
-    /// are empty, block up to `wait` on `BRPOP` and record the popped message as unacked.
-    pub async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        if max == 0 || self.queues.is_empty() {
-            tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
-            return Ok(vec![]);
-        }
-        let got = self.fetch_now(max).await?;
-        if !got.is_empty() || wait.is_zero() {
-            return Ok(got);
-        }
-        self.fetch_blocking(wait).await
-    }
-
-    async fn fetch_now(&mut self, max: usize) -> Result<Vec<Delivery>> {
-        let b = &self.broker;
-        let mut inv = scripts::FETCH.key(b.keys.unacked());
-        inv.key(b.keys.unacked_index());
-        for k in b.keys.consume_order(&self.queues) {
-            inv.key(k);
-        }
-        inv.arg(max).arg(now_secs());
-        let mut c = b.conn.clone();
-        let flat: Vec<Vec<u8>> = inv
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| b.settings.err(e))?;
-        let mut out = Vec::with_capacity(flat.len() / 2);
-        for pair in flat.chunks(2) {
-            if let [key, raw] = pair {
-                out.push(self.delivery(&String::from_utf8_lossy(key), raw.clone()));
-            }
-        }
-        if let Some(last) = out.last() {
-            self.rotate(&last.queue.clone());
-        }
-        Ok(out)
-    }
-
-    async fn fetch_blocking(&mut self, wait: Duration) -> Result<Vec<Delivery>> {
-        let b = self.broker.clone();
-        if self.conn.is_none() {
-            self.conn = Some(b.settings.blocking().await?);
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(vec![]);
-        };
-        let keys = b.keys.consume_order(&self.queues);
-        let secs = wait.as_secs_f64().max(0.01);
-        let popped: Option<(String, Vec<u8>)> = match redis::cmd("BRPOP")
-            .arg(&keys)
-            .arg(secs)
-            .query_async(conn)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                self.conn = None; // reconnect next time
-                return Err(b.settings.err(e));
-            }
-        };
-        let Some((key, raw)) = popped else {
-            return Ok(vec![]);
-        };
-        let mut d = self.delivery(&key, raw);
-        self.rotate(&d.queue.clone());
-        if !d.tag.is_empty() {
-            // kombu's non-atomic step, only on the idle wake-up path.
-            let stored = d.unacked_value();
-            if self.defer_unacked {
-                d.unacked = Some(stored);
-            } else {
-                let mut p = redis::pipe();
-                p.atomic()
-                    .zadd(b.keys.unacked_index(), &d.tag, now_secs())
-                    .ignore()
-                    .hset(b.keys.unacked(), &d.tag, stored)
-                    .ignore();
-                let mut c = b.conn.clone();
-                p.query_async::<()>(&mut c)
-                    .await
-                    .map_err(|e| b.settings.err(e))?;
-            }
-        }
-        Ok(vec![d])
-    }
-
-    fn delivery(&self, key: &str, raw: Vec<u8>) -> Delivery {
-        let queue = self.broker.keys.queue_of_key(key).to_string();
-        let envelope = Envelope::from_slice(&raw);
-        let (tag, priority) = match &envelope {
-            Ok(env) => (env.properties.delivery_tag.clone(), env.properties.priority),
-            Err(_) => (String::new(), 0),
-        };
-        Delivery {
-            queue,
-            raw,
-            tag,
-            priority,
-            envelope,
-            unacked: None,
-        }
-    }
-
-    fn rotate(&mut self, queue: &str) {
-        if let Some(i) = self.queues.iter().position(|q| q == queue) {
-            let q = self.queues.remove(i);
-            self.queues.push(q);
-        }
-    }
-}
-
-impl Delivery {
-    /// The `unacked` hash value kombu stores for this message: `[envelope, exchange, rk]`.
-    pub fn unacked_value(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.raw.len() + 64);
-        v.push(b'[');
-        v.extend_from_slice(&self.raw);
-        v.extend_from_slice(b", ");
-        v.extend_from_slice(
-            serde_json::to_string(&self.exchange())
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        v.extend_from_slice(b", ");
-        v.extend_from_slice(
-            serde_json::to_string(&self.routing_key())
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        v.push(b']');
-        v
-    }
-
-    /// Exchange recorded with the unacked entry.
-    pub fn exchange(&self) -> String {
-        self.envelope
-            .as_ref()
-            .map(|e| e.properties.delivery_info.exchange.clone())
-            .unwrap_or_default()
-    }
-
-    /// Routing key recorded with the unacked entry (falls back to the queue).
-    pub fn routing_key(&self) -> String {
-        self.envelope
-            .as_ref()
-            .map(|e| e.properties.delivery_info.routing_key.clone())
-            .unwrap_or_else(|_| self.queue.clone())
-    }
 }

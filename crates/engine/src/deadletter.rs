@@ -1,11 +1,16 @@
-//! Dead letters: messages that cannot run (undecodable, unknown task) are kept in a Redis list
-//! with the reason, listable and replayable (`hlbot dead list`, `hlbot dead replay`).
+//! Dead letters: messages that cannot run (undecodable, unknown task, over the size cap) are kept
+//! in a Redis list with the reason, listable and replayable (`hlbot dead list`, `hlbot dead
+//! replay`). The list is capped at [`DEAD_LETTER_CAP`] (oldest trimmed and counted in
+//! `hlbot.dead.trimmed`); a replay moves a record back to its queue in one atomic step.
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::Broker;
 use crate::error::Result;
+
+/// Dead-letter list cap: older records are trimmed (and counted in `hlbot.dead.trimmed`).
+pub const DEAD_LETTER_CAP: usize = 10_000;
 
 /// One dead-lettered message: the raw entry exactly as it was read, plus why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,8 +21,15 @@ pub struct DeadLetter {
     pub task: Option<String>,
     /// Unix time it was dead-lettered.
     pub at: f64,
-    /// The raw queue entry (UTF-8 text; kombu entries always are).
+    /// The raw queue entry (UTF-8 text; kombu entries always are) — its first 4 KiB when
+    /// `truncated`.
     pub raw: String,
+    /// Size in bytes of an entry over the size cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// `raw` is only the start of the entry (it was over the size cap): it cannot be replayed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl DeadLetter {
@@ -44,7 +56,7 @@ pub async fn list(broker: &Broker, limit: usize) -> Result<Vec<DeadLetter>> {
 }
 
 /// Put dead letters back on their queues: the one with `task_id`, or all when `None`.
-/// Returns how many were replayed.
+/// Returns how many were replayed (truncated copies of over-size messages are skipped).
 pub async fn replay(broker: &Broker, task_id: Option<&str>) -> Result<usize> {
     let mut c = broker.conn();
     let key = broker.keys().dead_letter();
@@ -57,18 +69,25 @@ pub async fn replay(broker: &Broker, task_id: Option<&str>) -> Result<usize> {
         let Ok(d) = serde_json::from_slice::<DeadLetter>(&raw) else {
             continue;
         };
-        if task_id.is_some_and(|id| d.task_id.as_deref() != Some(id)) {
+        if d.truncated || task_id.is_some_and(|id| d.task_id.as_deref() != Some(id)) {
             continue;
         }
-        // Remove first: if two replays race, only the one that removed it pushes it.
-        let removed: i64 = c
-            .lrem(&key, 1, &raw)
+        // Remove and push in one step: two replays racing push it once, a crash loses nothing.
+        let moved: i64 = redis::cmd("EVAL")
+            .arg(REPLAY_LUA)
+            .arg(2)
+            .arg(&key)
+            .arg(broker.keys().queue_for(&d.queue, 0))
+            .arg(&raw)
+            .arg(d.raw.as_bytes())
+            .query_async(&mut c)
             .await
             .map_err(|e| broker.settings().err(e))?;
-        if removed == 1 {
-            broker.publish_raw(&d.queue, 0, d.raw.as_bytes()).await?;
-            n += 1;
-        }
+        n += moved as usize;
     }
     Ok(n)
 }
+
+/// KEYS[1] dead-letter list KEYS[2] queue; ARGV[1] record ARGV[2] message: LREM + LPUSH at once.
+const REPLAY_LUA: &str = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then \
+    redis.call('LPUSH', KEYS[2], ARGV[2]) return 1 end return 0";

@@ -11,6 +11,7 @@ pub mod deadletter;
 pub mod debug;
 pub mod error;
 pub mod events;
+pub mod fetch;
 pub mod redis;
 pub mod registry;
 pub mod revoke;

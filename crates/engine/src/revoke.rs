@@ -108,13 +108,10 @@ pub(crate) async fn sync_once(sh: &crate::worker::Shared) {
     sh.state.revoke(&r.ids, false);
     sh.state.revoke(&r.terminate, true);
     for id in &r.terminate {
-        if sh.state.phase_of(id) == Some(crate::worker::state::Phase::Active) {
-            if let Some(req) = sh.state.get(id) {
-                if !req.kill.is_cancelled() {
-                    tracing::info!(task_id = %id, "terminating revoked task");
-                    req.kill.cancel(); // first: an early return must still read as terminated
-                    req.cancel.cancel();
-                }
+        for req in sh.state.active_with_id(id) {
+            if !req.kill.is_cancelled() {
+                tracing::info!(task_id = %id, "terminating revoked task");
+                req.stop();
             }
         }
     }

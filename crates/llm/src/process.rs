@@ -79,15 +79,14 @@ pub(crate) async fn run(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Kills the whole process group (the child leads it: `process_group(0)`), without `unsafe`.
-/// The `--` matters: procps-ng 4.0.2 `kill -KILL -PID` (no `--`) signals every process.
+/// SIGKILL to the whole process group (the child leads it: `process_group(0)`) — through the
+/// syscall, not a `kill` binary (slim images have none).
 fn kill_group(pid: Option<u32>) {
     if let Some(pid) = pid.filter(|p| *p > 1) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 

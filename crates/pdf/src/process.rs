@@ -42,14 +42,15 @@ pub(crate) struct Finished {
     pub stderr: String,
 }
 
-/// Kills the whole process group `pgid` (the child and anything it spawned).
+/// SIGKILL to every process in group `pgid` (the child and whatever it spawned) — through the
+/// syscall, not a `kill` binary (slim images have none).
 fn kill_group(pgid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// Guard that kills the process group if the future running the child is dropped.

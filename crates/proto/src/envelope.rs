@@ -111,8 +111,21 @@ impl Envelope {
                 raw,
             ));
         }
-        serde_json::from_value(v)
-            .map_err(|e| DecodeError::new(DecodeErrorKind::BadEnvelope(e.to_string()), raw))
+        // Whatever `fetch.lua` would record it under: the same tag, read the same lenient way.
+        let tag = v
+            .pointer("/properties/delivery_tag")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let id = v
+            .pointer("/headers/id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        serde_json::from_value(v).map_err(|e| {
+            let mut d = DecodeError::new(DecodeErrorKind::BadEnvelope(e.to_string()), raw);
+            d.delivery_tag = tag;
+            d.task_id = id;
+            d
+        })
     }
 
     /// The decoded body bytes (base64-decoded when `body_encoding` says so).

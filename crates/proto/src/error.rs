@@ -35,6 +35,9 @@ pub struct DecodeError {
     pub raw: Vec<u8>,
     /// The task id, when the entry got far enough to reveal one.
     pub task_id: Option<String>,
+    /// The kombu delivery tag, when the entry is JSON that carries one (so the entry recorded
+    /// under it in `unacked` can be acked with the dead letter).
+    pub delivery_tag: Option<String>,
 }
 
 impl DecodeError {
@@ -43,6 +46,7 @@ impl DecodeError {
             kind,
             raw: raw.to_vec(),
             task_id: None,
+            delivery_tag: None,
         }
     }
 }

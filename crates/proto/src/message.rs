@@ -197,6 +197,7 @@ impl TaskMessage {
             kind,
             raw: raw.to_vec(),
             task_id: env.task_id(),
+            delivery_tag: Some(env.properties.delivery_tag.clone()),
         };
         let ct = envelope.content_type.to_ascii_lowercase();
         if ct != "application/json" && !ct.starts_with("application/json;") {
@@ -256,6 +257,7 @@ impl TaskMessage {
             kind,
             raw: raw.to_vec(),
             task_id: tid.clone(),
+            delivery_tag: None,
         };
         let Value::Object(b) = body else {
             return Err(fail(DecodeErrorKind::NoTask));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hlbot_engine::{Registry, Task, TaskContext, TaskError, TaskOptions};
+use hlbot_engine::{Isolation, Registry, Task, TaskContext, TaskError, TaskOptions};
 use hlbot_llm::{ContentType, Provider};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -107,6 +107,11 @@ impl Task for Extract {
     fn options(&self) -> TaskOptions {
         TaskOptions {
             queue: Some("llm".into()),
+            // Rules extraction and image decoding are blocking work: in a child process a hard
+            // limit or a terminate stops them for sure. Acked after the run (re-run on worker
+            // death; the LLM answer cache keeps a re-run from paying twice).
+            isolation: Isolation::Process,
+            acks_late: Some(true),
             ..Default::default()
         }
     }
@@ -136,6 +141,11 @@ impl Task for Chart {
     fn options(&self) -> TaskOptions {
         TaskOptions {
             queue: Some("llm".into()),
+            // Rules extraction and image decoding are blocking work: in a child process a hard
+            // limit or a terminate stops them for sure. Acked after the run (re-run on worker
+            // death; the LLM answer cache keeps a re-run from paying twice).
+            isolation: Isolation::Process,
+            acks_late: Some(true),
             ..Default::default()
         }
     }

@@ -56,6 +56,9 @@ impl Task for ProcessPdf {
     fn options(&self) -> TaskOptions {
         TaskOptions {
             queue: Some("pdf".into()),
+            // PDFium already runs in killable child processes; acked after the run so a
+            // worker death re-runs the document instead of losing it.
+            acks_late: Some(true),
             ..Default::default()
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hlbot_engine::{Registry, Task, TaskContext, TaskError, TaskOptions};
+use hlbot_engine::{Isolation, Registry, Task, TaskContext, TaskError, TaskOptions};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -74,6 +74,11 @@ impl Task for Video {
     fn options(&self) -> TaskOptions {
         TaskOptions {
             queue: Some("youtube".into()),
+            // Whisper and frame decoding are blocking native work: in a child process a hard
+            // limit or a terminate stops them for sure. Acked after the run: a worker death
+            // re-runs the video instead of losing it (held messages are refreshed meanwhile).
+            isolation: Isolation::Process,
+            acks_late: Some(true),
             ..Default::default()
         }
     }
@@ -155,6 +160,9 @@ impl Task for Playlist {
     fn options(&self) -> TaskOptions {
         TaskOptions {
             queue: Some("youtube".into()),
+            // In-process (it sends and waits for the video tasks); acked after the run so a
+            // worker death re-runs the playlist instead of losing it.
+            acks_late: Some(true),
             ..Default::default()
         }
     }

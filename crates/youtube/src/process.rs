@@ -102,14 +102,15 @@ impl Drop for GroupGuard {
     }
 }
 
-/// SIGKILL to every process in group `pgid` (the child and whatever it spawned, e.g. yt-dlp's ffmpeg).
+/// SIGKILL to every process in group `pgid` (the child and whatever it spawned) — through the
+/// syscall, not a `kill` binary (slim images have none).
 fn kill_group(pgid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 fn scrub(mut text: String, secrets: &[String]) -> String {

@@ -38,6 +38,7 @@ pub async fn client(s: &Settings) -> anyhow::Result<Client> {
         &s.broker,
         BrokerOptions {
             visibility_timeout: s.visibility_timeout,
+            max_message_bytes: s.max_message_bytes,
         },
     )
     .await?;

@@ -29,7 +29,7 @@ pub fn registry(s: &Settings, broker: Option<&hlbot_engine::Broker>) -> Registry
 }
 
 fn limit(secs: f64) -> Option<Duration> {
-    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+    hlbot_engine::worker::limits::secs(secs)
 }
 
 pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -41,8 +41,10 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         command.extend(["--config".to_string(), p.display().to_string()]);
     }
     command.push("worker-child".into());
+    let node_name = a.hostname.replace("%h", &hlbot_engine::client::hostname());
     let opts = WorkerOptions {
-        node_name: a.hostname.replace("%h", &hlbot_engine::client::hostname()),
+        spill_file: Some(spill_file(s, &node_name)),
+        node_name,
         queues: if a.queues.is_empty() {
             s.queues.clone()
         } else {
@@ -59,7 +61,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
             max_tasks_per_child: a.max_tasks_per_child,
             max_memory_kib: a.max_memory_per_child,
         }),
-        shutdown_timeout: Duration::from_secs_f64(a.shutdown_timeout.max(0.0)),
+        shutdown_timeout: limit(a.shutdown_timeout).unwrap_or_default(),
         count_runs: a.count_runs,
         ..Default::default()
     };
@@ -92,6 +94,23 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     }
     ran?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the worker saves writes Redis did not take at exit: per node name, in the cache folder.
+fn spill_file(s: &Settings, node: &str) -> std::path::PathBuf {
+    let safe: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    crate::domain::cache_dir(&s.domain)
+        .join("spill")
+        .join(format!("{safe}.jsonl"))
 }
 
 pub async fn call(s: &Settings, a: CallArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -169,6 +188,12 @@ pub async fn dead(client: &hlbot_engine::Client, cmd: DeadCommand) -> anyhow::Re
 }
 
 pub async fn child(s: &Settings) -> anyhow::Result<ExitCode> {
-    child::serve(registry(s, None)).await;
+    // The LLM answer cache is shared through Redis, as in the worker (a re-run does not pay
+    // twice); without Redis the child falls back to the disk cache.
+    let client = tokio::time::timeout(Duration::from_secs(5), super::client(s))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    child::serve(registry(s, client.as_ref().map(|c| c.broker()))).await;
     Ok(ExitCode::SUCCESS)
 }

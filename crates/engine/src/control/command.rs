@@ -31,7 +31,7 @@ pub async fn handle(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>) -
         }
         "pool_grow" => {
             let n = int_arg(args, "n").unwrap_or(1).max(0) as usize;
-            resize(sh, sh.concurrency.load(Ordering::SeqCst) + n);
+            resize(sh, sh.concurrency.load(Ordering::SeqCst).saturating_add(n));
             ok("pool will grow")
         }
         "pool_shrink" => {
@@ -135,18 +135,19 @@ pub async fn revoke(sh: &Arc<Shared>, ids: &[String], terminate: bool, signal: S
     }
     let mut stopped = Vec::new();
     for id in ids {
-        match sh.state.phase_of(id) {
-            Some(Phase::Active) => {
-                if terminate {
-                    if let Some(r) = sh.state.get(id) {
-                        r.kill.cancel(); // first: an early return reads as terminated
-                        r.cancel.cancel();
+        let held = sh.state.by_id(id);
+        if held.is_empty() {
+            mark_revoked(sh, id).await;
+        }
+        if terminate {
+            for (r, phase) in held {
+                if phase == Phase::Active {
+                    r.stop();
+                    if !stopped.contains(id) {
                         stopped.push(id.clone());
                     }
                 }
             }
-            Some(_) => {}
-            None => mark_revoked(sh, id).await,
         }
     }
     if terminate {
@@ -181,7 +182,7 @@ async fn mark_revoked(sh: &Shared, id: &str) {
 /// Set the number of concurrency slots: new permits for growth, permits taken away (as they
 /// free up) for shrinking.
 fn resize(sh: &Arc<Shared>, target: usize) {
-    let target = target.max(1);
+    let target = target.clamp(1, crate::worker::MAX_CONCURRENCY);
     let cur = sh.concurrency.swap(target, Ordering::SeqCst);
     if target > cur {
         sh.slots.add_permits(target - cur);
@@ -227,7 +228,11 @@ pub fn parse_rate(s: &str) -> Option<f64> {
         return Some(0.0);
     }
     let (n, unit) = s.split_once('/').unwrap_or((s, "s"));
-    let n: f64 = n.trim().parse().ok()?;
+    let n: f64 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
     let per = match unit.trim().chars().next() {
         Some('s') => 1.0,
         Some('m') => 60.0,
@@ -259,9 +264,8 @@ fn purge_held(sh: &Arc<Shared>, queues: &[String]) -> Answer {
                 continue;
             }
             sh.state.revoke(&[r.id().to_string()], false);
-            if !r.delivery.tag.is_empty() && !sh.state.is_acked(r.id()) {
+            if !r.delivery.tag.is_empty() && sh.state.set_acked(&r) {
                 sh.writer.send(Op::Ack(r.delivery.tag.clone()));
-                sh.state.set_acked(r.id());
             }
             n += 1;
         }
@@ -280,6 +284,10 @@ mod tests {
         assert_eq!(parse_rate(""), Some(0.0));
         assert!(parse_rate("x/m").is_none());
         assert!(parse_rate("1/d").is_none());
+        assert!(parse_rate("NaN/s").is_none());
+        assert!(parse_rate("-1/s").is_none());
+        assert!(parse_rate("inf").is_none());
+        assert_eq!(parse_rate("1e-30/s"), Some(1e-30));
         assert_eq!(signum("SIGKILL"), Some(9));
         assert_eq!(signum("KILL"), Some(9));
         assert_eq!(signum("15"), Some(15));

@@ -34,10 +34,10 @@ pub fn handle(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>) -> Opti
 }
 
 fn infos(sh: &Shared, phase: Phase, safe: bool) -> Vec<Value> {
-    let mut ids = sh.state.ids(phase);
-    ids.sort();
-    ids.iter()
-        .filter_map(|id| sh.state.info(id, &sh.hostname, safe))
+    let mut reqs = sh.state.requests(phase);
+    reqs.sort_by(|a, b| a.id().cmp(b.id()));
+    reqs.iter()
+        .filter_map(|r| sh.state.info(r, &sh.hostname, safe))
         .collect()
 }
 
@@ -48,7 +48,7 @@ fn scheduled(sh: &Shared, safe: bool) -> Value {
         .iter()
         .filter_map(|r| {
             let eta = r.msg.headers.eta_time()?;
-            let info = sh.state.info(r.id(), &sh.hostname, safe)?;
+            let info = sh.state.info(r, &sh.hostname, safe)?;
             let eta = eta.to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
             Some((
                 eta.clone(),
@@ -73,7 +73,14 @@ fn registered(sh: &Shared) -> Value {
 fn query_task(sh: &Shared, ids: &[String]) -> Value {
     let mut m = Map::new();
     for id in ids {
-        let Some(phase) = sh.state.phase_of(id) else {
+        // Duplicate ids: the running delivery first, else the oldest.
+        let held = sh.state.by_id(id);
+        let Some((req, phase)) = held
+            .iter()
+            .find(|(_, p)| *p == Phase::Active)
+            .or(held.first())
+            .cloned()
+        else {
             continue;
         };
         let name = match phase {
@@ -81,7 +88,7 @@ fn query_task(sh: &Shared, ids: &[String]) -> Value {
             Phase::Reserved => "reserved",
             Phase::Scheduled => "scheduled",
         };
-        if let Some(info) = sh.state.info(id, &sh.hostname, false) {
+        if let Some(info) = sh.state.info(&req, &sh.hostname, false) {
             m.insert(id.clone(), json!([name, info]));
         }
     }

@@ -20,6 +20,11 @@
 //! | `P<oid>.reply.celery.pidbox` (+ SEP3/6/9) | list | workers `LPUSH` replies (after binding lookup) | the calling client `BRPOP` |
 //! | channel `P/{db}.celeryev/<routing.key>` | pub/sub (fanout) | workers (worker/task events), clients (`task-sent`) | Flower, `celery events` |
 //! | `Phlbot.dead` | list of JSON `{reason, queue, raw, task_id, at}` | hlbot worker on undecodable / unknown-task messages | `hlbot dead list/replay` |
+//! | `Phlbot.dead.trimmed` | string counter | writer (`batch.lua`) when the capped dead-letter list drops its oldest | operators |
+//! | `Phlbot.writer.<uuid>` | string: number of the last batch applied, TTL 1 day | each worker's writer (`batch.lua`) | the same writer: a retried batch whose reply was lost is not applied twice |
+//! | `Phlbot.inflight.<uuid>` | list of raw messages | the idle wait (`BLMOVE` from a queue, atomically) | the same worker claims them into `unacked` (`batch.lua`); survivors give them back once the owner's liveness key is gone |
+//! | `Phlbot.alive.<uuid>` | string node name, PX lease (≈ 10 s, refreshed) | the worker owning `hlbot.inflight.<uuid>` | workers recovering in-flight lists |
+//! | `Phlbot.inflights` | set of `<uuid>` | workers at start (SADD), clean exit / recovery (SREM) | workers recovering in-flight lists |
 //! | `Phlbot.revoked` | zset task id → expiry (unix s) | `revoke` (hlbot control client and workers) | workers at dequeue, ETA fire, while running |
 //! | `Phlbot.revoked.terminate` | zset task id → expiry (unix s) | `revoke --terminate` (same writers) | workers: stop the task if it runs here |
 //! | `Phlbot.beat.lease` | string `<owner> <token>`, PX lease | beat leader (`beat/lease.lua`; DEL on clean exit) | beat candidates; `send.lua` checks it |
@@ -138,6 +143,25 @@ impl Keys {
 
     pub fn dead_letter(&self) -> String {
         format!("{}hlbot.dead", self.prefix)
+    }
+    pub fn dead_trimmed(&self) -> String {
+        format!("{}hlbot.dead.trimmed", self.prefix)
+    }
+    /// The writer's exactly-once marker (`batch.lua`).
+    pub fn writer_marker(&self, writer: &str) -> String {
+        format!("{}hlbot.writer.{writer}", self.prefix)
+    }
+    /// A worker's in-flight list: messages its idle wait moved out of a queue.
+    pub fn inflight(&self, worker: &str) -> String {
+        format!("{}hlbot.inflight.{worker}", self.prefix)
+    }
+    /// A worker's liveness key (its in-flight list is recovered once this is gone).
+    pub fn alive(&self, worker: &str) -> String {
+        format!("{}hlbot.alive.{worker}", self.prefix)
+    }
+    /// Set of the worker ids that have an in-flight list.
+    pub fn inflights(&self) -> String {
+        format!("{}hlbot.inflights", self.prefix)
     }
     pub fn revoked(&self) -> String {
         format!("{}hlbot.revoked", self.prefix)

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Consumer, Delivery};
 use crate::deadletter::DeadLetter;
+use crate::fetch::{Consumer, Delivery};
 use crate::worker::Shared;
 use crate::worker::executor::{discard, is_expired, meta_for};
 use crate::worker::state::{Phase, Request};
@@ -24,12 +24,18 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
     let mut queues_seen = sh.queues();
     let mut backoff = Duration::from_millis(100);
     let mut down = false;
+    // After a failed wait a message may sit in our in-flight list unseen: look once it is safe.
+    let mut orphans = false;
     while !stop.is_cancelled() {
         let limit = sh.prefetch_limit();
-        let in_flight = sh.state.in_flight.load(Ordering::SeqCst);
-        if in_flight >= limit {
+        // Like Celery's QoS, plus acks not yet written: while the writer is backed up (Redis
+        // refusing writes) nothing more is fetched.
+        let in_flight = sh.state.in_flight.load(Ordering::SeqCst)
+            + sh.writer.stats().unwritten_acks.load(Ordering::SeqCst);
+        if in_flight >= limit || sh.writer.stats().failing.load(Ordering::SeqCst) {
             tokio::select! {
                 _ = sh.state.freed.notified() => {}
+                _ = sh.writer.stats().written.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = stop.cancelled() => break,
             }
@@ -37,13 +43,8 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
         }
         let queues = sh.queues();
         if consumer.is_none() {
-            match sh.broker.consumer(&queues).await {
-                Ok(mut c) => {
-                    // An idle wake-up starts the task without waiting for the unacked write; the
-                    // writer records it ahead of the ack (see `dispatch`).
-                    c.defer_unacked(true);
-                    consumer = Some(c);
-                }
+            match sh.broker.consumer(&queues, &sh.worker_id).await {
+                Ok(c) => consumer = Some(c),
                 Err(e) => {
                     if !down {
                         tracing::error!("consumer: broker unreachable: {e}; retrying with backoff");
@@ -59,6 +60,26 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
             c.set_queues(queues.clone());
             queues_seen = queues;
         }
+        if orphans {
+            // Every claim queued so far must be written first, or its message would be taken twice.
+            if sh.writer.flush_within(Duration::from_secs(5)).await {
+                match c.orphans().await {
+                    Ok(found) => {
+                        orphans = false;
+                        if !found.is_empty() {
+                            tracing::warn!(
+                                "consumer: {} message(s) found in this worker's in-flight list after a failed wait",
+                                found.len()
+                            );
+                        }
+                        for d in found {
+                            dispatch(&sh, d, &ready, &stop);
+                        }
+                    }
+                    Err(e) => tracing::debug!("consumer: in-flight check failed: {e}"),
+                }
+            }
+        }
         match c.fetch(limit - in_flight, Duration::from_secs(1)).await {
             Ok(deliveries) => {
                 if down {
@@ -67,17 +88,29 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
                     sh.reconnected.notify_waiters();
                 }
                 backoff = Duration::from_millis(100);
+                for dl in c.dead.drain(..) {
+                    tracing::error!("dead-lettered message: {}", dl.0);
+                }
                 for d in deliveries {
                     dispatch(&sh, d, &ready, &stop);
                 }
             }
             Err(e) => {
+                orphans = true;
                 if !down {
-                    tracing::error!("consumer: lost the broker: {e}; reconnecting with backoff");
+                    // A restarted Redis drops the blocking connections once: retry at once before
+                    // calling the broker lost.
+                    tracing::warn!("consumer: {e}; reconnecting");
                     down = true;
+                    continue;
                 }
                 pause(&stop, &mut backoff).await;
             }
+        }
+    }
+    if let Some(mut c) = consumer {
+        if let Err(e) = c.unregister().await {
+            tracing::debug!("consumer: unregistering in-flight lists failed: {e}");
         }
     }
 }
@@ -97,11 +130,21 @@ pub fn dispatch(
     ready: &mpsc::UnboundedSender<Request>,
     stop: &CancellationToken,
 ) {
-    if let Some(stored) = d.unacked.take() {
-        sh.writer.send(Op::Unacked {
-            tag: d.tag.clone(),
-            stored,
-        });
+    // An idle-wait delivery is claimed (out of the in-flight list, into `unacked`) ahead of
+    // everything else about it on the ordered writer; a dead letter carries the claim along.
+    let claim = d.claim.take().map(|list| Op::Claim {
+        list,
+        raw: d.raw.clone(),
+        tag: d.tag.clone(),
+        stored: if d.tag.is_empty() {
+            Vec::new()
+        } else {
+            d.unacked_value()
+        },
+    });
+    if d.raw.len() >= 1 << 20 {
+        // Give a large message's memory back to the system once it is handled.
+        defer_trim();
     }
     // Take the parsed envelope out of the delivery (no copy); `raw` stays for requeue/dead letters.
     let placeholder = Err(hlbot_proto::DecodeError::new(
@@ -110,7 +153,9 @@ pub fn dispatch(
     ));
     let env = match std::mem::replace(&mut d.envelope, placeholder) {
         Ok(env) => env,
-        Err(e) => return dead_letter(sh, &d, &e.kind.to_string(), e.task_id.clone(), None),
+        Err(e) => {
+            return dead_letter(sh, claim, &d, &e.kind.to_string(), e.task_id.clone(), None);
+        }
     };
     let msg = match TaskMessage::from_envelope(env, &d.raw) {
         Ok(m) => m,
@@ -125,9 +170,12 @@ pub fn dispatch(
                 m.traceback = None;
                 sh.writer.send(Op::Store(m));
             }
-            return dead_letter(sh, &d, &e.kind.to_string(), e.task_id.clone(), None);
+            return dead_letter(sh, claim, &d, &e.kind.to_string(), e.task_id.clone(), None);
         }
     };
+    if let Some(c) = claim {
+        sh.writer.send(c);
+    }
     if sh.registry.get(&msg.headers.task).is_none() {
         let name = msg.headers.task.clone();
         tracing::error!(task_id = %msg.id(), "Received unregistered task of type {name:?}; moved to the dead-letter list");
@@ -149,19 +197,14 @@ pub fn dispatch(
         );
         return dead_letter(
             sh,
+            None,
             &d,
             &format!("task not registered: {name}"),
             Some(msg.id().to_string()),
             Some(name),
         );
     }
-    let req = Request {
-        msg: std::sync::Arc::new(msg),
-        delivery: std::sync::Arc::new(d),
-        cancel: CancellationToken::new(),
-        kill: CancellationToken::new(),
-        received: std::time::Instant::now(),
-    };
+    let req = Request::new(std::sync::Arc::new(msg), std::sync::Arc::new(d));
     let eta = req.msg.headers.eta_time().filter(|t| *t > Utc::now());
     sh.state.insert(
         req.clone(),
@@ -204,7 +247,7 @@ pub fn dispatch(
             tokio::spawn(async move {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {
-                        sh.state.eta_fired(req.id());
+                        sh.state.eta_fired(&req);
                         let _ = ready.send(req);
                     }
                     // Warm shutdown: the message stays held and is restored to its queue.
@@ -215,27 +258,60 @@ pub fn dispatch(
     }
 }
 
-/// Move an entry that cannot run to the dead-letter list; the list push and the ack of the
-/// unacked entry are written in the same transaction, so the message is never lost.
+/// Move an entry that cannot run to the dead-letter list; the claim (idle wait), the list push
+/// and the ack of the unacked entry are written in the same batch, so the message is never lost.
+/// An entry over the size cap keeps its first 4 KiB and its size.
 fn dead_letter(
     sh: &Shared,
+    claim: Option<Op>,
     d: &Delivery,
     reason: &str,
     task_id: Option<String>,
     task: Option<String>,
 ) {
     tracing::error!(queue = %d.queue, task_id = ?task_id, "dead-lettered message: {reason}");
+    let max = sh.broker.options.max_message_bytes;
+    let over = max > 0 && d.raw.len() > max;
+    let raw = if over {
+        &d.raw[..d.raw.len().min(4096)]
+    } else {
+        &d.raw[..]
+    };
     let rec = DeadLetter {
         reason: reason.to_string(),
         queue: d.queue.clone(),
         task_id,
         task,
         at: hlbot_proto::time::unix(Utc::now()),
-        raw: String::from_utf8_lossy(&d.raw).into_owned(),
+        raw: String::from_utf8_lossy(raw).into_owned(),
+        size: over.then_some(d.raw.len() as u64),
+        truncated: over,
     };
-    let mut ops = vec![Op::DeadLetter(rec.to_bytes())];
+    let mut ops: Vec<Op> = claim.into_iter().collect();
+    ops.push(Op::DeadLetter(rec.to_bytes()));
     if !d.tag.is_empty() {
         ops.push(Op::Ack(d.tag.clone()));
     }
     sh.writer.send_all(ops);
 }
+
+/// Return freed heap to the system shortly after a large message was handled (glibc keeps
+/// large freed blocks in the heap otherwise: 20 MB messages would leave the RSS at 100+ MB).
+fn defer_trim() {
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        trim();
+    });
+}
+
+#[cfg(target_env = "gnu")]
+#[allow(unsafe_code)]
+fn trim() {
+    // SAFETY: malloc_trim only gives free heap pages back to the system; callable at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn trim() {}

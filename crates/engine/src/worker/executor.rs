@@ -3,7 +3,7 @@
 //! errbacks, REVOKED, requeue on worker loss — written through the batched writer.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use hlbot_proto::{ExceptionInfo, ResultMeta, State, TaskMessage, event::fields, pyjson};
@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::task::{Isolation, ProgressSink, TaskContext, TaskError};
 use crate::worker::Shared;
-use crate::worker::limits::{Ended, run_in_process};
+use crate::worker::limits::{self, Ended, run_in_process};
 use crate::worker::state::Request;
 use crate::worker::writer::Op;
 use crate::worker::{links, retry};
@@ -63,7 +63,7 @@ pub fn discard(sh: &Shared, req: &Request, expired: bool) {
         ]),
     );
     ack(sh, req);
-    sh.state.remove(&id);
+    sh.state.remove(req);
 }
 
 fn ack(sh: &Shared, req: &Request) {
@@ -74,10 +74,9 @@ fn ack(sh: &Shared, req: &Request) {
 
 /// The ack of `req`, if it still needs one (marks it acked).
 fn ack_op(sh: &Shared, req: &Request) -> Option<Op> {
-    if req.delivery.tag.is_empty() || sh.state.is_acked(req.id()) {
+    if req.delivery.tag.is_empty() || !sh.state.set_acked(req) {
         return None;
     }
-    sh.state.set_acked(req.id());
     Some(Op::Ack(req.delivery.tag.clone()))
 }
 
@@ -106,8 +105,35 @@ impl ProgressSink for Progress {
     }
 }
 
-/// Execute a reserved request; the permit is one concurrency slot.
+/// Execute a reserved request; the permit is one concurrency slot. Whatever happens inside —
+/// even a panic in the worker's own code — the request ends with an outcome written, its ack
+/// queued and its slot freed: the event loop and shutdown never wait on it.
 pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit) {
+    use futures::FutureExt;
+    let run = std::panic::AssertUnwindSafe(run(sh.clone(), req.clone()));
+    if let Err(p) = run.catch_unwind().await {
+        let why = panic_text(&p);
+        tracing::error!(task_id = %req.id(), "worker code panicked running {}: {why}", req.msg.headers.task);
+        let exc = ExceptionInfo::new(
+            "RuntimeError",
+            "builtins",
+            vec![json!(format!("panic: {why}"))],
+        );
+        let ignore = ignores_result(&sh, &req.msg);
+        fail(&sh, &req, &exc, None, ignore);
+        sh.state.remove(&req);
+    }
+    drop(permit);
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+async fn run(sh: Arc<Shared>, req: Request) {
     let id = req.id().to_string();
     let msg = req.msg.clone();
     if sh.state.is_revoked(&id) {
@@ -125,7 +151,7 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
             if m.status == State::Success {
                 tracing::info!(task_id = %id, "redelivered task already succeeded; not running it again");
                 ack(&sh, &req);
-                sh.state.remove(&id);
+                sh.state.remove(&req);
                 return;
             }
         }
@@ -143,12 +169,11 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
         overrides
             .get(k)
             .and_then(Value::as_f64)
-            .filter(|s| *s > 0.0)
-            .map(Duration::from_secs_f64)
+            .and_then(limits::secs)
     };
     let acks_late = opts.acks_late.unwrap_or(sh.opts.acks_late);
     let ignore = ignores_result(&sh, &msg);
-    sh.state.start(&id, &msg.headers.task, None);
+    sh.state.start(&req, None);
     if !acks_late {
         ack(&sh, &req);
     }
@@ -164,14 +189,14 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
     let soft = msg
         .headers
         .soft_limit()
-        .map(Duration::from_secs_f64)
+        .and_then(limits::secs)
         .or(secs("soft_time_limit"))
         .or(opts.soft_time_limit)
         .or(sh.opts.soft_time_limit);
     let hard = msg
         .headers
         .hard_limit()
-        .map(Duration::from_secs_f64)
+        .and_then(limits::secs)
         .or(secs("time_limit"))
         .or(opts.time_limit)
         .or(sh.opts.time_limit);
@@ -196,7 +221,7 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
     let ended = match (&sh.children, opts.isolation) {
         (Some(pool), Isolation::Process) => {
             let state = sh.state.clone();
-            let id2 = id.clone();
+            let key = req.key;
             pool.run(
                 &ctx,
                 msg.args.clone(),
@@ -205,7 +230,7 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
                 hard,
                 req.kill.clone(),
                 Some(progress),
-                move |pid| state.set_pid(&id2, pid),
+                move |pid| state.set_pid(key, pid),
             )
             .await
         }
@@ -224,8 +249,7 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
     };
     let runtime = t0.elapsed().as_secs_f64();
     finish(&sh, &req, ended, runtime, acks_late, ignore, &opts.retry);
-    sh.state.remove(&id);
-    drop(permit);
+    sh.state.remove(&req);
 }
 
 fn finish(
@@ -383,12 +407,13 @@ fn fail(
 /// `reject(requeue=True)`: to the tail of its queue. If the message was already acked (early
 /// ack), a copy is published instead, so the work is not lost.
 fn requeue_request(sh: &Arc<Shared>, req: &Request) {
-    if sh.state.is_acked(req.id()) || req.delivery.tag.is_empty() {
+    if req.is_acked() || req.delivery.tag.is_empty() {
         sh.writer
             .send(Op::Publish(Box::new(TaskMessage::clone(&req.msg))));
     } else {
         // Through the ordered writer: after the entry's own unacked write (idle wake-up), and
         // flushed before the worker exits (a cold shutdown requeues this way).
+        sh.state.set_acked(req);
         sh.writer.send(Op::Requeue {
             tag: req.delivery.tag.clone(),
             key: sh
@@ -397,11 +422,12 @@ fn requeue_request(sh: &Arc<Shared>, req: &Request) {
                 .queue_for(&req.delivery.queue, req.delivery.priority),
             raw: req.delivery.raw.clone(),
         });
-        sh.state.set_acked(req.id());
     }
 }
 
-/// Put a request back at the head of its queue, flagged redelivered (shutdown).
+/// Put a request back at the head of its queue, flagged redelivered (shutdown). A message still
+/// in `unacked` moves back only if its entry is still there (no duplicate with a restorer); an
+/// early-acked one exists nowhere else, so it is pushed.
 pub fn restore_request(sh: &Arc<Shared>, req: &Request) {
     let mut env = req.msg.envelope.clone();
     env.mark_redelivered();
@@ -409,11 +435,14 @@ pub fn restore_request(sh: &Arc<Shared>, req: &Request) {
         .broker
         .keys()
         .queue_for(&req.delivery.queue, req.delivery.priority);
-    // The push and the removal of the unacked entry commit together.
-    let mut ops = vec![Op::PushHead {
-        key,
-        raw: env.to_vec(),
-    }];
-    ops.extend(ack_op(sh, req));
-    sh.writer.send_all(ops);
+    let raw = env.to_vec();
+    if !req.delivery.tag.is_empty() && sh.state.set_acked(req) {
+        sh.writer.send(Op::Restore {
+            tag: req.delivery.tag.clone(),
+            key,
+            raw,
+        });
+    } else {
+        sh.writer.send(Op::PushHead { key, raw });
+    }
 }

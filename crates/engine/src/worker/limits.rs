@@ -10,6 +10,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::task::{Task, TaskContext, TaskError};
 
+/// The longest limit, countdown or rate gap taken from outside data (100 years): larger values,
+/// `inf` included, mean "never" and are clamped to this instead of overflowing a timer.
+pub const MAX_SECS: f64 = 100.0 * 365.0 * 86_400.0;
+
+/// Seconds from a message header, a control command or a config as a `Duration`: `None` for
+/// zero, negative or NaN (no limit), clamped to [`MAX_SECS`]. Never panics.
+pub fn secs(v: f64) -> Option<Duration> {
+    if v.is_nan() || v <= 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(v.min(MAX_SECS)).ok()
+}
+
 /// How a run ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -86,4 +99,21 @@ fn panic_error(e: tokio::task::JoinError) -> TaskError {
         "task was cancelled".into()
     };
     TaskError::fail("RuntimeError", format!("panic: {msg}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_numbers_never_panic() {
+        assert_eq!(secs(1.5), Some(Duration::from_millis(1500)));
+        assert_eq!(secs(0.0), None);
+        assert_eq!(secs(-3.0), None);
+        assert_eq!(secs(f64::NAN), None);
+        let far = Duration::from_secs_f64(MAX_SECS);
+        assert_eq!(secs(1e20), Some(far));
+        assert_eq!(secs(f64::INFINITY), Some(far));
+        assert_eq!(secs(f64::MAX), Some(far));
+    }
 }

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod links;
 pub mod rate;
 pub mod retry;
+pub mod spill;
 pub mod state;
 pub mod writer;
 
@@ -31,6 +32,7 @@ use crate::broker::Broker;
 use crate::client::Client;
 use crate::error::Result;
 use crate::events::{Clock, Events};
+use crate::fetch;
 use crate::registry::Registry;
 use crate::task::Services;
 use child::{ChildOptions, ChildPool};
@@ -63,7 +65,15 @@ pub struct WorkerOptions {
     pub count_runs: bool,
     /// Worker heartbeat interval (Celery: 2 s).
     pub heartbeat: Duration,
+    /// Where writes that could not reach Redis at exit are saved, and replayed from at start.
+    pub spill_file: Option<std::path::PathBuf>,
+    /// How long this worker's liveness key lasts without a refresh: after a crash, survivors
+    /// give back its in-flight messages within about this time.
+    pub inflight_lease: Duration,
 }
+
+/// The most concurrency slots a worker takes (config, `-c`, `pool_grow`, `autoscale`).
+pub const MAX_CONCURRENCY: usize = 10_000;
 
 impl Default for WorkerOptions {
     fn default() -> Self {
@@ -82,6 +92,8 @@ impl Default for WorkerOptions {
             shutdown_timeout: Duration::from_secs(60),
             count_runs: false,
             heartbeat: Duration::from_secs(2),
+            spill_file: None,
+            inflight_lease: Duration::from_secs(10),
         }
     }
 }
@@ -98,6 +110,8 @@ pub struct Shutdown {
 /// Everything the worker's parts share.
 pub struct Shared {
     pub opts: WorkerOptions,
+    /// Unique per worker process: names its in-flight lists and liveness key.
+    pub worker_id: String,
     pub hostname: String,
     pub broker: Broker,
     pub backend: Backend,
@@ -136,7 +150,10 @@ impl Shared {
 
     /// Celery's prefetch count: concurrency × multiplier (ETA holds are extra).
     pub fn prefetch_limit(&self) -> usize {
-        (self.concurrency.load(Ordering::SeqCst) * self.opts.prefetch_multiplier.max(1)).max(1)
+        self.concurrency
+            .load(Ordering::SeqCst)
+            .saturating_mul(self.opts.prefetch_multiplier.max(1))
+            .max(1)
     }
 }
 
@@ -198,7 +215,9 @@ impl Worker {
             broker.conn(),
             crate::revoke::DEFAULT_TTL,
         );
+        let concurrency = opts.concurrency.clamp(1, MAX_CONCURRENCY);
         let shared = Shared {
+            worker_id: uuid::Uuid::new_v4().simple().to_string(),
             hostname: opts.node_name.clone(),
             broker,
             backend,
@@ -211,8 +230,8 @@ impl Worker {
             writer,
             events,
             children,
-            slots: Arc::new(Semaphore::new(opts.concurrency.max(1))),
-            concurrency: std::sync::atomic::AtomicUsize::new(opts.concurrency.max(1)),
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency: std::sync::atomic::AtomicUsize::new(concurrency),
             queues: RwLock::new(opts.queues.clone()),
             cold: CancellationToken::new(),
             reconnected: Notify::new(),
@@ -228,9 +247,20 @@ impl Worker {
     }
 
     /// Run until `shutdown.warm` (then drain) or `shutdown.cold` (then stop and requeue).
+    /// Always ends: a warm shutdown within `shutdown_timeout` (plus a second for the last
+    /// writes), a cold one within about a second, whatever Redis or a task does; writes that
+    /// cannot reach Redis by then go to the spill file.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let sh = self.shared;
         sh.broker.declare(&sh.queues()).await?;
+        fetch::keep_alive(
+            &sh.broker,
+            &sh.worker_id,
+            &sh.hostname,
+            sh.opts.inflight_lease,
+        )
+        .await?;
+        replay_spill(&sh).await;
         match sh.broker.restore_visible().await {
             Ok(n) if n > 0 => {
                 tracing::warn!("restored {n} message(s) left unacked past the visibility timeout")
@@ -242,7 +272,7 @@ impl Worker {
             "{} ready: queues [{}], concurrency {}",
             sh.hostname,
             sh.queues().join(", "),
-            sh.opts.concurrency
+            sh.concurrency.load(Ordering::SeqCst)
         );
         crate::revoke::sync_once(&sh).await;
         sh.events.worker("worker-online", heartbeat_fields(&sh));
@@ -256,7 +286,7 @@ impl Worker {
         tokio::spawn(crate::control::serve(sh.clone(), background.clone()));
         tokio::spawn(crate::revoke::sync_loop(sh.clone(), background.clone()));
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
-        let consumer = tokio::spawn(consumer::run(sh.clone(), ready_tx, stop.clone()));
+        let mut consumer = tokio::spawn(consumer::run(sh.clone(), ready_tx, stop.clone()));
         let pool = tokio::spawn(pool_loop(sh.clone(), ready_rx, stop.clone()));
         tokio::spawn(heartbeat_loop(sh.clone(), background.clone()));
         tokio::spawn(refresh_loop(sh.clone(), background.clone()));
@@ -264,36 +294,33 @@ impl Worker {
         tokio::spawn(cold_watch(sh.clone(), shutdown.cold.clone()));
 
         stop.cancelled().await;
-        tracing::info!("warm shutdown: no more fetching; draining running tasks");
-        let _ = consumer.await;
+        tracing::warn!(
+            "{}: warm shutdown — no more fetching; draining running tasks",
+            sh.hostname
+        );
+        let deadline = tokio::time::Instant::now() + sh.opts.shutdown_timeout;
+        // The consumer ends at its next wake-up (≤ 1 s); a hung Redis call cannot hold us.
+        tokio::select! {
+            _ = &mut consumer => {}
+            _ = tokio::time::sleep_until(deadline) => consumer.abort(),
+            _ = shutdown.cold.cancelled() => consumer.abort(),
+        }
         pool.abort();
-        // Held and reserved messages go back to the head of their queues.
+        // Held and reserved messages go back to the head of their queues (through the writer:
+        // after their own claims, and spilled if Redis is away).
         let waiting: Vec<_> = sh
             .state
             .requests(Phase::Scheduled)
             .into_iter()
             .chain(sh.state.requests(Phase::Reserved))
             .collect();
-        let tags: Vec<String> = waiting
-            .iter()
-            .map(|r| r.delivery.tag.clone())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if !tags.is_empty() {
-            // Unacked entries of idle wake-ups may still be queued on the writer.
-            sh.writer.flush().await;
-            match sh.broker.restore(&tags).await {
-                Ok(n) => tracing::info!("Restoring {n} unacknowledged message(s)"),
-                Err(e) => tracing::error!(
-                    "restore at shutdown failed (they will come back after the visibility timeout): {e}"
-                ),
-            }
+        if !waiting.is_empty() {
+            tracing::info!("Restoring {} unacknowledged message(s)", waiting.len());
         }
         for r in &waiting {
-            sh.state.remove(r.id());
+            executor::restore_request(&sh, r);
+            sh.state.remove(r);
         }
-        let deadline = tokio::time::sleep(sh.opts.shutdown_timeout);
-        tokio::pin!(deadline);
         loop {
             if sh.state.active_count() == 0 {
                 break;
@@ -301,26 +328,100 @@ impl Worker {
             tokio::select! {
                 _ = sh.state.freed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = &mut deadline => { sh.cold.cancel(); }
-                _ = shutdown.cold.cancelled() => { sh.cold.cancel(); }
+                _ = tokio::time::sleep_until(deadline), if !sh.cold.is_cancelled() => {
+                    tracing::warn!("shutdown timeout: stopping running tasks");
+                    sh.cold.cancel();
+                }
+                _ = shutdown.cold.cancelled(), if !sh.cold.is_cancelled() => { sh.cold.cancel(); }
             }
             if sh.cold.is_cancelled() {
                 for r in sh.state.requests(Phase::Active) {
-                    // kill first: a task that sees its token and returns must read as killed.
-                    r.kill.cancel();
-                    r.cancel.cancel();
+                    r.stop();
                 }
+                // Killed tasks record their outcome at once; anything still "running" a
+                // moment later is given up (its message stays in unacked or is spilled).
+                let grace = tokio::time::Instant::now() + Duration::from_millis(300);
+                while sh.state.active_count() > 0 && tokio::time::Instant::now() < grace {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                break;
             }
         }
-        sh.writer.flush().await;
+        let flush_for = if sh.cold.is_cancelled() {
+            Duration::from_millis(500)
+        } else {
+            deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_secs(1))
+        };
+        let flushed = tokio::select! {
+            ok = sh.writer.flush_within(flush_for) => ok,
+            _ = shutdown.cold.cancelled() => false,
+        };
+        if !flushed {
+            spill_pending(&sh).await;
+        }
         background.cancel();
         if let Some(c) = &sh.children {
             c.shutdown();
         }
         sh.events.worker("worker-offline", heartbeat_fields(&sh));
+        let _ = tokio::time::timeout(
+            Duration::from_millis(300),
+            fetch::not_alive(&sh.broker, &sh.worker_id),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        tracing::info!("{} stopped", sh.hostname);
+        tracing::warn!("{} stopped", sh.hostname);
         Ok(())
+    }
+}
+
+/// Redis did not take the last writes in time: keep them in the spill file for the next start.
+async fn spill_pending(sh: &Shared) {
+    let pending = sh.writer.take_pending().await;
+    if pending.is_empty() {
+        return;
+    }
+    let n = pending.len();
+    match &sh.opts.spill_file {
+        Some(path) => match spill::write(path, pending, sh.broker.keys()) {
+            Ok(k) => tracing::warn!(
+                "Redis did not take the last {k} write(s): saved to {} for the next start",
+                path.display()
+            ),
+            Err(e) => tracing::error!(
+                "Redis did not take the last {n} write(s) and the spill file {} failed: {e}",
+                path.display()
+            ),
+        },
+        None => tracing::error!(
+            "Redis did not take the last {n} write(s) and no spill file is set: held messages come back after the visibility timeout"
+        ),
+    }
+}
+
+/// Apply what an earlier run spilled, before fetching anything.
+async fn replay_spill(sh: &Shared) {
+    let Some(path) = &sh.opts.spill_file else {
+        return;
+    };
+    match spill::take(path) {
+        Ok(Some(mut r)) => {
+            let ops = std::mem::take(&mut r.ops);
+            let n = ops.len();
+            sh.writer.send_all(ops);
+            if sh.writer.flush_within(Duration::from_secs(30)).await {
+                tracing::warn!("replayed {n} write(s) spilled by an earlier run");
+                r.done();
+            } else {
+                tracing::error!(
+                    "replaying the spill file: Redis did not take the writes yet (kept queued; file kept)"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("spill file {}: {e}", path.display()),
     }
 }
 
@@ -329,10 +430,7 @@ async fn cold_watch(sh: Arc<Shared>, cold: CancellationToken) {
     tracing::warn!("cold shutdown: stopping running tasks; their messages go back to the queue");
     sh.cold.cancel();
     for r in sh.state.requests(Phase::Active) {
-        // kill first: a task that sees its token and returns must read as killed (requeued),
-        // not as failed.
-        r.kill.cancel();
-        r.cancel.cancel();
+        r.stop();
     }
 }
 
@@ -389,20 +487,52 @@ async fn heartbeat_loop(sh: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// Keep every held message's `unacked_index` score fresh, so no restorer — ours or a Python
-/// worker's — re-queues an ETA task or a long acks_late task while this worker has it.
+/// worker's — re-queues an ETA task or a long acks_late task while this worker has it. Also keeps
+/// this worker's liveness key, and repairs what a Redis that lost its data (`FLUSHALL`, restart
+/// without persistence) dropped: unacked entries of messages still held here are written again,
+/// queue bindings declared again.
 async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
     let every = (sh.broker.options.visibility_timeout / 4)
+        .min(sh.opts.inflight_lease / 3)
         .clamp(Duration::from_millis(200), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                let tags = sh.state.held_tags();
-                if let Err(e) = sh.broker.refresh(&tags).await {
-                    tracing::debug!("refresh of held messages failed: {e}");
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = fetch::keep_alive(
+            &sh.broker,
+            &sh.worker_id,
+            &sh.hostname,
+            sh.opts.inflight_lease,
+        )
+        .await
+        {
+            tracing::debug!("liveness refresh failed: {e}");
+            continue;
+        }
+        let held = sh.state.held();
+        let tags: Vec<String> = held.iter().map(|r| r.delivery.tag.clone()).collect();
+        match sh.broker.refresh(&tags).await {
+            Ok(missing) if !missing.is_empty() => {
+                tracing::warn!(
+                    "{} held message(s) lost their unacked entry (Redis lost data?): recording them again",
+                    missing.len()
+                );
+                for r in held.iter().filter(|r| missing.contains(&r.delivery.tag)) {
+                    sh.writer.send(writer::Op::Unacked {
+                        tag: r.delivery.tag.clone(),
+                        stored: r.delivery.unacked_value(),
+                        acked: r.acked_flag(),
+                    });
+                }
+                if let Err(e) = sh.broker.declare(&sh.queues()).await {
+                    tracing::debug!("re-declaring queues failed: {e}");
                 }
             }
-            _ = stop.cancelled() => return,
+            Ok(_) => {}
+            Err(e) => tracing::debug!("refresh of held messages failed: {e}"),
         }
     }
 }
@@ -410,6 +540,7 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
 /// Restore messages other consumers left unacked past the visibility timeout (crashed workers).
 async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
     let every = (sh.broker.options.visibility_timeout / 2)
+        .min(sh.opts.inflight_lease / 2)
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
@@ -420,6 +551,11 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
                     Ok(n) if n > 0 => tracing::warn!("restored {n} message(s) unacked past the visibility timeout"),
                     Ok(_) => {}
                     Err(e) => tracing::debug!("restore scan failed: {e}"),
+                }
+                match fetch::recover_inflight(&sh.broker).await {
+                    Ok(n) if n > 0 => tracing::warn!("gave back {n} message(s) from the in-flight list of a worker that died"),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("in-flight recovery failed: {e}"),
                 }
             }
             _ = stop.cancelled() => return,

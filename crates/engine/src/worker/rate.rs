@@ -9,14 +9,19 @@ use std::time::{Duration, Instant};
 pub fn interval(rate: &str) -> Option<Duration> {
     let rate = rate.trim();
     let (n, unit) = rate.split_once('/').unwrap_or((rate, "s"));
-    let n: f64 = n.trim().parse().ok().filter(|n: &f64| *n > 0.0)?;
+    let n: f64 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n > 0.0)?;
     let period = match unit.trim() {
         "s" | "" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(period / n))
+    // 1e-30/s would overflow a timer: a gap beyond MAX_SECS means "never again" anyway.
+    crate::worker::limits::secs(period / n)
 }
 
 /// When each task type may start next.
@@ -34,7 +39,11 @@ impl RateGate {
             return Duration::ZERO;
         };
         let at = next.get(task).copied().filter(|t| *t > now).unwrap_or(now);
-        next.insert(task.to_string(), at + gap);
+        // A far-future gap saturates instead of overflowing the clock.
+        let after = at
+            .checked_add(gap)
+            .unwrap_or(at + Duration::from_secs(86_400 * 365));
+        next.insert(task.to_string(), after);
         at - now
     }
 }
@@ -52,5 +61,11 @@ mod tests {
         assert_eq!(g.reserve("t", "1/s"), Duration::ZERO);
         assert!(g.reserve("t", "1/s") > Duration::from_millis(900));
         assert_eq!(g.reserve("other", "1/s"), Duration::ZERO);
+        // Hostile rates: no panic, a huge gap or no limit.
+        assert!(interval("1e-30/s").is_some());
+        assert_eq!(interval("NaN/s"), None);
+        assert_eq!(interval("inf/s"), None);
+        assert_eq!(g.reserve("slow", "1e-30/s"), Duration::ZERO);
+        assert!(g.reserve("slow", "1e-30/s") > Duration::from_secs(3600));
     }
 }

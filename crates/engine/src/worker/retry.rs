@@ -10,7 +10,12 @@ use serde_json::json;
 pub fn next_message(msg: &TaskMessage, countdown: Duration) -> TaskMessage {
     let mut next = msg.clone();
     next.headers.retries += 1;
-    let eta = Utc::now() + chrono::Duration::microseconds(countdown.as_micros() as i64);
+    let countdown = countdown.min(Duration::from_secs_f64(crate::worker::limits::MAX_SECS));
+    let now = Utc::now();
+    let eta = chrono::Duration::from_std(countdown)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now);
     next.headers.eta = Some(time::isoformat(eta));
     next.headers.parent_id = Some(msg.id().to_string());
     next.headers.extra.remove("redelivered");

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hlbot_proto::TaskMessage;
@@ -24,9 +24,12 @@ pub enum Phase {
     Active,
 }
 
-/// One task message the worker has taken from the broker.
+/// One task message the worker has taken from the broker. Each delivery is its own request
+/// (its own `key`), so two messages with the same task id run and ack independently.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// Unique per delivery within this worker process.
+    pub key: u64,
     /// Shared, not copied: the request is cloned into the state table, the ready queue and the
     /// running task.
     pub msg: std::sync::Arc<TaskMessage>,
@@ -36,11 +39,44 @@ pub struct Request {
     /// Cancelled to stop the work at once (hard limit, terminate).
     pub kill: CancellationToken,
     pub received: Instant,
+    /// This delivery's ack (or hand-back) has been queued: set once, by [`WorkerState::set_acked`].
+    acked: std::sync::Arc<AtomicBool>,
 }
 
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
 impl Request {
+    pub fn new(msg: std::sync::Arc<TaskMessage>, delivery: std::sync::Arc<Delivery>) -> Self {
+        Self {
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+            msg,
+            delivery,
+            cancel: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            received: Instant::now(),
+            acked: Default::default(),
+        }
+    }
+
     pub fn id(&self) -> &str {
         self.msg.id()
+    }
+
+    /// Whether this delivery's ack (or hand-back) is already queued.
+    pub fn is_acked(&self) -> bool {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    /// The flag behind [`Request::is_acked`] (the writer checks it when it builds a batch).
+    pub fn acked_flag(&self) -> std::sync::Arc<AtomicBool> {
+        self.acked.clone()
+    }
+
+    /// Stop it now: the kill token first, so a task that returns on its soft token still reads
+    /// as killed.
+    pub fn stop(&self) {
+        self.kill.cancel();
+        self.cancel.cancel();
     }
 }
 
@@ -49,14 +85,14 @@ struct Entry {
     req: Request,
     phase: Phase,
     time_start: Option<f64>,
-    acked: bool,
     worker_pid: Option<u32>,
 }
 
-/// Shared, lock-protected bookkeeping. Locks are never held across an await.
+/// Shared, lock-protected bookkeeping, keyed by delivery ([`Request::key`]). Locks are never
+/// held across an await.
 #[derive(Debug, Default)]
 pub struct WorkerState {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<u64, Entry>>,
     revoked: Mutex<HashSet<String>>,
     terminate: Mutex<HashSet<String>>,
     total: Mutex<BTreeMap<String, u64>>,
@@ -79,91 +115,110 @@ impl WorkerState {
         } else {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
         }
-        let id = req.id().to_string();
         let e = Entry {
             req,
             phase,
             time_start: None,
-            acked: false,
             worker_pid: None,
         };
         if let Ok(mut m) = self.entries.lock() {
-            m.insert(id, e);
+            m.insert(e.req.key, e);
         }
     }
 
     /// Move a scheduled request to reserved (its ETA fired).
-    pub fn eta_fired(&self, id: &str) {
+    pub fn eta_fired(&self, req: &Request) {
         let mut moved = false;
         if let Ok(mut m) = self.entries.lock() {
-            if let Some(e) = m.get_mut(id).filter(|e| e.phase == Phase::Scheduled) {
+            if let Some(e) = m.get_mut(&req.key).filter(|e| e.phase == Phase::Scheduled) {
                 e.phase = Phase::Reserved;
                 moved = true;
             }
         }
         if moved {
             self.scheduled_count.fetch_sub(1, Ordering::SeqCst);
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            if !req.is_acked() {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 
-    pub fn start(&self, id: &str, name: &str, pid: Option<u32>) {
+    pub fn start(&self, req: &Request, pid: Option<u32>) {
         let now = hlbot_proto::time::unix(chrono::Utc::now());
         if let Ok(mut m) = self.entries.lock() {
-            if let Some(e) = m.get_mut(id) {
+            if let Some(e) = m.get_mut(&req.key) {
                 e.phase = Phase::Active;
                 e.time_start = Some(now);
                 e.worker_pid = pid.or(Some(std::process::id()));
             }
         }
         if let Ok(mut t) = self.total.lock() {
-            *t.entry(name.to_string()).or_default() += 1;
+            *t.entry(req.msg.headers.task.clone()).or_default() += 1;
         }
         self.processed.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The message is acked (or handed back): it no longer counts against the prefetch limit.
-    pub fn set_acked(&self, id: &str) {
-        let mut released = false;
-        if let Ok(mut m) = self.entries.lock() {
-            if let Some(e) = m.get_mut(id) {
-                released = !e.acked && e.phase != Phase::Scheduled;
-                e.acked = true;
-            }
+    /// Returns false if it already was.
+    pub fn set_acked(&self, req: &Request) -> bool {
+        if req.acked.swap(true, Ordering::SeqCst) {
+            return false;
         }
-        if released {
+        let counted = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&req.key).map(|e| e.phase != Phase::Scheduled))
+            .unwrap_or(false);
+        if counted {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             self.freed.notify_waiters();
         }
+        true
     }
 
-    pub fn set_pid(&self, id: &str, pid: u32) {
+    pub fn set_pid(&self, key: u64, pid: u32) {
         if let Ok(mut m) = self.entries.lock() {
-            if let Some(e) = m.get_mut(id) {
+            if let Some(e) = m.get_mut(&key) {
                 e.worker_pid = Some(pid);
             }
         }
     }
 
     /// Forget a request (finished or discarded) and free its slot.
-    pub fn remove(&self, id: &str) {
-        let removed = self.entries.lock().ok().and_then(|mut m| m.remove(id));
+    pub fn remove(&self, req: &Request) {
+        let removed = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&req.key));
         if let Some(e) = removed {
             if e.phase == Phase::Scheduled {
                 self.scheduled_count.fetch_sub(1, Ordering::SeqCst);
-            } else if !e.acked {
+            } else if !req.is_acked() {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        if let Ok(mut t) = self.terminate.lock() {
-            t.remove(id);
+        let id = req.id();
+        if !self.holds(id) {
+            if let Ok(mut t) = self.terminate.lock() {
+                t.remove(id);
+            }
         }
         self.freed.notify_waiters();
     }
 
-    /// Requests in a phase.
-    pub fn requests(&self, phase: Phase) -> Vec<Request> {
+    fn holds(&self, id: &str) -> bool {
         self.entries
+            .lock()
+            .map(|m| m.values().any(|e| e.req.id() == id))
+            .unwrap_or(false)
+    }
+
+    /// Requests in a phase, oldest delivery first.
+    pub fn requests(&self, phase: Phase) -> Vec<Request> {
+        let mut v: Vec<Request> = self
+            .entries
             .lock()
             .map(|m| {
                 m.values()
@@ -171,34 +226,55 @@ impl WorkerState {
                     .map(|e| e.req.clone())
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        v.sort_by_key(|r| r.key);
+        v
     }
 
-    pub fn phase_of(&self, id: &str) -> Option<Phase> {
-        self.entries
+    /// Every request held for task `id` (duplicate ids are separate deliveries), with its phase.
+    pub fn by_id(&self, id: &str) -> Vec<(Request, Phase)> {
+        let mut v: Vec<(Request, Phase)> = self
+            .entries
             .lock()
-            .ok()
-            .and_then(|m| m.get(id).map(|e| e.phase))
+            .map(|m| {
+                m.values()
+                    .filter(|e| e.req.id() == id)
+                    .map(|e| (e.req.clone(), e.phase))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by_key(|(r, _)| r.key);
+        v
     }
 
-    pub fn get(&self, id: &str) -> Option<Request> {
-        self.entries
-            .lock()
-            .ok()
-            .and_then(|m| m.get(id).map(|e| e.req.clone()))
+    /// Running requests of task `id`.
+    pub fn active_with_id(&self, id: &str) -> Vec<Request> {
+        self.by_id(id)
+            .into_iter()
+            .filter(|(_, p)| *p == Phase::Active)
+            .map(|(r, _)| r)
+            .collect()
     }
 
-    /// Delivery tags of everything held (refreshed so no restore re-queues them).
-    pub fn held_tags(&self) -> Vec<String> {
+    /// Held requests that still own an `unacked` entry (refreshed so no restore re-queues them).
+    pub fn held(&self) -> Vec<Request> {
         self.entries
             .lock()
             .map(|m| {
                 m.values()
-                    .filter(|e| !e.acked && !e.req.delivery.tag.is_empty())
-                    .map(|e| e.req.delivery.tag.clone())
+                    .filter(|e| !e.req.is_acked() && !e.req.delivery.tag.is_empty())
+                    .map(|e| e.req.clone())
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Delivery tags of everything held (refreshed so no restore re-queues them).
+    pub fn held_tags(&self) -> Vec<String> {
+        self.held()
+            .into_iter()
+            .map(|r| r.delivery.tag.clone())
+            .collect()
     }
 
     pub fn active_count(&self) -> usize {
@@ -206,14 +282,6 @@ impl WorkerState {
             .lock()
             .map(|m| m.values().filter(|e| e.phase == Phase::Active).count())
             .unwrap_or(0)
-    }
-
-    pub fn is_acked(&self, id: &str) -> bool {
-        self.entries
-            .lock()
-            .ok()
-            .and_then(|m| m.get(id).map(|e| e.acked))
-            .unwrap_or(false)
     }
 
     pub fn revoke(&self, ids: &[String], terminate: bool) {
@@ -271,9 +339,9 @@ impl WorkerState {
     }
 
     /// Celery's `Request.info()` for inspect replies.
-    pub fn info(&self, id: &str, hostname: &str, safe: bool) -> Option<Value> {
+    pub fn info(&self, req: &Request, hostname: &str, safe: bool) -> Option<Value> {
         let m = self.entries.lock().ok()?;
-        let e = m.get(id)?;
+        let e = m.get(&req.key)?;
         let msg = &e.req.msg;
         let (args, kwargs) = if safe {
             (json!(msg.headers.argsrepr), json!(msg.headers.kwargsrepr))
@@ -288,7 +356,7 @@ impl WorkerState {
             "type": msg.headers.task,
             "hostname": hostname,
             "time_start": e.time_start,
-            "acknowledged": e.acked,
+            "acknowledged": e.req.is_acked(),
             "delivery_info": {
                 "exchange": msg.envelope.properties.delivery_info.exchange,
                 "routing_key": msg.envelope.properties.delivery_info.routing_key,
@@ -297,17 +365,5 @@ impl WorkerState {
             },
             "worker_pid": if e.phase == Phase::Active { json!(e.worker_pid) } else { Value::Null },
         }))
-    }
-
-    pub fn ids(&self, phase: Phase) -> Vec<String> {
-        self.entries
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, e)| e.phase == phase)
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }

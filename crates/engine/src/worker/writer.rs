@@ -1,14 +1,19 @@
 //! The worker's single Redis writer: acks, result stores, republishes, dead letters and counters
-//! are queued here and flushed as one atomic MULTI per batch. One round trip serves many tasks,
-//! and a task's result, run counter and ack commit together or not at all. If Redis is away the
-//! batch is kept and retried: nothing is dropped.
+//! are queued here and applied by one `batch.lua` call per batch — all of a batch or none of it,
+//! exactly once. Whatever Redis answers (connection lost, timeout, `OOM`, `READONLY`, `LOADING`,
+//! `MISCONF`, `NOSCRIPT`) the batch is kept and retried with capped backoff: nothing is dropped.
+//! What is still queued when the worker must exit can be taken out ([`Writer::take_pending`]) and
+//! spilled to a file (`spill.rs`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hlbot_proto::{ResultMeta, TaskMessage};
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::deadletter::DEAD_LETTER_CAP;
 use crate::redis::{Keys, RedisSettings, scripts};
 
 /// One write. Ops are moved once into the queue; boxing the meta would only add an allocation.
@@ -17,14 +22,35 @@ use crate::redis::{Keys, RedisSettings, scripts};
 pub enum Op {
     /// Drop the unacked entry.
     Ack(String),
-    /// Record an unacked entry (`tag` → `[envelope, exchange, routing_key]`) for a message the
-    /// consumer popped with a plain BRPOP; queued before the message's ack, so it lands first.
-    Unacked { tag: String, stored: Vec<u8> },
+    /// Record an unacked entry (`tag` → `[envelope, exchange, routing_key]`) for a message this
+    /// worker holds whose entry vanished (Redis lost its data) — skipped if the message's ack was
+    /// queued by the time the batch is built.
+    Unacked {
+        tag: String,
+        stored: Vec<u8>,
+        acked: Arc<AtomicBool>,
+    },
+    /// A message the idle wait moved into this worker's in-flight `list`: take it out of the
+    /// list and record its unacked entry (if it has a tag) in one step. Queued before the
+    /// message's ack, so it lands first.
+    Claim {
+        list: String,
+        raw: Vec<u8>,
+        tag: String,
+        stored: Vec<u8>,
+    },
     /// Store a result meta (never over a SUCCESS) and PUBLISH it.
     Store(ResultMeta),
-    /// `reject(requeue=True)` of a held message: drop its unacked entry and LPUSH it to `key`,
-    /// only if the entry still exists (`requeue.lua`).
+    /// `reject(requeue=True)`: drop the unacked entry and LPUSH the message to `key` (tail),
+    /// only if the entry still exists.
     Requeue {
+        tag: String,
+        key: String,
+        raw: Vec<u8>,
+    },
+    /// Give a held message back: drop its unacked entry and RPUSH it to `key` (head), only if
+    /// the entry still exists (warm shutdown, cold shutdown of acks_late work).
+    Restore {
         tag: String,
         key: String,
         raw: Vec<u8>,
@@ -33,7 +59,7 @@ pub enum Op {
     Publish(Box<TaskMessage>),
     /// RPUSH raw bytes to the head of a list key (shutdown restore of early-acked work).
     PushHead { key: String, raw: Vec<u8> },
-    /// LPUSH a dead-letter record.
+    /// LPUSH a dead-letter record (the list is capped at [`DEAD_LETTER_CAP`]).
     DeadLetter(Vec<u8>),
     /// INCR a key (debug run counters).
     Incr(String),
@@ -41,10 +67,35 @@ pub enum Op {
     Flush(oneshot::Sender<()>),
 }
 
+impl Op {
+    /// Ops that release a prefetch slot once written.
+    fn releases(&self) -> bool {
+        matches!(self, Op::Ack(_) | Op::Requeue { .. } | Op::Restore { .. })
+    }
+}
+
+/// What the writer is doing, for prefetch accounting and `inspect stats`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Ops queued and not yet written.
+    pub backlog: AtomicUsize,
+    /// Acks (and requeues) queued and not yet written: they still count against the prefetch.
+    pub unwritten_acks: AtomicUsize,
+    /// Redis is refusing or not answering; the batch is being retried.
+    pub failing: AtomicBool,
+    /// Batches that had to be retried.
+    pub retries: AtomicU64,
+    /// Signalled after each written batch.
+    pub written: Notify,
+}
+
 /// Handle to queue writes.
 #[derive(Debug, Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Vec<Op>>,
+    stats: Arc<WriterStats>,
+    /// Ops taken back by [`Writer::take_pending`] (the loop hands them over when asked).
+    take: mpsc::UnboundedSender<oneshot::Sender<Vec<Op>>>,
 }
 
 impl Writer {
@@ -55,17 +106,30 @@ impl Writer {
         result_ttl: Option<Duration>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (take, take_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(WriterStats::default());
         let keys = settings.keys();
-        let h = tokio::spawn(run(settings, keys, conn, result_ttl, rx));
-        (Self { tx }, h)
+        let marker = keys.writer_marker(&uuid::Uuid::new_v4().simple().to_string());
+        let ctx = Ctx {
+            settings,
+            keys,
+            marker,
+            ttl: result_ttl.map_or(0, |d| d.as_secs().max(1)),
+            stats: stats.clone(),
+        };
+        let h = tokio::spawn(run(ctx, conn, rx, take_rx));
+        (Self { tx, stats, take }, h)
     }
 
     pub fn send(&self, op: Op) {
         self.send_all(vec![op]);
     }
 
-    /// Queue ops that must land in the same transaction (a result, its run counter, its ack).
+    /// Queue ops that must land in the same batch (a result, its run counter, its ack).
     pub fn send_all(&self, ops: Vec<Op>) {
+        let acks = ops.iter().filter(|o| o.releases()).count();
+        self.stats.backlog.fetch_add(ops.len(), Ordering::SeqCst);
+        self.stats.unwritten_acks.fetch_add(acks, Ordering::SeqCst);
         // The loop outlives every sender; a send can only fail after shutdown, when nothing is
         // left to write for.
         let _ = self.tx.send(ops);
@@ -77,233 +141,261 @@ impl Writer {
         self.send(Op::Flush(tx));
         let _ = rx.await;
     }
+
+    /// [`Writer::flush`] bounded by `limit`; false if it did not finish in time.
+    pub async fn flush_within(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.flush()).await.is_ok()
+    }
+
+    /// Stop writing and hand back every op not yet written (the batch being retried first).
+    pub async fn take_pending(&self) -> Vec<Op> {
+        let (tx, rx) = oneshot::channel();
+        if self.take.send(tx).is_err() {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
+
+struct Ctx {
+    settings: RedisSettings,
+    keys: Keys,
+    marker: String,
+    ttl: u64,
+    stats: Arc<WriterStats>,
 }
 
 async fn run(
-    settings: RedisSettings,
-    keys: Keys,
+    ctx: Ctx,
     mut conn: ConnectionManager,
-    ttl: Option<Duration>,
     mut rx: mpsc::UnboundedReceiver<Vec<Op>>,
+    mut take: mpsc::UnboundedReceiver<oneshot::Sender<Vec<Op>>>,
 ) {
-    let ttl = ttl.map_or(0, |d| d.as_secs().max(1));
     let mut batch: Vec<Op> = Vec::new();
-    let mut failing = false;
-    let mut loaded = load_script(&mut conn).await;
+    let mut seq: u64 = 0;
+    let mut backoff = Duration::from_millis(50);
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         if batch.is_empty() {
-            match rx.recv().await {
-                Some(ops) => batch.extend(ops),
-                None => return,
-            }
-        }
-        while batch.len() < 512 {
-            match rx.try_recv() {
-                Ok(ops) => batch.extend(ops),
-                Err(_) => break,
-            }
-        }
-        let mut p = redis::pipe();
-        p.atomic();
-        // Stores call the script by its SHA. It is loaded when the writer starts; after a Redis
-        // restart the first batch fails on NOSCRIPT, then the script is loaded again and only
-        // that batch's stores are re-run (see below) — every other op already ran.
-        if !loaded {
-            loaded = load_script(&mut conn).await;
-        }
-        let mut waiters = Vec::new();
-        let plan = Plan::of(&batch);
-        for op in &batch {
-            match op {
-                Op::Ack(_) | Op::Store(_) | Op::Flush(_) => {}
-                Op::Unacked { tag, stored } => {
-                    if !plan.acks.contains(&tag.as_str()) {
-                        p.hset(keys.unacked(), tag, stored)
-                            .ignore()
-                            .zadd(keys.unacked_index(), tag, crate::broker::now_secs())
-                            .ignore();
+            tokio::select! {
+                ops = rx.recv() => match ops {
+                    Some(ops) => batch.extend(ops),
+                    None => return,
+                },
+                t = take.recv() => {
+                    if let Some(t) = t {
+                        hand_over(&ctx, &mut batch, &mut rx, t);
                     }
-                }
-                Op::Publish(msg) => {
-                    p.lpush(
-                        keys.queue_for(msg.queue(), msg.priority()),
-                        msg.envelope.to_vec(),
-                    )
-                    .ignore();
-                }
-                Op::PushHead { key, raw } => {
-                    p.rpush(key, raw).ignore();
-                }
-                Op::Requeue { tag, key, raw } => {
-                    p.cmd("EVAL")
-                        .arg(scripts::REQUEUE_LUA)
-                        .arg(3)
-                        .arg(keys.unacked())
-                        .arg(keys.unacked_index())
-                        .arg(key)
-                        .arg(tag)
-                        .arg(raw)
-                        .ignore();
-                }
-                Op::DeadLetter(rec) => {
-                    p.lpush(keys.dead_letter(), rec).ignore();
-                }
-                Op::Incr(key) => {
-                    p.incr(key, 1).ignore();
+                    continue;
                 }
             }
+            while batch.len() < 2048 {
+                match rx.try_recv() {
+                    Ok(ops) => batch.extend(ops),
+                    Err(_) => break,
+                }
+            }
+            seq += 1;
         }
-        push_stores(&mut p, &keys, &plan.stores, ttl);
-        // Every ack of the batch in one ZREM and one HDEL, after everything else (an unacked
-        // entry written by this batch is dropped with it, so it was never written at all).
-        let acks: Vec<&str> = plan
-            .acks
-            .iter()
-            .copied()
-            .filter(|t| !plan.recorded.contains(t))
-            .collect();
-        if !acks.is_empty() {
-            p.zrem(keys.unacked_index(), &acks)
-                .ignore()
-                .hdel(keys.unacked(), &acks)
-                .ignore();
-        }
-        match p.query_async::<()>(&mut conn).await {
-            Ok(()) => {
-                if failing {
-                    tracing::info!(
-                        "result writer: Redis is back, {} pending writes flushed",
-                        batch.len()
+        // A retried batch keeps its number and its exact content: if an earlier try was applied
+        // (its reply lost), the script sees the number and applies nothing twice.
+        let outcome = apply(&ctx, &mut conn, &batch, seq).await;
+        match outcome {
+            Ok(errs) => {
+                for e in errs {
+                    tracing::error!("result writer: one write failed: {e}");
+                }
+                if let Some(t0) = failing_since.take() {
+                    tracing::warn!(
+                        "result writer: Redis accepts writes again after {:.1}s; pending writes flushed",
+                        t0.elapsed().as_secs_f64()
                     );
-                    failing = false;
+                    ctx.stats.failing.store(false, Ordering::SeqCst);
                 }
-                for op in batch.drain(..) {
-                    if let Op::Flush(tx) = op {
-                        waiters.push(tx);
-                    }
-                }
-                for w in waiters {
-                    let _ = w.send(());
-                }
-            }
-            Err(e) if is_noscript(&e) => {
-                // The transaction ran without the stores: load the script, re-run only them.
-                loaded = load_script(&mut conn).await;
-                let mut again = redis::pipe();
-                again.atomic();
-                push_stores(&mut again, &keys, &Plan::of(&batch).stores, ttl);
-                if let Err(e) = again.query_async::<()>(&mut conn).await {
-                    tracing::error!(
-                        "result writer: storing results after a script reload: {}",
-                        settings.err(e)
-                    );
-                }
-                for op in batch.drain(..) {
-                    if let Op::Flush(tx) = op {
-                        let _ = tx.send(());
-                    }
-                }
-            }
-            Err(e)
-                if !(e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_timeout()
-                    || e.is_connection_refusal()) =>
-            {
-                // Redis answered: the transaction ran, one command in it failed (e.g. a key of the
-                // wrong type). Retrying would repeat the others, so report and move on.
-                tracing::error!("result writer: {}", settings.err(e));
-                for op in batch.drain(..) {
-                    if let Op::Flush(tx) = op {
-                        let _ = tx.send(());
-                    }
-                }
+                backoff = Duration::from_millis(50);
+                settle(&ctx.stats, &mut batch);
             }
             Err(e) => {
-                if !failing {
+                if failing_since.is_none() {
                     tracing::warn!(
-                        "result writer: {}; keeping {} writes and retrying",
-                        settings.err(e),
+                        "result writer: {e}; keeping {} writes and retrying (fetching pauses)",
                         batch.len()
                     );
-                    failing = true;
+                    failing_since = Some(std::time::Instant::now());
+                    ctx.stats.failing.store(true, Ordering::SeqCst);
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    t = take.recv() => {
+                        if let Some(t) = t {
+                            hand_over(&ctx, &mut batch, &mut rx, t);
+                        }
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
 }
 
-/// What a batch writes besides its ordered ops: the result stores (a STARTED followed by a later
-/// state of the same task in the batch is skipped: it would be overwritten in the same
-/// transaction) and the acks, gathered into one command each.
-struct Plan<'a> {
-    stores: Vec<&'a ResultMeta>,
-    acks: Vec<&'a str>,
-    /// Tags whose unacked entry this batch writes.
-    recorded: Vec<&'a str>,
-}
-
-impl<'a> Plan<'a> {
-    fn of(batch: &'a [Op]) -> Self {
-        let mut stores: Vec<&ResultMeta> = Vec::new();
-        let mut acks = Vec::new();
-        let mut recorded = Vec::new();
-        for op in batch {
-            match op {
-                Op::Store(meta) => stores.push(meta),
-                Op::Ack(tag) => acks.push(tag.as_str()),
-                Op::Unacked { tag, .. } => recorded.push(tag.as_str()),
-                _ => {}
-            }
-        }
-        // Superseded STARTED stores: walk backwards, remembering ids that have a later store.
-        let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        let mut keep = vec![true; stores.len()];
-        for (i, m) in stores.iter().enumerate().rev() {
-            if m.status == hlbot_proto::State::Started && later.contains(m.task_id.as_str()) {
-                keep[i] = false;
-            }
-            later.insert(m.task_id.as_str());
-        }
-        let mut k = keep.iter();
-        stores.retain(|_| *k.next().unwrap_or(&true));
-        Self {
-            stores,
-            acks,
-            recorded,
+/// Account for a written batch and wake its flush waiters.
+fn settle(stats: &WriterStats, batch: &mut Vec<Op>) {
+    let n = batch.len();
+    let acks = batch.iter().filter(|o| o.releases()).count();
+    for op in batch.drain(..) {
+        if let Op::Flush(tx) = op {
+            let _ = tx.send(());
         }
     }
+    stats.backlog.fetch_sub(n, Ordering::SeqCst);
+    stats.unwritten_acks.fetch_sub(acks, Ordering::SeqCst);
+    stats.written.notify_waiters();
 }
 
-/// Result stores by the script's SHA, many per call: never over a SUCCESS, TTL, PUBLISH on the
-/// key's channel.
-fn push_stores(p: &mut redis::Pipeline, keys: &Keys, metas: &[&ResultMeta], ttl: u64) {
-    for chunk in metas.chunks(1000) {
-        let cmd = p.cmd("EVALSHA");
-        cmd.arg(scripts::STORE_RESULT.get_hash()).arg(chunk.len());
-        for m in chunk {
-            cmd.arg(keys.result(&m.task_id));
-        }
-        cmd.arg(ttl);
-        for m in chunk {
-            cmd.arg(m.to_json());
-        }
-        cmd.ignore();
+/// Give the current batch and everything queued behind it to `to` (exit with Redis away).
+fn hand_over(
+    ctx: &Ctx,
+    batch: &mut Vec<Op>,
+    rx: &mut mpsc::UnboundedReceiver<Vec<Op>>,
+    to: oneshot::Sender<Vec<Op>>,
+) {
+    let mut all: Vec<Op> = std::mem::take(batch);
+    while let Ok(ops) = rx.try_recv() {
+        all.extend(ops);
     }
+    let n = all.len();
+    let acks = all.iter().filter(|o| o.releases()).count();
+    let mut taken = Vec::with_capacity(n);
+    for op in all {
+        match op {
+            // Flush waiters are answered: this writer will not write these.
+            Op::Flush(tx) => {
+                let _ = tx.send(());
+            }
+            op => taken.push(op),
+        }
+    }
+    ctx.stats.backlog.fetch_sub(n, Ordering::SeqCst);
+    ctx.stats.unwritten_acks.fetch_sub(acks, Ordering::SeqCst);
+    ctx.stats.written.notify_waiters();
+    let _ = to.send(taken);
 }
 
-async fn load_script(conn: &mut ConnectionManager) -> bool {
-    scripts::STORE_RESULT
-        .prepare_invoke()
-        .load_async(conn)
+/// Run one batch. Ok carries per-op errors (a wrong-type key): reported, not retried.
+async fn apply(
+    ctx: &Ctx,
+    conn: &mut ConnectionManager,
+    batch: &[Op],
+    seq: u64,
+) -> Result<Vec<String>, String> {
+    let plan = Plan::of(batch);
+    let keys = &ctx.keys;
+    let mut inv = scripts::BATCH.prepare_invoke();
+    inv.arg(&ctx.marker)
+        .arg(seq)
+        .arg(ctx.ttl)
+        .arg(keys.unacked())
+        .arg(keys.unacked_index())
+        .arg(crate::broker::now_secs())
+        .arg(keys.dead_letter())
+        .arg(DEAD_LETTER_CAP)
+        .arg(keys.dead_trimmed());
+    let mut n = 0usize;
+    for (i, op) in batch.iter().enumerate() {
+        match op {
+            Op::Flush(_) => continue,
+            Op::Ack(tag) => {
+                inv.arg("ack").arg(tag);
+            }
+            Op::Store(meta) => {
+                if !plan.keep[i] {
+                    continue;
+                }
+                inv.arg("store")
+                    .arg(keys.result(&meta.task_id))
+                    .arg(meta.to_json());
+            }
+            Op::Unacked { tag, stored, acked } => {
+                if acked.load(Ordering::SeqCst) {
+                    continue;
+                }
+                inv.arg("unacked").arg(tag).arg(stored);
+            }
+            Op::Claim {
+                list,
+                raw,
+                tag,
+                stored,
+            } => {
+                inv.arg("claim").arg(list).arg(raw).arg(tag).arg(stored);
+            }
+            Op::Requeue { tag, key, raw } => {
+                inv.arg("requeue").arg(tag).arg(key).arg(raw);
+            }
+            Op::Restore { tag, key, raw } => {
+                inv.arg("restore").arg(tag).arg(key).arg(raw);
+            }
+            Op::Publish(msg) => {
+                inv.arg("lpush")
+                    .arg(keys.queue_for(msg.queue(), msg.priority()))
+                    .arg(msg.envelope.to_vec());
+            }
+            Op::PushHead { key, raw } => {
+                inv.arg("rpush").arg(key).arg(raw);
+            }
+            Op::DeadLetter(rec) => {
+                inv.arg("dead").arg(rec);
+            }
+            Op::Incr(key) => {
+                inv.arg("incr").arg(key);
+            }
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    let reply: Vec<redis::Value> = inv
+        .invoke_async(conn)
         .await
-        .is_ok()
+        .map_err(|e| ctx.settings.err(e).to_string())?;
+    Ok(reply
+        .into_iter()
+        .skip(1)
+        .filter_map(|v| match v {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            redis::Value::SimpleString(s) => Some(s),
+            redis::Value::ServerError(e) => Some(format!("{e:?}")),
+            _ => None,
+        })
+        .collect())
 }
 
-fn is_noscript(e: &redis::RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-        || e.to_string().contains("NOSCRIPT")
+/// Which stores of a batch are written: a STARTED followed by a later state of the same task in
+/// the batch is skipped (it would be overwritten in the same step).
+struct Plan {
+    keep: Vec<bool>,
+}
+
+impl Plan {
+    fn of(batch: &[Op]) -> Self {
+        let mut keep = vec![true; batch.len()];
+        let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (i, op) in batch.iter().enumerate().rev() {
+            if let Op::Store(m) = op {
+                if m.status == hlbot_proto::State::Started && later.contains(m.task_id.as_str()) {
+                    keep[i] = false;
+                }
+                later.insert(m.task_id.as_str());
+            }
+        }
+        Self { keep }
+    }
 }
 
 #[cfg(test)]
@@ -318,13 +410,9 @@ mod tests {
     }
 
     #[test]
-    fn plan_drops_only_superseded_started_and_gathers_acks() {
+    fn plan_drops_only_superseded_started() {
         let batch = vec![
             store("a", State::Started),
-            Op::Unacked {
-                tag: "t-a".into(),
-                stored: b"[]".to_vec(),
-            },
             Op::Ack("t-a".into()),
             store("b", State::Started),
             store("a", State::Success),
@@ -333,22 +421,7 @@ mod tests {
             store("c", State::Started),
         ];
         let plan = Plan::of(&batch);
-        let stores: Vec<(&str, State)> = plan
-            .stores
-            .iter()
-            .map(|m| (m.task_id.as_str(), m.status.clone()))
-            .collect();
         // a's STARTED is overwritten in the same batch; b is still running; c's last is STARTED.
-        assert_eq!(
-            stores,
-            vec![
-                ("b", State::Started),
-                ("a", State::Success),
-                ("c", State::Custom("PROGRESS".into())),
-                ("c", State::Started),
-            ]
-        );
-        assert_eq!(plan.acks, vec!["t-a", "t-b"]);
-        assert_eq!(plan.recorded, vec!["t-a"]);
+        assert_eq!(plan.keep, vec![false, true, true, true, true, true, true]);
     }
 }

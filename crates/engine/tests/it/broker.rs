@@ -49,7 +49,10 @@ async fn publish_uses_kombu_layout_and_priority_buckets() {
 
     // Consumed lowest step first, FIFO inside a bucket.
     let broker = t.broker(Duration::from_secs(3600)).await;
-    let mut consumer = broker.consumer(&["celery".into()]).await.expect("consumer");
+    let mut consumer = broker
+        .consumer(&["celery".into()], "w1")
+        .await
+        .expect("consumer");
     let got = consumer
         .fetch(10, Duration::from_millis(100))
         .await
@@ -83,7 +86,7 @@ async fn blocking_fetch_wakes_on_publish() {
     let t = TestRedis::new();
     let broker = t.broker(Duration::from_secs(3600)).await;
     let mut consumer = broker
-        .consumer(&["q1".into(), "q2".into()])
+        .consumer(&["q1".into(), "q2".into()], "w1")
         .await
         .expect("consumer");
     let client = t.client().await;
@@ -98,19 +101,29 @@ async fn blocking_fetch_wakes_on_publish() {
             .await
             .expect("send");
     });
-    let got = consumer
+    let mut got = consumer
         .fetch(1, Duration::from_secs(5))
         .await
         .expect("fetch");
     sender.await.expect("join");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].queue, "q2");
+    // The idle wait moved it into this worker's in-flight list in the same step it left q2.
+    let list = got[0]
+        .claim
+        .clone()
+        .expect("idle-wait deliveries carry their in-flight list");
     let mut c = t.conn().await;
+    let held: Vec<Vec<u8>> = c.lrange(&list, 0, -1).await.expect("lrange");
+    assert_eq!(held, vec![got[0].raw.clone()]);
+    consumer.claim(&mut got).await.expect("claim");
     let z: Option<f64> = c
         .zscore(t.key("unacked_index"), &got[0].tag)
         .await
         .expect("zscore");
-    assert!(z.is_some(), "blocking path records unacked too");
+    assert!(z.is_some(), "a claim records the unacked entry");
+    let left: i64 = c.llen(&list).await.expect("llen");
+    assert_eq!(left, 0, "and takes it out of the in-flight list");
 }
 
 #[tokio::test]
@@ -128,7 +141,10 @@ async fn restore_puts_expired_unacked_at_head_once_even_with_racing_restorers() 
             .expect("send");
     }
     let broker = t.broker(Duration::from_secs(1)).await;
-    let mut consumer = broker.consumer(&["celery".into()]).await.expect("consumer");
+    let mut consumer = broker
+        .consumer(&["celery".into()], "w1")
+        .await
+        .expect("consumer");
     let got = consumer.fetch(1, Duration::ZERO).await.expect("fetch");
     assert_eq!(got.len(), 1);
     let first_tag = got[0].tag.clone();
@@ -181,7 +197,10 @@ async fn refreshed_messages_are_not_restored() {
         .await
         .expect("send");
     let broker = t.broker(Duration::from_secs(1)).await;
-    let mut consumer = broker.consumer(&["celery".into()]).await.expect("consumer");
+    let mut consumer = broker
+        .consumer(&["celery".into()], "w1")
+        .await
+        .expect("consumer");
     let got = consumer.fetch(1, Duration::ZERO).await.expect("fetch");
     tokio::time::sleep(Duration::from_millis(700)).await;
     broker
@@ -217,7 +236,10 @@ async fn requeue_goes_to_tail_once_and_purge_counts() {
             .expect("send");
     }
     let broker = t.broker(Duration::from_secs(3600)).await;
-    let mut consumer = broker.consumer(&["pq".into()]).await.expect("consumer");
+    let mut consumer = broker
+        .consumer(&["pq".into()], "w1")
+        .await
+        .expect("consumer");
     let got = consumer.fetch(1, Duration::ZERO).await.expect("fetch");
     assert!(broker.requeue(&got[0]).await.expect("requeue"));
     assert!(
@@ -230,7 +252,7 @@ async fn requeue_goes_to_tail_once_and_purge_counts() {
 }
 
 #[tokio::test]
-async fn malformed_entries_are_returned_not_lost() {
+async fn malformed_entries_are_dead_lettered_in_the_same_step() {
     let t = TestRedis::new();
     let mut c = t.conn().await;
     let _: () = c
@@ -238,10 +260,18 @@ async fn malformed_entries_are_returned_not_lost() {
         .await
         .expect("lpush");
     let broker = t.broker(Duration::from_secs(3600)).await;
-    let mut consumer = broker.consumer(&["bad".into()]).await.expect("consumer");
+    let mut consumer = broker
+        .consumer(&["bad".into()], "w1")
+        .await
+        .expect("consumer");
     let got = consumer.fetch(5, Duration::ZERO).await.expect("fetch");
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].raw, b"this is not json");
-    assert!(got[0].tag.is_empty());
-    assert!(got[0].envelope.is_err());
+    assert!(got.is_empty());
+    assert_eq!(consumer.dead.len(), 1);
+    assert_eq!(consumer.dead[0].0, "envelope is not JSON");
+    let dead = hlbot_engine::deadletter::list(&broker, 10)
+        .await
+        .expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].raw, "this is not json");
+    assert_eq!(dead[0].queue, "bad");
 }

@@ -28,6 +28,7 @@ impl TestRedis {
             &self.settings,
             BrokerOptions {
                 visibility_timeout: visibility,
+                ..Default::default()
             },
         )
         .await

@@ -1,0 +1,545 @@
+//! Taking messages from queues with no loss window. Busy queues: `fetch.lua` pops a batch and
+//! records it in `unacked` in one atomic step. Idle queues: one blocking `BLMOVE` per queue key
+//! moves the first message that arrives into a per-worker in-flight list in the same atomic step
+//! it leaves the queue; the worker then claims it into `unacked` (`batch.lua`, ahead of its ack),
+//! and survivors give back the in-flight lists of workers whose liveness key expired
+//! ([`recover_inflight`]). A SIGKILL at any point leaves every message in a queue, an in-flight
+//! list or `unacked`. Python consumers on the same queues are unaffected (they BRPOP as before).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use hlbot_proto::Envelope;
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+
+use crate::broker::{Broker, now_secs};
+use crate::deadletter::DEAD_LETTER_CAP;
+use crate::error::Result;
+use crate::redis::scripts;
+
+/// A message taken from a queue. `raw` is the entry exactly as it was stored.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub queue: String,
+    pub raw: Vec<u8>,
+    /// Empty when the entry was too malformed to carry one (then it is not in `unacked`).
+    pub tag: String,
+    pub priority: u8,
+    /// The parsed envelope, or why it could not be parsed.
+    pub envelope: std::result::Result<Envelope, hlbot_proto::DecodeError>,
+    /// Set for a message the idle wait moved into an in-flight list (this key): the caller
+    /// must claim it — `Op::Claim` on the worker's writer, ahead of its ack, or
+    /// [`Consumer::claim`].
+    pub claim: Option<String>,
+}
+
+/// Why `fetch.lua` dead-lettered an entry it popped (logged by the worker; already stored).
+#[derive(Debug, Clone)]
+pub struct DeadLettered(pub String);
+
+type Block = Pin<Box<dyn Future<Output = (usize, redis::RedisResult<Option<Vec<u8>>>)> + Send>>;
+
+/// One blocking connection waiting on one queue key.
+struct Blocker {
+    key: String,
+    list: String,
+    conn: MultiplexedConnection,
+    client_id: i64,
+}
+
+/// Takes messages from a set of queues, in priority order, round-robin between queues.
+pub struct Consumer {
+    broker: Broker,
+    queues: Vec<String>,
+    worker: String,
+    blockers: Vec<Blocker>,
+    /// Blocking waits still out after the first one answered (collected on the next fetch).
+    pending: Vec<Block>,
+    lists: u64,
+    blmove: bool,
+    /// Entries `fetch.lua` dead-lettered during the last fetch.
+    pub dead: Vec<DeadLettered>,
+}
+
+impl Consumer {
+    pub(crate) fn new(broker: Broker, queues: &[String], worker: &str) -> Self {
+        Self {
+            broker,
+            queues: queues.to_vec(),
+            worker: worker.to_string(),
+            blockers: Vec::new(),
+            pending: Vec::new(),
+            lists: 0,
+            blmove: true,
+            dead: Vec::new(),
+        }
+    }
+
+    pub fn queues(&self) -> &[String] {
+        &self.queues
+    }
+
+    pub fn set_queues(&mut self, queues: Vec<String>) {
+        self.queues = queues;
+    }
+
+    /// Take up to `max` messages. Non-blocking first (atomic pop + unacked entry); when all queues
+    /// are empty, block up to `wait` for the first message to arrive (moved into an in-flight
+    /// list). Deliveries from a wait that was still out since the last call come first (they
+    /// may exceed `max` by the few that raced).
+    pub async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        self.dead.clear();
+        let mut got = self.collect_pending().await;
+        if max == 0 || self.queues.is_empty() {
+            if got.is_empty() {
+                tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
+            }
+            return Ok(got);
+        }
+        if got.len() < max {
+            got.extend(self.fetch_now(max - got.len()).await?);
+        }
+        if !got.is_empty() || wait.is_zero() || !self.dead.is_empty() {
+            return Ok(got);
+        }
+        self.fetch_blocking(wait).await
+    }
+
+    async fn fetch_now(&mut self, max: usize) -> Result<Vec<Delivery>> {
+        let b = &self.broker;
+        let keys = b.keys();
+        let mut inv = scripts::FETCH.key(keys.unacked());
+        inv.key(keys.unacked_index());
+        let order = keys.consume_order(&self.queues);
+        for k in &order {
+            inv.key(k);
+        }
+        inv.arg(max)
+            .arg(now_secs())
+            .arg(b.options.max_message_bytes)
+            .arg(keys.dead_letter())
+            .arg(DEAD_LETTER_CAP)
+            .arg(keys.dead_trimmed());
+        for k in &order {
+            inv.arg(keys.queue_of_key(k));
+        }
+        let mut c = b.conn();
+        let flat: Vec<Vec<u8>> = inv
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| b.settings().err(e))?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks(2) {
+            if let [key, raw] = pair {
+                if key.as_slice() == b"!dead" {
+                    self.dead
+                        .push(DeadLettered(String::from_utf8_lossy(raw).into_owned()));
+                } else {
+                    out.push(self.delivery(&String::from_utf8_lossy(key), raw.clone(), None));
+                }
+            }
+        }
+        if let Some(last) = out.last() {
+            self.rotate(&last.queue.clone());
+        }
+        Ok(out)
+    }
+
+    /// Make sure there is one blocking connection per queue key, each with its in-flight list
+    /// registered in `hlbot.inflights` (so survivors can give it back if this worker dies).
+    async fn blockers(&mut self) -> Result<()> {
+        let keys = self.broker.keys().consume_order(&self.queues);
+        if self.blockers.len() == keys.len()
+            && self.blockers.iter().zip(&keys).all(|(b, k)| b.key == *k)
+        {
+            return Ok(());
+        }
+        let mut old: Vec<Blocker> = std::mem::take(&mut self.blockers);
+        let settings = self.broker.settings().clone();
+        let mut reg = redis::pipe();
+        for key in keys {
+            if let Some(i) = old.iter().position(|b| b.key == key) {
+                self.blockers.push(old.swap_remove(i));
+                continue;
+            }
+            let mut conn = settings.blocking().await?;
+            let client_id: i64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| settings.err(e))?;
+            self.lists += 1;
+            let list = format!(
+                "{}.{}",
+                self.broker.keys().inflight(&self.worker),
+                self.lists
+            );
+            reg.hset(self.broker.keys().inflights(), &list, &key)
+                .ignore();
+            self.blockers.push(Blocker {
+                key,
+                list,
+                conn,
+                client_id,
+            });
+        }
+        let mut c = self.broker.conn();
+        reg.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| settings.err(e))
+    }
+
+    async fn fetch_blocking(&mut self, wait: Duration) -> Result<Vec<Delivery>> {
+        if let Err(e) = self.blockers().await {
+            self.blockers.clear();
+            return Err(e);
+        }
+        let secs = wait.as_secs_f64().max(0.01);
+        let mut waits: Vec<Block> = Vec::with_capacity(self.blockers.len());
+        for (i, b) in self.blockers.iter().enumerate() {
+            let cmd = if self.blmove {
+                let mut c = redis::cmd("BLMOVE");
+                c.arg(&b.key)
+                    .arg(&b.list)
+                    .arg("RIGHT")
+                    .arg("LEFT")
+                    .arg(secs);
+                c
+            } else {
+                let mut c = redis::cmd("BRPOPLPUSH");
+                c.arg(&b.key).arg(&b.list).arg(secs);
+                c
+            };
+            let mut conn = b.conn.clone();
+            waits.push(Box::pin(async move {
+                let r = cmd.query_async::<Option<Vec<u8>>>(&mut conn).await;
+                (i, r)
+            }));
+        }
+        let ((i, first), rest) = match waits.is_empty() {
+            true => return Ok(vec![]),
+            false => {
+                let (r, _, rest) = futures::future::select_all(waits).await;
+                (r, rest)
+            }
+        };
+        match first {
+            Ok(Some(raw)) => {
+                // The others are still blocked: unblock them now (without waiting) and collect
+                // whatever they moved on the next fetch.
+                self.unblock_others(i);
+                self.pending = rest;
+                let b = &self.blockers[i];
+                let (key, list) = (b.key.clone(), b.list.clone());
+                let d = self.delivery(&key, raw, Some(list));
+                self.rotate(&d.queue.clone());
+                Ok(vec![d])
+            }
+            Ok(None) => {
+                // Timed out: the others time out together; collect anything that raced.
+                self.pending = rest;
+                Ok(self.collect_pending().await)
+            }
+            Err(e) => {
+                if self.blmove && is_unknown_command(&e) {
+                    // Redis < 6.2: BRPOPLPUSH moves the same way.
+                    self.blmove = false;
+                    self.pending = rest;
+                    return Ok(self.collect_pending().await);
+                }
+                self.unblock_others(i);
+                self.pending = rest;
+                let got = self.collect_pending().await;
+                self.blockers.clear();
+                if got.is_empty() {
+                    Err(self.broker.settings().err(e))
+                } else {
+                    Ok(got)
+                }
+            }
+        }
+    }
+
+    fn unblock_others(&self, except: usize) {
+        let ids: Vec<i64> = self
+            .blockers
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != except)
+            .map(|(_, b)| b.client_id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let mut c = self.broker.conn();
+        tokio::spawn(async move {
+            let mut p = redis::pipe();
+            for id in ids {
+                p.cmd("CLIENT").arg("UNBLOCK").arg(id).ignore();
+            }
+            let _ = p.query_async::<()>(&mut c).await;
+        });
+    }
+
+    /// Wait for blocking calls still out (they were unblocked) and turn what they moved into
+    /// deliveries. A call that failed drops its connections (rebuilt on the next wait); a message
+    /// it may have moved stays in its in-flight list until [`Consumer::orphans`] picks it up.
+    async fn collect_pending(&mut self) -> Vec<Delivery> {
+        if self.pending.is_empty() {
+            return vec![];
+        }
+        let waits = std::mem::take(&mut self.pending);
+        let mut out = Vec::new();
+        let mut broken = false;
+        for (i, r) in futures::future::join_all(waits).await {
+            match r {
+                Ok(Some(raw)) => {
+                    if let Some(b) = self.blockers.get(i) {
+                        let (key, list) = (b.key.clone(), b.list.clone());
+                        out.push(self.delivery(&key, raw, Some(list)));
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => broken = true,
+            }
+        }
+        if broken {
+            self.blockers.clear();
+        }
+        out
+    }
+
+    /// Messages sitting in this consumer's in-flight lists: only after a failed wait, and only
+    /// once every claim the caller queued has been written (else they would be taken twice).
+    pub async fn orphans(&mut self) -> Result<Vec<Delivery>> {
+        let b = self.broker.clone();
+        let mut c = b.conn();
+        let lists: Vec<(String, String)> = c
+            .hgetall(b.keys().inflights())
+            .await
+            .map_err(|e| b.settings().err(e))?;
+        let mine = format!("{}.", b.keys().inflight(&self.worker));
+        let mut out = Vec::new();
+        for (list, key) in lists.into_iter().filter(|(l, _)| l.starts_with(&mine)) {
+            let raws: Vec<Vec<u8>> = c
+                .lrange(&list, 0, -1)
+                .await
+                .map_err(|e| b.settings().err(e))?;
+            for raw in raws.into_iter().rev() {
+                out.push(self.delivery(&key, raw, Some(list.clone())));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claim idle-wait deliveries now (for callers without the worker's writer): out of their
+    /// in-flight list and into `unacked`, one atomic step each.
+    pub async fn claim(&self, deliveries: &mut [Delivery]) -> Result<()> {
+        let b = &self.broker;
+        let mut p = redis::pipe();
+        let mut any = false;
+        for d in deliveries.iter_mut() {
+            let Some(list) = d.claim.take() else { continue };
+            any = true;
+            p.cmd("EVAL")
+                .arg(CLAIM_LUA)
+                .arg(3)
+                .arg(&list)
+                .arg(b.keys().unacked())
+                .arg(b.keys().unacked_index())
+                .arg(&d.raw)
+                .arg(&d.tag)
+                .arg(d.unacked_value())
+                .arg(now_secs())
+                .ignore();
+        }
+        if !any {
+            return Ok(());
+        }
+        let mut c = b.conn();
+        p.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| b.settings().err(e))
+    }
+
+    /// Drop this consumer's in-flight registrations whose lists are empty (clean exit).
+    pub async fn unregister(&mut self) -> Result<()> {
+        let b = self.broker.clone();
+        let mut c = b.conn();
+        for blk in std::mem::take(&mut self.blockers) {
+            let _: i64 = redis::cmd("EVAL")
+                .arg(UNREGISTER_LUA)
+                .arg(2)
+                .arg(b.keys().inflights())
+                .arg(&blk.list)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| b.settings().err(e))?;
+        }
+        Ok(())
+    }
+
+    fn delivery(&self, key: &str, raw: Vec<u8>, claim: Option<String>) -> Delivery {
+        let queue = self.broker.keys().queue_of_key(key).to_string();
+        let max = self.broker.options.max_message_bytes;
+        let envelope = if max > 0 && raw.len() > max {
+            // Not decoded at all: the worker dead-letters a truncated copy.
+            Err(hlbot_proto::DecodeError {
+                kind: hlbot_proto::DecodeErrorKind::InvalidField {
+                    field: "size",
+                    reason: format!(
+                        "message of {} bytes is over the {max}-byte limit",
+                        raw.len()
+                    ),
+                },
+                raw: Vec::new(),
+                task_id: None,
+                delivery_tag: None,
+            })
+        } else {
+            Envelope::from_slice(&raw)
+        };
+        let (tag, priority) = match &envelope {
+            Ok(env) => (env.properties.delivery_tag.clone(), env.properties.priority),
+            Err(e) => (e.delivery_tag.clone().unwrap_or_default(), 0),
+        };
+        Delivery {
+            queue,
+            raw,
+            tag,
+            priority,
+            envelope,
+            claim,
+        }
+    }
+
+    fn rotate(&mut self, queue: &str) {
+        if let Some(i) = self.queues.iter().position(|q| q == queue) {
+            let q = self.queues.remove(i);
+            self.queues.push(q);
+        }
+    }
+}
+
+/// Claim one message: out of its in-flight list, into `unacked` if it has a tag (what
+/// `batch.lua`'s `claim` op does inside the writer's batch).
+/// KEYS[1] in-flight list KEYS[2] unacked KEYS[3] unacked_index; ARGV raw, tag, stored, now.
+const CLAIM_LUA: &str = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 and ARGV[2] ~= '' then \
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2]) end return 1";
+
+/// KEYS[1] hlbot.inflights KEYS[2] the list: unregister it if empty.
+const UNREGISTER_LUA: &str = "if redis.call('LLEN', KEYS[2]) == 0 then \
+    return redis.call('HDEL', KEYS[1], KEYS[2]) end return 0";
+
+fn is_unknown_command(e: &redis::RedisError) -> bool {
+    let s = e.to_string().to_ascii_lowercase();
+    s.contains("unknown command") || s.contains("err unknown")
+}
+
+/// Give back the in-flight lists of workers whose liveness key is gone: every message goes to
+/// the head of the queue it came from, in order, in one atomic step per list. Returns how many.
+pub async fn recover_inflight(broker: &Broker) -> Result<usize> {
+    let mut c = broker.conn();
+    let keys = broker.keys();
+    let lists: Vec<(String, String)> = c
+        .hgetall(keys.inflights())
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    let mut n = 0usize;
+    for (list, source) in lists {
+        let Some(worker) = worker_of(keys, &list) else {
+            continue;
+        };
+        let moved: i64 = scripts::RECOVER
+            .key(keys.inflights())
+            .key(keys.alive(worker))
+            .key(&list)
+            .key(&source)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| broker.settings().err(e))?;
+        n += moved.max(0) as usize;
+    }
+    Ok(n)
+}
+
+/// `P hlbot.inflight.<worker>.<n>` → `<worker>`.
+fn worker_of<'a>(keys: &crate::redis::Keys, list: &'a str) -> Option<&'a str> {
+    let base = keys.inflight("");
+    let rest = list.strip_prefix(base.as_str())?;
+    rest.rsplit_once('.').map(|(w, _)| w)
+}
+
+/// Keep this worker's liveness key: survivors recover its in-flight lists once it is gone.
+pub async fn keep_alive(broker: &Broker, worker: &str, node: &str, lease: Duration) -> Result<()> {
+    let mut c = broker.conn();
+    redis::cmd("SET")
+        .arg(broker.keys().alive(worker))
+        .arg(node)
+        .arg("PX")
+        .arg(lease.as_millis().max(1) as u64)
+        .query_async::<()>(&mut c)
+        .await
+        .map_err(|e| broker.settings().err(e))
+}
+
+/// Drop the liveness key (clean exit).
+pub async fn not_alive(broker: &Broker, worker: &str) -> Result<()> {
+    let mut c = broker.conn();
+    c.del::<_, ()>(broker.keys().alive(worker))
+        .await
+        .map_err(|e| broker.settings().err(e))
+}
+
+impl Delivery {
+    /// The `unacked` hash value kombu stores for this message: `[envelope, exchange, rk]`.
+    pub fn unacked_value(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.raw.len() + 64);
+        v.push(b'[');
+        v.extend_from_slice(&self.raw);
+        v.extend_from_slice(b", ");
+        v.extend_from_slice(
+            serde_json::to_string(&self.exchange())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        v.extend_from_slice(b", ");
+        v.extend_from_slice(
+            serde_json::to_string(&self.routing_key())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        v.push(b']');
+        v
+    }
+
+    /// Exchange recorded with the unacked entry.
+    pub fn exchange(&self) -> String {
+        self.envelope
+            .as_ref()
+            .map(|e| e.properties.delivery_info.exchange.clone())
+            .unwrap_or_default()
+    }
+
+    /// Routing key recorded with the unacked entry (falls back to the queue).
+    pub fn routing_key(&self) -> String {
+        self.envelope
+            .as_ref()
+            .map(|e| e.properties.delivery_info.routing_key.clone())
+            .unwrap_or_else(|_| self.queue.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_of_list() {
+        let k = crate::redis::Keys::new("p:", "", 0);
+        assert_eq!(worker_of(&k, "p:hlbot.inflight.abc.3"), Some("abc"));
+        assert_eq!(worker_of(&k, "p:other.abc.3"), None);
+    }
+}

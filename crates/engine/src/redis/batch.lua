@@ -1,0 +1,121 @@
+-- batch.lua — the worker writer's one call per batch: acks, claims, result stores, republishes,
+-- requeues, dead letters and counters, applied all together or not at all.
+--
+-- All or nothing: the first write is the batch marker (`redis.call`, so an error propagates). A
+-- server that refuses writes (OOM under noeviction, READONLY replica, MISCONF, LOADING) refuses
+-- that first write of a script, so nothing of the batch is written and the writer retries it
+-- whole. Later ops use `pcall`: a key of the wrong type fails that op alone (reported) instead of
+-- stopping the script half-way.
+-- Exactly once: the marker holds the number of the last batch this writer applied; a retry of a
+-- batch whose reply was lost (connection dropped after the script ran) finds its number there
+-- and applies nothing.
+-- Acks run last and all stores just before them, so a result lands in the same step as its ack.
+--
+-- ARGV[1] marker key  ARGV[2] batch number  ARGV[3] result TTL s (0: none)
+-- ARGV[4] unacked  ARGV[5] unacked_index  ARGV[6] now (unix s)
+-- ARGV[7] dead-letter list  ARGV[8] dead-letter cap  ARGV[9] dead-letter trimmed counter
+-- ARGV[10..] ops, each an opcode and its fields:
+--   ack tag | unacked tag stored | claim list raw tag stored | store key meta
+--   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
+-- Returns {0} when the batch was already applied, else {1, error...} (per-op errors).
+if redis.call('GET', ARGV[1]) == ARGV[2] then return {0} end
+redis.call('SET', ARGV[1], ARGV[2], 'EX', 86400)
+
+local ttl = tonumber(ARGV[3])
+local unacked, index, now = ARGV[4], ARGV[5], ARGV[6]
+local errs = {1}
+local function try(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then errs[#errs + 1] = r.err end
+  return r
+end
+
+local acks, skeys, smetas = {}, {}, {}
+local i = 10
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'ack' then
+    acks[#acks + 1] = ARGV[i + 1]; i = i + 2
+  elseif op == 'store' then
+    skeys[#skeys + 1] = ARGV[i + 1]; smetas[#smetas + 1] = ARGV[i + 2]; i = i + 3
+  elseif op == 'unacked' then
+    try('HSET', unacked, ARGV[i + 1], ARGV[i + 2])
+    try('ZADD', index, now, ARGV[i + 1])
+    i = i + 3
+  elseif op == 'claim' then
+    -- A message the idle wait moved into this worker's in-flight list: record it as unacked
+    -- only if it is still there (an ack may already have taken it out).
+    local moved = try('LREM', ARGV[i + 1], 1, ARGV[i + 2])
+    if moved == 1 and ARGV[i + 3] ~= '' then
+      try('HSET', unacked, ARGV[i + 3], ARGV[i + 4])
+      try('ZADD', index, now, ARGV[i + 3])
+    end
+    i = i + 5
+  elseif op == 'requeue' then
+    if try('HDEL', unacked, ARGV[i + 1]) == 1 then
+      try('ZREM', index, ARGV[i + 1])
+      try('LPUSH', ARGV[i + 2], ARGV[i + 3])
+    end
+    i = i + 4
+  elseif op == 'restore' then
+    if try('HDEL', unacked, ARGV[i + 1]) == 1 then
+      try('ZREM', index, ARGV[i + 1])
+      try('RPUSH', ARGV[i + 2], ARGV[i + 3])
+    end
+    i = i + 4
+  elseif op == 'lpush' then
+    try('LPUSH', ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  elseif op == 'rpush' then
+    try('RPUSH', ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  elseif op == 'dead' then
+    try('LPUSH', ARGV[7], ARGV[i + 1])
+    local cap = tonumber(ARGV[8])
+    if cap and cap > 0 then
+      local over = redis.call('LLEN', ARGV[7]) - cap
+      if over > 0 then
+        try('LTRIM', ARGV[7], 0, cap - 1)
+        try('INCRBY', ARGV[9], over)
+      end
+    end
+    i = i + 2
+  elseif op == 'incr' then
+    try('INCR', ARGV[i + 1]); i = i + 2
+  else
+    return redis.error_reply('batch.lua: unknown op ' .. tostring(op))
+  end
+end
+
+-- Stores: never over a SUCCESS (a key stored twice here is checked against its first write).
+if #skeys > 0 then
+  local cur = {}
+  for s = 1, #skeys, 1000 do
+    local chunk = {}
+    for k = s, math.min(s + 999, #skeys) do chunk[#chunk + 1] = skeys[k] end
+    local got = redis.call('MGET', unpack(chunk))
+    for k = 1, #chunk do cur[s + k - 1] = got[k] end
+  end
+  local written = {}
+  for k, key in ipairs(skeys) do
+    local c = written[key] or cur[k]
+    local skip = false
+    if c and string.find(c, 'SUCCESS', 1, true) then
+      local ok, m = pcall(cjson.decode, c)
+      skip = ok and type(m) == 'table' and m.status == 'SUCCESS'
+    end
+    if not skip then
+      local meta = smetas[k]
+      if ttl and ttl > 0 then try('SETEX', key, ttl, meta) else try('SET', key, meta) end
+      try('PUBLISH', key, meta)
+      written[key] = meta
+    end
+  end
+end
+
+-- Acks last, in one ZREM and one HDEL (unpack stays small).
+for s = 1, #acks, 1000 do
+  local chunk = {}
+  for k = s, math.min(s + 999, #acks) do chunk[#chunk + 1] = acks[k] end
+  try('ZREM', index, unpack(chunk))
+  try('HDEL', unacked, unpack(chunk))
+end
+return errs
