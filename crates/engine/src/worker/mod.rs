@@ -252,14 +252,15 @@ impl Worker {
     /// cannot reach Redis by then go to the spill file.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let sh = self.shared;
-        sh.broker.declare(&sh.queues()).await?;
-        fetch::keep_alive(
-            &sh.broker,
-            &sh.worker_id,
-            &sh.hostname,
-            sh.opts.inflight_lease,
-        )
-        .await?;
+        // A Redis that refuses writes (OOM, READONLY) does not stop the start: both are redone
+        // by the refresh loop, and fetching waits until Redis takes writes again.
+        if let Err(e) = sh.broker.declare(&sh.queues()).await {
+            tracing::warn!("declaring queues failed (retried): {e}");
+        }
+        let lease = sh.opts.inflight_lease;
+        if let Err(e) = fetch::keep_alive(&sh.broker, &sh.worker_id, &sh.hostname, lease).await {
+            tracing::warn!("liveness key not written yet (retried): {e}");
+        }
         replay_spill(&sh).await;
         match sh.broker.restore_visible().await {
             Ok(n) if n > 0 => {
@@ -512,6 +513,10 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
             tracing::debug!("liveness refresh failed: {e}");
             continue;
         }
+        // Bindings too come back after a data loss (two SADDs per queue, no-ops normally).
+        if let Err(e) = sh.broker.declare(&sh.queues()).await {
+            tracing::debug!("re-declaring queues failed: {e}");
+        }
         let held = sh.state.held();
         let tags: Vec<String> = held.iter().map(|r| r.delivery.tag.clone()).collect();
         match sh.broker.refresh(&tags).await {
@@ -526,9 +531,6 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
                         stored: r.delivery.unacked_value(),
                         acked: r.acked_flag(),
                     });
-                }
-                if let Err(e) = sh.broker.declare(&sh.queues()).await {
-                    tracing::debug!("re-declaring queues failed: {e}");
                 }
             }
             Ok(_) => {}

@@ -18,6 +18,7 @@ use crate::worker::writer::Op;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one line at a time, written once at exit
 enum Spilled {
     Ack {
         tag: String,

@@ -6,5 +6,6 @@ mod beat;
 mod broker;
 mod client;
 mod control;
+mod faults;
 mod fixture;
 mod worker;
