@@ -127,6 +127,7 @@ fn stats(sh: &Shared) -> Value {
     let (host, port) = settings.host_port();
     let concurrency = sh.concurrency.load(Ordering::SeqCst);
     let children: Vec<u32> = vec![std::process::id()];
+    let w = sh.writer.stats();
     json!({
         "total": sh.state.totals(),
         "pid": std::process::id(),
@@ -152,6 +153,14 @@ fn stats(sh: &Shared) -> Value {
         },
         "prefetch_count": sh.prefetch_limit(),
         "rusage": rusage(),
+        // hlbot: the result writer's backlog (writes not yet in Redis; fetching pauses while
+        // Redis refuses them).
+        "writer": {
+            "backlog": w.backlog.load(Ordering::SeqCst),
+            "unwritten_acks": w.unwritten_acks.load(Ordering::SeqCst),
+            "failing": w.failing.load(Ordering::SeqCst),
+            "retries": w.retries.load(Ordering::SeqCst),
+        },
     })
 }
 

@@ -75,6 +75,8 @@ async fn inspect_and_control_commands() {
     assert!(s["total"].is_object() && s["broker"].is_object(), "{s}");
     assert_eq!(s["pool"]["max-concurrency"], json!(4));
     assert!(s["clock"].is_string());
+    assert_eq!(s["writer"]["failing"], json!(false), "{s}");
+    assert!(s["writer"]["backlog"].is_u64(), "{s}");
 
     let reg = cc
         .broadcast(&one("registered", json!({})))
