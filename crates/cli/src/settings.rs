@@ -92,16 +92,12 @@ impl Settings {
         let backend = RedisSettings::new(&backend_url)?
             .with_prefix(&prefix)
             .with_result_prefix(&prefix);
-        let mut router = Router::default();
-        for (task, queue) in &raw.routes {
-            router.set(task, queue);
-        }
         let queues = if raw.queues.is_empty() {
             DEFAULT_QUEUES.iter().map(|s| s.to_string()).collect()
         } else {
             raw.queues
         };
-        Ok(Self {
+        let mut s = Self {
             broker,
             backend,
             result_expires: match raw.result_expires {
@@ -125,7 +121,7 @@ impl Settings {
                 .max_message_bytes
                 .or(raw.max_message_bytes)
                 .unwrap_or(hlbot_engine::broker::DEFAULT_MAX_MESSAGE_BYTES),
-            router,
+            router: Router::default(),
             queues,
             config_path: g.config.clone(),
             domain: crate::domain::RawDomain {
@@ -136,7 +132,14 @@ impl Settings {
                 llm: raw.llm,
             },
             beat: raw.beat,
-        })
+        };
+        // Routes: each task's own queue, then the config's `[routes]`.
+        let mut router = Router::from_registry(&crate::cmd::worker::registry(&s, None));
+        for (task, queue) in &raw.routes {
+            router.set(task, queue);
+        }
+        s.router = router;
+        Ok(s)
     }
 }
 

@@ -1,15 +1,15 @@
-//! Task registry: name → implementation. Names are matched exactly, then by their short form
-//! (the seed's `app.workers.tasks.` prefix stripped), so both spellings reach the same task.
+//! Task registry: name → implementation. Names are matched exactly, then without one of the
+//! module prefixes the app registered (`add_module_prefix`), so both spellings reach the same task.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::route::SEED_MODULE;
 use crate::task::Task;
 
 #[derive(Clone, Default)]
 pub struct Registry {
     tasks: BTreeMap<String, Arc<dyn Task>>,
+    prefixes: Vec<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -34,8 +34,30 @@ impl Registry {
         if let Some(t) = self.tasks.get(name) {
             return Some(t.clone());
         }
-        name.strip_prefix(SEED_MODULE)
-            .and_then(|short| self.tasks.get(short).cloned())
+        self.prefixes
+            .iter()
+            .filter_map(|p| name.strip_prefix(p.as_str()))
+            .find_map(|short| self.tasks.get(short).cloned())
+    }
+
+    /// Also find tasks by their name with this module prefix (a Python app's
+    /// `app.workers.tasks.process_pdf_document` is `process_pdf_document` here).
+    pub fn add_module_prefix(&mut self, prefix: &str) {
+        if !self.prefixes.iter().any(|p| p == prefix) {
+            self.prefixes.push(prefix.to_string());
+        }
+    }
+
+    pub fn module_prefixes(&self) -> &[String] {
+        &self.prefixes
+    }
+
+    /// `(task, queue)` for every task that names its own queue (`TaskOptions.queue`).
+    pub fn routes(&self) -> Vec<(String, String)> {
+        self.tasks
+            .iter()
+            .filter_map(|(n, t)| t.options().queue.map(|q| (n.clone(), q)))
+            .collect()
     }
 
     /// Registered names, sorted.

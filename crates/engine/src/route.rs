@@ -2,38 +2,39 @@
 
 use std::collections::BTreeMap;
 
-/// Celery module prefix of the seed app's tasks.
-pub const SEED_MODULE: &str = "app.workers.tasks.";
-
-/// Maps task names to queues. Names match exactly or by their short form (without the seed's
-/// `app.workers.tasks.` prefix); everything else goes to the default queue.
+/// Maps task names to queues: an exact route, else the route of the name without one of the
+/// app's module prefixes (e.g. `app.workers.tasks.`), else the default queue. The routes come from
+/// the registered tasks' own `TaskOptions.queue` ([`Router::from_registry`]) and configuration;
+/// the engine itself knows no task names.
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: BTreeMap<String, String>,
+    prefixes: Vec<String>,
     pub default_queue: String,
 }
 
 impl Default for Router {
-    /// The seed's routes: YouTube tasks → `youtube`, PDF → `pdf`, LLM → `llm`, rest → `default`.
+    /// No routes: everything goes to `default`.
     fn default() -> Self {
-        let mut r = Self {
+        Self {
             routes: BTreeMap::new(),
+            prefixes: Vec::new(),
             default_queue: "default".into(),
-        };
-        for (t, q) in [
-            ("process_youtube_video", "youtube"),
-            ("process_youtube_playlist", "youtube"),
-            ("process_pdf_document", "pdf"),
-            ("extract_trading_strategy", "llm"),
-            ("analyze_chart_image", "llm"),
-        ] {
-            r.routes.insert(t.into(), q.into());
         }
-        r
     }
 }
 
 impl Router {
+    /// Each registered task's own queue (`TaskOptions.queue`), and the registry's module prefixes.
+    pub fn from_registry(registry: &crate::Registry) -> Self {
+        let mut r = Self::default();
+        for (task, queue) in registry.routes() {
+            r.set(&task, &queue);
+        }
+        r.prefixes = registry.module_prefixes().to_vec();
+        r
+    }
+
     /// Add or override a route (from configuration).
     pub fn set(&mut self, task: &str, queue: &str) {
         self.routes.insert(task.into(), queue.into());
@@ -43,9 +44,10 @@ impl Router {
         if let Some(q) = self.routes.get(task) {
             return q;
         }
-        let short = task.strip_prefix(SEED_MODULE).unwrap_or(task);
-        self.routes
-            .get(short)
+        self.prefixes
+            .iter()
+            .filter_map(|p| task.strip_prefix(p.as_str()))
+            .find_map(|short| self.routes.get(short))
             .map_or(self.default_queue.as_str(), String::as_str)
     }
 
@@ -62,18 +64,43 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::{Task, TaskContext, TaskError, TaskOptions};
+    use serde_json::{Map, Value};
+
+    struct Pdf;
+
+    #[async_trait::async_trait]
+    impl Task for Pdf {
+        async fn run(
+            &self,
+            _: TaskContext,
+            _: Vec<Value>,
+            _: Map<String, Value>,
+        ) -> Result<Value, TaskError> {
+            Ok(Value::Null)
+        }
+        fn options(&self) -> TaskOptions {
+            TaskOptions {
+                queue: Some("pdf".into()),
+                ..Default::default()
+            }
+        }
+    }
 
     #[test]
-    fn seed_routes() {
-        let mut r = Router::default();
+    fn routes_come_from_the_tasks_and_configuration() {
+        let mut reg = crate::Registry::default();
+        reg.register("process_pdf_document", Pdf);
+        reg.add_module_prefix("app.workers.tasks.");
+        let mut r = Router::from_registry(&reg);
         assert_eq!(r.queue_for("process_pdf_document"), "pdf");
-        assert_eq!(
-            r.queue_for("app.workers.tasks.process_youtube_playlist"),
-            "youtube"
-        );
-        assert_eq!(r.queue_for("app.workers.tasks.analyze_chart_image"), "llm");
+        assert_eq!(r.queue_for("app.workers.tasks.process_pdf_document"), "pdf");
         assert_eq!(r.queue_for("cleanup_pdf_cache"), "default");
         r.set("cleanup_pdf_cache", "pdf");
         assert_eq!(r.queue_for("app.workers.tasks.cleanup_pdf_cache"), "pdf");
+        assert_eq!(
+            Router::default().queue_for("process_pdf_document"),
+            "default"
+        );
     }
 }

@@ -37,7 +37,8 @@ pub enum Isolation {
 /// Per-task options (Celery's task attributes).
 #[derive(Debug, Clone, Default)]
 pub struct TaskOptions {
-    /// Default queue when the caller names none (None: the router decides).
+    /// The queue this task is routed to when the caller names none (`Router::from_registry`);
+    /// None: the default queue.
     pub queue: Option<String>,
     pub retry: RetryPolicy,
     pub soft_time_limit: Option<Duration>,
@@ -48,40 +49,7 @@ pub struct TaskOptions {
     pub ignore_result: bool,
 }
 
-/// Retry with exponential backoff: `delay × 2^retries`, capped, optionally jittered (uniform in
-/// `[0, countdown]` like Celery's `retry_jitter`). The seed: 3 retries, 60 s base.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    pub max_retries: Option<u32>,
-    pub delay: Duration,
-    pub max_delay: Duration,
-    pub jitter: bool,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: Some(3),
-            delay: Duration::from_secs(60),
-            max_delay: Duration::from_secs(600),
-            jitter: true,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Countdown before retry number `retries + 1`.
-    pub fn countdown(&self, retries: u32) -> Duration {
-        let base = self.delay.as_secs_f64() * 2f64.powi(retries.min(30) as i32);
-        let capped = base.min(self.max_delay.as_secs_f64());
-        let secs = if self.jitter {
-            rand::random::<f64>() * capped
-        } else {
-            capped
-        };
-        Duration::from_secs_f64(secs.max(0.0))
-    }
-}
+pub use crate::worker::retry::RetryPolicy;
 
 /// How a run ended when it did not succeed.
 #[derive(Debug, Clone)]

@@ -35,9 +35,33 @@ pub const TASK_NAMES: [&str; 7] = [
 
 /// Register every domain task into `registry`.
 pub fn register(registry: &mut Registry, settings: Arc<TaskSettings>) {
+    registry.add_module_prefix(MODULE);
     youtube::register(registry, &settings);
     pdf::register(registry, &settings);
     llm::register(registry, &settings);
+}
+
+/// The Python app's module of these tasks: `app.workers.tasks.process_pdf_document` is
+/// `process_pdf_document` here.
+pub const MODULE: &str = "app.workers.tasks.";
+
+/// The app's periodic tasks (beat's entries when the config names none): both cache cleanups,
+/// daily at 03:00 UTC.
+pub fn beat_entries() -> Vec<hlbot_engine::beat::EntryConfig> {
+    ["cleanup_youtube_cache", "cleanup_pdf_cache"]
+        .iter()
+        .map(|n| hlbot_engine::beat::EntryConfig {
+            name: n.to_string(),
+            task: format!("{MODULE}{n}"),
+            interval: None,
+            crontab: Some("0 3 * * *".into()),
+            timezone: Some("UTC".into()),
+            args: Vec::new(),
+            kwargs: serde_json::Map::new(),
+            queue: None,
+            options: serde_json::Map::new(),
+        })
+        .collect()
 }
 
 /// Entry point of the PDFium child process (the hidden `hlbot pdf-child`).

@@ -15,7 +15,7 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
-    /// `prefix` is the full entry prefix (`Keys::llm_cache_prefix`); entries live `ttl`.
+    /// `prefix` is the full entry prefix (`Keys::app("llm.cache.")`); entries live `ttl`.
     pub fn new(conn: ConnectionManager, prefix: String, ttl: Duration) -> Self {
         Self { conn, prefix, ttl }
     }

@@ -5,14 +5,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use hlbot_engine::beat::{Beat, BeatOptions, Entry, default_entries};
+use hlbot_engine::beat::{Beat, BeatOptions, Entry};
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
 
 /// The beat the settings describe, ready to run.
 pub async fn build(s: &Settings, lease: Option<f64>) -> anyhow::Result<Beat> {
-    let configs = s.beat.entries.clone().unwrap_or_else(default_entries);
+    let configs = s
+        .beat
+        .entries
+        .clone()
+        .unwrap_or_else(hlbot_tasks::beat_entries);
     let entries = configs
         .iter()
         .map(Entry::from_config)

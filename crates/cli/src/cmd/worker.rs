@@ -19,7 +19,7 @@ pub fn registry(s: &Settings, broker: Option<&hlbot_engine::Broker>) -> Registry
         let ttl = Duration::from_secs(7 * 24 * 3600);
         ts.llm.cache = std::sync::Arc::new(hlbot_tasks::rcache::RedisCache::new(
             b.conn(),
-            b.keys().llm_cache_prefix(),
+            b.keys().app("llm.cache."),
             ttl,
         ));
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::error::Result;
-pub use schedule::{Entry, EntryConfig, Schedule, default_entries, now_ms};
+pub use schedule::{Entry, EntryConfig, Schedule, now_ms};
 
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
 static SEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("send.lua")));

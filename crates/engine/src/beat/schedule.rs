@@ -147,24 +147,6 @@ impl Entry {
     }
 }
 
-/// The seed's periodic tasks: both cache cleanups, daily at 03:00 UTC.
-pub fn default_entries() -> Vec<EntryConfig> {
-    ["cleanup_youtube_cache", "cleanup_pdf_cache"]
-        .iter()
-        .map(|n| EntryConfig {
-            name: n.to_string(),
-            task: format!("{}{n}", crate::route::SEED_MODULE),
-            interval: None,
-            crontab: Some("0 3 * * *".into()),
-            timezone: Some("UTC".into()),
-            args: Vec::new(),
-            kwargs: Map::new(),
-            queue: None,
-            options: Map::new(),
-        })
-        .collect()
-}
-
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -213,6 +195,5 @@ mod tests {
         assert!(entry(Some(1.0), Some("* * * * *"), None).is_err());
         assert!(entry(None, Some("not cron"), None).is_err());
         assert!(entry(None, Some("* * * * *"), Some("Mars/Base")).is_err());
-        assert_eq!(default_entries().len(), 2);
     }
 }

@@ -5,13 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use hlbot_proto::{ResultMeta, State};
 use serde_json::{Map, Value, json};
 
 use super::{Answer, error, float_arg, int_arg, ok, py_set, str_list};
 use crate::worker::Shared;
-use crate::worker::state::Phase;
-use crate::worker::writer::Op;
 
 /// Answer `method` if it is a control command.
 pub async fn handle(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>) -> Option<Answer> {
@@ -31,23 +28,23 @@ pub async fn handle(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>) -
         }
         "pool_grow" => {
             let n = int_arg(args, "n").unwrap_or(1).max(0) as usize;
-            resize(sh, sh.concurrency.load(Ordering::SeqCst).saturating_add(n));
+            sh.resize(sh.concurrency.load(Ordering::SeqCst).saturating_add(n));
             ok("pool will grow")
         }
         "pool_shrink" => {
             let n = int_arg(args, "n").unwrap_or(1).max(0) as usize;
             let cur = sh.concurrency.load(Ordering::SeqCst);
-            resize(sh, cur.saturating_sub(n).max(1));
+            sh.resize(cur.saturating_sub(n).max(1));
             ok("pool will shrink")
         }
         "autoscale" => {
             let max = int_arg(args, "max").unwrap_or(0).max(1) as usize;
             let min = int_arg(args, "min").unwrap_or(0).max(0) as usize;
             // hlbot's pool is a set of async slots: keep `max` of them; idle ones cost nothing.
-            resize(sh, max);
+            sh.resize(max);
             ok(format!("autoscale now max={max} min={min}"))
         }
-        "purge_held" => purge_held(sh, &str_list(args, "queues")),
+        "purge_held" => Answer::Reply(json!({"ok": sh.purge_held(&str_list(args, "queues"))})),
         "rate_limit" => rate_limit(sh, args),
         "time_limit" => time_limit(sh, args),
         "add_consumer" => {
@@ -99,6 +96,23 @@ pub async fn handle(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>) -
     })
 }
 
+/// `revoke` / `terminate`: flag, persist, stop running ones when asked.
+async fn revoke(sh: &Arc<Shared>, ids: &[String], terminate: bool, signal: String) -> Answer {
+    if signum(&signal).is_none() {
+        return error(format!("ValueError('Unknown signal: {signal}')"));
+    }
+    let stopped = sh.revoke(ids, terminate).await;
+    if terminate {
+        if stopped.is_empty() {
+            ok("terminate: tasks unknown")
+        } else {
+            ok(format!("terminate: {}", stopped.join(", ")))
+        }
+    } else {
+        ok(format!("tasks {} flagged as revoked", py_set(ids)))
+    }
+}
+
 fn signal_arg(args: &Map<String, Value>) -> String {
     match args.get("signal") {
         Some(Value::String(s)) => s.clone(),
@@ -121,81 +135,6 @@ pub fn signum(name: &str) -> Option<i32> {
     full.parse::<nix::sys::signal::Signal>()
         .ok()
         .map(|s| s as i32)
-}
-
-/// Flag ids revoked here and in Redis (so workers that are down honour them later); stop the
-/// running ones when asked; store REVOKED for ids not running here (Celery does the same).
-pub async fn revoke(sh: &Arc<Shared>, ids: &[String], terminate: bool, signal: String) -> Answer {
-    if signum(&signal).is_none() {
-        return error(format!("ValueError('Unknown signal: {signal}')"));
-    }
-    sh.state.revoke(ids, terminate);
-    if let Err(e) = sh.revocations.add(ids, terminate).await {
-        tracing::warn!("revoke: could not persist revoked ids: {e}");
-    }
-    let mut stopped = Vec::new();
-    for id in ids {
-        let held = sh.state.by_id(id);
-        if held.is_empty() {
-            mark_revoked(sh, id).await;
-        }
-        if terminate {
-            for (r, phase) in held {
-                if phase == Phase::Active {
-                    r.stop();
-                    if !stopped.contains(id) {
-                        stopped.push(id.clone());
-                    }
-                }
-            }
-        }
-    }
-    if terminate {
-        if stopped.is_empty() {
-            ok("terminate: tasks unknown")
-        } else {
-            ok(format!("terminate: {}", stopped.join(", ")))
-        }
-    } else {
-        ok(format!("tasks {} flagged as revoked", py_set(ids)))
-    }
-}
-
-/// REVOKED for an id with no final state yet (PENDING/RECEIVED/RETRY/REJECTED or no key).
-async fn mark_revoked(sh: &Shared, id: &str) {
-    let cur = sh.backend.get(id).await.ok().flatten();
-    let open = cur.as_ref().is_none_or(|m| {
-        matches!(
-            m.status,
-            State::Pending | State::Received | State::Retry | State::Rejected
-        )
-    });
-    if open {
-        sh.writer.send(Op::Store(ResultMeta::revoked(
-            id,
-            "revoked",
-            chrono::Utc::now(),
-        )));
-    }
-}
-
-/// Set the number of concurrency slots: new permits for growth, permits taken away (as they
-/// free up) for shrinking.
-fn resize(sh: &Arc<Shared>, target: usize) {
-    let target = target.clamp(1, crate::worker::MAX_CONCURRENCY);
-    let cur = sh.concurrency.swap(target, Ordering::SeqCst);
-    if target > cur {
-        sh.slots.add_permits(target - cur);
-    } else if target < cur {
-        let slots = sh.slots.clone();
-        let n = (cur - target) as u32;
-        tokio::spawn(async move {
-            if let Ok(p) = slots.acquire_many_owned(n).await {
-                p.forget();
-            }
-        });
-    }
-    sh.state.freed.notify_waiters();
 }
 
 fn rate_limit(sh: &Shared, args: &Map<String, Value>) -> Answer {
@@ -252,25 +191,6 @@ fn time_limit(sh: &Shared, args: &Map<String, Value>) -> Answer {
     sh.state.set_override(name, "soft_time_limit", json!(soft));
     sh.state.set_override(name, "time_limit", json!(hard));
     ok("time limits set successfully")
-}
-
-/// hlbot's `purge` reaches messages workers hold (ETA waits, prefetched): they are acked now and
-/// discarded when their turn comes, so `hlbot purge` empties what `celery purge` leaves behind.
-fn purge_held(sh: &Arc<Shared>, queues: &[String]) -> Answer {
-    let mut n = 0u64;
-    for phase in [Phase::Scheduled, Phase::Reserved] {
-        for r in sh.state.requests(phase) {
-            if !queues.is_empty() && !queues.iter().any(|q| *q == r.delivery.queue) {
-                continue;
-            }
-            sh.state.revoke(&[r.id().to_string()], false);
-            if !r.delivery.tag.is_empty() && sh.state.set_acked(&r) {
-                sh.writer.send(Op::Ack(r.delivery.tag.clone()));
-            }
-            n += 1;
-        }
-    }
-    Answer::Reply(json!({"ok": n}))
 }
 
 #[cfg(test)]

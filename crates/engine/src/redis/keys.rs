@@ -33,7 +33,7 @@
 //! | `Phlbot.beat.sent.<entry>.<due ms>` | string `<owner> <token>`, TTL 10 periods (1 min – 2 days) | beat (`SET NX` in `send.lua`) — idempotency key per entry and due time | beat |
 //! | `Phlbot.debug.flaky.<key>` | string counter | `hlbot.debug.flaky` | same |
 //! | `Phlbot.runs.<id>` | string counter | worker with `--count-runs`, in the same transaction as the SUCCESS and ack | crash drills and tests (each task committed once) |
-//! | `Phlbot.llm.cache.<sha256>` | string: a provider's answer, TTL 7 days | `tasks` crate's LLM cache (`rcache.rs`) after a paid call | same, before calling the provider (a retried task is not billed twice) |
+//! | `Phlbot.llm.cache.<sha256>` | string: a provider's answer, TTL 7 days | `tasks` crate's LLM cache (`rcache.rs`, key from `Keys::app`) after a paid call | same, before calling the provider (a retried task is not billed twice) |
 
 use hlbot_proto::SEP;
 use hlbot_proto::envelope::priority_step;
@@ -185,9 +185,10 @@ impl Keys {
     pub fn runs(&self, task_id: &str) -> String {
         format!("{}hlbot.runs.{task_id}", self.prefix)
     }
-    /// Prefix of the LLM response cache entries (`<prefix><key>`).
-    pub fn llm_cache_prefix(&self) -> String {
-        format!("{}hlbot.llm.cache.", self.prefix)
+    /// A key the app's tasks own, `P hlbot.<name>` (the engine does not know what it holds; its
+    /// row in the table above says).
+    pub fn app(&self, name: &str) -> String {
+        format!("{}hlbot.{name}", self.prefix)
     }
     pub fn flaky(&self, key: &str) -> String {
         format!("{}hlbot.debug.flaky.{key}", self.prefix)

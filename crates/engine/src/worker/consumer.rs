@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deadletter::DeadLetter;
 use crate::fetch::{Consumer, Delivery};
 use crate::worker::Shared;
-use crate::worker::executor::{discard, is_expired, meta_for};
+use crate::worker::outcome::{discard, is_expired, meta_for};
 use crate::worker::state::{Phase, Request};
 use crate::worker::writer::Op;
 

@@ -23,6 +23,28 @@ pub fn secs(v: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(v.min(MAX_SECS)).ok()
 }
 
+/// The `(soft, hard)` limits of a run, first found wins: the message's `timelimit` header, a
+/// `control time_limit` override, the task's own options, the worker's `--soft-time-limit` /
+/// `--time-limit`.
+pub fn resolve(
+    msg: &hlbot_proto::TaskMessage,
+    overrides: &serde_json::Map<String, Value>,
+    task: &crate::task::TaskOptions,
+    worker: &crate::worker::WorkerOptions,
+) -> (Option<Duration>, Option<Duration>) {
+    let set = |k: &str| overrides.get(k).and_then(Value::as_f64).and_then(secs);
+    let soft = msg.headers.soft_limit().and_then(secs);
+    let hard = msg.headers.hard_limit().and_then(secs);
+    (
+        soft.or(set("soft_time_limit"))
+            .or(task.soft_time_limit)
+            .or(worker.soft_time_limit),
+        hard.or(set("time_limit"))
+            .or(task.time_limit)
+            .or(worker.time_limit),
+    )
+}
+
 /// How a run ended.
 #[derive(Debug)]
 pub enum Ended {

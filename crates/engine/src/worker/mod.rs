@@ -9,8 +9,10 @@
 pub mod child;
 pub mod consumer;
 pub mod executor;
+pub mod handle;
 pub mod limits;
 pub mod links;
+pub mod outcome;
 pub mod rate;
 pub mod retry;
 pub mod spill;
@@ -275,7 +277,7 @@ impl Worker {
             sh.queues().join(", "),
             sh.concurrency.load(Ordering::SeqCst)
         );
-        crate::revoke::sync_once(&sh).await;
+        sh.sync_revoked().await;
         sh.events.worker("worker-online", heartbeat_fields(&sh));
         // Warm shutdown comes from the caller or from the `shutdown` control command.
         let stop = shutdown.warm.child_token();
@@ -285,7 +287,7 @@ impl Worker {
         });
         let background = CancellationToken::new();
         tokio::spawn(crate::control::serve(sh.clone(), background.clone()));
-        tokio::spawn(crate::revoke::sync_loop(sh.clone(), background.clone()));
+        tokio::spawn(handle::revoked_sync_loop(sh.clone(), background.clone()));
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let mut consumer = tokio::spawn(consumer::run(sh.clone(), ready_tx, stop.clone()));
         let pool = tokio::spawn(pool_loop(sh.clone(), ready_rx, stop.clone()));
@@ -319,7 +321,7 @@ impl Worker {
             tracing::info!("Restoring {} unacknowledged message(s)", waiting.len());
         }
         for r in &waiting {
-            executor::restore_request(&sh, r);
+            outcome::restore_request(&sh, r);
             sh.state.remove(r);
         }
         loop {

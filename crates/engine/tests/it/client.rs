@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use hlbot_engine::{Error, RedisSettings, SendOptions};
+use hlbot_engine::{Client, Error, RedisSettings, Router, SendOptions};
 use hlbot_proto::{ExceptionInfo, ResultMeta, Signature, State, TaskMessage};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -13,7 +13,14 @@ use crate::fixture::TestRedis;
 #[tokio::test]
 async fn options_reach_the_wire() {
     let t = TestRedis::new();
-    let client = t.client().await;
+    // A route from configuration (the app's tasks bring their own through the registry).
+    let mut router = Router::default();
+    router.set("process_pdf_document", "pdf");
+    let client = Client::new(
+        t.broker(Duration::from_secs(3600)).await,
+        t.backend().await,
+        router,
+    );
     let link = Signature {
         task: "cb".into(),
         args: vec![],
