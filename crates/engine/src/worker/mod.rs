@@ -109,34 +109,34 @@ pub struct Shutdown {
     pub cold: CancellationToken,
 }
 
-/// Everything the worker's parts share.
+/// Everything the worker's parts share — inside the engine only; control reaches it through the
+/// operations in `handle.rs`.
 pub struct Shared {
-    pub opts: WorkerOptions,
+    pub(crate) opts: WorkerOptions,
     /// Unique per worker process: names its in-flight lists and liveness key.
-    pub worker_id: String,
-    pub hostname: String,
-    pub broker: Broker,
-    pub backend: Backend,
-    pub client: Client,
-    pub registry: Registry,
-    pub state: Arc<WorkerState>,
-    pub writer: Writer,
-    pub events: Events,
-    pub children: Option<Arc<ChildPool>>,
-    pub services: Arc<dyn Services>,
+    pub(crate) worker_id: String,
+    pub(crate) hostname: String,
+    pub(crate) broker: Broker,
+    pub(crate) backend: Backend,
+    pub(crate) registry: Registry,
+    pub(crate) state: Arc<WorkerState>,
+    pub(crate) writer: Writer,
+    pub(crate) events: Events,
+    pub(crate) children: Option<Arc<ChildPool>>,
+    pub(crate) services: Arc<dyn Services>,
     /// Concurrency slots (grown/shrunk by control commands).
-    pub slots: Arc<Semaphore>,
-    pub concurrency: std::sync::atomic::AtomicUsize,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) concurrency: std::sync::atomic::AtomicUsize,
     queues: RwLock<Vec<String>>,
-    pub cold: CancellationToken,
-    pub reconnected: Notify,
-    pub started_at: std::time::Instant,
+    pub(crate) cold: CancellationToken,
+    pub(crate) reconnected: Notify,
+    pub(crate) started_at: std::time::Instant,
     /// Revoked ids kept in Redis (`hlbot.revoked`), so restarted workers honour them.
-    pub revocations: crate::revoke::Revocations,
+    pub(crate) revocations: crate::revoke::Revocations,
     /// Cancelled by the `shutdown` control command: a warm shutdown.
-    pub remote_stop: CancellationToken,
+    pub(crate) remote_stop: CancellationToken,
     /// Spacing of task starts for `control rate_limit`.
-    pub rate_gate: rate::RateGate,
+    pub(crate) rate_gate: rate::RateGate,
 }
 
 impl Shared {
@@ -195,7 +195,7 @@ impl Services for WorkerServices {
 
 /// A worker, ready to run.
 pub struct Worker {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl Worker {
@@ -223,10 +223,7 @@ impl Worker {
             hostname: opts.node_name.clone(),
             broker,
             backend,
-            services: Arc::new(WorkerServices {
-                client: client.clone(),
-            }),
-            client,
+            services: Arc::new(WorkerServices { client }),
             registry,
             state: Arc::new(WorkerState::default()),
             writer,
