@@ -4,33 +4,29 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hlbot_testkit::TestRedis;
 use redis::Commands;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hlbot");
 
+/// The test's own key prefix (shared kit: its keys go when it ends) and a scratch folder.
 struct Env {
-    prefix: String,
-    url: String,
+    r: TestRedis,
     dir: std::path::PathBuf,
 }
 
 impl Env {
     fn new() -> Self {
-        let url =
-            std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let dir = std::env::temp_dir().join(format!("hlbot-ctl-{}", &id[..12]));
+        let r = TestRedis::new();
+        let dir =
+            std::env::temp_dir().join(format!("hlbot-ctl-{}", r.prefix.trim_end_matches(':')));
         std::fs::create_dir_all(&dir).expect("tmp dir");
-        Self {
-            prefix: format!("c{}:", &id[..12]),
-            url,
-            dir,
-        }
+        Self { r, dir }
     }
 
     fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.args(["--broker", &self.url, "--key-prefix", &self.prefix]);
+        c.args(["--broker", &self.r.url, "--key-prefix", &self.r.prefix]);
         c.env_remove("REDIS_URL").env_remove("HLBOT_CONFIG");
         c
     }
@@ -40,7 +36,7 @@ impl Env {
     }
 
     fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
+        redis::Client::open(self.r.url.as_str())
             .expect("url")
             .get_connection()
             .expect("redis")
@@ -50,12 +46,6 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Ok(mut c) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) {
-            let keys: Vec<String> = c.keys(format!("{}*", self.prefix)).unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = c.del(keys);
-            }
-        }
     }
 }
 
@@ -82,7 +72,7 @@ fn worker_with_embedded_beat_inspected_and_shut_down() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let keys: Vec<String> = r
-            .keys(format!("{}celery-task-meta-*", e.prefix))
+            .keys(format!("{}celery-task-meta-*", e.r.prefix))
             .unwrap_or_default();
         if keys.len() >= 3 {
             let v: String = r.get(&keys[0]).expect("meta");
@@ -133,7 +123,9 @@ fn worker_with_embedded_beat_inspected_and_shut_down() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The embedded beat released its lease on the way out.
-    let lease: Option<String> = r.get(format!("{}hlbot.beat.lease", e.prefix)).expect("get");
+    let lease: Option<String> = r
+        .get(format!("{}hlbot.beat.lease", e.r.prefix))
+        .expect("get");
     assert_eq!(lease, None);
 }
 

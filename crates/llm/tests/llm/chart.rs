@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::corpus;
 
 fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-version").output().is_ok()
-        || Command::new(tool).arg("--version").output().is_ok()
+    hlbot_testkit::tool(tool, "--version")
 }
 
 fn ffmpeg(args: &[&str]) -> bool {
@@ -26,11 +25,9 @@ fn ffmpeg(args: &[&str]) -> bool {
 #[tokio::test]
 async fn corpus_video_frame_chart() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIP: ../shared/corpus not found (set HLBOT_SHARED)");
         return;
     };
     if !have("ffmpeg") || !have("tesseract") {
-        eprintln!("SKIP: ffmpeg or tesseract not installed (scripts/setup.sh)");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -80,13 +77,11 @@ async fn corpus_video_frame_chart() {
 #[tokio::test]
 async fn drawn_chart_labels() {
     if !have("ffmpeg") || !have("tesseract") {
-        eprintln!("SKIP: ffmpeg or tesseract not installed (scripts/setup.sh)");
         return;
     }
     let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
     if !Path::new(font).exists() {
-        eprintln!("SKIP: DejaVu font not installed");
-        return;
+        return hlbot_testkit::missing::<()>("the DejaVu font (fonts-dejavu-core)").unwrap_or(());
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("chart.jpg");

@@ -14,13 +14,10 @@ mod rules;
 
 use std::path::PathBuf;
 
-/// `../shared/corpus` next to the workspace (or `$HLBOT_SHARED/corpus`), if present.
+/// `../shared/corpus` next to the workspace (or `$HLBOT_SHARED/corpus`), if present (its absence
+/// fails the test under CI).
 pub fn corpus() -> Option<PathBuf> {
-    let shared = std::env::var_os("HLBOT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let dir = shared.join("corpus");
-    dir.is_dir().then_some(dir)
+    hlbot_testkit::corpus("")
 }
 
 /// The sample transcript committed with the tests.

@@ -8,7 +8,6 @@ use crate::{corpus, sample_transcript};
 #[tokio::test]
 async fn corpus_support_resistance_captions() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIP: ../shared/corpus not found (set HLBOT_SHARED)");
         return;
     };
     let vtt =
@@ -188,7 +187,6 @@ async fn rules_on_text_without_strategy() {
 #[tokio::test]
 async fn corpus_scanned_notes_with_pages() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIP: ../shared/corpus not found (set HLBOT_SHARED)");
         return;
     };
     // The exact text of the two scanned pages, with page markers as a document would carry.

@@ -7,70 +7,42 @@ use std::time::Duration;
 use hlbot_pdf::{PdfDocument, PdfOptions, PdfRequest, Progress, Result, process_document};
 use tokio_util::sync::CancellationToken;
 
-/// Workspace root (two levels above this crate).
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
 /// libpdfium.so from HLBOT_PDFIUM_LIB or the setup script's default location.
 pub fn pdfium_lib() -> Option<PathBuf> {
-    let p = std::env::var_os("HLBOT_PDFIUM_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".hlbot/pdfium/libpdfium.so"));
-    p.is_file().then_some(p)
+    hlbot_testkit::env::pdfium_lib()
 }
 
-pub fn has_tesseract() -> bool {
-    std::process::Command::new("tesseract")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// The shared corpus folder, if present (`HLBOT_SHARED` overrides `<workspace>/../shared`).
+/// The shared corpus `pdf/` folder (`HLBOT_SHARED` overrides `<workspace>/../shared`).
 pub fn corpus() -> Option<PathBuf> {
-    let shared = std::env::var_os("HLBOT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"));
-    let dir = shared.join("corpus/pdf");
-    dir.is_dir().then_some(dir)
+    hlbot_testkit::corpus("pdf")
 }
 
-/// Skips the calling test (with a printed reason) unless libpdfium is installed.
+/// Skips the calling test (with a printed reason; a failure under CI) unless libpdfium is
+/// installed.
 macro_rules! need_pdfium {
     () => {
         match crate::common::pdfium_lib() {
             Some(p) => p,
-            None => {
-                eprintln!("SKIP: libpdfium.so not found (run scripts/setup.sh; HLBOT_PDFIUM_LIB)");
-                return;
-            }
+            None => return,
         }
     };
 }
 
-/// Skips unless tesseract is on PATH.
+/// Skips (fails under CI) unless tesseract is on PATH.
 macro_rules! need_tesseract {
     () => {
-        if !crate::common::has_tesseract() {
-            eprintln!("SKIP: tesseract not installed (scripts/setup.sh installs tesseract-ocr)");
+        if !hlbot_testkit::tool("tesseract", "--version") {
             return;
         }
     };
 }
 
-/// Skips unless the shared corpus is present; yields the corpus `pdf/` folder.
+/// Skips (fails under CI) unless the shared corpus is present; yields the corpus `pdf/` folder.
 macro_rules! need_corpus {
     () => {
         match crate::common::corpus() {
             Some(p) => p,
-            None => {
-                eprintln!("SKIP: ../shared/corpus/pdf not present (HLBOT_SHARED overrides)");
-                return;
-            }
+            None => return,
         }
     };
 }

@@ -3,55 +3,25 @@
 
 use std::path::PathBuf;
 
-/// `<workspace>/../shared/corpus` (or `$HLBOT_SHARED/corpus`), `None` with a printed reason if absent.
+/// `<workspace>/../shared/corpus/<sub>` (or `$HLBOT_SHARED/corpus/<sub>`); `None` with a printed
+/// reason if absent (a failure under CI).
 pub fn corpus(sub: &str) -> Option<PathBuf> {
-    let shared = std::env::var_os("HLBOT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"));
-    let dir = shared.join("corpus").join(sub);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: shared corpus {} not found (set HLBOT_SHARED)",
-            dir.display()
-        );
-        None
-    }
+    hlbot_testkit::corpus(sub)
 }
 
 pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    hlbot_testkit::workspace()
 }
 
-/// yt-dlp from `$HLBOT_YTDLP` or the setup venv; `None` with a printed reason if absent.
+/// yt-dlp from `$HLBOT_YTDLP` or the setup venv; `None` with a printed reason if absent (a
+/// failure under CI).
 pub fn ytdlp() -> Option<PathBuf> {
-    let p = std::env::var_os("HLBOT_YTDLP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".hlbot/venv/bin/yt-dlp"));
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP: yt-dlp not found at {} (run scripts/setup.sh)",
-            p.display()
-        );
-        None
-    }
+    hlbot_testkit::env::ytdlp()
 }
 
-/// True if `prog` runs; prints a skip reason otherwise.
+/// True if `prog` runs; prints a skip reason otherwise (a failure under CI).
 pub fn have(prog: &str) -> bool {
-    let ok = std::process::Command::new(prog)
-        .arg("-version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("SKIP: {prog} not installed");
-    }
-    ok
+    hlbot_testkit::tool(prog, "-version")
 }
 
 /// Collapses whitespace runs to one space.
