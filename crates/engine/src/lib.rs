@@ -17,6 +17,7 @@ pub mod registry;
 pub mod revoke;
 pub mod route;
 pub mod task;
+pub mod typed;
 pub mod worker;
 
 pub use backend::Backend;
@@ -27,4 +28,5 @@ pub use redis::{Keys, RedisSettings};
 pub use registry::Registry;
 pub use route::Router;
 pub use task::{Isolation, RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
+pub use typed::{Typed, TypedTask};
 pub use worker::{Shutdown, Worker, WorkerOptions};
