@@ -10,6 +10,13 @@ the SUCCESS and acks), and copies still held by Redis (queue lists, `unacked`,
 `hlbot.inflight.*`). It prints one table and exits 1 when any row shows a loss, a task
 committed twice, a leftover, a failure of a normal task, or a hang (every wait is bounded).
 
+Visibility timeout: 5 s where a worker dies or Redis loses state (a, b, c, h), so the messages
+a dead worker held come back within the scenario; 120 s where nothing dies (d, e, f, g), so a
+message the live worker failed to ack shows up as "left in unacked" instead of being quietly
+restored and run again. Workers run with `--count-runs --shutdown-timeout 5` and the default
+node name (a restarted worker has its predecessor's name, as under systemd); every scenario
+ends with SIGTERM, which must stop the worker within 10 s.
+
 Every process it starts (redis-server, workers) is recorded as a pid file in <work>/pids, so
 the shell wrapper's trap can kill them even if this program is itself killed.
 """
@@ -139,6 +146,7 @@ class Scenario:
         self.row = None
         self.leftover_seen = 0  # most entries seen left over when a wait gave up
         self.labels = {}        # task id -> name shown in the notes when it did not finish
+        self.in_queue = set()   # ids with a copy in the queue lists (set by held())
 
     # --- sending -------------------------------------------------------------------------
     def push(self, raws):
@@ -210,20 +218,23 @@ class Scenario:
         return n + sum(self.drill.call(r.llen, k) for k in self.inflight_lists())
 
     def held(self):
-        """({known id: copies Redis still holds}, entries left over, messages queued)."""
+        """({known id: copies Redis still holds}, entries left over, messages queued).
+        Also remembers which ids are still queued (`self.in_queue`)."""
         r = self.drill.r
-        held, queued = {}, 0
+        held, queued, self.in_queue = {}, 0, set()
         known = set(self.expect) | set(self.poison)
 
-        def count(raws):
+        def count(raws, queue=False):
             for raw in raws:
                 for m in set(uuids(raw)):
                     if m.decode() in known:
                         held[m.decode()] = held.get(m.decode(), 0) + 1
+                        if queue:
+                            self.in_queue.add(m.decode())
             return len(raws)
 
         for step in ("", SEP + "3", SEP + "6", SEP + "9"):
-            queued += count(self.drill.call(r.lrange, self.prefix + QUEUE + step, 0, -1))
+            queued += count(self.drill.call(r.lrange, self.prefix + QUEUE + step, 0, -1), True)
         leftover = count(self.drill.call(r.hvals, self.prefix + "unacked"))
         for key in self.inflight_lists():
             leftover += count(self.drill.call(r.lrange, key, 0, -1))
@@ -269,7 +280,7 @@ class Scenario:
         else:
             held, leftover, _ = self.held()
         t = {"tasks": 0, "succeeded": 0, "lost": 0, "twice": 0, "failed": 0, "stuck": 0,
-             "leftover": leftover, "pending": 0, "unfinished": []}
+             "leftover": leftover, "pending": 0, "unfinished": [], "stuck_queued": 0}
         for tid, k in self.expect.items():
             t["tasks"] += k
             ok = st.get(tid) == "SUCCESS"
@@ -287,6 +298,7 @@ class Scenario:
                 continue
             still = min(missing, held.get(tid, 0))
             t["stuck"] += still
+            t["stuck_queued"] += still if tid in self.in_queue else 0
             t["lost"] += missing - still
         if self.poison:
             dead = self.dead()
@@ -380,7 +392,8 @@ class Scenario:
         if t["leftover"]:
             probs.append(f"{t['leftover']} left in unacked/inflight")
         if t["stuck"]:
-            probs.append(f"hang: {t['stuck']} unfinished at the bound (still held by Redis)")
+            probs.append(f"hang: {t['stuck']} unfinished at the bound ({t['stuck_queued']} of "
+                         "them never taken from the queue, the rest held in unacked)")
         if t["failed"]:
             probs.append(f"{t['failed']} FAILURE results (or poison not dead-lettered)")
         notes = list(self.notes)
