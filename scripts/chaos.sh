@@ -67,14 +67,18 @@ cleanup() {
         rm -rf "$WORK"
     fi
 }
+CHILD=""
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# `wait` (unlike a foreground command) returns at once on a signal, so the traps run now.
+trap '[ -z "$CHILD" ] || kill -TERM "$CHILD" 2> /dev/null; exit 130' INT TERM
 
 # A bound on the whole drill on top of every bounded wait inside it.
 if [ "$SCALE" = ci ]; then LIMIT=600; else LIMIT=3600; fi
 rc=0
 timeout --kill-after=15 "$LIMIT" "$HLBOT_PYTHON" "$ROOT/scripts/chaos.py" \
-    --bin "$BIN" --work "$WORK" --scale "$SCALE" --only "$ONLY" || rc=$?
+    --bin "$BIN" --work "$WORK" --scale "$SCALE" --only "$ONLY" &
+CHILD=$!
+wait "$CHILD" || rc=$?
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     echo "chaos: FAIL: the drill exceeded its overall bound of $LIMIT s" >&2
     rc=124
