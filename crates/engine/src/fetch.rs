@@ -58,6 +58,11 @@ pub struct Consumer {
     /// Blocking waits still out after the first one answered (collected on the next fetch).
     pending: Vec<Block>,
     lists: u64,
+    /// In-flight list of each queue key (kept when connections are rebuilt).
+    names: std::collections::HashMap<String, String>,
+    /// A large message came through a blocking connection: rebuild them (their read buffers
+    /// keep the capacity they grew to).
+    shrink: bool,
     blmove: bool,
     /// Entries `fetch.lua` dead-lettered during the last fetch.
     pub dead: Vec<DeadLettered>,
@@ -72,6 +77,8 @@ impl Consumer {
             blockers: Vec::new(),
             pending: Vec::new(),
             lists: 0,
+            names: Default::default(),
+            shrink: false,
             blmove: true,
             dead: Vec::new(),
         }
@@ -151,6 +158,9 @@ impl Consumer {
     /// registered in `hlbot.inflights` (so survivors can give it back if this worker dies).
     async fn blockers(&mut self) -> Result<()> {
         let keys = self.broker.keys().consume_order(&self.queues);
+        if std::mem::take(&mut self.shrink) {
+            self.blockers.clear();
+        }
         if self.blockers.len() == keys.len()
             && self.blockers.iter().zip(&keys).all(|(b, k)| b.key == *k)
         {
@@ -170,12 +180,19 @@ impl Consumer {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| settings.err(e))?;
-            self.lists += 1;
-            let list = format!(
-                "{}.{}",
-                self.broker.keys().inflight(&self.worker),
-                self.lists
-            );
+            let list = match self.names.get(&key) {
+                Some(l) => l.clone(),
+                None => {
+                    self.lists += 1;
+                    let l = format!(
+                        "{}.{}",
+                        self.broker.keys().inflight(&self.worker),
+                        self.lists
+                    );
+                    self.names.insert(key.clone(), l.clone());
+                    l
+                }
+            };
             reg.hset(self.broker.keys().inflights(), &list, &key)
                 .ignore();
             self.blockers.push(Blocker {
@@ -381,7 +398,10 @@ impl Consumer {
         Ok(())
     }
 
-    fn delivery(&self, key: &str, raw: Vec<u8>, claim: Option<String>) -> Delivery {
+    fn delivery(&mut self, key: &str, raw: Vec<u8>, claim: Option<String>) -> Delivery {
+        if claim.is_some() && raw.len() >= 1 << 20 {
+            self.shrink = true;
+        }
         let queue = self.broker.keys().queue_of_key(key).to_string();
         let max = self.broker.options.max_message_bytes;
         let envelope = if max > 0 && raw.len() > max {
@@ -395,7 +415,7 @@ impl Consumer {
                     ),
                 },
                 raw: Vec::new(),
-                task_id: None,
+                task_id: hlbot_proto::envelope::sniff(&raw, "id"),
                 delivery_tag: None,
             })
         } else {

@@ -204,3 +204,46 @@ mod tests {
         assert!(matches!(e, Some(DecodeErrorKind::BadEnvelope(_))));
     }
 }
+
+/// The string value of the first `"key": "…"` in `raw`, found without decoding it (for entries
+/// too large to parse: their task id and name still go into the dead-letter record).
+pub fn sniff(raw: &[u8], key: &str) -> Option<String> {
+    let pat = format!("\"{key}\"");
+    let pat = pat.as_bytes();
+    let mut from = 0;
+    while let Some(i) = raw[from..].windows(pat.len()).position(|w| w == pat) {
+        let mut j = from + i + pat.len();
+        let skip_ws = |j: &mut usize| {
+            while raw.get(*j).is_some_and(u8::is_ascii_whitespace) {
+                *j += 1;
+            }
+        };
+        skip_ws(&mut j);
+        if raw.get(j) == Some(&b':') {
+            j += 1;
+            skip_ws(&mut j);
+            if raw.get(j) == Some(&b'"') {
+                let start = j + 1;
+                let end = raw[start..].iter().position(|b| *b == b'"')? + start;
+                return std::str::from_utf8(&raw[start..end])
+                    .ok()
+                    .map(str::to_string);
+            }
+        }
+        from += i + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod sniff_tests {
+    #[test]
+    fn finds_fields_without_decoding() {
+        let raw =
+            br#"{"body": "eHh4", "headers": {"root_id": "r", "id" : "abc-1", "task": "t.x"}}"#;
+        assert_eq!(super::sniff(raw, "id").as_deref(), Some("abc-1"));
+        assert_eq!(super::sniff(raw, "task").as_deref(), Some("t.x"));
+        assert_eq!(super::sniff(raw, "nope"), None);
+        assert_eq!(super::sniff(b"{\"id\": 3}", "id"), None);
+    }
+}

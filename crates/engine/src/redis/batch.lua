@@ -15,7 +15,7 @@
 -- ARGV[4] unacked  ARGV[5] unacked_index  ARGV[6] now (unix s)
 -- ARGV[7] dead-letter list  ARGV[8] dead-letter cap  ARGV[9] dead-letter trimmed counter
 -- ARGV[10..] ops, each an opcode and its fields:
---   ack tag | unacked tag stored | claim list raw tag stored | store key meta
+--   ack tag | unacked tag stored | claim list raw tag stored | drop list size | store key meta
 --   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
 -- Returns {0} when the batch was already applied, else {1, error...} (per-op errors).
 if redis.call('GET', ARGV[1]) == ARGV[2] then return {0} end
@@ -51,6 +51,15 @@ while i <= #ARGV do
       try('ZADD', index, now, ARGV[i + 3])
     end
     i = i + 5
+  elseif op == 'drop' then
+    -- An over-size message the idle wait moved (it is dead-lettered as a truncated copy): take
+    -- it out of the in-flight list by its size, so its bytes never cross the network again.
+    local size = tonumber(ARGV[i + 2])
+    local items = redis.call('LRANGE', ARGV[i + 1], 0, -1)
+    for _, v in ipairs(items) do
+      if #v == size then try('LREM', ARGV[i + 1], 1, v) break end
+    end
+    i = i + 3
   elseif op == 'requeue' then
     if try('HDEL', unacked, ARGV[i + 1]) == 1 then
       try('ZREM', index, ARGV[i + 1])

@@ -3,7 +3,8 @@
 -- here the pop and the unacked entry happen together. Entries that can never run are
 -- dead-lettered in the same step, so nothing popped here is ever only in the worker's memory:
 --   * no delivery tag (not JSON, or not a kombu envelope) — the record keeps the raw entry;
---   * larger than the size cap — the record keeps the first 4 KiB and the size.
+--   * larger than the size cap — the record keeps the first 4 KiB, the size, and the task id and
+--     name found by a plain text match (the entry is never decoded).
 -- One RPOP with a count per list (Redis >= 6.2; one RPOP per message on older servers), one HSET
 -- and one ZADD for the whole batch.
 -- KEYS[1] unacked (hash)  KEYS[2] unacked_index (zset)  KEYS[3..] queue lists in priority order
@@ -24,12 +25,17 @@ local function record()  -- write (and reset) the pending unacked entries; unpac
   end
   hset, zadd = {KEYS[1]}, {KEYS[2]}
 end
+local function sniff(raw, key)  -- a string field anywhere in the entry, without decoding it
+  return string.match(raw, '"' .. key .. '"%s*:%s*"([^"]*)"')
+end
 local function dead(queue, raw, reason)
   local rec = {reason = reason, queue = queue, at = tonumber(ARGV[2]), raw = raw}
   if max_bytes > 0 and #raw > max_bytes then
     rec.raw = string.sub(raw, 1, 4096)
     rec.size = #raw
     rec.truncated = true
+    rec.task_id = sniff(raw, 'id')
+    rec.task = sniff(raw, 'task')
   end
   redis.call('LPUSH', ARGV[4], cjson.encode(rec))
   local cap = tonumber(ARGV[5])

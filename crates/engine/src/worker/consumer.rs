@@ -132,19 +132,29 @@ pub fn dispatch(
 ) {
     // An idle-wait delivery is claimed (out of the in-flight list, into `unacked`) ahead of
     // everything else about it on the ordered writer; a dead letter carries the claim along.
-    let claim = d.claim.take().map(|list| Op::Claim {
-        list,
-        raw: d.raw.clone(),
-        tag: d.tag.clone(),
-        stored: if d.tag.is_empty() {
-            Vec::new()
+    let max = sh.broker.options.max_message_bytes;
+    let claim = d.claim.take().map(|list| {
+        if max > 0 && d.raw.len() > max {
+            Op::Drop {
+                list,
+                size: d.raw.len(),
+            }
         } else {
-            d.unacked_value()
-        },
+            Op::Claim {
+                list,
+                raw: d.raw.clone(),
+                tag: d.tag.clone(),
+                stored: if d.tag.is_empty() {
+                    Vec::new()
+                } else {
+                    d.unacked_value()
+                },
+            }
+        }
     });
     if d.raw.len() >= 1 << 20 {
         // Give a large message's memory back to the system once it is handled.
-        defer_trim();
+        defer_trim(sh.writer.clone());
     }
     // Take the parsed envelope out of the delivery (no copy); `raw` stays for requeue/dead letters.
     let placeholder = Err(hlbot_proto::DecodeError::new(
@@ -295,11 +305,13 @@ fn dead_letter(
     sh.writer.send_all(ops);
 }
 
-/// Return freed heap to the system shortly after a large message was handled (glibc keeps
-/// large freed blocks in the heap otherwise: 20 MB messages would leave the RSS at 100+ MB).
-fn defer_trim() {
-    tokio::spawn(async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// Return freed heap to the system once a large message is handled and its writes (which carry
+/// copies of it) are in Redis — glibc keeps large freed blocks in the heap otherwise: 20 MB
+/// messages would leave the RSS at 100+ MB.
+fn defer_trim(writer: crate::worker::writer::Writer) {
+    tokio::spawn(async move {
+        writer.flush_within(Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         trim();
     });
 }

@@ -317,8 +317,20 @@ impl Worker {
         if !waiting.is_empty() {
             tracing::info!("Restoring {} unacknowledged message(s)", waiting.len());
         }
+        // Entries that vanished (Redis lost its data since the last refresh) are pushed back
+        // unconditionally: the worker holds the only copy. Asked only once the claims are in.
+        let mut gone: Vec<String> = Vec::new();
+        if !waiting.is_empty() && sh.writer.flush_within(Duration::from_secs(1)).await {
+            let tags: Vec<String> = waiting.iter().map(|r| r.delivery.tag.clone()).collect();
+            if let Ok(Ok(missing)) =
+                tokio::time::timeout(Duration::from_secs(1), sh.broker.refresh(&tags)).await
+            {
+                gone = missing;
+            }
+        }
         for r in &waiting {
-            outcome::restore_request(&sh, r);
+            let lost = gone.contains(&r.delivery.tag);
+            outcome::restore_request(&sh, r, lost);
             sh.state.remove(r);
         }
         loop {

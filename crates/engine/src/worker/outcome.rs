@@ -150,7 +150,7 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
                 .task("task-rejected", id, fields([("requeue", json!(true))]));
             requeue_request(sh, req);
         }
-        Outcome::Restore => restore_request(sh, req),
+        Outcome::Restore => restore_request(sh, req, false),
         Outcome::Terminated => {
             if !ignore {
                 sh.writer.send(Op::Store(meta_for(
@@ -292,8 +292,9 @@ pub(crate) fn requeue_request(sh: &Arc<Shared>, req: &Request) {
 
 /// Put a request back at the head of its queue, flagged redelivered (shutdown). A message still
 /// in `unacked` moves back only if its entry is still there (no duplicate with a restorer); an
-/// early-acked one exists nowhere else, so it is pushed.
-pub fn restore_request(sh: &Arc<Shared>, req: &Request) {
+/// early-acked one, or one whose entry is known to be `gone` (Redis lost its data), exists
+/// nowhere else, so it is pushed.
+pub fn restore_request(sh: &Arc<Shared>, req: &Request, gone: bool) {
     let mut env = req.msg.envelope.clone();
     env.mark_redelivered();
     let key = sh
@@ -301,7 +302,8 @@ pub fn restore_request(sh: &Arc<Shared>, req: &Request) {
         .keys()
         .queue_for(&req.delivery.queue, req.delivery.priority);
     let raw = env.to_vec();
-    if !req.delivery.tag.is_empty() && sh.state.set_acked(req) {
+    let unacked = !req.delivery.tag.is_empty() && sh.state.set_acked(req);
+    if unacked && !gone {
         sh.writer.send(Op::Restore {
             tag: req.delivery.tag.clone(),
             key,

@@ -33,6 +33,10 @@ enum Spilled {
         tag: String,
         stored: String,
     },
+    Drop {
+        list: String,
+        size: usize,
+    },
     Store {
         meta: ResultMeta,
     },
@@ -90,6 +94,7 @@ impl Spilled {
                 tag,
                 stored: text(&stored),
             },
+            Op::Drop { list, size } => Spilled::Drop { list, size },
             Op::Store(meta) => Spilled::Store { meta },
             Op::Requeue { tag, key, raw } => Spilled::Requeue {
                 tag,
@@ -134,6 +139,7 @@ impl Spilled {
                 tag,
                 stored: stored.into_bytes(),
             },
+            Spilled::Drop { list, size } => Op::Drop { list, size },
             Spilled::Store { meta } => Op::Store(meta),
             Spilled::Requeue { tag, key, raw } => Op::Requeue {
                 tag,

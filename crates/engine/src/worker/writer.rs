@@ -39,6 +39,9 @@ pub enum Op {
         tag: String,
         stored: Vec<u8>,
     },
+    /// An over-size message the idle wait moved into `list`: take it out by its size (the
+    /// bytes are not sent again; its dead letter keeps a truncated copy).
+    Drop { list: String, size: usize },
     /// Store a result meta (never over a SUCCESS) and PUBLISH it.
     Store(ResultMeta),
     /// `reject(requeue=True)`: drop the unacked entry and LPUSH the message to `key` (tail),
@@ -333,6 +336,9 @@ async fn apply(
                 stored,
             } => {
                 inv.arg("claim").arg(list).arg(raw).arg(tag).arg(stored);
+            }
+            Op::Drop { list, size } => {
+                inv.arg("drop").arg(list).arg(*size);
             }
             Op::Requeue { tag, key, raw } => {
                 inv.arg("requeue").arg(tag).arg(key).arg(raw);
