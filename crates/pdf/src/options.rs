@@ -54,6 +54,11 @@ pub struct PdfOptions {
     /// Reuse (and store) results for the same bytes and request; off = always process afresh
     /// and write no result file (extracted images are still saved under `cache_dir`).
     pub use_cache: bool,
+    /// Largest PDF accepted, in bytes (default 512 MiB); bigger files fail with `TooLarge`.
+    pub max_bytes: u64,
+    /// Most pages a document may have (default 5 000); checked right after opening, before
+    /// any page is read.
+    pub max_pages: u32,
 }
 
 impl PdfOptions {
@@ -87,6 +92,8 @@ impl PdfOptions {
             split_min_pages: 8,
             prestart_workers: true,
             use_cache: true,
+            max_bytes: 512 << 20,
+            max_pages: 5_000,
         }
     }
 }
@@ -176,6 +183,11 @@ pub struct PdfRequest {
     pub languages: Option<String>,
     #[serde(default)]
     pub pages: Option<PageSelection>,
+    /// The file, already opened by the caller (e.g. beneath an input root): when set, every
+    /// read — the checks, the hash, the PDFium worker's — goes through this descriptor and the
+    /// path is only a name for messages.
+    #[serde(skip)]
+    pub file: Option<std::sync::Arc<std::fs::File>>,
 }
 
 fn default_true() -> bool {
@@ -192,6 +204,7 @@ impl PdfRequest {
             ocr: OcrMode::Auto,
             languages: None,
             pages: None,
+            file: None,
         }
     }
 }

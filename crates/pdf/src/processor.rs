@@ -5,7 +5,9 @@
 //! and caches it.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,53 +30,90 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Checks the path and returns the file's size. Typed errors for missing, not-a-file, empty
-/// and not-a-PDF inputs.
-fn check_file(path: &Path) -> Result<u64> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => PdfError::NotFound(path.to_path_buf()),
-        _ => PdfError::io(path, e),
-    })?;
+/// Opens the path (when the caller did not hand over an open file) and returns the file and
+/// its size. Typed errors for missing, not-a-file, empty, over-size and not-a-PDF inputs.
+fn check_file(req: &PdfRequest, max_bytes: u64) -> Result<(Arc<File>, u64)> {
+    let path = req.pdf_path.as_path();
+    let file = match &req.file {
+        Some(f) => f.clone(),
+        None => Arc::new(File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PdfError::NotFound(path.to_path_buf()),
+            _ => PdfError::io(path, e),
+        })?),
+    };
+    let meta = file.metadata().map_err(|e| PdfError::io(path, e))?;
     if !meta.is_file() {
         return Err(PdfError::NotAFile(path.to_path_buf()));
     }
     if meta.len() == 0 {
         return Err(PdfError::EmptyFile(path.to_path_buf()));
     }
-    let mut f = std::fs::File::open(path).map_err(|e| PdfError::io(path, e))?;
+    if max_bytes > 0 && meta.len() > max_bytes {
+        return Err(PdfError::TooLarge(format!(
+            "{} is {} bytes; the limit is {max_bytes} (pdf.max_bytes)",
+            path.display(),
+            meta.len()
+        )));
+    }
     // The header may follow some junk, but must be within the first KiB.
-    let mut head = Vec::with_capacity(1024);
-    (&mut f)
-        .take(1024)
-        .read_to_end(&mut head)
-        .map_err(|e| PdfError::io(path, e))?;
-    if !head.windows(5).any(|w| w == b"%PDF-") {
+    let mut head = vec![0u8; 1024];
+    let n = read_at(&file, &mut head, 0).map_err(|e| PdfError::io(path, e))?;
+    if !head[..n].windows(5).any(|w| w == b"%PDF-") {
         return Err(PdfError::NotPdf(path.to_path_buf()));
     }
-    Ok(meta.len())
+    Ok((file, meta.len()))
+}
+
+/// `pread` until `buf` is full or the file ends (the descriptor's offset is never moved, so
+/// the hash and the checks can share it).
+fn read_at(f: &File, buf: &mut [u8], mut at: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], at) {
+            Ok(0) => break,
+            Ok(k) => {
+                n += k;
+                at += k as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// The document id: sha256 of the file's bytes, in hex.
-fn hash_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| PdfError::io(path, e))?;
+fn hash_file(path: &Path, f: &File) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| PdfError::io(path, e))?;
+        let n = read_at(f, &mut buf, at).map_err(|e| PdfError::io(path, e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        at += n as u64;
     }
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Hashes `path` on the blocking pool; yields (document id, hash ms).
-fn spawn_hash(path: &Path) -> tokio::task::JoinHandle<Result<(String, u64)>> {
-    let path = path.to_path_buf();
+/// The name the PDFium worker opens: the parent's descriptor through `/proc`, which reaches
+/// the very file the parent opened whatever happens to its name meanwhile.
+fn child_path(file: &File) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        file.as_raw_fd()
+    ))
+}
+
+/// Hashes the file on the blocking pool; yields (document id, hash ms).
+fn spawn_hash(path: &Path, file: &Arc<File>) -> tokio::task::JoinHandle<Result<(String, u64)>> {
+    let (path, file) = (path.to_path_buf(), file.clone());
     tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        hash_file(&path).map(|id| (id, ms(t.elapsed())))
+        hash_file(&path, &file).map(|id| (id, ms(t.elapsed())))
     })
 }
 
@@ -129,11 +168,11 @@ where
         total: 1,
     });
     let path = req.pdf_path.clone();
-    let size = check_file(&path)?;
+    let (file, size) = check_file(req, opts.max_bytes)?;
     // The id (sha256 of the bytes) names the cache entry and the image folder; when neither is
     // needed before the worker runs, the file is hashed while the worker works
     // (`known` is then the hashing still under way).
-    let hashing = spawn_hash(&path);
+    let hashing = spawn_hash(&path, &file);
     let known = if opts.use_cache || req.extract_images {
         Ok(join_hash(hashing).await?)
     } else {
@@ -179,7 +218,7 @@ where
         1
     };
     let child_req = ChildRequest {
-        pdf_path: absolute(&path),
+        pdf_path: child_path(&file),
         password: req.password.clone(),
         pages: req.pages.clone(),
         extract_images: req.extract_images,
@@ -200,6 +239,7 @@ where
         shard: (0, shards),
         split_min_pages: if shards == 1 { opts.split_min_pages } else { 0 },
         split_into: workers_max,
+        max_pages: opts.max_pages,
     };
     progress(Progress {
         stage: Stage::Opening,
@@ -455,10 +495,6 @@ impl OwnedJob {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 fn child_error(
     kind: &str,
     message: String,
@@ -480,6 +516,7 @@ fn child_error(
         },
         "invalid_request" => PdfError::InvalidRequest(message),
         "not_found" => PdfError::NotFound(path),
+        "too_large" => PdfError::TooLarge(message),
         _ => PdfError::Child {
             detail: message,
             stderr,
