@@ -215,6 +215,9 @@ pub fn serve_stdio() -> ExitCode {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

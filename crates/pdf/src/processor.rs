@@ -318,6 +318,17 @@ where
                 c.metadata = o.metadata;
                 c.open_ms = c.open_ms.max(o.open_ms);
                 c.warnings.extend(o.warnings);
+                // A worker never asks for more than `split_into`; one that does is not trusted
+                // (each shard is a process).
+                if o.shards > workers_max {
+                    return Err(PdfError::Child {
+                        detail: format!(
+                            "worker asked for {} shards (at most {workers_max})",
+                            o.shards
+                        ),
+                        stderr: String::new(),
+                    });
+                }
                 if o.shards > started
                     && let Some(tx) = &tx
                 {
