@@ -106,14 +106,20 @@ impl InputRoots {
                 Err(e) => last = Some(e),
             }
         }
+        let not_allowed = |why: &str| Error::NotAllowed {
+            path: path.to_path_buf(),
+            why: why.into(),
+        };
+        // Beneath a root the kernel's answer may be told; leaving one always reads the same.
         Err(match last {
             Some(Errno::NOENT) | Some(Errno::NOTDIR) => Error::InputMissing {
                 path: path.to_path_buf(),
             },
-            _ => Error::NotAllowed {
-                path: path.to_path_buf(),
-                why: "it leaves the allowed input roots".into(),
-            },
+            Some(Errno::ACCESS) => not_allowed("permission denied"),
+            Some(e @ (Errno::NAMETOOLONG | Errno::NOMEM | Errno::MFILE | Errno::NFILE)) => {
+                not_allowed(&format!("it cannot be opened ({e})"))
+            }
+            _ => not_allowed("it leaves the allowed input roots"),
         })
     }
 
