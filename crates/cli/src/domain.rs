@@ -19,6 +19,10 @@ pub struct RawPdf {
     pub worker_processes: Option<usize>,
     /// Keep PDFium workers started ahead of the next document (default true).
     pub prestart_workers: Option<bool>,
+    /// Largest PDF accepted, bytes (default 512 MiB).
+    pub max_bytes: Option<u64>,
+    /// Most pages a PDF may have (default 5 000).
+    pub max_pages: Option<u32>,
 }
 
 /// `[youtube]` in the config file.
@@ -35,7 +39,16 @@ pub struct RawYoutube {
     pub cookies_file: Option<PathBuf>,
     pub js_runtime: Option<String>,
     pub sleep_requests: Option<f64>,
+    /// Most frames kept per video (default 60).
     pub max_frames: Option<usize>,
+    /// Largest media download, bytes (default 2 GiB).
+    pub max_filesize: Option<u64>,
+    /// Longest video, seconds, checked from metadata before downloading (default 14 400).
+    pub max_duration: Option<f64>,
+    /// Most transcript characters per video (default 2 000 000).
+    pub max_transcript_chars: Option<usize>,
+    /// Route non-YouTube fetches through the egress guard (default true).
+    pub egress_guard: Option<bool>,
 }
 
 /// `[llm]` in the config file.
@@ -49,6 +62,20 @@ pub struct RawLlm {
     #[serde(default)]
     pub aliases: std::collections::BTreeMap<String, String>,
     pub max_concurrency: Option<usize>,
+    /// Models a task may name (default: only the configured default model; `rules` always).
+    pub allowed_models: Option<Vec<String>>,
+    /// Per-task spend cap, USD (default 2.00; 0 = no cap).
+    pub max_cost_usd: Option<f64>,
+    /// Daily spend cap across the fleet, USD (default 50.00; 0 = no cap).
+    pub max_daily_cost_usd: Option<f64>,
+    /// Most characters of content per extraction (default 2 000 000).
+    pub max_content_chars: Option<usize>,
+    /// Most chunks per extraction (default 64).
+    pub max_chunks: Option<usize>,
+    /// Largest chart image, bytes (default 32 MiB).
+    pub max_image_bytes: Option<u64>,
+    /// Most decoded pixels of a chart image (default 100 000 000).
+    pub max_image_pixels: Option<u64>,
 }
 
 /// The domain sections of the config file.
@@ -105,9 +132,26 @@ pub fn cache_dir(raw: &RawDomain) -> PathBuf {
     raw.cache_dir.clone().unwrap_or_else(default_cache_dir)
 }
 
-/// Build the domain settings. `extra_root` is allowed too (the folder of a file named on the
-/// command line).
-pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings {
+/// Folders of the files a `hlbot call` names (`pdf_path`, `image_path`): the operator named
+/// them at the terminal, so they are allowed like `hlbot ingest FILE`'s folder.
+pub fn named_file_folders(kwargs: &serde_json::Map<String, serde_json::Value>) -> Vec<PathBuf> {
+    ["pdf_path", "image_path"]
+        .iter()
+        .filter_map(|k| kwargs.get(*k)?.as_str())
+        .filter_map(|p| {
+            let parent = Path::new(p).parent()?;
+            Some(if parent.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                parent.to_path_buf()
+            })
+        })
+        .collect()
+}
+
+/// Build the domain settings. `extra_roots` are allowed too (the folders of files named on the
+/// command line, by `hlbot ingest FILE` and `hlbot call`).
+pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
     let cache_dir = cache_dir(raw);
     let mut roots: Vec<PathBuf> = raw.input_roots.clone();
     if let Some(list) = env("HLBOT_INPUT_ROOTS") {
@@ -117,12 +161,10 @@ pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings
                 .map(PathBuf::from),
         );
     }
-    if roots.is_empty() {
-        roots.extend(std::env::current_dir().ok());
-    }
-    roots.push(cache_dir.clone());
-    let mut input_roots = InputRoots::new(roots);
-    if let Some(r) = extra_root {
+    // No roots configured: fail closed (only hlbot's own cache is readable), never the
+    // working directory — that is `/` under systemd or in a bare container.
+    let mut input_roots = InputRoots::new(roots).with_internal(&cache_dir);
+    for r in extra_roots {
         input_roots = input_roots.with(r);
     }
 
@@ -150,6 +192,12 @@ pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings
     }
     if let Some(on) = raw.pdf.prestart_workers {
         pdf.prestart_workers = on;
+    }
+    if let Some(n) = raw.pdf.max_bytes {
+        pdf.max_bytes = n;
+    }
+    if let Some(n) = raw.pdf.max_pages {
+        pdf.max_pages = n;
     }
 
     let mut yt = hlbot_youtube::YoutubeOptions {
@@ -182,6 +230,18 @@ pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings
     yt.sleep_requests = raw.youtube.sleep_requests;
     if let Some(m) = raw.youtube.max_frames {
         yt.max_frames = m;
+    }
+    if let Some(v) = raw.youtube.max_filesize {
+        yt.max_filesize = v;
+    }
+    if let Some(v) = raw.youtube.max_duration {
+        yt.max_duration = v;
+    }
+    if let Some(v) = raw.youtube.max_transcript_chars {
+        yt.max_transcript_chars = v;
+    }
+    if let Some(v) = raw.youtube.egress_guard {
+        yt.egress_guard = v;
     }
     if let Some(key) = env("HLBOT_ASR_API_KEY") {
         yt.asr = hlbot_youtube::AsrProvider::OpenAiCompatible {
@@ -218,6 +278,30 @@ pub fn task_settings(raw: &RawDomain, extra_root: Option<&Path>) -> TaskSettings
     let default_model = env("HLBOT_MODEL")
         .or_else(|| raw.llm.model.clone())
         .unwrap_or_else(|| "claude-sonnet-4".into());
+    let r = &raw.llm;
+    llm.allowed_models = r
+        .allowed_models
+        .clone()
+        .unwrap_or_else(|| vec![default_model.clone()]);
+    let usd = |v: f64| (v > 0.0).then_some(v);
+    if let Some(v) = r.max_cost_usd {
+        llm.max_cost_usd = usd(v);
+    }
+    if let Some(v) = r.max_daily_cost_usd {
+        llm.max_daily_cost_usd = usd(v);
+    }
+    if let Some(v) = r.max_content_chars {
+        llm.max_content_chars = v;
+    }
+    if let Some(v) = r.max_chunks {
+        llm.max_chunks = v;
+    }
+    if let Some(v) = r.max_image_bytes {
+        llm.max_image_bytes = v;
+    }
+    if let Some(v) = r.max_image_pixels {
+        llm.max_image_pixels = v;
+    }
     TaskSettings {
         input_roots,
         pdf,

@@ -29,7 +29,7 @@ pub struct RawConfig {
     pub routes: BTreeMap<String, String>,
     #[serde(default)]
     pub queues: Vec<String>,
-    /// Directories queued tasks may read files from (default: the current directory).
+    /// Directories queued tasks may read files from (default: none — path arguments are refused).
     #[serde(default)]
     pub input_roots: Vec<std::path::PathBuf>,
     pub cache_dir: Option<std::path::PathBuf>,
@@ -168,7 +168,7 @@ mod tests {
                 pdf: raw.pdf,
                 ..Default::default()
             },
-            None,
+            &[],
         )
         .pdf;
         assert_eq!(pdf.worker_processes, 2);

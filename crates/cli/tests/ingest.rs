@@ -105,33 +105,108 @@ fn bad_sources_are_clear_errors() {
     );
 }
 
-#[test]
-fn queued_tasks_cannot_read_outside_the_input_roots() {
-    let out = offline()
+/// A worker started with `roots` in HLBOT_INPUT_ROOTS (`None`: none configured) runs one
+/// task; its failure text (empty on success).
+fn worker_failure(roots: Option<&Path>, task: &str, kwargs: &str) -> String {
+    let url =
+        std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("r{}{}:", std::process::id(), roots.is_some());
+    let mut w = Command::new(BIN);
+    w.current_dir(repo())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("HLBOT_INPUT_ROOTS")
+        .env(
+            "HLBOT_CACHE_DIR",
+            std::env::temp_dir().join(format!("hlbot-test-{prefix}")),
+        )
         .args([
-            "call",
-            "process_pdf_document",
+            "--broker",
+            &url,
+            "--key-prefix",
+            &prefix,
+            "worker",
+            "-Q",
+            "pdf,llm",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(r) = roots {
+        w.env("HLBOT_INPUT_ROOTS", r);
+    }
+    let mut worker = w.spawn().expect("worker");
+    let out = Command::new(BIN)
+        .args([
+            "--broker",
+            &url,
+            "--key-prefix",
+            &prefix,
+            "send",
+            task,
             "--kwargs",
-            r#"{"pdf_path": "/etc/passwd"}"#,
+            kwargs,
+            "--wait",
         ])
         .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+        .expect("send");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    if out.status.success() {
+        return String::new();
+    }
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_worker_without_input_roots_reads_no_files() {
+    let readme = repo().join("README.md");
+    let kwargs = serde_json::json!({ "pdf_path": readme }).to_string();
+    let err = worker_failure(None, "process_pdf_document", &kwargs);
     assert!(
-        err.contains("PermissionError") && err.contains("outside the allowed input roots"),
+        err.contains("PermissionError")
+            && err.contains("HLBOT_INPUT_ROOTS")
+            && err.contains("input_roots"),
         "{err}"
     );
+}
+
+#[test]
+fn queued_tasks_cannot_read_outside_the_input_roots() {
+    let root = tempfile::tempdir().expect("tmp");
+    for (task, kwargs) in [
+        ("process_pdf_document", r#"{"pdf_path": "/etc/passwd"}"#),
+        ("analyze_chart_image", r#"{"image_path": "/etc/hostname"}"#),
+        ("analyze_chart_image", r#"{"image_path": "/dev/zero"}"#),
+    ] {
+        let err = worker_failure(Some(root.path()), task, kwargs);
+        assert!(
+            err.contains("PermissionError") && err.contains("not allowed"),
+            "{task} {kwargs}: {err}"
+        );
+        assert!(
+            !err.contains(&root.path().display().to_string()),
+            "roots not revealed: {err}"
+        );
+    }
+}
+
+#[test]
+fn call_allows_the_named_files_folder_but_only_regular_files() {
     let out = offline()
         .args([
             "call",
             "analyze_chart_image",
             "--kwargs",
-            r#"{"image_path": "/etc/hostname"}"#,
+            r#"{"image_path": "/dev/zero", "model": "rules"}"#,
         ])
         .output()
         .expect("run");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the allowed input roots"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a regular file"), "{err}");
 }
 
 #[test]
@@ -258,4 +333,20 @@ fn ingest_queue_runs_the_chain_on_a_worker() {
             .contains("EUR/USD")
     );
     let _ = Duration::from_secs(0);
+}
+
+#[test]
+fn a_task_naming_a_model_off_the_allow_list_fails_clearly() {
+    let kwargs = serde_json::json!({"content": "Buy EUR/USD when RSI drops below 30.", "model": "openai:gpt-4o"})
+        .to_string();
+    let out = offline()
+        .args(["call", "extract_trading_strategy", "--kwargs", &kwargs])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"openai:gpt-4o\" is not allowed") && err.contains("llm.allowed_models"),
+        "{err}"
+    );
 }

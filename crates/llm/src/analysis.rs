@@ -5,12 +5,13 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::chart::{
     CHART_SCHEMA_JSON, CHART_SCHEMA_VERSION, ChartAnalysis, ChartResult, validate_chart,
 };
 use crate::client::{Call, Client, wire_schema};
 use crate::error::Result;
-use crate::image::load_for_provider;
+use crate::image::{load_for_provider, read_capped, too_big};
 use crate::options::LlmOptions;
 use crate::prompt;
 use crate::provider::Provider;
@@ -24,12 +25,29 @@ pub async fn analyze_chart(
     model: &str,
     cancel: &CancellationToken,
 ) -> Result<ChartResult> {
+    Provider::resolve(opts, model)?;
+    let bytes = read_capped(image_path, opts.max_image_bytes).await?;
+    analyze_chart_bytes(opts, image_path, bytes, model, cancel).await
+}
+
+/// [`analyze_chart`] on bytes the caller already read (`name` is for messages only), e.g. from
+/// a file it opened beneath an input root.
+pub async fn analyze_chart_bytes(
+    opts: &LlmOptions,
+    name: &Path,
+    bytes: Vec<u8>,
+    model: &str,
+    cancel: &CancellationToken,
+) -> Result<ChartResult> {
     let provider = Provider::resolve(opts, model)?;
+    if opts.max_image_bytes > 0 && bytes.len() as u64 > opts.max_image_bytes {
+        return Err(too_big(name, bytes.len() as u64, opts.max_image_bytes));
+    }
     if provider == Provider::Rules {
-        return reader::read_chart(opts, image_path, cancel).await;
+        return reader::read_chart(opts, name, bytes, cancel).await;
     }
     let client = Client::new(opts, &provider)?;
-    let image = load_for_provider(image_path, opts.max_image_edge).await?;
+    let image = load_for_provider(name, bytes, opts).await?;
     let schema = wire_schema(CHART_SCHEMA_JSON);
     let call = Call {
         system: prompt::CHART_SYSTEM,
@@ -52,8 +70,16 @@ pub async fn analyze_chart(
         model = provider.model_id(),
         "analyzing chart"
     );
-    let (res, usage) =
-        structured::<ChartAnalysis>(opts, &client, call, parts, validate_chart, cancel).await;
+    let (res, usage) = structured::<ChartAnalysis>(
+        opts,
+        &client,
+        call,
+        parts,
+        validate_chart,
+        &Budget::new(opts),
+        cancel,
+    )
+    .await;
     let analysis = res?;
     let model_id = provider.model_id().to_string();
     let cost_usd = opts.cost_usd(

@@ -79,6 +79,15 @@ pub enum Error {
         message: String,
         stderr: String,
     },
+    /// Over a configured cap (content characters, chunks, image bytes or pixels). Never retried.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The model is not on `llm.allowed_models`. Never retried.
+    #[error("model {model:?} is not allowed on this worker (llm.allowed_models: {allowed})")]
+    ModelNotAllowed { model: String, allowed: String },
+    /// The next call could cross `llm.max_cost_usd` or `llm.max_daily_cost_usd`. Never retried.
+    #[error("cost budget: {0}")]
+    BudgetExceeded(String),
     /// The response cache failed (callers log this and carry on uncached).
     #[error("response cache: {0}")]
     Cache(String),

@@ -5,6 +5,7 @@
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::chunk::chunk_text;
 use crate::client::{Call, Client, wire_schema};
 use crate::content::{ContentType, prepare};
@@ -30,6 +31,13 @@ pub async fn extract_strategy(
     cancel: &CancellationToken,
 ) -> Result<StrategyResult> {
     let provider = Provider::resolve(opts, model)?;
+    let chars = content.chars().count();
+    if opts.max_content_chars > 0 && chars > opts.max_content_chars {
+        return Err(Error::TooLarge(format!(
+            "the content has {chars} characters; the limit is {} (llm.max_content_chars)",
+            opts.max_content_chars
+        )));
+    }
     let text = prepare(content, content_type);
     if provider == Provider::Rules {
         // CPU work (a long transcript takes a while): off the async threads, so a worker's
@@ -53,6 +61,7 @@ pub async fn extract_strategy(
             cost_usd: Some(0.0),
             chunks: 1,
             warnings: vec![],
+            partial: false,
         });
     }
     let client = Client::new(opts, &provider)?;
@@ -68,11 +77,18 @@ pub async fn extract_strategy(
             cost_usd: Some(0.0),
             chunks: 0,
             warnings: vec!["empty content: no model call made".into()],
+            partial: false,
         });
     }
     let schema = wire_schema(STRATEGY_SCHEMA_JSON);
     let chunks = chunk_text(&text, opts.chunk_tokens, opts.chunk_overlap_tokens);
     let n = chunks.len();
+    if opts.max_chunks > 0 && n > opts.max_chunks {
+        return Err(Error::TooLarge(format!(
+            "the content needs {n} chunks; the limit is {} (llm.max_chunks)",
+            opts.max_chunks
+        )));
+    }
     tracing::info!(
         provider = provider.name(),
         model = provider.model_id(),
@@ -85,6 +101,7 @@ pub async fn extract_strategy(
         schema: &schema,
         content_type,
         parts: n,
+        budget: Budget::new(opts),
         cancel,
     };
     // Owned chunks: a closure over borrowed items makes the future's Send-ness depend on a
@@ -98,20 +115,36 @@ pub async fn extract_strategy(
     let mut warnings = Vec::new();
     let mut lists = Vec::with_capacity(n);
     let mut first_err = None;
+    let mut over_budget = None;
     for r in results {
         usage.add(r.usage);
         warnings.extend(r.warnings);
         match r.strategies {
             Ok(s) => lists.push(s),
+            Err(Error::BudgetExceeded(why)) => {
+                over_budget.get_or_insert(why);
+            }
             Err(e) => {
                 first_err.get_or_insert(e);
             }
         }
     }
-    // Partial results are not returned: a missing chunk would silently drop strategies. The
-    // answers that did succeed are cached, so a retry of the task pays only for the rest.
+    // Partial results are not returned for failures: a missing chunk would silently drop
+    // strategies. The answers that did succeed are cached, so a retry of the task pays only for
+    // the rest. The cost budget is different: the run stops by design, with what it has, and
+    // says so (`partial`).
     if let Some(e) = first_err {
         return Err(e);
+    }
+    let partial = over_budget.is_some();
+    if let Some(why) = over_budget {
+        if lists.is_empty() {
+            return Err(Error::BudgetExceeded(why));
+        }
+        warnings.push(format!(
+            "stopped by the cost budget after {} of {n} chunks: {why}",
+            lists.len()
+        ));
     }
     let model_id = provider.model_id().to_string();
     let cost_usd = opts.cost_usd(
@@ -134,6 +167,7 @@ pub async fn extract_strategy(
         cost_usd,
         chunks: n,
         warnings,
+        partial,
     })
 }
 
@@ -143,6 +177,7 @@ struct Job<'a> {
     schema: &'a serde_json::Value,
     content_type: ContentType,
     parts: usize,
+    budget: Budget<'a>,
     cancel: &'a CancellationToken,
 }
 
@@ -182,6 +217,7 @@ impl Job<'_> {
                 call,
                 parts,
                 validate_strategies,
+                &self.budget,
                 self.cancel,
             )
             .await;

@@ -1,6 +1,7 @@
 //! Reads a chart image (PNG, JPEG, WebP, GIF — detected from the bytes), downscales it to the
 //! provider's limits and encodes it as base64 for an image block. Decoding runs off the
-//! async threads.
+//! async threads. Caps (`max_image_bytes`, `max_image_pixels`) are checked before anything is
+//! decoded: the pixel count comes from the header, so a decompression bomb costs nothing.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -42,14 +43,47 @@ fn format_name(f: ImageFormat) -> Option<(&'static str, &'static str)> {
     }
 }
 
-async fn read(path: &Path) -> Result<Vec<u8>> {
-    tokio::fs::read(path).await.map_err(|e| Error::Image {
-        path: path.display().to_string(),
-        message: format!("cannot read: {e}"),
-    })
+pub(crate) fn too_big(path: &Path, len: u64, limit: u64) -> Error {
+    Error::TooLarge(format!(
+        "image {} is {len} bytes; the limit is {limit} (llm.max_image_bytes)",
+        path.display()
+    ))
 }
 
-fn decode(path: &Path, bytes: &[u8]) -> Result<(DynamicImage, ImageFormat)> {
+/// Reads a regular file of at most `limit` bytes (0 = no limit); never reads past the limit
+/// (`/dev/zero` and FIFOs are refused before reading).
+pub(crate) async fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let err = |message: String| Error::Image {
+        path: path.display().to_string(),
+        message,
+    };
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    let meta = f
+        .metadata()
+        .await
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    if limit > 0 && meta.len() > limit {
+        return Err(too_big(path, meta.len(), limit));
+    }
+    let cap = if limit > 0 { limit + 1 } else { u64::MAX };
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(cap)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    if limit > 0 && bytes.len() as u64 > limit {
+        return Err(too_big(path, bytes.len() as u64, limit));
+    }
+    Ok(bytes)
+}
+
+fn decode(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<(DynamicImage, ImageFormat)> {
     let err = |message: String| Error::Image {
         path: path.display().to_string(),
         message,
@@ -64,16 +98,32 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<(DynamicImage, ImageFormat)> {
             "{format:?} is not supported (PNG, JPEG, WebP, GIF)"
         )));
     }
-    let img = image::load_from_memory_with_format(bytes, format)
+    let reader = || image::ImageReader::with_format(Cursor::new(bytes), format);
+    let (w, h) = reader()
+        .into_dimensions()
+        .map_err(|e| err(format!("cannot decode {format:?}: {e}")))?;
+    let pixels = u64::from(w) * u64::from(h);
+    if max_pixels > 0 && pixels > max_pixels {
+        return Err(Error::TooLarge(format!(
+            "image {} is {w}x{h} ({pixels} pixels); the limit is {max_pixels} (llm.max_image_pixels)",
+            path.display()
+        )));
+    }
+    // The decoder's own allocation limit backs the header check (a lying header).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 20));
+    let mut r = reader();
+    r.limits(limits);
+    let img = r
+        .decode()
         .map_err(|e| err(format!("cannot decode {format:?}: {e}")))?;
     Ok((img, format))
 }
 
-/// Loads and decodes an image for local reading.
-pub(crate) async fn load_decoded(path: &Path) -> Result<Decoded> {
-    let bytes = read(path).await?;
+/// Decodes an image for local reading.
+pub(crate) async fn load_decoded(path: &Path, bytes: Vec<u8>, max_pixels: u64) -> Result<Decoded> {
     let p = path.to_path_buf();
-    let (image, format) = tokio::task::spawn_blocking(move || decode(&p, &bytes))
+    let (image, format) = tokio::task::spawn_blocking(move || decode(&p, &bytes, max_pixels))
         .await
         .map_err(|e| Error::Image {
             path: path.display().to_string(),
@@ -85,10 +135,14 @@ pub(crate) async fn load_decoded(path: &Path) -> Result<Decoded> {
 
 /// Loads, downscales if needed (longest edge ≤ `max_edge`, ≤ 1.15 MP, ≤ 5 MB) and encodes.
 /// Small images are sent byte for byte.
-pub async fn load_for_provider(path: &Path, max_edge: u32) -> Result<EncodedImage> {
-    let bytes = read(path).await?;
+pub async fn load_for_provider(
+    path: &Path,
+    bytes: Vec<u8>,
+    opts: &crate::LlmOptions,
+) -> Result<EncodedImage> {
     let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || encode(&p, bytes, max_edge.max(16)))
+    let (max_edge, max_pixels) = (opts.max_image_edge.max(16), opts.max_image_pixels);
+    tokio::task::spawn_blocking(move || encode(&p, bytes, max_edge, max_pixels))
         .await
         .map_err(|e| Error::Image {
             path: path.display().to_string(),
@@ -96,8 +150,8 @@ pub async fn load_for_provider(path: &Path, max_edge: u32) -> Result<EncodedImag
         })?
 }
 
-fn encode(path: &Path, bytes: Vec<u8>, max_edge: u32) -> Result<EncodedImage> {
-    let (img, format) = decode(path, &bytes)?;
+fn encode(path: &Path, bytes: Vec<u8>, max_edge: u32, max_pixels: u64) -> Result<EncodedImage> {
+    let (img, format) = decode(path, &bytes, max_pixels)?;
     let (name, media) = format_name(format).unwrap_or(("png", "image/png"));
     let (w, h) = (img.width(), img.height());
     let scale = (max_edge as f64 / w.max(h) as f64)
@@ -178,26 +232,77 @@ mod tests {
             ("a.gif", ImageFormat::Gif, "image/gif"),
         ] {
             let p = write(dir.path(), name, 64, 32, f);
-            let e = load_for_provider(&p, 1568).await.unwrap();
+            let e = load(&p).await.unwrap();
             assert_eq!(e.media_type, media, "{name}");
             assert_eq!((e.info.sent_width, e.info.sent_height), (64, 32));
         }
         let big = write(dir.path(), "big.png", 3000, 1000, ImageFormat::Png);
-        let e = load_for_provider(&big, 1568).await.unwrap();
+        let e = load(&big).await.unwrap();
         assert_eq!((e.info.width, e.info.height), (3000, 1000));
         assert!(e.info.sent_width <= 1568 && e.info.sent_width >= 1500);
         let back = image::load_from_memory(&e.sent).unwrap();
         assert_eq!(back.width(), e.info.sent_width);
         let bad = dir.path().join("x.png");
         std::fs::write(&bad, b"not an image").unwrap();
-        assert!(matches!(
-            load_for_provider(&bad, 1568).await,
-            Err(Error::Image { .. })
-        ));
+        assert!(matches!(load(&bad).await, Err(Error::Image { .. })));
+        assert!(load(&dir.path().join("missing.png")).await.is_err());
+    }
+
+    async fn load(p: &Path) -> Result<EncodedImage> {
+        let opts = crate::LlmOptions::default();
+        let bytes = read_capped(p, opts.max_image_bytes).await?;
+        load_for_provider(p, bytes, &opts).await
+    }
+
+    #[tokio::test]
+    async fn dev_zero_and_fifos_are_not_read() {
+        let e = read_capped(Path::new("/dev/zero"), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    /// A 30 000 × 30 000 PNG (900 megapixels, a few hundred KiB compressed) is refused from
+    /// its header: nothing is allocated for the pixels.
+    #[tokio::test]
+    async fn a_png_bomb_is_refused_before_decoding() {
+        let png = bomb_png(30_000, 30_000);
         assert!(
-            load_for_provider(&dir.path().join("missing.png"), 1568)
-                .await
-                .is_err()
+            png.len() < 2 << 20,
+            "compressed bomb is small: {}",
+            png.len()
         );
+        let opts = crate::LlmOptions::default();
+        let t = std::time::Instant::now();
+        let e = load_for_provider(Path::new("bomb.png"), png.clone(), &opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        assert!(e.to_string().contains("30000x30000"), "{e}");
+        let e = load_decoded(Path::new("bomb.png"), png, opts.max_image_pixels)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// An all-black greyscale PNG streamed row by row (never held decoded in memory).
+    fn bomb_png(w: u32, h: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Grayscale);
+            enc.set_depth(png::BitDepth::One);
+            enc.set_compression(png::Compression::Balanced);
+            let mut writer = enc.write_header().unwrap();
+            let mut stream = writer.stream_writer().unwrap();
+            let row = vec![0u8; (w as usize).div_ceil(8)];
+            for _ in 0..h {
+                std::io::Write::write_all(&mut stream, &row).unwrap();
+            }
+            stream.finish().unwrap();
+        }
+        out
     }
 }

@@ -19,6 +19,7 @@
 //! Schemas: `schema/strategy.v1.json`, `schema/chart.v1.json`; guide: `docs/llm.md`.
 mod analysis;
 mod anthropic;
+mod budget;
 mod cache;
 mod chart;
 mod chunk;
@@ -42,7 +43,8 @@ mod secret;
 mod strategy;
 mod usage;
 
-pub use analysis::analyze_chart;
+pub use analysis::{analyze_chart, analyze_chart_bytes};
+pub use budget::SpendLedger;
 pub use cache::{DiskCache, NoCache, ResponseCache, cache_key};
 pub use chart::{
     CHART_SCHEMA_JSON, CHART_SCHEMA_VERSION, ChartAnalysis, ChartIndicator, ChartResult, ImageInfo,

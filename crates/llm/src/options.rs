@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budget::SpendLedger;
 use crate::cache::{NoCache, ResponseCache};
 use crate::secret::Secret;
 
@@ -92,6 +93,23 @@ pub struct LlmOptions {
     pub system_proxy: bool,
     /// Where validated answers are kept so a repeated call is not billed twice.
     pub cache: Arc<dyn ResponseCache>,
+    /// Models a caller may name (aliases and full ids; `rules` is always allowed). Empty: any.
+    pub allowed_models: Vec<String>,
+    /// Cap on one task's estimated spend, USD (default 2.00); `None` = no cap.
+    pub max_cost_usd: Option<f64>,
+    /// Cap on the day's spend across every worker sharing `spend`, USD (default 50.00).
+    pub max_daily_cost_usd: Option<f64>,
+    /// The fleet's daily spend (Redis in a worker); `None` = the daily cap is not enforced.
+    pub spend: Option<Arc<dyn SpendLedger>>,
+    /// Most characters of content one extraction accepts (default 2 000 000).
+    pub max_content_chars: usize,
+    /// Most chunks (model calls before repairs and splits) one extraction may make (default 64).
+    pub max_chunks: usize,
+    /// Largest image file read, in bytes (default 32 MiB).
+    pub max_image_bytes: u64,
+    /// Most decoded pixels (width × height) of an image, checked from its header before it is
+    /// decoded (default 100 000 000): a decompression bomb fails instead of allocating.
+    pub max_image_pixels: u64,
 }
 
 impl std::fmt::Debug for LlmOptions {
@@ -105,6 +123,13 @@ impl std::fmt::Debug for LlmOptions {
             .field("max_tokens", &self.max_tokens)
             .field("request_timeout", &self.request_timeout)
             .field("retry_budget", &self.retry_budget)
+            .field("allowed_models", &self.allowed_models)
+            .field("max_cost_usd", &self.max_cost_usd)
+            .field("max_daily_cost_usd", &self.max_daily_cost_usd)
+            .field("max_content_chars", &self.max_content_chars)
+            .field("max_chunks", &self.max_chunks)
+            .field("max_image_bytes", &self.max_image_bytes)
+            .field("max_image_pixels", &self.max_image_pixels)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +167,14 @@ impl Default for LlmOptions {
             ocr_timeout: Duration::from_secs(60),
             system_proxy: true,
             cache: Arc::new(NoCache),
+            allowed_models: Vec::new(),
+            max_cost_usd: Some(2.0),
+            max_daily_cost_usd: Some(50.0),
+            spend: None,
+            max_content_chars: 2_000_000,
+            max_chunks: 64,
+            max_image_bytes: 32 << 20,
+            max_image_pixels: 100_000_000,
         }
     }
 }

@@ -29,6 +29,23 @@ pub struct OpenAiEndpoint {
 impl Provider {
     /// Resolves `model` against the options.
     pub fn resolve(opts: &LlmOptions, model: &str) -> Result<Provider> {
+        let p = Self::resolve_any(opts, model)?;
+        // An entry allows the provider and model it resolves to (an alias and its full id are
+        // the same model; `openai:m` and `ollama:m` are not).
+        let listed = opts
+            .allowed_models
+            .iter()
+            .any(|a| Self::resolve_any(opts, a).is_ok_and(|q| q == p));
+        if p == Provider::Rules || opts.allowed_models.is_empty() || listed {
+            return Ok(p);
+        }
+        Err(Error::ModelNotAllowed {
+            model: model.trim().to_string(),
+            allowed: opts.allowed_models.join(", "),
+        })
+    }
+
+    fn resolve_any(opts: &LlmOptions, model: &str) -> Result<Provider> {
         let model = model.trim();
         if model.eq_ignore_ascii_case("rules") {
             return Ok(Provider::Rules);

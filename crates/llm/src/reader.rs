@@ -35,9 +35,10 @@ static LABELLED: LazyLock<Regex> = LazyLock::new(|| {
 pub(crate) async fn read_chart(
     opts: &LlmOptions,
     path: &Path,
+    bytes: Vec<u8>,
     cancel: &CancellationToken,
 ) -> Result<ChartResult> {
-    let decoded = load_decoded(path).await?;
+    let decoded = load_decoded(path, bytes, opts.max_image_pixels).await?;
     let (w, h) = (decoded.image.width(), decoded.image.height());
     let info = ImageInfo {
         format: decoded.format.into(),

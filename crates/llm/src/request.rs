@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::cache::cache_key;
 use crate::client::{Call, Client, Stop};
 use crate::error::{Error, Result};
@@ -27,6 +28,7 @@ pub(crate) async fn structured<T: Serialize + DeserializeOwned>(
     call: Call<'_>,
     parts: CacheParts<'_>,
     validate: fn(&Value) -> Result<T, String>,
+    budget: &Budget<'_>,
     cancel: &CancellationToken,
 ) -> (Result<T>, Usage) {
     let prompt = format!(
@@ -60,7 +62,7 @@ pub(crate) async fn structured<T: Serialize + DeserializeOwned>(
     let mut usage = Usage::default();
     let provider = client.provider().to_string();
     let max_tokens = call.max_tokens;
-    let first = match client.complete(&call, cancel).await {
+    let first = match billed(opts, client, &call, budget, cancel).await {
         Ok(a) => a,
         Err(e) => return (Err(e), usage),
     };
@@ -80,7 +82,7 @@ pub(crate) async fn structured<T: Serialize + DeserializeOwned>(
         repair: Some((&first.raw, &problem)),
         ..call
     };
-    let second = match client.complete(&repair, cancel).await {
+    let second = match billed(opts, client, &repair, budget, cancel).await {
         Ok(a) => a,
         Err(e) => return (Err(e), usage),
     };
@@ -101,6 +103,42 @@ pub(crate) async fn structured<T: Serialize + DeserializeOwned>(
             usage,
         ),
     }
+}
+
+/// One call under the budget: estimated and reserved first, the actual cost booked after.
+async fn billed(
+    opts: &LlmOptions,
+    client: &Client,
+    call: &Call<'_>,
+    budget: &Budget<'_>,
+    cancel: &CancellationToken,
+) -> Result<crate::client::Answer> {
+    let reserved = budget.reserve(estimate_cost(opts, client, call)).await?;
+    let answer = client.complete(call, cancel).await;
+    let actual = answer.as_ref().ok().and_then(|a| {
+        opts.cost_usd(
+            &[client.model_id()],
+            a.usage.input_tokens,
+            a.usage.output_tokens,
+        )
+    });
+    budget.settle(reserved, actual).await;
+    answer
+}
+
+/// The most a call can cost: its prompt (≈ 4 characters a token, ~1 600 tokens for an image)
+/// plus a full `max_tokens` answer. `None` for a model without a price.
+pub(crate) fn estimate_cost(opts: &LlmOptions, client: &Client, call: &Call<'_>) -> Option<f64> {
+    let tokens = |s: &str| crate::chunk::estimate_tokens(s) as u64;
+    let mut input = tokens(call.system) + tokens(call.text) + tokens(call.tool_description);
+    input += (call.schema.to_string().len() as u64).div_ceil(4);
+    if call.image.is_some() {
+        input += 1_600;
+    }
+    if let Some((raw, problem)) = call.repair {
+        input += tokens(raw) + tokens(problem);
+    }
+    opts.cost_usd(&[client.model_id()], input, u64::from(call.max_tokens))
 }
 
 fn stop_error(provider: &str, stop: &Stop, max_tokens: u32) -> Result<()> {

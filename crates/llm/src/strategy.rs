@@ -103,6 +103,10 @@ pub struct StrategyResult {
     pub chunks: usize,
     /// Things the caller should know (truncation handled by splitting, cache failures, …).
     pub warnings: Vec<String>,
+    /// True when the cost budget stopped the run before every chunk was read: `strategies`
+    /// holds what the chunks read so far found (a warning says how many).
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// Parses and validates a model answer. The error text is fed back in the repair attempt.

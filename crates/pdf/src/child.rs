@@ -38,6 +38,9 @@ pub(crate) struct ChildRequest {
     pub split_min_pages: u32,
     #[serde(default)]
     pub split_into: u32,
+    /// Refuse documents with more pages than this, before reading any (0 = no limit).
+    #[serde(default)]
+    pub max_pages: u32,
 }
 
 fn single_shard() -> (u32, u32) {
@@ -120,7 +123,7 @@ impl ChildEvent {
             PdfError::Damaged { detail, .. } | PdfError::EngineMissing { detail, .. } => {
                 detail.clone()
             }
-            PdfError::InvalidRequest(m) => m.clone(),
+            PdfError::InvalidRequest(m) | PdfError::TooLarge(m) => m.clone(),
             other => other.to_string(),
         };
         ChildEvent::Error {
@@ -210,6 +213,9 @@ pub fn serve_stdio() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

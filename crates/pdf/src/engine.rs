@@ -45,6 +45,12 @@ pub(crate) fn run(
             detail: "no pages could be recovered".into(),
         });
     }
+    if req.max_pages > 0 && page_count > req.max_pages {
+        return Err(PdfError::TooLarge(format!(
+            "the document has {page_count} pages; the limit is {} (pdf.max_pages)",
+            req.max_pages
+        )));
+    }
     let selection = req
         .pages
         .clone()

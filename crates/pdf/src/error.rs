@@ -40,6 +40,9 @@ pub enum PdfError {
         #[source]
         source: std::io::Error,
     },
+    /// Over a configured cap (file size, pages): never retried.
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -79,6 +82,7 @@ impl PdfError {
             PdfError::Cancelled => "cancelled",
             PdfError::Child { .. } => "child",
             PdfError::Io { .. } => "io",
+            PdfError::TooLarge(_) => "too_large",
             PdfError::Json(_) => "json",
         }
     }

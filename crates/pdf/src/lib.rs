@@ -18,6 +18,7 @@ mod pool;
 mod process;
 mod processor;
 mod render;
+mod source;
 mod triage;
 
 pub use cache::{CleanupReport, cleanup_cache};

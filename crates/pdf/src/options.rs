@@ -54,6 +54,11 @@ pub struct PdfOptions {
     /// Reuse (and store) results for the same bytes and request; off = always process afresh
     /// and write no result file (extracted images are still saved under `cache_dir`).
     pub use_cache: bool,
+    /// Largest PDF accepted, in bytes (default 512 MiB); bigger files fail with `TooLarge`.
+    pub max_bytes: u64,
+    /// Most pages a document may have (default 5 000); checked right after opening, before
+    /// any page is read.
+    pub max_pages: u32,
 }
 
 impl PdfOptions {
@@ -87,6 +92,8 @@ impl PdfOptions {
             split_min_pages: 8,
             prestart_workers: true,
             use_cache: true,
+            max_bytes: 512 << 20,
+            max_pages: 5_000,
         }
     }
 }
@@ -116,14 +123,20 @@ impl PageSelection {
     /// Resolves to sorted, de-duplicated 1-based page numbers within `1..=page_count`, plus the
     /// numbers that were asked for but do not exist.
     pub fn resolve(&self, page_count: u32) -> Result<(Vec<u32>, Vec<u32>)> {
-        let mut wanted: Vec<u32> = Vec::new();
+        // Inclusive ranges first, merged, then expanded: the work is bounded by `page_count`
+        // however many overlapping ranges a request repeats ("1-,1-,1-,…" found by review of
+        // the fuzzed child protocol: expanding each range cost O(ranges × pages) memory).
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
         match self {
-            PageSelection::List(list) => wanted.extend(list.iter().copied()),
+            PageSelection::List(list) => ranges.extend(list.iter().map(|&n| (n, n))),
             PageSelection::Spec(spec) => {
                 for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                     let bad = || PdfError::InvalidRequest(format!("bad page range {part:?}"));
                     match part.split_once('-') {
-                        None => wanted.push(part.parse().map_err(|_| bad())?),
+                        None => {
+                            let n = part.parse().map_err(|_| bad())?;
+                            ranges.push((n, n));
+                        }
                         Some((a, b)) => {
                             let a: u32 = if a.trim().is_empty() {
                                 1
@@ -138,25 +151,42 @@ impl PageSelection {
                             if a > b {
                                 return Err(bad());
                             }
-                            // Clamp so "1-4000000000" cannot allocate billions of entries.
-                            let end = b.min(page_count.saturating_add(1).max(a));
-                            wanted.extend(a..=end);
-                            if b > end {
-                                wanted.push(b);
-                            }
+                            ranges.push((a, b));
                         }
                     }
                 }
             }
         }
-        if wanted.contains(&0) {
+        if ranges.iter().any(|r| r.0 == 0) {
             return Err(PdfError::InvalidRequest(
                 "page numbers start at 1".to_string(),
             ));
         }
-        wanted.sort_unstable();
-        wanted.dedup();
-        let (ok, missing) = wanted.into_iter().partition(|&p| p <= page_count);
+        // Missing pages are reported by the first and last number past the end of each range.
+        let mut missing: Vec<u32> = Vec::new();
+        for &(a, b) in &ranges {
+            if b > page_count {
+                missing.push(a.max(page_count.saturating_add(1)));
+                missing.push(b);
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let mut inside: Vec<(u32, u32)> = ranges
+            .into_iter()
+            .filter(|r| r.0 <= page_count)
+            .map(|(a, b)| (a, b.min(page_count)))
+            .collect();
+        inside.sort_unstable();
+        let mut ok: Vec<u32> = Vec::new();
+        let mut next = 1u32; // first page not yet emitted
+        for (a, b) in inside {
+            let from = a.max(next);
+            if from <= b {
+                ok.extend(from..=b);
+                next = b.saturating_add(1);
+            }
+        }
         Ok((ok, missing))
     }
 }
@@ -176,6 +206,11 @@ pub struct PdfRequest {
     pub languages: Option<String>,
     #[serde(default)]
     pub pages: Option<PageSelection>,
+    /// The file, already opened by the caller (e.g. beneath an input root): when set, every
+    /// read — the checks, the hash, the PDFium worker's — goes through this descriptor and the
+    /// path is only a name for messages.
+    #[serde(skip)]
+    pub file: Option<std::sync::Arc<std::fs::File>>,
 }
 
 fn default_true() -> bool {
@@ -192,6 +227,7 @@ impl PdfRequest {
             ocr: OcrMode::Auto,
             languages: None,
             pages: None,
+            file: None,
         }
     }
 }

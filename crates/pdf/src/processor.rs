@@ -5,12 +5,10 @@
 //! and caches it.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -23,66 +21,10 @@ use crate::ocr::{self, OcrJob, OcrText};
 use crate::options::{OcrMode, PdfOptions, PdfRequest, validate_languages};
 use crate::pool;
 use crate::process::{self, Spec};
+use crate::source::{check_file, child_path, join_hash, spawn_hash};
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
-}
-
-/// Checks the path and returns the file's size. Typed errors for missing, not-a-file, empty
-/// and not-a-PDF inputs.
-fn check_file(path: &Path) -> Result<u64> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => PdfError::NotFound(path.to_path_buf()),
-        _ => PdfError::io(path, e),
-    })?;
-    if !meta.is_file() {
-        return Err(PdfError::NotAFile(path.to_path_buf()));
-    }
-    if meta.len() == 0 {
-        return Err(PdfError::EmptyFile(path.to_path_buf()));
-    }
-    let mut f = std::fs::File::open(path).map_err(|e| PdfError::io(path, e))?;
-    // The header may follow some junk, but must be within the first KiB.
-    let mut head = Vec::with_capacity(1024);
-    (&mut f)
-        .take(1024)
-        .read_to_end(&mut head)
-        .map_err(|e| PdfError::io(path, e))?;
-    if !head.windows(5).any(|w| w == b"%PDF-") {
-        return Err(PdfError::NotPdf(path.to_path_buf()));
-    }
-    Ok(meta.len())
-}
-
-/// The document id: sha256 of the file's bytes, in hex.
-fn hash_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| PdfError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| PdfError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Hashes `path` on the blocking pool; yields (document id, hash ms).
-fn spawn_hash(path: &Path) -> tokio::task::JoinHandle<Result<(String, u64)>> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let t = Instant::now();
-        hash_file(&path).map(|id| (id, ms(t.elapsed())))
-    })
-}
-
-async fn join_hash(h: tokio::task::JoinHandle<Result<(String, u64)>>) -> Result<(String, u64)> {
-    h.await.map_err(|e| PdfError::Child {
-        detail: format!("hashing task failed: {e}"),
-        stderr: String::new(),
-    })?
 }
 
 /// Everything the worker reported.
@@ -129,11 +71,11 @@ where
         total: 1,
     });
     let path = req.pdf_path.clone();
-    let size = check_file(&path)?;
+    let (file, size) = check_file(req, opts.max_bytes)?;
     // The id (sha256 of the bytes) names the cache entry and the image folder; when neither is
     // needed before the worker runs, the file is hashed while the worker works
     // (`known` is then the hashing still under way).
-    let hashing = spawn_hash(&path);
+    let hashing = spawn_hash(&path, &file);
     let known = if opts.use_cache || req.extract_images {
         Ok(join_hash(hashing).await?)
     } else {
@@ -179,7 +121,7 @@ where
         1
     };
     let child_req = ChildRequest {
-        pdf_path: absolute(&path),
+        pdf_path: child_path(&file),
         password: req.password.clone(),
         pages: req.pages.clone(),
         extract_images: req.extract_images,
@@ -200,6 +142,7 @@ where
         shard: (0, shards),
         split_min_pages: if shards == 1 { opts.split_min_pages } else { 0 },
         split_into: workers_max,
+        max_pages: opts.max_pages,
     };
     progress(Progress {
         stage: Stage::Opening,
@@ -278,6 +221,17 @@ where
                 c.metadata = o.metadata;
                 c.open_ms = c.open_ms.max(o.open_ms);
                 c.warnings.extend(o.warnings);
+                // A worker never asks for more than `split_into`; one that does is not trusted
+                // (each shard is a process).
+                if o.shards > workers_max {
+                    return Err(PdfError::Child {
+                        detail: format!(
+                            "worker asked for {} shards (at most {workers_max})",
+                            o.shards
+                        ),
+                        stderr: String::new(),
+                    });
+                }
                 if o.shards > started
                     && let Some(tx) = &tx
                 {
@@ -455,10 +409,6 @@ impl OwnedJob {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 fn child_error(
     kind: &str,
     message: String,
@@ -480,6 +430,7 @@ fn child_error(
         },
         "invalid_request" => PdfError::InvalidRequest(message),
         "not_found" => PdfError::NotFound(path),
+        "too_large" => PdfError::TooLarge(message),
         _ => PdfError::Child {
             detail: message,
             stderr,

@@ -11,14 +11,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("input file not found: {path}: {detail}")]
-    InputMissing { path: PathBuf, detail: String },
-    #[error("{path} is outside the allowed input roots ({roots}); resolved to {resolved}")]
-    OutsideInputRoots {
-        path: PathBuf,
-        resolved: PathBuf,
-        roots: String,
-    },
+    /// Beneath an input root, nothing by that name.
+    #[error("input file not found: {path}")]
+    InputMissing { path: PathBuf },
+    /// Outside the roots, a symlink out of them, or not a regular file. Says nothing about what
+    /// exists outside the roots.
+    #[error("reading {path} is not allowed: {why}")]
+    NotAllowed { path: PathBuf, why: String },
+    /// No input roots configured: a worker reads no files but its own cache.
+    #[error(
+        "reading {path} is not allowed: no input roots are configured on this worker (set {})",
+        crate::inputs::SETTING
+    )]
+    NoInputRoots { path: PathBuf },
+    /// A file over a configured size cap. Never retried.
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("bad arguments: {0}")]
     BadArguments(String),
     #[error(transparent)]
@@ -43,8 +51,9 @@ impl Error {
     pub fn exc_type(&self) -> &'static str {
         match self {
             Error::InputMissing { .. } => "FileNotFoundError",
-            Error::OutsideInputRoots { .. } => "PermissionError",
+            Error::NotAllowed { .. } | Error::NoInputRoots { .. } => "PermissionError",
             Error::BadArguments(_) => "TypeError",
+            Error::TooLarge(_) => "ValueError",
             Error::Pdf(_) => "PdfError",
             Error::Youtube(_) => "YoutubeError",
             Error::Llm(_) => "LlmError",

@@ -47,7 +47,6 @@ pub fn detect(source: &str) -> Result<SourceKind> {
     if !path.exists() {
         return Err(Error::InputMissing {
             path: path.to_path_buf(),
-            detail: "no such file".into(),
         });
     }
     let ext = path
@@ -119,11 +118,7 @@ pub async fn ingest(
         }
         SourceKind::Image(path) => (None, llm::chart(s, path, model, &ctx).await?),
         SourceKind::Captions(path) => {
-            let path = s.input_roots.check(path)?;
-            let bytes = std::fs::read(&path).map_err(|e| Error::InputMissing {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
+            let bytes = read_text_file(s, path)?;
             let segments = hlbot_youtube::parse_captions(&bytes)?;
             let text: String = segments
                 .iter()
@@ -135,11 +130,7 @@ pub async fn ingest(
             )
         }
         SourceKind::Text(path) => {
-            let path = s.input_roots.check(path)?;
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::InputMissing {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
+            let text = String::from_utf8_lossy(&read_text_file(s, path)?).into_owned();
             (
                 None,
                 llm::extract(s, &json!(text), ContentType::Transcript, model, &ctx).await?,
@@ -151,6 +142,15 @@ pub async fn ingest(
         document,
         result,
     })
+}
+
+/// A caption or text file, opened beneath an input root; at most 4 bytes per allowed content
+/// character are read (`llm.max_content_chars`).
+fn read_text_file(s: &TaskSettings, path: &Path) -> Result<Vec<u8>> {
+    let limit = (s.llm.max_content_chars as u64).saturating_mul(4);
+    s.input_roots
+        .open(path)?
+        .read_capped(limit, "llm.max_content_chars")
 }
 
 /// A run id for progress reports (ingest has no task message to take one from).

@@ -1,5 +1,5 @@
-//! The glue: wraps youtube/pdf/llm as engine tasks under the seed's names, checks every file path
-//! a queued task receives against the input roots, maps domain errors to retry or fail, and runs
+//! The glue: wraps youtube/pdf/llm as engine tasks under the seed's names, opens every file a
+//! queued task names beneath the input roots (fail-closed), maps domain errors to retry or fail, and runs
 //! the `hlbot ingest` pipeline in-process.
 
 pub mod content;
@@ -10,6 +10,7 @@ pub mod llm;
 pub mod params;
 pub mod pdf;
 pub mod rcache;
+pub mod rspend;
 pub mod settings;
 pub mod youtube;
 

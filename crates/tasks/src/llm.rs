@@ -59,17 +59,18 @@ pub async fn extract(
     Ok(v)
 }
 
-/// Read a chart image (path checked against the input roots).
+/// Read a chart image: opened once beneath an input root, at most `llm.max_image_bytes` read.
 pub async fn chart(
     s: &TaskSettings,
     image_path: &std::path::Path,
     model: Option<&str>,
     ctx: &TaskContext,
 ) -> crate::Result<Value> {
-    let path = s.input_roots.check(image_path)?;
+    let input = s.input_roots.open(image_path)?;
+    let bytes = input.read_capped(s.llm.max_image_bytes, "llm.max_image_bytes")?;
     let (model, warning) = pick_model(s, model);
     ctx.progress(json!({"stage": "analyze", "model": model}));
-    let r = hlbot_llm::analyze_chart(&s.llm, &path, &model, &ctx.cancel).await?;
+    let r = hlbot_llm::analyze_chart_bytes(&s.llm, &input.path, bytes, &model, &ctx.cancel).await?;
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     add_warning(&mut v, warning);
     Ok(v)

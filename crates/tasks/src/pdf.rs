@@ -25,13 +25,15 @@ const PDF_PARAMS: [&str; 6] = [
     "pages",
 ];
 
-/// Run the PDF pipeline for one request (path checked against the input roots first).
+/// Run the PDF pipeline for one request. The file is opened once beneath an input root and the
+/// PDF pipeline (its PDFium workers included) reads only that descriptor.
 pub async fn process(
     s: &TaskSettings,
     mut req: PdfRequest,
     ctx: &TaskContext,
 ) -> crate::Result<Value> {
-    req.pdf_path = s.input_roots.check(&req.pdf_path)?;
+    let input = s.input_roots.open(&req.pdf_path)?;
+    req.file = Some(Arc::new(input.file));
     let progress = |p: hlbot_pdf::Progress| {
         ctx.progress(json!({"stage": format!("{:?}", p.stage).to_lowercase(), "done": p.done, "total": p.total}))
     };

@@ -83,6 +83,12 @@ pub enum Error {
     #[error("local speech-to-text failed: {0}")]
     LocalAsr(String),
     /// Invalid options (e.g. an unusable cache dir).
+    /// Over a configured cap (download size, duration, transcript length). Never retried.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The egress guard refused a fetch (a private, loopback, link-local or metadata address).
+    #[error("fetch refused: {0}")]
+    EgressRefused(String),
     #[error("configuration error: {0}")]
     Config(String),
     /// yt-dlp printed JSON we could not use.
@@ -125,6 +131,8 @@ impl Error {
             | Error::LocalAsr(_)
             | Error::Config(_)
             | Error::Output(_)
+            | Error::TooLarge(_)
+            | Error::EgressRefused(_)
             | Error::Io { .. } => false,
         }
     }
@@ -155,6 +163,8 @@ impl Error {
             Error::AsrRequest(_) => "asr_request",
             Error::LocalAsr(_) => "local_asr",
             Error::Config(_) => "config",
+            Error::TooLarge(_) => "too_large",
+            Error::EgressRefused(_) => "egress_refused",
             Error::Output(_) => "output",
             Error::Io { .. } => "io",
         }

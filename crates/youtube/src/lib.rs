@@ -11,6 +11,7 @@ mod classify;
 mod encoding;
 mod error;
 mod frames;
+mod guard;
 mod info;
 mod link;
 mod options;

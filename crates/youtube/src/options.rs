@@ -95,9 +95,11 @@ pub struct YoutubeOptions {
     pub caption_languages: Vec<String>,
     /// Hosts allowed in addition to [`DEFAULT_ALLOWED_HOSTS`] (`host` or `host:port`).
     pub extra_allowed_hosts: Vec<String>,
-    /// Netscape cookies file passed to yt-dlp (`--cookies`).
+    /// Netscape cookies file; every yt-dlp run gets a private copy (`--cookies`), since yt-dlp
+    /// rewrites the file it is given and concurrent runs would race on one.
     pub cookies_file: Option<PathBuf>,
-    /// Proxy URL passed to yt-dlp (`--proxy`); may hold credentials, so it is never logged.
+    /// Proxy URL for yt-dlp; may hold credentials, so it travels in the child's environment
+    /// (`HTTP(S)_PROXY`), never on its command line, and is never logged.
     pub proxy: Option<ApiKey>,
     /// `--sleep-requests` / `--sleep-subtitles` seconds between requests.
     pub sleep_requests: Option<f64>,
@@ -122,6 +124,17 @@ pub struct YoutubeOptions {
     /// External downloader for yt-dlp (`--downloader`, e.g. `ffmpeg`, `aria2c`); `None` = native.
     pub downloader: Option<String>,
     pub timeouts: Timeouts,
+    /// Largest media download, bytes (yt-dlp `--max-filesize`, and watched while the download
+    /// runs for servers that send no length). Default 2 GiB.
+    pub max_filesize: u64,
+    /// Longest video accepted, seconds, checked from the metadata before any download.
+    /// Default 4 h (0 = no limit).
+    pub max_duration: f64,
+    /// Most characters of transcript kept for one video (default 2 000 000); longer fails.
+    pub max_transcript_chars: usize,
+    /// Fetches for hosts outside YouTube's own go through hlbot's egress guard, which refuses
+    /// private, loopback, link-local and metadata addresses (default on).
+    pub egress_guard: bool,
 }
 
 impl Default for YoutubeOptions {
@@ -146,6 +159,10 @@ impl Default for YoutubeOptions {
             asr_chunk_seconds: 600,
             downloader: None,
             timeouts: Timeouts::default(),
+            max_filesize: 2 << 30,
+            max_duration: 4.0 * 3600.0,
+            max_transcript_chars: 2_000_000,
+            egress_guard: true,
         }
     }
 }

@@ -71,8 +71,10 @@ pub async fn list_playlist(
     cancel: &CancellationToken,
 ) -> Result<Vec<PlaylistEntry>> {
     let parsed = crate::link::check_url(opts, url)?;
+    let (guarded, guard) = crate::guard::guarded(opts, &parsed).await?;
     let mut out = Vec::new();
-    list_into(opts, &parsed, max_videos, 0, &mut out, cancel).await?;
+    let listed = list_into(&guarded, &parsed, max_videos, 0, &mut out, cancel).await;
+    crate::guard::explain(listed, guard.as_ref())?;
     for (i, e) in out.iter_mut().enumerate() {
         e.index = i + 1;
     }

@@ -27,6 +27,12 @@ pub(crate) struct Cmd {
     pub timeout: Duration,
     /// Strings replaced by `***` in captured output (proxy URLs with passwords, …).
     pub secrets: Vec<String>,
+    /// Extra environment (secrets go here, never into `args`: the command line is public).
+    pub env: Vec<(OsString, OsString)>,
+    /// Environment variables removed (e.g. `NO_PROXY`, so no host bypasses hlbot's guard).
+    pub env_remove: Vec<OsString>,
+    /// Private files that live as long as the command (a copy of the cookies file).
+    pub private: Vec<std::sync::Arc<tempfile::TempPath>>,
 }
 
 impl Cmd {
@@ -37,6 +43,9 @@ impl Cmd {
             args: Vec::new(),
             timeout,
             secrets: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            private: Vec::new(),
         }
     }
     pub fn arg(&mut self, a: impl Into<OsString>) -> &mut Self {
@@ -139,6 +148,10 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    for k in &cmd.env_remove {
+        command.env_remove(k);
+    }
+    command.envs(cmd.env.iter().map(|(k, v)| (k, v)));
     tracing::debug!(tool = cmd.tool, program = %cmd.program.display(), "spawn");
     let mut child = command.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => Error::ToolMissing {

@@ -35,6 +35,14 @@ pub fn parse_captions(bytes: &[u8]) -> Result<Vec<Segment>> {
             reason: "not a caption file (no WebVTT/SRT timing line and not json3)".into(),
         });
     };
+    // Found by the caption property tests: `{"events": []}` (or a file cut before its first
+    // cue) parsed to an empty success, which callers took for a silent video.
+    if segments.is_empty() {
+        return Err(Error::Caption {
+            line: 1,
+            reason: "no cues with text".into(),
+        });
+    }
     Ok(segments)
 }
 
@@ -76,7 +84,13 @@ fn parse_json3(text: &str) -> Result<Vec<Segment>> {
         if text.is_empty() {
             continue;
         }
+        // Negative or non-finite times (found by the property tests) clamp to 0.
         let start = ev.get("tStartMs").and_then(|v| v.as_f64()).unwrap_or(0.0) / 1000.0;
+        let start = if start.is_finite() {
+            start.max(0.0)
+        } else {
+            0.0
+        };
         let dur = ev
             .get("dDurationMs")
             .and_then(|v| v.as_f64())

@@ -78,6 +78,29 @@ pub async fn process_video(
     cancel: &CancellationToken,
 ) -> Result<VideoResult> {
     let parsed = crate::link::check_url(opts, url)?;
+    let (guarded, guard) = crate::guard::guarded(opts, &parsed).await?;
+    let r = process_checked(
+        &guarded,
+        url,
+        parsed,
+        extract_frames,
+        prefer_captions,
+        progress,
+        cancel,
+    )
+    .await;
+    crate::guard::explain(r, guard.as_ref())
+}
+
+async fn process_checked(
+    opts: &YoutubeOptions,
+    url: &str,
+    parsed: url::Url,
+    extract_frames: bool,
+    prefer_captions: bool,
+    progress: ProgressFn<'_>,
+    cancel: &CancellationToken,
+) -> Result<VideoResult> {
     let dir = cache::video_dir(&opts.cache_dir, &cache::key_for(&parsed))?;
     let _lock = cache::lock_folder(&dir, cancel).await?;
     let info_path = dir.join("info.json");
@@ -100,6 +123,15 @@ pub async fn process_video(
         return Err(Error::Output(format!(
             "URL resolved to a {} rather than a video; use process_playlist",
             info.kind.as_deref().unwrap_or("?")
+        )));
+    }
+    if let Some(d) = info
+        .duration
+        .filter(|d| opts.max_duration > 0.0 && *d > opts.max_duration)
+    {
+        return Err(Error::TooLarge(format!(
+            "the video lasts {d:.0} s; the limit is {:.0} s (youtube.max_duration)",
+            opts.max_duration
         )));
     }
     let live = matches!(info.live_status.as_deref(), Some("is_live" | "is_upcoming"));
@@ -126,6 +158,17 @@ pub async fn process_video(
     )
     .await?;
     warnings.extend(transcript.warnings.iter().cloned());
+    let chars: usize = transcript
+        .segments
+        .iter()
+        .map(|g| g.text.chars().count())
+        .sum();
+    if opts.max_transcript_chars > 0 && chars > opts.max_transcript_chars {
+        return Err(Error::TooLarge(format!(
+            "the transcript has {chars} characters; the limit is {} (youtube.max_transcript_chars)",
+            opts.max_transcript_chars
+        )));
+    }
 
     let mut frames = Vec::new();
     if extract_frames && !live {

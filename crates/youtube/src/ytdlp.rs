@@ -37,10 +37,27 @@ pub(crate) fn base_cmd(
         "30",
     ]);
     if let Some(cookies) = &opts.cookies_file {
-        c.arg("--cookies").arg(cookies);
+        // yt-dlp rewrites the cookies file it is given: each run gets its own private copy
+        // (0600, removed with the command), so concurrent runs never race on the original.
+        match private_copy(cookies, &opts.cache_dir) {
+            Ok(copy) => {
+                c.arg("--cookies").arg(copy.to_path_buf());
+                c.private.push(std::sync::Arc::new(copy));
+            }
+            Err(e) => tracing::warn!("cookies file not usable, running without it: {e}"),
+        }
     }
+    // The proxy may hold a password: it goes into the child's environment, never on its
+    // command line (which every local user can read in `ps`). NO_PROXY is dropped so no host
+    // bypasses it (the egress guard relies on that too).
+    c.env_remove = ["NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
     if let Some(proxy) = &opts.proxy {
-        c.arg("--proxy").arg(proxy.expose());
+        for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            c.env.push((k.into(), proxy.expose().into()));
+        }
         c.secrets.push(proxy.expose().to_string());
     }
     if let Some(s) = opts.sleep_requests {
@@ -56,6 +73,19 @@ pub(crate) fn base_cmd(
         c.args(["--use-extractors", "default,-generic"]);
     }
     c
+}
+
+/// A 0600 copy of `src` under `cache_dir/tmp`, removed when the returned path is dropped.
+fn private_copy(src: &Path, cache_dir: &Path) -> std::io::Result<tempfile::TempPath> {
+    let dir = cache_dir.join("tmp");
+    std::fs::create_dir_all(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix("cookies-")
+        .suffix(".txt")
+        .tempfile_in(&dir)?;
+    let mut f = std::fs::File::open(src)?;
+    std::io::copy(&mut f, tmp.as_file_mut())?;
+    Ok(tmp.into_temp_path())
 }
 
 /// `yt-dlp -J` for one URL; returns the raw JSON and yt-dlp's warnings.
@@ -154,6 +184,12 @@ pub(crate) async fn download_media(
     if let Some(d) = &opts.downloader {
         c.args(["--downloader", d]);
     }
+    if opts.max_filesize > 0 {
+        // `--no-quiet`: `--print` silences the "larger than max-filesize" notice otherwise,
+        // and yt-dlp then exits 0 having written nothing.
+        c.arg("--max-filesize").arg(opts.max_filesize.to_string());
+        c.arg("--no-quiet");
+    }
     c.args(["--no-part", "--newline", "--progress", "--no-simulate"]);
     c.args([
         "--progress-template",
@@ -166,13 +202,24 @@ pub(crate) async fn download_media(
         c.arg("--").arg(u.as_str());
     }
     let last_report = AtomicU64::new(0);
+    // `--max-filesize` only helps when the server states a length: the running count is
+    // watched too, and the download stopped (group killed) once it passes the cap.
+    let over = CancellationToken::new();
+    let run_cancel = cancel.child_token();
     let on_line = |line: &str| {
+        if line.contains("larger than max-filesize") {
+            over.cancel();
+        }
         if let Some(rest) = line.strip_prefix("HLPROG ") {
             let nums: Vec<Option<u64>> = rest
                 .split_whitespace()
                 .map(|n| n.parse::<f64>().ok().map(|f| f as u64))
                 .collect();
             let done = nums.first().copied().flatten().unwrap_or(0);
+            if opts.max_filesize > 0 && done > opts.max_filesize {
+                over.cancel();
+                run_cancel.cancel();
+            }
             let total = nums
                 .get(1)
                 .copied()
@@ -186,7 +233,19 @@ pub(crate) async fn download_media(
             }
         }
     };
-    let out = run(&c, cancel, Some(&on_line)).await?;
+    let too_large = || {
+        Error::TooLarge(format!(
+            "the {stem} download is larger than {} bytes (youtube.max_filesize)",
+            opts.max_filesize
+        ))
+    };
+    let out = match run(&c, &run_cancel, Some(&on_line)).await {
+        Err(Error::Cancelled) if over.is_cancelled() => return Err(too_large()),
+        r => r?,
+    };
+    if over.is_cancelled() || out.stderr.contains("max-filesize") {
+        return Err(too_large());
+    }
     if !out.status.success() {
         return Err(classify_ytdlp(&out.stderr));
     }
@@ -225,4 +284,57 @@ pub(crate) fn find_stem(dir: &Path, stem: &str) -> Option<PathBuf> {
                 Some("part" | "ytdl" | "tmp" | "json")
             )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::options::ApiKey;
+
+    #[test]
+    fn proxy_travels_in_the_environment_and_cookies_are_a_private_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cookies = dir.path().join("cookies.txt");
+        std::fs::write(&cookies, "# Netscape HTTP Cookie File\n").unwrap();
+        let opts = YoutubeOptions {
+            proxy: Some(ApiKey::new("http://user:s3cret-pw@proxy.example:3128")),
+            cookies_file: Some(cookies.clone()),
+            cache_dir: dir.path().join("cache"),
+            ..Default::default()
+        };
+        let c = base_cmd(&opts, None, std::time::Duration::from_secs(1));
+        let args: Vec<String> = c
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.iter().any(|a| a.contains("s3cret")), "{args:?}");
+        assert!(!args.iter().any(|a| a == "--proxy"), "{args:?}");
+        assert!(
+            c.env
+                .iter()
+                .any(|(k, v)| k == "HTTPS_PROXY" && v.to_string_lossy().contains("s3cret"))
+        );
+        assert!(c.env_remove.iter().any(|k| k == "NO_PROXY"));
+        let i = args
+            .iter()
+            .position(|a| a == "--cookies")
+            .expect("cookies passed");
+        let copy = std::path::PathBuf::from(&args[i + 1]);
+        assert_ne!(copy, cookies, "a private copy, not the shared file");
+        assert_eq!(
+            std::fs::read(&copy).unwrap(),
+            std::fs::read(&cookies).unwrap()
+        );
+        assert_eq!(
+            std::fs::metadata(&copy).unwrap().permissions().mode() & 0o077,
+            0
+        );
+        let c2 = base_cmd(&opts, None, std::time::Duration::from_secs(1));
+        assert_ne!(c2.private[0].to_path_buf(), copy, "one copy per run");
+        drop(c);
+        assert!(!copy.exists(), "removed with its command");
+    }
 }

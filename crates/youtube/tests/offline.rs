@@ -355,3 +355,37 @@ async fn concurrent_requests_for_one_video_fetch_once() {
     let report = hlbot_youtube::cleanup_cache(cache.path(), 0.0, Some(0)).unwrap();
     assert_eq!(report.removed.len(), 1);
 }
+
+/// The duration cap is checked from the metadata, before captions or media are fetched.
+#[tokio::test]
+async fn a_video_over_the_duration_cap_is_refused_before_any_download() {
+    let responses = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        seed_dir().join("dQw4w9WgXcQ.info.json"),
+        responses.path().join("dQw4w9WgXcQ.json"),
+    )
+    .unwrap();
+    let opts = YoutubeOptions {
+        ytdlp: fake_ytdlp(responses.path()),
+        cache_dir: cache.path().to_path_buf(),
+        max_duration: 100.0,
+        ..Default::default()
+    };
+    let url = "https://www.youtube.com/watch?v=dQw4w9WgXcQ";
+    let err = process_video(
+        &opts,
+        url,
+        true,
+        true,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("213 s > 100 s");
+    assert!(matches!(err, hlbot_youtube::Error::TooLarge(_)), "{err}");
+    assert!(err.to_string().contains("youtube.max_duration"), "{err}");
+    assert!(!err.retryable());
+    let calls = std::fs::read_to_string(responses.path().join("calls.log")).unwrap();
+    assert_eq!(calls.lines().count(), 1, "only the metadata call: {calls}");
+}

@@ -26,7 +26,11 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
                 p
             }
         });
-    let ts = task_settings(&s.domain, extra_root);
+    let mut ts = task_settings(&s.domain, extra_root.as_slice());
+    if let Some(m) = &a.model {
+        // The operator chose the model at the terminal: allowed for this run.
+        ts.llm.allowed_models.push(m.clone());
+    }
     if a.queue {
         return queued(s, &ts, a).await;
     }

@@ -12,11 +12,24 @@ use crate::args::{CallArgs, DeadCommand, WorkerArgs};
 use crate::settings::Settings;
 
 /// Every task this binary knows: the diagnostic tasks plus the domain tasks. With a broker
-/// connection the LLM response cache lives in Redis (shared by every worker).
+/// connection the LLM response cache and the daily spend live in Redis (shared by every worker).
 pub fn registry(s: &Settings, broker: Option<&hlbot_engine::Broker>) -> Registry {
-    let mut ts = crate::domain::task_settings(&s.domain, None);
+    registry_with_roots(s, broker, &[])
+}
+
+/// [`registry`] with extra input roots (`hlbot call`: the folders of the files it names).
+fn registry_with_roots(
+    s: &Settings,
+    broker: Option<&hlbot_engine::Broker>,
+    extra_roots: &[&std::path::Path],
+) -> Registry {
+    let mut ts = crate::domain::task_settings(&s.domain, extra_roots);
     if let Some(b) = broker {
         let ttl = Duration::from_secs(7 * 24 * 3600);
+        ts.llm.spend = Some(std::sync::Arc::new(hlbot_tasks::rspend::RedisSpend::new(
+            b.conn(),
+            b.keys().app("llm.spend."),
+        )));
         ts.llm.cache = std::sync::Arc::new(hlbot_tasks::rcache::RedisCache::new(
             b.conn(),
             b.keys().app("llm.cache."),
@@ -75,7 +88,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     let reg = registry(s, Some(client.broker()));
     if opts.queues.iter().any(|q| q == "pdf") {
         // Start the spare PDFium workers now, so the first document does not wait for one.
-        let pdf = crate::domain::task_settings(&s.domain, None).pdf;
+        let pdf = crate::domain::task_settings(&s.domain, &[]).pdf;
         tokio::task::spawn_blocking(move || hlbot_pdf::prestart_workers(&pdf));
     }
     // -B: beat in the same process, stopped when the worker stops (also by remote shutdown).
@@ -117,7 +130,9 @@ pub async fn call(s: &Settings, a: CallArgs, shutdown: Shutdown) -> anyhow::Resu
     let args: Vec<Value> = serde_json::from_str(&a.args).context("--args must be a JSON list")?;
     let kwargs: Map<String, Value> =
         serde_json::from_str(&a.kwargs).context("--kwargs must be a JSON object")?;
-    let reg = registry(s, None);
+    let folders = crate::domain::named_file_folders(&kwargs);
+    let folders: Vec<&std::path::Path> = folders.iter().map(|p| p.as_path()).collect();
+    let reg = registry_with_roots(s, None, &folders);
     let bar = super::progress::Bar::new();
     let sink: std::sync::Arc<dyn hlbot_engine::task::ProgressSink> = bar.clone();
     let outcome = hlbot_engine::apply::apply(

@@ -6,6 +6,7 @@
 //! the same moment (tracing-core's interest cache), so it must not share a process.
 
 mod anthropic;
+mod caps;
 mod chart;
 mod chunking;
 mod mock;

@@ -2,6 +2,7 @@
 //! (with libpdfium and tesseract installed); `corpus` checks ../shared/corpus/pdf against its
 //! MANIFEST and skips with a printed reason when the corpus is absent.
 
+mod caps;
 mod common;
 mod corpus;
 mod fixtures;
