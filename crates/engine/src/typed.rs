@@ -51,6 +51,24 @@ pub fn bind<I: DeserializeOwned>(
     kwargs: Map<String, Value>,
 ) -> Result<I, String> {
     let names = field_names::<I>().ok_or("the task's input is not a struct with named fields")?;
+    let mut out = bind_names(names, args, kwargs)?;
+    out.retain(|_, v| !v.is_null());
+    serde_json::from_value(Value::Object(out)).map_err(|e| {
+        let m = e.to_string();
+        match m.strip_prefix("missing field ") {
+            Some(f) => format!("missing required argument {f}"),
+            None => format!("bad argument: {m}"),
+        }
+    })
+}
+
+/// Merge `args` (by position over `names`) and `kwargs` into one object, refusing extra, unknown
+/// or doubled arguments as Python would.
+pub fn bind_names(
+    names: &[&str],
+    args: Vec<Value>,
+    kwargs: Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
     if args.len() > names.len() {
         return Err(format!(
             "takes at most {} positional argument(s) but {} were given",
@@ -71,14 +89,7 @@ pub fn bind<I: DeserializeOwned>(
         }
         out.insert(k, v);
     }
-    out.retain(|_, v| !v.is_null());
-    serde_json::from_value(Value::Object(out)).map_err(|e| {
-        let m = e.to_string();
-        match m.strip_prefix("missing field ") {
-            Some(f) => format!("missing required argument {f}"),
-            None => format!("bad argument: {m}"),
-        }
-    })
+    Ok(out)
 }
 
 /// The field names of struct `I`, in declaration order (what serde passes to

@@ -6,37 +6,13 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 /// Merge `args` (by position) and `kwargs` into one object over `names`, refusing unknown or
-/// doubled parameters like Python would.
+/// doubled parameters like Python would (the engine's binding, shared with `TypedTask`).
 pub fn bind(
     names: &[&str],
     args: Vec<Value>,
     kwargs: Map<String, Value>,
 ) -> Result<Map<String, Value>> {
-    if args.len() > names.len() {
-        return Err(Error::BadArguments(format!(
-            "takes at most {} positional arguments but {} were given",
-            names.len(),
-            args.len()
-        )));
-    }
-    let mut out = Map::new();
-    for (name, v) in names.iter().zip(args) {
-        out.insert((*name).to_string(), v);
-    }
-    for (k, v) in kwargs {
-        if !names.contains(&k.as_str()) {
-            return Err(Error::BadArguments(format!(
-                "unexpected keyword argument {k:?}"
-            )));
-        }
-        if out.contains_key(&k) {
-            return Err(Error::BadArguments(format!(
-                "got multiple values for argument {k:?}"
-            )));
-        }
-        out.insert(k, v);
-    }
-    Ok(out)
+    hlbot_engine::typed::bind_names(names, args, kwargs).map_err(Error::BadArguments)
 }
 
 /// Bind and deserialize into a request struct (nulls dropped so serde defaults apply).
