@@ -6,9 +6,9 @@ use redis::Script;
 
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fetch.lua")));
 pub static RESTORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("restore.lua")));
-/// `requeue.lua`'s text: the worker's writer runs it with `EVAL` inside its transaction (rare).
-pub const REQUEUE_LUA: &str = include_str!("requeue.lua");
-pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEUE_LUA));
+/// `reject(requeue=True)` outside the worker (`Broker::requeue`); the worker's writer does the same
+/// as `batch.lua`'s `requeue` op.
+pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("requeue.lua")));
 pub static STORE_RESULT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("store_result.lua")));
 /// The worker writer's batch: every write of a batch at once, exactly once (`batch.lua`).
