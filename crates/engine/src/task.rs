@@ -21,6 +21,14 @@ pub trait Task: Send + Sync + 'static {
     fn options(&self) -> TaskOptions {
         TaskOptions::default()
     }
+
+    /// The task's parameter names in positional order, when it declares them (a [`TypedTask`]
+    /// does: its input struct's fields). Shown by `hlbot tasks`.
+    ///
+    /// [`TypedTask`]: crate::typed::TypedTask
+    fn arguments(&self) -> Option<&'static [&'static str]> {
+        None
+    }
 }
 
 /// Where a task's code runs.

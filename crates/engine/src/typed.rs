@@ -41,6 +41,10 @@ impl<T: TypedTask> Task for Typed<T> {
     fn options(&self) -> TaskOptions {
         self.0.options()
     }
+
+    fn arguments(&self) -> Option<&'static [&'static str]> {
+        field_names::<T::Input>()
+    }
 }
 
 /// Bind `args` (by field order) and `kwargs` into `I`; the message says what was wrong, as

@@ -7,7 +7,6 @@ pub mod error;
 pub mod ingest;
 pub mod inputs;
 pub mod llm;
-pub mod params;
 pub mod pdf;
 pub mod rcache;
 pub mod rspend;
@@ -68,4 +67,64 @@ pub fn beat_entries() -> Vec<hlbot_engine::beat::EntryConfig> {
 /// Entry point of the PDFium child process (the hidden `hlbot pdf-child`).
 pub fn pdf_child_main() -> std::process::ExitCode {
     hlbot_pdf::child::serve_stdio()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every domain task is typed: its parameters are its input struct's fields, in the Python
+    /// signature's order (what `hlbot tasks` shows and positional arguments bind to).
+    #[test]
+    fn every_task_declares_its_arguments() {
+        let dir = std::env::temp_dir();
+        let settings = Arc::new(TaskSettings {
+            input_roots: InputRoots::default(),
+            pdf: hlbot_pdf::PdfOptions::new("libpdfium.so", &dir, "hlbot", Vec::new()),
+            youtube: hlbot_youtube::YoutubeOptions::default(),
+            llm: hlbot_llm::LlmOptions::default(),
+            default_model: "rules".into(),
+            cache_dir: dir,
+        });
+        let mut r = Registry::default();
+        register(&mut r, settings);
+        let args = |n: &str| r.get(n).and_then(|t| t.arguments()).map(<[_]>::to_vec);
+        let want: [(&str, &[&str]); 7] = [
+            (
+                "process_youtube_video",
+                &["url", "extract_frames", "prefer_captions"],
+            ),
+            (
+                "process_youtube_playlist",
+                &["url", "extract_frames", "prefer_captions", "max_videos"],
+            ),
+            (
+                "cleanup_youtube_cache",
+                &["max_age_days", "max_total_bytes"],
+            ),
+            (
+                "process_pdf_document",
+                &[
+                    "pdf_path",
+                    "extract_images",
+                    "password",
+                    "ocr",
+                    "languages",
+                    "pages",
+                ],
+            ),
+            ("cleanup_pdf_cache", &["max_age_days", "max_total_bytes"]),
+            (
+                "extract_trading_strategy",
+                &["content", "content_type", "model"],
+            ),
+            ("analyze_chart_image", &["image_path", "model"]),
+        ];
+        for (name, params) in want {
+            assert!(TASK_NAMES.contains(&name));
+            assert_eq!(args(name).as_deref(), Some(params), "{name}");
+            // …and under the Python app's module name too.
+            assert!(r.get(&format!("{MODULE}{name}")).is_some(), "{name}");
+        }
+    }
 }

@@ -5,17 +5,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hlbot_engine::{Isolation, Registry, Task, TaskContext, TaskError, TaskOptions};
+use hlbot_engine::{Isolation, Registry, TaskContext, TaskError, TaskOptions, Typed, TypedTask};
 use hlbot_llm::{ContentType, Provider};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::content;
 use crate::settings::TaskSettings;
-use crate::{content, params};
 
 pub fn register(r: &mut Registry, s: &Arc<TaskSettings>) {
-    r.register("extract_trading_strategy", Extract(s.clone()));
-    r.register("analyze_chart_image", Chart(s.clone()));
+    r.register("extract_trading_strategy", Typed(Extract(s.clone())));
+    r.register("analyze_chart_image", Typed(Chart(s.clone())));
 }
 
 /// The model to use and, when it had to change, why.
@@ -76,26 +76,23 @@ pub async fn chart(
     Ok(v)
 }
 
+/// `extract_trading_strategy(content, content_type=None, model=None)`.
 #[derive(Debug, Deserialize)]
-struct ExtractArgs {
-    content: Value,
+pub struct ExtractArgs {
+    pub content: Value,
     #[serde(default)]
-    content_type: Option<String>,
+    pub content_type: Option<String>,
     #[serde(default)]
-    model: Option<String>,
+    pub model: Option<String>,
 }
 
 struct Extract(Arc<TaskSettings>);
 
 #[async_trait]
-impl Task for Extract {
-    async fn run(
-        &self,
-        ctx: TaskContext,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<Value, TaskError> {
-        let a: ExtractArgs = params::parse(&["content", "content_type", "model"], args, kwargs)?;
+impl TypedTask for Extract {
+    type Input = ExtractArgs;
+
+    async fn run(&self, ctx: TaskContext, a: ExtractArgs) -> Result<Value, TaskError> {
         let kind = match a.content_type.as_deref() {
             None => ContentType::Transcript,
             Some(t) => t
@@ -118,24 +115,21 @@ impl Task for Extract {
     }
 }
 
+/// `analyze_chart_image(image_path, model=None)`.
 #[derive(Debug, Deserialize)]
-struct ChartArgs {
-    image_path: PathBuf,
+pub struct ChartArgs {
+    pub image_path: PathBuf,
     #[serde(default)]
-    model: Option<String>,
+    pub model: Option<String>,
 }
 
 struct Chart(Arc<TaskSettings>);
 
 #[async_trait]
-impl Task for Chart {
-    async fn run(
-        &self,
-        ctx: TaskContext,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<Value, TaskError> {
-        let a: ChartArgs = params::parse(&["image_path", "model"], args, kwargs)?;
+impl TypedTask for Chart {
+    type Input = ChartArgs;
+
+    async fn run(&self, ctx: TaskContext, a: ChartArgs) -> Result<Value, TaskError> {
         Ok(chart(&self.0, &a.image_path, a.model.as_deref(), &ctx).await?)
     }
 

@@ -3,27 +3,17 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hlbot_engine::{Registry, Task, TaskContext, TaskError, TaskOptions};
+use hlbot_engine::{Registry, TaskContext, TaskError, TaskOptions, Typed, TypedTask};
 use hlbot_pdf::PdfRequest;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::params;
 use crate::settings::TaskSettings;
 
 pub fn register(r: &mut Registry, s: &Arc<TaskSettings>) {
-    r.register("process_pdf_document", ProcessPdf(s.clone()));
-    r.register("cleanup_pdf_cache", CleanupPdf(s.clone()));
+    r.register("process_pdf_document", Typed(ProcessPdf(s.clone())));
+    r.register("cleanup_pdf_cache", Typed(CleanupPdf(s.clone())));
 }
-
-const PDF_PARAMS: [&str; 6] = [
-    "pdf_path",
-    "extract_images",
-    "password",
-    "ocr",
-    "languages",
-    "pages",
-];
 
 /// Run the PDF pipeline for one request. The file is opened once beneath an input root and the
 /// PDF pipeline (its PDFium workers included) reads only that descriptor.
@@ -44,14 +34,10 @@ pub async fn process(
 struct ProcessPdf(Arc<TaskSettings>);
 
 #[async_trait]
-impl Task for ProcessPdf {
-    async fn run(
-        &self,
-        ctx: TaskContext,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<Value, TaskError> {
-        let req: PdfRequest = params::parse(&PDF_PARAMS, args, kwargs)?;
+impl TypedTask for ProcessPdf {
+    type Input = PdfRequest;
+
+    async fn run(&self, ctx: TaskContext, req: PdfRequest) -> Result<Value, TaskError> {
         Ok(process(&self.0, req, &ctx).await?)
     }
 
@@ -66,6 +52,7 @@ impl Task for ProcessPdf {
     }
 }
 
+/// `cleanup_pdf_cache(max_age_days=7, max_total_bytes=None)` (and `cleanup_youtube_cache`'s).
 #[derive(Debug, Deserialize)]
 pub struct CleanupArgs {
     #[serde(default = "seven")]
@@ -81,14 +68,10 @@ pub(crate) fn seven() -> f64 {
 struct CleanupPdf(Arc<TaskSettings>);
 
 #[async_trait]
-impl Task for CleanupPdf {
-    async fn run(
-        &self,
-        _: TaskContext,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<Value, TaskError> {
-        let a: CleanupArgs = params::parse(&["max_age_days", "max_total_bytes"], args, kwargs)?;
+impl TypedTask for CleanupPdf {
+    type Input = CleanupArgs;
+
+    async fn run(&self, _: TaskContext, a: CleanupArgs) -> Result<Value, TaskError> {
         let report =
             hlbot_pdf::cleanup_cache(&self.0.pdf.cache_dir, a.max_age_days, a.max_total_bytes)
                 .map_err(crate::Error::from)?;

@@ -5,24 +5,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hlbot_engine::{Isolation, Registry, Task, TaskContext, TaskError, TaskOptions};
+use hlbot_engine::{Isolation, Registry, TaskContext, TaskError, TaskOptions, Typed, TypedTask};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::params;
 use crate::pdf::CleanupArgs;
 use crate::settings::TaskSettings;
 
 pub fn register(r: &mut Registry, s: &Arc<TaskSettings>) {
-    r.register("process_youtube_video", Video(s.clone()));
-    r.register("process_youtube_playlist", Playlist(s.clone()));
-    r.register("cleanup_youtube_cache", Cleanup(s.clone()));
+    r.register("process_youtube_video", Typed(Video(s.clone())));
+    r.register("process_youtube_playlist", Typed(Playlist(s.clone())));
+    r.register("cleanup_youtube_cache", Typed(Cleanup(s.clone())));
 }
 
 fn yes() -> bool {
     true
 }
 
+/// `process_youtube_video(url, extract_frames=True, prefer_captions=True)`.
 #[derive(Debug, Deserialize)]
 pub struct VideoArgs {
     pub url: String,
@@ -59,15 +59,10 @@ pub async fn process(s: &TaskSettings, a: &VideoArgs, ctx: &TaskContext) -> crat
 struct Video(Arc<TaskSettings>);
 
 #[async_trait]
-impl Task for Video {
-    async fn run(
-        &self,
-        ctx: TaskContext,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<Value, TaskError> {
-        let a: VideoArgs =
-            params::parse(&["url", "extract_frames", "prefer_captions"], args, kwargs)?;
+impl TypedTask for Video {
+    type Input = VideoArgs;
+
+    async fn run(&self, ctx: TaskContext, a: VideoArgs) -> Result<Value, TaskError> {
         Ok(process(&self.0, &a, &ctx).await?)
     }
 
@@ -84,29 +79,25 @@ impl Task for Video {
     }
 }
 
+/// `process_youtube_playlist(url, extract_frames=True, prefer_captions=True, max_videos=None)`.
 #[derive(Debug, Deserialize)]
-struct PlaylistArgs {
-    url: String,
+pub struct PlaylistArgs {
+    pub url: String,
     #[serde(default = "yes")]
-    extract_frames: bool,
+    pub extract_frames: bool,
     #[serde(default = "yes")]
-    prefer_captions: bool,
+    pub prefer_captions: bool,
     #[serde(default)]
-    max_videos: Option<usize>,
+    pub max_videos: Option<usize>,
 }
 
 struct Playlist(Arc<TaskSettings>);
 
 #[async_trait]
-impl Task for Playlist {
-    async fn run(
-        &self,
-        ctx: TaskContext,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<Value, TaskError> {
-        let names = ["url", "extract_frames", "prefer_captions", "max_videos"];
-        let a: PlaylistArgs = params::parse(&names, args, kwargs)?;
+impl TypedTask for Playlist {
+    type Input = PlaylistArgs;
+
+    async fn run(&self, ctx: TaskContext, a: PlaylistArgs) -> Result<Value, TaskError> {
         let s = &self.0;
         let Some(services) = ctx.services().cloned() else {
             // No broker (hlbot call / ingest): one process, video after video.
@@ -171,14 +162,10 @@ impl Task for Playlist {
 struct Cleanup(Arc<TaskSettings>);
 
 #[async_trait]
-impl Task for Cleanup {
-    async fn run(
-        &self,
-        _: TaskContext,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<Value, TaskError> {
-        let a: CleanupArgs = params::parse(&["max_age_days", "max_total_bytes"], args, kwargs)?;
+impl TypedTask for Cleanup {
+    type Input = CleanupArgs;
+
+    async fn run(&self, _: TaskContext, a: CleanupArgs) -> Result<Value, TaskError> {
         let report = hlbot_youtube::cleanup_cache(
             &self.0.youtube.cache_dir,
             a.max_age_days,
