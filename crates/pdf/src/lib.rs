@@ -1,29 +1,34 @@
 //! PDF ingestion as a plain library: text in reading order, images, OCR. Knows nothing about queues.
 //!
 //! Entry points: [`process_document`] (one PDF → [`PdfDocument`]), [`prestart_workers`] (at
-//! start-up), [`cleanup_cache`], and [`child::serve_stdio`], the PDFium worker process every
+//! start-up), [`cleanup_cache`], and [`worker::serve_stdio`], the PDFium worker process every
 //! document runs in (PDFium is not thread-safe and may hang or crash on hostile files). See
 //! `docs/pdf-engine.md`.
 
+// Parent side (the caller's process): the pipeline of one document, its worker processes'
+// start-up and spares, the subprocess wrapper, the result cache, tesseract.
 mod cache;
-pub mod child;
 mod document;
-mod engine;
 mod error;
-mod images;
-mod layout;
 mod ocr;
 mod options;
-mod pool;
-mod process;
-mod processor;
-mod render;
+mod pipeline;
 mod source;
+mod spares;
+mod subprocess;
+// The wire between the two sides.
+mod protocol;
+// Child side (the PDFium worker process): its entry point and everything PDFium does.
+mod images;
+mod layout;
+mod pdfium;
+mod render;
 mod triage;
+pub mod worker;
 
 pub use cache::{CleanupReport, cleanup_cache};
 pub use document::{Metadata, PdfDocument, PdfImage, PdfPage, Progress, Stage, Stats, TextSource};
 pub use error::{PdfError, Result};
 pub use options::{OcrMode, PageSelection, PdfOptions, PdfRequest};
-pub use pool::prestart_workers;
-pub use processor::process_document;
+pub use pipeline::process_document;
+pub use spares::prestart_workers;

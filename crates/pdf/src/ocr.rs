@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PdfError, Result};
-use crate::process::{self, Spec};
+use crate::subprocess::{self, Spec};
 
 /// Text and mean word confidence (0–100) of one OCR'd page.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,7 @@ pub(crate) async fn recognise(job: OcrJob<'_>, cancel: &CancellationToken) -> Re
         timeout: job.timeout,
         what: format!("OCR of page {}", job.page),
     };
-    let done = process::run(spec, cancel, None).await?;
+    let done = subprocess::run(spec, cancel, None).await?;
     if !done.status.success() {
         return Err(PdfError::Ocr {
             page: job.page,

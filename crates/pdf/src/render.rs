@@ -9,7 +9,7 @@ use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use pdfium_render::prelude::*;
 
-use crate::child::{ChildRequest, Rendered};
+use crate::protocol::{ChildRequest, Rendered};
 
 /// The DPI used for a page of `w`×`h` points: `target`, lowered until the bitmap fits
 /// `max_pixels` and `max_side` (fractional: huge pages may get well below 72).

@@ -7,9 +7,9 @@ pub mod error;
 pub mod ingest;
 pub mod inputs;
 pub mod llm;
+pub mod llm_cache;
+pub mod llm_spend;
 pub mod pdf;
-pub mod rcache;
-pub mod rspend;
 pub mod settings;
 pub mod youtube;
 
@@ -66,7 +66,7 @@ pub fn beat_entries() -> Vec<hlbot_engine::beat::EntryConfig> {
 
 /// Entry point of the PDFium child process (the hidden `hlbot pdf-child`).
 pub fn pdf_child_main() -> std::process::ExitCode {
-    hlbot_pdf::child::serve_stdio()
+    hlbot_pdf::worker::serve_stdio()
 }
 
 #[cfg(test)]

@@ -26,11 +26,10 @@ fn registry_with_roots(
     let mut ts = crate::domain::task_settings(&s.domain, extra_roots);
     if let Some(b) = broker {
         let ttl = Duration::from_secs(7 * 24 * 3600);
-        ts.llm.spend = Some(std::sync::Arc::new(hlbot_tasks::rspend::RedisSpend::new(
-            b.conn(),
-            b.keys().app("llm.spend."),
-        )));
-        ts.llm.cache = std::sync::Arc::new(hlbot_tasks::rcache::RedisCache::new(
+        ts.llm.spend = Some(std::sync::Arc::new(
+            hlbot_tasks::llm_spend::RedisSpend::new(b.conn(), b.keys().app("llm.spend.")),
+        ));
+        ts.llm.cache = std::sync::Arc::new(hlbot_tasks::llm_cache::RedisCache::new(
             b.conn(),
             b.keys().app("llm.cache."),
             ttl,

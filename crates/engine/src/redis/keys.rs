@@ -33,8 +33,8 @@
 //! | `Phlbot.beat.sent.<entry>.<due ms>` | string `<owner> <token>`, TTL 10 periods (1 min – 2 days) | beat (`SET NX` in `send.lua`) — idempotency key per entry and due time | beat |
 //! | `Phlbot.debug.flaky.<key>` | string counter | `hlbot.debug.flaky` | same |
 //! | `Phlbot.runs.<id>` | string counter | worker with `--count-runs`, in the same transaction as the SUCCESS and ack | crash drills and tests (each task committed once) |
-//! | `Phlbot.llm.spend.<YYYY-MM-DD>` | string: USD spent that UTC day (`INCRBYFLOAT`), TTL 2 days | `tasks` crate's spend ledger (`rspend.rs`, key from `Keys::app`) before each paid call | same: the fleet's daily LLM budget |
-//! | `Phlbot.llm.cache.<sha256>` | string: a provider's answer, TTL 7 days | `tasks` crate's LLM cache (`rcache.rs`, key from `Keys::app`) after a paid call | same, before calling the provider (a retried task is not billed twice) |
+//! | `Phlbot.llm.spend.<YYYY-MM-DD>` | string: USD spent that UTC day (`INCRBYFLOAT`), TTL 2 days | `tasks` crate's spend ledger (`llm_spend.rs`, key from `Keys::app`) before each paid call | same: the fleet's daily LLM budget |
+//! | `Phlbot.llm.cache.<sha256>` | string: a provider's answer, TTL 7 days | `tasks` crate's LLM cache (`llm_cache.rs`, key from `Keys::app`) after a paid call | same, before calling the provider (a retried task is not billed twice) |
 
 use hlbot_proto::SEP;
 use hlbot_proto::envelope::priority_step;

@@ -1,5 +1,5 @@
 //! The PDFium worker process (`hlbot pdf-child` is the same entry point in the main binary).
 
 fn main() -> std::process::ExitCode {
-    hlbot_pdf::child::serve_stdio()
+    hlbot_pdf::worker::serve_stdio()
 }

@@ -6,10 +6,10 @@
 
 use std::sync::Mutex;
 
-use crate::child::WorkerInit;
 use crate::error::{PdfError, Result};
 use crate::options::PdfOptions;
-use crate::process;
+use crate::protocol::WorkerInit;
+use crate::subprocess;
 
 /// Upper bound on idle workers kept across all configurations.
 const MAX_SPARES: usize = 16;
@@ -31,7 +31,7 @@ fn key(opts: &PdfOptions) -> String {
 fn start(opts: &PdfOptions) -> Result<std::process::Child> {
     use std::io::Write;
     let args: Vec<_> = opts.child_args.iter().map(Into::into).collect();
-    let mut child = process::start(&opts.child_program, &args, &[])?;
+    let mut child = subprocess::start(&opts.child_program, &args, &[])?;
     let init = WorkerInit {
         pdfium_lib: opts.pdfium_lib.clone(),
         memory_limit: opts.child_memory_limit,
@@ -41,7 +41,7 @@ fn start(opts: &PdfOptions) -> Result<std::process::Child> {
     // A few hundred bytes into an empty pipe: this does not block.
     let written = child.stdin.as_mut().map(|s| s.write_all(&line));
     if let Some(Err(e)) = written {
-        process::discard(child);
+        subprocess::discard(child);
         return Err(PdfError::Child {
             detail: format!("cannot start PDF worker: {e}"),
             stderr: String::new(),
@@ -67,7 +67,7 @@ pub(crate) fn take(opts: &PdfOptions) -> Result<std::process::Child> {
             Some(mut s) => match s.child.try_wait() {
                 Ok(None) => return Ok(s.child),
                 // It died while waiting (killed, or the program went away): try the next one.
-                _ => process::discard(s.child),
+                _ => subprocess::discard(s.child),
             },
         }
     }
@@ -93,7 +93,7 @@ pub fn prestart_workers(opts: &PdfOptions) {
         if wait_ready(&mut s.child) {
             ready.push(s);
         } else {
-            process::discard(s.child);
+            subprocess::discard(s.child);
         }
     }
     let mut spares = SPARES.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,15 +149,15 @@ pub(crate) fn refill(opts: &PdfOptions) {
         // first when the pool is full.
         if spares.iter().filter(|s| s.key == k).count() >= want {
             drop(spares);
-            process::discard(child);
+            subprocess::discard(child);
             return;
         }
         while spares.len() >= MAX_SPARES {
             match spares.iter().position(|s| s.key != k) {
-                Some(i) => process::discard(spares.swap_remove(i).child),
+                Some(i) => subprocess::discard(spares.swap_remove(i).child),
                 None => {
                     drop(spares);
-                    process::discard(child);
+                    subprocess::discard(child);
                     return;
                 }
             }

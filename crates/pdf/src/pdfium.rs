@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use pdfium_render::prelude::*;
 
-use crate::child::{ChildEvent, ChildPage, ChildRequest, Opened};
 use crate::document::Metadata;
 use crate::error::{PdfError, Result};
 use crate::layout::{self, Glyph};
 use crate::options::{OcrMode, PageSelection};
+use crate::protocol::{ChildEvent, ChildPage, ChildRequest, Opened};
 use crate::triage::{self, PageSignals};
 use crate::{images, render};
 

@@ -1,0 +1,297 @@
+//! The PDFium workers of one document, parent side: `Plan` decides how many processes share the
+//! pages and what each is asked (`ChildRequest`); `run` starts them (from the spares), reads
+//! their event lines, starts more when the first asks for them, hands rendered pages to OCR as
+//! they arrive, and turns what the processes did into `Ran` or a typed error.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::assemble::child_error;
+use super::ocr_pages::OcrPages;
+use super::step;
+use crate::cache;
+use crate::document::{Metadata, Progress, Stage};
+use crate::error::{PdfError, Result};
+use crate::options::{OcrMode, PdfOptions, PdfRequest};
+use crate::protocol::{ChildEvent, ChildPage, ChildRequest, is_done_line};
+use crate::source::child_path;
+use crate::spares;
+use crate::subprocess::{self, Spec};
+
+type Workers = JoinSet<Result<subprocess::Finished>>;
+type Lines = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// How the document is split across worker processes.
+pub(super) struct Plan {
+    request: ChildRequest,
+    /// Processes started at once.
+    shards: u32,
+    /// The most a worker may ask for (each shard is a process).
+    max: u32,
+}
+
+impl Plan {
+    /// Big documents (and OCR of every page) are split across worker processes, every n-th page
+    /// each: PDFium is single-threaded per process, the machine has more cores. Smaller ones go
+    /// to one worker, which asks for the others once it has counted enough pages.
+    pub(super) fn new(
+        opts: &PdfOptions,
+        req: &PdfRequest,
+        file: &Arc<std::fs::File>,
+        size: u64,
+        doc_id: Option<&str>,
+        render_dir: Option<&tempfile::TempDir>,
+    ) -> Plan {
+        let max = opts.worker_processes.max(1) as u32;
+        let shards = if size >= opts.shard_min_bytes || req.ocr == OcrMode::Always {
+            max
+        } else {
+            1
+        };
+        let request = ChildRequest {
+            pdf_path: child_path(file),
+            password: req.password.clone(),
+            pages: req.pages.clone(),
+            extract_images: req.extract_images,
+            // Without image extraction the worker saves nothing, so the folder is never made.
+            image_dir: match doc_id {
+                Some(id) => cache::doc_dir(&opts.cache_dir, id).join("images"),
+                None => cache::tmp_dir(&opts.cache_dir),
+            },
+            min_image_side: opts.min_image_side,
+            ocr: req.ocr,
+            render_dir: render_dir
+                .map(|d| d.path().to_path_buf())
+                .unwrap_or_else(|| cache::tmp_dir(&opts.cache_dir)),
+            ocr_dpi: opts.ocr_dpi,
+            max_render_pixels: opts.max_render_pixels,
+            max_render_side: opts.max_render_side,
+            shard: (0, shards),
+            split_min_pages: if shards == 1 { opts.split_min_pages } else { 0 },
+            split_into: max,
+            max_pages: opts.max_pages,
+        };
+        Plan {
+            request,
+            shards,
+            max,
+        }
+    }
+}
+
+/// Everything the workers reported.
+#[derive(Default)]
+pub(super) struct Collected {
+    pub page_count: u32,
+    pub selected: u32,
+    pub metadata: Metadata,
+    pub open_ms: u64,
+    pub warnings: Vec<String>,
+    pub pages: Vec<ChildPage>,
+    opened: usize,
+    done: usize,
+    error: Option<(String, String)>,
+}
+
+/// What the workers produced; `complete` is false when one died after some pages.
+pub(super) struct Ran {
+    pub collected: Collected,
+    pub complete: bool,
+}
+
+struct Starter<'a> {
+    opts: &'a PdfOptions,
+    plan: &'a Plan,
+    path: &'a Path,
+    deadline: Instant,
+    cancel: &'a CancellationToken,
+}
+
+impl Starter<'_> {
+    /// Start shard `k` of `n` on a pre-started worker process.
+    fn start(&self, workers: &mut Workers, k: u32, n: u32, tx: &Lines) -> Result<()> {
+        let mut r = self.plan.request.clone();
+        r.shard = (k, n);
+        if k > 0 {
+            r.split_min_pages = 0;
+        }
+        let spec = Spec {
+            program: self.opts.child_program.clone(),
+            args: self.opts.child_args.iter().map(Into::into).collect(),
+            env: vec![],
+            stdin: Some(serde_json::to_vec(&r)?),
+            timeout: self.deadline.saturating_duration_since(Instant::now()),
+            what: format!("PDF worker on {}", self.path.display()),
+        };
+        let child = spares::take(self.opts)?;
+        let (tx, cancel) = (tx.clone(), self.cancel.clone());
+        // Finished at its `done` line: the worker exits by itself right after, and waiting for
+        // that (pipes closing, exit status) only delays the document.
+        workers.spawn(async move {
+            subprocess::drive_until(child, spec, &cancel, Some(tx), is_done_line).await
+        });
+        Ok(())
+    }
+}
+
+/// Run the plan's workers to the end, feeding rendered pages to `ocr`.
+pub(super) async fn run(
+    opts: &PdfOptions,
+    plan: &Plan,
+    req_path: &Path,
+    deadline: Instant,
+    cancel: &CancellationToken,
+    ocr: &mut OcrPages,
+    progress: &(impl Fn(Progress) + Send + Sync),
+) -> Result<Ran> {
+    let starter = Starter {
+        opts,
+        plan,
+        path: req_path,
+        deadline,
+        cancel,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut workers: Workers = JoinSet::new();
+    for k in 0..plan.shards {
+        starter.start(&mut workers, k, plan.shards, &tx)?;
+    }
+    let mut started = plan.shards;
+    // Kept while a worker runs: the first may ask for more (see `ChildRequest::split_min_pages`).
+    let mut tx = Some(tx);
+    // Start the next document's workers off this task's path (fork+exec costs ~1 ms each).
+    let refill_opts = opts.clone();
+    std::thread::spawn(move || spares::refill(&refill_opts));
+    let mut c = Collected::default();
+    let mut results = Vec::new();
+    let mut lines_open = true;
+    while lines_open || !workers.is_empty() {
+        // Lines first: a worker's lines are all queued before its task ends, so a request for
+        // more workers is seen before the last running worker is reaped.
+        let line = tokio::select! {
+            biased;
+            line = rx.recv(), if lines_open => line,
+            r = workers.join_next(), if !workers.is_empty() => {
+                results.extend(r);
+                if workers.is_empty() {
+                    tx = None;
+                }
+                continue;
+            }
+        };
+        let Some(line) = line else {
+            lines_open = false;
+            continue;
+        };
+        let Ok(ev) = serde_json::from_str::<ChildEvent>(&line) else {
+            tracing::debug!(line = %line, "non-protocol output from PDF worker");
+            continue;
+        };
+        match ev {
+            ChildEvent::Opened(o) => {
+                // Every worker reports the same document; the first one sets the totals.
+                let first = c.opened == 0;
+                c.opened += 1;
+                c.page_count = o.page_count;
+                c.selected = c.selected.max(o.selected);
+                c.metadata = o.metadata;
+                c.open_ms = c.open_ms.max(o.open_ms);
+                c.warnings.extend(o.warnings);
+                // A worker never asks for more than `split_into`; one that does is not trusted
+                // (each shard is a process).
+                if o.shards > plan.max {
+                    return Err(PdfError::Child {
+                        detail: format!(
+                            "worker asked for {} shards (at most {})",
+                            o.shards, plan.max
+                        ),
+                        stderr: String::new(),
+                    });
+                }
+                if o.shards > started
+                    && let Some(tx) = &tx
+                {
+                    for k in started..o.shards {
+                        starter.start(&mut workers, k, o.shards, tx)?;
+                    }
+                    started = o.shards;
+                }
+                if first {
+                    step(progress, Stage::Pages, 0, c.selected);
+                }
+            }
+            ChildEvent::Page(p) => {
+                if let Some(r) = &p.render {
+                    ocr.spawn(r.path.clone(), r.dpi, p.number);
+                }
+                c.pages.push(*p);
+                let n = c.pages.len() as u32;
+                step(progress, Stage::Pages, n, c.selected.max(n));
+            }
+            ChildEvent::Ready => {}
+            ChildEvent::Done => c.done += 1,
+            ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
+        }
+    }
+    drop(tx);
+    settle(opts, req_path, c, results, started)
+}
+
+/// Turn the processes' exits into the result: a reported error, a worker that died before any
+/// page (error), or one that died after some (partial result, with a warning).
+fn settle(
+    opts: &PdfOptions,
+    path: &Path,
+    mut c: Collected,
+    results: Vec<std::result::Result<Result<subprocess::Finished>, tokio::task::JoinError>>,
+    started: u32,
+) -> Result<Ran> {
+    let mut finished = Vec::new();
+    for r in results {
+        match r {
+            Ok(Ok(f)) => finished.push(f),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(PdfError::Child {
+                    detail: format!("worker task failed: {e}"),
+                    stderr: String::new(),
+                });
+            }
+        }
+    }
+    let stderr = finished
+        .iter()
+        .map(|f| f.stderr.as_str())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if let Some((kind, message)) = c.error.take() {
+        return Err(child_error(&kind, message, path, opts, stderr));
+    }
+    let mut complete = true;
+    if c.done < started as usize {
+        let status = finished
+            .iter()
+            .find(|f| !f.status.success())
+            .map(|f| f.status.to_string())
+            .unwrap_or_else(|| "no result".into());
+        let detail = format!("PDF worker exited with {status}");
+        if c.pages.is_empty() {
+            return Err(PdfError::Child { detail, stderr });
+        }
+        complete = false;
+        c.warnings.push(format!(
+            "{detail} after {} of {} pages; result is partial",
+            c.pages.len(),
+            c.selected
+        ));
+    }
+    Ok(Ran {
+        collected: c,
+        complete,
+    })
+}

@@ -1,0 +1,82 @@
+//! The PDFium worker process, child side: `serve_stdio` reads its orders (`protocol`), caps its
+//! own address space, loads PDFium and runs the document (`pdfium`). PDFium is not thread-safe
+//! and can hang or crash on hostile files, so all PDFium work happens in this separate process;
+//! the parent (`pipeline`) enforces the time limit and kills it when needed.
+
+use std::io::{BufRead, Read, Write};
+use std::process::ExitCode;
+
+use crate::protocol::{ChildEvent, ChildRequest, WorkerInit};
+
+/// Entry point of the worker: reads a `WorkerInit` line, loads PDFium, then reads one
+/// `ChildRequest` (the rest of stdin) and writes events to stdout, one JSON object per line.
+/// Used by the `hlbot-pdf-child` binary and by `hlbot pdf-child`.
+pub fn serve_stdio() -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut emit = |ev: ChildEvent| {
+        // A closed stdout means the parent is gone; nothing useful is left to do. JSON escapes
+        // newlines, so the event is one line.
+        if serde_json::to_writer(&mut out, &ev).is_ok() {
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+        }
+    };
+    let bad = |message: String| ChildEvent::Error {
+        kind: "invalid_request".into(),
+        message,
+    };
+    let mut stdin = std::io::stdin().lock();
+    let mut first = String::new();
+    if let Err(e) = stdin.read_line(&mut first) {
+        emit(bad(format!("reading from stdin: {e}")));
+        return ExitCode::from(2);
+    }
+    if first.trim().is_empty() {
+        // The parent went away before sending anything (an unused pre-started worker).
+        return ExitCode::SUCCESS;
+    }
+    let init: WorkerInit = match serde_json::from_str(&first) {
+        Ok(i) => i,
+        Err(e) => {
+            emit(bad(format!("bad worker init JSON: {e}")));
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(limit) = init.memory_limit {
+        // Cap our own address space before PDFium is loaded: a bomb then fails an allocation
+        // (and the parent sees the worker die) instead of eating the machine's memory.
+        if let Err(e) = rlimit::setrlimit(rlimit::Resource::AS, limit, limit) {
+            eprintln!("warning: cannot set memory limit: {e}");
+        }
+    }
+    let pdfium = crate::pdfium::bind(&init.pdfium_lib);
+    emit(ChildEvent::Ready);
+    let mut input = String::new();
+    if let Err(e) = stdin.read_to_string(&mut input) {
+        emit(bad(format!("reading request from stdin: {e}")));
+        return ExitCode::from(2);
+    }
+    if input.trim().is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let req: ChildRequest = match serde_json::from_str(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            emit(bad(format!("bad request JSON: {e}")));
+            return ExitCode::from(2);
+        }
+    };
+    match pdfium.and_then(|p| crate::pdfium::run(&p, &req, &mut emit)) {
+        Ok(()) => {
+            emit(ChildEvent::Done);
+            // Exit now: unloading PDFium (FPDF_DestroyLibrary and friends) only delays the
+            // parent, which waits for this process to end.
+            std::process::exit(0)
+        }
+        Err(e) => {
+            emit(ChildEvent::from_error(&e));
+            ExitCode::from(1)
+        }
+    }
+}
