@@ -25,10 +25,7 @@ impl Env {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(["--broker", &self.r.url, "--key-prefix", &self.r.prefix]);
-        c.env_remove("REDIS_URL").env_remove("HLBOT_CONFIG");
-        c
+        hlbot_testkit::hlbot(BIN, &self.r)
     }
 
     fn run(&self, args: &[&str]) -> Output {

@@ -1,7 +1,7 @@
 //! The `hlbot` binary as operators run it: worker processes killed, signalled, starved of Redis;
 //! hard limits and memory caps on child processes; `hlbot call`. Real Redis, real processes.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hlbot_engine::{Client, Router, SendOptions, TaskCall};
@@ -37,24 +37,9 @@ impl Env {
     }
 
     fn worker_vt(&self, extra: &[&str], vt: &str) -> Proc {
-        let c = Command::new(BIN)
-            .args([
-                "--broker",
-                &self.url,
-                "--key-prefix",
-                &self.prefix,
-                "--visibility-timeout",
-                vt,
-                "-l",
-                "info",
-            ])
-            .args(["worker", "-Q", "default", "--count-runs"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn worker");
-        Proc(c)
+        let global = ["--visibility-timeout", vt, "-l", "info"];
+        let args = [&["-Q", "default", "--count-runs"][..], extra].concat();
+        hlbot_testkit::bin_worker(BIN, self, &global, &args)
     }
 
     async fn client(&self, vt: Duration) -> Client {

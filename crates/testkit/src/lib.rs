@@ -1,12 +1,16 @@
 //! Test set-up shared by every suite (a dev-dependency only): where the shared corpus and the
 //! installed tools are — a missing one skips a test with a printed reason, or fails it when `CI`
 //! is set — Redis fixtures (a key prefix per test on the shared server, or a private
-//! `redis-server`), and child processes that die with the test.
+//! `redis-server`), workers in-process or as `hlbot` processes with ready-waiting, child processes that die with the test, and local HTTP servers (a scripted
+//! JSON mock, a static file server).
 
 pub mod env;
+pub mod http;
 pub mod process;
 pub mod redis;
+pub mod worker;
 
 pub use env::{corpus, missing, shared, tool, workspace};
 pub use process::Proc;
 pub use redis::{PrivateRedis, TestRedis, redis_url};
+pub use worker::{InProcess, bin_worker, hlbot, wait_until};

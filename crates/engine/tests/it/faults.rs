@@ -377,12 +377,7 @@ async fn private_client(r: &PrivateRedis, prefix: &str, vt: Duration) -> Client 
 }
 
 async fn private_worker(client: &Client, o: WorkerOptions) -> Running {
-    let worker = Worker::new(client.clone(), Registry::with_debug_tasks(), o)
-        .await
-        .expect("worker");
-    let shutdown = Shutdown::default();
-    let handle = tokio::spawn(worker.run(shutdown.clone()));
-    Running { shutdown, handle }
+    Running::start(client.clone(), Registry::with_debug_tasks(), o).await
 }
 
 async fn config(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) {

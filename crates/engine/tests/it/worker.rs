@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use hlbot_engine::deadletter;
 use hlbot_engine::{
-    Client, Registry, SendOptions, Shutdown, Task, TaskContext, TaskError, Worker, WorkerOptions,
+    Client, Registry, SendOptions, Task, TaskContext, TaskError, WorkerOptions,
 };
 use hlbot_proto::State;
 use redis::AsyncCommands;
@@ -16,36 +16,12 @@ use serde_json::{Map, Value, json};
 
 use crate::fixture::TestRedis;
 
-pub struct Running {
-    pub shutdown: Shutdown,
-    pub handle: tokio::task::JoinHandle<hlbot_engine::Result<()>>,
-}
-
-impl Running {
-    pub async fn stop(self) {
-        self.shutdown.warm.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.handle).await;
-    }
-}
-
-pub fn opts(queues: &[&str]) -> WorkerOptions {
-    WorkerOptions {
-        node_name: format!("w{}@test", uuid::Uuid::new_v4().simple()),
-        queues: queues.iter().map(|s| s.to_string()).collect(),
-        concurrency: 4,
-        prefetch_multiplier: 1,
-        shutdown_timeout: Duration::from_secs(10),
-        count_runs: true,
-        ..Default::default()
-    }
-}
+pub use hlbot_testkit::InProcess as Running;
+pub use hlbot_testkit::worker::options as opts;
 
 pub async fn start(t: &TestRedis, registry: Registry, o: WorkerOptions, vt: Duration) -> Running {
     let client = Client::new(t.broker(vt).await, t.backend().await, Default::default());
-    let worker = Worker::new(client, registry, o).await.expect("worker");
-    let shutdown = Shutdown::default();
-    let handle = tokio::spawn(worker.run(shutdown.clone()));
-    Running { shutdown, handle }
+    Running::start(client, registry, o).await
 }
 
 pub fn q(queue: &str) -> SendOptions {
@@ -55,13 +31,6 @@ pub fn q(queue: &str) -> SendOptions {
     }
 }
 
-async fn runs(t: &TestRedis, id: &str) -> i64 {
-    let mut c = t.conn().await;
-    c.get::<_, Option<i64>>(t.key(&format!("hlbot.runs.{id}")))
-        .await
-        .expect("get")
-        .unwrap_or(0)
-}
 
 #[tokio::test]
 async fn echo_fail_and_started() {
@@ -103,7 +72,7 @@ async fn echo_fail_and_started() {
         ("RuntimeError", "builtins")
     );
     assert_eq!(exc.exc_message, vec![json!("bad thing")]);
-    assert_eq!(runs(&t, &h.id).await, 1);
+    assert_eq!(t.runs(&h.id).await, 1);
     w.stop().await;
     let mut c = t.conn().await;
     let unacked: i64 = c.hlen(t.key("unacked")).await.expect("hlen");
@@ -218,13 +187,13 @@ async fn ignore_result_and_expires() {
         meta.exception().map(|e| e.exc_message),
         Some(vec![json!("expired")])
     );
-    assert_eq!(runs(&t, &expired.id).await, 0, "expired task must not run");
+    assert_eq!(t.runs(&expired.id).await, 0, "expired task must not run");
     // The ignored one ran but stored nothing at all.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while runs(&t, &ignored.id).await == 0 && Instant::now() < deadline {
+    while t.runs(&ignored.id).await == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(runs(&t, &ignored.id).await, 1);
+    assert_eq!(t.runs(&ignored.id).await, 1);
     assert_eq!(ignored.state().await.expect("state"), State::Pending);
     w.stop().await;
 }
@@ -270,7 +239,7 @@ async fn eta_held_past_visibility_timeout_runs_exactly_once() {
     stop.store(true, Ordering::SeqCst);
     let restored = racer.await.expect("join");
     assert_eq!(restored, 0, "the held message was never restored");
-    assert_eq!(runs(&t, &h.id).await, 1);
+    assert_eq!(t.runs(&h.id).await, 1);
     w.stop().await;
 }
 
@@ -497,6 +466,6 @@ async fn results_are_stored_after_redis_forgets_its_scripts() {
             .expect("stored after the flush")["args"][0],
         2
     );
-    assert_eq!(runs(&t, &h.id).await, 1);
+    assert_eq!(t.runs(&h.id).await, 1);
     w.stop().await;
 }

@@ -1,113 +1,24 @@
-//! A local HTTP server (127.0.0.1, random port) speaking the Anthropic Messages and OpenAI
-//! chat-completions wire formats. Tests script its replies and read back every request.
+//! The LLM providers' side of the local mock server (`hlbot_testkit::http::Mock`): test keys,
+//! options pointing every provider at it, and replies in the Anthropic Messages and OpenAI
+//! chat-completions wire formats.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use hlbot_llm::{LlmOptions, OpenAiOptions, Secret};
+pub use hlbot_testkit::http::{Mock, Reply};
 use serde_json::{Value, json};
 
 pub const ANTHROPIC_KEY: &str = "sk-ant-api03-TESTKEY-do-not-leak-7f3a9c";
 pub const OPENAI_KEY: &str = "sk-proj-TESTKEY-openai-do-not-leak-55e1";
 
-/// One scripted answer.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Value,
-    pub delay: Duration,
+/// `mock.options()`: the LLM settings for a mock server.
+pub trait LlmMock {
+    fn options(&self) -> LlmOptions;
 }
 
-impl Reply {
-    pub fn json(status: u16, body: Value) -> Reply {
-        Reply {
-            status,
-            headers: vec![],
-            body,
-            delay: Duration::ZERO,
-        }
-    }
-    pub fn header(mut self, k: &str, v: &str) -> Reply {
-        self.headers.push((k.into(), v.into()));
-        self
-    }
-    pub fn delay(mut self, d: Duration) -> Reply {
-        self.delay = d;
-        self
-    }
-}
-
-/// A request as the server saw it.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub path: String,
-    pub headers: HashMap<String, String>,
-    pub body: Value,
-    pub at: Instant,
-}
-
-type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
-
-#[derive(Default)]
-struct Inner {
-    script: VecDeque<Reply>,
-    default: Option<Responder>,
-    seen: Vec<Seen>,
-    in_flight: usize,
-    max_in_flight: usize,
-}
-
-/// The running server; dropped with the test's runtime.
-#[derive(Clone)]
-pub struct Mock {
-    pub addr: SocketAddr,
-    inner: Arc<Mutex<Inner>>,
-}
-
-impl Mock {
-    pub async fn start() -> Mock {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Mock { addr, inner }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Queues replies, answered in order before the default responder.
-    pub fn push(&self, r: Reply) -> &Self {
-        self.inner.lock().unwrap().script.push_back(r);
-        self
-    }
-
-    pub fn respond_with(&self, f: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
-        self.inner.lock().unwrap().default = Some(Arc::new(f));
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.inner.lock().unwrap().seen.clone()
-    }
-
-    pub fn max_in_flight(&self) -> usize {
-        self.inner.lock().unwrap().max_in_flight
-    }
-
+impl LlmMock for Mock {
     /// Options pointing every provider at this server, with test keys and short timeouts.
-    pub fn options(&self) -> LlmOptions {
+    fn options(&self) -> LlmOptions {
         let mut o = LlmOptions::default();
         o.anthropic.api_key = Some(Secret::new(ANTHROPIC_KEY));
         o.anthropic.base_url = self.url();
@@ -130,53 +41,6 @@ impl Mock {
         o.retry_budget = Duration::from_secs(20);
         o
     }
-}
-
-async fn handle(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let reply = {
-        let mut g = inner.lock().unwrap();
-        g.seen.push(Seen {
-            path: uri.path().to_string(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect(),
-            body: body.clone(),
-            at: Instant::now(),
-        });
-        g.in_flight += 1;
-        g.max_in_flight = g.max_in_flight.max(g.in_flight);
-        match g.script.pop_front() {
-            Some(r) => r,
-            None => match &g.default {
-                Some(f) => f(&body),
-                None => Reply::json(
-                    500,
-                    json!({"error": {"type": "api_error", "message": "no scripted reply"}}),
-                ),
-            },
-        }
-    };
-    tokio::time::sleep(reply.delay).await;
-    inner.lock().unwrap().in_flight -= 1;
-    let mut resp = (
-        StatusCode::from_u16(reply.status).unwrap(),
-        axum::Json(reply.body),
-    )
-        .into_response();
-    for (k, v) in reply.headers {
-        resp.headers_mut().insert(
-            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            axum::http::HeaderValue::from_str(&v).unwrap(),
-        );
-    }
-    resp
 }
 
 /// An Anthropic Messages answer calling `tool` with `input`.
