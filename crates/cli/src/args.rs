@@ -38,6 +38,11 @@ pub struct Global {
     /// limit; default 8 MiB).
     #[arg(long, global = true, env = "HLBOT_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Celery's `result_chord_ordered` (result backend transport option): chord results in
+    /// header order (true, default) or completion order (false). Every worker and client of a
+    /// chord must agree.
+    #[arg(long, global = true, env = "HLBOT_RESULT_CHORD_ORDERED")]
+    pub result_chord_ordered: Option<bool>,
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "HLBOT_CONFIG")]
     pub config: Option<std::path::PathBuf>,

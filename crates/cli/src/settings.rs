@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub key_prefix: Option<String>,
     pub result_expires: Option<u64>,
     pub visibility_timeout: Option<u64>,
+    /// Celery's `result_chord_ordered` (default true).
+    pub result_chord_ordered: Option<bool>,
     /// Messages larger than this many bytes are dead-lettered (0: no limit).
     pub max_message_bytes: Option<usize>,
     #[serde(default)]
@@ -86,12 +88,18 @@ impl Settings {
             .or(raw.result_backend)
             .unwrap_or_else(|| broker_url.clone());
         let prefix = g.key_prefix.clone().or(raw.key_prefix).unwrap_or_default();
-        let broker = RedisSettings::new(&broker_url)?
+        let ordered = g
+            .result_chord_ordered
+            .or(raw.result_chord_ordered)
+            .unwrap_or(true);
+        let mut broker = RedisSettings::new(&broker_url)?
             .with_prefix(&prefix)
             .with_result_prefix(&prefix);
-        let backend = RedisSettings::new(&backend_url)?
+        let mut backend = RedisSettings::new(&backend_url)?
             .with_prefix(&prefix)
             .with_result_prefix(&prefix);
+        broker.chord_ordered = ordered;
+        backend.chord_ordered = ordered;
         let queues = if raw.queues.is_empty() {
             DEFAULT_QUEUES.iter().map(|s| s.to_string()).collect()
         } else {

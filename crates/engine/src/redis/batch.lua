@@ -14,11 +14,27 @@
 -- ARGV[1] marker key  ARGV[2] batch number  ARGV[3] result TTL s (0: none)
 -- ARGV[4] unacked  ARGV[5] unacked_index  ARGV[6] now (unix s)
 -- ARGV[7] dead-letter list  ARGV[8] dead-letter cap  ARGV[9] dead-letter trimmed counter
--- ARGV[10..] ops, each an opcode and its fields:
+-- ARGV[10] the writer's completed-chords key (see chord.lua, prepended to this script)
+-- ARGV[11..] ops, each an opcode and its fields:
 --   ack tag | unacked tag stored | claim list raw tag stored | drop list size | store key meta
 --   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
--- Returns {0} when the batch was already applied, else {1, error...} (per-op errors).
-if redis.call('GET', ARGV[1]) == ARGV[2] then return {0} end
+--   chord op group_key task_id entry index ordered(1/0)
+-- Returns {0, done...} when the batch was already applied, else {1, error..., done...}: errors
+-- are strings (per-op errors), each `done` an array {op, entry...} for a chord this batch
+-- completed (op = the writer's index of the chord op). The dones of a completing batch are kept
+-- at ARGV[10], so a retry whose first reply was lost still learns them.
+if redis.call('GET', ARGV[1]) == ARGV[2] then
+  local saved = redis.call('GET', ARGV[10])
+  if saved then
+    local ok, d = pcall(cjson.decode, saved)
+    if ok and type(d) == 'table' and d[1] == ARGV[2] then
+      local out = {0}
+      for _, x in ipairs(d[2]) do out[#out + 1] = x end
+      return out
+    end
+  end
+  return {0}
+end
 redis.call('SET', ARGV[1], ARGV[2], 'EX', 86400)
 
 local ttl = tonumber(ARGV[3])
@@ -30,8 +46,8 @@ local function try(...)
   return r
 end
 
-local acks, skeys, smetas = {}, {}, {}
-local i = 10
+local acks, skeys, smetas, done = {}, {}, {}, {}
+local i = 11
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'ack' then
@@ -87,6 +103,17 @@ while i <= #ARGV do
       end
     end
     i = i + 2
+  elseif op == 'chord' then
+    local ok, r = pcall(chord_part, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+      ARGV[i + 6] == '1', ttl)
+    if not ok then
+      errs[#errs + 1] = 'chord ' .. ARGV[i + 2] .. ': ' .. tostring(type(r) == 'table' and r.err or r)
+    elseif r then
+      local d = {tonumber(ARGV[i + 1])}
+      for _, e in ipairs(r) do d[#d + 1] = e end
+      done[#done + 1] = d
+    end
+    i = i + 7
   elseif op == 'incr' then
     try('INCR', ARGV[i + 1]); i = i + 2
   else
@@ -126,5 +153,9 @@ for s = 1, #acks, 1000 do
   for k = s, math.min(s + 999, #acks) do chunk[#chunk + 1] = acks[k] end
   try('ZREM', index, unpack(chunk))
   try('HDEL', unacked, unpack(chunk))
+end
+if #done > 0 then
+  try('SET', ARGV[10], cjson.encode({ARGV[2], done}), 'EX', 86400)
+  for _, d in ipairs(done) do errs[#errs + 1] = d end
 end
 return errs

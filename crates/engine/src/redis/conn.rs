@@ -17,6 +17,10 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// The result backend's own key prefix.
     pub result_prefix: String,
+    /// Celery's `result_chord_ordered` (result backend transport option, default on): chord
+    /// parts are kept in a zset by `group_index`; off, in a list in completion order. Every
+    /// worker and client of one chord must agree.
+    pub chord_ordered: bool,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -45,6 +49,7 @@ impl RedisSettings {
             url: url.into(),
             key_prefix: String::new(),
             result_prefix: String::new(),
+            chord_ordered: true,
         })
     }
 

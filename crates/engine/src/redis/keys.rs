@@ -15,7 +15,13 @@
 //! | `Punacked_mutex` | string | kombu's restore lock (hlbot's restore is a Lua script and needs none) | kombu |
 //! | `Rcelery-task-meta-<id>` | string JSON meta, TTL `result_expires` | workers (store script) | clients `GET`/`MGET` |
 //! | channel `Rcelery-task-meta-<id>` | pub/sub | workers `PUBLISH` with the stored JSON | clients waiting on `get()` |
-//! | `Rcelery-taskset-meta-<gid>` | string | clients (`GroupResult.save`) | clients |
+//! | `Rcelery-taskset-meta-<gid>` | string JSON `{"result": [[[id, null], null], …], "children": null}`, TTL `result_expires` | clients (`GroupResult.save`, hlbot `Backend::save_group`) | clients (`GroupResult.restore`, hlbot `Backend::restore_group`) |
+//! | `Rcelery-taskset-meta-<gid>.j` | zset `[1, id, state, result]` → `group_index` (list when `result_chord_ordered` is off), TTL `result_expires` | workers as each chord header part ends (`chord.lua` in `batch.lua`) | the part that completes the count and wins the claim: reads, then deletes (kept after a failed part) |
+//! | `Rcelery-taskset-meta-<gid>.t` | string: parts added after `.s` was set (Celery's `totaldiff`) | Python clients (replaced tasks) | `chord.lua` |
+//! | `Rcelery-taskset-meta-<gid>.s` | string: the chord's header size | clients at send (`set_chord_size`; Python and hlbot) | `chord.lua` (no size yet: never completes) |
+//! | `Rcelery-taskset-meta-<gid>.d` | set `<id>:<group_index>` of the parts counted | `chord.lua` (a redelivered part counts once) | `chord.lua` |
+//! | `Rcelery-taskset-meta-<gid>.c` | string: dispatch claim token (EX 6 s), then `done` (EX 300 s) | the part completing the chord (`chord.lua`; Python's claim scripts); clients delete it in `set_chord_size` | `chord.lua`: late duplicates ignored |
+//! | `Phlbot.writer.<uuid>.chords` | string JSON `[batch, [[op, entry…]…]]`, TTL 1 day | the writer's `batch.lua` when a batch completes chords | the same writer: a retried batch whose reply was lost still learns which chords it completed |
 //! | channel `P/{db}.celery.pidbox` | pub/sub (fanout) | `inspect`/`control` clients, Flower, mingle | every worker (`PSUBSCRIBE`) |
 //! | `P<oid>.reply.celery.pidbox` (+ SEP3/6/9) | list | workers `LPUSH` replies (after binding lookup) | the calling client `BRPOP` |
 //! | channel `P/{db}.celeryev/<routing.key>` | pub/sub (fanout) | workers (worker/task events), clients (`task-sent`) | Flower, `celery events` |
@@ -119,6 +125,14 @@ impl Keys {
     pub fn taskset(&self, group_id: &str) -> String {
         format!("{}celery-taskset-meta-{group_id}", self.result_prefix)
     }
+    /// A chord's counters beside its group's taskset key: `.j` (parts), `.t` (size delta), `.s`
+    /// (size).
+    pub fn chord_part(&self, group_id: &str, suffix: &str) -> String {
+        format!(
+            "{}celery-taskset-meta-{group_id}{suffix}",
+            self.result_prefix
+        )
+    }
 
     /// Fanout channel of an exchange: `P/{db}.<exchange>[/<routing_key>]`.
     pub fn fanout(&self, exchange: &str, routing_key: &str) -> String {
@@ -151,6 +165,10 @@ impl Keys {
     /// The writer's exactly-once marker (`batch.lua`).
     pub fn writer_marker(&self, writer: &str) -> String {
         format!("{}hlbot.writer.{writer}", self.prefix)
+    }
+    /// The chords a writer's last completing batch finished (`batch.lua`).
+    pub fn writer_chords(&self, writer: &str) -> String {
+        format!("{}hlbot.writer.{writer}.chords", self.prefix)
     }
     /// A worker's in-flight list: messages its idle wait moved out of a queue.
     pub fn inflight(&self, worker: &str) -> String {

@@ -12,7 +12,13 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 pub static STORE_RESULT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("store_result.lua")));
 /// The worker writer's batch: every write of a batch at once, exactly once (`batch.lua`).
-pub static BATCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("batch.lua")));
+/// `chord.lua` (a chord part's accounting) is prepended: one script, one atomic step.
+pub static BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("chord.lua"),
+        include_str!("batch.lua")
+    ))
+});
 /// Give back a dead worker's in-flight list (`recover.lua`).
 pub static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("recover.lua")));
 /// Refresh held messages' scores; report vanished entries (`refresh.lua`).

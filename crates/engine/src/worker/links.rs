@@ -1,43 +1,89 @@
 //! Linked work after a task ends (reference §1.3): callbacks with the result prepended, the next
-//! chain step, errbacks with the task id prepended — published as new task messages.
+//! chain step, errbacks with the task id prepended — published as new task messages. A
+//! signature's options travel with it as Celery's `apply_async` would apply them: `task_id`,
+//! `queue`, `priority`, `group_id`/`group_index`, `chord` (a chain link inside a chord header),
+//! `link`/`link_error`.
 
 use hlbot_proto::{Embed, Headers, Signature, TaskMessage};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// What a linked message takes from the task that sends it: parent/root ids, origin, and the
+/// queue and priority it defaults to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Parent {
+    pub id: String,
+    pub root_id: Option<String>,
+    pub origin: Option<String>,
+    pub queue: String,
+    pub priority: u8,
+}
+
+impl Parent {
+    pub fn of(msg: &TaskMessage) -> Self {
+        Self {
+            id: msg.id().to_string(),
+            root_id: msg.headers.root_id.clone(),
+            origin: msg.headers.origin.clone(),
+            queue: msg.queue().to_string(),
+            priority: msg.priority(),
+        }
+    }
+}
+
+/// Signatures in an option that holds one signature or a list of them (`link`, `link_error`).
+pub fn signatures(v: Option<&Value>) -> Option<Vec<Signature>> {
+    let sigs: Vec<Signature> = match v? {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|s| serde_json::from_value(s.clone()).ok())
+            .collect(),
+        v @ Value::Object(_) => serde_json::from_value(v.clone()).ok().into_iter().collect(),
+        _ => vec![],
+    };
+    (!sigs.is_empty()).then_some(sigs)
+}
+
 /// A message for signature `sig`, sent by `parent` (parent_id/root_id propagated).
-fn message(sig: &Signature, args: Vec<Value>, parent: &TaskMessage, embed: Embed) -> TaskMessage {
-    let id = sig
-        .options
+pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed) -> TaskMessage {
+    let o = &sig.options;
+    let id = o
         .get("task_id")
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut h = Headers::new(&sig.task, &id);
-    h.parent_id = Some(parent.id().to_string());
-    h.root_id = parent
-        .headers
-        .root_id
-        .clone()
-        .or_else(|| Some(parent.id().to_string()));
-    h.origin = parent.headers.origin.clone();
-    if let Some(g) = sig.options.get("group_id").and_then(Value::as_str) {
+    h.parent_id = Some(parent.id.clone());
+    h.root_id = parent.root_id.clone().or_else(|| Some(parent.id.clone()));
+    h.origin = parent.origin.clone();
+    if let Some(g) = o.get("group_id").and_then(Value::as_str) {
         h.group = Some(g.to_string());
+        h.group_index = o.get("group_index").and_then(Value::as_i64);
     }
-    let queue = sig
-        .options
+    let queue = o
         .get("queue")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| parent.queue().to_string());
-    let priority = sig
-        .options
+        .unwrap_or_else(|| parent.queue.clone());
+    let priority = o
         .get("priority")
         .and_then(Value::as_u64)
-        .map_or(parent.priority(), |p| p.min(9) as u8);
+        .map_or(parent.priority, |p| p.min(9) as u8);
+    let mut embed = embed;
+    if embed.callbacks.is_none() {
+        embed.callbacks = signatures(o.get("link"));
+    }
+    if embed.errbacks.is_none() {
+        embed.errbacks = signatures(o.get("link_error"));
+    }
+    if embed.chord.is_none() {
+        embed.chord = o.get("chord").filter(|c| !c.is_null()).cloned();
+    }
     TaskMessage::new(h, args, sig.kwargs.clone(), embed, &queue, priority)
 }
 
-fn with_prefix(first: Value, sig: &Signature) -> Vec<Value> {
+/// `sig`'s arguments with `first` prepended (unless the signature is immutable).
+pub fn with_prefix(first: Value, sig: &Signature) -> Vec<Value> {
     if sig.immutable {
         sig.args.clone()
     } else {
@@ -49,12 +95,20 @@ fn with_prefix(first: Value, sig: &Signature) -> Vec<Value> {
 
 /// Callbacks (`link`) and the next chain step after a success.
 pub fn callbacks(msg: &TaskMessage, result: &Value) -> Vec<TaskMessage> {
+    let parent = Parent::of(msg);
     let mut out: Vec<TaskMessage> = msg
         .embed
         .callbacks
         .iter()
         .flatten()
-        .map(|sig| message(sig, with_prefix(result.clone(), sig), msg, Embed::default()))
+        .map(|sig| {
+            message(
+                sig,
+                with_prefix(result.clone(), sig),
+                &parent,
+                Embed::default(),
+            )
+        })
         .collect();
     if let Some(chain) = msg.embed.chain.as_ref().filter(|c| !c.is_empty()) {
         let mut rest = chain.clone();
@@ -66,7 +120,7 @@ pub fn callbacks(msg: &TaskMessage, result: &Value) -> Vec<TaskMessage> {
             out.push(message(
                 &next,
                 with_prefix(result.clone(), &next),
-                msg,
+                &parent,
                 embed,
             ));
         }
@@ -76,17 +130,27 @@ pub fn callbacks(msg: &TaskMessage, result: &Value) -> Vec<TaskMessage> {
 
 /// Errbacks (`link_error`) after a failure, sent as tasks with `(task_id,)` prepended.
 pub fn errbacks(msg: &TaskMessage) -> Vec<TaskMessage> {
-    msg.embed
-        .errbacks
-        .iter()
-        .flatten()
-        .map(|sig| {
-            message(
-                sig,
-                with_prefix(json!(msg.id()), sig),
-                msg,
-                Embed::default(),
-            )
-        })
-        .collect()
+    errbacks_of(
+        msg.embed.errbacks.iter().flatten(),
+        msg.id(),
+        &Parent::of(msg),
+    )
+}
+
+/// Errbacks `sigs` for the failed task `failed`, sent by `parent` (Celery sends them as a group
+/// with `(failed,)` prepended, parent_id = the failed task).
+pub fn errbacks_of<'a>(
+    sigs: impl Iterator<Item = &'a Signature>,
+    failed: &str,
+    parent: &Parent,
+) -> Vec<TaskMessage> {
+    sigs.map(|sig| {
+        message(
+            sig,
+            with_prefix(json!(failed), sig),
+            parent,
+            Embed::default(),
+        )
+    })
+    .collect()
 }

@@ -7,6 +7,7 @@
 //! (batched Redis writes), `state` (what inspect shows).
 
 pub mod child;
+pub mod chord;
 pub mod consumer;
 pub mod executor;
 pub mod handle;

@@ -15,7 +15,7 @@ use crate::worker::Shared;
 use crate::worker::limits::Ended;
 use crate::worker::state::Request;
 use crate::worker::writer::Op;
-use crate::worker::{links, retry};
+use crate::worker::{chord, links, retry};
 
 /// What happens to a request after its run.
 #[derive(Debug)]
@@ -105,6 +105,7 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             if !ignore {
                 ops.push(Op::Store(meta_for(msg, State::Success, value.clone())));
             }
+            ops.extend(chord::ops(msg, &State::Success, &value));
             if sh.opts.count_runs {
                 ops.push(Op::Incr(sh.broker.keys().runs(id)));
             }
@@ -152,12 +153,13 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
         }
         Outcome::Restore => restore_request(sh, req, false),
         Outcome::Terminated => {
+            let exc = exc_value(&ExceptionInfo::revoked("terminated"));
+            let mut ops = chord::ops(msg, &State::Revoked, &exc);
             if !ignore {
-                sh.writer.send(Op::Store(meta_for(
-                    msg,
-                    State::Revoked,
-                    exc_value(&ExceptionInfo::revoked("terminated")),
-                )));
+                ops.push(Op::Store(meta_for(msg, State::Revoked, exc)));
+            }
+            if !ops.is_empty() {
+                sh.writer.send_all(ops);
             }
             sh.events.task(
                 "task-revoked",
@@ -200,14 +202,14 @@ pub fn discard(sh: &Shared, req: &Request, expired: bool) {
     if expired {
         sh.state.revoke(std::slice::from_ref(&id), false);
     }
+    let reason = if expired { "expired" } else { "revoked" };
+    let exc = exc_value(&ExceptionInfo::revoked(reason));
+    let mut ops = chord::ops(&req.msg, &State::Revoked, &exc);
     if !ignores_result(sh, &req.msg) {
-        let reason = if expired { "expired" } else { "revoked" };
-        let meta = meta_for(
-            &req.msg,
-            State::Revoked,
-            exc_value(&ExceptionInfo::revoked(reason)),
-        );
-        sh.writer.send(Op::Store(meta));
+        ops.push(Op::Store(meta_for(&req.msg, State::Revoked, exc)));
+    }
+    if !ops.is_empty() {
+        sh.writer.send_all(ops);
     }
     sh.events.task(
         "task-revoked",
@@ -257,6 +259,7 @@ pub(crate) fn fail(
         m.traceback = traceback.clone();
         ops.push(Op::Store(m));
     }
+    ops.extend(chord::ops(msg, &State::Failure, &exc_value(exc)));
     ops.extend(ack_op(sh, req));
     sh.writer.send_all(ops);
     sh.events.task(

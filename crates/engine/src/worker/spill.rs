@@ -14,6 +14,7 @@ use hlbot_proto::ResultMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::redis::Keys;
+use crate::worker::chord::ChordPart;
 use crate::worker::writer::Op;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,6 +64,9 @@ enum Spilled {
     },
     Incr {
         key: String,
+    },
+    Chord {
+        part: ChordPart,
     },
 }
 
@@ -116,6 +120,7 @@ impl Spilled {
             },
             Op::DeadLetter(rec) => Spilled::Dead { rec: text(&rec) },
             Op::Incr(key) => Spilled::Incr { key },
+            Op::ChordPart(part) => Spilled::Chord { part: *part },
             Op::Flush(_) => return None,
         })
     }
@@ -157,6 +162,7 @@ impl Spilled {
             },
             Spilled::Dead { rec } => Op::DeadLetter(rec.into_bytes()),
             Spilled::Incr { key } => Op::Incr(key),
+            Spilled::Chord { part } => Op::ChordPart(Box::new(part)),
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::redis::{Keys, RedisSettings, scripts};
+use crate::worker::chord::{self, ChordPart};
 
 /// One write. Ops are moved once into the queue; boxing the meta would only add an allocation.
 #[derive(Debug)]
@@ -66,6 +67,9 @@ pub enum Op {
     DeadLetter(Vec<u8>),
     /// INCR a key (debug run counters).
     Incr(String),
+    /// Count a chord header part (`chord.lua`); the part that completes the chord has the
+    /// writer send the callback (or the `ChordError`) in its next batch.
+    ChordPart(Box<ChordPart>),
     /// Resolve once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -112,11 +116,14 @@ impl Writer {
         let (take, take_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(WriterStats::default());
         let keys = settings.keys();
-        let marker = keys.writer_marker(&uuid::Uuid::new_v4().simple().to_string());
+        let me = uuid::Uuid::new_v4().simple().to_string();
+        let marker = keys.writer_marker(&me);
+        let chords = keys.writer_chords(&me);
         let ctx = Ctx {
             settings,
             keys,
             marker,
+            chords,
             ttl: result_ttl.map_or(0, |d| d.as_secs().max(1)),
             stats: stats.clone(),
         };
@@ -168,6 +175,8 @@ struct Ctx {
     settings: RedisSettings,
     keys: Keys,
     marker: String,
+    /// Where `batch.lua` keeps the chords the last completing batch finished.
+    chords: String,
     ttl: u64,
     stats: Arc<WriterStats>,
 }
@@ -208,9 +217,16 @@ async fn run(
         // (its reply lost), the script sees the number and applies nothing twice.
         let outcome = apply(&ctx, &mut conn, &batch, seq).await;
         match outcome {
-            Ok(errs) => {
+            Ok((errs, done)) => {
                 for e in errs {
                     tracing::error!("result writer: one write failed: {e}");
+                }
+                // Chords this batch completed: their callbacks (or ChordErrors) go next.
+                let mut next: Vec<Op> = Vec::new();
+                for (i, entries) in done {
+                    if let Some(Op::ChordPart(part)) = batch.get(i) {
+                        next.extend(chord::complete(part, &entries));
+                    }
                 }
                 if let Some(t0) = failing_since.take() {
                     tracing::warn!(
@@ -221,6 +237,11 @@ async fn run(
                 }
                 backoff = Duration::from_millis(50);
                 settle(&ctx.stats, &mut batch);
+                if !next.is_empty() {
+                    ctx.stats.backlog.fetch_add(next.len(), Ordering::SeqCst);
+                    batch = next;
+                    seq += 1;
+                }
             }
             Err(e) => {
                 if failing_since.is_none() {
@@ -289,13 +310,16 @@ fn hand_over(
     let _ = to.send(taken);
 }
 
+/// Per-op errors, and the chords the batch completed: (index of the chord op, ordered entries).
+type Applied = (Vec<String>, Vec<(usize, Vec<Vec<u8>>)>);
+
 /// Run one batch. Ok carries per-op errors (a wrong-type key): reported, not retried.
 async fn apply(
     ctx: &Ctx,
     conn: &mut ConnectionManager,
     batch: &[Op],
     seq: u64,
-) -> Result<Vec<String>, String> {
+) -> Result<Applied, String> {
     let plan = Plan::of(batch);
     let keys = &ctx.keys;
     let mut inv = scripts::BATCH.prepare_invoke();
@@ -307,7 +331,8 @@ async fn apply(
         .arg(crate::broker::now_secs())
         .arg(keys.dead_letter())
         .arg(DEAD_LETTER_CAP)
-        .arg(keys.dead_trimmed());
+        .arg(keys.dead_trimmed())
+        .arg(&ctx.chords);
     let mut n = 0usize;
     for (i, op) in batch.iter().enumerate() {
         match op {
@@ -360,26 +385,52 @@ async fn apply(
             Op::Incr(key) => {
                 inv.arg("incr").arg(key);
             }
+            Op::ChordPart(p) => {
+                let index = p
+                    .index
+                    .map_or_else(|| "+inf".to_string(), |i| i.to_string());
+                inv.arg("chord")
+                    .arg(i)
+                    .arg(keys.taskset(&p.group))
+                    .arg(&p.id)
+                    .arg(&p.entry)
+                    .arg(index)
+                    .arg(if ctx.settings.chord_ordered { "1" } else { "0" });
+            }
         }
         n += 1;
     }
     if n == 0 {
-        return Ok(vec![]);
+        return Ok((vec![], vec![]));
     }
     let reply: Vec<redis::Value> = inv
         .invoke_async(conn)
         .await
         .map_err(|e| ctx.settings.err(e).to_string())?;
-    Ok(reply
-        .into_iter()
-        .skip(1)
-        .filter_map(|v| match v {
-            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-            redis::Value::SimpleString(s) => Some(s),
-            redis::Value::ServerError(e) => Some(format!("{e:?}")),
-            _ => None,
-        })
-        .collect())
+    let mut errs = Vec::new();
+    let mut done = Vec::new();
+    for v in reply.into_iter().skip(1) {
+        match v {
+            redis::Value::BulkString(b) => errs.push(String::from_utf8_lossy(&b).into_owned()),
+            redis::Value::SimpleString(s) => errs.push(s),
+            redis::Value::ServerError(e) => errs.push(format!("{e:?}")),
+            redis::Value::Array(items) => {
+                let mut it = items.into_iter();
+                let Some(redis::Value::Int(i)) = it.next() else {
+                    continue;
+                };
+                let entries = it
+                    .filter_map(|e| match e {
+                        redis::Value::BulkString(b) => Some(b),
+                        _ => None,
+                    })
+                    .collect();
+                done.push((i as usize, entries));
+            }
+            _ => {}
+        }
+    }
+    Ok((errs, done))
 }
 
 /// Which stores of a batch are written: a STARTED followed by a later state of the same task in
