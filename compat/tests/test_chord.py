@@ -8,8 +8,11 @@ completes a chord sends its callback whichever side ran it.
 * a chain inside the header (its last task accounts; also when its first link fails)
 * ``result_chord_ordered``: header order by default, completion order when both sides turn it off
 * a header part with ``ignore_result`` still counts; the chord's keys are gone afterwards
+* hlbot's client: ``hlbot send --each … --chord-callback`` (also with an empty header: the
+  callback gets ``[]``), and a group it sends is a ``GroupResult`` Python restores
 """
 
+import json
 import os
 import time
 from datetime import datetime, timedelta, timezone
@@ -17,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from celery import chain, chord, signature
 from celery.exceptions import ChordError
+from celery.result import GroupResult
 
 
 GET_TIMEOUT = 45
@@ -169,3 +173,27 @@ def test_unordered_is_completion_order(make_celery, prefix, start_worker, start_
         del os.environ['HLBOT_RESULT_CHORD_ORDERED']
     res = chord([hl(app, 'sleep', s) for s in (4.0, 2.0, 0.0)], hl(app, 'echo')).apply_async()
     assert res.get(timeout=GET_TIMEOUT) == echoed([0.0, 2.0, 4.0])
+
+
+# --- groups and chords sent by hlbot's client (`hlbot send --each [--chord-callback]`) -------
+
+def test_hlbot_sends_chord_python_callback(fleet, hlbot):
+    p = hlbot('send', 'hlbot.debug.echo', '-Q', HQ, '--each', '[[1], [2], [3]]',
+              '--chord-callback', 'compat.echo', '--callback-args', '["cb"]', '--wait',
+              check=True)
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == {
+        'args': [[echoed(1), echoed(2), echoed(3)], 'cb'], 'kwargs': {}}
+
+
+def test_hlbot_sends_chord_empty_header(fleet, hlbot):
+    p = hlbot('send', 'hlbot.debug.echo', '--each', '[]', '--chord-callback', 'compat.echo',
+              '--wait', check=True)
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == {'args': [[]], 'kwargs': {}}
+
+
+def test_hlbot_group_restored_in_python(celery_app, fleet, hlbot):
+    p = hlbot('send', 'hlbot.debug.echo', '-Q', HQ, '--each', '[["x"], ["y"]]', check=True)
+    gid, *ids = p.stdout.split()
+    g = GroupResult.restore(gid, app=celery_app)
+    assert g is not None and [r.id for r in g.results] == ids
+    assert g.get(timeout=GET_TIMEOUT) == [echoed('x'), echoed('y')]

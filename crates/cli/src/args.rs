@@ -238,6 +238,17 @@ pub struct SendArgs {
     /// Task id to use (default: a new uuid4).
     #[arg(long)]
     pub task_id: Option<String>,
+    /// Send a group: one task per element of this JSON list of argument lists (`--args` and
+    /// `--task-id` are then not used). Prints the group id, then each task id.
+    #[arg(long)]
+    pub each: Option<String>,
+    /// With --each: a chord — this task runs once every group task is done, with their results
+    /// (a list, in --each order) as its first argument. Prints the callback's id.
+    #[arg(long, requires = "each")]
+    pub chord_callback: Option<String>,
+    /// Further positional arguments of --chord-callback as a JSON list.
+    #[arg(long, default_value = "[]", requires = "chord_callback")]
+    pub callback_args: String,
     /// Wait for the result and print it.
     #[arg(short = 'w', long)]
     pub wait: bool,

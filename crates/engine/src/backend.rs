@@ -63,6 +63,59 @@ impl Backend {
     }
 
     /// Delete the stored result.
+    /// `GroupResult.save()`: `{"result": [[gid, null], [[[id, null], null], …]]}` at
+    /// `celery-taskset-meta-<gid>`, with the result TTL (Python's `GroupResult.restore` reads it).
+    pub async fn save_group(&self, group_id: &str, ids: &[String]) -> Result<()> {
+        let results: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| serde_json::json!([[id, null], null]))
+            .collect();
+        let v = serde_json::json!({"result": [[group_id, null], results]});
+        let mut c = self.conn.clone();
+        let key = self.keys.taskset(group_id);
+        let raw = hlbot_proto::pyjson::to_vec(&v);
+        match self.expires {
+            Some(t) => c.set_ex::<_, _, ()>(key, raw, t.as_secs().max(1)).await,
+            None => c.set::<_, _, ()>(key, raw).await,
+        }
+        .map_err(|e| self.settings.err(e))
+    }
+
+    /// `GroupResult.restore()`: the member task ids of a saved group (`None` if not saved).
+    /// Nested groups are flattened to their leaf ids.
+    pub async fn restore_group(&self, group_id: &str) -> Result<Option<Vec<String>>> {
+        let mut c = self.conn.clone();
+        let raw: Option<Vec<u8>> = c
+            .get(self.keys.taskset(group_id))
+            .await
+            .map_err(|e| self.settings.err(e))?;
+        let Some(v) = raw.and_then(|r| serde_json::from_slice::<serde_json::Value>(&r).ok()) else {
+            return Ok(None);
+        };
+        let mut ids = Vec::new();
+        if let Some(members) = v.pointer("/result/1").and_then(|m| m.as_array()) {
+            for m in members {
+                leaf_ids(m, &mut ids);
+            }
+        }
+        Ok(Some(ids))
+    }
+
+    /// Celery's `set_chord_size`: drop a finished run's `.c` marker, then `.s` = `size`.
+    pub async fn set_chord_size(&self, group_id: &str, size: usize) -> Result<()> {
+        let mut c = self.conn.clone();
+        let mut p = redis::pipe();
+        p.del(self.keys.chord_part(group_id, ".c")).ignore();
+        let skey = self.keys.chord_part(group_id, ".s");
+        match self.expires {
+            Some(t) => p.set_ex(skey, size, t.as_secs().max(1)).ignore(),
+            None => p.set(skey, size).ignore(),
+        };
+        p.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| self.settings.err(e))
+    }
+
     pub async fn forget(&self, task_id: &str) -> Result<()> {
         let mut c = self.conn.clone();
         c.del::<_, ()>(self.keys.result(task_id))
@@ -113,5 +166,18 @@ impl Backend {
                 None => tokio::time::sleep(slice).await,
             }
         }
+    }
+}
+
+/// A result tuple `[[id, parent], null]` or a nested group `[[gid, parent], [members]]` → ids.
+fn leaf_ids(v: &serde_json::Value, out: &mut Vec<String>) {
+    match (v.pointer("/0/0").and_then(|i| i.as_str()), v.get(1)) {
+        (_, Some(serde_json::Value::Array(members))) => {
+            for m in members {
+                leaf_ids(m, out);
+            }
+        }
+        (Some(id), _) => out.push(id.to_string()),
+        _ => {}
     }
 }

@@ -42,6 +42,8 @@ pub struct SendOptions {
     pub group_id: Option<String>,
     pub group_index: Option<i64>,
     pub chain: Option<Vec<Signature>>,
+    /// The chord body a header part carries (`embed.chord`); see `canvas.rs`.
+    pub chord: Option<Value>,
 }
 
 /// A task to send, for [`Client::send_many`].
@@ -132,7 +134,7 @@ impl Client {
             callbacks: (!o.link.is_empty()).then(|| o.link.clone()),
             errbacks: (!o.link_error.is_empty()).then(|| o.link_error.clone()),
             chain: o.chain.clone(),
-            chord: None,
+            chord: o.chord.clone(),
             extra: Map::new(),
         };
         let queue = o

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod backend;
 pub mod beat;
 pub mod broker;
+pub mod canvas;
 pub mod client;
 pub mod control;
 pub mod deadletter;
@@ -22,6 +23,7 @@ pub mod worker;
 
 pub use backend::Backend;
 pub use broker::{Broker, BrokerOptions, Consumer, Delivery};
+pub use canvas::GroupResult;
 pub use client::{AsyncResult, Client, SendOptions, TaskCall};
 pub use error::{Error, Result};
 pub use redis::{Keys, RedisSettings};

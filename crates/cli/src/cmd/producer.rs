@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hlbot_engine::{Client, Error, SendOptions};
+use hlbot_engine::{Client, Error, SendOptions, TaskCall};
 use hlbot_proto::{ResultMeta, State};
 use serde_json::{Map, Value};
 
@@ -35,6 +35,44 @@ pub async fn send(client: &Client, a: SendArgs) -> anyhow::Result<ExitCode> {
         task_id: a.task_id,
         ..Default::default()
     };
+    if let Some(each) = &a.each {
+        let each: Vec<Vec<Value>> =
+            serde_json::from_str(each).context("--each must be a JSON list of JSON lists")?;
+        let calls: Vec<TaskCall> = each
+            .into_iter()
+            .map(|args| TaskCall {
+                name: a.task.clone(),
+                args,
+                kwargs: kwargs.clone(),
+                options: SendOptions {
+                    task_id: None,
+                    ..opts.clone()
+                },
+            })
+            .collect();
+        let Some(cb) = &a.chord_callback else {
+            let g = client.send_group(calls).await?;
+            println!("{}", g.id);
+            for r in &g.results {
+                println!("{}", r.id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let cb_args: Vec<Value> = serde_json::from_str(&a.callback_args)
+            .context("--callback-args must be a JSON list")?;
+        let body = TaskCall {
+            name: cb.clone(),
+            args: cb_args,
+            kwargs: Map::new(),
+            options: SendOptions::default(),
+        };
+        let handle = client.send_chord(calls, body).await?;
+        println!("{}", handle.id);
+        if !a.wait {
+            return Ok(ExitCode::SUCCESS);
+        }
+        return report(handle.wait_meta(Duration::from_secs_f64(a.timeout)).await);
+    }
     let handle = client.send_task(&a.task, args, kwargs, opts).await?;
     println!("{}", handle.id);
     if !a.wait {
