@@ -65,6 +65,17 @@ impl Client {
     /// prepended. Returns the body's handle. An empty header sends the body at once with `[]`,
     /// as Celery does.
     pub async fn send_chord(&self, header: Vec<TaskCall>, body: TaskCall) -> Result<AsyncResult> {
+        self.send_chord_with(header, body, Map::new()).await
+    }
+
+    /// [`Client::send_chord`] with extra body options (hlbot's `hlbot_partial`,
+    /// `hlbot_progress`: see `worker/chord.rs`).
+    pub async fn send_chord_with(
+        &self,
+        header: Vec<TaskCall>,
+        body: TaskCall,
+        extra: Map<String, Value>,
+    ) -> Result<AsyncResult> {
         let body_id = body
             .options
             .task_id
@@ -78,7 +89,10 @@ impl Client {
             return self.send_task(&body.name, args, body.kwargs, o).await;
         }
         let gid = uuid::Uuid::new_v4().to_string();
-        let sig = signature(self, &body, &body_id, &gid);
+        let mut sig = signature(self, &body, &body_id, &gid);
+        if let Some(o) = sig.get_mut("options").and_then(Value::as_object_mut) {
+            o.extend(extra);
+        }
         self.backend().set_chord_size(&gid, header.len()).await?;
         self.send_members(&gid, header, Some(sig)).await?;
         Ok(self.handle(&body_id))

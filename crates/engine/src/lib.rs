@@ -29,6 +29,6 @@ pub use error::{Error, Result};
 pub use redis::{Keys, RedisSettings};
 pub use registry::Registry;
 pub use route::Router;
-pub use task::{Isolation, RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
+pub use task::{ChordSpec, Isolation, RetryPolicy, Task, TaskContext, TaskError, TaskOptions};
 pub use typed::{Typed, TypedTask};
 pub use worker::{Shutdown, Worker, WorkerOptions};

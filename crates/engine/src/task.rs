@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hlbot_proto::ExceptionInfo;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// A task implementation. Only `run` is required; `options` defaults to Celery's defaults.
@@ -91,6 +91,18 @@ impl TaskError {
             after: None,
         }
     }
+    /// Celery's `Ignore` (raised after `self.replace(...)`): nothing is stored for this run —
+    /// its id now belongs to the replacement, which stores the result — and the message is acked.
+    pub fn ignore(reason: &str) -> Self {
+        TaskError::Reject {
+            exc: ExceptionInfo::new("Ignore", "celery.exceptions", vec![json!(reason)]),
+            requeue: false,
+        }
+    }
+    /// This is [`TaskError::ignore`].
+    pub fn is_ignore(&self) -> bool {
+        matches!(self, TaskError::Reject { exc, requeue: false } if exc.exc_type == "Ignore" && exc.exc_module == "celery.exceptions")
+    }
     pub fn retryable(&self) -> bool {
         matches!(self, TaskError::Retry { .. })
     }
@@ -128,6 +140,23 @@ pub trait Services: Send + Sync {
     async fn wait(&self, id: &str, timeout: Duration) -> Result<Value, String>;
     /// Increment a named counter and return the new value.
     async fn incr(&self, key: &str) -> Result<u64, String>;
+    /// Send a chord: `header` tasks `(name, kwargs)`, then `body` once all are done, with their
+    /// results prepended, under id `body_id` (a task that replaces itself passes its own id).
+    /// `partial`: the body also runs when parts failed, each part then given as `{"id",
+    /// "state", "result"}` (an hlbot option; Python workers completing it raise ChordError).
+    /// `progress`: each finished part stores PROGRESS `{"done", "total"}` on `body_id`.
+    async fn send_chord(&self, chord: ChordSpec) -> Result<String, String>;
+}
+
+/// A chord a task sends through [`Services::send_chord`].
+#[derive(Debug, Clone)]
+pub struct ChordSpec {
+    pub header: Vec<(String, Map<String, Value>)>,
+    pub body: String,
+    pub body_args: Vec<Value>,
+    pub body_id: String,
+    pub partial: bool,
+    pub progress: bool,
 }
 
 /// What a running task knows about itself.

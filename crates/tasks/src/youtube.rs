@@ -2,10 +2,11 @@
 //! worker) and `cleanup_youtube_cache` as tasks.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use hlbot_engine::{Isolation, Registry, TaskContext, TaskError, TaskOptions, Typed, TypedTask};
+use hlbot_engine::{
+    ChordSpec, Isolation, Registry, TaskContext, TaskError, TaskOptions, Typed, TypedTask,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -16,6 +17,70 @@ pub fn register(r: &mut Registry, s: &Arc<TaskSettings>) {
     r.register("process_youtube_video", Typed(Video(s.clone())));
     r.register("process_youtube_playlist", Typed(Playlist(s.clone())));
     r.register("cleanup_youtube_cache", Typed(Cleanup(s.clone())));
+    r.register(COLLECT, Typed(Collect));
+}
+
+/// The playlist chord's body.
+pub const COLLECT: &str = "hlbot.youtube.playlist_collect";
+
+/// The playlist result from the chord's parts (`{"id", "state", "result"}`, in playlist order)
+/// and the listing: each item its entry, task id and either the video result or its typed error.
+pub fn collect(parts: &[Value], entries: &[Value], url: &str) -> Value {
+    let mut items = Vec::with_capacity(entries.len());
+    let mut failed = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        let part = parts.get(i).cloned().unwrap_or(Value::Null);
+        let mut item = json!({"entry": entry, "task_id": part.get("id")});
+        let ok = part.get("state").and_then(Value::as_str) == Some("SUCCESS");
+        let result = part.get("result").cloned().unwrap_or(Value::Null);
+        if ok {
+            item["result"] = result;
+            item["error"] = Value::Null;
+        } else {
+            failed += 1;
+            let exc = hlbot_proto::ExceptionInfo::from_value(&result);
+            item["result"] = Value::Null;
+            item["error"] = json!({
+                "kind": exc.as_ref().map_or("Unknown".to_string(), |e| e.exc_type.clone()),
+                "message": exc.as_ref().map_or_else(|| result.to_string(), |e| e.display()),
+                "state": part.get("state"),
+            });
+        }
+        items.push(item);
+    }
+    json!({
+        "url": url,
+        "count": entries.len(),
+        "succeeded": entries.len() - failed,
+        "failed": failed,
+        "items": items,
+    })
+}
+
+/// `playlist_collect(parts, entries, url)`.
+#[derive(Debug, Deserialize)]
+pub struct CollectArgs {
+    pub parts: Vec<Value>,
+    pub entries: Vec<Value>,
+    pub url: String,
+}
+
+struct Collect;
+
+#[async_trait]
+impl TypedTask for Collect {
+    type Input = CollectArgs;
+
+    async fn run(&self, _: TaskContext, a: CollectArgs) -> Result<Value, TaskError> {
+        Ok(collect(&a.parts, &a.entries, &a.url))
+    }
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions {
+            queue: Some("youtube".into()),
+            ..Default::default()
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -115,43 +180,51 @@ impl TypedTask for Playlist {
             .map_err(crate::Error::from)?;
             return Ok(serde_json::to_value(r).unwrap_or(Value::Null));
         };
-        // Under a worker: each video is its own task; the playlist collects them.
+        // Under a worker: each video is its own `process_youtube_video` task (a chord header,
+        // run by every worker serving `youtube`); `playlist_collect`, the chord body, assembles
+        // the result under this task's own id (Celery's `replace`), and each finished video
+        // stores PROGRESS done/total there.
         let entries = hlbot_youtube::list_playlist(&s.youtube, &a.url, a.max_videos, &ctx.cancel)
             .await
             .map_err(crate::Error::from)?;
-        let mut sent = Vec::new();
-        for e in &entries {
-            let kw: Map<String, Value> = [
-                ("url".to_string(), json!(e.url)),
-                ("extract_frames".to_string(), json!(a.extract_frames)),
-                ("prefer_captions".to_string(), json!(a.prefer_captions)),
-            ]
-            .into_iter()
+        if entries.is_empty() {
+            return Ok(collect(&[], &[], &a.url));
+        }
+        let header = entries
+            .iter()
+            .map(|e| {
+                let kw: Map<String, Value> = [
+                    ("url".to_string(), json!(e.url)),
+                    ("extract_frames".to_string(), json!(a.extract_frames)),
+                    ("prefer_captions".to_string(), json!(a.prefer_captions)),
+                ]
+                .into_iter()
+                .collect();
+                ("process_youtube_video".to_string(), kw)
+            })
             .collect();
-            let id = services
-                .send("process_youtube_video", vec![], kw)
-                .await
-                .map_err(|e| TaskError::retry("ConnectionError", e))?;
-            sent.push((e, id));
-        }
-        let total = sent.len();
-        let mut items = Vec::new();
-        for (i, (entry, id)) in sent.into_iter().enumerate() {
-            ctx.progress(json!({"stage": "videos", "done": i, "total": total}));
-            let item = match services.wait(&id, Duration::from_secs(6 * 3600)).await {
-                Ok(v) => json!({"entry": entry, "task_id": id, "result": v}),
-                Err(err) => json!({"entry": entry, "task_id": id, "error": err}),
-            };
-            items.push(item);
-        }
-        let failed = items.iter().filter(|i| i.get("error").is_some()).count();
-        Ok(json!({"url": a.url, "count": total, "failed": failed, "items": items}))
+        let total = entries.len();
+        ctx.progress(json!({"stage": "videos", "done": 0, "total": total}));
+        services
+            .send_chord(ChordSpec {
+                header,
+                body: COLLECT.into(),
+                body_args: vec![json!(entries), json!(a.url)],
+                body_id: ctx.id.clone(),
+                partial: true,
+                progress: true,
+            })
+            .await
+            .map_err(|e| TaskError::retry("ConnectionError", e))?;
+        Err(TaskError::ignore(&format!(
+            "replaced by a chord of {total} process_youtube_video tasks"
+        )))
     }
 
     fn options(&self) -> TaskOptions {
         TaskOptions {
             queue: Some("youtube".into()),
-            // In-process (it sends and waits for the video tasks); acked after the run so a
+            // In-process (it lists the playlist and sends the chord); acked after the run so a
             // worker death re-runs the playlist instead of losing it.
             acks_late: Some(true),
             ..Default::default()

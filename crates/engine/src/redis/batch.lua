@@ -18,7 +18,7 @@
 -- ARGV[11..] ops, each an opcode and its fields:
 --   ack tag | unacked tag stored | claim list raw tag stored | drop list size | store key meta
 --   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
---   chord op group_key task_id entry index ordered(1/0)
+--   chord op group_key task_id entry index ordered(1/0) progress_key progress_id
 -- Returns {0, done...} when the batch was already applied, else {1, error..., done...}: errors
 -- are strings (per-op errors), each `done` an array {op, entry...} for a chord this batch
 -- completed (op = the writer's index of the chord op). The dones of a completing batch are kept
@@ -105,7 +105,7 @@ while i <= #ARGV do
     i = i + 2
   elseif op == 'chord' then
     local ok, r = pcall(chord_part, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
-      ARGV[i + 6] == '1', ttl)
+      ARGV[i + 6] == '1', ttl, ARGV[i + 7], ARGV[i + 8])
     if not ok then
       errs[#errs + 1] = 'chord ' .. ARGV[i + 2] .. ': ' .. tostring(type(r) == 'table' and r.err or r)
     elseif r then
@@ -113,7 +113,7 @@ while i <= #ARGV do
       for _, e in ipairs(r) do d[#d + 1] = e end
       done[#done + 1] = d
     end
-    i = i + 7
+    i = i + 9
   elseif op == 'incr' then
     try('INCR', ARGV[i + 1]); i = i + 2
   else

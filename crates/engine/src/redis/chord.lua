@@ -3,19 +3,34 @@
 -- Python and hlbot parts of one chord count together. Prepended to batch.lua: a part is counted
 -- in the same atomic step as its result and its ack, exactly once (the batch marker).
 --
--- chord_part(g, tid, entry, index, ordered, expires):
+-- chord_part(g, tid, entry, index, ordered, expires, pkey, pid):
 --   g     <R>celery-taskset-meta-<gid> (the GroupResult key; its expiry is refreshed)
 --   g.j   zset entry → group_index (result_chord_ordered, the default) or list
 --   g.t   size delta (Celery's totaldiff; may be absent)   g.s  header size (set_chord_size)
 --   g.d   set of `<tid>:<index>` counted (a redelivered part is not counted twice)
 --   g.c   dispatch claim: a token while a completer sends the callback, 'done' after
 --   entry JSON `[1, tid, state, result]`; index = group_index or '+inf'
+--   pkey/pid  (hlbot, optional) the body's result key and id: a part that does not complete the
+--         chord stores PROGRESS {"done", "total"} there (never over a SUCCESS) and publishes it
 -- Returns nil, or — for the part that completes the chord and wins the claim — every entry in
 -- order. The claim and the read happen in this same step, so no Python worker can claim too.
 -- After a success the keys go and `.c` reads 'done' (late duplicates are ignored); after a
 -- failed part only `.s` goes and the claim stays until it expires (Celery: results kept).
 local CLAIM_EXPIRES, DONE_EXPIRES = 6, 300
-local function chord_part(g, tid, entry, index, ordered, expires)
+local function chord_progress(pkey, pid, done, total, expires)
+  local cur = redis.call('GET', pkey)
+  if cur and string.find(cur, '"SUCCESS"', 1, true) then return end
+  local meta = '{"status": "PROGRESS", "result": {"done": ' .. done .. ', "total": ' .. total ..
+    '}, "traceback": null, "children": [], "date_done": null, "task_id": ' .. cjson.encode(pid) .. '}'
+  if expires and expires > 0 then
+    redis.call('SET', pkey, meta, 'EX', expires)
+  else
+    redis.call('SET', pkey, meta)
+  end
+  redis.call('PUBLISH', pkey, meta)
+end
+
+local function chord_part(g, tid, entry, index, ordered, expires, pkey, pid)
   local jkey, tkey, skey, dkey, ckey = g .. '.j', g .. '.t', g .. '.s', g .. '.d', g .. '.c'
   if redis.call('GET', ckey) == 'done' then return nil end
   local member = tid .. ':' .. index
@@ -39,7 +54,12 @@ local function chord_part(g, tid, entry, index, ordered, expires)
   end
   local diff = tonumber(redis.call('GET', tkey) or 0) or 0
   local size = redis.call('GET', skey)
-  if not size or ready ~= (tonumber(size) or -1) + diff then return nil end
+  if not size or ready ~= (tonumber(size) or -1) + diff then
+    if size and pkey and pkey ~= '' then
+      chord_progress(pkey, pid, ready, (tonumber(size) or 0) + diff, expires)
+    end
+    return nil
+  end
   if not redis.call('SET', ckey, 'hlbot', 'NX', 'EX', CLAIM_EXPIRES) then return nil end
   local entries
   if ordered then

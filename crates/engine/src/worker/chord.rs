@@ -13,6 +13,18 @@ use serde_json::{Value, json};
 use crate::worker::links::{self, Parent};
 use crate::worker::writer::Op;
 
+/// Body option (hlbot): run the body even when parts failed, each part given as
+/// `{"id", "state", "result"}`.
+pub const PARTIAL: &str = "hlbot_partial";
+/// Body option (hlbot): each finished part stores PROGRESS `{"done", "total"}` on the body's id.
+pub const PROGRESS: &str = "hlbot_progress";
+
+fn body_flag(body: &Value, name: &str) -> bool {
+    body.pointer(&format!("/options/{name}"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 /// One chord header part to count: the `.j` entry `[1, id, state, result]` at `index`, and
 /// everything the completing part needs to send the callback.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +40,9 @@ pub struct ChordPart {
     pub callback: Value,
     /// The part's own message (the callback's parent).
     pub parent: Parent,
+    /// The body's id when it asked for progress ([`PROGRESS`]).
+    #[serde(default)]
+    pub progress: Option<String>,
 }
 
 /// Celery's `PROPAGATE_STATES`: a part in one of these fails the chord.
@@ -51,6 +66,14 @@ fn part(
         entry: pyjson::to_string(&json!([1, id, state.as_str(), result])),
         callback: callback.clone(),
         parent: parent.clone(),
+        progress: body_flag(callback, PROGRESS)
+            .then(|| {
+                callback
+                    .pointer("/options/task_id")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .flatten(),
     }
 }
 
@@ -136,6 +159,16 @@ pub fn complete(part: &ChordPart, entries: &[Vec<u8>]) -> Vec<Op> {
             entries.len()
         ));
         return fail_body(&body, &exc, &part.parent);
+    }
+    if body_flag(&part.callback, PARTIAL) {
+        let parts = decoded
+            .into_iter()
+            .map(|(id, state, result)| json!({"id": id, "state": state, "result": result}))
+            .collect();
+        return send_body(&body, Value::Array(parts), &part.parent)
+            .into_iter()
+            .map(|m| Op::Publish(Box::new(m)))
+            .collect();
     }
     if let Some(exc) = chord_error(&decoded) {
         tracing::warn!(group = %part.group, "chord failed: {}", exc.display());
@@ -244,6 +277,7 @@ mod tests {
             entry: String::new(),
             callback: cb,
             parent: parent(),
+            progress: None,
         }
     }
 

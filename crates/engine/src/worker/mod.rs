@@ -189,6 +189,39 @@ impl Services for WorkerServices {
             .await
             .map_err(|e| e.to_string())
     }
+    async fn send_chord(&self, c: crate::task::ChordSpec) -> Result<String, String> {
+        let header = c
+            .header
+            .into_iter()
+            .map(|(name, kwargs)| crate::client::TaskCall {
+                name,
+                args: vec![],
+                kwargs,
+                options: Default::default(),
+            })
+            .collect();
+        let mut extra = Map::new();
+        if c.partial {
+            extra.insert(chord::PARTIAL.into(), Value::Bool(true));
+        }
+        if c.progress {
+            extra.insert(chord::PROGRESS.into(), Value::Bool(true));
+        }
+        let body = crate::client::TaskCall {
+            name: c.body,
+            args: c.body_args,
+            kwargs: Map::new(),
+            options: crate::client::SendOptions {
+                task_id: Some(c.body_id),
+                ..Default::default()
+            },
+        };
+        self.client
+            .send_chord_with(header, body, extra)
+            .await
+            .map(|h| h.id)
+            .map_err(|e| e.to_string())
+    }
     async fn incr(&self, key: &str) -> Result<u64, String> {
         let mut c = self.client.broker().conn();
         c.incr(self.client.broker().keys().flaky(key), 1)

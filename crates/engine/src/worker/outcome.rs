@@ -38,6 +38,8 @@ pub enum Outcome {
     Restore,
     /// Stopped by a terminate: REVOKED.
     Terminated,
+    /// Celery's `Ignore` (the task replaced itself): nothing stored, acked.
+    Ignored,
 }
 
 /// The facts `decide` needs besides how the run ended.
@@ -63,6 +65,7 @@ pub fn decide(ended: Ended, r: &Rules) -> Outcome {
                 },
             }
         }
+        Ended::Done(Err(e)) if e.is_ignore() => Outcome::Ignored,
         Ended::Done(Err(TaskError::Reject { requeue: true, .. })) => Outcome::Requeue,
         Ended::Done(Err(TaskError::Reject { exc, .. })) => Outcome::Fail {
             exc: ExceptionInfo::new(
@@ -152,6 +155,10 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             requeue_request(sh, req);
         }
         Outcome::Restore => restore_request(sh, req, false),
+        Outcome::Ignored => {
+            tracing::info!(task_id = %id, "ignored (replaced by another task)");
+            ack(sh, req);
+        }
         Outcome::Terminated => {
             let exc = exc_value(&ExceptionInfo::revoked("terminated"));
             let mut ops = chord::ops(msg, &State::Revoked, &exc);

@@ -395,7 +395,13 @@ async fn apply(
                     .arg(&p.id)
                     .arg(&p.entry)
                     .arg(index)
-                    .arg(if ctx.settings.chord_ordered { "1" } else { "0" });
+                    .arg(if ctx.settings.chord_ordered { "1" } else { "0" })
+                    .arg(
+                        p.progress
+                            .as_deref()
+                            .map_or(String::new(), |b| keys.result(b)),
+                    )
+                    .arg(p.progress.as_deref().unwrap_or(""));
             }
         }
         n += 1;
