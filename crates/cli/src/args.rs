@@ -21,7 +21,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Broker URL (redis://[user:password@]host[:port][/db], rediss:// for TLS).
+    /// Broker URL (redis://[user:password@]host[:port][/db], rediss:// for TLS, or
+    /// sentinel://[:password@]host:26379;sentinel://host2:26379/db with --sentinel-master).
     #[arg(short = 'b', long, global = true, env = "REDIS_URL")]
     pub broker: Option<String>,
     /// Result backend URL (default: the broker URL).
@@ -38,6 +39,10 @@ pub struct Global {
     /// limit; default 8 MiB).
     #[arg(long, global = true, env = "HLBOT_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Master name for a `sentinel://h1:26379;sentinel://h2:26379/0` broker or backend URL
+    /// (kombu's `master_name` transport option).
+    #[arg(long, global = true, env = "HLBOT_SENTINEL_MASTER")]
+    pub sentinel_master: Option<String>,
     /// Celery's `result_chord_ordered` (result backend transport option): chord results in
     /// header order (true, default) or completion order (false). Every worker and client of a
     /// chord must agree.

@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub key_prefix: Option<String>,
     pub result_expires: Option<u64>,
     pub visibility_timeout: Option<u64>,
+    /// Master name behind a `sentinel://` URL (kombu's `master_name`).
+    pub sentinel_master: Option<String>,
     /// Celery's `result_chord_ordered` (default true).
     pub result_chord_ordered: Option<bool>,
     /// Messages larger than this many bytes are dead-lettered (0: no limit).
@@ -92,12 +94,19 @@ impl Settings {
             .result_chord_ordered
             .or(raw.result_chord_ordered)
             .unwrap_or(true);
+        let master = g.sentinel_master.clone().or(raw.sentinel_master);
         let mut broker = RedisSettings::new(&broker_url)?
             .with_prefix(&prefix)
-            .with_result_prefix(&prefix);
-        let mut backend = RedisSettings::new(&backend_url)?
-            .with_prefix(&prefix)
-            .with_result_prefix(&prefix);
+            .with_result_prefix(&prefix)
+            .with_sentinel_master(master.as_deref())?;
+        let mut backend = if backend_url == broker_url {
+            broker.clone()
+        } else {
+            RedisSettings::new(&backend_url)?
+                .with_prefix(&prefix)
+                .with_result_prefix(&prefix)
+                .with_sentinel_master(master.as_deref())?
+        };
         broker.chord_ordered = ordered;
         backend.chord_ordered = ordered;
         let queues = if raw.queues.is_empty() {

@@ -21,6 +21,9 @@ pub struct RedisSettings {
     /// parts are kept in a zset by `group_index`; off, in a list in completion order. Every
     /// worker and client of one chord must agree.
     pub chord_ordered: bool,
+    /// Set for a `sentinel://` URL once the master's name is known
+    /// ([`RedisSettings::with_sentinel_master`]).
+    sentinel: Option<std::sync::Arc<super::sentinel::Sentinel>>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -33,15 +36,17 @@ impl std::fmt::Debug for RedisSettings {
 }
 
 impl RedisSettings {
-    /// Validate a `redis://[user:pass@]host[:port][/db]` or `rediss://` URL.
+    /// Validate a `redis://[user:pass@]host[:port][/db]` or `rediss://` URL, or kombu's
+    /// `sentinel://h1:26379;sentinel://h2:26379/0` (then see [`RedisSettings::with_sentinel_master`]).
     pub fn new(url: &str) -> Result<Self> {
-        let parsed = url::Url::parse(url)
+        let first = url.split(';').next().unwrap_or(url);
+        let parsed = url::Url::parse(first)
             .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact_url(url))))?;
         match parsed.scheme() {
-            "redis" | "rediss" | "unix" | "redis+unix" => {}
+            "redis" | "rediss" | "unix" | "redis+unix" | "sentinel" => {}
             s => {
                 return Err(Error::Config(format!(
-                    "unsupported Redis URL scheme {s:?} (use redis:// or rediss://)"
+                    "unsupported Redis URL scheme {s:?} (use redis://, rediss:// or sentinel://)"
                 )));
             }
         }
@@ -50,7 +55,23 @@ impl RedisSettings {
             key_prefix: String::new(),
             result_prefix: String::new(),
             chord_ordered: true,
+            sentinel: None,
         })
+    }
+
+    /// For a `sentinel://` URL: the master's name (kombu's `master_name` transport option).
+    /// Without one a sentinel URL is refused; for other URLs this does nothing.
+    pub fn with_sentinel_master(mut self, master: Option<&str>) -> Result<Self> {
+        if super::sentinel::is_sentinel(&self.url) {
+            let s = super::sentinel::Sentinel::parse(&self.url, master.unwrap_or(""))?;
+            self.sentinel = Some(std::sync::Arc::new(s));
+        }
+        Ok(self)
+    }
+
+    /// The sentinels behind this URL, if it is a `sentinel://` one.
+    pub fn sentinel(&self) -> Option<&super::sentinel::Sentinel> {
+        self.sentinel.as_deref()
     }
 
     pub fn with_prefix(mut self, prefix: &str) -> Self {
@@ -77,13 +98,19 @@ impl RedisSettings {
 
     /// The DB number (0 unless the URL names one).
     pub fn db(&self) -> i64 {
-        url::Url::parse(&self.url)
+        if let Some(s) = &self.sentinel {
+            return s.db;
+        }
+        url::Url::parse(self.url.rsplit(';').next().unwrap_or(&self.url))
             .ok()
             .and_then(|u| u.path().trim_start_matches('/').parse().ok())
             .unwrap_or(0)
     }
 
     pub fn host_port(&self) -> (String, u16) {
+        if let Some((h, p)) = self.sentinel.as_ref().and_then(|s| s.sentinels.first()) {
+            return (h.clone(), *p);
+        }
         let u = url::Url::parse(&self.url).ok();
         let host = u
             .as_ref()
@@ -101,6 +128,14 @@ impl RedisSettings {
     }
 
     pub(crate) fn client(&self) -> Result<Client> {
+        if super::sentinel::is_sentinel(&self.url) {
+            let Some(s) = &self.sentinel else {
+                return Err(Error::Config(
+                    "a sentinel:// URL needs the master's name (--sentinel-master)".into(),
+                ));
+            };
+            return Client::open(s.local_url()?.as_str()).map_err(|e| self.err(e));
+        }
         Client::open(self.url.as_str()).map_err(|e| self.err(e))
     }
 
@@ -149,8 +184,12 @@ fn one_line(e: &redis::RedisError) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
-/// Mask the password in a URL: `redis://user:secret@h/0` → `redis://user:********@h/0`.
+/// Mask the password in a URL: `redis://user:secret@h/0` → `redis://user:********@h/0`
+/// (each part of a `;`-separated sentinel URL).
 pub fn redact_url(url: &str) -> String {
+    if url.contains(';') {
+        return url.split(';').map(redact_url).collect::<Vec<_>>().join(";");
+    }
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("********"));
@@ -184,5 +223,9 @@ mod tests {
         assert_eq!(s.host_port(), ("127.0.0.1".to_string(), 6390));
         assert!(!format!("{s:?}").contains("pw@"));
         assert!(RedisSettings::new("http://x").is_err());
+        assert_eq!(
+            redact_url("sentinel://:pw@a:1;sentinel://:pw@b:2/0"),
+            "sentinel://:********@a:1;sentinel://:********@b:2/0"
+        );
     }
 }

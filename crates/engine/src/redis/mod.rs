@@ -3,6 +3,7 @@
 pub mod conn;
 pub mod keys;
 pub mod scripts;
+pub mod sentinel;
 
 pub use conn::{RedisSettings, redact_url};
 pub use keys::Keys;
