@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from celery import chain, chord, signature
+from celery import chain, chord, group, signature
 from celery.exceptions import ChordError
 from celery.result import GroupResult
 
@@ -197,3 +197,56 @@ def test_hlbot_group_restored_in_python(celery_app, fleet, hlbot):
     g = GroupResult.restore(gid, app=celery_app)
     assert g is not None and [r.id for r in g.results] == ids
     assert g.get(timeout=GET_TIMEOUT) == [echoed('x'), echoed('y')]
+
+
+# --- canvas edge cases a Python app can send --------------------------------------------------
+
+def test_group_link_error_runs_for_the_failed_member(celery_app, fleet, redis_client, prefix):
+    errback = py(celery_app, 'echo', 'group-errback', immutable=True)
+    g = group(hl(celery_app, 'echo', 1), hl(celery_app, 'fail', 'grp'))
+    g.link_error(errback)
+    res = g.apply_async()
+    assert res.get(timeout=GET_TIMEOUT, propagate=False)[0] == echoed(1)
+    deadline = time.monotonic() + GET_TIMEOUT
+    while not any(b'group-errback' in (redis_client.get(k) or b'')
+                  for k in redis_client.scan_iter(match=f'{prefix}celery-task-meta-*')):
+        assert time.monotonic() < deadline, "the group's link_error never ran"
+        time.sleep(0.1)
+
+
+def test_python_chord_with_empty_header(celery_app, fleet):
+    res = chord([], hl(celery_app, 'echo', 'empty')).apply_async()
+    assert res.get(timeout=GET_TIMEOUT) == echoed([], 'empty')
+
+
+def test_nested_group_in_header_is_flattened_like_celery(celery_app, fleet):
+    # Celery flattens a group inside a chord header into the header; the same layout run by
+    # Python workers only gives the reference order, hlbot's parts must give the same.
+    def header(sig):
+        return [group(sig(1), sig(2)), sig(3)]
+    ref = chord(header(lambda i: py(celery_app, 'add', i, 0)), py(celery_app, 'echo')).apply_async()
+    want = ref.get(timeout=GET_TIMEOUT)['args'][0]
+    assert sorted(want) == [1, 2, 3]
+    res = chord(header(lambda i: hl(celery_app, 'echo', i)), py(celery_app, 'echo')).apply_async()
+    assert res.get(timeout=GET_TIMEOUT) == {'args': [[echoed(i) for i in want]], 'kwargs': {}}
+
+
+def test_group_body_gets_the_results(celery_app, fleet):
+    body = group(hl(celery_app, 'echo', 'a'), hl(celery_app, 'echo', 'b'))
+    res = chord([hl(celery_app, 'echo', 1), py(celery_app, 'add', 1, 1)], body).apply_async()
+    got = res.get(timeout=GET_TIMEOUT)
+    assert got == [echoed([echoed(1), 2], 'a'), echoed([echoed(1), 2], 'b')]
+
+
+def test_chord_in_header(celery_app, fleet):
+    inner = chord([hl(celery_app, 'echo', 1), hl(celery_app, 'echo', 2)], hl(celery_app, 'echo'))
+    res = chord([inner, hl(celery_app, 'echo', 3)], py(celery_app, 'echo')).apply_async()
+    assert res.get(timeout=GET_TIMEOUT) == {
+        'args': [[echoed([echoed(1), echoed(2)]), echoed(3)]], 'kwargs': {}}
+
+
+def test_chain_body(celery_app, fleet):
+    body = chain(hl(celery_app, 'echo', 'first'), py(celery_app, 'echo', 'second'))
+    res = chord([hl(celery_app, 'echo', 1), hl(celery_app, 'echo', 2)], body).apply_async()
+    assert res.get(timeout=GET_TIMEOUT) == {
+        'args': [echoed([echoed(1), echoed(2)], 'first'), 'second'], 'kwargs': {}}

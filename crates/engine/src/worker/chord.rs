@@ -204,8 +204,37 @@ fn body_tasks(body: &Signature) -> Vec<Signature> {
         .collect()
 }
 
-/// `callback.delay(results)`: the body with the results prepended (unless immutable).
+/// `callback.delay(results)`: the body with the results prepended (unless immutable). A chain
+/// body starts its first task with the rest as `embed.chain`; a group body sends each task.
 pub fn send_body(body: &Signature, results: Value, parent: &Parent) -> Vec<TaskMessage> {
+    if body.subtask_type.as_deref() == Some("chain") {
+        let mut steps: Vec<Signature> = body
+            .kwargs
+            .get("tasks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| serde_json::from_value(t.clone()).ok())
+            .collect();
+        if steps.is_empty() {
+            return vec![];
+        }
+        let mut first = steps.remove(0);
+        for (k, v) in &body.options {
+            first.options.entry(k.clone()).or_insert(v.clone());
+        }
+        steps.reverse();
+        let embed = Embed {
+            chain: (!steps.is_empty()).then_some(steps),
+            ..Default::default()
+        };
+        return vec![links::message(
+            &first,
+            links::with_prefix(results, &first),
+            parent,
+            embed,
+        )];
+    }
     body_tasks(body)
         .iter()
         .map(|s| {
