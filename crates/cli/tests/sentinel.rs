@@ -297,6 +297,27 @@ async fn failover_drill_worker_follows_the_promoted_replica() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    // Remote control through the new master: the worker's pidbox followed too.
+    let ping = Command::new(BIN)
+        .args([
+            "--broker",
+            &url,
+            "--sentinel-master",
+            MASTER,
+            "--key-prefix",
+            &t.prefix,
+        ])
+        .args(["inspect", "ping", "--timeout", "5"])
+        .env_remove("REDIS_URL")
+        .env_remove("HLBOT_CONFIG")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        out.contains("pong"),
+        "no pong after the failover: {out} {}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
     worker.signal(nix::sys::signal::Signal::SIGTERM);
     let _ = worker.wait_exit(Duration::from_secs(30));
     println!(
