@@ -4,6 +4,7 @@
 mod acks;
 mod beat;
 mod broker;
+mod canvas;
 mod client;
 mod control;
 mod faults;
