@@ -33,9 +33,7 @@ pub async fn run(s: &Settings, a: ControlArgs, inspect: bool) -> anyhow::Result<
     };
     print(&a, &replies);
     if replies.is_empty() {
-        if a.method == "shutdown" {
-            return Ok(ExitCode::SUCCESS);
-        }
+        // Same for inspect and control (shutdown included): nobody heard it.
         eprintln!("Error: No nodes replied within time constraint");
         return Ok(ExitCode::FAILURE);
     }
