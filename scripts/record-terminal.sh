@@ -18,6 +18,11 @@ trap 't kill-server 2>/dev/null || true' EXIT
 env_line="REDIS_URL='${REDIS_URL:-redis://127.0.0.1:6379/0}' HLBOT_KEY_PREFIX='${HLBOT_KEY_PREFIX:-}'"
 t new-session -d -s rec -x 150 -y 12 "env -i PATH=\"$PATH\" HOME=\"$HOME\" TERM=xterm bash --norc --noprofile"
 t new-window -d -t rec:1 "env $env_line '$bin' worker -Q default -c 1 2>/dev/null"
+# The worker is up when it answers a ping (so the recording shows no "nobody consumes" warning).
+for _ in $(seq 60); do
+  env REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}" HLBOT_KEY_PREFIX="${HLBOT_KEY_PREFIX:-}" \
+    "$bin" inspect ping -t 0.5 >/dev/null 2>&1 && break
+done
 t send-keys -t rec:0 "export $env_line; PS1='$ '; clear" Enter
 t send-keys -t rec:0 "'$bin' send hlbot.debug.sleep --args '[30]' --wait; echo \"exit=\$?\"" Enter
 

@@ -91,7 +91,7 @@ pub async fn result(
     let Some(meta) = meta else {
         eprintln!(
             "no result stored for {}: the id is unknown, the task has not started yet, or its \
-             result expired (kept for result_expires, 1 day by default)",
+             result expired (kept for result_expires, 1 hour by default)",
             a.id
         );
         println!("PENDING");
