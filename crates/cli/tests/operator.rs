@@ -471,3 +471,107 @@ fn regex_like_status(frame: &str) -> bool {
         })
     })
 }
+
+/// `scripts/install.sh` with a built binary: the installed `hlbot`, run outside the checkout
+/// without `scripts/env.sh`, finds libpdfium.so in the data folder; completions and the man page
+/// are in place.
+#[test]
+fn installed_binary_finds_pdfium_without_env_sh() {
+    if hlbot_testkit::env::pdfium_lib().is_none() {
+        return;
+    }
+    let r = TestRedis::new();
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let script = hlbot_testkit::workspace().join("scripts/install.sh");
+    let bin_dir = h.join("bin");
+    let out = Command::new(script)
+        .args([
+            "--bin",
+            BIN,
+            "--prefix",
+            bin_dir.to_str().unwrap_or_default(),
+            "--no-ytdlp",
+        ])
+        .env("HOME", h)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("install.sh");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let data = h.join(".local/share/hlbot");
+    assert!(data.join("libpdfium.so").is_file());
+    assert!(h.join(".local/share/man/man1/hlbot.1").is_file());
+    assert!(
+        h.join(".local/share/bash-completion/completions/hlbot")
+            .is_file()
+    );
+
+    let mut w = Proc(
+        Command::new(bin_dir.join("hlbot"))
+            .args(["--broker", &r.url, "--key-prefix", &r.prefix])
+            .args(["worker", "-Q", "pdf", "-c", "1"])
+            .current_dir(h)
+            .env("HOME", h)
+            .env_remove("HLBOT_PDFIUM_LIB")
+            .env_remove("HLBOT_CONFIG")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("installed worker"),
+    );
+    let tools = BufReader::new(w.stderr.take().expect("stderr"))
+        .lines()
+        .map_while(Result::ok)
+        .take(40)
+        .find(|l| l.trim_start().starts_with("tools:"))
+        .expect("banner tools line");
+    let want = format!("pdfium {}", data.join("libpdfium.so").display());
+    assert!(tools.contains(&want), "{tools}");
+}
+
+/// README's Python snippet, as printed, run by the setup's Python against an hlbot worker (only
+/// the key prefix is added, to keep the test on its own keys).
+#[test]
+fn readme_python_snippet_runs_against_an_hlbot_worker() {
+    let Some(python) = std::env::var_os("HLBOT_PYTHON")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| hlbot_testkit::missing("the setup's Python ($HLBOT_PYTHON)"))
+    else {
+        return;
+    };
+    let readme =
+        std::fs::read_to_string(hlbot_testkit::workspace().join("README.md")).expect("README");
+    let start = readme
+        .find("```python\nfrom celery import Celery")
+        .expect("README has the Python snippet");
+    let body = &readme[start + "```python\n".len()..];
+    let snippet = &body[..body.find("```").expect("fence")];
+    let url = "redis://127.0.0.1:6379/0";
+    assert!(snippet.contains(url), "{snippet}");
+    let r = TestRedis::new();
+    let mut code = String::new();
+    for line in snippet.lines() {
+        code.push_str(&line.replace(url, &r.url));
+        code.push('\n');
+        if line.starts_with("app = Celery(") {
+            code.push_str(&format!(
+                "app.conf.broker_transport_options = {{'global_keyprefix': '{p}'}}\n\
+                 app.conf.result_backend_transport_options = {{'global_keyprefix': '{p}'}}\n",
+                p = r.prefix
+            ));
+        }
+    }
+    let _w = hlbot_testkit::bin_worker(BIN, &r, &[], &["-Q", "celery"]);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(r.wait_workers(1, Duration::from_secs(30)));
+    let out = Command::new(python)
+        .args(["-c", &code])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "{'args': [1, 2], 'kwargs': {}}");
+}
