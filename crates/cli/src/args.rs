@@ -192,8 +192,10 @@ pub struct WorkerArgs {
     /// Ack messages after the task ran instead of when it starts.
     #[arg(long)]
     pub acks_late: bool,
-    /// Seconds a warm shutdown waits for running tasks.
-    #[arg(long, default_value_t = 60.0)]
+    /// Seconds a warm shutdown waits for running tasks; those still running then go back to
+    /// the head of their queue (acked early or late) and run again elsewhere. The default fits
+    /// the 30 s grace period of Kubernetes and systemd's TimeoutStopSec in deploy/.
+    #[arg(long, default_value_t = 25.0)]
     pub shutdown_timeout: f64,
     /// Count committed runs per task id in Redis (crash drills, tests).
     #[arg(long, hide = true)]
