@@ -118,7 +118,7 @@ async fn queued(
     eprintln!("queued; waiting for task {final_id}");
     let timeout = Duration::from_secs_f64(a.timeout);
     let v = match super::wait::wait(&client, &final_id, &parents, timeout, stop).await? {
-        super::wait::Waited::Done(m) if m.status == hlbot_proto::State::Success => m.result,
+        super::wait::Waited::Done(m) if m.status == hlbot_proto::State::Success => m.result.clone(),
         other => return super::producer::finish(other),
     };
     if a.json {

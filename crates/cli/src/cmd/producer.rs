@@ -110,7 +110,7 @@ pub const NOT_READY: u8 = 3;
 /// The end of a wait as an exit code (see [`report`]).
 pub fn finish(w: Waited) -> anyhow::Result<ExitCode> {
     match w {
-        Waited::Done(m) => report(m),
+        Waited::Done(m) => report(*m),
         Waited::TimedOut(state) => {
             eprintln!("timed out: the task has not finished (state {state})");
             Ok(ExitCode::from(NOT_READY))

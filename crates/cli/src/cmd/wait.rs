@@ -18,7 +18,7 @@ pub const INTERRUPTED: u8 = 130;
 /// How a wait ended.
 pub enum Waited {
     /// The task — or one of its parents, which then failed — is done.
-    Done(ResultMeta),
+    Done(Box<ResultMeta>),
     /// Still not done after the timeout (its last known state).
     TimedOut(State),
     /// Ctrl-C / SIGTERM.
@@ -39,13 +39,13 @@ pub async fn wait(
     let outcome = loop {
         let meta = client.handle(id).meta().await?;
         if meta.status.is_ready() {
-            break Waited::Done(meta);
+            break Waited::Done(Box::new(meta));
         }
         if let Some(p) = meta.parent_id.clone().filter(|p| !watch.contains(p)) {
             watch.push(p);
         }
         if let Some(failed) = failed_parent(client, &mut watch).await? {
-            break Waited::Done(failed);
+            break Waited::Done(Box::new(failed));
         }
         line.show(id, &meta, start.elapsed());
         if start.elapsed() >= timeout {
