@@ -36,16 +36,19 @@ done
 sleep 1
 live=$(t capture-pane -p -t rec:0)
 t send-keys -t rec:0 C-c
+sent=$(date +%s.%N)
 after=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   after=$(t capture-pane -p -t rec:0)
-  if grep -q 'exit=' <<<"$after"; then break; fi
+  if grep -q '^exit=' <<<"$after"; then break; fi
   sleep 0.1
 done
+took=$(echo "$(date +%s.%N) - $sent" | bc 2>/dev/null || echo "?")
 {
   echo "--- live"
   echo "$live"
   echo "--- after Ctrl-C"
   echo "$after"
+  echo "--- Ctrl-C to exit: ${took}s"
 } >"$out"
 cat "$out"

@@ -325,6 +325,21 @@ fn send_warns_about_unknown_tasks_and_queues_nobody_consumes() {
         err.contains("no worker replied that it consumes queue \"nobody-here\""),
         "{err}"
     );
+    // A queue an hlbot worker consumes: a task it registers passes quietly, an unknown one is
+    // named with the consumer that would reject it.
+    let _w = hlbot_testkit::bin_worker(BIN, &r, &[], &["-Q", "served"]);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(r.wait_workers(1, Duration::from_secs(30)));
+    let out = run(&r, &["send", "hlbot.debug.echo", "-Q", "served"]);
+    assert_eq!(text(&out.stderr), "", "no warning for a served, known task");
+    let out = run(&r, &["send", "no.such.task", "-Q", "served"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "no task named \"no.such.task\" is registered on the workers consuming queue \"served\""
+        ),
+        "{err}"
+    );
 }
 
 #[test]

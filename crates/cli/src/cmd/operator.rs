@@ -35,6 +35,30 @@ pub async fn consumers(broker: &Broker, timeout: Duration) -> BTreeMap<String, V
     out
 }
 
+/// Node → the task names it registers (`registered`; Celery's "name [info]" reduced to the name).
+pub async fn registered(broker: &Broker, timeout: Duration) -> BTreeMap<String, Vec<String>> {
+    let mut b = Broadcast::new("registered", Default::default());
+    b.timeout = timeout;
+    let replies = ControlClient::new(broker.clone())
+        .broadcast(&b)
+        .await
+        .unwrap_or_default();
+    replies
+        .into_iter()
+        .map(|(node, v)| {
+            let names = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|s| s.split_whitespace().next())
+                .map(str::to_string)
+                .collect();
+            (node, names)
+        })
+        .collect()
+}
+
 pub async fn queues(s: &Settings, a: QueuesArgs) -> anyhow::Result<ExitCode> {
     let client = super::client(s).await?;
     let broker = client.broker();

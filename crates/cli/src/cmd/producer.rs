@@ -49,28 +49,52 @@ pub async fn send(
         .queue
         .clone()
         .unwrap_or_else(|| client.router().queue_for(&a.task).to_string());
-    let known = super::worker::registry(s, None).get(&a.task).is_some();
+    let known_here = super::worker::registry(s, None).get(&a.task).is_some();
     let handle = client.send_task(&a.task, args, kwargs, opts).await?;
     println!("{}", handle.id);
-    if !known {
-        eprintln!(
-            "warning: no task named {:?} is registered in hlbot (see `hlbot tasks`); only a \
-             Python worker that knows it will run it",
-            a.task
-        );
-    }
-    let consumed = super::operator::consumers(client.broker(), Duration::from_millis(300)).await;
-    if !consumed.contains_key(&queue) {
-        eprintln!(
-            "warning: no worker replied that it consumes queue {queue:?}; the task waits there \
-             until one does (`hlbot worker -Q {queue}`)"
-        );
-    }
+    warn_if_nobody_runs(client, &a.task, &queue, known_here).await;
     if !a.wait {
         return Ok(ExitCode::SUCCESS);
     }
     let timeout = Duration::from_secs_f64(a.timeout);
     finish(wait::wait(client, &handle.id, &[], timeout, stop).await?)
+}
+
+/// Warnings on stderr when the task will sit or fail: nobody consumes its queue, or no consumer
+/// of that queue (or, with no consumer, this binary) registers the task. Asked of the workers
+/// themselves, so a Python worker's own tasks are known.
+async fn warn_if_nobody_runs(client: &Client, task: &str, queue: &str, known_here: bool) {
+    let within = Duration::from_millis(300);
+    let (consumers, registered) = tokio::join!(
+        super::operator::consumers(client.broker(), within),
+        super::operator::registered(client.broker(), within)
+    );
+    let short = task.strip_prefix(hlbot_tasks::MODULE).unwrap_or(task);
+    let knows = |node: &String| {
+        registered
+            .get(node)
+            .is_some_and(|names| names.iter().any(|n| n == task || n == short))
+    };
+    match consumers.get(queue) {
+        None => {
+            eprintln!(
+                "warning: no worker replied that it consumes queue {queue:?}; the task waits \
+                 there until one does (`hlbot worker -Q {queue}`)"
+            );
+            if !known_here {
+                eprintln!(
+                    "warning: no task named {task:?} is registered in hlbot (see `hlbot \
+                     tasks`); only a Python worker that knows it will run it"
+                );
+            }
+        }
+        Some(nodes) if !nodes.iter().any(knows) => eprintln!(
+            "warning: no task named {task:?} is registered on the workers consuming queue \
+             {queue:?} ({}); they will reject it as unregistered",
+            nodes.join(", ")
+        ),
+        Some(_) => {}
+    }
 }
 
 pub async fn result(
@@ -132,11 +156,7 @@ fn report(meta: ResultMeta) -> anyhow::Result<ExitCode> {
             let exc = meta
                 .exception()
                 .map_or_else(|| s.to_string(), |e| e.display());
-            if meta.task_id.is_empty() {
-                eprintln!("{s}: {exc}");
-            } else {
-                eprintln!("{s} ({}): {exc}", meta.task_id);
-            }
+            eprintln!("{s}: {exc}");
             if let Some(tb) = meta.traceback.as_deref().filter(|t| !t.is_empty()) {
                 eprintln!("{tb}");
             }

@@ -1,5 +1,6 @@
 //! The one wait every waiting command shares (`send --wait`, `result --wait`, `ingest --queue`):
-//! polls the task and the parents it knows of (given ids, then each stored meta's `parent_id`),
+//! woken by the task's result channel (as Celery's backend is) and at least every 200 ms, it
+//! reads the task and the parents it knows of (given ids, then each stored meta's `parent_id`),
 //! like Celery's `AsyncResult.get()` following `parent`, and stops at the first failure; stops at
 //! once on Ctrl-C/SIGTERM (the task keeps running on its worker); shows a live status line —
 //! state, runtime, progress — only when stderr is a terminal.
@@ -26,6 +27,7 @@ pub enum Waited {
 }
 
 /// Wait for `id` up to `timeout`. `parents`: ids of earlier chain steps the caller knows of.
+/// Ctrl-C / SIGTERM (`stop`) ends it at any point, even inside a Redis call.
 pub async fn wait(
     client: &Client,
     id: &str,
@@ -33,36 +35,59 @@ pub async fn wait(
     timeout: Duration,
     stop: &CancellationToken,
 ) -> anyhow::Result<Waited> {
-    let start = Instant::now();
     let mut line = StatusLine::new();
+    let outcome = tokio::select! {
+        _ = stop.cancelled() => Ok(Waited::Interrupted),
+        w = follow(client, id, parents, timeout, &mut line) => w,
+    };
+    line.clear();
+    if matches!(outcome, Ok(Waited::Interrupted)) {
+        eprintln!(
+            "interrupted: task {id} keeps running; follow it with `hlbot result {id} --wait`"
+        );
+    }
+    outcome
+}
+
+async fn follow(
+    client: &Client,
+    id: &str,
+    parents: &[String],
+    timeout: Duration,
+    line: &mut StatusLine,
+) -> anyhow::Result<Waited> {
+    let start = Instant::now();
+    // Subscribed before the first GET, so a result stored in between wakes the loop at once.
+    let mut channel = client.backend().watch(id).await.ok();
     let mut watch: Vec<String> = parents.to_vec();
-    let outcome = loop {
+    let tick = Duration::from_millis(200);
+    loop {
         let meta = client.handle(id).meta().await?;
         if meta.status.is_ready() {
-            break Waited::Done(Box::new(meta));
+            return Ok(Waited::Done(Box::new(meta)));
         }
         if let Some(p) = meta.parent_id.clone().filter(|p| !watch.contains(p)) {
             watch.push(p);
         }
         if let Some(failed) = failed_parent(client, &mut watch).await? {
-            break Waited::Done(Box::new(failed));
+            line.clear();
+            eprintln!(
+                "an earlier step of the chain ({}) ended {}: {id} will not run",
+                failed.task_id, failed.status
+            );
+            return Ok(Waited::Done(Box::new(failed)));
         }
         line.show(id, &meta, start.elapsed());
         if start.elapsed() >= timeout {
-            break Waited::TimedOut(meta.status);
+            return Ok(Waited::TimedOut(meta.status));
         }
-        tokio::select! {
-            _ = stop.cancelled() => break Waited::Interrupted,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        match channel.as_mut() {
+            Some(c) => {
+                c.changed(tick).await;
+            }
+            None => tokio::time::sleep(tick).await,
         }
-    };
-    line.clear();
-    if matches!(outcome, Waited::Interrupted) {
-        eprintln!(
-            "interrupted: task {id} keeps running; follow it with `hlbot result {id} --wait`"
-        );
     }
-    Ok(outcome)
 }
 
 /// The first watched parent that ended badly (FAILURE / REVOKED); parents' own `parent_id`s are
@@ -122,7 +147,7 @@ impl StatusLine {
     }
 
     fn clear(&mut self) {
-        if self.drawn {
+        if std::mem::take(&mut self.drawn) {
             let _ = write!(std::io::stderr(), "\r\x1b[2K");
             let _ = std::io::stderr().flush();
         }
