@@ -167,6 +167,62 @@ fn sigint_stops_send_wait_with_130_and_says_how_to_follow() {
         "{err}"
     );
     assert!(err.contains("keeps running"), "{err}");
+
+    // SIGTERM ends `result --wait` the same way.
+    let mut child = Proc(
+        hlbot(&r)
+            .args(["result", &id, "--wait", "--timeout", "600"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("result"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    child.signal(Signal::SIGTERM);
+    let status = child
+        .wait_exit(Duration::from_secs(10))
+        .expect("result --wait ignored SIGTERM");
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn config_is_found_by_the_default_search_and_unknown_routes_warn() {
+    let r = TestRedis::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = "[routes]\ncleanup_pdf_cache = \"pdf\"\nno_such_task = \"x\"\n";
+    // ./hlbot.toml
+    std::fs::write(dir.path().join("hlbot.toml"), conf).expect("cfg");
+    let out = hlbot(&r)
+        .arg("tasks")
+        .current_dir(dir.path())
+        .output()
+        .expect("tasks");
+    assert!(
+        text(&out.stdout).contains("cleanup_pdf_cache(max_age_days, max_total_bytes)  queue=pdf"),
+        "{}",
+        text(&out.stdout)
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no task named \"no_such_task\" is registered"),
+        "{err}"
+    );
+    // $XDG_CONFIG_HOME/hlbot/config.toml, from another folder.
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("hlbot")).expect("mkdir");
+    std::fs::write(xdg.join("hlbot/config.toml"), conf).expect("cfg");
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let out = hlbot(&r)
+        .arg("tasks")
+        .current_dir(elsewhere.path())
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .expect("tasks");
+    assert!(
+        text(&out.stdout).contains("cleanup_pdf_cache(max_age_days, max_total_bytes)  queue=pdf"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
