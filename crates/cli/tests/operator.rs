@@ -250,6 +250,35 @@ fn strict_worker_refuses_without_pdfium_and_says_how_to_fix() {
     assert!(!err.contains("DlOpen"), "{err}");
 }
 
+/// A PDF task run without pdfium fails with a sentence, not the loader's debug dump.
+#[test]
+fn pdf_task_without_pdfium_fails_with_a_sentence() {
+    let r = TestRedis::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let pdf = dir.path().join("x.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4\n%%EOF\n").expect("pdf");
+    let kwargs = json!({"pdf_path": pdf}).to_string();
+    let out = hlbot(&r)
+        .env("HLBOT_PDFIUM_LIB", "/nonexistent/libpdfium.so")
+        .args(["call", "process_pdf_document", "--kwargs", &kwargs])
+        .output()
+        .expect("call");
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("libpdfium could not be loaded from /nonexistent/libpdfium.so"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HLBOT_PDFIUM_LIB") && err.contains("scripts/install.sh"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("DlOpen") && !err.contains("LoadLibraryError"),
+        "{err}"
+    );
+}
+
 #[test]
 fn missing_tesseract_language_pack_is_named() {
     if !hlbot_testkit::tool("tesseract", "--version") {
