@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hlbot_engine::{SendOptions, Shutdown};
 use hlbot_proto::Signature;
+use hlbot_tasks::needs::Tool;
 use hlbot_tasks::{IngestOptions, SourceKind};
 use serde_json::{Map, Value, json};
 
@@ -33,6 +34,15 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
     }
     if a.queue {
         return queued(s, &ts, a, &shutdown.warm).await;
+    }
+    // Run here: the tools this source needs are checked first, so a missing one is named.
+    let tools = match hlbot_tasks::ingest::detect(&a.source) {
+        Ok(SourceKind::Pdf(_)) => vec![Tool::Pdfium, Tool::Tesseract],
+        Ok(SourceKind::Youtube(_)) => vec![Tool::YtDlp],
+        _ => vec![],
+    };
+    for p in crate::checks::check(&ts, &tools.into_iter().collect()).problems {
+        eprintln!("warning: {p}");
     }
     let bar = Bar::new();
     let opts = IngestOptions {

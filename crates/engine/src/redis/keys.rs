@@ -6,7 +6,7 @@
 //!
 //! | key / channel | type | written by | read by |
 //! |---|---|---|---|
-//! | `P<queue>` (priority 0–2) | list | clients `LPUSH`, restore `RPUSH` (head) | workers `RPOP`/`BRPOP` |
+//! | `P<queue>` (priority 0–2) | list | clients `LPUSH`, restore `RPUSH` (head) | workers `RPOP`/`BRPOP`; `hlbot peek` (`LRANGE`), `hlbot queues` (`LLEN`) |
 //! | `P<queue>SEP3`, `SEP6`, `SEP9` | list | same, for priority 3–5 / 6–8 / 9 | same; lower step served first |
 //! | `P_kombu.binding.<exchange>` | set `rk SEP pattern SEP queue` | queue declare (worker, client) | named-exchange publish, restore, pidbox reply lookup |
 //! | `P_kombu.binding_permanent.<exchange>` | set, same members | queue declare (kombu ≥ 5.7 marker) | kombu's binding sweep |
