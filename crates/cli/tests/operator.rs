@@ -675,3 +675,40 @@ fn readme_python_snippet_runs_against_an_hlbot_worker() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "{'args': [1, 2], 'kwargs': {}}");
 }
+
+/// `HLBOT_LOGLEVEL=WARNING`: the per-task INFO lines go, a failure (ERROR) stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlbot_loglevel_sets_the_worker_level() {
+    let r = TestRedis::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("worker.log");
+    let f = std::fs::File::create(&log).expect("log");
+    let mut w = Proc(
+        hlbot(&r)
+            .env("HLBOT_LOGLEVEL", "WARNING")
+            .args(["worker", "-Q", "default"])
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("worker"),
+    );
+    r.wait_workers(1, Duration::from_secs(30)).await;
+    let client = r.client().await;
+    let o = SendOptions {
+        queue: Some("default".into()),
+        ..Default::default()
+    };
+    let h = client
+        .send_task("hlbot.debug.fail", vec![json!("quiet")], Map::new(), o)
+        .await
+        .expect("send");
+    let _ = h.wait_meta(Duration::from_secs(30)).await.expect("done");
+    w.signal(Signal::SIGINT);
+    w.wait_exit(Duration::from_secs(20));
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log.contains(&format!("[{}] failed: RuntimeError('quiet')", h.id)),
+        "{log}"
+    );
+    assert!(!log.contains("received"), "{log}");
+}
