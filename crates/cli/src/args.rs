@@ -48,12 +48,14 @@ pub struct Global {
     /// chord must agree.
     #[arg(long, global = true, env = "HLBOT_RESULT_CHORD_ORDERED")]
     pub result_chord_ordered: Option<bool>,
-    /// Configuration file (TOML).
+    /// Configuration file (TOML). Default: the first of ./hlbot.toml,
+    /// $XDG_CONFIG_HOME/hlbot/config.toml (~/.config/hlbot/config.toml), /etc/hlbot/config.toml.
     #[arg(long, global = true, env = "HLBOT_CONFIG")]
     pub config: Option<std::path::PathBuf>,
-    /// Logging level: DEBUG, INFO, WARNING, ERROR.
-    #[arg(short = 'l', long = "loglevel", global = true, default_value = "warn")]
-    pub loglevel: String,
+    /// Logging level: DEBUG, INFO, WARNING, ERROR (default: INFO for worker and beat, WARNING
+    /// otherwise).
+    #[arg(short = 'l', long = "loglevel", global = true, env = "HLBOT_LOGLEVEL")]
+    pub loglevel: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,7 +72,7 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Run a registered task in this process, without a broker (Celery's apply()).
     Call(CallArgs),
-    /// Dead-lettered messages: list them, or put them back on their queues.
+    /// Dead-lettered messages: list them, put them back on their queues, or delete them.
     #[command(subcommand)]
     Dead(DeadCommand),
     /// Internal: serve tasks for a worker over stdin/stdout (process isolation).
@@ -93,9 +95,42 @@ pub enum Command {
     /// Send periodic tasks from the `[[beat.entries]]` of the config (highly available: run
     /// several, exactly one sends each tick).
     Beat(BeatArgs),
+    /// Queue lengths (per priority), unacknowledged and ETA-held messages, dead letters and
+    /// consumers, per queue.
+    Queues(QueuesArgs),
+    /// The tasks this binary registers, their arguments and queues (no worker needed).
+    Tasks(TasksArgs),
+    /// Print a shell completion script: `hlbot completions bash > /etc/bash_completion.d/hlbot`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `hlbot man > hlbot.1 && man ./hlbot.1`.
+    Man,
     /// Ask a worker's health endpoint (`worker --health-address`); exit 0 when healthy, 1 when
     /// not. For a container HEALTHCHECK.
     Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueuesArgs {
+    /// Comma-separated queues (default: the configured ones, plus any with unacked or dead
+    /// messages).
+    #[arg(short = 'Q', long, value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Seconds to wait for workers to say which queues they consume.
+    #[arg(short = 't', long, default_value_t = 1.0)]
+    pub timeout: f64,
+    /// One JSON object per queue.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// One JSON object per task.
+    #[arg(short = 'j', long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +214,10 @@ pub struct WorkerArgs {
     /// heartbeat, 503 otherwise. For container health checks and load balancers.
     #[arg(long, env = "HLBOT_HEALTH_ADDRESS")]
     pub health_address: Option<String>,
+    /// Refuse to start when a tool the queues' tasks need is missing (pdfium, yt-dlp,
+    /// tesseract languages) instead of warning.
+    #[arg(long)]
+    pub strict: bool,
     /// Also run beat in this process (periodic tasks from the config).
     #[arg(short = 'B', long)]
     pub beat: bool,
@@ -219,13 +258,20 @@ pub enum DeadCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
+    /// Delete a dead letter (by task id) or all of them, for good.
+    Delete {
+        /// Task id to delete.
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct PeekArgs {
-    /// Queue to look at.
-    #[arg(short = 'Q', long, default_value = "celery")]
-    pub queue: String,
+    /// Queue to look at (default: the default queue, `default`).
+    #[arg(short = 'Q', long)]
+    pub queue: Option<String>,
     /// At most this many messages, next-to-run first.
     #[arg(short = 'n', long, default_value_t = 100)]
     pub limit: usize,

@@ -116,6 +116,37 @@ fn find_local(rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// hlbot's data folder: `$XDG_DATA_HOME/hlbot`, else `~/.local/share/hlbot` (where
+/// `scripts/install.sh` puts libpdfium.so and yt-dlp).
+pub fn data_dir() -> Option<PathBuf> {
+    env("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("hlbot"))
+}
+
+/// A tool's path, in the documented search order (docs/reference.md): the config key, the
+/// environment variable, next to the binary, the data folder, a checkout's `.hlbot/` (found from
+/// the working directory or the binary's folder upwards). `None`: the caller falls back to the
+/// bare name (the system library path / `PATH`).
+fn locate(config: Option<PathBuf>, var: &str, names: &[&str], local: &str) -> Option<PathBuf> {
+    if config.is_some() {
+        return config;
+    }
+    if let Some(v) = env(var) {
+        return Some(PathBuf::from(v));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    for dir in beside.into_iter().chain(data_dir()) {
+        if let Some(p) = names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+            return Some(p);
+        }
+    }
+    find_local(local)
+}
+
 fn default_cache_dir() -> PathBuf {
     if let Some(d) = env("HLBOT_CACHE_DIR") {
         return PathBuf::from(d);
@@ -169,13 +200,13 @@ pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
     }
 
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hlbot"));
-    let pdfium = raw
-        .pdf
-        .pdfium_lib
-        .clone()
-        .or_else(|| env("HLBOT_PDFIUM_LIB").map(PathBuf::from))
-        .or_else(|| find_local(".hlbot/pdfium/libpdfium.so"))
-        .unwrap_or_else(|| PathBuf::from("libpdfium.so"));
+    let pdfium = locate(
+        raw.pdf.pdfium_lib.clone(),
+        "HLBOT_PDFIUM_LIB",
+        &["libpdfium.so", "pdfium/libpdfium.so"],
+        ".hlbot/pdfium/libpdfium.so",
+    )
+    .unwrap_or_else(|| PathBuf::from("libpdfium.so"));
     let mut pdf =
         hlbot_pdf::PdfOptions::new(pdfium, cache_dir.join("pdf"), exe, vec!["pdf-child".into()]);
     if let Some(t) = &raw.pdf.tesseract {
@@ -204,13 +235,13 @@ pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
         cache_dir: cache_dir.join("youtube"),
         ..Default::default()
     };
-    yt.ytdlp = raw
-        .youtube
-        .ytdlp
-        .clone()
-        .or_else(|| env("HLBOT_YTDLP").map(PathBuf::from))
-        .or_else(|| find_local(".hlbot/venv/bin/yt-dlp"))
-        .unwrap_or_else(|| PathBuf::from("yt-dlp"));
+    yt.ytdlp = locate(
+        raw.youtube.ytdlp.clone(),
+        "HLBOT_YTDLP",
+        &["yt-dlp", "venv/bin/yt-dlp"],
+        ".hlbot/venv/bin/yt-dlp",
+    )
+    .unwrap_or_else(|| PathBuf::from("yt-dlp"));
     if let Some(p) = &raw.youtube.ffmpeg {
         yt.ffmpeg = p.clone();
     }

@@ -1,9 +1,11 @@
-//! `hlbot`: the only binary. Parse → tracing → settings → signals → dispatch → exit code.
+//! `hlbot`: the only binary. Parse → logging → settings → signals → dispatch → exit code.
 
 mod args;
+mod checks;
 mod cmd;
 mod domain;
 mod health;
+mod logging;
 mod settings;
 mod systemd;
 
@@ -13,16 +15,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let level = match cli.global.loglevel.to_ascii_lowercase().as_str() {
-        "warning" => "warn".to_string(),
-        "critical" | "fatal" => "error".to_string(),
-        other => other.to_string(),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(level).unwrap_or_default())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let long_running = matches!(
+        cli.command,
+        args::Command::Worker(_) | args::Command::Beat(_)
+    );
+    logging::init(cli.global.loglevel.as_deref(), long_running);
     let settings = match settings::Settings::load(&cli.global) {
         Ok(s) => s,
         Err(e) => {
@@ -43,16 +40,13 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(cmd::dispatch(cli.command, settings, shutdown));
     // Blocking work still running (a native call that ignores cancellation) cannot hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    match outcome {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    outcome.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
-/// First SIGINT/SIGTERM: warm shutdown. Second: cold shutdown.
+/// First SIGINT/SIGTERM: warm shutdown (a waiting command stops waiting). Second: cold shutdown.
 async fn signals(shutdown: hlbot_engine::Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (

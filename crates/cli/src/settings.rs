@@ -75,7 +75,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn load(g: &Global) -> anyhow::Result<Self> {
-        let raw = match &g.config {
+        let config_path = g.config.clone().or_else(default_config);
+        let raw = match &config_path {
             Some(p) => read_config(p)?,
             None => RawConfig::default(),
         };
@@ -140,7 +141,7 @@ impl Settings {
                 .unwrap_or(hlbot_engine::broker::DEFAULT_MAX_MESSAGE_BYTES),
             router: Router::default(),
             queues,
-            config_path: g.config.clone(),
+            config_path,
             domain: crate::domain::RawDomain {
                 input_roots: raw.input_roots,
                 cache_dir: raw.cache_dir,
@@ -151,13 +152,37 @@ impl Settings {
             beat: raw.beat,
         };
         // Routes: each task's own queue, then the config's `[routes]`.
-        let mut router = Router::from_registry(&crate::cmd::worker::registry(&s, None));
+        let registry = crate::cmd::worker::registry(&s, None);
+        let mut router = Router::from_registry(&registry);
         for (task, queue) in &raw.routes {
+            if registry.get(task).is_none() {
+                tracing::warn!(
+                    "config [routes]: no task named {task:?} is registered in hlbot (see `hlbot \
+                     tasks`); the route only applies to tasks sent under exactly that name"
+                );
+            }
             router.set(task, queue);
         }
         s.router = router;
         Ok(s)
     }
+}
+
+/// The config file used when none is named: the first of `./hlbot.toml`,
+/// `$XDG_CONFIG_HOME/hlbot/config.toml` (default `~/.config/hlbot/config.toml`) and
+/// `/etc/hlbot/config.toml` that exists.
+pub fn default_config() -> Option<std::path::PathBuf> {
+    let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty());
+    let xdg = var("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| var("HOME").map(|h| std::path::PathBuf::from(h).join(".config")));
+    let mut candidates = vec![std::path::PathBuf::from("hlbot.toml")];
+    candidates.extend(xdg.map(|d| d.join("hlbot/config.toml")));
+    candidates.push("/etc/hlbot/config.toml".into());
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .map(|p| p.canonicalize().unwrap_or(p))
 }
 
 fn read_config(p: &Path) -> anyhow::Result<RawConfig> {

@@ -123,6 +123,16 @@ impl Backend {
             .map_err(|e| self.settings.err(e))
     }
 
+    /// Subscribe to the task's result channel (the key's name, like Celery's backend), for a
+    /// caller that runs its own wait loop ([`Watch::changed`]).
+    pub async fn watch(&self, task_id: &str) -> Result<Watch> {
+        let mut ps = self.settings.pubsub().await?;
+        ps.subscribe(self.keys.result(task_id))
+            .await
+            .map_err(|e| self.settings.err(e))?;
+        Ok(Watch(ps))
+    }
+
     /// Wait until the task is in a ready state (SUCCESS/FAILURE/REVOKED) or `timeout` passes.
     /// Subscribes first, then GETs, so a result stored in between is not missed; polls every
     /// second as a fallback (e.g. across a reconnect).
@@ -179,5 +189,25 @@ fn leaf_ids(v: &serde_json::Value, out: &mut Vec<String>) {
         }
         (Some(id), _) => out.push(id.to_string()),
         _ => {}
+    }
+}
+
+/// A subscription to one task's result channel.
+pub struct Watch(redis::aio::PubSub);
+
+impl Watch {
+    /// Wait up to `within` for the task's meta to be published (any state); true if it was.
+    /// A lost subscription just waits out `within` (the caller reads the key anyway).
+    pub async fn changed(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut stream = self.0.on_message();
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                tokio::time::sleep_until(deadline).await;
+                false
+            }
+            Err(_) => false,
+        }
     }
 }

@@ -88,6 +88,30 @@ pub async fn replay(broker: &Broker, task_id: Option<&str>) -> Result<usize> {
     Ok(n)
 }
 
+/// Delete dead letters for good: the one(s) with `task_id`, or all when `None`. Returns how many.
+pub async fn delete(broker: &Broker, task_id: Option<&str>) -> Result<usize> {
+    let mut c = broker.conn();
+    let key = broker.keys().dead_letter();
+    let err = |e| broker.settings().err(e);
+    let Some(id) = task_id else {
+        let n: usize = c.llen(&key).await.map_err(err)?;
+        c.del::<_, ()>(&key).await.map_err(err)?;
+        return Ok(n);
+    };
+    let raws: Vec<Vec<u8>> = c.lrange(&key, 0, -1).await.map_err(err)?;
+    let mut n = 0;
+    for raw in raws {
+        let Ok(d) = serde_json::from_slice::<DeadLetter>(&raw) else {
+            continue;
+        };
+        if d.task_id.as_deref() == Some(id) {
+            let removed: usize = c.lrem(&key, 1, &raw).await.map_err(err)?;
+            n += removed;
+        }
+    }
+    Ok(n)
+}
+
 /// KEYS[1] dead-letter list KEYS[2] queue; ARGV[1] record ARGV[2] message: LREM + LPUSH at once.
 const REPLAY_LUA: &str = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then \
     redis.call('LPUSH', KEYS[2], ARGV[2]) return 1 end return 0";

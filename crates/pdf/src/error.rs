@@ -20,7 +20,11 @@ pub enum PdfError {
     WrongPassword(PathBuf),
     #[error("damaged PDF beyond repair: {path}: {detail}")]
     Damaged { path: PathBuf, detail: String },
-    #[error("PDF engine unavailable (libpdfium at {path}): {detail}")]
+    #[error(
+        "PDF engine unavailable: libpdfium could not be loaded from {path} ({detail}). Set \
+         HLBOT_PDFIUM_LIB or `pdf.pdfium_lib` in the config to the path of libpdfium.so, or run \
+         scripts/install.sh"
+    )]
     EngineMissing { path: PathBuf, detail: String },
     #[error("program not found: {program} ({detail})")]
     ToolMissing { program: String, detail: String },

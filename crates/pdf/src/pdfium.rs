@@ -24,7 +24,11 @@ fn ms(since: Instant) -> u64 {
 pub(crate) fn bind(lib: &Path) -> Result<Pdfium> {
     let bindings = Pdfium::bind_to_library(lib).map_err(|e| PdfError::EngineMissing {
         path: lib.to_path_buf(),
-        detail: e.to_string(),
+        // The loader's own sentence ("…: cannot open shared object file"), not a debug dump.
+        detail: match e {
+            PdfiumError::LoadLibraryError(l) => l.to_string(),
+            other => other.to_string(),
+        },
     })?;
     Ok(Pdfium::new(bindings))
 }

@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod llm;
 pub mod llm_cache;
 pub mod llm_spend;
+pub mod needs;
 pub mod pdf;
 pub mod settings;
 pub mod youtube;

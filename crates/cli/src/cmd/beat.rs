@@ -28,7 +28,7 @@ pub async fn build(s: &Settings, lease: Option<f64>) -> anyhow::Result<Beat> {
         opts.lease = Duration::from_secs_f64(l);
     }
     for e in &opts.entries {
-        eprintln!("beat entry {}: {} ({:?})", e.name, e.task, e.schedule);
+        eprintln!("beat entry {}: {} ({})", e.name, e.task, e.schedule);
     }
     Ok(Beat::new(super::client(s).await?, opts))
 }

@@ -20,6 +20,9 @@ pub async fn run(s: &Settings, a: ControlArgs, inspect: bool) -> anyhow::Result<
     if !a.destination.is_empty() {
         b.destination = Some(a.destination.clone());
     }
+    if !inspect && a.method == "shutdown" {
+        return shutdown(&cc, b).await;
+    }
     let replies = if !inspect && a.method == "revoke" {
         anyhow::ensure!(!a.args.is_empty(), "revoke needs at least one task id");
         cc.revoke(&a.args, a.terminate, a.signal.as_deref(), b)
@@ -33,11 +36,27 @@ pub async fn run(s: &Settings, a: ControlArgs, inspect: bool) -> anyhow::Result<
     };
     print(&a, &replies);
     if replies.is_empty() {
-        if a.method == "shutdown" {
-            return Ok(ExitCode::SUCCESS);
-        }
+        // Same for inspect and control (shutdown included): nobody heard it.
         eprintln!("Error: No nodes replied within time constraint");
         return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `control shutdown`: workers never answer it (as in Celery), so who is there is asked first with
+/// a `ping`; nobody there is the same "No nodes replied" error as every other command.
+async fn shutdown(cc: &ControlClient, b: Broadcast) -> anyhow::Result<ExitCode> {
+    let mut ping = Broadcast::new("ping", Map::new());
+    ping.timeout = b.timeout;
+    ping.destination = b.destination.clone();
+    let nodes = cc.broadcast(&ping).await?;
+    if nodes.is_empty() {
+        eprintln!("Error: No nodes replied within time constraint");
+        return Ok(ExitCode::FAILURE);
+    }
+    cc.broadcast(&Broadcast { reply: false, ..b }).await?;
+    for (node, _) in &nodes {
+        println!("->  {node}: OK\n    shutdown requested");
     }
     Ok(ExitCode::SUCCESS)
 }

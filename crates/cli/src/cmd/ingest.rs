@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hlbot_engine::{SendOptions, Shutdown};
 use hlbot_proto::Signature;
+use hlbot_tasks::needs::Tool;
 use hlbot_tasks::{IngestOptions, SourceKind};
 use serde_json::{Map, Value, json};
 
@@ -32,7 +33,16 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
         ts.llm.allowed_models.push(m.clone());
     }
     if a.queue {
-        return queued(s, &ts, a).await;
+        return queued(s, &ts, a, &shutdown.warm).await;
+    }
+    // Run here: the tools this source needs are checked first, so a missing one is named.
+    let tools = match hlbot_tasks::ingest::detect(&a.source) {
+        Ok(SourceKind::Pdf(_)) => vec![Tool::Pdfium, Tool::Tesseract],
+        Ok(SourceKind::Youtube(_)) => vec![Tool::YtDlp],
+        _ => vec![],
+    };
+    for p in crate::checks::check(&ts, &tools.into_iter().collect()).problems {
+        eprintln!("warning: {p}");
     }
     let bar = Bar::new();
     let opts = IngestOptions {
@@ -62,6 +72,7 @@ async fn queued(
     s: &Settings,
     ts: &hlbot_tasks::TaskSettings,
     a: IngestArgs,
+    stop: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     let kind = hlbot_tasks::ingest::detect(&a.source)?;
     let client = super::client(s).await?;
@@ -100,22 +111,26 @@ async fn queued(
             kwargs.insert("model".into(), json!(model));
         }
     }
-    let handle = if first.is_empty() {
+    let parents = if first.is_empty() {
         let o = SendOptions {
             task_id: Some(final_id.clone()),
             ..Default::default()
         };
-        client.send_task(last, vec![], kwargs, o).await?
+        client.send_task(last, vec![], kwargs, o).await?;
+        vec![]
     } else {
         let o = SendOptions {
             chain: Some(vec![last_sig]),
             ..Default::default()
         };
-        client.send_task(first, vec![], kwargs, o).await?;
-        client.handle(&final_id)
+        vec![client.send_task(first, vec![], kwargs, o).await?.id]
     };
     eprintln!("queued; waiting for task {final_id}");
-    let v = handle.get(Duration::from_secs_f64(a.timeout)).await?;
+    let timeout = Duration::from_secs_f64(a.timeout);
+    let v = match super::wait::wait(&client, &final_id, &parents, timeout, stop).await? {
+        super::wait::Waited::Done(m) if m.status == hlbot_proto::State::Success => m.result.clone(),
+        other => return super::producer::finish(other),
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

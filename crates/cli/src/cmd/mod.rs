@@ -3,8 +3,10 @@
 pub mod beat;
 mod control;
 mod ingest;
+mod operator;
 mod producer;
 mod progress;
+mod wait;
 pub mod worker;
 
 use std::process::ExitCode;
@@ -16,8 +18,8 @@ use crate::settings::Settings;
 
 pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Send(a) => producer::send(&client(&s).await?, a).await,
-        Command::Result(a) => producer::result(&client(&s).await?, a).await,
+        Command::Send(a) => producer::send(&client(&s).await?, &s, a, &shutdown.warm).await,
+        Command::Result(a) => producer::result(&client(&s).await?, a, &shutdown.warm).await,
         Command::Purge(a) => producer::purge(&client(&s).await?, &s, a).await,
         Command::Peek(a) => producer::peek(&client(&s).await?, a).await,
         Command::Worker(a) => worker::run(&s, a, shutdown).await,
@@ -31,6 +33,10 @@ pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::
         Command::Control(a) => control::run(&s, a, false).await,
         Command::Beat(a) => beat::run(&s, a.lease, shutdown.warm).await,
         Command::Health(a) => worker::health(a).await,
+        Command::Queues(a) => operator::queues(&s, a).await,
+        Command::Tasks(a) => operator::tasks(&s, a),
+        Command::Completions { shell } => operator::completions(shell),
+        Command::Man => operator::man(),
     }
 }
 

@@ -1,18 +1,28 @@
-//! `send`, `result`, `purge`: the producer side of the CLI.
+//! `send`, `result`, `purge`, `peek`: the producer side of the CLI. Exit codes (documented in
+//! docs/reference.md): 0 done, 1 the task failed or was revoked, 3 not done yet (or an id with
+//! no stored result), 130 the wait was interrupted.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hlbot_engine::{Client, Error, SendOptions, TaskCall};
+use hlbot_engine::{Client, SendOptions, TaskCall};
 use hlbot_proto::{ResultMeta, State};
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::wait::{self, Waited};
 
 use crate::args::{PurgeArgs, ResultArgs, SendArgs};
 use crate::settings::Settings;
 
-pub async fn send(client: &Client, a: SendArgs) -> anyhow::Result<ExitCode> {
+pub async fn send(
+    client: &Client,
+    s: &Settings,
+    a: SendArgs,
+    stop: &CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let args: Vec<Value> = serde_json::from_str(&a.args).context("--args must be a JSON list")?;
     let kwargs: Map<String, Value> =
         serde_json::from_str(&a.kwargs).context("--kwargs must be a JSON object")?;
@@ -71,44 +81,111 @@ pub async fn send(client: &Client, a: SendArgs) -> anyhow::Result<ExitCode> {
         if !a.wait {
             return Ok(ExitCode::SUCCESS);
         }
-        return report(handle.wait_meta(Duration::from_secs_f64(a.timeout)).await);
+        let timeout = Duration::from_secs_f64(a.timeout);
+        return finish(wait::wait(client, &handle.id, &[], timeout, stop).await?);
     }
+    let queue = opts
+        .queue
+        .clone()
+        .unwrap_or_else(|| client.router().queue_for(&a.task).to_string());
+    let known_here = super::worker::registry(s, None).get(&a.task).is_some();
     let handle = client.send_task(&a.task, args, kwargs, opts).await?;
     println!("{}", handle.id);
+    warn_if_nobody_runs(client, &a.task, &queue, known_here).await;
     if !a.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let meta = handle.wait_meta(Duration::from_secs_f64(a.timeout)).await;
-    report(meta)
+    let timeout = Duration::from_secs_f64(a.timeout);
+    finish(wait::wait(client, &handle.id, &[], timeout, stop).await?)
 }
 
-pub async fn result(client: &Client, a: ResultArgs) -> anyhow::Result<ExitCode> {
-    let h = client.handle(&a.id);
-    let meta = if a.wait {
-        h.wait_meta(Duration::from_secs_f64(a.timeout)).await
-    } else {
-        h.meta().await
+/// Warnings on stderr when the task will sit or fail: nobody consumes its queue, or no consumer
+/// of that queue (or, with no consumer, this binary) registers the task. Asked of the workers
+/// themselves, so a Python worker's own tasks are known.
+async fn warn_if_nobody_runs(client: &Client, task: &str, queue: &str, known_here: bool) {
+    let within = Duration::from_millis(300);
+    let (consumers, registered) = tokio::join!(
+        super::operator::consumers(client.broker(), within),
+        super::operator::registered(client.broker(), within)
+    );
+    let short = task.strip_prefix(hlbot_tasks::MODULE).unwrap_or(task);
+    let knows = |node: &String| {
+        registered
+            .get(node)
+            .is_some_and(|names| names.iter().any(|n| n == task || n == short))
+    };
+    match consumers.get(queue) {
+        None => {
+            eprintln!(
+                "warning: no worker replied that it consumes queue {queue:?}; the task waits \
+                 there until one does (`hlbot worker -Q {queue}`)"
+            );
+            if !known_here {
+                eprintln!(
+                    "warning: no task named {task:?} is registered in hlbot (see `hlbot \
+                     tasks`); only a Python worker that knows it will run it"
+                );
+            }
+        }
+        Some(nodes) if !nodes.iter().any(knows) => eprintln!(
+            "warning: no task named {task:?} is registered on the workers consuming queue \
+             {queue:?} ({}); they will reject it as unregistered",
+            nodes.join(", ")
+        ),
+        Some(_) => {}
+    }
+}
+
+pub async fn result(
+    client: &Client,
+    a: ResultArgs,
+    stop: &CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    if a.wait {
+        let timeout = Duration::from_secs_f64(a.timeout);
+        let waited = wait::wait(client, &a.id, &[], timeout, stop).await?;
+        if let (true, Waited::Done(m)) = (a.meta, &waited) {
+            println!("{}", m.to_json());
+            return Ok(ExitCode::SUCCESS);
+        }
+        return finish(waited);
+    }
+    let meta = client.backend().get(&a.id).await?;
+    let Some(meta) = meta else {
+        eprintln!(
+            "no result stored for {}: the id is unknown, the task has not started yet, or its \
+             result expired (kept for result_expires, 1 hour by default)",
+            a.id
+        );
+        println!("PENDING");
+        return Ok(ExitCode::from(NOT_READY));
     };
     if a.meta {
-        let m = meta?;
-        println!("{}", m.to_json());
+        println!("{}", meta.to_json());
         return Ok(ExitCode::SUCCESS);
     }
     report(meta)
+}
+
+/// Exit code when the task is not done (PENDING, STARTED, RETRY, PROGRESS, or timed out).
+pub const NOT_READY: u8 = 3;
+
+/// The end of a wait as an exit code (see [`report`]).
+pub fn finish(w: Waited) -> anyhow::Result<ExitCode> {
+    match w {
+        Waited::Done(m) => report(*m),
+        Waited::TimedOut(state) => {
+            eprintln!("timed out: the task has not finished (state {state})");
+            Ok(ExitCode::from(NOT_READY))
+        }
+        Waited::Interrupted => Ok(ExitCode::from(wait::INTERRUPTED)),
+    }
 }
 
 /// Print a result the way scripts want it: the value as JSON on the last stdout line and exit 0
 /// on SUCCESS; the exception on stderr and exit 1 on FAILURE/REVOKED; the state and exit 3 when
 /// the task is not done yet.
-fn report(meta: Result<ResultMeta, Error>) -> anyhow::Result<ExitCode> {
-    let meta = match meta {
-        Ok(m) => m,
-        Err(Error::Timeout(s)) => {
-            eprintln!("timed out after {s:.1}s: the task has not finished");
-            return Ok(ExitCode::from(3));
-        }
-        Err(e) => return Err(e.into()),
-    };
+fn report(meta: ResultMeta) -> anyhow::Result<ExitCode> {
     match meta.status {
         State::Success => {
             println!("{}", serde_json::to_string(&meta.result)?);
@@ -126,7 +203,7 @@ fn report(meta: Result<ResultMeta, Error>) -> anyhow::Result<ExitCode> {
         }
         s => {
             println!("{s}");
-            Ok(ExitCode::from(3))
+            Ok(ExitCode::from(NOT_READY))
         }
     }
 }
@@ -176,7 +253,10 @@ pub async fn purge(client: &Client, s: &Settings, a: PurgeArgs) -> anyhow::Resul
 }
 
 pub async fn peek(client: &Client, a: crate::args::PeekArgs) -> anyhow::Result<ExitCode> {
-    for m in client.broker().peek(&a.queue, a.limit).await? {
+    let queue = a
+        .queue
+        .unwrap_or_else(|| client.router().default_queue.clone());
+    for m in client.broker().peek(&queue, a.limit).await? {
         let line = match m {
             Ok(msg) => serde_json::json!({
                 "id": msg.headers.id,

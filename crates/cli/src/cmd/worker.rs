@@ -54,6 +54,12 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     }
     command.push("worker-child".into());
     let node_name = a.hostname.replace("%h", &hlbot_engine::client::hostname());
+    let a_limits = Limits {
+        strict: a.strict,
+        threads: a.threads,
+        max_tasks_per_child: a.max_tasks_per_child,
+        max_memory_per_child: a.max_memory_per_child,
+    };
     let opts = WorkerOptions {
         spill_file: Some(spill_file(s, &node_name)),
         node_name,
@@ -77,14 +83,22 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         count_runs: a.count_runs,
         ..Default::default()
     };
-    eprintln!(
-        "hlbot worker {} — broker {} — queues [{}] — concurrency {}",
-        opts.node_name,
-        s.broker.display_url(),
-        opts.queues.join(", "),
-        opts.concurrency
-    );
     let reg = registry(s, Some(client.broker()));
+    let ts = crate::domain::task_settings(&s.domain, &[]);
+    let report = crate::checks::check(
+        &ts,
+        &crate::checks::tools_for(&reg, &s.router, &opts.queues),
+    );
+    banner(s, &a_limits, &opts, &report);
+    for p in &report.problems {
+        tracing::warn!("{p}");
+    }
+    if a_limits.strict && !report.problems.is_empty() {
+        anyhow::bail!(
+            "refusing to start (--strict): {} tool problem(s), see above",
+            report.problems.len()
+        );
+    }
     if opts.queues.iter().any(|q| q == "pdf") {
         // Start the spare PDFium workers now, so the first document does not wait for one.
         let pdf = crate::domain::task_settings(&s.domain, &[]).pdf;
@@ -108,6 +122,40 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     }
     ran?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The worker flags the banner shows besides the options.
+struct Limits {
+    strict: bool,
+    threads: u16,
+    max_tasks_per_child: Option<u32>,
+    max_memory_per_child: Option<u64>,
+}
+
+/// Celery-like start-up banner on stderr: node, broker, queues, concurrency, limits, tools.
+fn banner(s: &Settings, l: &Limits, o: &WorkerOptions, r: &crate::checks::Report) {
+    let secs =
+        |d: Option<Duration>| d.map_or("none".to_string(), |d| format!("{}s", d.as_secs_f64()));
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    eprintln!(
+        "hlbot worker {} v{}\n  broker:      {}\n  queues:      {}\n  concurrency: {} (prefetch x{}, {} thread(s))\n  limits:      soft {}, hard {}, max tasks per child {}, max memory per child {}\n  tools:       {}",
+        o.node_name,
+        env!("CARGO_PKG_VERSION"),
+        s.broker.display_url(),
+        o.queues.join(", "),
+        o.concurrency,
+        o.prefetch_multiplier,
+        l.threads,
+        secs(o.soft_time_limit),
+        secs(o.time_limit),
+        opt(l.max_tasks_per_child.map(|n| n.to_string())),
+        opt(l.max_memory_per_child.map(|n| format!("{n} KiB"))),
+        if r.found.is_empty() {
+            "none needed".to_string()
+        } else {
+            r.found.join("; ")
+        }
+    );
 }
 
 /// Tell a supervisor how the worker is: systemd's notify protocol when `NOTIFY_SOCKET` is set,
@@ -224,6 +272,18 @@ pub async fn dead(client: &hlbot_engine::Client, cmd: DeadCommand) -> anyhow::Re
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        DeadCommand::Delete { id, all } => {
+            if id.is_none() && !all {
+                anyhow::bail!("name a task id or pass --all");
+            }
+            let n = deadletter::delete(client.broker(), id.as_deref()).await?;
+            println!("deleted {n} dead letter(s)");
+            Ok(if n == 0 && id.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         DeadCommand::Replay { id, all } => {
             if id.is_none() && !all {

@@ -187,7 +187,12 @@ impl Beat {
             for d in dues {
                 match self.send(e, d, token).await? {
                     Sent::Sent => {
-                        tracing::info!("beat: sent {} ({}) due {}", e.name, e.task, schedule::at(d))
+                        tracing::info!(
+                            "beat: Scheduler: Sending due task {} ({}) due {}",
+                            e.name,
+                            e.task,
+                            schedule::at(d)
+                        )
                     }
                     Sent::AlreadySent => {}
                     Sent::NotLeader => return Ok(Duration::from_millis(10)),

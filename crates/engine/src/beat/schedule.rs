@@ -16,11 +16,24 @@ use crate::error::{Error, Result};
 pub enum Schedule {
     /// Every `period`, on a grid anchored at the first start.
     Every(Duration),
-    /// Crontab "m h dom mon dow", read in `tz`.
+    /// Crontab "m h dom mon dow", read in `tz`; `expr` is the text as written.
     Cron {
         cron: Box<croner::Cron>,
         tz: chrono_tz::Tz,
+        expr: String,
     },
+}
+
+/// Compact, as a user writes it: `every 300s`, `*/5 * * * *` (with ` Europe/Berlin` when the
+/// zone is not UTC).
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Every(p) => write!(f, "every {}s", p.as_secs_f64()),
+            Schedule::Cron { expr, tz, .. } if *tz == chrono_tz::UTC => write!(f, "{expr}"),
+            Schedule::Cron { expr, tz, .. } => write!(f, "{expr} {tz}"),
+        }
+    }
 }
 
 impl Schedule {
@@ -31,7 +44,7 @@ impl Schedule {
                 let p = (p.as_millis() as i64).max(1);
                 Some(after_ms + p)
             }
-            Schedule::Cron { cron, tz } => {
+            Schedule::Cron { cron, tz, .. } => {
                 let t = Utc.timestamp_millis_opt(after_ms).single()?;
                 let local = t.with_timezone(tz);
                 cron.find_next_occurrence(&local, false)
@@ -110,6 +123,7 @@ impl Entry {
                 Schedule::Cron {
                     cron: Box::new(cron),
                     tz,
+                    expr: expr.trim().to_string(),
                 }
             }
             _ => return Err(bad("set exactly one of interval (> 0 s) or crontab".into())),
@@ -173,6 +187,16 @@ mod tests {
             queue: None,
             options: Map::new(),
         })
+    }
+
+    #[test]
+    fn displayed_compactly() {
+        let e = entry(None, Some("*/5 * * * *"), None).unwrap();
+        assert_eq!(e.schedule.to_string(), "*/5 * * * *");
+        let e = entry(None, Some("0 3 * * *"), Some("Europe/Berlin")).unwrap();
+        assert_eq!(e.schedule.to_string(), "0 3 * * * Europe/Berlin");
+        let e = entry(Some(300.0), None, None).unwrap();
+        assert_eq!(e.schedule.to_string(), "every 300s");
     }
 
     #[test]

@@ -6,11 +6,11 @@
 //!
 //! | key / channel | type | written by | read by |
 //! |---|---|---|---|
-//! | `P<queue>` (priority 0–2) | list | clients `LPUSH`, restore `RPUSH` (head) | workers `RPOP`/`BRPOP` |
+//! | `P<queue>` (priority 0–2) | list | clients `LPUSH`, restore `RPUSH` (head) | workers `RPOP`/`BRPOP`; `hlbot peek` (`LRANGE`), `hlbot queues` (`LLEN`) |
 //! | `P<queue>SEP3`, `SEP6`, `SEP9` | list | same, for priority 3–5 / 6–8 / 9 | same; lower step served first |
 //! | `P_kombu.binding.<exchange>` | set `rk SEP pattern SEP queue` | queue declare (worker, client) | named-exchange publish, restore, pidbox reply lookup |
 //! | `P_kombu.binding_permanent.<exchange>` | set, same members | queue declare (kombu ≥ 5.7 marker) | kombu's binding sweep |
-//! | `Punacked` | hash tag → `[envelope, exchange, routing_key]` | consumer on delivery | restore, ack, reject |
+//! | `Punacked` | hash tag → `[envelope, exchange, routing_key]` | consumer on delivery | restore, ack, reject; `hlbot queues` (count per queue, ETA-held ones) |
 //! | `Punacked_index` | zset tag → delivery time (s) | consumer on delivery; hlbot refreshes held/running tags | restore (older than visibility timeout) |
 //! | `Punacked_mutex` | string | kombu's restore lock (hlbot's restore is a Lua script and needs none) | kombu |
 //! | `Rcelery-task-meta-<id>` | string JSON meta, TTL `result_expires` | workers (store script) | clients `GET`/`MGET` |
@@ -25,7 +25,7 @@
 //! | channel `P/{db}.celery.pidbox` | pub/sub (fanout) | `inspect`/`control` clients, Flower, mingle | every worker (`PSUBSCRIBE`) |
 //! | `P<oid>.reply.celery.pidbox` (+ SEP3/6/9) | list | workers `LPUSH` replies (after binding lookup) | the calling client `BRPOP` |
 //! | channel `P/{db}.celeryev/<routing.key>` | pub/sub (fanout) | workers (worker/task events), clients (`task-sent`) | Flower, `celery events` |
-//! | `Phlbot.dead` | list of JSON `{reason, queue, raw, task_id, at}` | hlbot worker on undecodable / unknown-task messages | `hlbot dead list/replay` |
+//! | `Phlbot.dead` | list of JSON `{reason, queue, raw, task_id, at}` | hlbot worker on undecodable / unknown-task messages | `hlbot dead list/replay/delete`, `hlbot queues` (count per queue) |
 //! | `Phlbot.dead.trimmed` | string counter | writer (`batch.lua`) when the capped dead-letter list drops its oldest | operators |
 //! | `Phlbot.writer.<uuid>` | string: number of the last batch applied, TTL 1 day | each worker's writer (`batch.lua`) | the same writer: a retried batch whose reply was lost is not applied twice |
 //! | `Phlbot.inflight.<uuid>` | list of raw messages | the idle wait (`BLMOVE` from a queue, atomically) | the same worker claims them into `unacked` (`batch.lua`); survivors give them back once the owner's liveness key is gone |

@@ -188,7 +188,10 @@ pub fn dispatch(
     }
     if sh.registry.get(&msg.headers.task).is_none() {
         let name = msg.headers.task.clone();
-        tracing::error!(task_id = %msg.id(), "Received unregistered task of type {name:?}; moved to the dead-letter list");
+        tracing::error!(
+            "Received unregistered task of type {name:?} (id {}); moved to the dead-letter list",
+            msg.id()
+        );
         if !msg.headers.ignore_result.unwrap_or(false) {
             let exc = ExceptionInfo::not_registered(&name);
             sh.writer.send(Op::Store(meta_for(
@@ -216,6 +219,7 @@ pub fn dispatch(
     }
     let req = Request::new(std::sync::Arc::new(msg), std::sync::Arc::new(d));
     let eta = req.msg.headers.eta_time().filter(|t| *t > Utc::now());
+    let eta_pending = eta.is_some();
     sh.state.insert(
         req.clone(),
         if eta.is_some() {
@@ -231,6 +235,12 @@ pub fn dispatch(
         return discard(sh, &req, true);
     }
     let h = &req.msg.headers;
+    match &h.eta {
+        Some(eta) if eta_pending => {
+            tracing::info!("Task {}[{}] received (eta {eta})", h.task, req.id())
+        }
+        _ => tracing::info!("Task {}[{}] received", h.task, req.id()),
+    }
     sh.events.task(
         "task-received",
         req.id(),
@@ -279,7 +289,11 @@ fn dead_letter(
     task_id: Option<String>,
     task: Option<String>,
 ) {
-    tracing::error!(queue = %d.queue, task_id = ?task_id, "dead-lettered message: {reason}");
+    tracing::error!(
+        "dead-lettered message from queue {} (task id {}): {reason}",
+        d.queue,
+        task_id.as_deref().unwrap_or("unknown")
+    );
     let max = sh.broker.options.max_message_bytes;
     let over = max > 0 && d.raw.len() > max;
     let raw = if over {

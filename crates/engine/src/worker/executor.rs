@@ -46,7 +46,11 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
     let run = std::panic::AssertUnwindSafe(run(sh.clone(), req.clone()));
     if let Err(p) = run.catch_unwind().await {
         let why = panic_text(&p);
-        tracing::error!(task_id = %req.id(), "worker code panicked running {}: {why}", req.msg.headers.task);
+        tracing::error!(
+            "worker code panicked running {}[{}]: {why}",
+            req.msg.headers.task,
+            req.id()
+        );
         let exc = ExceptionInfo::new(
             "RuntimeError",
             "builtins",
@@ -114,7 +118,10 @@ async fn admit(sh: &Arc<Shared>, req: &Request) -> Option<Admitted> {
     if msg.headers.redelivered() {
         if let Ok(Some(m)) = sh.backend.get(id).await {
             if m.status == State::Success {
-                tracing::info!(task_id = %id, "redelivered task already succeeded; not running it again");
+                tracing::info!(
+                    "Task {}[{id}] redelivered but already succeeded; not running it again",
+                    msg.headers.task
+                );
                 ack(sh, req);
                 sh.state.remove(req);
                 return None;

@@ -114,7 +114,7 @@ impl Shared {
         for id in &r.terminate {
             for req in self.state.active_with_id(id) {
                 if !req.kill.is_cancelled() {
-                    tracing::info!(task_id = %id, "terminating revoked task");
+                    tracing::info!("terminating revoked task {id}");
                     req.stop();
                 }
             }

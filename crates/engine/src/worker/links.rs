@@ -93,6 +93,16 @@ pub fn with_prefix(first: Value, sig: &Signature) -> Vec<Value> {
     }
 }
 
+/// The task ids the chain's later steps were given (`options.task_id`), in order.
+pub fn chain_ids(msg: &TaskMessage) -> Vec<String> {
+    msg.embed
+        .chain
+        .iter()
+        .flatten()
+        .filter_map(|sig| sig.options.get("task_id")?.as_str().map(str::to_string))
+        .collect()
+}
+
 /// Callbacks (`link`) and the next chain step after a success.
 pub fn callbacks(msg: &TaskMessage, result: &Value) -> Vec<TaskMessage> {
     let parent = Parent::of(msg);

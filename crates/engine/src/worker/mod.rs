@@ -341,7 +341,7 @@ impl Worker {
         stop.cancelled().await;
         sh.pulse.stage(vitals::Stage::Stopping);
         tracing::warn!(
-            "{}: warm shutdown — no more fetching; draining running tasks",
+            "worker: Warm shutdown ({}): no more fetching; draining running tasks",
             sh.hostname
         );
         let deadline = tokio::time::Instant::now() + sh.opts.shutdown_timeout;
@@ -485,7 +485,10 @@ async fn replay_spill(sh: &Shared) {
 
 async fn cold_watch(sh: Arc<Shared>, cold: CancellationToken) {
     cold.cancelled().await;
-    tracing::warn!("cold shutdown: stopping running tasks; their messages go back to the queue");
+    tracing::warn!(
+        "worker: Cold shutdown ({}): stopping running tasks; their messages go back to the queue",
+        sh.hostname
+    );
     sh.cold.cancel();
     for r in sh.state.requests(Phase::Active) {
         r.stop();

@@ -115,6 +115,11 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             ops.extend(ack_op(sh, req));
             sh.writer.send_all(ops);
             let result = pyjson::repr_bounded(&value, 1024);
+            tracing::info!(
+                "Task {}[{id}] succeeded in {runtime:.3}s: {}",
+                msg.headers.task,
+                pyjson::repr_bounded(&value, 200)
+            );
             sh.events.task(
                 "task-succeeded",
                 id,
@@ -122,6 +127,12 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             );
         }
         Outcome::Retry { exc, countdown } => {
+            tracing::info!(
+                "Task {}[{id}] retry in {:.0}s: {}",
+                msg.headers.task,
+                countdown.as_secs_f64(),
+                exc.repr()
+            );
             let next = retry::next_message(msg, countdown);
             let mut ops = vec![Op::Publish(Box::new(next))];
             if !ignore {
@@ -144,12 +155,15 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
         }
         Outcome::Fail { exc, traceback } => {
             if exc.exc_type == "TimeLimitExceeded" {
-                tracing::error!(task_id = %id, "Hard time limit exceeded for {}", msg.headers.task);
+                tracing::error!("Hard time limit exceeded for {}[{id}]", msg.headers.task);
             }
             fail(sh, req, &exc, traceback, ignore);
         }
         Outcome::Requeue => {
-            tracing::warn!(task_id = %id, "requeued (rejected with requeue, or its process died under acks_late)");
+            tracing::warn!(
+                "Task {}[{id}] requeued (rejected with requeue, or its process died under acks_late)",
+                msg.headers.task
+            );
             sh.events
                 .task("task-rejected", id, fields([("requeue", json!(true))]));
             requeue_request(sh, req);
@@ -205,7 +219,11 @@ pub(crate) fn ignores_result(sh: &Shared, msg: &TaskMessage) -> bool {
 /// Drop a request without running it (revoked or expired): REVOKED, `task-revoked`, ack.
 pub fn discard(sh: &Shared, req: &Request, expired: bool) {
     let id = req.id().to_string();
-    tracing::info!(task_id = %id, "Discarding {} task", if expired { "expired" } else { "revoked" });
+    tracing::info!(
+        "Discarding {} task {}[{id}]",
+        if expired { "expired" } else { "revoked" },
+        req.msg.headers.task
+    );
     if expired {
         sh.state.revoke(std::slice::from_ref(&id), false);
     }
@@ -257,6 +275,15 @@ pub(crate) fn fail(
     ignore: bool,
 ) {
     let msg = &req.msg;
+    tracing::error!(
+        "Task {}[{}] failed: {}",
+        msg.headers.task,
+        msg.id(),
+        exc.repr()
+    );
+    if let Some(tb) = traceback.as_deref().filter(|t| !t.is_empty()) {
+        tracing::debug!("Task {}[{}] traceback:\n{tb}", msg.headers.task, msg.id());
+    }
     let mut ops: Vec<Op> = links::errbacks(msg)
         .into_iter()
         .map(|m| Op::Publish(Box::new(m)))
@@ -265,6 +292,13 @@ pub(crate) fn fail(
         let mut m = meta_for(msg, State::Failure, exc_value(exc));
         m.traceback = traceback.clone();
         ops.push(Op::Store(m));
+        // Like Celery's `mark_as_failure`: the chain's later steps fail too, so whoever waits
+        // on the last id learns of the failure at once instead of waiting forever.
+        for step_id in links::chain_ids(msg) {
+            let mut m = ResultMeta::new(&step_id, State::Failure, exc_value(exc), Utc::now());
+            m.traceback = traceback.clone();
+            ops.push(Op::Store(m));
+        }
     }
     ops.extend(chord::ops(msg, &State::Failure, &exc_value(exc)));
     ops.extend(ack_op(sh, req));
