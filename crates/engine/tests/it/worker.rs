@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hlbot_engine::deadletter;
-use hlbot_engine::{
-    Client, Registry, SendOptions, Task, TaskContext, TaskError, WorkerOptions,
-};
+use hlbot_engine::{Client, Registry, SendOptions, Task, TaskContext, TaskError, WorkerOptions};
 use hlbot_proto::State;
 use redis::AsyncCommands;
 use serde_json::{Map, Value, json};
@@ -30,7 +28,6 @@ pub fn q(queue: &str) -> SendOptions {
         ..Default::default()
     }
 }
-
 
 #[tokio::test]
 async fn echo_fail_and_started() {

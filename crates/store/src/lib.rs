@@ -1,0 +1,141 @@
+//! The research library and task history: sources by content key, their transcripts, pages,
+//! frames and images, strategies with full-text search, chart analyses, LLM usage and cost, and
+//! every task run. PostgreSQL when a URL is given, else an SQLite file in the data directory —
+//! one schema, queries written once through sqlx's `Any` driver (search differs: `tsvector` vs
+//! FTS5). Knows neither Redis nor the domain crates: documents arrive as JSON.
+
+pub mod claim;
+pub mod config;
+pub mod error;
+pub mod history;
+pub mod library;
+pub mod migrate;
+pub mod runs;
+pub mod search;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+pub use config::{Backend, StoreConfig, default_data_dir, redact, redact_text};
+pub use error::{Error, Result};
+pub use runs::{RunWriter, RunWriterOptions};
+
+/// An open store: a connection pool and which backend it is. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    redacted: String,
+    cfg: StoreConfig,
+}
+
+impl Store {
+    /// Connect (creating the SQLite file and its folder if needed) and apply pending migrations.
+    pub async fn open(cfg: &StoreConfig) -> Result<Store> {
+        let store = Store::connect(cfg).await?;
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Connect without migrating (`hlbot db status`).
+    pub async fn connect(cfg: &StoreConfig) -> Result<Store> {
+        install_default_drivers();
+        let backend = cfg.backend();
+        let mut url = cfg.effective_url();
+        let redacted = redact(&url);
+        let fail = |reason: String| Error::Connect {
+            url: redacted.clone(),
+            reason: redact_text(&reason),
+        };
+        if backend == Backend::Sqlite {
+            if cfg.url.is_none() {
+                std::fs::create_dir_all(&cfg.data_dir)
+                    .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
+            }
+            if !url.contains("mode=") {
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
+            }
+        }
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(cfg.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                         PRAGMA busy_timeout=15000; PRAGMA foreign_keys=ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await.map_err(|e| fail(e.to_string()))?;
+        Ok(Store {
+            pool,
+            backend,
+            redacted,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database URL with its password replaced by `***`: the only form ever shown.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    /// Close the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Unix time now, in seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// `'|A|B|'` for a list (trimmed, upper-cased, empties dropped; `''` for none): one
+/// `LIKE '%|A|%'` then finds a member.
+pub fn bar_list<S: AsRef<str>>(items: &[S]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|s| s.as_ref().trim().to_uppercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("|{}|", parts.join("|"))
+    }
+}
+
+/// The items of a `bar_list` string.
+pub fn bar_items(s: &str) -> Vec<String> {
+    s.split('|')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
