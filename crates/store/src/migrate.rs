@@ -28,7 +28,7 @@ const SQLITE: &[Migration] = &[Migration {
 }];
 
 /// The advisory lock key PostgreSQL migrations run under ("hlbot" in ASCII).
-const LOCK_KEY: i64 = 0x686c_626f_74;
+const LOCK_KEY: i64 = 0x0068_6c62_6f74;
 
 /// The migrations this build embeds for `backend`.
 pub fn embedded(backend: Backend) -> &'static [Migration] {
@@ -131,7 +131,7 @@ async fn apply_locked(
                 .execute(&mut **conn)
                 .await
                 .map_err(fail)?;
-            record(&mut **conn, m).await.map_err(fail)?;
+            record(conn, m).await.map_err(fail)?;
         } else {
             let mut tx = conn.begin().await?;
             sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;

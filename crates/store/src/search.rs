@@ -49,6 +49,16 @@ pub struct SearchQuery {
     pub limit: i64,
 }
 
+/// kind, path, width, height, bytes, at_s.
+type MediaTuple = (
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+);
+
 const STRATEGY_COLS: &str = "s.id, s.source_id, s.name, s.instruments, s.timeframes, \
     s.indicators, s.style, s.provider, s.model, s.confidence, s.doc";
 
@@ -149,14 +159,7 @@ impl Store {
                 .bind(id)
                 .fetch_all(self.pool())
                 .await?;
-        let media: Vec<(
-            String,
-            String,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<f64>,
-        )> = sqlx::query_as(
+        let media: Vec<MediaTuple> = sqlx::query_as(
             "SELECT kind, path, width, height, bytes, at_s FROM media WHERE source_id = $1 \
                  ORDER BY id",
         )
