@@ -41,6 +41,16 @@ impl Store {
 
     /// Connect without migrating (`hlbot db status`).
     pub async fn connect(cfg: &StoreConfig) -> Result<Store> {
+        Store::connect_with(cfg, false).await
+    }
+
+    /// A store whose connections are made on first use (a task child process: starting never
+    /// waits for the database; a query fails if it is away).
+    pub async fn connect_lazy(cfg: &StoreConfig) -> Result<Store> {
+        Store::connect_with(cfg, true).await
+    }
+
+    async fn connect_with(cfg: &StoreConfig, lazy: bool) -> Result<Store> {
         install_default_drivers();
         let backend = cfg.backend();
         let mut url = cfg.effective_url();
@@ -77,7 +87,11 @@ impl Store {
                 })
             });
         }
-        let pool = opts.connect(&url).await.map_err(|e| fail(e.to_string()))?;
+        let pool = if lazy {
+            opts.connect_lazy(&url).map_err(|e| fail(e.to_string()))?
+        } else {
+            opts.connect(&url).await.map_err(|e| fail(e.to_string()))?
+        };
         Ok(Store {
             pool,
             backend,

@@ -347,3 +347,16 @@ impl StrategyCols {
         }
     }
 }
+
+impl Store {
+    /// The newest source with this content key (video id, file hash), if any.
+    pub async fn find_source(&self, content_key: &str) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT id FROM sources WHERE content_key = $1 ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(content_key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+}

@@ -34,10 +34,14 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
     if a.queue {
         return queued(s, &ts, a).await;
     }
+    if !a.no_library {
+        ts.library = super::library::open_optional(s).await;
+    }
     let bar = Bar::new();
     let opts = IngestOptions {
         model: a.model.clone(),
         frames: !a.no_frames,
+        force: a.force,
     };
     let report = hlbot_tasks::ingest(
         &ts,
