@@ -29,7 +29,12 @@ WORKER_STOP_TIMEOUT = 20.0
 HLBOT_TIMEOUT = 60.0
 
 # Environment variables the hlbot CLI reads; tests pass everything as flags instead.
-_HLBOT_ENV = ('REDIS_URL', 'HLBOT_RESULT_BACKEND', 'HLBOT_KEY_PREFIX', 'HLBOT_CONFIG')
+_HLBOT_ENV = ('REDIS_URL', 'HLBOT_RESULT_BACKEND', 'HLBOT_KEY_PREFIX', 'HLBOT_CONFIG',
+              'DATABASE_URL')
+
+# hlbot keeps a research library and task history (SQLite in its data directory by default):
+# the suite's processes write to a temporary one, never the user's.
+os.environ['HLBOT_DATA_DIR'] = tempfile.mkdtemp(prefix='hlbot-compat-data-')
 
 
 # Workers a test started (Python or hlbot), so a failing test's report can show their logs.

@@ -62,15 +62,18 @@ async fn applied(conn: &mut PoolConnection<Any>) -> Result<Vec<i64>> {
 /// Apply every pending migration; returns the versions applied now.
 pub async fn run(store: &Store) -> Result<Vec<i64>> {
     let mut conn = store.pool().acquire().await?;
-    conn.execute(CREATE_TABLE).await?;
     let known = embedded(store.backend());
     let done = match store.backend() {
         Backend::Postgres => {
+            // Locked before anything else: even CREATE TABLE IF NOT EXISTS races in PostgreSQL.
             sqlx::query("SELECT pg_advisory_lock($1)")
                 .bind(LOCK_KEY)
                 .execute(&mut *conn)
                 .await?;
-            let r = apply(&mut conn, known, false).await;
+            let r = match conn.execute(CREATE_TABLE).await {
+                Ok(_) => apply(&mut conn, known, false).await,
+                Err(e) => Err(e.into()),
+            };
             let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(LOCK_KEY)
                 .execute(&mut *conn)
@@ -94,7 +97,13 @@ async fn apply(
     if sqlite {
         conn.execute("BEGIN IMMEDIATE").await?;
     }
-    let r = apply_locked(conn, known, sqlite, &mut done).await;
+    let r = match sqlite {
+        true => match conn.execute(CREATE_TABLE).await {
+            Ok(_) => apply_locked(conn, known, sqlite, &mut done).await,
+            Err(e) => Err(e.into()),
+        },
+        false => apply_locked(conn, known, sqlite, &mut done).await,
+    };
     if sqlite {
         match &r {
             Ok(()) => conn.execute("COMMIT").await.map(|_| ())?,
@@ -157,8 +166,22 @@ async fn record(conn: &mut sqlx::AnyConnection, m: &Migration) -> Result<(), sql
 /// What is applied and what is pending (creates nothing but the bookkeeping table).
 pub async fn status(store: &Store) -> Result<Status> {
     let mut conn = store.pool().acquire().await?;
-    conn.execute(CREATE_TABLE).await?;
-    let have = applied(&mut conn).await?;
+    let exists: Option<(i64,)> = match store.backend() {
+        Backend::Postgres => {
+            sqlx::query_as("SELECT 1::BIGINT FROM pg_tables WHERE tablename = 'hlbot_migrations'")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        Backend::Sqlite => {
+            sqlx::query_as("SELECT 1 FROM sqlite_master WHERE name = 'hlbot_migrations'")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
+    let have = match exists {
+        Some(_) => applied(&mut conn).await?,
+        None => Vec::new(),
+    };
     let known = embedded(store.backend());
     Ok(Status {
         backend: store.backend().as_str(),

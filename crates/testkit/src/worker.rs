@@ -51,11 +51,17 @@ pub fn options(queues: &[&str]) -> WorkerOptions {
 /// `REDIS_URL` or `DATABASE_URL` from the environment, and a data directory of the test
 /// binary's own (its SQLite library never touches the user's).
 pub fn hlbot(bin: &str, r: &TestRedis) -> Command {
-    let mut c = Command::new(bin);
+    let mut c = command(bin);
     c.args(["--broker", &r.url, "--key-prefix", &r.prefix]);
-    c.env_remove("REDIS_URL")
-        .env_remove("HLBOT_CONFIG")
-        .env_remove("DATABASE_URL")
+    c.env_remove("REDIS_URL").env_remove("HLBOT_CONFIG");
+    c
+}
+
+/// `hlbot` with no `DATABASE_URL` and the test binary's own data directory: whatever it
+/// records goes to a temporary SQLite library.
+pub fn command(bin: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.env_remove("DATABASE_URL")
         .env("HLBOT_DATA_DIR", data_dir());
     c
 }

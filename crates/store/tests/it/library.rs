@@ -300,3 +300,30 @@ async fn dedup(db: Db) {
     ));
 }
 both!(dedup_sqlite, dedup_postgres, dedup);
+
+/// Four processes starting at once on an empty database: every one opens, the schema is
+/// applied once (PostgreSQL: advisory lock taken before anything is created; SQLite: an
+/// immediate transaction).
+async fn four_at_once(cfg: hlbot_store::StoreConfig) {
+    let open = || Store::open(&cfg);
+    let (a, b, c, d) = tokio::join!(open(), open(), open(), open());
+    for s in [a, b, c, d] {
+        let s = s.expect("every concurrent open succeeds");
+        assert_eq!(migrate::status(&s).await.unwrap().applied, vec![1]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_migrations_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    four_at_once(hlbot_store::StoreConfig::sqlite_in(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_migrations_postgres() {
+    let Some(pg) = hlbot_testkit::TestPostgres::new().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = hlbot_store::StoreConfig::sqlite_in(dir.path());
+    cfg.url = Some(pg.url.clone());
+    four_at_once(cfg).await;
+}
