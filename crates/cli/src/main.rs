@@ -3,7 +3,9 @@
 mod args;
 mod cmd;
 mod domain;
+mod health;
 mod settings;
+mod systemd;
 
 use std::process::ExitCode;
 

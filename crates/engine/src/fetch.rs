@@ -202,6 +202,12 @@ impl Consumer {
                 client_id,
             });
         }
+        if reg.is_empty() {
+            // Only the order changed (queues rotate after each fetch): nothing to register. An
+            // empty pipeline is an error in redis-rs ("empty command"), which used to drop and
+            // rebuild every blocking connection after each idle wait of a multi-queue worker.
+            return Ok(());
+        }
         let mut c = self.broker.conn();
         reg.query_async::<()>(&mut c)
             .await

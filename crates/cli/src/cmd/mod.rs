@@ -34,6 +34,7 @@ pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::
         Command::Inspect(a) => control::run(&s, a, true).await,
         Command::Control(a) => control::run(&s, a, false).await,
         Command::Beat(a) => beat::run(&s, a.lease, shutdown.warm).await,
+        Command::Health(a) => worker::health(a).await,
     }
 }
 

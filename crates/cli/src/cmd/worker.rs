@@ -118,7 +118,9 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         )),
         false => None,
     };
+    let heartbeat = opts.heartbeat;
     let worker = Worker::new(client, reg, opts).await?;
+    supervise(&worker, a.health_address.as_deref(), heartbeat, &beat_stop).await?;
     let ran = worker.run(shutdown).await;
     if let Some(h) = history {
         // Task runs still queued for the database: a short wait, never a hang at exit.
@@ -162,6 +164,43 @@ fn child_env(s: &Settings) -> child::ChildEnv {
         env.push(("DATABASE_URL".into(), u.clone()));
     }
     child::ChildEnv(env)
+}
+
+/// Tell a supervisor how the worker is: systemd's notify protocol when `NOTIFY_SOCKET` is set,
+/// the `/healthz` endpoint when an address is given (stopped with `stop`).
+async fn supervise(
+    worker: &Worker,
+    health: Option<&str>,
+    heartbeat: Duration,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    if let Some(n) = crate::systemd::Notifier::from_env() {
+        tokio::spawn(n.follow(worker.vitals(), heartbeat));
+    }
+    if let Some(addr) = health {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the health endpoint --health-address {addr}"))?;
+        tracing::info!("health endpoint on http://{addr}/healthz");
+        tokio::spawn(crate::health::serve(
+            listener,
+            worker.vitals(),
+            heartbeat,
+            stop.clone(),
+        ));
+    }
+    Ok(())
+}
+
+/// `hlbot health`: exit 0 when the worker's endpoint says healthy.
+pub async fn health(a: crate::args::HealthArgs) -> anyhow::Result<ExitCode> {
+    let (ok, why) = crate::health::probe(&a.address).await?;
+    println!("{why}");
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Where the worker saves writes Redis did not take at exit: per node name, in the cache folder.

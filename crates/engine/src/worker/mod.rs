@@ -17,6 +17,7 @@ pub mod rate;
 pub mod retry;
 pub mod spill;
 pub mod state;
+pub mod vitals;
 pub mod writer;
 
 use std::sync::atomic::Ordering;
@@ -140,6 +141,8 @@ pub struct Shared {
     pub(crate) remote_stop: CancellationToken,
     /// Spacing of task starts for `control rate_limit`.
     pub(crate) rate_gate: rate::RateGate,
+    /// Stage and heartbeat count, for a supervisor (`Worker::vitals`).
+    pub(crate) pulse: vitals::Pulse,
 }
 
 impl Shared {
@@ -255,11 +258,18 @@ impl Worker {
             revocations,
             remote_stop: CancellationToken::new(),
             rate_gate: rate::RateGate::default(),
+            pulse: vitals::Pulse::default(),
             opts,
         };
         Ok(Self {
             shared: Arc::new(shared),
         })
+    }
+
+    /// Watch the worker's stage and heartbeats (READY / WATCHDOG / STOPPING for systemd, a
+    /// health check). Take it before `run`, which consumes the worker.
+    pub fn vitals(&self) -> tokio::sync::watch::Receiver<vitals::Vitals> {
+        self.shared.pulse.watch()
     }
 
     /// Run until `shutdown.warm` (then drain) or `shutdown.cold` (then stop and requeue).
@@ -293,6 +303,7 @@ impl Worker {
         );
         sh.sync_revoked().await;
         sh.events.worker("worker-online", heartbeat_fields(&sh));
+        sh.pulse.stage(vitals::Stage::Ready);
         // Warm shutdown comes from the caller or from the `shutdown` control command.
         let stop = shutdown.warm.child_token();
         let remote = (stop.clone(), sh.remote_stop.clone());
@@ -311,6 +322,7 @@ impl Worker {
         tokio::spawn(cold_watch(sh.clone(), shutdown.cold.clone()));
 
         stop.cancelled().await;
+        sh.pulse.stage(vitals::Stage::Stopping);
         tracing::warn!(
             "{}: warm shutdown — no more fetching; draining running tasks",
             sh.hostname
@@ -509,7 +521,10 @@ async fn heartbeat_loop(sh: Arc<Shared>, stop: CancellationToken) {
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = tick.tick() => sh.events.worker("worker-heartbeat", heartbeat_fields(&sh)),
+            _ = tick.tick() => {
+                sh.events.worker("worker-heartbeat", heartbeat_fields(&sh));
+                sh.pulse.beat();
+            }
             _ = stop.cancelled() => return,
         }
     }

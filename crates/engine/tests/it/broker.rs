@@ -126,6 +126,41 @@ async fn blocking_fetch_wakes_on_publish() {
     assert_eq!(left, 0, "and takes it out of the in-flight list");
 }
 
+/// Queues rotate after each fetch; the next idle wait reuses its blocking connections in the
+/// new order. It used to fail there ("empty command": an empty registration pipeline) and
+/// rebuild every connection after each message of a multi-queue worker.
+#[tokio::test]
+async fn idle_waits_after_rotation_keep_their_connections() {
+    let t = TestRedis::new();
+    let broker = t.broker(Duration::from_secs(3600)).await;
+    let mut consumer = broker
+        .consumer(&["q1".into(), "q2".into()], "w1")
+        .await
+        .expect("consumer");
+    let client = t.client().await;
+    for (round, queue) in ["q2", "q1", "q2", "q1"].into_iter().enumerate() {
+        let c = client.clone();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let o = SendOptions {
+                queue: Some(queue.into()),
+                ..Default::default()
+            };
+            c.send_task("x", vec![], Default::default(), o)
+                .await
+                .expect("send");
+        });
+        let mut got = consumer
+            .fetch(1, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("idle wait {round} after rotation: {e}"));
+        sender.await.expect("join");
+        assert_eq!(got.len(), 1, "round {round}");
+        assert_eq!(got[0].queue, queue);
+        consumer.claim(&mut got).await.expect("claim");
+    }
+}
+
 #[tokio::test]
 async fn restore_puts_expired_unacked_at_head_once_even_with_racing_restorers() {
     let t = TestRedis::new();

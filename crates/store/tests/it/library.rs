@@ -321,7 +321,9 @@ async fn concurrent_first_migrations_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_migrations_postgres() {
-    let Some(pg) = hlbot_testkit::TestPostgres::new().await else { return };
+    let Some(pg) = hlbot_testkit::TestPostgres::new().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = hlbot_store::StoreConfig::sqlite_in(dir.path());
     cfg.url = Some(pg.url.clone());
