@@ -1,7 +1,7 @@
 //! Store benchmark driver (not a test, never run in CI; `scripts/bench-store.sh` runs it):
 //!
-//! bench search --url URL [-n 100000] [--runs 200]   fill N strategies, time library searches
-//! bench rows   --url URL -n N [--timeout S]          wait until N SUCCESS task runs are stored
+//! store_bench search --url URL [-n 100000] [--runs 200]   fill N strategies, time library searches
+//! store_bench rows --url URL -n N [--timeout S]          wait until N SUCCESS task runs are stored
 
 use std::time::{Duration, Instant};
 
@@ -39,12 +39,12 @@ async fn main() {
                 .unwrap_or(600.0);
             rows(&cfg, n, t).await
         }
-        _ => Err("usage: bench search|rows --url URL [-n N]".into()),
+        _ => Err("usage: store_bench search|rows --url URL [-n N]".into()),
     };
     match out {
         Ok(v) => println!("{v}"),
         Err(e) => {
-            eprintln!("bench: {e}");
+            eprintln!("store_bench: {e}");
             std::process::exit(1);
         }
     }
