@@ -32,7 +32,9 @@ fn offline() -> Command {
 
 #[test]
 fn readme_first_command_works_offline() {
+    let data = tempfile::tempdir().unwrap();
     let out = offline()
+        .env("HLBOT_DATA_DIR", data.path())
         .args(["ingest", "examples/ema_pullback_lesson.en.vtt"])
         .output()
         .expect("run");
@@ -52,6 +54,19 @@ fn readme_first_command_works_offline() {
         stdout.contains("[00:00:"),
         "evidence keeps transcript timestamps: {stdout}"
     );
+    // README's next command: the run is in the SQLite library, with no set-up.
+    let list = offline()
+        .env("HLBOT_DATA_DIR", data.path())
+        .args(["library", "list"])
+        .output()
+        .expect("run");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{listed}");
+    assert!(
+        listed.contains("captions") && listed.contains("ema_pullback_lesson.en.vtt"),
+        "{listed}"
+    );
+    assert!(listed.contains("1 strategies"), "{listed}");
 }
 
 #[test]

@@ -249,3 +249,65 @@ async fn database_away_mid_run() {
     store.close().await;
     direct.close().await;
 }
+
+/// A full buffer while the database is away drops the oldest facts, counted; the newest land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_drops_the_oldest() {
+    let Some(pg) = hlbot_testkit::TestPostgres::new().await else {
+        return;
+    };
+    let gate = Gate::start(&pg.server_addr()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::sqlite_in(dir.path());
+    cfg.url = Some(pg.url_via(gate.addr));
+    let store = Store::open(&cfg).await.unwrap();
+    let (log, _w) = RunWriter::start(
+        store.clone(),
+        RunWriterOptions {
+            max_buffer: 10,
+            retry: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    gate.cut();
+    let now = hlbot_store::now();
+    for i in 0..50 {
+        log.record(fact(
+            &format!("t{i:02}"),
+            RunState::Succeeded,
+            now + f64::from(i),
+        ));
+    }
+    assert!(!log.flush().await, "nothing written while away");
+    gate.open();
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !log.flush().await {
+        assert!(std::time::Instant::now() < end, "never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        log.stats()
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        40
+    );
+    let direct = Store::open(&StoreConfig {
+        url: Some(pg.url.clone()),
+        ..cfg.clone()
+    })
+    .await
+    .unwrap();
+    let rows = direct
+        .history(&HistoryQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = rows.into_iter().map(|r| r.task_id).collect();
+    ids.sort();
+    let want: Vec<String> = (40..50).map(|i| format!("t{i:02}")).collect();
+    assert_eq!(ids, want, "the newest 10 landed");
+    store.close().await;
+    direct.close().await;
+}
