@@ -38,7 +38,7 @@ impl RunState {
 }
 
 /// One state change of one task run. Argument summaries are Celery's `argsrepr`/`kwargsrepr`
-/// as sent; the store caps and scrubs them before writing.
+/// as sent (on `Received` only); the store caps and scrubs them before writing.
 #[derive(Debug, Clone)]
 pub struct RunFact {
     pub task_id: String,
@@ -78,8 +78,9 @@ impl RunFact {
             retries: h.retries,
             parent_id: h.parent_id.clone(),
             root_id: h.root_id.clone(),
-            args: h.argsrepr.clone(),
-            kwargs: h.kwargsrepr.clone(),
+            // The summaries once per delivery (the store keeps them across later states).
+            args: h.argsrepr.clone().filter(|_| state == RunState::Received),
+            kwargs: h.kwargsrepr.clone().filter(|_| state == RunState::Received),
             runtime: None,
             error_type: None,
             error_message: None,

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hlbot_engine::runlog::{RunFact, RunLog};
+use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::{Result, Store};
 
@@ -73,13 +73,38 @@ impl RunLog for RunWriter {
 }
 
 impl RunWriter {
-    /// Start the background writer on `store`. It runs until every `RunWriter` clone is gone
-    /// and its queue is written (or given up on after one last attempt).
+    /// Start the background writer for `store`'s database, on a thread of its own with its own
+    /// runtime and connections: encoding and writing batches never take a turn of the worker's
+    /// event loop. It runs until every `RunWriter` clone is gone and its queue is written (or
+    /// given up on after one last attempt).
     pub fn start(store: Store, opts: RunWriterOptions) -> (Arc<RunWriter>, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(opts.channel.max(1));
         let stats = Arc::new(RunStats::default());
-        let task = tokio::spawn(background(store, opts, rx, stats.clone()));
-        (Arc::new(RunWriter { tx, stats }), task)
+        let st = stats.clone();
+        let mut cfg = store.config().clone();
+        cfg.max_connections = 2;
+        let thread = std::thread::Builder::new()
+            .name("hlbot-history".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("task history: no runtime for the writer: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match Store::connect_lazy(&cfg).await {
+                        Ok(own) => background(own, opts, rx, st).await,
+                        Err(e) => tracing::error!("task history: {e}"),
+                    }
+                });
+            })
+            .expect("spawn the task-history thread");
+        (Arc::new(RunWriter { tx, stats }), thread)
     }
 
     /// Wait until everything queued so far is written; false if the database refused.
