@@ -3,7 +3,7 @@
 # $BENCH_OUT (default target/bench/store.jsonl):
 #   - the worker draining N preloaded echo tasks with task history off (--no-history), on
 #     SQLite, on PostgreSQL: drain rate (first→last result), and task-run rows written per
-#     second (runs + transitions, first→last run landing in the database)
+#     second (first→last run landing in the database; each row carries its state changes)
 #   - `hlbot library search` over S strategies: in-process query p50/p95 per query shape, and
 #     the whole `hlbot library search` command (process start included), both backends
 #
@@ -131,7 +131,7 @@ for b in ('SQLite', 'PostgreSQL'):
     on = rows[f'history on: {b}']['rate']
     print(f"| drain {n} tasks/s, history on {b} vs off | {on:,.0f} vs {off:,.0f} ({(on/off-1)*100:+.1f} %) |")
     w = rows[f'rows: history on: {b}']
-    print(f"| task-run rows written/s on {b} (runs + transitions) | {w['rows_per_sec']:,.0f} ({w['runs']} runs, {w['transitions']} transitions) |")
+    print(f"| task-run rows written/s on {b} (one row per task; its state changes appended) | {w['runs_per_sec']:,.0f} rows/s = {w['facts_per_sec']:,.0f} state changes/s ({w['runs']} runs) |")
 for b in ('sqlite', 'postgres'):
     for q in rows[f'search: {b}']['queries']:
         what = ' '.join(x for x in [repr(q['text']) if q['text'] else '',

@@ -1,5 +1,5 @@
 //! Reading task history (`hlbot history`) and its retention: runs older than
-//! `task_history_days` are deleted with their transitions.
+//! `task_history_days` are deleted.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -26,6 +26,18 @@ pub struct RunRow {
     pub error_type: Option<String>,
     pub error_message: Option<String>,
     pub updated_at: f64,
+    /// State changes in order: (state, Unix time).
+    pub transitions: Vec<(String, f64)>,
+}
+
+/// `STATE@unix;…` → pairs.
+fn parse_transitions(s: &str) -> Vec<(String, f64)> {
+    s.split(';')
+        .filter_map(|t| {
+            let (state, at) = t.split_once('@')?;
+            Some((state.to_string(), at.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Filters of `hlbot history`.
@@ -69,7 +81,7 @@ impl Store {
         let mut sql = String::from(
             "SELECT task_id, name, queue, state, worker, retries, parent_id, root_id, args, \
              kwargs, received_at, started_at, finished_at, runtime, error_type, error_message, \
-             updated_at FROM task_runs WHERE 1 = 1",
+             updated_at, transitions FROM task_runs WHERE 1 = 1",
         );
         let mut n = 0;
         let mut next = || {
@@ -118,39 +130,34 @@ impl Store {
                     error_type: r.try_get(14)?,
                     error_message: r.try_get(15)?,
                     updated_at: r.try_get(16)?,
+                    transitions: parse_transitions(&r.try_get::<String, _>(17)?),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
 
-    /// A task's state transitions in order: (state, at, worker).
-    pub async fn transitions(&self, task_id: &str) -> Result<Vec<(String, f64, Option<String>)>> {
-        Ok(sqlx::query_as(
-            "SELECT state, at, worker FROM task_transitions WHERE task_id = $1 ORDER BY at",
-        )
-        .bind(task_id)
-        .fetch_all(self.pool())
-        .await?)
+    /// A task's state transitions in order: (state, Unix time).
+    pub async fn transitions(&self, task_id: &str) -> Result<Vec<(String, f64)>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT transitions FROM task_runs WHERE task_id = $1")
+                .bind(task_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|r| parse_transitions(&r.0)).unwrap_or_default())
     }
 
-    /// Delete runs (and transitions) last updated more than `days` ago; returns runs deleted.
+    /// Delete runs last updated more than `days` ago; returns runs deleted.
     pub async fn prune_history(&self, days: u32) -> Result<u64> {
         if days == 0 {
             return Ok(0);
         }
         let cutoff = crate::now() - f64::from(days) * 86_400.0;
-        let mut tx = self.pool().begin().await?;
         let n = sqlx::query("DELETE FROM task_runs WHERE updated_at < $1")
             .bind(cutoff)
-            .execute(&mut *tx)
+            .execute(self.pool())
             .await?
             .rows_affected();
-        sqlx::query("DELETE FROM task_transitions WHERE at < $1")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(n)
     }
 }

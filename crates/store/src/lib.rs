@@ -60,9 +60,15 @@ impl Store {
             reason: redact_text(&reason),
         };
         if backend == Backend::Sqlite {
-            if cfg.url.is_none() {
-                std::fs::create_dir_all(&cfg.data_dir)
-                    .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
+            // The file's folder (the data directory, or the one a sqlite:// URL names).
+            let file = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let file = file.split('?').next().unwrap_or_default();
+            let dir = std::path::Path::new(file).parent();
+            if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
             }
             if !url.contains("mode=") {
                 url.push_str(if url.contains('?') {

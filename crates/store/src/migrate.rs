@@ -15,17 +15,31 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "library",
-    sql: include_str!("../migrations/postgres/0001_library.sql"),
-}];
+const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "library",
+        sql: include_str!("../migrations/postgres/0001_library.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "run_transitions",
+        sql: include_str!("../migrations/postgres/0002_run_transitions.sql"),
+    },
+];
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "library",
-    sql: include_str!("../migrations/sqlite/0001_library.sql"),
-}];
+const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "library",
+        sql: include_str!("../migrations/sqlite/0001_library.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "run_transitions",
+        sql: include_str!("../migrations/sqlite/0002_run_transitions.sql"),
+    },
+];
 
 /// The advisory lock key PostgreSQL migrations run under ("hlbot" in ASCII).
 const LOCK_KEY: i64 = 0x0068_6c62_6f74;

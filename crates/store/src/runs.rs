@@ -36,7 +36,7 @@ impl Default for RunWriterOptions {
         RunWriterOptions {
             channel: 65_536,
             max_buffer: 200_000,
-            batch: 1_000,
+            batch: 5_000,
             linger: Duration::from_millis(100),
             retry: Duration::from_secs(1),
         }
@@ -229,10 +229,11 @@ fn take(
 }
 
 const RUN_COLS: &str = "task_id, name, queue, state, worker, retries, parent_id, root_id, args, \
-    kwargs, received_at, started_at, finished_at, runtime, error_type, error_message, updated_at";
+    kwargs, received_at, started_at, finished_at, runtime, error_type, error_message, updated_at, \
+    transitions";
 
-/// Write one batch: the merged row per task (upsert) and every transition (insert), in one
-/// transaction.
+/// Write one batch: one upsert statement per 2 000 tasks, each task's facts merged into its
+/// row (a statement may not upsert a key twice) and its transitions appended.
 pub async fn write_batch(store: &Store, facts: &[RunFact]) -> Result<()> {
     if facts.is_empty() {
         return Ok(());
@@ -248,6 +249,13 @@ pub async fn write_batch(store: &Store, facts: &[RunFact]) -> Result<()> {
             })
             .apply(f);
     }
+    for ids in order.chunks(2000) {
+        upsert(store, ids, &rows).await?;
+    }
+    Ok(())
+}
+
+async fn upsert(store: &Store, order: &[&str], rows: &HashMap<&str, Row<'_>>) -> Result<()> {
     let mut sql = format!("INSERT INTO task_runs ({RUN_COLS}) VALUES ");
     let mut n = 0;
     for (i, _) in order.iter().enumerate() {
@@ -255,7 +263,7 @@ pub async fn write_batch(store: &Store, facts: &[RunFact]) -> Result<()> {
             sql.push(',');
         }
         sql.push('(');
-        for c in 0..17 {
+        for c in 0..18 {
             if c > 0 {
                 sql.push(',');
             }
@@ -280,10 +288,11 @@ pub async fn write_batch(store: &Store, facts: &[RunFact]) -> Result<()> {
              ELSE COALESCE(excluded.error_type, task_runs.error_type) END, \
          error_message = CASE WHEN excluded.state = 'SUCCESS' THEN NULL \
              ELSE COALESCE(excluded.error_message, task_runs.error_message) END, \
-         updated_at = excluded.updated_at",
+         updated_at = excluded.updated_at, \
+         transitions = task_runs.transitions || excluded.transitions",
     );
     let mut q = sqlx::query(&sql);
-    for id in &order {
+    for id in order {
         let r = &rows[id];
         let f = r.last.expect("a row has a fact");
         q = q
@@ -307,36 +316,10 @@ pub async fn write_batch(store: &Store, facts: &[RunFact]) -> Result<()> {
                     .as_deref()
                     .map(|m| cap(&crate::redact_text(m), 2000)),
             )
-            .bind(f.at);
+            .bind(f.at)
+            .bind(r.transitions.clone());
     }
-    let mut tx = store.pool().begin().await?;
-    q.execute(&mut *tx).await?;
-    for chunk in facts.chunks(2000) {
-        let mut sql =
-            String::from("INSERT INTO task_transitions (task_id, state, at, worker) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${},${},${},${})",
-                4 * i + 1,
-                4 * i + 2,
-                4 * i + 3,
-                4 * i + 4
-            ));
-        }
-        let mut q = sqlx::query(&sql);
-        for f in chunk {
-            q = q
-                .bind(f.task_id.clone())
-                .bind(f.state.as_str())
-                .bind(f.at)
-                .bind(f.worker.clone());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    q.execute(store.pool()).await?;
     Ok(())
 }
 
@@ -354,12 +337,16 @@ struct Row<'a> {
     runtime: Option<f64>,
     error_type: Option<String>,
     error_message: Option<String>,
+    /// `STATE@unix;` per fact, in order.
+    transitions: String,
 }
 
 impl<'a> Row<'a> {
     fn apply(&mut self, f: &'a RunFact) {
         use hlbot_engine::runlog::RunState::*;
         self.last = Some(f);
+        self.transitions
+            .push_str(&format!("{}@{:.3};", f.state.as_str(), f.at));
         self.parent_id = f.parent_id.clone().or(self.parent_id.take());
         self.root_id = f.root_id.clone().or(self.root_id.take());
         self.args = f.args.clone().or(self.args.take());

@@ -95,6 +95,17 @@ async fn batches(db: Db) {
     let t = s.transitions("a").await.unwrap();
     let states: Vec<&str> = t.iter().map(|x| x.0.as_str()).collect();
     assert_eq!(states, ["RECEIVED", "STARTED", "FAILURE"]);
+    assert!((t[1].1 - (now + 0.1)).abs() < 0.002, "times kept: {t:?}");
+    // Across batches the transitions append.
+    let tb: Vec<String> = s
+        .transitions("b")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(tb, ["RECEIVED", "SUCCESS"]);
+    assert_eq!(b.transitions.len(), 2, "{b:?}");
     // Retention: rows older than the window go, with their transitions.
     write_batch(
         s,
