@@ -16,7 +16,9 @@ pub mod search;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+
+use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use config::{Backend, StoreConfig, default_data_dir, redact, redact_text};
 pub use error::{Error, Result};
@@ -93,10 +95,17 @@ impl Store {
                 })
             });
         }
+        // sqlx would log every statement (and slow ones with their full text) on its own.
+        let connect = sqlx::any::AnyConnectOptions::from_str(&url)
+            .map_err(|e| fail(e.to_string()))?
+            .log_statements(tracing::log::LevelFilter::Off)
+            .log_slow_statements(tracing::log::LevelFilter::Off, Duration::from_secs(60));
         let pool = if lazy {
-            opts.connect_lazy(&url).map_err(|e| fail(e.to_string()))?
+            opts.connect_lazy_with(connect)
         } else {
-            opts.connect(&url).await.map_err(|e| fail(e.to_string()))?
+            opts.connect_with(connect)
+                .await
+                .map_err(|e| fail(e.to_string()))?
         };
         Ok(Store {
             pool,
@@ -126,6 +135,16 @@ impl Store {
     /// Close the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The `n`th (1-based) bind placeholder: `$n` for PostgreSQL, `?n` for SQLite — SQLite looks
+/// a `$n` up by name in a linear list, so a statement with thousands of them takes seconds to
+/// prepare; `?n` in increasing order is appended at once.
+pub fn placeholder(b: Backend, n: usize) -> String {
+    match b {
+        Backend::Postgres => format!("${n}"),
+        Backend::Sqlite => format!("?{n}"),
     }
 }
 

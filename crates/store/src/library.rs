@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::{Result, Store, bar_list, now};
+use crate::{Backend, Result, Store, bar_list, now};
 
 /// Identifies a source: `kind` (`youtube`, `pdf`, `image`, `text`, `captions`, `playlist`),
 /// `content_key` (video id, SHA-256 of the file) and `options_key` (what changes the result).
@@ -125,6 +125,7 @@ impl Store {
         }
         for (chunk_no, chunk) in c.segments.chunks(500).enumerate() {
             let mut q = multi_insert(
+                self.backend(),
                 "segments (source_id, idx, start_s, end_s, text)",
                 5,
                 chunk.len(),
@@ -142,7 +143,12 @@ impl Store {
             q.clear();
         }
         for chunk in c.pages.chunks(500) {
-            let q = multi_insert("pages (source_id, page, text, ocr)", 4, chunk.len());
+            let q = multi_insert(
+                self.backend(),
+                "pages (source_id, page, text, ocr)",
+                4,
+                chunk.len(),
+            );
             let mut b = sqlx::query(&q);
             for p in chunk {
                 b = b
@@ -155,6 +161,7 @@ impl Store {
         }
         for chunk in c.media.chunks(500) {
             let q = multi_insert(
+                self.backend(),
                 "media (source_id, kind, path, width, height, bytes, at_s)",
                 7,
                 chunk.len(),
@@ -266,7 +273,7 @@ impl Store {
 }
 
 /// `INSERT INTO <target> VALUES (…),(…)` with `rows` groups of `cols` numbered placeholders.
-pub(crate) fn multi_insert(target: &str, cols: usize, rows: usize) -> String {
+pub(crate) fn multi_insert(b: Backend, target: &str, cols: usize, rows: usize) -> String {
     let mut sql = format!("INSERT INTO {target} VALUES ");
     for r in 0..rows {
         if r > 0 {
@@ -277,7 +284,7 @@ pub(crate) fn multi_insert(target: &str, cols: usize, rows: usize) -> String {
             if c > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("${}", r * cols + c + 1));
+            sql.push_str(&crate::placeholder(b, r * cols + c + 1));
         }
         sql.push(')');
     }
