@@ -34,7 +34,7 @@ pub struct RunWriterOptions {
 impl Default for RunWriterOptions {
     fn default() -> Self {
         RunWriterOptions {
-            channel: 65_536,
+            channel: 200_000,
             max_buffer: 200_000,
             batch: 5_000,
             linger: Duration::from_millis(100),
@@ -150,9 +150,13 @@ async fn background(
         while let Ok(m) = rx.try_recv() {
             take(m, &mut buf, &mut waiting, &opts, &stats);
         }
-        // Write: batches until the buffer is empty or a write fails.
+        // Write: batches until the buffer is empty or a write fails; the queue is emptied into
+        // the buffer between batches, so a burst waits in the buffer, not in a full queue.
         let mut ok = true;
         while !buf.is_empty() {
+            while let Ok(m) = rx.try_recv() {
+                take(m, &mut buf, &mut waiting, &opts, &stats);
+            }
             let n = buf.len().min(opts.batch);
             let batch: Vec<RunFact> = buf.iter().take(n).cloned().collect();
             match write_batch(&store, &batch).await {

@@ -123,8 +123,11 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     supervise(&worker, a.health_address.as_deref(), heartbeat, &beat_stop).await?;
     let ran = worker.run(shutdown).await;
     if let Some(h) = history {
-        // Task runs still queued for the database: a short wait, never a hang at exit.
-        let _ = tokio::time::timeout(Duration::from_secs(5), h.flush()).await;
+        // Task runs still queued for the database: a bounded wait, never a hang at exit.
+        let flushed = tokio::time::timeout(Duration::from_secs(20), h.flush()).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!("task history: runs still queued at exit were not all written");
+        }
     }
     beat_stop.cancel();
     if let Some(b) = beat {
