@@ -95,6 +95,13 @@ impl Store {
                 })
             });
         }
+        if backend == Backend::Postgres && !url.contains("statement-cache-capacity") {
+            // Through the Any driver a NULL is bound as an untyped (int4) parameter, and a
+            // cached statement keeps the types of its first run: a later run with a value in
+            // that place fails ("incorrect binary data format"). Prepare each run afresh.
+            url.push_str(if url.contains('?') { "&" } else { "?" });
+            url.push_str("statement-cache-capacity=0");
+        }
         // sqlx would log every statement (and slow ones with their full text) on its own.
         let connect = sqlx::any::AnyConnectOptions::from_str(&url)
             .map_err(|e| fail(e.to_string()))?

@@ -322,3 +322,38 @@ async fn a_full_buffer_drops_the_oldest() {
     store.close().await;
     direct.close().await;
 }
+
+/// The same statement text first with a NULL and then with a value in one place (PostgreSQL
+/// must not keep the first run's guessed parameter types: "incorrect binary data format").
+async fn nulls_then_values(db: Db) {
+    let s = &db.store;
+    let now = hlbot_store::now();
+    write_batch(s, &[fact("n1", RunState::Received, now)])
+        .await
+        .unwrap();
+    let mut done = fact("n2", RunState::Succeeded, now);
+    done.runtime = Some(1.5);
+    done.error_type = Some("X".into());
+    write_batch(s, &[done]).await.unwrap();
+    write_batch(s, &[fact("n3", RunState::Received, now)])
+        .await
+        .unwrap();
+    let mut started = fact("n4", RunState::Started, now);
+    started.args = None;
+    started.parent_id = None;
+    write_batch(s, &[started]).await.unwrap();
+    let set = |style: Option<&str>| hlbot_store::library::StrategySet {
+        provider: None,
+        model: style.map(str::to_string),
+        strategies: vec![json!({"name": "n", "style": style, "confidence": style.map(|_| 0.5)})],
+    };
+    s.save_strategies(None, &set(None)).await.unwrap();
+    s.save_strategies(None, &set(Some("swing"))).await.unwrap();
+    let rows = s.history(&HistoryQuery::default()).await.unwrap();
+    assert_eq!(rows.len(), 4);
+}
+both!(
+    nulls_then_values_sqlite,
+    nulls_then_values_postgres,
+    nulls_then_values
+);
