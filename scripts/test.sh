@@ -13,6 +13,26 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+# PostgreSQL on 127.0.0.1:5432, user postgres without a password (the store's tests create and
+# drop a database each): start the machine's cluster if it is not answering, trust local TCP.
+pg_ok() { psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; }
+if ! pg_ok; then
+  echo "[test] starting PostgreSQL on 127.0.0.1:5432" >&2
+  cluster=$(pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 {print $1" "$2; exit}')
+  if [ -z "$cluster" ]; then
+    ver=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+    [ -n "$ver" ] && pg_createcluster -p 5432 "$ver" main >/dev/null && cluster="$ver main"
+  fi
+  if [ -n "$cluster" ]; then
+    hba="/etc/postgresql/${cluster% *}/${cluster#* }/pg_hba.conf"
+    grep -q '^host all postgres 127.0.0.1/32 trust' "$hba" 2>/dev/null \
+      || sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba" 2>/dev/null || true
+    pg_ctlcluster $cluster start 2>/dev/null || pg_ctlcluster $cluster reload 2>/dev/null || true
+    for _ in $(seq 100); do pg_ok && break; sleep 0.1; done
+  fi
+  pg_ok || { echo "[test] PostgreSQL is not answering on 127.0.0.1:5432 as user postgres (the store suites need it)" >&2; exit 1; }
+fi
+
 if [ -d ../shared/corpus ]; then
   export HLBOT_SHARED="$(cd ../shared && pwd)"
 else

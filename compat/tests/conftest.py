@@ -4,8 +4,10 @@ Celery client apps on that prefix, Python Celery workers, and the hlbot binary.
 Every test gets its own prefix, so the suite can run twice at once against one Redis.
 """
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +31,13 @@ WORKER_STOP_TIMEOUT = 20.0
 HLBOT_TIMEOUT = 60.0
 
 # Environment variables the hlbot CLI reads; tests pass everything as flags instead.
-_HLBOT_ENV = ('REDIS_URL', 'HLBOT_RESULT_BACKEND', 'HLBOT_KEY_PREFIX', 'HLBOT_CONFIG')
+_HLBOT_ENV = ('REDIS_URL', 'HLBOT_RESULT_BACKEND', 'HLBOT_KEY_PREFIX', 'HLBOT_CONFIG',
+              'DATABASE_URL')
+
+# hlbot keeps a research library and task history (SQLite in its data directory by default):
+# the suite's processes write to a temporary one, never the user's.
+os.environ['HLBOT_DATA_DIR'] = tempfile.mkdtemp(prefix='hlbot-compat-data-')
+atexit.register(shutil.rmtree, os.environ['HLBOT_DATA_DIR'], True)
 
 
 # Workers a test started (Python or hlbot), so a failing test's report can show their logs.

@@ -52,6 +52,14 @@ pub struct Global {
     /// $XDG_CONFIG_HOME/hlbot/config.toml (~/.config/hlbot/config.toml), /etc/hlbot/config.toml.
     #[arg(long, global = true, env = "HLBOT_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+    /// PostgreSQL URL of the research library and task history (postgresql://user:pw@host/db;
+    /// default: an SQLite file in the data directory). The password is never printed.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where hlbot keeps its SQLite library (default: $XDG_DATA_HOME/hlbot or
+    /// ~/.local/share/hlbot).
+    #[arg(long, global = true, env = "HLBOT_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Logging level: DEBUG, INFO, WARNING, ERROR (default: INFO for worker and beat, WARNING
     /// otherwise).
     #[arg(short = 'l', long = "loglevel", global = true, env = "HLBOT_LOGLEVEL")]
@@ -83,6 +91,15 @@ pub enum Command {
     PdfChild,
     /// The main job: a PDF, YouTube URL, chart image or caption/text file → a trading strategy.
     Ingest(IngestArgs),
+    /// The research library: every ingested source and its strategies (list, show, search,
+    /// export).
+    #[command(subcommand)]
+    Library(LibraryCommand),
+    /// Task runs kept in the database: newest first, filtered by state, task name, age.
+    History(HistoryArgs),
+    /// The library database's schema: migrate (apply pending migrations), status.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print the clean transcript of a caption file (WebVTT, SRT, YouTube json3).
     Captions(CaptionsArgs),
     /// Ask workers (hlbot or Python): ping, active, reserved, scheduled, revoked, registered,
@@ -227,6 +244,9 @@ pub struct WorkerArgs {
     /// tasks that compute between awaits.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// Don't record task runs in the database (the library is still used by the tasks).
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +386,12 @@ pub struct IngestArgs {
     /// Send the pipeline to the workers through Redis (a Celery chain) and wait for it.
     #[arg(long)]
     pub queue: bool,
+    /// Process the source again even if the library already holds it.
+    #[arg(long)]
+    pub force: bool,
+    /// Don't store this run in the library.
+    #[arg(long)]
+    pub no_library: bool,
     /// Seconds to wait with --queue.
     #[arg(short = 't', long, default_value_t = 3600.0)]
     pub timeout: f64,
@@ -378,4 +404,72 @@ pub struct CaptionsArgs {
     /// Print segments (start, end, text) as JSON instead of the text.
     #[arg(short = 'j', long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LibraryCommand {
+    /// Sources, newest first, with their strategy count and LLM cost.
+    List {
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: i64,
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// One source (id or content key: video id, file SHA-256) with its transcript, pages,
+    /// frames, strategies, analyses and cost.
+    Show {
+        source: String,
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Strategies by full text ("rsi divergence": every word, stemmed) and filters.
+    Search {
+        #[arg(default_value = "")]
+        text: String,
+        #[arg(long)]
+        instrument: Option<String>,
+        #[arg(long)]
+        timeframe: Option<String>,
+        #[arg(long)]
+        indicator: Option<String>,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: i64,
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Every strategy with its source, as json, csv or md (to stdout or --output).
+    Export {
+        #[arg(short = 'f', long, default_value = "json")]
+        format: String,
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs in this state (SUCCESS, FAILURE, RETRY, REVOKED, STARTED, RECEIVED).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only runs of this task name.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Only runs updated within this span (30m, 2h, 1d, 1w).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub limit: i64,
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply pending migrations (also done at every start).
+    Migrate,
+    /// Which migrations are applied and pending.
+    Status {
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
 }

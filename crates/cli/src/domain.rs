@@ -340,5 +340,6 @@ pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
         llm,
         default_model,
         cache_dir,
+        library: None,
     }
 }

@@ -45,6 +45,12 @@ pub struct RawConfig {
     pub llm: crate::domain::RawLlm,
     #[serde(default)]
     pub beat: RawBeat,
+    /// PostgreSQL URL of the library and task history (default: SQLite in `data_dir`).
+    pub database_url: Option<String>,
+    /// Where the SQLite library lives.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Days task runs are kept (0: forever; default 30).
+    pub task_history_days: Option<u32>,
 }
 
 /// `[beat]`: leader lease and `[[beat.entries]]` (default: the seed's daily cache cleanups).
@@ -71,6 +77,8 @@ pub struct Settings {
     /// PDF / YouTube / LLM / input-root sections, turned into task settings on demand.
     pub domain: crate::domain::RawDomain,
     pub beat: RawBeat,
+    /// The research library and task history.
+    pub store: hlbot_store::StoreConfig,
 }
 
 impl Settings {
@@ -150,6 +158,7 @@ impl Settings {
                 llm: raw.llm,
             },
             beat: raw.beat,
+            store: store_config(g, raw.database_url, raw.data_dir, raw.task_history_days),
         };
         // Routes: each task's own queue, then the config's `[routes]`.
         let registry = crate::cmd::worker::registry(&s, None);
@@ -183,6 +192,28 @@ pub fn default_config() -> Option<std::path::PathBuf> {
         .into_iter()
         .find(|p| p.is_file())
         .map(|p| p.canonicalize().unwrap_or(p))
+}
+
+/// Flags and env first, then the config file; the data directory defaults to
+/// `$XDG_DATA_HOME/hlbot` or `~/.local/share/hlbot`.
+fn store_config(
+    g: &Global,
+    url: Option<String>,
+    data_dir: Option<std::path::PathBuf>,
+    days: Option<u32>,
+) -> hlbot_store::StoreConfig {
+    let data_dir = g.data_dir.clone().or(data_dir).unwrap_or_else(|| {
+        hlbot_store::default_data_dir(
+            std::env::var("XDG_DATA_HOME").ok().as_deref(),
+            std::env::var("HOME").ok().as_deref(),
+        )
+    });
+    let mut c = hlbot_store::StoreConfig::sqlite_in(data_dir);
+    c.url = g.database_url.clone().or(url).filter(|u| !u.is_empty());
+    if let Some(d) = days {
+        c.task_history_days = d;
+    }
+    c
 }
 
 fn read_config(p: &Path) -> anyhow::Result<RawConfig> {

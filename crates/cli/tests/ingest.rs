@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 
 /// `hlbot` with no API keys and no Redis reachable.
 fn offline() -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = hlbot_testkit::worker::command(BIN);
     c.current_dir(repo())
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("OPENAI_API_KEY")
@@ -32,7 +32,9 @@ fn offline() -> Command {
 
 #[test]
 fn readme_first_command_works_offline() {
+    let data = tempfile::tempdir().unwrap();
     let out = offline()
+        .env("HLBOT_DATA_DIR", data.path())
         .args(["ingest", "examples/ema_pullback_lesson.en.vtt"])
         .output()
         .expect("run");
@@ -52,6 +54,19 @@ fn readme_first_command_works_offline() {
         stdout.contains("[00:00:"),
         "evidence keeps transcript timestamps: {stdout}"
     );
+    // README's next command: the run is in the SQLite library, with no set-up.
+    let list = offline()
+        .env("HLBOT_DATA_DIR", data.path())
+        .args(["library", "list"])
+        .output()
+        .expect("run");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{listed}");
+    assert!(
+        listed.contains("captions") && listed.contains("ema_pullback_lesson.en.vtt"),
+        "{listed}"
+    );
+    assert!(listed.contains("1 strategies"), "{listed}");
 }
 
 #[test]
@@ -111,7 +126,7 @@ fn worker_failure(roots: Option<&Path>, task: &str, kwargs: &str) -> String {
     let url =
         std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
     let prefix = format!("r{}{}:", std::process::id(), roots.is_some());
-    let mut w = Command::new(BIN);
+    let mut w = hlbot_testkit::worker::command(BIN);
     w.current_dir(repo())
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("HLBOT_INPUT_ROOTS")
@@ -134,7 +149,7 @@ fn worker_failure(roots: Option<&Path>, task: &str, kwargs: &str) -> String {
         w.env("HLBOT_INPUT_ROOTS", r);
     }
     let mut worker = w.spawn().expect("worker");
-    let out = Command::new(BIN)
+    let out = hlbot_testkit::worker::command(BIN)
         .args([
             "--broker",
             &url,
@@ -275,7 +290,7 @@ fn ingest_queue_runs_the_chain_on_a_worker() {
     let url =
         std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
     let prefix = format!("i{}:", std::process::id());
-    let mut worker = Command::new(BIN)
+    let mut worker = hlbot_testkit::worker::command(BIN)
         .current_dir(repo())
         .env_remove("ANTHROPIC_API_KEY")
         .args([
@@ -290,7 +305,7 @@ fn ingest_queue_runs_the_chain_on_a_worker() {
         .stdout(Stdio::null())
         .spawn()
         .expect("worker");
-    let out = Command::new(BIN)
+    let out = hlbot_testkit::worker::command(BIN)
         .current_dir(repo())
         .env_remove("ANTHROPIC_API_KEY")
         .args([

@@ -3,7 +3,7 @@
 //! task children, yt-dlp/tesseract/PDFium if running), in the worker's debug log or in the
 //! task's result.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hlbot");
@@ -45,7 +45,7 @@ fn keys_never_reach_command_lines_logs_or_results() {
     let prefix = format!("s{}:", std::process::id());
     let tmp = tempfile::tempdir().expect("tmp");
     let log = tmp.path().join("worker.log");
-    let mut worker = Command::new(BIN)
+    let mut worker = hlbot_testkit::worker::command(BIN)
         .env("ANTHROPIC_API_KEY", SECRETS[0])
         .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
         .env("OPENAI_API_KEY", SECRETS[1])
@@ -74,7 +74,7 @@ fn keys_never_reach_command_lines_logs_or_results() {
         "model": "rules",
     })
     .to_string();
-    let sender = Command::new(BIN)
+    let sender = hlbot_testkit::worker::command(BIN)
         .args([
             "--broker",
             &url,

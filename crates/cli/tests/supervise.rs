@@ -3,7 +3,7 @@
 //! read by `hlbot health`. Real binary, real Redis.
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hlbot_testkit::{Proc, TestRedis, worker::hlbot};
@@ -20,7 +20,7 @@ fn free_port() -> u16 {
 }
 
 fn health(addr: &str) -> (bool, String) {
-    let out = Command::new(BIN)
+    let out = hlbot_testkit::worker::command(BIN)
         .args(["health", "--address", addr])
         .env_remove("HLBOT_HEALTH_ADDRESS")
         .output()

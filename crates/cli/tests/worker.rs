@@ -300,7 +300,7 @@ async fn worker_resumes_consuming_after_redis_restarts() {
 
 #[test]
 fn call_runs_in_process_without_redis() {
-    let out = Command::new(BIN)
+    let out = hlbot_testkit::worker::command(BIN)
         .args([
             "--broker",
             "redis://127.0.0.1:1/0",
@@ -324,13 +324,13 @@ fn call_runs_in_process_without_redis() {
         serde_json::from_str::<serde_json::Value>(last).ok(),
         Some(json!({"args": [1, "x"], "kwargs": {"k": true}}))
     );
-    let out = Command::new(BIN)
+    let out = hlbot_testkit::worker::command(BIN)
         .args(["call", "hlbot.debug.fail", "--args", "[\"boom\"]"])
         .output()
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RuntimeError: boom"));
-    let out = Command::new(BIN)
+    let out = hlbot_testkit::worker::command(BIN)
         .args(["call", "no.such"])
         .output()
         .expect("run");

@@ -74,6 +74,8 @@ pub struct IngestOptions {
     pub model: Option<String>,
     /// Extract video frames (`--no-frames` turns this off).
     pub frames: bool,
+    /// Process the source again even if the library holds it (`--force`).
+    pub force: bool,
 }
 
 /// What `hlbot ingest` prints.
@@ -102,7 +104,7 @@ pub async fn ingest(
     let model = o.model.as_deref();
     let (document, result) = match &kind {
         SourceKind::Pdf(path) => {
-            let doc = pdf::process(s, hlbot_pdf::PdfRequest::new(path), &ctx).await?;
+            let doc = pdf::process_once(s, hlbot_pdf::PdfRequest::new(path), o.force, &ctx).await?;
             let r = llm::extract(s, &doc, ContentType::Document, model, &ctx).await?;
             (Some(doc), r)
         }
@@ -111,6 +113,7 @@ pub async fn ingest(
                 url: url.clone(),
                 extract_frames: o.frames,
                 prefer_captions: true,
+                force: o.force,
             };
             let video = youtube::process(s, &a, &ctx).await?;
             let r = llm::extract(s, &video, ContentType::Transcript, model, &ctx).await?;
@@ -137,11 +140,70 @@ pub async fn ingest(
             )
         }
     };
+    if let Some(store) = &s.library {
+        record(s, store, &kind, document.as_ref(), &result, &ctx.id).await;
+    }
     Ok(IngestReport {
         source: kind,
         document,
         result,
     })
+}
+
+/// Leave the run in the library: the source (a processed video or PDF is already there; an
+/// image, caption or text file is keyed by its SHA-256) and its strategies or chart reading.
+async fn record(
+    s: &TaskSettings,
+    store: &hlbot_store::Store,
+    kind: &SourceKind,
+    document: Option<&Value>,
+    result: &Value,
+    run_id: &str,
+) {
+    use crate::library;
+    let source = match (kind, document) {
+        (_, Some(doc)) => library::source_of(store, doc).await,
+        (SourceKind::Image(p) | SourceKind::Captions(p) | SourceKind::Text(p), None) => {
+            let k = match kind {
+                SourceKind::Image(_) => "image",
+                SourceKind::Captions(_) => "captions",
+                _ => "text",
+            };
+            let sha = s
+                .input_roots
+                .open(p)
+                .ok()
+                .and_then(|f| library::file_sha256(&f.file).ok());
+            match sha {
+                Some(sha) => {
+                    let key = hlbot_store::library::SourceKey::new(k, &sha, "");
+                    let content = hlbot_store::library::Content {
+                        uri: Some(p.display().to_string()),
+                        title: p.file_name().map(|n| n.to_string_lossy().into_owned()),
+                        ..Default::default()
+                    };
+                    let id = async {
+                        let id = store.source_id(&key).await?;
+                        store.save_content(id, &content).await?;
+                        store.complete(id, result).await?;
+                        Ok::<_, hlbot_store::Error>(id)
+                    };
+                    id.await
+                        .inspect_err(|e| tracing::warn!("library: could not store {k}: {e}"))
+                        .ok()
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    match kind {
+        SourceKind::Image(p) => {
+            let path = p.display().to_string();
+            library::record_analysis(store, source, &path, run_id, result).await
+        }
+        _ => library::record_strategies(store, source, run_id, result).await,
+    }
 }
 
 /// A caption or text file, opened beneath an input root; at most 4 bytes per allowed content

@@ -6,6 +6,7 @@ pub mod content;
 pub mod error;
 pub mod ingest;
 pub mod inputs;
+pub mod library;
 pub mod llm;
 pub mod llm_cache;
 pub mod llm_spend;
@@ -86,6 +87,7 @@ mod tests {
             llm: hlbot_llm::LlmOptions::default(),
             default_model: "rules".into(),
             cache_dir: dir,
+            library: None,
         });
         let mut r = Registry::default();
         register(&mut r, settings);
@@ -93,7 +95,7 @@ mod tests {
         let want: [(&str, &[&str]); 7] = [
             (
                 "process_youtube_video",
-                &["url", "extract_frames", "prefer_captions"],
+                &["url", "extract_frames", "prefer_captions", "force"],
             ),
             (
                 "process_youtube_playlist",
@@ -112,6 +114,7 @@ mod tests {
                     "ocr",
                     "languages",
                     "pages",
+                    "force",
                 ],
             ),
             ("cleanup_pdf_cache", &["max_age_days", "max_total_bytes"]),

@@ -99,7 +99,12 @@ impl TypedTask for Extract {
                 .parse()
                 .map_err(|_| crate::Error::BadArguments(format!("unknown content_type {t:?}")))?,
         };
-        Ok(extract(&self.0, &a.content, kind, a.model.as_deref(), &ctx).await?)
+        let r = extract(&self.0, &a.content, kind, a.model.as_deref(), &ctx).await?;
+        if let Some(store) = &self.0.library {
+            let source = crate::library::source_of(store, &a.content).await;
+            crate::library::record_strategies(store, source, &ctx.id, &r).await;
+        }
+        Ok(r)
     }
 
     fn options(&self) -> TaskOptions {
@@ -130,7 +135,12 @@ impl TypedTask for Chart {
     type Input = ChartArgs;
 
     async fn run(&self, ctx: TaskContext, a: ChartArgs) -> Result<Value, TaskError> {
-        Ok(chart(&self.0, &a.image_path, a.model.as_deref(), &ctx).await?)
+        let r = chart(&self.0, &a.image_path, a.model.as_deref(), &ctx).await?;
+        if let Some(store) = &self.0.library {
+            let path = a.image_path.display().to_string();
+            crate::library::record_analysis(store, None, &path, &ctx.id, &r).await;
+        }
+        Ok(r)
     }
 
     fn options(&self) -> TaskOptions {

@@ -31,14 +31,76 @@ pub async fn process(
     Ok(serde_json::to_value(doc).unwrap_or(Value::Null))
 }
 
+/// One document once across workers when a library is set: keyed by the file's SHA-256 and
+/// the options that change the result (see [`crate::library::once`]).
+pub async fn process_once(
+    s: &TaskSettings,
+    req: PdfRequest,
+    force: bool,
+    ctx: &TaskContext,
+) -> crate::Result<Value> {
+    let Some(store) = s.library.as_ref() else {
+        return process(s, req, ctx).await;
+    };
+    let input = s.input_roots.open(&req.pdf_path)?;
+    let key = crate::library::file_sha256(&input.file).ok().map(|sha| {
+        let opts = format!(
+            "images={};ocr={:?};languages={};pages={}",
+            req.extract_images,
+            req.ocr,
+            req.languages.as_deref().unwrap_or(""),
+            serde_json::to_string(&req.pages).unwrap_or_default()
+        );
+        hlbot_store::library::SourceKey::new("pdf", &sha, &opts)
+    });
+    crate::library::once(
+        Some(store),
+        key,
+        force,
+        || process(s, req, ctx),
+        crate::library::pdf_content,
+    )
+    .await
+}
+
+/// `process_pdf_document(pdf_path, extract_images=True, password=None, ocr="auto",
+/// languages=None, pages=None, force=False)`: the PDF request plus hlbot's `force`.
+#[derive(Debug, Deserialize)]
+pub struct PdfArgs {
+    pub pdf_path: std::path::PathBuf,
+    #[serde(default = "crate::pdf::yes")]
+    pub extract_images: bool,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ocr: hlbot_pdf::OcrMode,
+    #[serde(default)]
+    pub languages: Option<String>,
+    #[serde(default)]
+    pub pages: Option<hlbot_pdf::PageSelection>,
+    /// Process again even if the library holds this document.
+    #[serde(default)]
+    pub force: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 struct ProcessPdf(Arc<TaskSettings>);
 
 #[async_trait]
 impl TypedTask for ProcessPdf {
-    type Input = PdfRequest;
+    type Input = PdfArgs;
 
-    async fn run(&self, ctx: TaskContext, req: PdfRequest) -> Result<Value, TaskError> {
-        Ok(process(&self.0, req, &ctx).await?)
+    async fn run(&self, ctx: TaskContext, a: PdfArgs) -> Result<Value, TaskError> {
+        let mut req = PdfRequest::new(a.pdf_path);
+        req.extract_images = a.extract_images;
+        req.password = a.password;
+        req.ocr = a.ocr;
+        req.languages = a.languages;
+        req.pages = a.pages;
+        Ok(process_once(&self.0, req, a.force, &ctx).await?)
     }
 
     fn options(&self) -> TaskOptions {

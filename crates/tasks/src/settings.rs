@@ -16,4 +16,6 @@ pub struct TaskSettings {
     pub default_model: String,
     /// Root of the caches (`pdf/`, `youtube/`, `llm/` below it).
     pub cache_dir: PathBuf,
+    /// The research library (None: nothing is stored, nothing deduplicated).
+    pub library: Option<hlbot_store::Store>,
 }

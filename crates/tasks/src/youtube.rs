@@ -87,7 +87,7 @@ fn yes() -> bool {
     true
 }
 
-/// `process_youtube_video(url, extract_frames=True, prefer_captions=True)`.
+/// `process_youtube_video(url, extract_frames=True, prefer_captions=True, force=False)`.
 #[derive(Debug, Deserialize)]
 pub struct VideoArgs {
     pub url: String,
@@ -95,6 +95,9 @@ pub struct VideoArgs {
     pub extract_frames: bool,
     #[serde(default = "yes")]
     pub prefer_captions: bool,
+    /// Process again even if the library holds this video (hlbot's addition).
+    #[serde(default)]
+    pub force: bool,
 }
 
 fn report(ctx: &TaskContext, p: &hlbot_youtube::Progress) {
@@ -106,8 +109,21 @@ fn report(ctx: &TaskContext, p: &hlbot_youtube::Progress) {
     }));
 }
 
-/// One video, in-process.
+/// One video, once across workers when a library is set (see [`crate::library::once`]).
 pub async fn process(s: &TaskSettings, a: &VideoArgs, ctx: &TaskContext) -> crate::Result<Value> {
+    let key = crate::library::video_key(&a.url, a.extract_frames, a.prefer_captions);
+    crate::library::once(
+        s.library.as_ref(),
+        key,
+        a.force,
+        || process_video(s, a, ctx),
+        crate::library::video_content,
+    )
+    .await
+}
+
+/// One video, in-process.
+async fn process_video(s: &TaskSettings, a: &VideoArgs, ctx: &TaskContext) -> crate::Result<Value> {
     let progress = |p: &hlbot_youtube::Progress| report(ctx, p);
     let r = hlbot_youtube::process_video(
         &s.youtube,

@@ -2,15 +2,17 @@
 //! installed tools are — a missing one skips a test with a printed reason, or fails it when `CI`
 //! is set — Redis fixtures (a key prefix per test on the shared server, or a private
 //! `redis-server`), workers in-process or as `hlbot` processes with ready-waiting, child processes that die with the test, and local HTTP servers (a scripted
-//! JSON mock, a static file server).
+//! JSON mock, a static file server), and PostgreSQL databases of a test's own with a gate to cut them.
 
 pub mod env;
 pub mod http;
+pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod worker;
 
 pub use env::{corpus, missing, shared, tool, workspace};
+pub use postgres::{Gate, TestPostgres};
 pub use process::Proc;
 pub use redis::{PrivateRedis, TestRedis, redis_url};
 pub use worker::{InProcess, bin_worker, hlbot, wait_until};

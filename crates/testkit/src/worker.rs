@@ -47,13 +47,31 @@ pub fn options(queues: &[&str]) -> WorkerOptions {
     }
 }
 
-/// `hlbot` (the binary at `bin`) pointed at the test's Redis and key prefix, with no config or
-/// `REDIS_URL` from the environment.
+/// `hlbot` (the binary at `bin`) pointed at the test's Redis and key prefix, with no config,
+/// `REDIS_URL` or `DATABASE_URL` from the environment, and a data directory of the test
+/// binary's own (its SQLite library never touches the user's).
 pub fn hlbot(bin: &str, r: &TestRedis) -> Command {
-    let mut c = Command::new(bin);
+    let mut c = command(bin);
     c.args(["--broker", &r.url, "--key-prefix", &r.prefix]);
     c.env_remove("REDIS_URL").env_remove("HLBOT_CONFIG");
     c
+}
+
+/// `hlbot` with no `DATABASE_URL` and the test binary's own data directory: whatever it
+/// records goes to a temporary SQLite library.
+pub fn command(bin: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.env_remove("DATABASE_URL")
+        .env("HLBOT_DATA_DIR", data_dir());
+    c
+}
+
+/// A temporary data directory shared by the `hlbot` processes of this test binary.
+pub fn data_dir() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp data dir"))
+        .path()
+        .to_path_buf()
 }
 
 /// `hlbot <global> worker <args>` as a child process killed with the test; its stderr (the log)

@@ -44,10 +44,14 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
     for p in crate::checks::check(&ts, &tools.into_iter().collect()).problems {
         eprintln!("warning: {p}");
     }
+    if !a.no_library {
+        ts.library = super::library::open_optional(s).await;
+    }
     let bar = Bar::new();
     let opts = IngestOptions {
         model: a.model.clone(),
         frames: !a.no_frames,
+        force: a.force,
     };
     let report = hlbot_tasks::ingest(
         &ts,

@@ -3,6 +3,7 @@
 pub mod beat;
 mod control;
 mod ingest;
+pub mod library;
 mod operator;
 mod producer;
 mod progress;
@@ -29,6 +30,9 @@ pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::
         Command::PdfChild => Ok(hlbot_tasks::pdf_child_main()),
         Command::Ingest(a) => ingest::ingest(&s, a, shutdown).await,
         Command::Captions(a) => ingest::captions(a),
+        Command::Library(c) => library::library(&s, c).await,
+        Command::History(a) => library::history(&s, a).await,
+        Command::Db(c) => library::db(&s, c).await,
         Command::Inspect(a) => control::run(&s, a, true).await,
         Command::Control(a) => control::run(&s, a, false).await,
         Command::Beat(a) => beat::run(&s, a.lease, shutdown.warm).await,

@@ -23,7 +23,18 @@ fn registry_with_roots(
     broker: Option<&hlbot_engine::Broker>,
     extra_roots: &[&std::path::Path],
 ) -> Registry {
+    registry_with_library(s, broker, extra_roots, None)
+}
+
+/// [`registry_with_roots`] whose tasks use the research library (dedup, storing results).
+fn registry_with_library(
+    s: &Settings,
+    broker: Option<&hlbot_engine::Broker>,
+    extra_roots: &[&std::path::Path],
+    library: Option<hlbot_store::Store>,
+) -> Registry {
     let mut ts = crate::domain::task_settings(&s.domain, extra_roots);
+    ts.library = library;
     if let Some(b) = broker {
         let ttl = Duration::from_secs(7 * 24 * 3600);
         ts.llm.spend = Some(std::sync::Arc::new(
@@ -60,7 +71,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         max_tasks_per_child: a.max_tasks_per_child,
         max_memory_per_child: a.max_memory_per_child,
     };
-    let opts = WorkerOptions {
+    let mut opts = WorkerOptions {
         spill_file: Some(spill_file(s, &node_name)),
         node_name,
         queues: if a.queues.is_empty() {
@@ -78,12 +89,22 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
             command,
             max_tasks_per_child: a.max_tasks_per_child,
             max_memory_kib: a.max_memory_per_child,
+            env: child_env(s),
         }),
         shutdown_timeout: limit(a.shutdown_timeout).unwrap_or_default(),
         count_runs: a.count_runs,
         ..Default::default()
     };
-    let reg = registry(s, Some(client.broker()));
+    let store = super::library::open_optional(s).await;
+    let history = match (&store, a.no_history) {
+        (Some(st), false) => Some(start_history(st)),
+        _ => None,
+    };
+    opts.runlog = history
+        .clone()
+        .map(|h| h as std::sync::Arc<dyn hlbot_engine::RunLog>);
+    let reg = registry_with_library(s, Some(client.broker()), &[], store);
+
     let ts = crate::domain::task_settings(&s.domain, &[]);
     let report = crate::checks::check(
         &ts,
@@ -116,6 +137,13 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     let worker = Worker::new(client, reg, opts).await?;
     supervise(&worker, a.health_address.as_deref(), heartbeat, &beat_stop).await?;
     let ran = worker.run(shutdown).await;
+    if let Some(h) = history {
+        // Task runs still queued for the database: a bounded wait, never a hang at exit.
+        let flushed = tokio::time::timeout(Duration::from_secs(20), h.flush()).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!("task history: runs still queued at exit were not all written");
+        }
+    }
     beat_stop.cancel();
     if let Some(b) = beat {
         let _ = b.await;
@@ -156,6 +184,38 @@ fn banner(s: &Settings, l: &Limits, o: &WorkerOptions, r: &crate::checks::Report
             r.found.join("; ")
         }
     );
+}
+
+/// The task-history writer on `store`, and an hourly prune of runs past
+/// `task_history_days`.
+fn start_history(store: &hlbot_store::Store) -> std::sync::Arc<hlbot_store::RunWriter> {
+    let (log, _) = hlbot_store::RunWriter::start(store.clone(), Default::default());
+    let (store, days) = (store.clone(), store.config().task_history_days);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match store.prune_history(days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("task history: pruned {n} runs older than {days} days"),
+                Err(e) => tracing::debug!("task history prune: {e}"),
+            }
+        }
+    });
+    log
+}
+
+/// What task child processes need to reach the same library (a `--database-url` or
+/// `--data-dir` flag is not in their environment otherwise).
+fn child_env(s: &Settings) -> child::ChildEnv {
+    let mut env = vec![(
+        "HLBOT_DATA_DIR".to_string(),
+        s.store.data_dir.display().to_string(),
+    )];
+    if let Some(u) = &s.store.url {
+        env.push(("DATABASE_URL".into(), u.clone()));
+    }
+    child::ChildEnv(env)
 }
 
 /// Tell a supervisor how the worker is: systemd's notify protocol when `NOTIFY_SOCKET` is set,
@@ -307,6 +367,10 @@ pub async fn child(s: &Settings) -> anyhow::Result<ExitCode> {
         .await
         .ok()
         .and_then(Result::ok);
-    child::serve(registry(s, client.as_ref().map(|c| c.broker()))).await;
+    // The parent migrated the library; connect lazily so a database that is away never delays
+    // a task (its library calls then fail and the work runs without it).
+    let store = hlbot_store::Store::connect_lazy(&s.store).await.ok();
+    let broker = client.as_ref().map(|c| c.broker());
+    child::serve(registry_with_library(s, broker, &[], store)).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -110,6 +110,21 @@ pub struct ChildOptions {
     pub command: Vec<String>,
     pub max_tasks_per_child: Option<u32>,
     pub max_memory_kib: Option<u64>,
+    /// Environment set for each child (e.g. a database URL given as a flag): passed in the
+    /// environment, never on the command line.
+    pub env: ChildEnv,
+}
+
+/// Variables for child processes; `Debug` shows only their names (values may be secrets).
+#[derive(Clone, Default)]
+pub struct ChildEnv(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for ChildEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 /// Idle children, reused between tasks.
@@ -142,6 +157,7 @@ impl ChildPool {
             .ok_or_else(|| std::io::Error::other("empty child command"))?;
         let mut child = Command::new(prog)
             .args(rest)
+            .envs(self.opts.env.0.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())

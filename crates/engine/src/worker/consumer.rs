@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deadletter::DeadLetter;
 use crate::fetch::{Consumer, Delivery};
+use crate::runlog::RunState;
 use crate::worker::Shared;
 use crate::worker::outcome::{discard, is_expired, meta_for};
 use crate::worker::state::{Phase, Request};
@@ -200,6 +201,10 @@ pub fn dispatch(
                 serde_json::to_value(&exc).unwrap_or(Value::Null),
             )));
         }
+        sh.run_fact(&msg, RunState::Failed, |f| {
+            f.error_type = Some("NotRegistered".into());
+            f.error_message = Some(name.clone());
+        });
         sh.events.task(
             "task-failed",
             msg.id(),
@@ -234,6 +239,7 @@ pub fn dispatch(
     if is_expired(&req.msg) {
         return discard(sh, &req, true);
     }
+    sh.run_fact(&req.msg, RunState::Received, |_| {});
     let h = &req.msg.headers;
     match &h.eta {
         Some(eta) if eta_pending => {

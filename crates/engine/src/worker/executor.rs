@@ -10,6 +10,7 @@ use hlbot_proto::{ExceptionInfo, State, TaskMessage, event::fields};
 use serde_json::{Map, Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::runlog::RunState;
 use crate::task::{Isolation, ProgressSink, Task, TaskContext, TaskOptions};
 use crate::worker::Shared;
 use crate::worker::limits::{self, Ended, run_in_process};
@@ -57,6 +58,10 @@ pub async fn execute(sh: Arc<Shared>, req: Request, permit: OwnedSemaphorePermit
             vec![json!(format!("panic: {why}"))],
         );
         let ignore = ignores_result(&sh, &req.msg);
+        sh.run_fact(&req.msg, RunState::Failed, |f| {
+            f.error_type = Some(exc.exc_type.clone());
+            f.error_message = Some(exc.display());
+        });
         outcome::fail(&sh, &req, &exc, None, ignore);
         sh.state.remove(&req);
     }
@@ -157,6 +162,7 @@ fn begin(sh: &Arc<Shared>, req: &Request, acks_late: bool, ignore: bool) {
         );
         sh.writer.send(Op::Store(started));
     }
+    sh.run_fact(&req.msg, RunState::Started, |_| {});
     sh.events.task("task-started", req.id(), Default::default());
 }
 

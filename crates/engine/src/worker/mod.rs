@@ -74,6 +74,8 @@ pub struct WorkerOptions {
     /// How long this worker's liveness key lasts without a refresh: after a crash, survivors
     /// give back its in-flight messages within about this time.
     pub inflight_lease: Duration,
+    /// Where task-run facts go (the store's task history); None: nowhere.
+    pub runlog: Option<std::sync::Arc<dyn crate::runlog::RunLog>>,
 }
 
 /// The most concurrency slots a worker takes (config, `-c`, `pool_grow`, `autoscale`).
@@ -98,6 +100,7 @@ impl Default for WorkerOptions {
             heartbeat: Duration::from_secs(2),
             spill_file: None,
             inflight_lease: Duration::from_secs(10),
+            runlog: None,
         }
     }
 }
@@ -144,6 +147,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Report a task-run fact to the run log, if there is one (never blocks).
+    pub(crate) fn run_fact(
+        &self,
+        msg: &hlbot_proto::message::TaskMessage,
+        state: crate::runlog::RunState,
+        fill: impl FnOnce(&mut crate::runlog::RunFact),
+    ) {
+        if let Some(log) = &self.opts.runlog {
+            let mut f = crate::runlog::RunFact::new(msg, state, &self.hostname);
+            fill(&mut f);
+            log.record(f);
+        }
+    }
+
     pub fn queues(&self) -> Vec<String> {
         self.queues.read().map(|q| q.clone()).unwrap_or_default()
     }

@@ -10,6 +10,7 @@ use chrono::Utc;
 use hlbot_proto::{ExceptionInfo, ResultMeta, State, TaskMessage, event::fields, pyjson};
 use serde_json::{Value, json};
 
+use crate::runlog::RunState;
 use crate::task::{RetryPolicy, TaskError};
 use crate::worker::Shared;
 use crate::worker::limits::Ended;
@@ -114,6 +115,7 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             }
             ops.extend(ack_op(sh, req));
             sh.writer.send_all(ops);
+            sh.run_fact(msg, RunState::Succeeded, |f| f.runtime = Some(runtime));
             let result = pyjson::repr_bounded(&value, 1024);
             tracing::info!(
                 "Task {}[{id}] succeeded in {runtime:.3}s: {}",
@@ -147,6 +149,10 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             }
             ops.extend(ack_op(sh, req));
             sh.writer.send_all(ops);
+            sh.run_fact(msg, RunState::Retried, |f| {
+                f.runtime = Some(runtime);
+                error_fields(f, &exc);
+            });
             sh.events.task(
                 "task-retried",
                 id,
@@ -157,6 +163,10 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             if exc.exc_type == "TimeLimitExceeded" {
                 tracing::error!("Hard time limit exceeded for {}[{id}]", msg.headers.task);
             }
+            sh.run_fact(msg, RunState::Failed, |f| {
+                f.runtime = Some(runtime);
+                error_fields(f, &exc);
+            });
             fail(sh, req, &exc, traceback, ignore);
         }
         Outcome::Requeue => {
@@ -182,6 +192,10 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             if !ops.is_empty() {
                 sh.writer.send_all(ops);
             }
+            sh.run_fact(msg, RunState::Revoked, |f| {
+                f.runtime = Some(runtime);
+                f.error_type = Some("Terminated".into());
+            });
             sh.events.task(
                 "task-revoked",
                 id,
@@ -194,6 +208,12 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             ack(sh, req);
         }
     }
+}
+
+/// A failure's exception type and message on a run fact.
+fn error_fields(f: &mut crate::runlog::RunFact, exc: &ExceptionInfo) {
+    f.error_type = Some(exc.exc_type.clone());
+    f.error_message = Some(exc.display());
 }
 
 /// A meta for `req` carrying its parent/group ids like Celery's.
@@ -236,6 +256,9 @@ pub fn discard(sh: &Shared, req: &Request, expired: bool) {
     if !ops.is_empty() {
         sh.writer.send_all(ops);
     }
+    sh.run_fact(&req.msg, RunState::Revoked, |f| {
+        f.error_type = Some(if expired { "Expired" } else { "Revoked" }.into());
+    });
     sh.events.task(
         "task-revoked",
         &id,

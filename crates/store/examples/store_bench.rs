@@ -1,0 +1,198 @@
+//! Store benchmark driver (not a test, never run in CI; `scripts/bench-store.sh` runs it):
+//!
+//! store_bench search --url URL [-n 100000] [--runs 200]   fill N strategies, time library searches
+//! store_bench rows --url URL -n N [--timeout S]          wait until N SUCCESS task runs are stored
+
+use std::time::{Duration, Instant};
+
+use hlbot_store::library::{SourceKey, StrategySet};
+use hlbot_store::search::SearchQuery;
+use hlbot_store::{Store, StoreConfig};
+use serde_json::json;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let url = get("--url").expect("--url");
+    let n: usize = get("-n").map(|v| v.parse().expect("-n")).unwrap_or(100_000);
+    let dir = std::env::temp_dir();
+    let mut cfg = StoreConfig::sqlite_in(dir);
+    cfg.url = Some(url);
+    let out = match args.first().map(String::as_str) {
+        Some("search") => {
+            let runs = get("--runs")
+                .map(|v| v.parse().expect("--runs"))
+                .unwrap_or(200);
+            search(&cfg, n, runs).await
+        }
+        Some("rows") => {
+            let t = get("--timeout")
+                .map(|v| v.parse().expect("--timeout"))
+                .unwrap_or(600.0);
+            rows(&cfg, n, t).await
+        }
+        _ => Err("usage: store_bench search|rows --url URL [-n N]".into()),
+    };
+    match out {
+        Ok(v) => println!("{v}"),
+        Err(e) => {
+            eprintln!("store_bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+const INSTRUMENTS: [&str; 8] = [
+    "EUR/USD", "GBP/USD", "USD/JPY", "XAU/USD", "BTC/USD", "SPX", "NQ", "AUD/USD",
+];
+const TIMEFRAMES: [&str; 5] = ["5M", "15M", "1H", "4H", "1D"];
+const INDICATORS: [&str; 7] = [
+    "RSI",
+    "MACD",
+    "EMA",
+    "SMA",
+    "ATR",
+    "Bollinger Bands",
+    "VWAP",
+];
+const WORDS: [&str; 12] = [
+    "divergence",
+    "breakout",
+    "pullback",
+    "reversal",
+    "trend",
+    "range",
+    "momentum",
+    "support",
+    "resistance",
+    "squeeze",
+    "retest",
+    "continuation",
+];
+
+async fn search(cfg: &StoreConfig, n: usize, runs: usize) -> Res<serde_json::Value> {
+    let store = Store::open(cfg).await?;
+    let have: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM strategies")
+        .fetch_one(store.pool())
+        .await?;
+    let fill_started = Instant::now();
+    let mut i = have.0 as usize;
+    while i < n {
+        let src = store
+            .source_id(&SourceKey::new("text", &format!("bench-{}", i / 100), ""))
+            .await?;
+        let batch: Vec<serde_json::Value> = (i..(i + 100).min(n))
+            .map(|k| {
+                let w = |o: usize| WORDS[(k / 7 + o) % WORDS.len()];
+                json!({
+                    "name": format!("{} {} #{k}", INDICATORS[k % 7], w(0)),
+                    "instruments": [INSTRUMENTS[k % 8], INSTRUMENTS[(k / 8) % 8]],
+                    "timeframes": [TIMEFRAMES[k % 5]],
+                    "indicators": [{"name": INDICATORS[k % 7]}, {"name": INDICATORS[(k / 7) % 7]}],
+                    "style": if k % 2 == 0 { "swing" } else { "day" },
+                    "entry_rules": [format!("enter on {} {} after a {}", w(1), w(2), w(3))],
+                    "exit_rules": [format!("exit at the {} level", w(4))],
+                    "confidence": (k % 100) as f64 / 100.0,
+                    "evidence": [{"quote": format!("we look for {} with {}", w(5), INDICATORS[k % 7])}]
+                })
+            })
+            .collect();
+        // Several batches per source would replace each other: one source per 100.
+        store
+            .save_strategies(
+                Some(src),
+                &StrategySet {
+                    provider: Some("rules".into()),
+                    model: Some("rules".into()),
+                    strategies: batch,
+                },
+            )
+            .await?;
+        i += 100;
+    }
+    let fill_secs = fill_started.elapsed().as_secs_f64();
+    let queries = [
+        SearchQuery {
+            text: "rsi divergence".into(),
+            ..Default::default()
+        },
+        SearchQuery {
+            text: "rsi divergence".into(),
+            instrument: Some("EUR/USD".into()),
+            timeframe: Some("1H".into()),
+            ..Default::default()
+        },
+        SearchQuery {
+            text: "breakout retest".into(),
+            indicator: Some("ATR".into()),
+            ..Default::default()
+        },
+        SearchQuery {
+            instrument: Some("XAU/USD".into()),
+            ..Default::default()
+        },
+    ];
+    let mut results = Vec::new();
+    for q in &queries {
+        let mut times = Vec::with_capacity(runs);
+        let mut hits = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            hits = store.search(q).await?.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+        results.push(json!({
+            "text": q.text, "instrument": q.instrument, "timeframe": q.timeframe,
+            "indicator": q.indicator, "hits": hits,
+            "p50_ms": pct(0.5), "p95_ms": pct(0.95), "max_ms": pct(1.0),
+        }));
+    }
+    Ok(json!({
+        "bench": "search", "backend": store.backend().as_str(), "strategies": n,
+        "filled": n.saturating_sub(have.0 as usize), "fill_secs": fill_secs, "queries": results,
+    }))
+}
+
+async fn rows(cfg: &StoreConfig, n: usize, timeout: f64) -> Res<serde_json::Value> {
+    let store = Store::open(cfg).await?;
+    let start = Instant::now();
+    let mut first: Option<f64> = None;
+    loop {
+        let (c,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM task_runs WHERE state = 'SUCCESS'")
+            .fetch_one(store.pool())
+            .await?;
+        let t = start.elapsed().as_secs_f64();
+        if c > 0 && first.is_none() {
+            first = Some(t);
+        }
+        if c as usize >= n {
+            let (tr,): (i64,) = sqlx::query_as(
+                "SELECT COALESCE(SUM(LENGTH(transitions) - LENGTH(REPLACE(transitions, ';', ''))), 0) \
+                 FROM task_runs",
+            )
+            .fetch_one(store.pool())
+            .await?;
+            let span = t - first.unwrap_or(0.0);
+            return Ok(json!({
+                "bench": "rows", "backend": store.backend().as_str(), "runs": c,
+                "transitions": tr, "first_row_secs": first, "all_rows_secs": t,
+                "runs_per_sec": c as f64 / span.max(1e-3),
+                "facts_per_sec": tr as f64 / span.max(1e-3),
+            }));
+        }
+        if t > timeout {
+            return Err(format!("only {c} of {n} runs stored after {timeout} s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
