@@ -386,12 +386,12 @@ fn tasks_lists_arguments_and_queues_without_a_worker() {
     assert!(out.status.success());
     assert!(
         s.contains(
-            "process_pdf_document(pdf_path, extract_images, password, ocr, languages, pages)  queue=pdf"
+            "process_pdf_document(pdf_path, extract_images, password, ocr, languages, pages, force)  queue=pdf"
         ),
         "{s}"
     );
     assert!(
-        s.contains("process_youtube_video(url, extract_frames, prefer_captions)  queue=youtube"),
+        s.contains("process_youtube_video(url, extract_frames, prefer_captions, force)  queue=youtube"),
         "{s}"
     );
 }
