@@ -391,7 +391,9 @@ fn tasks_lists_arguments_and_queues_without_a_worker() {
         "{s}"
     );
     assert!(
-        s.contains("process_youtube_video(url, extract_frames, prefer_captions, force)  queue=youtube"),
+        s.contains(
+            "process_youtube_video(url, extract_frames, prefer_captions, force)  queue=youtube"
+        ),
         "{s}"
     );
 }
