@@ -252,22 +252,19 @@ async fn failover_drill_worker_follows_the_promoted_replica() {
     let results = |c: &mut redis::Connection| -> (usize, usize, usize) {
         let (mut ok, mut twice, mut missing) = (0, 0, 0);
         for chunk in ids.chunks(1000) {
+            // One key per task id of the chunk, under the test's prefix.
+            let keys = |kind: &str| -> Vec<String> {
+                chunk
+                    .iter()
+                    .map(|id| format!("{}{kind}{id}", t.prefix))
+                    .collect()
+            };
             let metas: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(
-                    chunk
-                        .iter()
-                        .map(|id| format!("{}celery-task-meta-{id}", t.prefix))
-                        .collect::<Vec<_>>(),
-                )
+                .arg(keys("celery-task-meta-"))
                 .query(c)
                 .unwrap();
             let runs: Vec<Option<i64>> = redis::cmd("MGET")
-                .arg(
-                    chunk
-                        .iter()
-                        .map(|id| format!("{}hlbot.runs.{id}", t.prefix))
-                        .collect::<Vec<_>>(),
-                )
+                .arg(keys("hlbot.runs."))
                 .query(c)
                 .unwrap();
             for (meta, runs) in metas.iter().zip(&runs) {
