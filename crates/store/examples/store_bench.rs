@@ -2,6 +2,8 @@
 //!
 //! store_bench search --url URL [-n 100000] [--runs 200]   fill N strategies, time library searches
 //! store_bench rows --url URL -n N [--timeout S]          wait until N SUCCESS task runs are stored
+//! store_bench write --url URL -n N                       write N runs (3 facts each) through the
+//!                                                        writer's batch path; CPU per run, both sides
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +41,8 @@ async fn main() {
                 .unwrap_or(600.0);
             rows(&cfg, n, t).await
         }
-        _ => Err("usage: store_bench search|rows --url URL [-n N]".into()),
+        Some("write") => write(&cfg, n).await,
+        _ => Err("usage: store_bench search|rows|write --url URL [-n N]".into()),
     };
     match out {
         Ok(v) => println!("{v}"),
@@ -193,6 +196,76 @@ async fn rows(cfg: &StoreConfig, n: usize, timeout: f64) -> Res<serde_json::Valu
         if t > timeout {
             return Err(format!("only {c} of {n} runs stored after {timeout} s").into());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Every 250 ms: each poll is a scan of the table, which would take CPU from the drain
+        // it measures if it ran every few milliseconds.
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// CPU seconds (user + system) of process `pid` (`self` for this one), from /proc.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Write `n` runs (RECEIVED, STARTED, SUCCESS each, in 5 000-fact batches as the writer makes
+/// them) and report the time and the CPU it took: this process and, on PostgreSQL, the server
+/// backend that did the writes (same machine).
+async fn write(cfg: &StoreConfig, n: usize) -> Res<serde_json::Value> {
+    use hlbot_engine::runlog::{RunFact, RunState};
+    let mut cfg = cfg.clone();
+    cfg.max_connections = 1;
+    let store = Store::open(&cfg).await?;
+    let backend_pid = if store.backend() == hlbot_store::Backend::Postgres {
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await?;
+        Some(pid.to_string())
+    } else {
+        None
+    };
+    let tag = format!("{:x}", std::process::id());
+    let fact = |i: usize, state: RunState| RunFact {
+        task_id: format!("{tag}-{i:08}-0000-0000-000000000000"),
+        state,
+        at: 1.8e9 + i as f64 * 1e-4,
+        name: "hlbot.debug.echo".into(),
+        queue: "bench".into(),
+        worker: "celery@bench".into(),
+        retries: 0,
+        parent_id: None,
+        root_id: Some(format!("{tag}-{i:08}-0000-0000-000000000000")),
+        args: (state == RunState::Received).then(|| format!("({i},)")),
+        kwargs: (state == RunState::Received).then(|| "{}".into()),
+        runtime: (state == RunState::Succeeded).then_some(0.0001),
+        error_type: None,
+        error_message: None,
+    };
+    // The order a busy worker produces: a window of tasks in flight, their facts interleaved.
+    let mut facts = Vec::with_capacity(n * 3);
+    for i in 0..n {
+        facts.push(fact(i, RunState::Received));
+        facts.push(fact(i, RunState::Started));
+        facts.push(fact(i, RunState::Succeeded));
+    }
+    let (c0, s0) = (cpu_secs("self"), backend_pid.as_deref().map(cpu_secs));
+    let t = Instant::now();
+    for b in facts.chunks(5000) {
+        hlbot_store::runs::write_batch(&store, b).await?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let client = cpu_secs("self") - c0;
+    let server = backend_pid
+        .as_deref()
+        .map(cpu_secs)
+        .zip(s0)
+        .map(|(a, b)| a - b);
+    Ok(json!({
+        "bench": "write", "backend": store.backend().as_str(), "runs": n, "secs": secs,
+        "runs_per_sec": n as f64 / secs, "client_cpu_us_per_run": client * 1e6 / n as f64,
+        "server_cpu_us_per_run": server.map(|s| s * 1e6 / n as f64),
+    }))
 }

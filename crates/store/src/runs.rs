@@ -29,6 +29,9 @@ pub struct RunWriterOptions {
     pub linger: Duration,
     /// Pause between attempts while the database is away.
     pub retry: Duration,
+    /// The writer thread's nice value (Linux): above the worker's, so when the machine's cores
+    /// are full the history waits in its buffer and the tasks do not.
+    pub nice: i32,
 }
 
 impl Default for RunWriterOptions {
@@ -39,6 +42,7 @@ impl Default for RunWriterOptions {
             batch: 5_000,
             linger: Duration::from_millis(100),
             retry: Duration::from_secs(1),
+            nice: 10,
         }
     }
 }
@@ -86,6 +90,7 @@ impl RunWriter {
         let thread = std::thread::Builder::new()
             .name("hlbot-history".into())
             .spawn(move || {
+                lower_priority(opts.nice);
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -210,6 +215,19 @@ async fn background(
     }
 }
 
+/// Give the calling thread `nice` (Linux per-thread priority; a no-op elsewhere or when the
+/// kernel refuses).
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let me = rustix::thread::gettid();
+        let now = rustix::process::getpriority_process(Some(me)).unwrap_or(0);
+        if let Err(e) = rustix::process::setpriority_process(Some(me), now.max(nice)) {
+            tracing::debug!("task history: writer priority unchanged ({e})");
+        }
+    }
+}
+
 fn take(
     m: Msg,
     buf: &mut VecDeque<RunFact>,
@@ -253,14 +271,40 @@ pub async fn write_batch(store: &Store, facts: &[RunFact]) -> Result<()> {
             })
             .apply(f);
     }
-    // 1 000 tasks × 18 columns stays under SQLite's 32 766 parameters per statement.
-    for ids in order.chunks(1000) {
-        upsert(store, ids, &rows).await?;
+    match store.backend() {
+        // PostgreSQL: one statement per 1 000 tasks (18 000 parameters) is the cheapest per
+        // row, client and server (measured with `store_bench write`).
+        crate::Backend::Postgres => {
+            for ids in order.chunks(1000) {
+                upsert(store.pool(), store.backend(), ids, &rows).await?;
+            }
+        }
+        // SQLite: sqlx's SQLite driver costs O(parameters²) per statement — 1 000 rows per
+        // statement measured 320 µs of CPU per row, 25 rows 22 µs — so small statements,
+        // all in one transaction (one commit per batch).
+        crate::Backend::Sqlite => {
+            let mut tx = store.pool().begin().await?;
+            for ids in order.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                upsert(&mut *tx, store.backend(), ids, &rows).await?;
+            }
+            tx.commit().await?;
+        }
     }
     Ok(())
 }
 
-async fn upsert(store: &Store, order: &[&str], rows: &HashMap<&str, Row<'_>>) -> Result<()> {
+/// Rows per upsert statement on SQLite (see `write_batch`).
+const SQLITE_ROWS_PER_STATEMENT: usize = 25;
+
+async fn upsert<'c, E>(
+    db: E,
+    backend: crate::Backend,
+    order: &[&str],
+    rows: &HashMap<&str, Row<'_>>,
+) -> Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let mut sql = format!("INSERT INTO task_runs ({RUN_COLS}) VALUES ");
     let mut n = 0;
     for (i, _) in order.iter().enumerate() {
@@ -273,7 +317,7 @@ async fn upsert(store: &Store, order: &[&str], rows: &HashMap<&str, Row<'_>>) ->
                 sql.push(',');
             }
             n += 1;
-            sql.push_str(&crate::placeholder(store.backend(), n));
+            sql.push_str(&crate::placeholder(backend, n));
         }
         sql.push(')');
     }
@@ -324,7 +368,7 @@ async fn upsert(store: &Store, order: &[&str], rows: &HashMap<&str, Row<'_>>) ->
             .bind(f.at)
             .bind(r.transitions.clone());
     }
-    q.execute(store.pool()).await?;
+    q.execute(db).await?;
     Ok(())
 }
 
