@@ -79,6 +79,12 @@ fn a_healthy_setup_passes_with_warnings_only() {
     // No key: a warning that names the fallback, not a failure.
     assert!(line(&out, "warn", "llm key").contains("offline rules extractor"));
     assert!(line(&out, "ok", "cache dir").contains("GiB free"));
+    // Doctor reports the SQLite library missing; it does not create it.
+    assert!(
+        line(&out, "ok", "database").contains("not created yet"),
+        "{out}"
+    );
+    assert!(!dir.path().join("data/library.sqlite3").exists());
 }
 
 #[test]
