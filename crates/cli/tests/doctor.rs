@@ -1,11 +1,12 @@
 //! `hlbot doctor` against real faults, one per check: Redis down (a closed port), Redis without
 //! persistence and with an evicting maxmemory policy (private `redis-server`s started that way),
-//! a tesseract language that is not installed, a yt-dlp that is not there, a database that
+//! a Sentinel that knows the master (no replica) or not, a tesseract language that is not installed, a yt-dlp that is not there, a database that
 //! refuses, a wrong API key (`--online` against a local server answering 401). Each asserts the
 //! line, the exit code, and that no secret is printed.
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use hlbot_testkit::http::{Mock, Reply};
 use hlbot_testkit::{PrivateRedis, TestPostgres, TestRedis};
@@ -257,4 +258,47 @@ async fn a_good_key_passes_online_on_an_openai_compatible_server() {
         Some("Bearer sk-openai-doctor-good-key-1111")
     );
     assert!(!out.contains("sk-openai-doctor-good-key-1111"));
+}
+
+#[test]
+fn sentinel_names_the_master_and_counts_its_replicas() {
+    let Some(master) = PrivateRedis::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor doctormaster 127.0.0.1 {} 1\n",
+            dir.path().display(),
+            master.port
+        ),
+    )
+    .unwrap();
+    let _sentinel = hlbot_testkit::Proc(
+        Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel"),
+    );
+    let url = format!("sentinel://127.0.0.1:{port}/0");
+    hlbot_testkit::wait_until(Duration::from_secs(10), "sentinel up", || {
+        let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+        let mut c = c.get_connection().ok()?;
+        redis::cmd("PING").query::<String>(&mut c).ok()
+    });
+    let ask = |name: &str| run(doctor(dir.path(), &url).args(["--sentinel-master", name]));
+    let (_, out) = ask("doctormaster");
+    let l = line(&out, "ok", "sentinel");
+    assert!(l.contains(&format!("127.0.0.1:{}", master.port)), "{l}");
+    assert!(line(&out, "warn", "sentinel replicas").contains("no replica"));
+    line(&out, "ok", "redis");
+
+    let (code, out) = ask("nosuchmaster");
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "FAIL", "sentinel").contains("\"nosuchmaster\""));
 }
