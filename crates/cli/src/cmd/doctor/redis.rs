@@ -73,7 +73,10 @@ async fn connect(
     };
     out.push(Finding::fail(
         check,
-        format!("cannot connect to {url}: {}", hlbot_store::redact_text(&why)),
+        format!(
+            "cannot connect to {url}: {}",
+            hlbot_store::redact_text(&why)
+        ),
         "start Redis, or point --broker / REDIS_URL / broker_url at it (and check the password)",
     ));
     None
