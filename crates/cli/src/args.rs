@@ -211,6 +211,10 @@ pub struct TasksArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Comma-separated queues this host's workers consume: only the tools their tasks need are
+    /// checked (pdf: pdfium, tesseract; youtube: yt-dlp, ffmpeg). Default: every tool.
+    #[arg(short = 'Q', long, value_delimiter = ',')]
+    pub queues: Vec<String>,
     /// Also make one cheap authenticated call to the LLM provider (its model list) to check
     /// the key.
     #[arg(long)]

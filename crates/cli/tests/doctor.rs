@@ -164,6 +164,31 @@ fn a_missing_tool_fails() {
 }
 
 #[test]
+fn queues_limit_the_tools_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = TestRedis::new();
+    let mut c = doctor(dir.path(), &r.url);
+    c.args(["-Q", "default,llm"])
+        .env("HLBOT_YTDLP", "/nonexistent/yt-dlp")
+        .env("HLBOT_PDFIUM_LIB", "/nonexistent/libpdfium.so");
+    let (code, out) = run(&mut c);
+    assert_eq!(code, 0, "no queue of these needs yt-dlp or pdfium:\n{out}");
+    for check in ["yt-dlp", "pdfium", "tesseract", "ffmpeg"] {
+        assert!(
+            !out.contains(&format!("  {check}: ")),
+            "{check} checked:\n{out}"
+        );
+    }
+    let (code, out) = run(doctor(dir.path(), &r.url)
+        .args(["-Q", "youtube"])
+        .env("HLBOT_YTDLP", "/nonexistent/yt-dlp"));
+    assert_eq!(code, 1, "{out}");
+    line(&out, "FAIL", "yt-dlp");
+    line(&out, "ok", "ffmpeg");
+    assert!(!out.contains("  pdfium: "), "{out}");
+}
+
+#[test]
 fn an_unreachable_database_fails_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
     let r = TestRedis::new();

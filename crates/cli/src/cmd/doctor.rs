@@ -11,6 +11,8 @@ mod tools;
 
 use std::process::ExitCode;
 
+use hlbot_tasks::needs::Tool;
+
 use crate::args::DoctorArgs;
 use crate::settings::Settings;
 
@@ -73,7 +75,13 @@ pub async fn run(s: &Settings, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     redis::check(s, &mut out).await;
     places::database(s, &mut out).await;
-    tools::check(&ts, &mut out).await;
+    let wanted = if a.queues.is_empty() {
+        [Tool::Pdfium, Tool::Tesseract, Tool::YtDlp].into()
+    } else {
+        let reg = crate::cmd::worker::registry(s, None);
+        crate::checks::tools_for(&reg, &s.router, &a.queues)
+    };
+    tools::check(&ts, &wanted, &mut out).await;
     places::folders(s, &ts, &mut out);
     llm::check(&ts, a.online, &mut out).await;
     for f in &out {

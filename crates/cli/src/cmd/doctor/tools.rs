@@ -1,11 +1,14 @@
 //! The external tools, probed as the tasks use them: PDFium (located, then loaded for real by
 //! reading a one-page PDF in the PDFium child process), tesseract and each configured language,
 //! yt-dlp and its age (YouTube changes its player often; an old yt-dlp breaks), ffmpeg and
-//! ffprobe. The probes are the worker's start-up checks (`checks.rs`).
+//! ffprobe. The probes are the worker's start-up checks (`checks.rs`); `doctor -Q` limits them
+//! to the tools the queues' tasks need, as a worker does.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hlbot_tasks::TaskSettings;
+use hlbot_tasks::needs::Tool;
 
 use super::Finding;
 use crate::checks::{self, Report};
@@ -13,11 +16,19 @@ use crate::checks::{self, Report};
 /// A yt-dlp older than this gets a warning.
 const YTDLP_MAX_AGE_DAYS: i64 = 90;
 
-pub async fn check(ts: &TaskSettings, out: &mut Vec<Finding>) {
-    pdfium(ts, out).await;
-    let mut r = Report::default();
-    checks::tesseract(&ts.pdf.tesseract, &ts.pdf.default_languages, &mut r);
-    report("tesseract", &r, out);
+/// Probe `tools` (ffmpeg and ffprobe go with yt-dlp: the YouTube tasks use all three).
+pub async fn check(ts: &TaskSettings, tools: &BTreeSet<Tool>, out: &mut Vec<Finding>) {
+    if tools.contains(&Tool::Pdfium) {
+        pdfium(ts, out).await;
+    }
+    if tools.contains(&Tool::Tesseract) {
+        let mut r = Report::default();
+        checks::tesseract(&ts.pdf.tesseract, &ts.pdf.default_languages, &mut r);
+        report("tesseract", &r, out);
+    }
+    if !tools.contains(&Tool::YtDlp) {
+        return;
+    }
     let mut r = Report::default();
     checks::ytdlp(&ts.youtube.ytdlp, &mut r);
     match r.found.first().and_then(|f| f.strip_prefix("yt-dlp ")) {
