@@ -1,6 +1,7 @@
 //! `hlbot doctor` against real faults, one per check: Redis down (a closed port), Redis without
 //! persistence and with an evicting maxmemory policy (private `redis-server`s started that way),
-//! a Sentinel that knows the master (no replica) or not, a tesseract language that is not installed, a yt-dlp that is not there, a database that
+//! a Sentinel that knows the master (no replica) or not, a tesseract language that is not
+//! installed, an input root that does not exist, a yt-dlp that is not there, a database that
 //! refuses, a wrong API key (`--online` against a local server answering 401). Each asserts the
 //! line, the exit code, and that no secret is printed.
 
@@ -186,6 +187,24 @@ fn queues_limit_the_tools_checked() {
     line(&out, "FAIL", "yt-dlp");
     line(&out, "ok", "ffmpeg");
     assert!(!out.contains("  pdfium: "), "{out}");
+}
+
+#[test]
+fn a_missing_input_root_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let gone = dir.path().join("gone");
+    let r = TestRedis::new();
+    let roots = format!("{}:{}", inbox.display(), gone.display());
+    let (code, out) = run(doctor(dir.path(), &r.url).env("HLBOT_INPUT_ROOTS", &roots));
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "ok", "input root").contains(&inbox.display().to_string()));
+    let l = line(&out, "FAIL", "input root");
+    assert!(
+        l.contains(&gone.display().to_string()) && l.contains("input_roots"),
+        "{l}"
+    );
 }
 
 #[test]

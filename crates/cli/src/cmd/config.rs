@@ -191,14 +191,10 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         source(s, "max_message_bytes", Some("max_message_bytes")),
     );
     row("queues", json!(s.queues), source(s, "queues", None));
-    let mut roots: Vec<Value> = d.input_roots.iter().map(|p| path(p)).collect();
-    if let Some(list) = env("HLBOT_INPUT_ROOTS") {
-        roots.extend(
-            list.split([':', ','])
-                .filter(|x| !x.is_empty())
-                .map(|x| x.into()),
-        );
-    }
+    let roots: Vec<Value> = crate::domain::input_roots(d)
+        .iter()
+        .map(|p| path(p))
+        .collect();
     row(
         "input_roots",
         roots.into(),

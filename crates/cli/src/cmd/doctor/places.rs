@@ -85,14 +85,7 @@ pub fn folders(s: &Settings, ts: &TaskSettings, out: &mut Vec<Finding>) {
 }
 
 fn input_roots(s: &Settings, out: &mut Vec<Finding>) {
-    let mut roots = s.domain.input_roots.clone();
-    if let Ok(list) = std::env::var("HLBOT_INPUT_ROOTS") {
-        roots.extend(
-            list.split([':', ','])
-                .filter(|x| !x.is_empty())
-                .map(Into::into),
-        );
-    }
+    let roots = crate::domain::input_roots(&s.domain);
     if roots.is_empty() {
         out.push(Finding::ok(
             "input roots",
