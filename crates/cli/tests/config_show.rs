@@ -22,7 +22,11 @@ fn show(dir: &Path, f: impl FnOnce(&mut Command)) -> (BTreeMap<String, (Value, S
         .env_remove("HLBOT_LOG_FORMAT")
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("OPENAI_API_KEY")
-        .env_remove("HLBOT_ASR_API_KEY");
+        .env_remove("HLBOT_ASR_API_KEY")
+        .env_remove("HLBOT_RESULT_BACKEND")
+        .env_remove("HLBOT_SENTINEL_MASTER")
+        .env_remove("HLBOT_INPUT_ROOTS")
+        .env_remove("HLBOT_CACHE_DIR");
     f(&mut c);
     let out = c.output().expect("hlbot config show");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -23,7 +23,6 @@ fn doctor(dir: &Path, broker: &str) -> Command {
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("HLBOT_CACHE_DIR", dir.join("cache"))
         .env("HLBOT_DATA_DIR", dir.join("data"))
-        .env_remove("HLBOT_CONFIG")
         .env_remove("REDIS_URL")
         .env_remove("HLBOT_MODEL")
         .env_remove("ANTHROPIC_API_KEY")
@@ -31,6 +30,9 @@ fn doctor(dir: &Path, broker: &str) -> Command {
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("HLBOT_INPUT_ROOTS")
+        .env_remove("HLBOT_RESULT_BACKEND")
+        .env_remove("HLBOT_SENTINEL_MASTER")
+        .env_remove("HLBOT_CONFIG")
         .args(["--broker", broker, "doctor"]);
     c
 }
@@ -217,6 +219,43 @@ fn an_unreachable_database_fails_without_its_password() {
     let l = line(&out, "FAIL", "database");
     assert!(l.contains("postgres://hlbot:****@127.0.0.1:"), "{l}");
     assert!(!out.contains("db-pw-456"), "password printed:\n{out}");
+}
+
+#[test]
+fn an_sqlite_library_is_checked_for_pending_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = TestRedis::new();
+    // An empty file is an SQLite database with no tables: every migration is pending.
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/library.sqlite3"), b"").unwrap();
+    let (code, out) = run(&mut doctor(dir.path(), &r.url));
+    assert_eq!(code, 0, "pending migrations are a warning:\n{out}");
+    let l = line(&out, "warn", "database");
+    assert!(
+        l.contains("(sqlite)") && l.contains("migration(s) pending"),
+        "{l}"
+    );
+    assert!(l.contains("hlbot db migrate"), "{l}");
+
+    let migrate = hlbot_testkit::worker::command(BIN)
+        .env("HLBOT_DATA_DIR", dir.path().join("data"))
+        .args(["db", "migrate"])
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    let (_, out) = run(&mut doctor(dir.path(), &r.url));
+    assert!(line(&out, "ok", "database").contains("(sqlite) reachable, migrated to"));
+}
+
+#[test]
+fn an_unreachable_result_backend_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = TestRedis::new();
+    let backend = format!("redis://127.0.0.1:{}/1", free_port());
+    let (code, out) = run(doctor(dir.path(), &r.url).env("HLBOT_RESULT_BACKEND", &backend));
+    assert_eq!(code, 1, "{out}");
+    line(&out, "ok", "redis");
+    assert!(line(&out, "FAIL", "result backend").contains(&backend));
 }
 
 #[tokio::test]
