@@ -1,4 +1,5 @@
-//! `hlbot doctor` against real faults, one per check: Redis down (a closed port), Redis without
+//! `hlbot doctor` against real faults, one per check: Redis down (a closed port), a Redis user
+//! that may not run Lua, Redis without
 //! persistence and with an evicting maxmemory policy (private `redis-server`s started that way),
 //! a Sentinel that knows the master (no replica) or not, a tesseract language that is not
 //! installed, an input root that does not exist, a yt-dlp that is not there, a database that
@@ -137,6 +138,36 @@ fn an_evicting_maxmemory_policy_fails() {
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "FAIL", "redis maxmemory");
     assert!(l.contains("allkeys-lru") && l.contains("noeviction"), "{l}");
+}
+
+#[test]
+fn a_redis_user_without_scripting_fails() {
+    let Some(r) = PrivateRedis::start_with(&[
+        "--user",
+        "hlbot",
+        "on",
+        ">doctor-acl-pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-@scripting",
+    ]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis://hlbot:doctor-acl-pw@127.0.0.1:{}/0", r.port);
+    let (code, out) = run(&mut doctor(dir.path(), &url));
+    assert_eq!(code, 1, "{out}");
+    line(&out, "ok", "redis");
+    let l = line(&out, "FAIL", "redis scripting");
+    assert!(
+        l.contains("EVAL refused") && l.contains("+@scripting"),
+        "{l}"
+    );
+    assert!(!out.contains("doctor-acl-pw"), "{out}");
+    // The default user may script.
+    let (_, out) = run(&mut doctor(dir.path(), &r.url()));
+    line(&out, "ok", "redis scripting");
 }
 
 #[test]

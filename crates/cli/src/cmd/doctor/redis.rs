@@ -1,4 +1,5 @@
-//! Redis as hlbot needs it: reachable, version ≥ 6.2, persistence on (AOF or RDB snapshots,
+//! Redis as hlbot needs it: reachable, version ≥ 6.2, Lua scripting allowed (every atomic step
+//! is a script), persistence on (AOF or RDB snapshots,
 //! else a restart loses the queued work), `maxmemory-policy noeviction` once `maxmemory` is set
 //! (else Redis evicts queued messages and results), and for a `sentinel://` URL the master and
 //! its replicas. Reads `INFO` and `CONFIG GET`; changes nothing.
@@ -33,6 +34,7 @@ pub async fn check(s: &Settings, out: &mut Vec<Finding>) {
         ),
     ));
     out.push(version_finding(&version));
+    scripting(&mut conn, out).await;
     persistence(&mut conn, out).await;
     let memory = info(&mut conn, "memory").await;
     out.push(memory_finding(
@@ -111,6 +113,28 @@ fn version_finding(version: &str) -> Finding {
             "upgrade Redis to 6.2 or later (Debian bookworm ships 7.0)",
         )
     }
+}
+
+/// hlbot's atomic steps (fetch, ack, store a result) are Lua scripts: a user or a managed
+/// Redis that refuses EVAL breaks every worker. `return 1` touches no key.
+async fn scripting(c: &mut MultiplexedConnection, out: &mut Vec<Finding>) {
+    let r: redis::RedisResult<i64> = redis::cmd("EVAL")
+        .arg("return 1")
+        .arg(0)
+        .query_async(c)
+        .await;
+    out.push(match r {
+        Ok(_) => Finding::ok("redis scripting", "EVAL allowed"),
+        Err(e) => Finding::fail(
+            "redis scripting",
+            format!(
+                "EVAL refused ({}): hlbot's atomic steps are Lua scripts",
+                first_line(&e.to_string())
+            ),
+            "allow scripting for hlbot's Redis user (ACL: +@scripting), or use a Redis that \
+             allows Lua",
+        ),
+    });
 }
 
 /// AOF from `INFO persistence`; RDB save points from `CONFIG GET save` (managed Redis may
