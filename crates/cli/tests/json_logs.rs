@@ -69,6 +69,14 @@ fn a_worker_logs_json_lines_with_task_fields() {
             assert!(v.get(field).is_some(), "{field} missing: {v}");
         }
     }
+    // The banner is one event with its facts as fields.
+    let banner = lines
+        .iter()
+        .find(|v| v.get("node").is_some())
+        .unwrap_or_else(|| panic!("no banner event: {lines:#?}"));
+    assert_eq!(banner["queues"], "default", "{banner}");
+    assert_eq!(banner["concurrency"], 1, "{banner}");
+    assert!(banner.get("tools").is_some(), "{banner}");
     for word in ["received", "succeeded"] {
         let l = task_line(&lines, &id, word);
         assert_eq!(l["task_name"], "hlbot.debug.echo", "{l}");
