@@ -136,3 +136,36 @@ fn human_lines_do_not_repeat_the_task_fields() {
     assert!(received.trim_end().ends_with("received"), "{received}");
     assert!(!err.trim_start().starts_with('{'), "{err}");
 }
+
+#[test]
+fn beat_logs_json_lines_too() {
+    let r = TestRedis::new();
+    let mut b = Proc(
+        hlbot_testkit::hlbot(BIN, &r)
+            .args(["--log-format", "json", "-l", "info", "beat"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    b.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(b.wait_exit(Duration::from_secs(20)).is_some(), "beat stops");
+    let mut err = String::new();
+    b.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let lines: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    // The default entries (the cache cleanups), each one event with its schedule as a field.
+    let entries: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["message"] == "beat entry")
+        .collect();
+    assert!(entries.len() >= 2, "{lines:#?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["schedule"].is_string() && e["task"].is_string())
+    );
+}
