@@ -1,6 +1,9 @@
 //! Command-line surface, in Celery's vocabulary (`send`, `result`, `purge`, `worker -Q -c`, ...).
 
-use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +67,54 @@ pub struct Global {
     /// otherwise).
     #[arg(short = 'l', long = "loglevel", global = true, env = "HLBOT_LOGLEVEL")]
     pub loglevel: Option<String>,
+    /// Log lines as `human` text (default) or `json`: one object per line with timestamp,
+    /// level, target, message and the event's fields (task_id, task_name on task lines).
+    #[arg(long, global = true, env = "HLBOT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Parse the command line; also where each global option given came from, by its id
+/// (`broker` → `flag:--broker` or `env:REDIS_URL`), for `hlbot config show`.
+pub fn parse() -> (Cli, BTreeMap<String, String>) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, origins(&matches))
+}
+
+fn origins(m: &ArgMatches) -> BTreeMap<String, String> {
+    let cmd = Cli::command();
+    let mut out = BTreeMap::new();
+    for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
+        let id = arg.get_id().as_str();
+        let source = match m.value_source(id) {
+            Some(ValueSource::CommandLine) => arg.get_long().map(|l| format!("flag:--{l}")),
+            Some(ValueSource::EnvVariable) => arg
+                .get_env()
+                .map(|e| format!("env:{}", e.to_string_lossy())),
+            _ => None,
+        };
+        if let Some(s) = source {
+            out.insert(id.to_string(), s);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +175,14 @@ pub enum Command {
     },
     /// Print the man page (roff): `hlbot man > hlbot.1 && man ./hlbot.1`.
     Man,
+    /// Check the deployment: Redis (reachable, version, persistence, maxmemory policy,
+    /// Sentinel), the database, yt-dlp, ffmpeg, tesseract and its languages, PDFium, input roots,
+    /// cache and data folders, LLM keys. One line per check with the fix; exit 1 on a FAIL.
+    Doctor(DoctorArgs),
+    /// The effective configuration: `hlbot config show` prints every key with its value and
+    /// where it came from (default, file, environment, flag), secrets masked.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Ask a worker's health endpoint (`worker --health-address`); exit 0 when healthy, 1 when
     /// not. For a container HEALTHCHECK.
     Health(HealthArgs),
@@ -148,6 +207,31 @@ pub struct TasksArgs {
     /// One JSON object per task.
     #[arg(short = 'j', long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Comma-separated queues this host's workers consume: only the tools their tasks need are
+    /// checked (pdf: pdfium, tesseract; youtube: yt-dlp, ffmpeg). Default: every tool.
+    #[arg(short = 'Q', long, value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Also make one cheap authenticated call to the LLM provider (its model list) to check
+    /// the key.
+    #[arg(long)]
+    pub online: bool,
+    /// One JSON object per check.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every configuration key with its effective value and source, secrets masked.
+    Show {
+        /// One JSON object per key.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! Start-up checks of the tools a worker's queues need (pdfium, tesseract and its language
 //! packs, yt-dlp): what was found goes into the banner; what is missing becomes one sentence
 //! saying what fails and which setting or script fixes it. A warning by default; `--strict`
-//! refuses to start. Which task needs what is `hlbot_tasks::needs`.
+//! refuses to start. Which task needs what is `hlbot_tasks::needs`. `hlbot doctor` runs the
+//! same probes, one line each.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,21 @@ use hlbot_tasks::needs::{Tool, needs};
 pub struct Report {
     /// `pdfium /path/libpdfium.so`, `yt-dlp 2026.10.26`, … for the banner.
     pub found: Vec<String>,
-    /// One sentence per missing tool.
-    pub problems: Vec<String>,
+    /// One per missing tool.
+    pub problems: Vec<Problem>,
+}
+
+/// What is missing and how to fix it; displayed as one sentence (`{what}. {fix}`).
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub what: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}. {}", self.what, self.fix)
+    }
 }
 
 /// The tools the tasks routed to `queues` need.
@@ -42,16 +56,20 @@ pub fn check(ts: &TaskSettings, tools: &BTreeSet<Tool>) -> Report {
     r
 }
 
-fn pdfium(lib: &Path, r: &mut Report) {
+pub fn pdfium(lib: &Path, r: &mut Report) {
     match locate_library(lib) {
         Some(p) => r.found.push(format!("pdfium {}", p.display())),
-        None => r.problems.push(format!(
-            "pdfium is missing: no library at {}, so every PDF task would fail. Set \
-             HLBOT_PDFIUM_LIB (or `pdf.pdfium_lib` in the config) to the path of libpdfium.so, or \
-             run scripts/install.sh, which puts it in ~/.local/share/hlbot; in a checkout, run \
-             scripts/setup.sh and `source scripts/env.sh`.",
-            lib.display()
-        )),
+        None => r.problems.push(Problem {
+            what: format!(
+                "pdfium is missing: no library at {}, so every PDF task would fail",
+                lib.display()
+            ),
+            fix: "Set HLBOT_PDFIUM_LIB (or `pdf.pdfium_lib` in the config) to the path of \
+                  libpdfium.so, or run scripts/install.sh, which puts it in \
+                  ~/.local/share/hlbot; in a checkout, run scripts/setup.sh and `source \
+                  scripts/env.sh`."
+                .into(),
+        }),
     }
 }
 
@@ -80,7 +98,7 @@ fn locate_library(lib: &Path) -> Option<PathBuf> {
 }
 
 /// Run `prog args`; its stdout when it exits 0.
-fn output(prog: &Path, args: &[&str]) -> Option<String> {
+pub fn output(prog: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
@@ -92,14 +110,17 @@ fn output(prog: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn tesseract(prog: &Path, languages: &str, r: &mut Report) {
+pub fn tesseract(prog: &Path, languages: &str, r: &mut Report) {
     let Some(list) = output(prog, &["--list-langs"]) else {
-        r.problems.push(format!(
-            "tesseract is missing ({} does not run), so scanned PDF pages cannot be OCRed. \
-             Install it (Debian: apt-get install tesseract-ocr tesseract-ocr-eng) or set \
-             `pdf.tesseract` in the config to its path.",
-            prog.display()
-        ));
+        r.problems.push(Problem {
+            what: format!(
+                "tesseract is missing ({} does not run), so scanned PDF pages cannot be OCRed",
+                prog.display()
+            ),
+            fix: "Install it (Debian: apt-get install tesseract-ocr tesseract-ocr-eng) or set \
+                  `pdf.tesseract` in the config to its path."
+                .into(),
+        });
         return;
     };
     // First line is "List of available languages in "...":"
@@ -114,26 +135,33 @@ fn tesseract(prog: &Path, languages: &str, r: &mut Report) {
             .iter()
             .map(|l| format!("tesseract-ocr-{l}"))
             .collect();
-        r.problems.push(format!(
-            "tesseract language pack(s) {} missing for languages = \"{languages}\": pages in \
-             those languages would be OCRed badly or fail. Install {} (Debian), or change \
-             `pdf.languages` in the config.",
-            missing.join(", "),
-            packs.join(" ")
-        ));
+        r.problems.push(Problem {
+            what: format!(
+                "tesseract language pack(s) {} missing for languages = \"{languages}\": pages \
+                 in those languages would be OCRed badly or fail",
+                missing.join(", ")
+            ),
+            fix: format!(
+                "Install {} (Debian), or change `pdf.languages` in the config.",
+                packs.join(" ")
+            ),
+        });
     }
 }
 
-fn ytdlp(prog: &Path, r: &mut Report) {
+pub fn ytdlp(prog: &Path, r: &mut Report) {
     match output(prog, &["--version"]) {
         Some(v) => r.found.push(format!("yt-dlp {}", v.trim())),
-        None => r.problems.push(format!(
-            "yt-dlp is missing ({} does not run), so every YouTube task would fail. Set \
-             HLBOT_YTDLP (or `youtube.ytdlp` in the config) to its path, put yt-dlp on PATH, or \
-             run scripts/install.sh; in a checkout, run scripts/setup.sh and `source \
-             scripts/env.sh`.",
-            prog.display()
-        )),
+        None => r.problems.push(Problem {
+            what: format!(
+                "yt-dlp is missing ({} does not run), so every YouTube task would fail",
+                prog.display()
+            ),
+            fix: "Set HLBOT_YTDLP (or `youtube.ytdlp` in the config) to its path, put yt-dlp on \
+                  PATH, or run scripts/install.sh; in a checkout, run scripts/setup.sh and \
+                  `source scripts/env.sh`."
+                .into(),
+        }),
     }
 }
 
@@ -145,7 +173,7 @@ mod tests {
     fn missing_pdfium_is_a_sentence_naming_the_fix() {
         let mut r = Report::default();
         pdfium(Path::new("/nonexistent/libpdfium.so"), &mut r);
-        let msg = &r.problems[0];
+        let msg = &r.problems[0].to_string();
         assert!(msg.contains("HLBOT_PDFIUM_LIB"), "{msg}");
         assert!(msg.contains("pdf.pdfium_lib"), "{msg}");
         assert!(msg.contains("scripts/install.sh"), "{msg}");
@@ -161,7 +189,9 @@ mod tests {
             return;
         }
         assert!(
-            r.problems.iter().any(|p| p.contains("tesseract-ocr-zzz")),
+            r.problems
+                .iter()
+                .any(|p| p.to_string().contains("tesseract-ocr-zzz")),
             "{:?}",
             r.problems
         );

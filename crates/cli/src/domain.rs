@@ -180,10 +180,9 @@ pub fn named_file_folders(kwargs: &serde_json::Map<String, serde_json::Value>) -
         .collect()
 }
 
-/// Build the domain settings. `extra_roots` are allowed too (the folders of files named on the
-/// command line, by `hlbot ingest FILE` and `hlbot call`).
-pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
-    let cache_dir = cache_dir(raw);
+/// The configured input roots: the config's `input_roots`, then `HLBOT_INPUT_ROOTS` (`:`- or
+/// `,`-separated).
+pub fn input_roots(raw: &RawDomain) -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = raw.input_roots.clone();
     if let Some(list) = env("HLBOT_INPUT_ROOTS") {
         roots.extend(
@@ -192,6 +191,14 @@ pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
                 .map(PathBuf::from),
         );
     }
+    roots
+}
+
+/// Build the domain settings. `extra_roots` are allowed too (the folders of files named on the
+/// command line, by `hlbot ingest FILE` and `hlbot call`).
+pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
+    let cache_dir = cache_dir(raw);
+    let roots = input_roots(raw);
     // No roots configured: fail closed (only hlbot's own cache is readable), never the
     // working directory — that is `/` under systemd or in a bare container.
     let mut input_roots = InputRoots::new(roots).with_internal(&cache_dir);

@@ -11,22 +11,20 @@ mod systemd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let (cli, origins) = args::parse();
     let long_running = matches!(
         cli.command,
         args::Command::Worker(_) | args::Command::Beat(_)
     );
-    logging::init(cli.global.loglevel.as_deref(), long_running);
-    let settings = match settings::Settings::load(&cli.global) {
+    let settings = match settings::Settings::load(&cli.global, origins) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
+    logging::init(cli.global.loglevel.as_deref(), &settings, long_running);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let args::Command::Worker(w) = &cli.command {
         builder.worker_threads(usize::from(w.threads));

@@ -1,6 +1,6 @@
 //! Configuration, built once in two steps: raw (flags + env + TOML file) → validated `Settings`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use anyhow::Context;
 use hlbot_engine::{RedisSettings, Router};
 use serde::Deserialize;
 
-use crate::args::Global;
+use crate::args::{Global, LogFormat};
 
 pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379/0";
 /// The seed's queues: the four work queues plus Celery's default.
@@ -51,6 +51,8 @@ pub struct RawConfig {
     pub data_dir: Option<std::path::PathBuf>,
     /// Days task runs are kept (0: forever; default 30).
     pub task_history_days: Option<u32>,
+    /// `human` (default) or `json` log lines (`--log-format`, `HLBOT_LOG_FORMAT` win).
+    pub log_format: Option<LogFormat>,
 }
 
 /// `[beat]`: leader lease and `[[beat.entries]]` (default: the seed's daily cache cleanups).
@@ -79,14 +81,24 @@ pub struct Settings {
     pub beat: RawBeat,
     /// The research library and task history.
     pub store: hlbot_store::StoreConfig,
+    pub log_format: LogFormat,
+    /// The config file's own `[routes]` (the router also holds each task's default queue).
+    pub config_routes: BTreeMap<String, String>,
+    /// Where the values came from, for `hlbot config show`: the global options given, by
+    /// clap id (`broker` → `flag:--broker` / `env:REDIS_URL`), and the dotted keys the config
+    /// file sets (`pdf.languages`, `routes`, `beat.entries`).
+    pub origins: BTreeMap<String, String>,
+    pub file_keys: BTreeSet<String>,
+    /// Warnings found while loading, logged once logging is set up (it depends on the result).
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
-    pub fn load(g: &Global) -> anyhow::Result<Self> {
+    pub fn load(g: &Global, origins: BTreeMap<String, String>) -> anyhow::Result<Self> {
         let config_path = g.config.clone().or_else(default_config);
-        let raw = match &config_path {
+        let (raw, file_keys) = match &config_path {
             Some(p) => read_config(p)?,
-            None => RawConfig::default(),
+            None => (RawConfig::default(), BTreeSet::new()),
         };
         let broker_url = g
             .broker
@@ -159,16 +171,21 @@ impl Settings {
             },
             beat: raw.beat,
             store: store_config(g, raw.database_url, raw.data_dir, raw.task_history_days),
+            log_format: g.log_format.or(raw.log_format).unwrap_or(LogFormat::Human),
+            config_routes: raw.routes.clone(),
+            origins,
+            file_keys,
+            warnings: Vec::new(),
         };
         // Routes: each task's own queue, then the config's `[routes]`.
         let registry = crate::cmd::worker::registry(&s, None);
         let mut router = Router::from_registry(&registry);
         for (task, queue) in &raw.routes {
             if registry.get(task).is_none() {
-                tracing::warn!(
+                s.warnings.push(format!(
                     "config [routes]: no task named {task:?} is registered in hlbot (see `hlbot \
                      tasks`); the route only applies to tasks sent under exactly that name"
-                );
+                ));
             }
             router.set(task, queue);
         }
@@ -216,10 +233,25 @@ fn store_config(
     c
 }
 
-fn read_config(p: &Path) -> anyhow::Result<RawConfig> {
+/// The file's settings, and the dotted keys it sets (`pdf.languages`; whole tables for
+/// `routes`, `llm.aliases` and `beat.entries`).
+fn read_config(p: &Path) -> anyhow::Result<(RawConfig, BTreeSet<String>)> {
     let text =
         std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
+    let raw = toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?;
+    let table: toml::Table = toml::from_str(&text).unwrap_or_default();
+    let mut keys = BTreeSet::new();
+    for (k, v) in &table {
+        match v.as_table() {
+            Some(t) if ["pdf", "youtube", "llm", "beat"].contains(&k.as_str()) => {
+                keys.extend(t.keys().map(|sub| format!("{k}.{sub}")));
+            }
+            _ => {
+                keys.insert(k.clone());
+            }
+        }
+    }
+    Ok((raw, keys))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The deployment files under `deploy/` as operators use them: the compose file validated by
 //! Debian's `docker-compose`, the systemd units by `systemd-analyze verify` (and their worker
 //! command started for real), the container image built with podman from `deploy/Dockerfile` and
-//! run: a health check, a task through Redis, a PDF ingested with its pdfium and tesseract.
+//! run: a health check, `hlbot doctor` (every shipped tool found and working), a task through
+//! Redis, a PDF ingested with its pdfium and tesseract.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -303,6 +304,27 @@ fn container_image_builds_and_runs_tasks() {
         let o = run(podman().args(["exec", &name, "hlbot", "health", "--address", &health]));
         o.status.success().then_some(())
     });
+    // `hlbot doctor` inside the image: every tool the image ships is found and works; Redis
+    // is reachable. The test's Redis keeps nothing on disk (a warning), so only FAILs fail.
+    let out = run(podman().args(["exec", &name, "hlbot", "--broker", &r.url, "doctor"]));
+    let report = text(&out);
+    assert!(out.status.success(), "doctor in the image:\n{report}");
+    for check in [
+        "redis",
+        "pdfium",
+        "tesseract",
+        "yt-dlp",
+        "ffmpeg",
+        "ffprobe",
+        "cache dir",
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(&format!("ok    {check}: "))),
+            "doctor in the image, {check}:\n{report}"
+        );
+    }
     let send = |task: &str, kwargs: &str| {
         run(hlbot_testkit::worker::hlbot(BIN, &r)
             .args(["send", task, "--kwargs", kwargs, "--wait"]))

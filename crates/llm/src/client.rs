@@ -55,6 +55,8 @@ pub(crate) struct Client {
     http: Http,
     wire: Wire,
     url: String,
+    /// The provider's model list (`GET`): the cheapest authenticated call.
+    models_url: String,
     headers: HeaderMap,
     provider: String,
     model_id: String,
@@ -84,6 +86,7 @@ impl Client {
                     http: Http::new(opts, "anthropic", Some(key))?,
                     wire: Wire::Anthropic,
                     url: join(&opts.anthropic.base_url, "v1/messages"),
+                    models_url: join(&opts.anthropic.base_url, "v1/models"),
                     headers,
                     provider: "anthropic".into(),
                     model_id: model_id.clone(),
@@ -114,6 +117,7 @@ impl Client {
                     http: Http::new(opts, prefix, ep.api_key.clone())?,
                     wire: Wire::OpenAi { completion_field },
                     url: join(&ep.base_url, "chat/completions"),
+                    models_url: join(&ep.base_url, "models"),
                     headers,
                     provider: prefix.clone(),
                     model_id: model_id.clone(),
@@ -131,6 +135,16 @@ impl Client {
 
     pub(crate) fn model_id(&self) -> &str {
         &self.model_id
+    }
+
+    /// Lists the provider's models with the configured key: how many it names. A wrong key
+    /// comes back as [`Error::Auth`]; nothing is generated and nothing is billed.
+    pub(crate) async fn list_models(&self, cancel: &CancellationToken) -> Result<usize> {
+        let v = self
+            .http
+            .get_json(&self.models_url, self.headers.clone(), cancel)
+            .await?;
+        Ok(v["data"].as_array().map_or(0, Vec::len))
     }
 
     /// Sends the call (with retries) and parses the answer.

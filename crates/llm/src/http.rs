@@ -112,6 +112,31 @@ impl Http {
         }
     }
 
+    /// One GET of `url` with `headers`, no retries (a credentials check: its answer is the
+    /// point, not its eventual success).
+    pub(crate) async fn get_json(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        cancel: &CancellationToken,
+    ) -> Result<Value> {
+        let send = self.client.get(url).headers(headers).send();
+        let resp = tokio::select! {
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+            r = send => r.map_err(|e| self.transport_error(&e))?,
+        };
+        let status = resp.status().as_u16();
+        let resp_headers = resp.headers().clone();
+        let text = resp.text().await.map_err(|e| self.transport_error(&e))?;
+        if !(200..300).contains(&status) {
+            return Err(self.status_error(status, &resp_headers, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::InvalidOutput {
+            provider: self.provider.clone(),
+            message: format!("response body is not JSON: {e}"),
+        })
+    }
+
     fn transport_error(&self, e: &reqwest::Error) -> Error {
         if e.is_timeout() {
             return Error::Timeout {

@@ -25,6 +25,7 @@ mod chart;
 mod chunk;
 mod client;
 mod content;
+mod credentials;
 mod error;
 mod extraction;
 mod http;
@@ -52,6 +53,7 @@ pub use chart::{
 };
 pub use chunk::{chunk_text, estimate_tokens};
 pub use content::{ContentType, looks_like_captions, prepare};
+pub use credentials::check_credentials;
 pub use error::{Error, Result};
 pub use extraction::extract_strategy;
 pub use image::{EncodedImage, load_for_provider};

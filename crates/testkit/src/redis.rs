@@ -120,11 +120,18 @@ pub struct PrivateRedis {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
+    /// Settings after the defaults (the last of a repeated one wins).
+    extra: Vec<String>,
 }
 
 impl PrivateRedis {
     /// Start one with AOF on. Panics (fails the test) when `redis-server` is missing under CI.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Start one with AOF on, then `extra` settings (`["--appendonly", "no"]` turns it off).
+    pub fn start_with(extra: &[&str]) -> Option<Self> {
         if std::process::Command::new("redis-server")
             .arg("--version")
             .output()
@@ -140,6 +147,7 @@ impl PrivateRedis {
             port,
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         r.restart();
         Some(r)
@@ -161,6 +169,7 @@ impl PrivateRedis {
                 "--save",
                 "",
             ])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())

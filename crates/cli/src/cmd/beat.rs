@@ -27,8 +27,13 @@ pub async fn build(s: &Settings, lease: Option<f64>) -> anyhow::Result<Beat> {
         anyhow::ensure!(l.is_finite() && l > 0.0, "beat lease must be > 0 seconds");
         opts.lease = Duration::from_secs_f64(l);
     }
+    let json = s.log_format == crate::args::LogFormat::Json;
     for e in &opts.entries {
-        eprintln!("beat entry {}: {} ({})", e.name, e.task, e.schedule);
+        if json {
+            tracing::info!(entry = %e.name, task = %e.task, schedule = %e.schedule, "beat entry");
+        } else {
+            eprintln!("beat entry {}: {} ({})", e.name, e.task, e.schedule);
+        }
     }
     Ok(Beat::new(super::client(s).await?, opts))
 }
@@ -39,7 +44,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     let beat = build(s, lease).await?;
-    eprintln!("hlbot beat — broker {}", s.broker.display_url());
+    if s.log_format == crate::args::LogFormat::Json {
+        tracing::info!(broker = %s.broker.display_url(), "hlbot beat starting");
+    } else {
+        eprintln!("hlbot beat — broker {}", s.broker.display_url());
+    }
     beat.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,9 @@
 //! Subcommand dispatch: each arm calls one library entry point.
 
 pub mod beat;
+pub mod config;
 mod control;
+mod doctor;
 mod ingest;
 pub mod library;
 mod operator;
@@ -37,6 +39,8 @@ pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::
         Command::Control(a) => control::run(&s, a, false).await,
         Command::Beat(a) => beat::run(&s, a.lease, shutdown.warm).await,
         Command::Health(a) => worker::health(a).await,
+        Command::Doctor(a) => doctor::run(&s, a).await,
+        Command::Config(crate::args::ConfigCommand::Show { json }) => config::show(&s, json),
         Command::Queues(a) => operator::queues(&s, a).await,
         Command::Tasks(a) => operator::tasks(&s, a),
         Command::Completions { shell } => operator::completions(shell),

@@ -63,6 +63,8 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     if let Some(p) = &s.config_path {
         command.extend(["--config".to_string(), p.display().to_string()]);
     }
+    // The children's log lines go to the same stderr, so in the same format.
+    command.extend(["--log-format".into(), s.log_format.as_str().into()]);
     command.push("worker-child".into());
     let node_name = a.hostname.replace("%h", &hlbot_engine::client::hostname());
     let a_limits = Limits {
@@ -165,6 +167,29 @@ fn banner(s: &Settings, l: &Limits, o: &WorkerOptions, r: &crate::checks::Report
     let secs =
         |d: Option<Duration>| d.map_or("none".to_string(), |d| format!("{}s", d.as_secs_f64()));
     let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    let tools = if r.found.is_empty() {
+        "none needed".to_string()
+    } else {
+        r.found.join("; ")
+    };
+    if s.log_format == crate::args::LogFormat::Json {
+        // Every stderr line is a JSON object: the banner is one event with its facts as fields.
+        tracing::info!(
+            node = %o.node_name,
+            version = env!("CARGO_PKG_VERSION"),
+            broker = %s.broker.display_url(),
+            queues = %o.queues.join(","),
+            concurrency = o.concurrency,
+            prefetch_multiplier = o.prefetch_multiplier,
+            threads = l.threads,
+            soft_time_limit = %secs(o.soft_time_limit),
+            time_limit = %secs(o.time_limit),
+            tools = %tools,
+            "hlbot worker {} starting",
+            o.node_name
+        );
+        return;
+    }
     eprintln!(
         "hlbot worker {} v{}\n  broker:      {}\n  queues:      {}\n  concurrency: {} (prefetch x{}, {} thread(s))\n  limits:      soft {}, hard {}, max tasks per child {}, max memory per child {}\n  tools:       {}",
         o.node_name,
@@ -178,11 +203,7 @@ fn banner(s: &Settings, l: &Limits, o: &WorkerOptions, r: &crate::checks::Report
         secs(o.time_limit),
         opt(l.max_tasks_per_child.map(|n| n.to_string())),
         opt(l.max_memory_per_child.map(|n| format!("{n} KiB"))),
-        if r.found.is_empty() {
-            "none needed".to_string()
-        } else {
-            r.found.join("; ")
-        }
+        tools
     );
 }
 

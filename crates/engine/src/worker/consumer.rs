@@ -243,9 +243,11 @@ pub fn dispatch(
     let h = &req.msg.headers;
     match &h.eta {
         Some(eta) if eta_pending => {
-            tracing::info!("Task {}[{}] received (eta {eta})", h.task, req.id())
+            tracing::info!(task_id = %req.id(), task_name = %h.task, "Task {}[{}] received (eta {eta})", h.task, req.id())
         }
-        _ => tracing::info!("Task {}[{}] received", h.task, req.id()),
+        _ => {
+            tracing::info!(task_id = %req.id(), task_name = %h.task, "Task {}[{}] received", h.task, req.id())
+        }
     }
     sh.events.task(
         "task-received",

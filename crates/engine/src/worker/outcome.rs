@@ -118,6 +118,8 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             sh.run_fact(msg, RunState::Succeeded, |f| f.runtime = Some(runtime));
             let result = pyjson::repr_bounded(&value, 1024);
             tracing::info!(
+                task_id = %id,
+                task_name = %msg.headers.task,
                 "Task {}[{id}] succeeded in {runtime:.3}s: {}",
                 msg.headers.task,
                 pyjson::repr_bounded(&value, 200)
@@ -130,6 +132,8 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
         }
         Outcome::Retry { exc, countdown } => {
             tracing::info!(
+                task_id = %id,
+                task_name = %msg.headers.task,
                 "Task {}[{id}] retry in {:.0}s: {}",
                 msg.headers.task,
                 countdown.as_secs_f64(),
@@ -171,6 +175,8 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
         }
         Outcome::Requeue => {
             tracing::warn!(
+                task_id = %id,
+                task_name = %msg.headers.task,
                 "Task {}[{id}] requeued (rejected with requeue, or its process died under acks_late)",
                 msg.headers.task
             );
@@ -240,6 +246,8 @@ pub(crate) fn ignores_result(sh: &Shared, msg: &TaskMessage) -> bool {
 pub fn discard(sh: &Shared, req: &Request, expired: bool) {
     let id = req.id().to_string();
     tracing::info!(
+        task_id = %id,
+        task_name = %req.msg.headers.task,
         "Discarding {} task {}[{id}]",
         if expired { "expired" } else { "revoked" },
         req.msg.headers.task
@@ -299,6 +307,8 @@ pub(crate) fn fail(
 ) {
     let msg = &req.msg;
     tracing::error!(
+        task_id = %msg.id(),
+        task_name = %msg.headers.task,
         "Task {}[{}] failed: {}",
         msg.headers.task,
         msg.id(),
