@@ -1,110 +1,8 @@
-//! The first hour of an operator, through the real `hlbot` binary on real Redis: waits that stop
-//! (a failed chain step ends `ingest --queue` at once; Ctrl-C ends `send --wait` with 130), the
-//! worker's task log and banner, start-up tool checks, `queues` numbers, `tasks`, `dead delete`,
-//! send warnings, `result` on an unknown id, `control` with nobody listening, `peek`'s default,
-//! beat's compact schedule and send lines, completions and the man page, and a tmux recording of
-//! the live status line.
+//! Waits that stop, `queues` numbers, `tasks`, send warnings, `result` on an unknown id, `control`
+//! with nobody listening, `peek`'s default, completions and the man page, the tmux recording of
+//! the live status line, and the README's Python snippet.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
-
-use hlbot_engine::SendOptions;
-use hlbot_testkit::{Proc, TestRedis, wait_until};
-use nix::sys::signal::Signal;
-use redis::AsyncCommands;
-use serde_json::{Map, Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hlbot");
-
-/// `hlbot` on the test's prefix, with no level, colour or config from the environment.
-fn hlbot(r: &TestRedis) -> Command {
-    let mut c = hlbot_testkit::hlbot(BIN, r);
-    c.env_remove("HLBOT_LOGLEVEL")
-        .env_remove("NO_COLOR")
-        .env_remove("HLBOT_INPUT_ROOTS");
-    c
-}
-
-fn run(r: &TestRedis, args: &[&str]) -> Output {
-    hlbot(r).args(args).output().expect("run hlbot")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A worker whose log (stderr) goes to `log`.
-fn worker_logging_to(r: &TestRedis, log: &std::path::Path, args: &[&str]) -> Proc {
-    let f = std::fs::File::create(log).expect("log file");
-    Proc(
-        hlbot(r)
-            .arg("worker")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .expect("spawn worker"),
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_logs_each_task_like_celery_in_plain_text() {
-    let r = TestRedis::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let log = dir.path().join("worker.log");
-    let mut w = worker_logging_to(&r, &log, &["-Q", "default", "-c", "2"]);
-    r.wait_workers(1, Duration::from_secs(30)).await;
-    let client = r.client().await;
-    let o = || SendOptions {
-        queue: Some("default".into()),
-        ..Default::default()
-    };
-    let ok = client
-        .send_task("hlbot.debug.echo", vec![json!(7)], Map::new(), o())
-        .await
-        .expect("send");
-    let bad = client
-        .send_task("hlbot.debug.fail", vec![json!("boom")], Map::new(), o())
-        .await
-        .expect("send");
-    let key = format!("flaky-{}", uuid::Uuid::new_v4());
-    let flaky = client
-        .send_task(
-            "hlbot.debug.flaky",
-            vec![json!(1), json!(key)],
-            Map::new(),
-            o(),
-        )
-        .await
-        .expect("send");
-    for h in [&ok, &bad, &flaky] {
-        let _ = h.wait_meta(Duration::from_secs(30)).await.expect("done");
-    }
-    w.signal(Signal::SIGINT);
-    assert!(w.wait_exit(Duration::from_secs(20)).is_some());
-    let log = std::fs::read_to_string(&log).expect("log");
-    for want in [
-        format!("Task hlbot.debug.echo[{}] received", ok.id),
-        format!("Task hlbot.debug.echo[{}] succeeded in ", ok.id),
-        format!(
-            "Task hlbot.debug.fail[{}] failed: RuntimeError('boom')",
-            bad.id
-        ),
-        format!(
-            "Task hlbot.debug.flaky[{}] retry in 0s: RuntimeError(",
-            flaky.id
-        ),
-        format!("Task hlbot.debug.flaky[{}] succeeded in ", flaky.id),
-        "worker: Warm shutdown".to_string(),
-        "queues:      default".to_string(),
-        "concurrency: 2".to_string(),
-    ] {
-        assert!(log.contains(&want), "{want:?} not in the log:\n{log}");
-    }
-    assert!(!log.contains('\x1b'), "colour codes in a file:\n{log}");
-    assert!(!log.contains("Some(\""), "debug-printed fields:\n{log}");
-}
+use super::*;
 
 #[test]
 fn ingest_queue_returns_at_once_when_the_first_chain_step_fails() {
@@ -223,80 +121,6 @@ fn config_is_found_by_the_default_search_and_unknown_routes_warn() {
         "{}",
         text(&out.stdout)
     );
-}
-
-#[test]
-fn strict_worker_refuses_without_pdfium_and_says_how_to_fix() {
-    let r = TestRedis::new();
-    let out = hlbot(&r)
-        .env("HLBOT_PDFIUM_LIB", "/nonexistent/libpdfium.so")
-        .args(["worker", "-Q", "pdf", "--strict"])
-        .output()
-        .expect("worker");
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains("pdfium is missing: no library at /nonexistent/libpdfium.so"),
-        "{err}"
-    );
-    for want in [
-        "HLBOT_PDFIUM_LIB",
-        "pdf.pdfium_lib",
-        "scripts/install.sh",
-        "--strict",
-    ] {
-        assert!(err.contains(want), "{want} not in: {err}");
-    }
-    assert!(!err.contains("DlOpen"), "{err}");
-}
-
-/// A PDF task run without pdfium fails with a sentence, not the loader's debug dump.
-#[test]
-fn pdf_task_without_pdfium_fails_with_a_sentence() {
-    let r = TestRedis::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let pdf = dir.path().join("x.pdf");
-    std::fs::write(&pdf, b"%PDF-1.4\n%%EOF\n").expect("pdf");
-    let kwargs = json!({"pdf_path": pdf}).to_string();
-    let out = hlbot(&r)
-        .env("HLBOT_PDFIUM_LIB", "/nonexistent/libpdfium.so")
-        .args(["call", "process_pdf_document", "--kwargs", &kwargs])
-        .output()
-        .expect("call");
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains("libpdfium could not be loaded from /nonexistent/libpdfium.so"),
-        "{err}"
-    );
-    assert!(
-        err.contains("HLBOT_PDFIUM_LIB") && err.contains("scripts/install.sh"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("DlOpen") && !err.contains("LoadLibraryError"),
-        "{err}"
-    );
-}
-
-#[test]
-fn missing_tesseract_language_pack_is_named() {
-    if !hlbot_testkit::tool("tesseract", "--version") {
-        return;
-    }
-    let r = TestRedis::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = dir.path().join("hlbot.toml");
-    std::fs::write(&cfg, "[pdf]\nlanguages = \"eng+zzz\"\n").expect("cfg");
-    let out = hlbot(&r)
-        .args(["--config", cfg.to_str().unwrap_or_default()])
-        .args(["worker", "-Q", "pdf", "--strict"])
-        .output()
-        .expect("worker");
-    let err = text(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("tesseract-ocr-zzz"), "{err}");
-    assert!(err.contains("languages = \"eng+zzz\""), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,41 +298,6 @@ async fn plain_peek_looks_at_the_default_queue() {
 }
 
 #[test]
-fn beat_prints_cron_compactly_and_logs_each_send() {
-    let r = TestRedis::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = dir.path().join("beat.toml");
-    std::fs::write(
-        &cfg,
-        "[[beat.entries]]\nname = \"fast\"\ntask = \"hlbot.debug.echo\"\ninterval = 0.3\n\n\
-         [[beat.entries]]\nname = \"cron\"\ntask = \"hlbot.debug.echo\"\ncrontab = \"*/5 * * * *\"\n",
-    )
-    .expect("cfg");
-    let log = dir.path().join("beat.log");
-    let mut beat = Proc(
-        hlbot(&r)
-            .args(["--config", cfg.to_str().unwrap_or_default(), "beat"])
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("beat"),
-    );
-    wait_until(Duration::from_secs(30), "beat logs a send", || {
-        let s = std::fs::read_to_string(&log).ok()?;
-        s.contains("Sending due task fast (hlbot.debug.echo)")
-            .then_some(())
-    });
-    beat.signal(Signal::SIGINT);
-    beat.wait_exit(Duration::from_secs(10));
-    let s = std::fs::read_to_string(&log).expect("log");
-    assert!(
-        s.contains("beat entry cron: hlbot.debug.echo (*/5 * * * *)"),
-        "{s}"
-    );
-    assert!(!s.contains("bitfields"), "{s}");
-}
-
-#[test]
 fn completions_and_man_page_are_generated() {
     let r = TestRedis::new();
     for shell in ["bash", "zsh", "fish"] {
@@ -574,66 +363,6 @@ fn regex_like_status(frame: &str) -> bool {
     })
 }
 
-/// `scripts/install.sh` with a built binary: the installed `hlbot`, run outside the checkout
-/// without `scripts/env.sh`, finds libpdfium.so in the data folder; completions and the man page
-/// are in place.
-#[test]
-fn installed_binary_finds_pdfium_without_env_sh() {
-    if hlbot_testkit::env::pdfium_lib().is_none() {
-        return;
-    }
-    let r = TestRedis::new();
-    let home = tempfile::tempdir().expect("tmp");
-    let h = home.path();
-    let script = hlbot_testkit::workspace().join("scripts/install.sh");
-    let bin_dir = h.join("bin");
-    let out = Command::new(script)
-        .args([
-            "--bin",
-            BIN,
-            "--prefix",
-            bin_dir.to_str().unwrap_or_default(),
-            "--no-ytdlp",
-        ])
-        .env("HOME", h)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .expect("install.sh");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let data = h.join(".local/share/hlbot");
-    assert!(data.join("libpdfium.so").is_file());
-    assert!(h.join(".local/share/man/man1/hlbot.1").is_file());
-    assert!(
-        h.join(".local/share/bash-completion/completions/hlbot")
-            .is_file()
-    );
-
-    let mut w = Proc(
-        Command::new(bin_dir.join("hlbot"))
-            .args(["--broker", &r.url, "--key-prefix", &r.prefix])
-            .args(["worker", "-Q", "pdf", "-c", "1"])
-            .current_dir(h)
-            .env("HOME", h)
-            .env_remove("HLBOT_PDFIUM_LIB")
-            .env_remove("HLBOT_CONFIG")
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("installed worker"),
-    );
-    let tools = BufReader::new(w.stderr.take().expect("stderr"))
-        .lines()
-        .map_while(Result::ok)
-        .take(40)
-        .find(|l| l.trim_start().starts_with("tools:"))
-        .expect("banner tools line");
-    let want = format!("pdfium {}", data.join("libpdfium.so").display());
-    assert!(tools.contains(&want), "{tools}");
-}
-
 /// README's Python snippet, as printed, run by the setup's Python against an hlbot worker (only
 /// the key prefix is added, to keep the test on its own keys).
 #[test]
@@ -676,41 +405,4 @@ fn readme_python_snippet_runs_against_an_hlbot_worker() {
         .expect("python");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "{'args': [1, 2], 'kwargs': {}}");
-}
-
-/// `HLBOT_LOGLEVEL=WARNING`: the per-task INFO lines go, a failure (ERROR) stays.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hlbot_loglevel_sets_the_worker_level() {
-    let r = TestRedis::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let log = dir.path().join("worker.log");
-    let f = std::fs::File::create(&log).expect("log");
-    let mut w = Proc(
-        hlbot(&r)
-            .env("HLBOT_LOGLEVEL", "WARNING")
-            .args(["worker", "-Q", "default"])
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .expect("worker"),
-    );
-    r.wait_workers(1, Duration::from_secs(30)).await;
-    let client = r.client().await;
-    let o = SendOptions {
-        queue: Some("default".into()),
-        ..Default::default()
-    };
-    let h = client
-        .send_task("hlbot.debug.fail", vec![json!("quiet")], Map::new(), o)
-        .await
-        .expect("send");
-    let _ = h.wait_meta(Duration::from_secs(30)).await.expect("done");
-    w.signal(Signal::SIGINT);
-    w.wait_exit(Duration::from_secs(20));
-    let log = std::fs::read_to_string(&log).expect("log");
-    assert!(
-        log.contains(&format!("[{}] failed: RuntimeError('quiet')", h.id)),
-        "{log}"
-    );
-    assert!(!log.contains("received"), "{log}");
 }
