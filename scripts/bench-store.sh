@@ -87,7 +87,7 @@ drain() {
     fi
     json="$(HLBOT_DATA_DIR="$data" "$BENCH" drain --broker "$R" --prefix "$p" -n "$N" --timeout 900 -- \
         "$HLBOT" --broker "$R" --key-prefix "$p" "${db[@]}" -l warn worker -Q bench \
-        -c 8 --prefetch-multiplier 16 "$@" 2>> "$LOG")" \
+        "${FLAGS[@]}" "$@" 2>> "$LOG")" \
         || { echo "FAILED: $label" >&2; tail -30 "$LOG" >&2; exit 1; }
     record "$label" "$json"
     if [ -n "$rows_pid" ]; then
@@ -97,11 +97,19 @@ drain() {
     redis-cli -u "$R" flushdb > /dev/null
 }
 
-echo "drain ($N echo tasks, -c 8 -m 16)..." >&2
 SQ="$WORK/sqlite"
-drain "history off (--no-history)" "$WORK/off" - --no-history
-drain "history on: SQLite" "$SQ" "sqlite://$SQ/library.sqlite3?mode=rwc"
-drain "history on: PostgreSQL" "$WORK/pg" "$PG"
+# Two worker shapes: the most the box can drain (-c 8 -m 16: worker and Redis fill both cores,
+# so the history's CPU comes straight out of the drain) and the worker's defaults (-c 2 -m 1).
+for shape in "-c 8 -m 16" "-c 2 -m 1"; do
+    read -r _ c _ m <<< "$shape"
+    FLAGS=(-c "$c" --prefetch-multiplier "$m")
+    echo "drain ($N echo tasks, $shape)..." >&2
+    drain "[$shape] history off (--no-history)" "$WORK/off" - --no-history
+    rm -rf "$SQ"
+    drain "[$shape] history on: SQLite" "$SQ" "sqlite://$SQ/library.sqlite3?mode=rwc"
+    psql -h 127.0.0.1 -U postgres -d "$PGDB" -qAt -c "TRUNCATE task_runs" > /dev/null 2>&1 || true
+    drain "[$shape] history on: PostgreSQL" "$WORK/pg" "$PG"
+done
 
 echo "search ($S strategies)..." >&2
 for b in sqlite postgres; do
@@ -124,14 +132,15 @@ rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line); rows[r['label']] = r['result']
 n, s, profile = sys.argv[2], sys.argv[3], sys.argv[4]
-off = rows['history off (--no-history)']['rate']
 print(f"| measure ({profile} build) | value |")
 print("| --- | --- |")
-for b in ('SQLite', 'PostgreSQL'):
-    on = rows[f'history on: {b}']['rate']
-    print(f"| drain {n} tasks/s, history on {b} vs off | {on:,.0f} vs {off:,.0f} ({(on/off-1)*100:+.1f} %) |")
-    w = rows[f'rows: history on: {b}']
-    print(f"| task-run rows written/s on {b} (one row per task; its state changes appended) | {w['runs_per_sec']:,.0f} rows/s = {w['facts_per_sec']:,.0f} state changes/s ({w['runs']} runs) |")
+for shape in ('-c 8 -m 16', '-c 2 -m 1'):
+    off = rows[f'[{shape}] history off (--no-history)']['rate']
+    for b in ('SQLite', 'PostgreSQL'):
+        on = rows[f'[{shape}] history on: {b}']['rate']
+        print(f"| `{shape}`: drain {n} tasks/s, history on {b} vs off | {on:,.0f} vs {off:,.0f} ({(on/off-1)*100:+.1f} %) |")
+        w = rows[f'rows: [{shape}] history on: {b}']
+        print(f"| `{shape}`: task-run rows written/s on {b} (one row per task; its state changes appended) | {w['runs_per_sec']:,.0f} rows/s = {w['facts_per_sec']:,.0f} state changes/s ({w['runs']} runs) |")
 for b in ('sqlite', 'postgres'):
     for q in rows[f'search: {b}']['queries']:
         what = ' '.join(x for x in [repr(q['text']) if q['text'] else '',

@@ -5,6 +5,7 @@
 //! store_bench write --url URL -n N                       write N runs (3 facts each) through the
 //!                                                        writer's batch path; CPU per run, both sides
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hlbot_store::library::{SourceKey, StrategySet};
@@ -213,19 +214,24 @@ fn cpu_secs(pid: &str) -> f64 {
 
 /// Write `n` runs (RECEIVED, STARTED, SUCCESS each, in 5 000-fact batches as the writer makes
 /// them) and report the time and the CPU it took: this process and, on PostgreSQL, the server
-/// backend that did the writes (same machine).
+/// backends of this database (same machine; whichever of the store's pools did the writes).
 async fn write(cfg: &StoreConfig, n: usize) -> Res<serde_json::Value> {
     use hlbot_engine::runlog::{RunFact, RunState};
     let mut cfg = cfg.clone();
     cfg.max_connections = 1;
     let store = Store::open(&cfg).await?;
-    let backend_pid = if store.backend() == hlbot_store::Backend::Postgres {
-        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-            .fetch_one(store.pool())
-            .await?;
-        Some(pid.to_string())
-    } else {
-        None
+    let pg = store.backend() == hlbot_store::Backend::Postgres;
+    // CPU seconds of each server backend connected to this database, by pid.
+    let backends = || async {
+        let pids: Vec<(i32,)> =
+            sqlx::query_as("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+                .fetch_all(store.pool())
+                .await?;
+        Ok::<_, sqlx::Error>(
+            pids.into_iter()
+                .map(|(p,)| (p, cpu_secs(&p.to_string())))
+                .collect::<HashMap<i32, f64>>(),
+        )
     };
     let tag = format!("{:x}", std::process::id());
     let fact = |i: usize, state: RunState| RunFact {
@@ -251,18 +257,24 @@ async fn write(cfg: &StoreConfig, n: usize) -> Res<serde_json::Value> {
         facts.push(fact(i, RunState::Started));
         facts.push(fact(i, RunState::Succeeded));
     }
-    let (c0, s0) = (cpu_secs("self"), backend_pid.as_deref().map(cpu_secs));
+    let s0 = if pg { Some(backends().await?) } else { None };
+    let c0 = cpu_secs("self");
     let t = Instant::now();
     for b in facts.chunks(5000) {
         hlbot_store::runs::write_batch(&store, b).await?;
     }
     let secs = t.elapsed().as_secs_f64();
     let client = cpu_secs("self") - c0;
-    let server = backend_pid
-        .as_deref()
-        .map(cpu_secs)
-        .zip(s0)
-        .map(|(a, b)| a - b);
+    let server = match s0 {
+        Some(before) => Some(
+            backends()
+                .await?
+                .iter()
+                .map(|(p, after)| after - before.get(p).copied().unwrap_or(0.0))
+                .sum::<f64>(),
+        ),
+        None => None,
+    };
     Ok(json!({
         "bench": "write", "backend": store.backend().as_str(), "runs": n, "secs": secs,
         "runs_per_sec": n as f64 / secs, "client_cpu_us_per_run": client * 1e6 / n as f64,

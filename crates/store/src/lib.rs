@@ -12,6 +12,7 @@ pub mod library;
 pub mod migrate;
 pub mod runs;
 pub mod search;
+mod stage;
 
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub struct Store {
     backend: Backend,
     redacted: String,
     cfg: StoreConfig,
+    /// PostgreSQL's own pool beside the `Any` one, for what the `Any` driver cannot do (COPY).
+    /// Lazy: it opens connections only when used.
+    pg: Option<sqlx::PgPool>,
 }
 
 impl Store {
@@ -114,16 +118,35 @@ impl Store {
                 .await
                 .map_err(|e| fail(e.to_string()))?
         };
+        let pg = if backend == Backend::Postgres {
+            let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+                .map_err(|e| fail(e.to_string()))?
+                .log_statements(tracing::log::LevelFilter::Off)
+                .log_slow_statements(tracing::log::LevelFilter::Off, Duration::from_secs(60));
+            Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(cfg.max_connections.max(1))
+                    .connect_lazy_with(opts),
+            )
+        } else {
+            None
+        };
         Ok(Store {
             pool,
             backend,
             redacted,
             cfg: cfg.clone(),
+            pg,
         })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The PostgreSQL pool (None on SQLite).
+    pub(crate) fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        self.pg.as_ref()
     }
 
     pub fn backend(&self) -> Backend {
@@ -142,6 +165,9 @@ impl Store {
     /// Close the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
     }
 }
 

@@ -53,7 +53,8 @@ async fn batches(db: Db) {
     let mut done = fact("a", RunState::Failed, now + 0.2);
     done.runtime = Some(0.1);
     done.error_type = Some("ValueError".into());
-    done.error_message = Some("bad input".into());
+    // Every character COPY's text format must escape, and some it must not touch.
+    done.error_message = Some("bad input:\tcol\nline 2\r\\N 'q' \"dq\" ünï ✓".into());
     f.push(done);
     write_batch(s, &f).await.unwrap();
     // A later batch: b succeeds.
@@ -65,6 +66,11 @@ async fn batches(db: Db) {
     let a = all.iter().find(|r| r.task_id == "a").unwrap();
     assert_eq!(a.state, "FAILURE");
     assert_eq!(a.error_type.as_deref(), Some("ValueError"));
+    assert_eq!(
+        a.error_message.as_deref(),
+        Some("bad input:\tcol\nline 2\r\\N 'q' \"dq\" ünï ✓"),
+        "text round-trips unchanged"
+    );
     assert_eq!(
         (a.parent_id.as_deref(), a.root_id.as_deref()),
         (Some("p"), Some("r"))
