@@ -10,7 +10,10 @@ use serde_json::Map;
 
 use crate::content::{self, Line};
 use crate::lexicon::{self, INDICATORS, NUM, fmt_num, number};
+use crate::name;
 use crate::pattern::{indicator_params, key_level};
+use crate::rule_kind::{Kind, classify};
+use crate::sentence::{self, Sentence};
 use crate::strategy::{Evidence, Indicator, Strategy};
 
 /// The label on every `rules` result.
@@ -152,37 +155,10 @@ static EXIT_LIST: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^(?:#+\s*)?(?:exit|exits)\b.*\b(?:checklist|rules|criteria|conditions)\b|^(?i:exit|exits)\s*:?$",
     )
 });
-static ENTRY: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:enter|entry|entries|go long|go short|buy when|sell when|buy if|sell if|buy at|short at|long at|open a (?:long|short)|wait for (?:the |a )?(?:candle|close|confirmation|retest)|break(?:s|out)? (?:above|below)|breakout|cross(?:es)? (?:above|below|over)|crossover|pull ?back to|retest|plan your entry)\b",
-    )
-});
-static EXIT: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:take profits?|exit|close (?:the|your) (?:trade|position)|trailing stop|trail (?:the|your) stop|scale out|partial profits?|book profits?|profit targets?)\b",
-    )
-});
-static STOP: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\bstop[- ]?loss(?:es)?\b|\b(?:put|place|set) (?:your|the|a) stop\b"));
-static TARGET: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\btake[- ]?profits?\b|\bprofit targets?\b|\btargets?\b|\brisk[- ]to[- ]reward\b|\brisk[- ]reward\b|\breward[- ]to[- ]risk\b|\b\d(?:\.\d)? ?: ?\d\b|\b\d+ ?r\b",
-    )
-});
 static SIZING: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
         r"\brisk (?:only |just |no more than |at most |about |maximum |max )?({NUM}) ?(?:%|percent|per ?cent)|\b({NUM}) ?(?:%|percent|per ?cent) (?:of (?:your|the|my) )?(?:account|capital|equity|balance|portfolio)|\bposition siz(?:e|ing)\b|\bsize (?:the|your) position\b|\blot size\b"
     ))
-});
-static RISK: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:risk|drawdown|max(?:imum)? loss|daily loss|never risk|break ?even|move (?:the|your) stop)\b",
-    )
-});
-static FILTER: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:only (?:trade|take|mark|when|if|during|look|buy|sell|enter)|avoid|don'?t trade|no trades?|news|trading session|london session|new york session|at least (?:twice|\w+ times)|higher time ?frame|trend filter|in the direction of the trend|with the trend)\b",
-    )
 });
 static LEVEL_NUM: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b\d{1,3}(?:,\d{3})+(?:\.\d+)?\b|\b\d+\.\d+\b|\b\d{3,6}\b"));
@@ -191,10 +167,6 @@ static SECTION: LazyLock<Regex> = LazyLock::new(|| {
         r"(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:strategy|setup|system)\s*(?:#|no\.?|number)?\s*(\d+|one|two|three|four|five)\b\s*[:.)-]?\s*(.*)$|(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:the )?(first|second|third|fourth|fifth) (?:strategy|setup)\b\s*[:.,-]?\s*(.*)$",
     )
 });
-static NAMED: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:called|named|call it) (?:the |a )?([a-z0-9/&' -]{3,40}?) (?:strategy|setup|system)\b")
-});
-
 /// Extracts strategies from prepared text. Several `Strategy N` / `second strategy` headings
 /// give several strategies.
 pub fn extract(text: &str) -> Vec<Strategy> {
@@ -299,80 +271,19 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
             s.key_levels.push(level);
         }
     }
-    let sentences = |re: &Regex, cap: usize, ev: &mut Vec<Quote>| -> Vec<String> {
-        let mut taken: Vec<Quote> = Vec::new();
-        for m in re.find_iter(l) {
-            let w = doc.word_at(m.start());
-            if taken.len() >= cap || taken.iter().any(|t| (t.a..=t.b).contains(&w)) {
-                continue;
-            }
-            let q = doc.quote(m.start(), 6, 24);
-            push_ev(ev, q.clone());
-            taken.push(q);
-        }
-        // A bare heading ("Entry checklist") is not a rule.
-        taken
-            .into_iter()
-            .map(|q| q.ev.quote)
-            .filter(|q| q.split_whitespace().count() >= 4)
-            .collect()
-    };
-    s.entry_rules = sentences(&ENTRY, 6, &mut ev);
-    s.exit_rules = sentences(&EXIT, 6, &mut ev);
-    for (heading, rules) in [
-        (&*ENTRY_LIST, &mut s.entry_rules),
-        (&*EXIT_LIST, &mut s.exit_rules),
-    ] {
-        for item in listed_items(&doc.lines, heading) {
-            if !rules.iter().any(|r| r.contains(item.text.as_str())) {
-                rules.push(item.text.clone());
-                let quote = Evidence {
-                    quote: item.text,
-                    timestamp: item.timestamp,
-                    page: item.page,
-                };
-                if !ev.iter().any(|q| q.ev.quote == quote.quote) {
-                    ev.push(Quote {
-                        ev: quote,
-                        a: usize::MAX,
-                        b: usize::MAX,
-                    });
-                }
-            }
-        }
-    }
-    s.stop_loss = STOP.find(l).map(|m| {
-        let q = doc.quote(m.start(), 4, 22);
-        push_ev(&mut ev, q.clone());
-        q.ev.quote
-    });
-    s.take_profit = TARGET.find(l).map(|m| {
-        let q = doc.quote(m.start(), 4, 18);
-        push_ev(&mut ev, q.clone());
-        q.ev.quote
-    });
+    let sentences = sentence::sentences(&doc.lines);
+    read_rules(&sentences, &mut s, &mut ev);
     let sizing = SIZING
         .captures_iter(l)
         .find(|c| c.get(1).or(c.get(2)).is_some())
         .or_else(|| SIZING.captures(l));
     if let Some(c) = sizing {
-        let m = c.get(0).map_or(0, |m| m.start());
         let pct = c.get(1).or(c.get(2)).and_then(|n| number(n.as_str()));
-        let q = doc.quote(m, 8, 14);
-        s.position_sizing = Some(match pct {
-            Some(p) => format!("risk {}% of the account per trade", fmt_num(p)),
-            None => q.ev.quote.clone(),
-        });
-        push_ev(&mut ev, q);
+        s.position_sizing = match pct {
+            Some(p) => Some(format!("risk {}% of the account per trade", fmt_num(p))),
+            None => s.risk_management.first().cloned(),
+        };
     }
-    let mut risk = sentences(&RISK, 5, &mut ev);
-    if let Some(p) = &s.position_sizing
-        && p.starts_with("risk ")
-    {
-        risk.insert(0, p.clone());
-    }
-    s.risk_management = risk;
-    s.filters = sentences(&FILTER, 5, &mut ev);
     s.style = style(l, &s.timeframes);
 
     let parts = [
@@ -390,44 +301,82 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
     }
     // Keyword matches are never certain: confidence tops out at 0.6.
     s.confidence = ((found as f64 / parts.len() as f64) * 0.6 * 100.0).round() / 100.0;
-    s.name = name
-        .filter(|n| !n.is_empty())
-        .or_else(|| NAMED.captures(l).map(|c| title_case(&c[1])))
-        .unwrap_or_else(|| default_name(&s));
+    // A section title names the strategy unless it is the rest of a spoken sentence
+    // ("Strategy one is what I call the London breakout").
+    let title = name.filter(|n| {
+        let w: Vec<&str> = n.split_whitespace().collect();
+        !w.is_empty() && w.len() <= 5 && !["is", "was", "will"].contains(&w[0])
+    });
+    s.name = title
+        .or_else(|| name::spoken(&sentences))
+        .unwrap_or_else(|| name::fallback(&s, l));
     ev.truncate(16);
     s.evidence = ev.into_iter().map(|q| q.ev).collect();
     Some(s)
 }
 
-/// Bullet or checklist lines under a heading such as "Entry checklist" / "Exit rules:".
-fn listed_items(lines: &[Line], heading: &Regex) -> Vec<Line> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for l in lines {
-        let t = l.text.trim();
-        if heading.is_match(t) && t.split_whitespace().count() <= 6 {
-            inside = true;
+/// Every sentence that states a rule, classified once, deduplicated, into the strategy's rule
+/// fields; bullets under an "Entry checklist" / "Exit rules:" heading take the heading's kind
+/// when their own words say little. The first stop and target sentences are `stop_loss` and
+/// `take_profit`; further ones go to `risk_management` and `exit_rules`.
+fn read_rules(sentences: &[Sentence], s: &mut Strategy, ev: &mut Vec<Quote>) {
+    let mut list: Option<Kind> = None;
+    let mut seen: Vec<String> = Vec::new();
+    for sn in sentences {
+        if sn.heading {
+            let t = sn.text.trim();
+            list = if ENTRY_LIST.is_match(t) {
+                Some(Kind::Entry)
+            } else if EXIT_LIST.is_match(t) {
+                Some(Kind::Exit)
+            } else {
+                None
+            };
             continue;
         }
-        if !inside {
+        if !sn.bullet {
+            list = None;
+        }
+        let kind = match classify(&sn.text) {
+            Some((k, true)) => k,
+            weak => match list.or(weak.map(|w| w.0)) {
+                Some(k) => k,
+                None => continue,
+            },
+        };
+        let key: String = sn
+            .text
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ')
+            .collect();
+        if seen.iter().any(|k| k.contains(&key) || key.contains(k.as_str())) {
             continue;
         }
-        if t.is_empty() && !out.is_empty() {
-            inside = false;
-        } else if let Some(m) = BULLET.find(t) {
-            let item = t[m.end()..].trim().to_string();
-            if !item.is_empty() {
-                out.push(Line {
-                    text: item,
-                    timestamp: l.timestamp.clone(),
-                    page: l.page,
-                });
-            }
-        } else if !t.is_empty() {
-            inside = false;
+        seen.push(key);
+        let text = sn.text.clone();
+        match kind {
+            Kind::Entry => s.entry_rules.push(text),
+            Kind::Exit => s.exit_rules.push(text),
+            Kind::Stop if s.stop_loss.is_none() => s.stop_loss = Some(text),
+            Kind::Stop | Kind::Sizing => s.risk_management.push(text),
+            Kind::Target if s.take_profit.is_none() => s.take_profit = Some(text),
+            Kind::Target => s.exit_rules.push(text),
+            Kind::Filter => s.filters.push(text),
+        }
+        let q = Quote {
+            ev: Evidence {
+                quote: sn.text.clone(),
+                timestamp: sn.timestamp.clone(),
+                page: sn.page,
+            },
+            a: usize::MAX,
+            b: usize::MAX,
+        };
+        if !ev.iter().any(|x| x.ev.quote == q.ev.quote) {
+            ev.push(q);
         }
     }
-    out
 }
 
 fn market_word(l: &str) -> Option<String> {
@@ -481,34 +430,6 @@ fn style(l: &str, tfs: &[String]) -> Option<String> {
         }
         .into(),
     )
-}
-
-fn default_name(s: &Strategy) -> String {
-    let method = s
-        .indicators
-        .iter()
-        .map(|i| i.name.as_str())
-        .find(|n| *n != "Volume" && *n != "Candle wicks")
-        .unwrap_or("Price action");
-    let mut name = method.to_string();
-    if let Some(i) = s.instruments.first() {
-        name.push_str(&format!(" on {i}"));
-    }
-    if !s.timeframes.is_empty() {
-        name.push_str(&format!(" ({})", s.timeframes.join("/")));
-    }
-    name
-}
-
-fn title_case(s: &str) -> String {
-    s.split_whitespace()
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
