@@ -159,7 +159,9 @@ fn strs(v: &Value) -> Vec<String> {
 }
 
 fn words(s: &str) -> BTreeSet<String> {
+    // Auto-captions spell "1%" as "1 percent": the same words.
     s.to_lowercase()
+        .replace(" percent", "%")
         .split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '%' || c == '/'))
         .map(|w| w.trim_matches('.').to_string())
         .filter(|w| !w.is_empty() && !["uh", "um", "like"].contains(&w.as_str()))
@@ -182,7 +184,11 @@ fn set_count(pred: &[String], truth: &[String]) -> Count {
 fn predicted_rules(s: &Strategy) -> Vec<(String, &'static [&'static str])> {
     let mut out: Vec<(String, &'static [&'static str])> = Vec::new();
     out.extend(s.entry_rules.iter().map(|r| (r.clone(), &["entry"][..])));
-    out.extend(s.exit_rules.iter().map(|r| (r.clone(), &["exit", "target"][..])));
+    out.extend(
+        s.exit_rules
+            .iter()
+            .map(|r| (r.clone(), &["exit", "target"][..])),
+    );
     out.extend(s.stop_loss.iter().map(|r| (r.clone(), &["stop"][..])));
     out.extend(s.take_profit.iter().map(|r| (r.clone(), &["target"][..])));
     out.extend(
@@ -196,9 +202,21 @@ fn predicted_rules(s: &Strategy) -> Vec<(String, &'static [&'static str])> {
 
 fn overlap(pred: &BTreeSet<String>, truth: &BTreeSet<String>) -> (f64, f64, f64) {
     let i = pred.intersection(truth).count() as f64;
-    let p = if pred.is_empty() { 0.0 } else { i / pred.len() as f64 };
-    let r = if truth.is_empty() { 0.0 } else { i / truth.len() as f64 };
-    let f = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+    let p = if pred.is_empty() {
+        0.0
+    } else {
+        i / pred.len() as f64
+    };
+    let r = if truth.is_empty() {
+        0.0
+    } else {
+        i / truth.len() as f64
+    };
+    let f = if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    };
     (p, r, f)
 }
 

@@ -175,11 +175,11 @@ fn tf_label(n: f64, unit: &str) -> Option<String> {
     if minutes == 0 || minutes > 4 * 10080 {
         return None;
     }
-    Some(if minutes % 10080 == 0 {
+    Some(if minutes.is_multiple_of(10080) {
         format!("{}W", minutes / 10080)
-    } else if minutes % 1440 == 0 {
+    } else if minutes.is_multiple_of(1440) {
         format!("{}D", minutes / 1440)
-    } else if minutes % 60 == 0 {
+    } else if minutes.is_multiple_of(60) {
         format!("{}H", minutes / 60)
     } else {
         format!("{minutes}m")
@@ -212,7 +212,10 @@ pub(crate) fn timeframes(lower: &str, compact: bool) -> Vec<Found> {
         "hourly" => Some("1H"),
         _ => None,
     };
-    for c in TF_NAMED.captures_iter(lower).chain(TF_BARE.captures_iter(lower)) {
+    for c in TF_NAMED
+        .captures_iter(lower)
+        .chain(TF_BARE.captures_iter(lower))
+    {
         let Some(l) = named(&c[1]) else { continue };
         out.push(Found {
             value: l.into(),

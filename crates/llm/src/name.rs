@@ -21,10 +21,37 @@ const STOPS: &[&str] = &[
 ];
 /// Names that name nothing.
 const GENERIC: &[&str] = &[
-    "same", "whole", "first", "second", "third", "next", "other", "new", "simple", "trading",
-    "favourite", "favorite", "best", "one", "two", "three", "main", "entire", "following",
-    "notes", "conditions", "rules", "management", "risk", "entry", "exit", "tools", "overview",
-    "summary", "setup", "trade",
+    "same",
+    "whole",
+    "first",
+    "second",
+    "third",
+    "next",
+    "other",
+    "new",
+    "simple",
+    "trading",
+    "favourite",
+    "favorite",
+    "best",
+    "one",
+    "two",
+    "three",
+    "main",
+    "entire",
+    "following",
+    "notes",
+    "conditions",
+    "rules",
+    "management",
+    "risk",
+    "entry",
+    "exit",
+    "tools",
+    "overview",
+    "summary",
+    "setup",
+    "trade",
 ];
 
 /// The name the text gives the strategy, if any.
@@ -54,9 +81,21 @@ pub(crate) fn spoken(sentences: &[Sentence]) -> Option<String> {
             if !KINDS.contains(&w.as_str()) {
                 continue;
             }
+            // "my setup is the VWAP reclaim", "a trading system, the weekly trend swing".
+            if let Some(next) = lower.get(i + 1)
+                && (next == "is" || words[i].ends_with([',', ':']))
+            {
+                let from = if next == "is" { i + 2 } else { i + 1 };
+                by_kind = forward(&words, &lower, from);
+                if by_kind.is_some() {
+                    break;
+                }
+            }
             // "the EMA pullback strategy": back to the determiner.
             let mut a = i;
-            while a > 0 && i - a < 5 && !DETERMINERS.contains(&lower[a - 1].as_str())
+            while a > 0
+                && i - a < 5
+                && !DETERMINERS.contains(&lower[a - 1].as_str())
                 && !words[a - 1].ends_with([',', '.', ':'])
             {
                 a -= 1;
@@ -64,13 +103,6 @@ pub(crate) fn spoken(sentences: &[Sentence]) -> Option<String> {
             let determined = a == 0 || DETERMINERS.contains(&lower[a - 1].as_str());
             if a < i && determined {
                 by_kind = accept(&words[a..i]);
-            }
-            // "my setup is the VWAP reclaim", "a trading system, the weekly trend swing".
-            if by_kind.is_none()
-                && let Some(next) = lower.get(i + 1)
-                && (next == "is" || words[i].ends_with([',', ':']))
-            {
-                by_kind = forward(&words, &lower, i + 1);
             }
             if by_kind.is_some() {
                 break;
@@ -113,7 +145,9 @@ fn title(sentences: &[Sentence]) -> Option<String> {
 /// Words after `from`, skipping an article, up to a stop word or punctuation (≤ 5 words).
 fn forward(words: &[&str], lower: &[String], from: usize) -> Option<String> {
     let mut a = from;
-    while a < lower.len() && ["the", "a", "an", "my", "what", "i", "call", "this"].contains(&lower[a].as_str()) {
+    while a < lower.len()
+        && ["the", "a", "an", "my", "what", "i", "call", "this"].contains(&lower[a].as_str())
+    {
         a += 1;
     }
     let mut b = a;
@@ -132,10 +166,15 @@ fn forward(words: &[&str], lower: &[String], from: usize) -> Option<String> {
 fn accept(words: &[&str]) -> Option<String> {
     let words: Vec<&str> = words
         .iter()
-        .map(|w| w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '/' || c == '&' || c == '+')))
+        .map(|w| {
+            w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '/' || c == '&' || c == '+'))
+        })
         .filter(|w| !w.is_empty())
         .collect();
-    if words.is_empty() || words.len() > 5 || words.iter().all(|w| GENERIC.contains(&bare(w).as_str())) {
+    if words.is_empty()
+        || words.len() > 5
+        || words.iter().all(|w| GENERIC.contains(&bare(w).as_str()))
+    {
         return None;
     }
     Some(words.join(" "))
@@ -149,7 +188,12 @@ fn bare(w: &str) -> String {
 /// A made-up name when nothing names the strategy: the most-mentioned indicator (not volume,
 /// levels or wicks unless nothing else) and what the entries do, on the first instrument.
 pub(crate) fn fallback(s: &Strategy, lower_text: &str) -> String {
-    let minor = ["Volume", "Candle wicks", "Support and resistance", "Trendline"];
+    let minor = [
+        "Volume",
+        "Candle wicks",
+        "Support and resistance",
+        "Trendline",
+    ];
     let mut counts: Vec<(&str, usize)> = s
         .indicators
         .iter()
@@ -157,15 +201,25 @@ pub(crate) fn fallback(s: &Strategy, lower_text: &str) -> String {
         .filter(|n| !minor.contains(n))
         .map(|n| (n, lower_text.matches(&n.to_ascii_lowercase()).count()))
         .collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let method = counts
         .first()
         .map(|c| c.0)
         .or_else(|| s.indicators.first().map(|i| i.name.as_str()))
         .unwrap_or("Price action");
     let concept = [
-        "pullback", "breakout", "crossover", "bounce", "reversal", "retest", "divergence",
-        "squeeze", "fade", "scalp", "retracement", "reclaim",
+        "pullback",
+        "breakout",
+        "crossover",
+        "bounce",
+        "reversal",
+        "retest",
+        "divergence",
+        "squeeze",
+        "fade",
+        "scalp",
+        "retracement",
+        "reclaim",
     ]
     .into_iter()
     .filter(|c| !method.to_ascii_lowercase().contains(c))
@@ -206,7 +260,10 @@ mod tests {
             name("Today's setup is the VWAP reclaim on Tesla.").as_deref(),
             Some("VWAP reclaim")
         );
-        assert_eq!(name("# RANGE FADE — USD/CAD\n\nSell the top.").as_deref(), Some("Range fade"));
+        assert_eq!(
+            name("# RANGE FADE — USD/CAD\n\nSell the top.").as_deref(),
+            Some("Range fade")
+        );
         assert_eq!(name("This strategy works. The same setup again."), None);
     }
 }

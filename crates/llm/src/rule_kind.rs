@@ -32,7 +32,7 @@ static SIZING: LazyLock<Regex> = LazyLock::new(|| {
 static BUY_STOP: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:buy|sell) stops?\b"));
 static STOP: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\bstop[- ]?loss(?:es)?\b|\b(?:the|your|my|initial|a|our) stop\b|^stop\b|\bstop (?:goes|at|below|under|above|beyond|is)\b|\bbreak ?even\b",
+        r"\bstop[- ]?loss(?:es)?\b|\b(?:the|your|my|initial|a|our) stop\b|^stop\b|\bstop (?:goes|at|below|under|above|beyond|is)\b|\b(?:fixed|hard|tight|wide|initial) stop\b|\bbreak ?even\b",
     )
 });
 static TARGET: LazyLock<Regex> = LazyLock::new(|| {
@@ -52,7 +52,7 @@ static EXIT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ENTRY: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:buy|buys|sell|sells|short|enter|go long|go short|going long|long when|longs? (?:when|if)|open a (?:long|short))\b|\bentry (?:is|comes|happens|when|on)\b|\bcross(?:es|ing)? (?:above|below|over|up|down)\b|\bbreaks? (?:above|below|the)\b|\bwait for\b|\bpull(?:s)? ?back to\b",
+        r"\b(?:buy|buys|sell|sells|short|enter|go long|go short|going long|long when|longs? (?:when|if)|open a (?:long|short))\b|\bentry (?:is|comes|happens|when)\b|\bcross(?:es|ing)? (?:above|below|over|up|down)\b|\bbreaks? (?:above|below|the)\b|\bwait for\b|\bpull(?:s)? ?back to\b",
     )
 });
 static FILTER_WEAK: LazyLock<Regex> = LazyLock::new(|| {
@@ -61,10 +61,32 @@ static FILTER_WEAK: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+static QUESTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\?\s*$|^(?:(?:okay|ok|so|now|and)\s+)*(?:where|what|how|when|why|which)\s+(?:do|does|did|is|are|should|would|can|will)\b",
+    )
+});
+
+/// A question ("where do you put your stop loss") and the kind it asks about: its answer, the
+/// next sentence, is a rule of that kind.
+pub(crate) fn question(sentence: &str) -> Option<Option<Kind>> {
+    let l = sentence.to_ascii_lowercase();
+    QUESTION
+        .is_match(l.trim())
+        .then(|| classify_words(&l).map(|k| k.0))
+}
+
 /// The kind of `sentence` and whether it rests on a strong cue (a weak one — "price is above
 /// the cloud" — yields to the list heading the sentence stands under).
 pub(crate) fn classify(sentence: &str) -> Option<(Kind, bool)> {
     let l = sentence.to_ascii_lowercase();
+    if question(&l).is_some() {
+        return None;
+    }
+    classify_words(&l)
+}
+
+fn classify_words(l: &str) -> Option<(Kind, bool)> {
     let l = l.trim_start_matches(|c: char| !c.is_alphanumeric());
     if l.split_whitespace().count() < 3 {
         return None;
@@ -107,16 +129,31 @@ mod tests {
         use Kind::*;
         for (s, k) in [
             ("Risk 1% of the account per trade.", Some(Sizing)),
-            ("Never risk more than 2% of your capital on one trade.", Some(Sizing)),
-            ("The stop loss goes below the swing low of the pullback.", Some(Stop)),
+            (
+                "Never risk more than 2% of your capital on one trade.",
+                Some(Sizing),
+            ),
+            (
+                "The stop loss goes below the swing low of the pullback.",
+                Some(Stop),
+            ),
             ("Move the stop to break even at 1R.", Some(Stop)),
             ("Take profit at 2R, that is twice the risk.", Some(Target)),
             ("Take profit at 3:1 reward to risk.", Some(Target)),
-            ("Only take longs when price is above the VWAP.", Some(Filter)),
-            ("Avoid trading 30 minutes before high impact news.", Some(Filter)),
+            (
+                "Only take longs when price is above the VWAP.",
+                Some(Filter),
+            ),
+            (
+                "Avoid trading 30 minutes before high impact news.",
+                Some(Filter),
+            ),
             ("Exit early if price closes below the 200 EMA.", Some(Exit)),
             ("The rest I trail under each higher low.", Some(Exit)),
-            ("Buy when a candle closes outside the upper band.", Some(Entry)),
+            (
+                "Buy when a candle closes outside the upper band.",
+                Some(Entry),
+            ),
             ("Place a buy stop 3 pips above the range high.", Some(Entry)),
             ("Tenkan crosses above kijun.", Some(Entry)),
             ("Price is above the cloud.", Some(Filter)),
@@ -125,6 +162,9 @@ mod tests {
         ] {
             assert_eq!(kind(s), k, "{s}");
         }
-        assert_eq!(classify("Price is above the cloud."), Some((Kind::Filter, false)));
+        assert_eq!(
+            classify("Price is above the cloud."),
+            Some((Kind::Filter, false))
+        );
     }
 }

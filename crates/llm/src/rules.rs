@@ -12,7 +12,7 @@ use crate::content::{self, Line};
 use crate::lexicon::{self, INDICATORS, NUM, fmt_num, number};
 use crate::name;
 use crate::pattern::{indicator_params, key_level};
-use crate::rule_kind::{Kind, classify};
+use crate::rule_kind::{Kind, classify, question};
 use crate::sentence::{self, Sentence};
 use crate::strategy::{Evidence, Indicator, Strategy};
 
@@ -30,8 +30,7 @@ struct Doc {
 }
 
 impl Doc {
-    fn new(text: &str) -> Doc {
-        let lines = content::lines(text);
+    fn new(lines: Vec<Line>) -> Doc {
         let mut flat = String::new();
         let mut words = Vec::new();
         let mut word_line = Vec::new();
@@ -167,46 +166,79 @@ static SECTION: LazyLock<Regex> = LazyLock::new(|| {
         r"(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:strategy|setup|system)\s*(?:#|no\.?|number)?\s*(\d+|one|two|three|four|five)\b\s*[:.)-]?\s*(.*)$|(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:the )?(first|second|third|fourth|fifth) (?:strategy|setup)\b\s*[:.,-]?\s*(.*)$",
     )
 });
+/// A spoken section start: "the second strategy is …", "strategy two is …".
+static SPOKEN_SECTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:the |my |our )?(?:(?:first|second|third|fourth|fifth|next|last) (?:strategy|setup|system)|(?:strategy|setup|system) (?:#|no\.? ?|number )?(?:\d|one|two|three|four|five)\b)",
+    )
+});
+
 /// Extracts strategies from prepared text. Several `Strategy N` / `second strategy` headings
-/// give several strategies.
+/// (or, in speech, sentences opening with them) give several strategies.
 pub fn extract(text: &str) -> Vec<Strategy> {
-    let heads: Vec<(usize, String)> = SECTION
-        .captures_iter(text)
-        .map(|c| {
-            let start = c.get(0).map_or(0, |m| m.start());
-            let title = c
-                .get(2)
-                .or(c.get(4))
-                .map_or("", |m| m.as_str())
-                .trim()
-                .to_string();
-            (start, title)
+    let mut lines = content::lines(text);
+    let mut heads: Vec<(usize, String)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let c = SECTION.captures(&l.text)?;
+            let title = c.get(2).or(c.get(4)).map_or("", |m| m.as_str());
+            Some((i, title.trim().to_string()))
         })
         .collect();
     if heads.len() < 2 {
-        return extract_one(text, None).into_iter().collect();
+        heads = spoken_heads(&mut lines);
+    }
+    if heads.len() < 2 {
+        return extract_one(lines, None).into_iter().collect();
     }
     let mut out = Vec::new();
     for (i, (start, title)) in heads.iter().enumerate() {
-        let end = heads.get(i + 1).map_or(text.len(), |h| h.0);
-        // Keep the last page marker before the section so its pages stay right.
-        let before = &text[..*start];
-        let page = before.lines().rev().find_map(content::page_marker);
-        let mut section = String::new();
-        if let Some(p) = page {
-            section.push_str(&format!("[page {p}]\n"));
-        }
-        section.push_str(&text[*start..end]);
+        let end = heads.get(i + 1).map_or(lines.len(), |h| h.0);
         let name = (!title.is_empty()).then(|| title.trim_end_matches(['.', ':']).to_string());
-        if let Some(s) = extract_one(&section, name) {
+        if let Some(s) = extract_one(lines[*start..end].to_vec(), name) {
             out.push(s);
         }
     }
     out
 }
 
-fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
-    let doc = Doc::new(text);
+/// Section starts inside running speech: a sentence that opens with "the second strategy". The
+/// line it starts on is cut there so the previous strategy keeps its last words.
+fn spoken_heads(lines: &mut Vec<Line>) -> Vec<(usize, String)> {
+    let starts: Vec<usize> = sentence::sentences(lines)
+        .into_iter()
+        .filter(|s| !s.bullet && SPOKEN_SECTION.find(&s.text).is_some_and(|m| m.start() == 0))
+        .map(|s| s.line)
+        .collect();
+    if starts.len() < 2 {
+        return vec![];
+    }
+    let mut heads = Vec::new();
+    let mut shift = 0;
+    for line in starts {
+        let i = line + shift;
+        let cut = SPOKEN_SECTION
+            .find_iter(&lines[i].text)
+            .last()
+            .map(|m| m.start());
+        match cut {
+            Some(c) if c > 0 && lines[i].text[..c].trim_end().ends_with(['.', '!', '?']) => {
+                let mut tail = lines[i].clone();
+                tail.text = lines[i].text[c..].to_string();
+                lines[i].text.truncate(c);
+                lines.insert(i + 1, tail);
+                shift += 1;
+                heads.push((i + 1, String::new()));
+            }
+            _ => heads.push((i, String::new())),
+        }
+    }
+    heads
+}
+
+fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
+    let doc = Doc::new(lines);
     let l = &doc.lower;
     let mut s = Strategy::default();
     let mut ev: Vec<Quote> = Vec::new();
@@ -295,8 +327,9 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
         s.position_sizing.is_some() || !s.risk_management.is_empty(),
     ];
     let found = parts.iter().filter(|p| **p).count();
-    // Without a method (indicators/levels) and a rule, there is no strategy to report.
-    if !parts[2] || (!parts[3] && !parts[4]) {
+    // Without a method (indicators/levels) and a rule, or an entry and a way out, there is no
+    // strategy to report.
+    if !(parts[2] && (parts[3] || parts[4]) || parts[3] && parts[4]) {
         return None;
     }
     // Keyword matches are never certain: confidence tops out at 0.6.
@@ -322,7 +355,14 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
 fn read_rules(sentences: &[Sentence], s: &mut Strategy, ev: &mut Vec<Quote>) {
     let mut list: Option<Kind> = None;
     let mut seen: Vec<String> = Vec::new();
+    // "Where do you put your stop loss? You put it beyond the level": the answer's kind.
+    let mut asked: Option<Kind> = None;
     for sn in sentences {
+        let answer_to = asked.take();
+        if let Some(q) = question(&sn.text) {
+            asked = q;
+            continue;
+        }
         if sn.heading {
             let t = sn.text.trim();
             list = if ENTRY_LIST.is_match(t) {
@@ -339,7 +379,7 @@ fn read_rules(sentences: &[Sentence], s: &mut Strategy, ev: &mut Vec<Quote>) {
         }
         let kind = match classify(&sn.text) {
             Some((k, true)) => k,
-            weak => match list.or(weak.map(|w| w.0)) {
+            weak => match list.or(answer_to).or(weak.map(|w| w.0)) {
                 Some(k) => k,
                 None => continue,
             },
@@ -350,7 +390,10 @@ fn read_rules(sentences: &[Sentence], s: &mut Strategy, ev: &mut Vec<Quote>) {
             .chars()
             .filter(|c| c.is_alphanumeric() || *c == ' ')
             .collect();
-        if seen.iter().any(|k| k.contains(&key) || key.contains(k.as_str())) {
+        if seen
+            .iter()
+            .any(|k| k.contains(&key) || key.contains(k.as_str()))
+        {
             continue;
         }
         seen.push(key);
@@ -471,7 +514,8 @@ mod tests {
             s.position_sizing.as_deref(),
             Some("risk 1% of the account per trade")
         );
-        assert!(s.filters.iter().any(|f| f.contains("news")));
+        // One kind per sentence: sizing comes first.
+        assert!(s.risk_management.iter().any(|f| f.contains("news")));
         assert!(
             s.key_levels
                 .iter()

@@ -24,26 +24,65 @@ pub(crate) struct Sentence {
     pub heading: bool,
     /// A bullet or numbered item.
     pub bullet: bool,
+    /// The index of the line its first word is on.
+    pub line: usize,
 }
 
 static BULLET: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:[-*\u{2022}]\s+|\[[ xX]?\]\s*|\d{1,2}[.)]\s+|(?i:rule|step)\s+\d+\s*[:.)-]\s*)")
-        .unwrap()
+    Regex::new(
+        r"^\s*(?:[-*\u{2022}]\s+|\[[ xX]?\]\s*|\d{1,2}[.)]\s+|(?i:rule|step)\s+\d+\s*[:.)-]\s*)",
+    )
+    .unwrap()
 });
 
 /// Words dropped wherever they stand (with a trailing comma).
 const FILLERS: &[&str] = &["uh", "um", "uhm", "umm", "er", "erm", "ah", "hmm"];
 /// Words that open a new statement in unpunctuated speech.
 const OPENERS: &[&str] = &[
-    "i", "i'll", "i'm", "we", "we're", "we'll", "you", "you'll", "your", "my", "then", "so",
-    "first", "next", "now", "okay", "alright", "also", "never", "always", "once", "if", "when",
-    "put", "place", "take", "don't", "do", "let", "hope", "thanks", "and",
+    "i", "i'll", "i'm", "we", "we're", "we'll", "you", "you'll", "then", "so", "finally", "my",
+    "your", "first", "next", "now", "okay", "alright", "also", "never", "always", "once", "if",
+    "put", "place", "take", "don't", "do", "let", "hope", "thanks", "and", "buy", "sell", "target",
+    "risk", "exit", "enter", "the",
+];
+/// Words after "and" that make it open a statement ("… the level | and always wait …").
+const AND_OPENERS: &[&str] = &[
+    "i", "we", "you", "my", "your", "finally", "always", "never", "also",
+];
+/// Verbs and prepositions a possessive continues ("put your stop", "of my account").
+const TAKES_OBJECT: &[&str] = &[
+    "put", "place", "set", "move", "size", "take", "plan", "trail", "risk", "of", "in", "on",
+    "for", "with", "at", "from", "into", "by", "under", "below", "above", "through", "time",
+    "close", "exit", "manage", "protect", "cut", "hit", "reach", "reaches", "against", "within",
+];
+/// Words after "so" that make it open a statement ("so the stop …", not "so chart").
+const SO_OPENERS: &[&str] = &[
+    "i",
+    "we",
+    "you",
+    "the",
+    "today",
+    "now",
+    "if",
+    "when",
+    "this",
+    "that",
+    "here",
+    "my",
+    "your",
+    "let's",
+    "first",
+    "basically",
+];
+/// Words after "the" that open a statement ("… the low | the target is …").
+const THE_OPENERS: &[&str] = &[
+    "stop", "target", "entry", "exit", "first", "second", "trend", "risk",
 ];
 /// Words after which an opener continues the same statement ("when I", "that you").
 const JOINERS: &[&str] = &[
     "and", "that", "so", "when", "if", "because", "then", "once", "where", "until", "as", "before",
     "after", "what", "how", "do", "can", "will", "should", "would", "to", "the", "a", "me", "let",
-    "but", "or", "while", "unless", "why", "which", "who", "than", "is", "are", "was", "have",
+    "but", "or", "while", "unless", "why", "which", "who", "than", "is", "are", "was", "have", "i",
+    "we", "you", "they", "then", "also", "must", "only", "not", "never", "always", "and",
 ];
 
 /// A word with the line it came from.
@@ -83,6 +122,7 @@ pub(crate) fn sentences(lines: &[Line]) -> Vec<Sentence> {
                         page: l.page,
                         heading: true,
                         bullet: false,
+                        line: i,
                     });
                 }
             } else {
@@ -139,8 +179,12 @@ fn ends_sentence(w: &str) -> bool {
         return false;
     }
     let lower = w.to_ascii_lowercase();
-    !["e.g.", "i.e.", "vs.", "etc.", "approx.", "mr.", "ms.", "dr.", "no."].contains(&lower.as_str())
-        && !(lower.len() == 2 && lower.as_bytes()[0].is_ascii_alphabetic())
+    let abbreviation = [
+        "e.g.", "i.e.", "vs.", "etc.", "approx.", "mr.", "ms.", "dr.", "no.",
+    ]
+    .contains(&lower.as_str())
+        || lower.len() == 2 && lower.as_bytes()[0].is_ascii_alphabetic();
+    !abbreviation
 }
 
 /// A label line: markdown heading, a line ending in ':', or a short unpunctuated title after a
@@ -150,6 +194,18 @@ fn is_heading(t: &str, prev_blank: bool) -> bool {
     t.starts_with('#')
         || (t.ends_with(':') && words <= 6)
         || (prev_blank && words <= 8 && !t.ends_with(['.', '!', '?', ',']) && !t.contains(". "))
+}
+
+/// The words without fillers ("uh", "um"), so run-ons are cut on what was said.
+fn without_fillers(words: &[Word]) -> Vec<Word> {
+    words
+        .iter()
+        .filter(|w| {
+            let bare = w.text.trim_end_matches([',', '.']).to_ascii_lowercase();
+            !FILLERS.contains(&bare.as_str()) || w.text.ends_with(['.', '?', '!'])
+        })
+        .cloned()
+        .collect()
 }
 
 /// Drops fillers and stutters; joins the words.
@@ -171,17 +227,27 @@ fn clean(words: &[Word]) -> String {
         }
         if bare == "you"
             && let Some(next) = words.get(i + 1)
+            && next.text.trim_end_matches(',').eq_ignore_ascii_case("know")
+            && is_filler_you_know(words, i)
         {
-            let nb = next.text.trim_end_matches(',').to_ascii_lowercase();
-            // "you know" as a filler, not "you know the level".
-            if nb == "know" && (next.text.ends_with(',') || i + 2 >= words.len() || filler_context(words, i)) {
-                i += 2;
-                continue;
-            }
+            i += 2;
+            continue;
         }
+        // A two-word stutter: "the stop the stop".
+        if out.len() >= 2
+            && let Some(next) = words.get(i + 1)
+            && out[out.len() - 2].eq_ignore_ascii_case(w)
+            && out[out.len() - 1].eq_ignore_ascii_case(&next.text)
+            && w.chars().all(char::is_alphabetic)
+        {
+            i += 2;
+            continue;
+        }
+        // A stutter: the same word twice ("if if", "stop, stop,").
         if let Some(prev) = out.last()
-            && prev.eq_ignore_ascii_case(w)
-            && w.chars().all(|c| c.is_alphabetic() || c == '\'')
+            && prev.trim_end_matches(',').eq_ignore_ascii_case(&bare)
+            && bare.chars().all(|c| c.is_alphabetic() || c == '\'')
+            && !bare.is_empty()
         {
             i += 1;
             continue;
@@ -196,20 +262,31 @@ fn clean(words: &[Word]) -> String {
         .to_string()
 }
 
-/// "you know" between a filler-ish neighbour: "long so you know when".
-fn filler_context(words: &[Word], i: usize) -> bool {
-    let after = words
+/// "you know" as a filler, not as a verb: "do you know", "if you know the level", "you know
+/// where the level is".
+fn is_filler_you_know(words: &[Word], i: usize) -> bool {
+    let prev = i
+        .checked_sub(1)
+        .map(|p| words[p].text.to_ascii_lowercase())
+        .unwrap_or_default();
+    let next = words
         .get(i + 2)
         .map(|w| w.text.to_ascii_lowercase())
         .unwrap_or_default();
-    ["if", "when", "the", "i", "we", "so", "like", "it", "this", "that"].contains(&after.as_str())
+    words[i + 1].text.ends_with(',')
+        || !([
+            "do", "did", "if", "when", "once", "unless", "because", "that",
+        ]
+        .contains(&prev.as_str())
+            || ["how", "what", "where", "why", "which", "whether", "that"].contains(&next.as_str()))
 }
 
 fn flush(buf: &mut Vec<Word>, lines: &[Line], out: &mut Vec<Sentence>) {
     if buf.is_empty() {
         return;
     }
-    for piece in split_run_on(buf) {
+    let words = without_fillers(buf);
+    for piece in split_run_on(&words) {
         let text = clean(piece);
         if text.is_empty() {
             continue;
@@ -221,9 +298,16 @@ fn flush(buf: &mut Vec<Word>, lines: &[Line], out: &mut Vec<Sentence>) {
             page: l.page,
             heading: false,
             bullet: false,
+            line: piece[0].line,
         });
     }
     buf.clear();
+}
+
+fn next_in(words: &[Word], i: usize, set: &[&str]) -> bool {
+    words
+        .get(i + 1)
+        .is_some_and(|n| set.contains(&n.text.to_ascii_lowercase().as_str()))
 }
 
 /// Cuts a sentence longer than [`MAX_WORDS`] before statement openers ("… euro dollar | I use
@@ -236,13 +320,19 @@ fn split_run_on(words: &[Word]) -> Vec<&[Word]> {
         let w = words[i].text.to_ascii_lowercase();
         let prev = words[i - 1].text.to_ascii_lowercase();
         let prev_bare = prev.trim_end_matches(',');
-        OPENERS.contains(&w.as_str())
-            && !JOINERS.contains(&prev_bare)
-            && !FILLERS.contains(&prev_bare)
-            && !(w == "and" && !words.get(i + 1).is_some_and(|n| {
-                let n = n.text.to_ascii_lowercase();
-                ["i", "we", "you", "then", "my", "your"].contains(&n.as_str())
-            }))
+        if !OPENERS.contains(&w.as_str())
+            || JOINERS.contains(&prev_bare)
+            || FILLERS.contains(&prev_bare)
+        {
+            return false;
+        }
+        match w.as_str() {
+            "and" => next_in(words, i, AND_OPENERS),
+            "so" => next_in(words, i, SO_OPENERS),
+            "the" => next_in(words, i, THE_OPENERS),
+            "my" | "your" => !TAKES_OBJECT.contains(&prev_bare),
+            _ => true,
+        }
     };
     let mut out = Vec::new();
     let mut start = 0;
@@ -283,7 +373,10 @@ mod tests {
     fn joins_cues_and_splits_sentences() {
         let t = "[00:00:01] On the 1 hour chart I wait for a\n[00:00:04] pullback to the 50 EMA. Enter on\n[00:00:07] the close.";
         let s = sentences(&lines(t));
-        assert_eq!(s[0].text, "On the 1 hour chart I wait for a pullback to the 50 EMA.");
+        assert_eq!(
+            s[0].text,
+            "On the 1 hour chart I wait for a pullback to the 50 EMA."
+        );
         assert_eq!(s[0].timestamp.as_deref(), Some("00:00:01"));
         assert_eq!(s[1].text, "Enter on the close.");
         assert_eq!(s[1].timestamp.as_deref(), Some("00:00:04"));
@@ -296,7 +389,10 @@ mod tests {
             texts(t),
             vec!["we use the 4-hour chart and the daily so the stop goes under the low."]
         );
-        assert_eq!(texts("Skip the the day if if the range is 1.5 wide."), vec!["Skip the day if the range is 1.5 wide."]);
+        assert_eq!(
+            texts("Skip the the day if if the range is 1.5 wide."),
+            vec!["Skip the day if the range is 1.5 wide."]
+        );
     }
 
     #[test]
@@ -320,7 +416,10 @@ mod tests {
             must be above the 50 EMA for me to look for buys on the 1H chart I wait for price";
         let s = texts(&format!("[00:00:01] {words}"));
         assert!(s.len() >= 2, "{s:?}");
-        assert!(s.iter().all(|x| x.split_whitespace().count() <= MAX_WORDS), "{s:?}");
+        assert!(
+            s.iter().all(|x| x.split_whitespace().count() <= MAX_WORDS),
+            "{s:?}"
+        );
         assert!(s[1].starts_with("I use the 1H chart"), "{s:?}");
     }
 }
