@@ -151,25 +151,46 @@ static TF_NAMED: LazyLock<Regex> = LazyLock::new(|| {
 static TF_COMPACT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(?:(\d{1,3})\s?(m|min|h|hr|d|w)|(m|h|d|w)(\d{1,3}))\b").unwrap()
 });
+/// Compact forms safe in speech and notes: no space inside ("1h", "H4", "M15", "D1", "60m"), not a
+/// money amount ("$15m") nor a count ("1m shares").
+static TF_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^$\w.])(?:(\d{1,3})(m|h|d|w)|(m|h|d|w)(\d{1,3}))\b(\s+(?:shares|dollars|users|views|people|subscribers|followers|contracts|volume)\b)?").unwrap()
+});
+/// "On the daily, buy …": the timeframe named without a chart word.
+static TF_BARE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\bon the (daily|weekly|monthly|hourly)\b(?:\s*[,.;:]|\s*$|\s+(?:i|we|you|and|buy|sell|look|price|wait))").unwrap()
+});
 
+/// One canonical label per timeframe: minutes as `15m`, whole hours as `1H`/`4H`, days `1D`,
+/// weeks `1W` ("60-minute" and "H1" are both `1H`, "24 hour" is `1D`).
 fn tf_label(n: f64, unit: &str) -> Option<String> {
-    let n = n as u32;
-    if n == 0 || n > 240 {
+    let n = n as u64;
+    let minutes = n * match unit.chars().next()? {
+        'm' => 1,
+        'h' => 60,
+        'd' => 1440,
+        'w' => 10080,
+        _ => return None,
+    };
+    if minutes == 0 || minutes > 4 * 10080 {
         return None;
     }
-    let u = unit.chars().next()?;
-    Some(match u {
-        'm' => format!("{n}m"),
-        'h' => format!("{n}H"),
-        'd' => format!("{n}D"),
-        'w' => format!("{n}W"),
-        _ => return None,
+    Some(if minutes.is_multiple_of(10080) {
+        format!("{}W", minutes / 10080)
+    } else if minutes.is_multiple_of(1440) {
+        format!("{}D", minutes / 1440)
+    } else if minutes.is_multiple_of(60) {
+        format!("{}H", minutes / 60)
+    } else {
+        format!("{minutes}m")
     })
 }
 
-/// Timeframes in lowercased text: `(label, position)`. Word forms need a chart word after
-/// them ("four hour chart", "daily candles") so "two hours later" is not a timeframe.
-/// `compact` also accepts `4h`, `h4`, `15m` (safe on chart OCR text, noisy in speech).
+/// Timeframes in lowercased text: `(label, position)`, in every common spelling (`1H`, `H1`,
+/// `60m`, `60-minute`, `4-hour`, `4h`, `H4`, daily, `D1`, `1D`, weekly, `W1`, `15m`, `M15`), each
+/// normalised to one label. Word forms need a chart word after them ("four hour chart", "daily
+/// candles") so "two hours later" is not a timeframe. `compact` (chart OCR text) also accepts
+/// `4 h` with a space and a bare "daily".
 pub(crate) fn timeframes(lower: &str, compact: bool) -> Vec<Found> {
     let mut out = Vec::new();
     for c in TF_WORDS.captures_iter(lower) {
@@ -184,19 +205,40 @@ pub(crate) fn timeframes(lower: &str, compact: bool) -> Vec<Found> {
             });
         }
     }
-    for c in TF_NAMED.captures_iter(lower) {
-        let l = match &c[1] {
-            "daily" => "1D",
-            "weekly" => "1W",
-            "monthly" => "1M",
-            "hourly" => "1H",
-            _ => continue,
-        };
+    let named = |w: &str| match w {
+        "daily" => Some("1D"),
+        "weekly" => Some("1W"),
+        "monthly" => Some("1M"),
+        "hourly" => Some("1H"),
+        _ => None,
+    };
+    for c in TF_NAMED
+        .captures_iter(lower)
+        .chain(TF_BARE.captures_iter(lower))
+    {
+        let Some(l) = named(&c[1]) else { continue };
         out.push(Found {
             value: l.into(),
             extra: String::new(),
             pos: c.get(0).map_or(0, |m| m.start()),
         });
+    }
+    for c in TF_TOKEN.captures_iter(lower) {
+        if c.get(5).is_some() {
+            continue;
+        }
+        let (n, u) = match (c.get(1), c.get(2), c.get(3), c.get(4)) {
+            (Some(n), Some(u), _, _) => (n.as_str(), u.as_str()),
+            (_, _, Some(u), Some(n)) => (n.as_str(), u.as_str()),
+            _ => continue,
+        };
+        if let Some(l) = number(n).and_then(|n| tf_label(n, u)) {
+            out.push(Found {
+                value: l,
+                extra: String::new(),
+                pos: c.get(0).map_or(0, |m| m.start()),
+            });
+        }
     }
     if compact {
         for c in TF_COMPACT.captures_iter(lower) {
@@ -293,6 +335,25 @@ mod tests {
         assert_eq!(values(timeframes("eur/usd 4h - bounce", true)), vec!["4H"]);
         assert_eq!(values(timeframes("btcusd h1 chart", true)), vec!["1H"]);
         assert!(timeframes("two hours later", false).is_empty());
+        for (t, want) in [
+            ("on the 1h chart", "1H"),
+            ("the h1 for direction", "1H"),
+            ("the 60m chart", "1H"),
+            ("the 60-minute chart", "1H"),
+            ("the 4-hour chart", "4H"),
+            ("h4 entries", "4H"),
+            ("levels from d1", "1D"),
+            ("the 1d close", "1D"),
+            ("on the daily, buy the dip", "1D"),
+            ("the w1 chart", "1W"),
+            ("the m15 chart", "15m"),
+            ("a 15m entry", "15m"),
+            ("the 240-minute chart", "4H"),
+        ] {
+            assert_eq!(values(timeframes(t, false)), vec![want], "{t}");
+        }
+        assert!(timeframes("it costs $15m", false).is_empty());
+        assert!(timeframes("over 1m shares traded", false).is_empty());
     }
 
     #[test]

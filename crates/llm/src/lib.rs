@@ -31,6 +31,7 @@ mod extraction;
 mod http;
 mod image;
 mod lexicon;
+mod name;
 mod openai;
 mod options;
 mod pattern;
@@ -39,8 +40,10 @@ mod prompt;
 mod provider;
 mod reader;
 mod request;
+mod rule_kind;
 mod rules;
 mod secret;
+mod sentence;
 mod strategy;
 mod usage;
 

@@ -10,7 +10,10 @@ use serde_json::Map;
 
 use crate::content::{self, Line};
 use crate::lexicon::{self, INDICATORS, NUM, fmt_num, number};
+use crate::name;
 use crate::pattern::{indicator_params, key_level};
+use crate::rule_kind::{Kind, classify, question};
+use crate::sentence::{self, Sentence};
 use crate::strategy::{Evidence, Indicator, Strategy};
 
 /// The label on every `rules` result.
@@ -27,8 +30,7 @@ struct Doc {
 }
 
 impl Doc {
-    fn new(text: &str) -> Doc {
-        let lines = content::lines(text);
+    fn new(lines: Vec<Line>) -> Doc {
         let mut flat = String::new();
         let mut words = Vec::new();
         let mut word_line = Vec::new();
@@ -152,37 +154,10 @@ static EXIT_LIST: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^(?:#+\s*)?(?:exit|exits)\b.*\b(?:checklist|rules|criteria|conditions)\b|^(?i:exit|exits)\s*:?$",
     )
 });
-static ENTRY: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:enter|entry|entries|go long|go short|buy when|sell when|buy if|sell if|buy at|short at|long at|open a (?:long|short)|wait for (?:the |a )?(?:candle|close|confirmation|retest)|break(?:s|out)? (?:above|below)|breakout|cross(?:es)? (?:above|below|over)|crossover|pull ?back to|retest|plan your entry)\b",
-    )
-});
-static EXIT: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:take profits?|exit|close (?:the|your) (?:trade|position)|trailing stop|trail (?:the|your) stop|scale out|partial profits?|book profits?|profit targets?)\b",
-    )
-});
-static STOP: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\bstop[- ]?loss(?:es)?\b|\b(?:put|place|set) (?:your|the|a) stop\b"));
-static TARGET: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\btake[- ]?profits?\b|\bprofit targets?\b|\btargets?\b|\brisk[- ]to[- ]reward\b|\brisk[- ]reward\b|\breward[- ]to[- ]risk\b|\b\d(?:\.\d)? ?: ?\d\b|\b\d+ ?r\b",
-    )
-});
 static SIZING: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
         r"\brisk (?:only |just |no more than |at most |about |maximum |max )?({NUM}) ?(?:%|percent|per ?cent)|\b({NUM}) ?(?:%|percent|per ?cent) (?:of (?:your|the|my) )?(?:account|capital|equity|balance|portfolio)|\bposition siz(?:e|ing)\b|\bsize (?:the|your) position\b|\blot size\b"
     ))
-});
-static RISK: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:risk|drawdown|max(?:imum)? loss|daily loss|never risk|break ?even|move (?:the|your) stop)\b",
-    )
-});
-static FILTER: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:only (?:trade|take|mark|when|if|during|look|buy|sell|enter)|avoid|don'?t trade|no trades?|news|trading session|london session|new york session|at least (?:twice|\w+ times)|higher time ?frame|trend filter|in the direction of the trend|with the trend)\b",
-    )
 });
 static LEVEL_NUM: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b\d{1,3}(?:,\d{3})+(?:\.\d+)?\b|\b\d+\.\d+\b|\b\d{3,6}\b"));
@@ -191,50 +166,79 @@ static SECTION: LazyLock<Regex> = LazyLock::new(|| {
         r"(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:strategy|setup|system)\s*(?:#|no\.?|number)?\s*(\d+|one|two|three|four|five)\b\s*[:.)-]?\s*(.*)$|(?im)^\s*(?:#+\s*)?(?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?:the )?(first|second|third|fourth|fifth) (?:strategy|setup)\b\s*[:.,-]?\s*(.*)$",
     )
 });
-static NAMED: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:called|named|call it) (?:the |a )?([a-z0-9/&' -]{3,40}?) (?:strategy|setup|system)\b")
+/// A spoken section start: "the second strategy is …", "strategy two is …".
+static SPOKEN_SECTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:the |my |our )?(?:(?:first|second|third|fourth|fifth|next|last) (?:strategy|setup|system)|(?:strategy|setup|system) (?:#|no\.? ?|number )?(?:\d|one|two|three|four|five)\b)",
+    )
 });
 
 /// Extracts strategies from prepared text. Several `Strategy N` / `second strategy` headings
-/// give several strategies.
+/// (or, in speech, sentences opening with them) give several strategies.
 pub fn extract(text: &str) -> Vec<Strategy> {
-    let heads: Vec<(usize, String)> = SECTION
-        .captures_iter(text)
-        .map(|c| {
-            let start = c.get(0).map_or(0, |m| m.start());
-            let title = c
-                .get(2)
-                .or(c.get(4))
-                .map_or("", |m| m.as_str())
-                .trim()
-                .to_string();
-            (start, title)
+    let mut lines = content::lines(text);
+    let mut heads: Vec<(usize, String)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let c = SECTION.captures(&l.text)?;
+            let title = c.get(2).or(c.get(4)).map_or("", |m| m.as_str());
+            Some((i, title.trim().to_string()))
         })
         .collect();
     if heads.len() < 2 {
-        return extract_one(text, None).into_iter().collect();
+        heads = spoken_heads(&mut lines);
+    }
+    if heads.len() < 2 {
+        return extract_one(lines, None).into_iter().collect();
     }
     let mut out = Vec::new();
     for (i, (start, title)) in heads.iter().enumerate() {
-        let end = heads.get(i + 1).map_or(text.len(), |h| h.0);
-        // Keep the last page marker before the section so its pages stay right.
-        let before = &text[..*start];
-        let page = before.lines().rev().find_map(content::page_marker);
-        let mut section = String::new();
-        if let Some(p) = page {
-            section.push_str(&format!("[page {p}]\n"));
-        }
-        section.push_str(&text[*start..end]);
+        let end = heads.get(i + 1).map_or(lines.len(), |h| h.0);
         let name = (!title.is_empty()).then(|| title.trim_end_matches(['.', ':']).to_string());
-        if let Some(s) = extract_one(&section, name) {
+        if let Some(s) = extract_one(lines[*start..end].to_vec(), name) {
             out.push(s);
         }
     }
     out
 }
 
-fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
-    let doc = Doc::new(text);
+/// Section starts inside running speech: a sentence that opens with "the second strategy". The
+/// line it starts on is cut there so the previous strategy keeps its last words.
+fn spoken_heads(lines: &mut Vec<Line>) -> Vec<(usize, String)> {
+    let starts: Vec<usize> = sentence::sentences(lines)
+        .into_iter()
+        .filter(|s| !s.bullet && SPOKEN_SECTION.find(&s.text).is_some_and(|m| m.start() == 0))
+        .map(|s| s.line)
+        .collect();
+    if starts.len() < 2 {
+        return vec![];
+    }
+    let mut heads = Vec::new();
+    let mut shift = 0;
+    for line in starts {
+        let i = line + shift;
+        let cut = SPOKEN_SECTION
+            .find_iter(&lines[i].text)
+            .last()
+            .map(|m| m.start());
+        match cut {
+            Some(c) if c > 0 && lines[i].text[..c].trim_end().ends_with(['.', '!', '?']) => {
+                let mut tail = lines[i].clone();
+                tail.text = lines[i].text[c..].to_string();
+                lines[i].text.truncate(c);
+                lines.insert(i + 1, tail);
+                shift += 1;
+                heads.push((i + 1, String::new()));
+            }
+            _ => heads.push((i, String::new())),
+        }
+    }
+    heads
+}
+
+fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
+    let doc = Doc::new(lines);
     let l = &doc.lower;
     let mut s = Strategy::default();
     let mut ev: Vec<Quote> = Vec::new();
@@ -299,80 +303,19 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
             s.key_levels.push(level);
         }
     }
-    let sentences = |re: &Regex, cap: usize, ev: &mut Vec<Quote>| -> Vec<String> {
-        let mut taken: Vec<Quote> = Vec::new();
-        for m in re.find_iter(l) {
-            let w = doc.word_at(m.start());
-            if taken.len() >= cap || taken.iter().any(|t| (t.a..=t.b).contains(&w)) {
-                continue;
-            }
-            let q = doc.quote(m.start(), 6, 24);
-            push_ev(ev, q.clone());
-            taken.push(q);
-        }
-        // A bare heading ("Entry checklist") is not a rule.
-        taken
-            .into_iter()
-            .map(|q| q.ev.quote)
-            .filter(|q| q.split_whitespace().count() >= 4)
-            .collect()
-    };
-    s.entry_rules = sentences(&ENTRY, 6, &mut ev);
-    s.exit_rules = sentences(&EXIT, 6, &mut ev);
-    for (heading, rules) in [
-        (&*ENTRY_LIST, &mut s.entry_rules),
-        (&*EXIT_LIST, &mut s.exit_rules),
-    ] {
-        for item in listed_items(&doc.lines, heading) {
-            if !rules.iter().any(|r| r.contains(item.text.as_str())) {
-                rules.push(item.text.clone());
-                let quote = Evidence {
-                    quote: item.text,
-                    timestamp: item.timestamp,
-                    page: item.page,
-                };
-                if !ev.iter().any(|q| q.ev.quote == quote.quote) {
-                    ev.push(Quote {
-                        ev: quote,
-                        a: usize::MAX,
-                        b: usize::MAX,
-                    });
-                }
-            }
-        }
-    }
-    s.stop_loss = STOP.find(l).map(|m| {
-        let q = doc.quote(m.start(), 4, 22);
-        push_ev(&mut ev, q.clone());
-        q.ev.quote
-    });
-    s.take_profit = TARGET.find(l).map(|m| {
-        let q = doc.quote(m.start(), 4, 18);
-        push_ev(&mut ev, q.clone());
-        q.ev.quote
-    });
+    let sentences = sentence::sentences(&doc.lines);
+    read_rules(&sentences, &mut s, &mut ev);
     let sizing = SIZING
         .captures_iter(l)
         .find(|c| c.get(1).or(c.get(2)).is_some())
         .or_else(|| SIZING.captures(l));
     if let Some(c) = sizing {
-        let m = c.get(0).map_or(0, |m| m.start());
         let pct = c.get(1).or(c.get(2)).and_then(|n| number(n.as_str()));
-        let q = doc.quote(m, 8, 14);
-        s.position_sizing = Some(match pct {
-            Some(p) => format!("risk {}% of the account per trade", fmt_num(p)),
-            None => q.ev.quote.clone(),
-        });
-        push_ev(&mut ev, q);
+        s.position_sizing = match pct {
+            Some(p) => Some(format!("risk {}% of the account per trade", fmt_num(p))),
+            None => s.risk_management.first().cloned(),
+        };
     }
-    let mut risk = sentences(&RISK, 5, &mut ev);
-    if let Some(p) = &s.position_sizing
-        && p.starts_with("risk ")
-    {
-        risk.insert(0, p.clone());
-    }
-    s.risk_management = risk;
-    s.filters = sentences(&FILTER, 5, &mut ev);
     s.style = style(l, &s.timeframes);
 
     let parts = [
@@ -384,50 +327,99 @@ fn extract_one(text: &str, name: Option<String>) -> Option<Strategy> {
         s.position_sizing.is_some() || !s.risk_management.is_empty(),
     ];
     let found = parts.iter().filter(|p| **p).count();
-    // Without a method (indicators/levels) and a rule, there is no strategy to report.
-    if !parts[2] || (!parts[3] && !parts[4]) {
+    // Without a method (indicators/levels) and a rule, or an entry and a way out, there is no
+    // strategy to report.
+    if !(parts[2] && (parts[3] || parts[4]) || parts[3] && parts[4]) {
         return None;
     }
     // Keyword matches are never certain: confidence tops out at 0.6.
     s.confidence = ((found as f64 / parts.len() as f64) * 0.6 * 100.0).round() / 100.0;
-    s.name = name
-        .filter(|n| !n.is_empty())
-        .or_else(|| NAMED.captures(l).map(|c| title_case(&c[1])))
-        .unwrap_or_else(|| default_name(&s));
+    // A section title names the strategy unless it is the rest of a spoken sentence
+    // ("Strategy one is what I call the London breakout").
+    let title = name.filter(|n| {
+        let w: Vec<&str> = n.split_whitespace().collect();
+        !w.is_empty() && w.len() <= 5 && !["is", "was", "will"].contains(&w[0])
+    });
+    s.name = title
+        .or_else(|| name::spoken(&sentences))
+        .unwrap_or_else(|| name::fallback(&s, l));
     ev.truncate(16);
     s.evidence = ev.into_iter().map(|q| q.ev).collect();
     Some(s)
 }
 
-/// Bullet or checklist lines under a heading such as "Entry checklist" / "Exit rules:".
-fn listed_items(lines: &[Line], heading: &Regex) -> Vec<Line> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for l in lines {
-        let t = l.text.trim();
-        if heading.is_match(t) && t.split_whitespace().count() <= 6 {
-            inside = true;
+/// Every sentence that states a rule, classified once, deduplicated, into the strategy's rule
+/// fields; bullets under an "Entry checklist" / "Exit rules:" heading take the heading's kind
+/// when their own words say little. The first stop and target sentences are `stop_loss` and
+/// `take_profit`; further ones go to `risk_management` and `exit_rules`.
+fn read_rules(sentences: &[Sentence], s: &mut Strategy, ev: &mut Vec<Quote>) {
+    let mut list: Option<Kind> = None;
+    let mut seen: Vec<String> = Vec::new();
+    // "Where do you put your stop loss? You put it beyond the level": the answer's kind.
+    let mut asked: Option<Kind> = None;
+    for sn in sentences {
+        let answer_to = asked.take();
+        if let Some(q) = question(&sn.text) {
+            asked = q;
             continue;
         }
-        if !inside {
+        if sn.heading {
+            let t = sn.text.trim();
+            list = if ENTRY_LIST.is_match(t) {
+                Some(Kind::Entry)
+            } else if EXIT_LIST.is_match(t) {
+                Some(Kind::Exit)
+            } else {
+                None
+            };
             continue;
         }
-        if t.is_empty() && !out.is_empty() {
-            inside = false;
-        } else if let Some(m) = BULLET.find(t) {
-            let item = t[m.end()..].trim().to_string();
-            if !item.is_empty() {
-                out.push(Line {
-                    text: item,
-                    timestamp: l.timestamp.clone(),
-                    page: l.page,
-                });
-            }
-        } else if !t.is_empty() {
-            inside = false;
+        if !sn.bullet {
+            list = None;
+        }
+        let kind = match classify(&sn.text) {
+            Some((k, true)) => k,
+            weak => match list.or(answer_to).or(weak.map(|w| w.0)) {
+                Some(k) => k,
+                None => continue,
+            },
+        };
+        let key: String = sn
+            .text
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ')
+            .collect();
+        if seen
+            .iter()
+            .any(|k| k.contains(&key) || key.contains(k.as_str()))
+        {
+            continue;
+        }
+        seen.push(key);
+        let text = sn.text.clone();
+        match kind {
+            Kind::Entry => s.entry_rules.push(text),
+            Kind::Exit => s.exit_rules.push(text),
+            Kind::Stop if s.stop_loss.is_none() => s.stop_loss = Some(text),
+            Kind::Stop | Kind::Sizing => s.risk_management.push(text),
+            Kind::Target if s.take_profit.is_none() => s.take_profit = Some(text),
+            Kind::Target => s.exit_rules.push(text),
+            Kind::Filter => s.filters.push(text),
+        }
+        let q = Quote {
+            ev: Evidence {
+                quote: sn.text.clone(),
+                timestamp: sn.timestamp.clone(),
+                page: sn.page,
+            },
+            a: usize::MAX,
+            b: usize::MAX,
+        };
+        if !ev.iter().any(|x| x.ev.quote == q.ev.quote) {
+            ev.push(q);
         }
     }
-    out
 }
 
 fn market_word(l: &str) -> Option<String> {
@@ -483,34 +475,6 @@ fn style(l: &str, tfs: &[String]) -> Option<String> {
     )
 }
 
-fn default_name(s: &Strategy) -> String {
-    let method = s
-        .indicators
-        .iter()
-        .map(|i| i.name.as_str())
-        .find(|n| *n != "Volume" && *n != "Candle wicks")
-        .unwrap_or("Price action");
-    let mut name = method.to_string();
-    if let Some(i) = s.instruments.first() {
-        name.push_str(&format!(" on {i}"));
-    }
-    if !s.timeframes.is_empty() {
-        name.push_str(&format!(" ({})", s.timeframes.join("/")));
-    }
-    name
-}
-
-fn title_case(s: &str) -> String {
-    s.split_whitespace()
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,7 +514,8 @@ mod tests {
             s.position_sizing.as_deref(),
             Some("risk 1% of the account per trade")
         );
-        assert!(s.filters.iter().any(|f| f.contains("news")));
+        // One kind per sentence: sizing comes first.
+        assert!(s.risk_management.iter().any(|f| f.contains("news")));
         assert!(
             s.key_levels
                 .iter()

@@ -112,7 +112,7 @@ async fn own_sample_transcript() {
     assert_eq!(r.strategies.len(), 1);
     let s = &r.strategies[0];
     println!("{}", serde_json::to_string_pretty(s).unwrap());
-    assert_eq!(s.name, "Ema Pullback");
+    assert_eq!(s.name, "EMA pullback", "what the speaker calls it");
     assert_eq!(s.instruments, vec!["EUR/USD"]);
     assert_eq!(s.timeframes, vec!["1H", "4H"]);
     let periods: Vec<String> = s
@@ -156,7 +156,8 @@ async fn own_sample_transcript() {
         "{:?}",
         s.filters
     );
-    assert!(s.filters.iter().any(|f| f.contains("news")));
+    // One kind per sentence: "Risk 1% … and avoid trading before news" is sizing.
+    assert!(s.risk_management.iter().any(|f| f.contains("news")));
     assert_eq!(
         s.position_sizing.as_deref(),
         Some("risk 1% of the account per trade")
