@@ -186,6 +186,28 @@ pub enum Command {
     /// Ask a worker's health endpoint (`worker --health-address`); exit 0 when healthy, 1 when
     /// not. For a container HEALTHCHECK.
     Health(HealthArgs),
+    /// Web dashboard (Flower's job, with persistent history, the library and LLM costs) and a
+    /// fleet-wide Prometheus `/metrics`. Off loopback a login is required.
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Address to listen on; any non-loopback address requires a login.
+    #[arg(long, env = "HLBOT_DASHBOARD_ADDRESS", default_value = "127.0.0.1")]
+    pub address: String,
+    #[arg(long, env = "HLBOT_DASHBOARD_PORT", default_value_t = 5555)]
+    pub port: u16,
+    /// Login token (at least 16 characters).
+    #[arg(long, env = "HLBOT_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Tasks kept in the live window (older ones come from the history).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_tasks: usize,
+    /// Read a password on standard input, print its argon2 hash for `[dashboard]
+    /// password_hash`, and exit.
+    #[arg(long)]
+    pub hash_password: bool,
 }
 
 #[derive(Debug, Args)]
@@ -315,6 +337,10 @@ pub struct WorkerArgs {
     /// heartbeat, 503 otherwise. For container health checks and load balancers.
     #[arg(long, env = "HLBOT_HEALTH_ADDRESS")]
     pub health_address: Option<String>,
+    /// Serve `/metrics` (Prometheus, this worker's task counters and runtimes; turns task
+    /// events on), `/healthz` and `/readyz` on this port, all interfaces.
+    #[arg(long, env = "HLBOT_HTTP_PORT")]
+    pub http_port: Option<u16>,
     /// Refuse to start when a tool the queues' tasks need is missing (pdfium, yt-dlp,
     /// tesseract languages) instead of warning.
     #[arg(long)]

@@ -1,9 +1,12 @@
-//! The worker's health endpoint (`--health-address`): a minimal HTTP/1.1 server answering
-//! `GET /healthz` from the worker's vitals — 200 while it consumes and its heartbeat advances,
-//! 503 otherwise — and `hlbot health`, the client a container `HEALTHCHECK` runs.
+//! The worker's health endpoint (`--health-address`, and `--http-port` with `/metrics`): a
+//! minimal HTTP/1.1 server answering `GET /healthz` from the worker's vitals — 200 while it
+//! consumes and its heartbeat advances, 503 otherwise — `GET /readyz` (200 once consuming, 503
+//! while starting or stopping: take it out of rotation), `GET /metrics` (this node's task
+//! counters in Prometheus text); and `hlbot health`, the client a container `HEALTHCHECK` runs.
 
 use std::time::{Duration, Instant};
 
+use hlbot_engine::monitor::Monitor;
 use hlbot_engine::worker::vitals::{Stage, Vitals};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,11 +27,12 @@ fn verdict(v: Vitals, since_beat: Duration, heartbeat: Duration) -> (bool, Strin
     }
 }
 
-/// Serve `/healthz` on `listener` until `stop`.
+/// Serve `/healthz`, `/readyz` (and `/metrics` from `monitor`) on `listener` until `stop`.
 pub async fn serve(
     listener: TcpListener,
     mut vitals: watch::Receiver<Vitals>,
     heartbeat: Duration,
+    monitor: Option<Monitor>,
     stop: CancellationToken,
 ) {
     let last = std::sync::Arc::new(std::sync::Mutex::new((Vitals::default(), Instant::now())));
@@ -50,6 +54,7 @@ pub async fn serve(
         };
         let Ok((mut stream, _)) = conn else { continue };
         let (v, at) = *last.lock().unwrap_or_else(|e| e.into_inner());
+        let monitor = monitor.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
@@ -59,15 +64,25 @@ pub async fn serve(
                 .unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = match path {
-                "/healthz" | "/health" | "/" => match verdict(v, at.elapsed(), heartbeat) {
+            let mut ctype = "text/plain";
+            let (status, body) = match (path, &monitor) {
+                ("/healthz" | "/health" | "/", _) => match verdict(v, at.elapsed(), heartbeat) {
                     (true, why) => ("200 OK", why),
                     (false, why) => ("503 Service Unavailable", why),
                 },
+                ("/readyz", _) if v.stage == Stage::Ready => ("200 OK", "ready".to_string()),
+                ("/readyz", _) => ("503 Service Unavailable", format!("{:?}", v.stage)),
+                ("/metrics", Some(m)) => {
+                    ctype = hlbot_web::metrics::CONTENT_TYPE;
+                    let now = hlbot_proto::time::unix(chrono::Utc::now());
+                    let mut text = hlbot_web::metrics::render_monitor(m, now);
+                    text.pop();
+                    ("200 OK", text)
+                }
                 _ => ("404 Not Found", "try /healthz".to_string()),
             };
             let reply = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\
                  connection: close\r\n\r\n{body}\n",
                 body.len() + 1
             );
@@ -127,7 +142,13 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let (tx, rx) = watch::channel(Vitals::default());
         let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, rx, Duration::from_secs(2), stop.clone()));
+        tokio::spawn(serve(
+            listener,
+            rx,
+            Duration::from_secs(2),
+            None,
+            stop.clone(),
+        ));
         let (ok, body) = probe(&addr).await.unwrap();
         assert!(!ok && body.starts_with("starting"), "{body}");
         tx.send_modify(|v| {

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let (cli, origins) = args::parse();
     let long_running = matches!(
         cli.command,
-        args::Command::Worker(_) | args::Command::Beat(_)
+        args::Command::Worker(_) | args::Command::Beat(_) | args::Command::Dashboard(_)
     );
     let settings = match settings::Settings::load(&cli.global, origins) {
         Ok(s) => s,

@@ -45,6 +45,9 @@ pub struct RawConfig {
     pub llm: crate::domain::RawLlm,
     #[serde(default)]
     pub beat: RawBeat,
+    /// `[dashboard]`: the login of `hlbot dashboard` off loopback.
+    #[serde(default)]
+    pub dashboard: RawDashboard,
     /// PostgreSQL URL of the library and task history (default: SQLite in `data_dir`).
     pub database_url: Option<String>,
     /// Where the SQLite library lives.
@@ -64,6 +67,24 @@ pub struct RawBeat {
     pub entries: Option<Vec<hlbot_engine::beat::EntryConfig>>,
 }
 
+/// `[dashboard]`: a user and the argon2 hash of their password (`hlbot dashboard
+/// --hash-password`); the token comes from `HLBOT_DASHBOARD_TOKEN` only.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    pub user: Option<String>,
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for RawDashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDashboard")
+            .field("user", &self.user)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 /// Validated settings every command reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -79,6 +100,7 @@ pub struct Settings {
     /// PDF / YouTube / LLM / input-root sections, turned into task settings on demand.
     pub domain: crate::domain::RawDomain,
     pub beat: RawBeat,
+    pub dashboard: RawDashboard,
     /// The research library and task history.
     pub store: hlbot_store::StoreConfig,
     pub log_format: LogFormat,
@@ -170,6 +192,7 @@ impl Settings {
                 llm: raw.llm,
             },
             beat: raw.beat,
+            dashboard: raw.dashboard,
             store: store_config(g, raw.database_url, raw.data_dir, raw.task_history_days),
             log_format: g.log_format.or(raw.log_format).unwrap_or(LogFormat::Human),
             config_routes: raw.routes.clone(),

@@ -13,6 +13,7 @@ pub mod debug;
 pub mod error;
 pub mod events;
 pub mod fetch;
+pub mod monitor;
 pub mod queues;
 pub mod redis;
 pub mod registry;

@@ -40,6 +40,35 @@ fn parse_transitions(s: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The columns of a `RunRow`, in `run_row`'s order.
+pub(crate) const RUN_COLS: &str = "task_id, name, queue, state, worker, retries, parent_id, root_id, \
+     args, kwargs, received_at, started_at, finished_at, runtime, error_type, error_message, \
+     updated_at, transitions";
+
+/// One row of `SELECT RUN_COLS`.
+pub(crate) fn run_row(r: &sqlx::any::AnyRow) -> Result<RunRow, sqlx::Error> {
+    Ok(RunRow {
+        task_id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        queue: r.try_get(2)?,
+        state: r.try_get(3)?,
+        worker: r.try_get(4)?,
+        retries: r.try_get(5)?,
+        parent_id: r.try_get(6)?,
+        root_id: r.try_get(7)?,
+        args: r.try_get(8)?,
+        kwargs: r.try_get(9)?,
+        received_at: r.try_get(10)?,
+        started_at: r.try_get(11)?,
+        finished_at: r.try_get(12)?,
+        runtime: r.try_get(13)?,
+        error_type: r.try_get(14)?,
+        error_message: r.try_get(15)?,
+        updated_at: r.try_get(16)?,
+        transitions: parse_transitions(&r.try_get::<String, _>(17)?),
+    })
+}
+
 /// Filters of `hlbot history`.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {
@@ -111,28 +140,7 @@ impl Store {
         query = query.bind(if q.limit > 0 { q.limit } else { 100 });
         let rows = query.fetch_all(self.pool()).await?;
         rows.iter()
-            .map(|r| {
-                Ok(RunRow {
-                    task_id: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    queue: r.try_get(2)?,
-                    state: r.try_get(3)?,
-                    worker: r.try_get(4)?,
-                    retries: r.try_get(5)?,
-                    parent_id: r.try_get(6)?,
-                    root_id: r.try_get(7)?,
-                    args: r.try_get(8)?,
-                    kwargs: r.try_get(9)?,
-                    received_at: r.try_get(10)?,
-                    started_at: r.try_get(11)?,
-                    finished_at: r.try_get(12)?,
-                    runtime: r.try_get(13)?,
-                    error_type: r.try_get(14)?,
-                    error_message: r.try_get(15)?,
-                    updated_at: r.try_get(16)?,
-                    transitions: parse_transitions(&r.try_get::<String, _>(17)?),
-                })
-            })
+            .map(run_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }

@@ -4,6 +4,7 @@
 //! one schema, queries written once through sqlx's `Any` driver (search differs: `tsvector` vs
 //! FTS5). Knows neither Redis nor the domain crates: documents arrive as JSON.
 
+pub mod browse;
 pub mod claim;
 pub mod config;
 pub mod error;

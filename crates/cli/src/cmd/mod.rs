@@ -3,6 +3,7 @@
 pub mod beat;
 pub mod config;
 mod control;
+mod dashboard;
 mod doctor;
 mod ingest;
 pub mod library;
@@ -39,6 +40,7 @@ pub async fn dispatch(cmd: Command, s: Settings, shutdown: Shutdown) -> anyhow::
         Command::Control(a) => control::run(&s, a, false).await,
         Command::Beat(a) => beat::run(&s, a.lease, shutdown.warm).await,
         Command::Health(a) => worker::health(a).await,
+        Command::Dashboard(a) => dashboard::run(&s, a, shutdown.warm).await,
         Command::Doctor(a) => doctor::run(&s, a).await,
         Command::Config(crate::args::ConfigCommand::Show { json }) => config::show(&s, json),
         Command::Queues(a) => operator::queues(&s, a).await,

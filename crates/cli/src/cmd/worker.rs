@@ -86,7 +86,8 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         acks_late: a.acks_late,
         soft_time_limit: limit(a.soft_time_limit),
         time_limit: limit(a.time_limit),
-        task_events: a.task_events,
+        // The worker's /metrics counts its own task events: --http-port turns them on.
+        task_events: a.task_events || a.http_port.is_some(),
         child: Some(ChildOptions {
             command,
             max_tasks_per_child: a.max_tasks_per_child,
@@ -136,8 +137,14 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         false => None,
     };
     let heartbeat = opts.heartbeat;
+    let endpoint = Endpoint {
+        health_address: a.health_address.clone(),
+        http_port: a.http_port,
+        node_name: opts.node_name.clone(),
+        broker: client.broker().clone(),
+    };
     let worker = Worker::new(client, reg, opts).await?;
-    supervise(&worker, a.health_address.as_deref(), heartbeat, &beat_stop).await?;
+    supervise(&worker, endpoint, heartbeat, &beat_stop).await?;
     let ran = worker.run(shutdown).await;
     if let Some(h) = history {
         // Task runs still queued for the database: a bounded wait, never a hang at exit.
@@ -239,18 +246,29 @@ fn child_env(s: &Settings) -> child::ChildEnv {
     child::ChildEnv(env)
 }
 
+/// Where the worker answers health checks and scrapes.
+struct Endpoint {
+    /// `--health-address`: `/healthz` (and `/readyz`) only.
+    health_address: Option<String>,
+    /// `--http-port`: `/healthz`, `/readyz` and `/metrics` on all interfaces.
+    http_port: Option<u16>,
+    node_name: String,
+    broker: hlbot_engine::Broker,
+}
+
 /// Tell a supervisor how the worker is: systemd's notify protocol when `NOTIFY_SOCKET` is set,
-/// the `/healthz` endpoint when an address is given (stopped with `stop`).
+/// the health endpoint when an address is given, `/metrics` too with `--http-port` (stopped
+/// with `stop`).
 async fn supervise(
     worker: &Worker,
-    health: Option<&str>,
+    e: Endpoint,
     heartbeat: Duration,
     stop: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     if let Some(n) = crate::systemd::Notifier::from_env() {
         tokio::spawn(n.follow(worker.vitals(), heartbeat));
     }
-    if let Some(addr) = health {
+    if let Some(addr) = &e.health_address {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the health endpoint --health-address {addr}"))?;
@@ -259,6 +277,31 @@ async fn supervise(
             listener,
             worker.vitals(),
             heartbeat,
+            None,
+            stop.clone(),
+        ));
+    }
+    if let Some(port) = e.http_port {
+        let addr = format!("0.0.0.0:{port}");
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding --http-port {port}"))?;
+        // This node's own events: a bounded window (the counters are what is served).
+        let monitor = hlbot_engine::monitor::Monitor::spawn(
+            e.broker,
+            hlbot_engine::monitor::MonitorOptions {
+                max_tasks: 1000,
+                only_host: Some(e.node_name),
+                enable_events: false,
+            },
+            stop.clone(),
+        );
+        tracing::info!("metrics on http://{addr}/metrics (and /healthz, /readyz)");
+        tokio::spawn(crate::health::serve(
+            listener,
+            worker.vitals(),
+            heartbeat,
+            Some(monitor),
             stop.clone(),
         ));
     }
