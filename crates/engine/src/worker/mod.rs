@@ -4,7 +4,8 @@
 //!
 //! Points of the run, each its own module: `consumer` (fetch + dispatch), `executor` (run + outcome),
 //! `limits`/`child` (time limits, process isolation), `retry`/`links` (republishing), `writer`
-//! (batched Redis writes), `state` (what inspect shows).
+//! (batched Redis writes), `state` (what inspect shows); `options` (the settings), `services`
+//! (what a running task may ask of the broker).
 
 pub mod child;
 pub mod chord;
@@ -13,9 +14,11 @@ pub mod executor;
 pub mod handle;
 pub mod limits;
 pub mod links;
+pub mod options;
 pub mod outcome;
 pub mod rate;
 pub mod retry;
+mod services;
 pub mod spill;
 pub mod state;
 pub mod vitals;
@@ -25,8 +28,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use redis::AsyncCommands;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -39,71 +40,12 @@ use crate::events::{Clock, Events};
 use crate::fetch;
 use crate::registry::Registry;
 use crate::task::Services;
-use child::{ChildOptions, ChildPool};
+use child::ChildPool;
 use state::{Phase, WorkerState};
 use writer::Writer;
 
-/// Worker settings (Celery's worker options).
-#[derive(Debug, Clone)]
-pub struct WorkerOptions {
-    /// Node name, `name@host`.
-    pub node_name: String,
-    pub queues: Vec<String>,
-    pub concurrency: usize,
-    pub prefetch_multiplier: usize,
-    /// Ack after the task instead of when it starts (per-task setting wins).
-    pub acks_late: bool,
-    /// With acks_late: requeue instead of failing when the process running a task dies.
-    pub reject_on_worker_lost: bool,
-    pub soft_time_limit: Option<Duration>,
-    pub time_limit: Option<Duration>,
-    /// Store STARTED when a task starts.
-    pub track_started: bool,
-    /// Send task events from the start (`-E`).
-    pub task_events: bool,
-    /// How to start child processes for `Isolation::Process` tasks (None: run them in-process).
-    pub child: Option<ChildOptions>,
-    /// Warm shutdown waits this long for running tasks before stopping them.
-    pub shutdown_timeout: Duration,
-    /// Count committed runs per task id in `hlbot.runs.<id>` (tests, crash drills).
-    pub count_runs: bool,
-    /// Worker heartbeat interval (Celery: 2 s).
-    pub heartbeat: Duration,
-    /// Where writes that could not reach Redis at exit are saved, and replayed from at start.
-    pub spill_file: Option<std::path::PathBuf>,
-    /// How long this worker's liveness key lasts without a refresh: after a crash, survivors
-    /// give back its in-flight messages within about this time.
-    pub inflight_lease: Duration,
-    /// Where task-run facts go (the store's task history); None: nowhere.
-    pub runlog: Option<std::sync::Arc<dyn crate::runlog::RunLog>>,
-}
-
-/// The most concurrency slots a worker takes (config, `-c`, `pool_grow`, `autoscale`).
-pub const MAX_CONCURRENCY: usize = 10_000;
-
-impl Default for WorkerOptions {
-    fn default() -> Self {
-        Self {
-            node_name: format!("celery@{}", crate::client::hostname()),
-            queues: vec!["celery".into()],
-            concurrency: 2,
-            prefetch_multiplier: 1,
-            acks_late: false,
-            reject_on_worker_lost: true,
-            soft_time_limit: Some(Duration::from_secs(30 * 60)),
-            time_limit: Some(Duration::from_secs(40 * 60)),
-            track_started: true,
-            task_events: false,
-            child: None,
-            shutdown_timeout: Duration::from_secs(60),
-            count_runs: false,
-            heartbeat: Duration::from_secs(2),
-            spill_file: None,
-            inflight_lease: Duration::from_secs(10),
-            runlog: None,
-        }
-    }
-}
+pub use options::{MAX_CONCURRENCY, WorkerOptions};
+use services::WorkerServices;
 
 /// Warm and cold shutdown, passed in by the caller (only `main` handles signals).
 #[derive(Debug, Clone, Default)]
@@ -177,73 +119,6 @@ impl Shared {
             .load(Ordering::SeqCst)
             .saturating_mul(self.opts.prefetch_multiplier.max(1))
             .max(1)
-    }
-}
-
-/// Broker-backed services for tasks.
-struct WorkerServices {
-    client: Client,
-}
-
-#[async_trait]
-impl Services for WorkerServices {
-    async fn send(
-        &self,
-        name: &str,
-        args: Vec<Value>,
-        kwargs: Map<String, Value>,
-    ) -> Result<String, String> {
-        self.client
-            .send_task(name, args, kwargs, Default::default())
-            .await
-            .map(|h| h.id)
-            .map_err(|e| e.to_string())
-    }
-    async fn wait(&self, id: &str, timeout: Duration) -> Result<Value, String> {
-        self.client
-            .handle(id)
-            .get(timeout)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    async fn send_chord(&self, c: crate::task::ChordSpec) -> Result<String, String> {
-        let header = c
-            .header
-            .into_iter()
-            .map(|(name, kwargs)| crate::client::TaskCall {
-                name,
-                args: vec![],
-                kwargs,
-                options: Default::default(),
-            })
-            .collect();
-        let mut extra = Map::new();
-        if c.partial {
-            extra.insert(chord::PARTIAL.into(), Value::Bool(true));
-        }
-        if c.progress {
-            extra.insert(chord::PROGRESS.into(), Value::Bool(true));
-        }
-        let body = crate::client::TaskCall {
-            name: c.body,
-            args: c.body_args,
-            kwargs: Map::new(),
-            options: crate::client::SendOptions {
-                task_id: Some(c.body_id),
-                ..Default::default()
-            },
-        };
-        self.client
-            .send_chord_with(header, body, extra)
-            .await
-            .map(|h| h.id)
-            .map_err(|e| e.to_string())
-    }
-    async fn incr(&self, key: &str) -> Result<u64, String> {
-        let mut c = self.client.broker().conn();
-        c.incr(self.client.broker().keys().flaky(key), 1)
-            .await
-            .map_err(|e| e.to_string())
     }
 }
 
