@@ -23,17 +23,20 @@ fn registry_with_roots(
     broker: Option<&hlbot_engine::Broker>,
     extra_roots: &[&std::path::Path],
 ) -> Registry {
-    registry_with_library(s, broker, extra_roots, None)
+    registry_from(
+        crate::domain::task_settings(&s.domain, extra_roots),
+        broker,
+        None,
+    )
 }
 
-/// [`registry_with_roots`] whose tasks use the research library (dedup, storing results).
-fn registry_with_library(
-    s: &Settings,
+/// The registry for domain settings `ts` whose tasks use the research library (dedup, storing
+/// results) when one is given.
+fn registry_from(
+    mut ts: hlbot_tasks::TaskSettings,
     broker: Option<&hlbot_engine::Broker>,
-    extra_roots: &[&std::path::Path],
     library: Option<hlbot_store::Store>,
 ) -> Registry {
-    let mut ts = crate::domain::task_settings(&s.domain, extra_roots);
     ts.library = library;
     if let Some(b) = broker {
         let ttl = Duration::from_secs(7 * 24 * 3600);
@@ -106,9 +109,9 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     opts.runlog = history
         .clone()
         .map(|h| h as std::sync::Arc<dyn hlbot_engine::RunLog>);
-    let reg = registry_with_library(s, Some(client.broker()), &[], store);
-
+    // The domain settings, built once: the registry, the tool check and the PDF spares.
     let ts = crate::domain::task_settings(&s.domain, &[]);
+    let reg = registry_from(ts.clone(), Some(client.broker()), store);
     let report = crate::checks::check(
         &ts,
         &crate::checks::tools_for(&reg, &s.router, &opts.queues),
@@ -125,7 +128,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     }
     if opts.queues.iter().any(|q| q == "pdf") {
         // Start the spare PDFium workers now, so the first document does not wait for one.
-        let pdf = crate::domain::task_settings(&s.domain, &[]).pdf;
+        let pdf = ts.pdf.clone();
         tokio::task::spawn_blocking(move || hlbot_pdf::prestart_workers(&pdf));
     }
     // -B: beat in the same process, stopped when the worker stops (also by remote shutdown).
@@ -435,6 +438,11 @@ pub async fn child(s: &Settings) -> anyhow::Result<ExitCode> {
     // a task (its library calls then fail and the work runs without it).
     let store = hlbot_store::Store::connect_lazy(&s.store).await.ok();
     let broker = client.as_ref().map(|c| c.broker());
-    child::serve(registry_with_library(s, broker, &[], store)).await;
+    child::serve(registry_from(
+        crate::domain::task_settings(&s.domain, &[]),
+        broker,
+        store,
+    ))
+    .await;
     Ok(ExitCode::SUCCESS)
 }
