@@ -493,6 +493,9 @@ pub struct IngestArgs {
     /// Don't extract video frames.
     #[arg(long)]
     pub no_frames: bool,
+    /// Don't read the charts found among a PDF's images or a video's frames.
+    #[arg(long)]
+    pub no_charts: bool,
     /// Send the pipeline to the workers through Redis (a Celery chain) and wait for it.
     #[arg(long)]
     pub queue: bool,

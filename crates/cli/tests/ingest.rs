@@ -365,3 +365,65 @@ fn a_task_naming_a_model_off_the_allow_list_fails_clearly() {
         "{err}"
     );
 }
+
+/// Charts inside a PDF (#18 item 5): the report's two candlestick figures are found by the pixel
+/// test and read offline (labelled as such); a document whose only images are a photo and a
+/// cartoon yields none, and `--no-charts` turns the step off.
+#[test]
+fn charts_inside_a_pdf_are_found_and_read_offline() {
+    let Some(pdf) = hlbot_testkit::env::corpus("pdf") else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let run = |file: &str, extra: &[&str]| -> Value {
+        let path = pdf.join(file);
+        let mut args = vec!["ingest", "--json", "--no-library"];
+        args.extend_from_slice(extra);
+        let path = path.to_string_lossy().into_owned();
+        args.push(&path);
+        let out = offline()
+            .env("HLBOT_DATA_DIR", data.path())
+            .env("HLBOT_INPUT_ROOTS", pdf.as_os_str())
+            .args(&args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let v = run("gen_trading_report_with_charts.pdf", &[]);
+    let charts = v["charts"].as_array().expect("charts list");
+    let pages: Vec<u64> = charts
+        .iter()
+        .map(|c| c["at"]["page"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pages, [1, 2], "{v:#}");
+    for c in charts {
+        assert_eq!(c["kind"], "candlestick", "{c:#}");
+        assert!(c["why"].as_str().unwrap().contains("candles"), "{c:#}");
+        let r = &c["analysis"];
+        assert_eq!(r["provider"], "rules", "{c:#}");
+        assert!(
+            r["label"].as_str().unwrap().contains("offline"),
+            "an offline reading says so: {c:#}"
+        );
+        assert_eq!(r["analysis"]["instrument"], "SPX", "title read: {c:#}");
+    }
+    for file in [
+        "py-pdf-sample-files__pdflatex-image.pdf",
+        "py-pdf-sample-files__grayscale-image.pdf",
+    ] {
+        let v = run(file, &[]);
+        assert_eq!(
+            v["charts"],
+            serde_json::json!([]),
+            "{file}: {:#}",
+            v["charts"]
+        );
+    }
+    let v = run("gen_trading_report_with_charts.pdf", &["--no-charts"]);
+    assert_eq!(v["charts"], serde_json::json!([]));
+}

@@ -26,6 +26,7 @@ mod chunk;
 mod client;
 mod content;
 mod credentials;
+mod detector;
 mod error;
 mod extraction;
 mod http;
@@ -57,6 +58,7 @@ pub use chart::{
 pub use chunk::{chunk_text, estimate_tokens};
 pub use content::{ContentType, looks_like_captions, prepare};
 pub use credentials::check_credentials;
+pub use detector::{ChartFeatures, ChartLook, chart_look, chart_look_bytes};
 pub use error::{Error, Result};
 pub use extraction::extract_strategy;
 pub use image::{EncodedImage, load_for_provider};

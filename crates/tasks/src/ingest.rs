@@ -76,6 +76,8 @@ pub struct IngestOptions {
     pub frames: bool,
     /// Process the source again even if the library holds it (`--force`).
     pub force: bool,
+    /// Read the charts among a PDF's images and a video's frames (`--no-charts` turns this off).
+    pub charts: bool,
 }
 
 /// What `hlbot ingest` prints.
@@ -86,6 +88,9 @@ pub struct IngestReport {
     pub document: Option<Value>,
     /// The strategy extraction (or chart reading) result.
     pub result: Value,
+    /// Charts found among the document's images or the video's frames, each with its reading
+    /// (`charts::read_charts`).
+    pub charts: Vec<Value>,
 }
 
 /// Run the pipeline for `source`.
@@ -140,13 +145,26 @@ pub async fn ingest(
             )
         }
     };
+    let charts = match (&document, o.charts) {
+        (Some(doc), true) => crate::charts::read_charts(s, doc, model, &ctx).await,
+        _ => Vec::new(),
+    };
     if let Some(store) = &s.library {
         record(s, store, &kind, document.as_ref(), &result, &ctx.id).await;
+        if let Some(doc) = &document {
+            let source = crate::library::source_of(store, doc).await;
+            for c in &charts {
+                if let (Some(path), Some(a)) = (c["image"].as_str(), c.get("analysis")) {
+                    crate::library::record_analysis(store, source, path, &ctx.id, a).await;
+                }
+            }
+        }
     }
     Ok(IngestReport {
         source: kind,
         document,
         result,
+        charts,
     })
 }
 

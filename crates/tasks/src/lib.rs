@@ -2,6 +2,7 @@
 //! queued task names beneath the input roots (fail-closed), maps domain errors to retry or fail, and runs
 //! the `hlbot ingest` pipeline in-process.
 
+pub mod charts;
 pub mod content;
 pub mod error;
 pub mod ingest;

@@ -52,6 +52,7 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
         model: a.model.clone(),
         frames: !a.no_frames,
         force: a.force,
+        charts: !a.no_charts,
     };
     let report = hlbot_tasks::ingest(
         &ts,
@@ -67,8 +68,57 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_readable(&report.result);
+        print_charts(&report.charts);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The charts found inside the source, one block each: where, why, and what was read.
+fn print_charts(charts: &[serde_json::Value]) {
+    for c in charts {
+        let at = match (c["at"]["page"].as_u64(), c["at"]["time"].as_f64()) {
+            (Some(p), _) => format!("page {p}"),
+            (_, Some(t)) => format!("at {t:.1} s"),
+            _ => "?".into(),
+        };
+        println!(
+            "\nchart ({at}, {}): {}",
+            c["kind"].as_str().unwrap_or("?"),
+            c["image"].as_str().unwrap_or("?")
+        );
+        println!("  why: {}", c["why"].as_str().unwrap_or(""));
+        if let Some(e) = c["error"].as_str() {
+            println!("  could not read it: {e}");
+            continue;
+        }
+        let r = &c["analysis"];
+        let a = &r["analysis"];
+        for (label, v) in [
+            ("read by", &r["provider"]),
+            ("note", &r["label"]),
+            ("instrument", &a["instrument"]),
+            ("timeframe", &a["timeframe"]),
+            ("trend", &a["trend"]),
+        ] {
+            if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
+                println!("  {label}: {v}");
+            }
+        }
+        for (label, key) in [
+            ("support", "support_levels"),
+            ("resistance", "resistance_levels"),
+        ] {
+            let levels: Vec<String> = a[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| v.to_string())
+                .collect();
+            if !levels.is_empty() {
+                println!("  {label}: {}", levels.join(", "));
+            }
+        }
+    }
 }
 
 /// `--queue`: the same pipeline as a Celery chain (process → extract) on the workers.
