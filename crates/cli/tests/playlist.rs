@@ -207,3 +207,87 @@ async fn playlist_fans_out_over_two_workers_and_lists_the_failed_video() {
     assert!(!progress.is_empty(), "no PROGRESS seen on the playlist id");
     server.stop();
 }
+
+/// `scripts/bench-playlist.sh` (ignored in the suite: a benchmark, not a test): a 10-video
+/// playlist on local media with frames extracted, processed by one worker and then by two
+/// (`-c 1` each), wall time from send to the playlist's result. Prints a table; asserts only
+/// that every video succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench-playlist.sh"]
+async fn playlist_bench() {
+    let Some(ytdlp) = hlbot_testkit::env::ytdlp() else {
+        return;
+    };
+    let media = tempfile::tempdir().unwrap();
+    let n = 10;
+    let mut tags = String::new();
+    for i in 0..n {
+        // 8 s of moving test pattern with a cut every 2 s: real decoding and scene work.
+        let name = format!("v{i}.mp4");
+        let ok = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=s=640x360:r=25:d=8,hue=H=t*{}", i + 1))
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .arg(media.path().join(&name))
+            .status()
+            .expect("ffmpeg");
+        assert!(ok.success());
+        tags.push_str(&format!("<video src=\"{name}\"></video>"));
+    }
+    std::fs::write(
+        media.path().join("list.html"),
+        format!("<html><head><title>Bench</title></head><body>{tags}</body></html>"),
+    )
+    .unwrap();
+    let server = hlbot_testkit::http::serve_dir(media.path().to_path_buf()).await;
+    let mut rows = Vec::new();
+    for workers in [1usize, 2] {
+        let r = TestRedis::new();
+        let cache = tempfile::tempdir().unwrap();
+        let config = cache.path().join("hlbot.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "cache_dir = {:?}\n[youtube]\nytdlp = {:?}\nallowed_hosts = [\"127.0.0.1\"]\n",
+                cache.path().join("c"),
+                ytdlp
+            ),
+        )
+        .unwrap();
+        let procs: Vec<Proc> = (0..workers)
+            .map(|i| worker(&r, &config, &format!("w{i}@bench")))
+            .collect();
+        r.wait_workers(workers, Duration::from_secs(30)).await;
+        let hl = r.client().await;
+        let mut kw = Map::new();
+        kw.insert("url".into(), json!(server.url("list.html")));
+        kw.insert("extract_frames".into(), json!(true));
+        let t = std::time::Instant::now();
+        let h = hl
+            .send_task(
+                "process_youtube_playlist",
+                vec![],
+                kw,
+                SendOptions {
+                    queue: Some("youtube".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let v = h
+            .get(Duration::from_secs(900))
+            .await
+            .expect("playlist result");
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(v["succeeded"], json!(n), "{v}");
+        rows.push((workers, secs));
+        drop(procs);
+    }
+    server.stop();
+    println!("\n| workers (-c 1 each) | 10-video playlist, frames on: wall s | vs one worker |");
+    println!("|---|---:|---:|");
+    for (w, s) in &rows {
+        println!("| {w} | {s:.2} | {:.2}× |", s / rows[0].1);
+    }
+}
