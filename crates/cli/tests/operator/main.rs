@@ -5,6 +5,7 @@
 //! beat's compact schedule and send lines, completions and the man page, and a tmux recording of
 //! the live status line.
 
+
 mod commands;
 mod logs;
 mod tools;
