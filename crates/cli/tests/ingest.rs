@@ -50,6 +50,14 @@ fn readme_first_command_works_offline() {
         "says it fell back: {stdout}"
     );
     assert!(stdout.contains("EUR/USD"), "{stdout}");
+    // Named from what the speaker calls it, the 1 hour chart found, rules whole sentences.
+    assert!(stdout.contains("Strategy 1: EMA pullback"), "{stdout}");
+    assert!(stdout.contains("1H, 4H"), "{stdout}");
+    assert!(
+        stdout.contains("On the 1 hour chart I wait for a pullback to the 50 EMA while the RSI 14 stays above 40."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("encoding         UTF-8"), "{stdout}");
     assert!(
         stdout.contains("[00:00:"),
         "evidence keeps transcript timestamps: {stdout}"
@@ -342,6 +350,10 @@ fn ingest_queue_runs_the_chain_on_a_worker() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["provider"], "rules");
+    assert_eq!(
+        v["read"]["kind"], "captions",
+        "the queued path carries the facts too"
+    );
     assert!(
         v["strategies"][0]["instruments"]
             .to_string()
@@ -426,4 +438,94 @@ fn charts_inside_a_pdf_are_found_and_read_offline() {
     }
     let v = run("gen_trading_report_with_charts.pdf", &["--no-charts"]);
     assert_eq!(v["charts"], serde_json::json!([]));
+}
+
+/// `hlbot ingest SOURCE [--json]` offline, in a fresh data dir; (stdout, stderr, success).
+fn ingest_offline(source: &Path, json: bool) -> (String, String, bool) {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = offline();
+    c.env("HLBOT_DATA_DIR", data.path())
+        .arg("ingest")
+        .arg(source);
+    if json {
+        c.arg("--json");
+    }
+    let out = c.output().expect("run");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn a_text_without_a_strategy_says_so_after_what_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("diary.txt");
+    std::fs::write(
+        &p,
+        "We walked along the river and had lunch in the old town.\n",
+    )
+    .unwrap();
+    let (out, err, ok) = ingest_offline(&p, false);
+    assert!(ok, "{out}\n{err}");
+    let read = out.find("read:").expect("facts first");
+    let none = out.find("no strategy found").expect("says plainly");
+    assert!(read < none, "{out}");
+    assert!(out.contains("encoding         UTF-8"), "{out}");
+    assert!(out.contains("title            diary.txt"), "{out}");
+}
+
+#[test]
+fn a_legacy_caption_file_reports_its_encoding() {
+    // "Trend filtresi: ilk adım günlük grafikte" in windows-1254, named for its language.
+    let text = "1\n00:00:01,000 --> 00:00:05,000\nTrend filtresi: ilk ad\u{131}m g\u{fc}nl\u{fc}k grafikte, \u{15f}u kural \u{e7}ok \u{f6}nemli, do\u{11f}ru mu?\n";
+    let bytes: Vec<u8> = text
+        .chars()
+        .map(|c| match c {
+            '\u{131}' => 0xFD,
+            '\u{15f}' => 0xFE,
+            '\u{11f}' => 0xF0,
+            c => u8::try_from(u32::from(c)).expect("latin-1 range"),
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lesson.tr.srt");
+    std::fs::write(&p, bytes).unwrap();
+    let (out, err, ok) = ingest_offline(&p, false);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("encoding         windows-1254"), "{out}");
+    assert!(out.contains("language         tr"), "{out}");
+    let (json, err, ok) = ingest_offline(&p, true);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&json).expect("JSON");
+    assert!(
+        v["read"]["encoding"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("windows-1254")),
+        "{json}"
+    );
+    assert_eq!(v["read"]["segments"], 1);
+}
+
+#[test]
+fn a_pdf_reports_pages_and_ocr_before_strategies() {
+    let Some(corpus) = hlbot_testkit::corpus("pdf") else {
+        return;
+    };
+    let p = corpus.join("gen_scanned_trading_notes.pdf");
+    let (out, err, ok) = ingest_offline(&p, false);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("source           pdf"), "{out}");
+    assert!(out.contains("pages            2"), "{out}");
+    assert!(out.contains("OCR'd pages      2"), "scanned pages: {out}");
+    assert!(
+        out.find("pages").unwrap() < out.find("Strategy 1").expect("a strategy"),
+        "{out}"
+    );
+    let (json, err, ok) = ingest_offline(&p, true);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["read"]["kind"], "pdf");
+    assert_eq!(v["read"]["pages"], 2);
 }

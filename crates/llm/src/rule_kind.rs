@@ -95,11 +95,15 @@ fn classify_words(l: &str) -> Option<(Kind, bool)> {
         return Some((Kind::Sizing, true));
     }
     let stop_order = BUY_STOP.is_match(l);
-    if !stop_order && STOP.is_match(l) {
-        return Some((Kind::Stop, true));
-    }
-    if TARGET.is_match(l) {
-        return Some((Kind::Target, true));
+    // Stop or target: whichever the sentence names first ("take profit at 2R and move the stop
+    // to break even" is a target).
+    let stop = STOP.find(l).filter(|_| !stop_order).map(|m| m.start());
+    let target = TARGET.find(l).map(|m| m.start());
+    match (stop, target) {
+        (Some(s), Some(t)) if t < s => return Some((Kind::Target, true)),
+        (Some(_), _) => return Some((Kind::Stop, true)),
+        (None, Some(_)) => return Some((Kind::Target, true)),
+        _ => {}
     }
     if FILTER_STRONG.is_match(l) {
         return Some((Kind::Filter, true));
@@ -138,6 +142,10 @@ mod tests {
                 Some(Stop),
             ),
             ("Move the stop to break even at 1R.", Some(Stop)),
+            (
+                "Take profit at 2R and move the stop to break even at 1R.",
+                Some(Target),
+            ),
             ("Take profit at 2R, that is twice the risk.", Some(Target)),
             ("Take profit at 3:1 reward to risk.", Some(Target)),
             (

@@ -239,6 +239,10 @@ fn spoken_heads(lines: &mut Vec<Line>) -> Vec<(usize, String)> {
 
 fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
     let doc = Doc::new(lines);
+    let sentences = sentence::sentences(&doc.lines);
+    let quote = |pos: usize, back: usize, fwd: usize| {
+        sentence_quote(&doc, &sentences, pos).unwrap_or_else(|| doc.quote(pos, back, fwd))
+    };
     let l = &doc.lower;
     let mut s = Strategy::default();
     let mut ev: Vec<Quote> = Vec::new();
@@ -255,7 +259,7 @@ fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
         if !markets.contains(&f.extra) {
             markets.push(f.extra.clone());
         }
-        push_ev(&mut ev, doc.quote(f.pos, 8, 16));
+        push_ev(&mut ev, quote(f.pos, 8, 16));
     }
     s.market = match markets.len() {
         0 => market_word(l),
@@ -264,7 +268,7 @@ fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
     };
     for f in lexicon::timeframes(l, false) {
         s.timeframes.push(f.value.clone());
-        push_ev(&mut ev, doc.quote(f.pos, 8, 12));
+        push_ev(&mut ev, quote(f.pos, 8, 12));
     }
     for (name, pattern) in INDICATORS.iter() {
         let hits: Vec<(usize, usize)> =
@@ -285,7 +289,7 @@ fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
                 parameters: p,
             });
         }
-        push_ev(&mut ev, doc.quote(first, 8, 16));
+        push_ev(&mut ev, quote(first, 8, 16));
     }
     // A named moving-average type makes the generic one redundant.
     if s.indicators
@@ -299,11 +303,10 @@ fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
         if let Some(level) = key_level(l, m.start(), m.end(), m.as_str())
             && !s.key_levels.iter().any(|k| k.price == level.price)
         {
-            push_ev(&mut ev, doc.quote(m.start(), 8, 14));
+            push_ev(&mut ev, quote(m.start(), 8, 14));
             s.key_levels.push(level);
         }
     }
-    let sentences = sentence::sentences(&doc.lines);
     read_rules(&sentences, &mut s, &mut ev);
     let sizing = SIZING
         .captures_iter(l)
@@ -346,6 +349,33 @@ fn extract_one(lines: Vec<Line>, name: Option<String>) -> Option<Strategy> {
     ev.truncate(16);
     s.evidence = ev.into_iter().map(|q| q.ev).collect();
     Some(s)
+}
+
+/// The whole sentence around byte `pos` of `doc.lower` as evidence: the last sentence starting on
+/// or before the word's line that holds the word. `None` when none does (a heading, a cut word).
+fn sentence_quote(doc: &Doc, sentences: &[Sentence], pos: usize) -> Option<Quote> {
+    if doc.words.is_empty() {
+        return None;
+    }
+    let w = doc.word_at(pos);
+    let (a, b) = doc.words[w];
+    let word = doc.lower[a..b].trim_matches(|c: char| !c.is_alphanumeric());
+    let line = doc.word_line[w];
+    let end = sentences.partition_point(|s| s.line <= line);
+    let sn = sentences[..end]
+        .iter()
+        .rev()
+        .take(4)
+        .find(|s| !word.is_empty() && s.text.to_ascii_lowercase().contains(word))?;
+    Some(Quote {
+        ev: Evidence {
+            quote: sn.text.clone(),
+            timestamp: sn.timestamp.clone(),
+            page: sn.page,
+        },
+        a: usize::MAX,
+        b: usize::MAX,
+    })
 }
 
 /// Every sentence that states a rule, classified once, deduplicated, into the strategy's rule

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::facts::ReadFacts;
 use crate::settings::TaskSettings;
 use crate::{content, llm, pdf, youtube};
 
@@ -84,6 +85,8 @@ pub struct IngestOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
     pub source: SourceKind,
+    /// What was read from the source (title, pages, duration, encoding, …), before strategies.
+    pub read: ReadFacts,
     /// The `process_*` result (video or document), when there was one.
     pub document: Option<Value>,
     /// The strategy extraction (or chart reading) result.
@@ -107,11 +110,11 @@ pub async fn ingest(
         ctx = ctx.with_progress(p);
     }
     let model = o.model.as_deref();
-    let (document, result) = match &kind {
+    let (document, read, result) = match &kind {
         SourceKind::Pdf(path) => {
             let doc = pdf::process_once(s, hlbot_pdf::PdfRequest::new(path), o.force, &ctx).await?;
             let r = llm::extract(s, &doc, ContentType::Document, model, &ctx).await?;
-            (Some(doc), r)
+            (Some(doc.clone()), ReadFacts::from_document(&doc), r)
         }
         SourceKind::Youtube(url) => {
             let a = youtube::VideoArgs {
@@ -122,25 +125,34 @@ pub async fn ingest(
             };
             let video = youtube::process(s, &a, &ctx).await?;
             let r = llm::extract(s, &video, ContentType::Transcript, model, &ctx).await?;
-            (Some(video), r)
+            let read = ReadFacts::from_document(&video);
+            (Some(video), read, r)
         }
-        SourceKind::Image(path) => (None, llm::chart(s, path, model, &ctx).await?),
+        SourceKind::Image(path) => (
+            None,
+            ReadFacts::image(path),
+            llm::chart(s, path, model, &ctx).await?,
+        ),
         SourceKind::Captions(path) => {
             let bytes = read_text_file(s, path)?;
-            let segments = hlbot_youtube::parse_captions(&bytes)?;
-            let text: String = segments
+            let lang = hlbot_youtube::lang_from_path(path);
+            let captions = hlbot_youtube::read_captions(&bytes, lang.as_deref())?;
+            let text: String = captions
+                .segments
                 .iter()
                 .map(|g| format!("[{}] {}\n", content::hms(g.start), g.text.trim()))
                 .collect();
             (
                 None,
+                ReadFacts::from_captions(path, &captions),
                 llm::extract(s, &json!(text), ContentType::Transcript, model, &ctx).await?,
             )
         }
         SourceKind::Text(path) => {
-            let text = String::from_utf8_lossy(&read_text_file(s, path)?).into_owned();
+            let (text, read) = read_text(s, path)?;
             (
                 None,
+                read,
                 llm::extract(s, &json!(text), ContentType::Transcript, model, &ctx).await?,
             )
         }
@@ -162,6 +174,7 @@ pub async fn ingest(
     }
     Ok(IngestReport {
         source: kind,
+        read,
         document,
         result,
         charts,
@@ -231,6 +244,16 @@ fn read_text_file(s: &TaskSettings, path: &Path) -> Result<Vec<u8>> {
     s.input_roots
         .open(path)?
         .read_capped(limit, "llm.max_content_chars")
+}
+
+/// A text file in whatever encoding it is in (BOM, UTF-16, legacy code page detected), with the
+/// facts of what was read.
+pub fn read_text(s: &TaskSettings, path: &Path) -> Result<(String, ReadFacts)> {
+    let bytes = read_text_file(s, path)?;
+    let lang = hlbot_youtube::lang_from_path(path);
+    let (text, encoding) = hlbot_youtube::decode_text(&bytes, lang.as_deref());
+    let read = ReadFacts::from_text(path, &text, &encoding);
+    Ok((text, read))
 }
 
 /// A run id for progress reports (ingest has no task message to take one from).

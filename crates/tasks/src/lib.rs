@@ -5,6 +5,7 @@
 pub mod charts;
 pub mod content;
 pub mod error;
+pub mod facts;
 pub mod ingest;
 pub mod inputs;
 pub mod library;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use hlbot_engine::Registry;
 
 pub use error::{Error, Result};
+pub use facts::ReadFacts;
 pub use ingest::{IngestOptions, IngestReport, SourceKind, ingest};
 pub use inputs::InputRoots;
 pub use settings::TaskSettings;

@@ -1,65 +1,128 @@
-//! Text decoding of caption files: BOMs (UTF-8/16/32), BOM-less UTF-16 detected from its NUL
-//! pattern, strict UTF-8, and only then Windows-1252 for legacy 8-bit files. Never decodes UTF-16
-//! as UTF-8.
+//! Text decoding of caption and text files: BOMs (UTF-8/16/32), BOM-less UTF-16 detected from its
+//! NUL pattern, strict UTF-8, and otherwise the legacy code page detected from the bytes with
+//! `chardetng` (Firefox's detector), hinted by the language in the file name (`lesson.tr.srt` →
+//! Turkish → windows-1254), decoded with `encoding_rs`. Never a blind Latin-1 fallback, never
+//! UTF-16 read as UTF-8. The encoding chosen is reported so callers can show it.
 
-/// Which decoding [`decode`] chose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+use std::path::Path;
+
+use chardetng::EncodingDetector;
+use serde::{Deserialize, Serialize};
+
+/// How [`decode`] knew the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detection {
+    /// A byte-order mark.
+    Bom,
+    /// NUL bytes in every other position (UTF-16 without a BOM).
+    NulPattern,
+    /// Valid UTF-8 (or plain ASCII).
     Utf8,
-    Utf16Le,
-    Utf16Be,
-    Utf32Le,
-    Utf32Be,
-    Windows1252,
+    /// Guessed from the bytes by `chardetng`.
+    Detected,
 }
 
-/// Decodes caption bytes to text (BOM removed).
-pub fn decode(bytes: &[u8]) -> (String, Encoding) {
+/// The encoding a text was decoded from: its WHATWG name (`UTF-8`, `UTF-16LE`, `windows-1254`,
+/// `Shift_JIS`, `ISO-8859-2`, …) and how it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encoding {
+    pub name: String,
+    pub detection: Detection,
+}
+
+impl Encoding {
+    fn new(name: &str, detection: Detection) -> Encoding {
+        Encoding {
+            name: name.to_string(),
+            detection,
+        }
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.detection {
+            Detection::Bom => "BOM",
+            Detection::NulPattern => "NUL pattern",
+            Detection::Utf8 => "valid UTF-8",
+            Detection::Detected => "detected",
+        };
+        write!(f, "{} ({how})", self.name)
+    }
+}
+
+/// Decodes caption or text bytes (BOM removed). `lang` is an ISO 639-1 language code hint
+/// (see [`lang_from_path`]); it only steers the legacy code-page guess.
+pub fn decode(bytes: &[u8], lang: Option<&str>) -> (String, Encoding) {
     if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
-        return (String::from_utf8_lossy(rest).into_owned(), Encoding::Utf8);
+        return (
+            String::from_utf8_lossy(rest).into_owned(),
+            Encoding::new("UTF-8", Detection::Bom),
+        );
     }
     if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE, 0, 0]) {
-        return (utf32(rest, u32::from_le_bytes), Encoding::Utf32Le);
+        return (
+            utf32(rest, u32::from_le_bytes),
+            Encoding::new("UTF-32LE", Detection::Bom),
+        );
     }
     if let Some(rest) = bytes.strip_prefix(&[0, 0, 0xFE, 0xFF]) {
-        return (utf32(rest, u32::from_be_bytes), Encoding::Utf32Be);
+        return (
+            utf32(rest, u32::from_be_bytes),
+            Encoding::new("UTF-32BE", Detection::Bom),
+        );
     }
     if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
-        return (utf16(rest, u16::from_le_bytes), Encoding::Utf16Le);
+        let (t, _) = encoding_rs::UTF_16LE.decode_without_bom_handling(rest);
+        return (t.into_owned(), Encoding::new("UTF-16LE", Detection::Bom));
     }
     if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
-        return (utf16(rest, u16::from_be_bytes), Encoding::Utf16Be);
+        let (t, _) = encoding_rs::UTF_16BE.decode_without_bom_handling(rest);
+        return (t.into_owned(), Encoding::new("UTF-16BE", Detection::Bom));
     }
-    // BOM-less UTF-16: ASCII-heavy text has a NUL in every other byte.
-    let sample = &bytes[..bytes.len().min(4096)];
-    if sample.len() >= 4 {
-        let even = sample.iter().step_by(2).filter(|b| **b == 0).count();
-        let odd = sample
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .filter(|b| **b == 0)
-            .count();
-        let half = sample.len() / 2;
-        if odd * 10 >= half * 3 && even * 10 < half {
-            return (utf16(bytes, u16::from_le_bytes), Encoding::Utf16Le);
-        }
-        if even * 10 >= half * 3 && odd * 10 < half {
-            return (utf16(bytes, u16::from_be_bytes), Encoding::Utf16Be);
-        }
+    if let Some(enc) = nul_pattern(bytes) {
+        let (t, _) = enc.decode_without_bom_handling(bytes);
+        return (
+            t.into_owned(),
+            Encoding::new(enc.name(), Detection::NulPattern),
+        );
     }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => (s.to_string(), Encoding::Utf8),
-        Err(_) => (
-            bytes.iter().map(|&b| cp1252(b)).collect(),
-            Encoding::Windows1252,
-        ),
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return (s.to_string(), Encoding::new("UTF-8", Detection::Utf8));
     }
+    let mut det = EncodingDetector::new();
+    det.feed(bytes, true);
+    let tld = lang.and_then(tld_for);
+    let enc = det.guess(tld.as_deref().map(str::as_bytes), false);
+    let (t, _) = enc.decode_without_bom_handling(bytes);
+    (
+        t.into_owned(),
+        Encoding::new(enc.name(), Detection::Detected),
+    )
 }
 
-fn utf16(bytes: &[u8], f: fn([u8; 2]) -> u16) -> String {
-    let units: Vec<u16> = bytes.chunks_exact(2).map(|c| f([c[0], c[1]])).collect();
-    String::from_utf16_lossy(&units)
+/// BOM-less UTF-16: ASCII-heavy text has a NUL in every other byte.
+fn nul_pattern(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let sample = &bytes[..bytes.len().min(4096)];
+    if sample.len() < 4 {
+        return None;
+    }
+    let even = sample.iter().step_by(2).filter(|b| **b == 0).count();
+    let odd = sample
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .filter(|b| **b == 0)
+        .count();
+    let half = sample.len() / 2;
+    if odd * 10 >= half * 3 && even * 10 < half {
+        return Some(encoding_rs::UTF_16LE);
+    }
+    if even * 10 >= half * 3 && odd * 10 < half {
+        return Some(encoding_rs::UTF_16BE);
+    }
+    None
 }
 
 fn utf32(bytes: &[u8], f: fn([u8; 4]) -> u32) -> String {
@@ -69,17 +132,59 @@ fn utf32(bytes: &[u8], f: fn([u8; 4]) -> u32) -> String {
         .collect()
 }
 
-/// Windows-1252 (a superset of ISO-8859-1's printable range).
-fn cp1252(b: u8) -> char {
-    const HIGH: [char; 32] = [
-        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž',
-        '\u{8F}', '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}',
-        'ž', 'Ÿ',
-    ];
-    match b {
-        0x80..=0x9F => HIGH[(b - 0x80) as usize],
-        _ => b as char,
+/// The language code in a caption file name: `lesson.tr.srt` → `tr`, `abc.en-US.vtt` → `en`.
+pub fn lang_from_path(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let mut parts: Vec<&str> = name.split('.').collect();
+    if parts.len() < 3 {
+        return None;
     }
+    parts.pop();
+    let tag = parts.pop()?;
+    let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+    (primary.len() == 2 && primary.chars().all(|c| c.is_ascii_lowercase())).then_some(primary)
+}
+
+/// The country TLD `chardetng` takes as a hint for a language (its code-page families).
+fn tld_for(lang: &str) -> Option<String> {
+    let tld = match lang {
+        "tr" | "az" => "tr",
+        "ru" | "be" | "kk" => "ru",
+        "uk" => "ua",
+        "bg" => "bg",
+        "sr" | "mk" => "rs",
+        "ja" => "jp",
+        "zh" => "cn",
+        "ko" => "kr",
+        "pl" => "pl",
+        "cs" => "cz",
+        "sk" => "sk",
+        "hu" => "hu",
+        "sl" => "si",
+        "hr" => "hr",
+        "ro" => "ro",
+        "el" => "gr",
+        "he" => "il",
+        "ar" => "eg",
+        "fa" => "ir",
+        "th" => "th",
+        "vi" => "vn",
+        "lt" => "lt",
+        "lv" => "lv",
+        "et" => "ee",
+        "de" => "de",
+        "fr" => "fr",
+        "es" => "es",
+        "it" => "it",
+        "pt" => "pt",
+        "nl" => "nl",
+        "sv" => "se",
+        "da" => "dk",
+        "no" | "nb" => "no",
+        "fi" => "fi",
+        _ => return None,
+    };
+    Some(tld.to_string())
 }
 
 #[cfg(test)]
@@ -87,29 +192,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn detects_encodings() {
+    fn unicode_forms() {
         let text = "1\n00:00:01,000 --> 00:00:02,000\nÁÉíöÙ café\n";
-        assert_eq!(decode(text.as_bytes()), (text.to_string(), Encoding::Utf8));
+        let (t, e) = decode(text.as_bytes(), None);
+        assert_eq!((t.as_str(), e.name.as_str()), (text, "UTF-8"));
         let mut bom = vec![0xEF, 0xBB, 0xBF];
         bom.extend_from_slice(text.as_bytes());
-        assert_eq!(decode(&bom).0, text);
-
+        assert_eq!(decode(&bom, None).0, text);
         let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
         let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
-        assert_eq!(decode(&le), (text.to_string(), Encoding::Utf16Le));
-        assert_eq!(decode(&be), (text.to_string(), Encoding::Utf16Be));
-        let mut le_bom = vec![0xFF, 0xFE];
-        le_bom.extend_from_slice(&le);
-        assert_eq!(decode(&le_bom), (text.to_string(), Encoding::Utf16Le));
-        let mut be_bom = vec![0xFE, 0xFF];
-        be_bom.extend_from_slice(&be);
-        assert_eq!(decode(&be_bom), (text.to_string(), Encoding::Utf16Be));
-
-        // "café – “quoted”" in Windows-1252
-        let legacy = b"caf\xe9 \x96 \x93quoted\x94";
         assert_eq!(
-            decode(legacy),
-            ("café – “quoted”".to_string(), Encoding::Windows1252)
+            decode(&le, None),
+            (
+                text.to_string(),
+                Encoding::new("UTF-16LE", Detection::NulPattern)
+            )
         );
+        assert_eq!(
+            decode(&be, None),
+            (
+                text.to_string(),
+                Encoding::new("UTF-16BE", Detection::NulPattern)
+            )
+        );
+    }
+
+    #[test]
+    fn languages_from_names() {
+        assert_eq!(
+            lang_from_path(Path::new("lesson.tr.srt")).as_deref(),
+            Some("tr")
+        );
+        assert_eq!(
+            lang_from_path(Path::new("/x/abc.en-US.vtt")).as_deref(),
+            Some("en")
+        );
+        assert_eq!(lang_from_path(Path::new("lesson.srt")), None);
+        assert_eq!(lang_from_path(Path::new("my.lesson.srt")), None);
     }
 }

@@ -27,7 +27,7 @@ mod ytdlp;
 pub use asr::transcribe_file;
 pub use cache::{CleanupReport, RemovedEntry, cleanup_cache};
 pub use classify::classify_ytdlp;
-pub use encoding::{Encoding, decode as decode_caption_text};
+pub use encoding::{Detection, Encoding, decode as decode_text, lang_from_path};
 pub use error::{Error, Result};
 pub use frames::Frame;
 pub use info::Chapter;
@@ -37,5 +37,5 @@ pub use playlist::{
     ItemError, PlaylistEntry, PlaylistItem, PlaylistResult, list_playlist, process_playlist,
 };
 pub use progress::{Progress, ProgressFn, Stage, no_progress};
-pub use segment::{Segment, parse_captions, transcript_text};
+pub use segment::{Captions, Segment, parse_captions, read_captions, transcript_text};
 pub use video::{VideoResult, process_video};

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::encoding::Encoding;
 use crate::error::{Error, Result};
 
 /// One timed piece of transcript (seconds from the start of the video).
@@ -13,11 +14,24 @@ pub struct Segment {
     pub text: String,
 }
 
+/// A parsed caption file and the encoding its bytes were in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Captions {
+    pub segments: Vec<Segment>,
+    pub encoding: Encoding,
+}
+
 /// Parses a caption file of any supported format: YouTube `json3`, WebVTT (incl. YouTube's
-/// auto-caption layouts) or SRT; UTF-8/16/32 with or without BOM, or legacy Windows-1252.
+/// auto-caption layouts) or SRT; UTF-8/16/32 with or without BOM, or a legacy code page.
 /// Empty input or input with no cues is an error, never an empty success.
 pub fn parse_captions(bytes: &[u8]) -> Result<Vec<Segment>> {
-    let (text, _encoding) = crate::encoding::decode(bytes);
+    read_captions(bytes, None).map(|c| c.segments)
+}
+
+/// [`parse_captions`] with a language hint for the code-page guess (the file name's language,
+/// [`crate::lang_from_path`]), reporting the encoding found.
+pub fn read_captions(bytes: &[u8], lang: Option<&str>) -> Result<Captions> {
+    let (text, encoding) = crate::encoding::decode(bytes, lang);
     let trimmed = text.trim_start_matches('\u{FEFF}').trim_start();
     if trimmed.is_empty() {
         return Err(Error::Caption {
@@ -43,7 +57,7 @@ pub fn parse_captions(bytes: &[u8]) -> Result<Vec<Segment>> {
             reason: "no cues with text".into(),
         });
     }
-    Ok(segments)
+    Ok(Captions { segments, encoding })
 }
 
 /// The clean full text: segment texts joined by single spaces.

@@ -13,7 +13,7 @@ use crate::frames::Frame;
 use crate::info::{Chapter, VideoInfo, choose_track};
 use crate::options::{AsrProvider, YoutubeOptions};
 use crate::progress::{Progress, ProgressFn, Stage};
-use crate::segment::{Segment, parse_captions, transcript_text};
+use crate::segment::{Segment, read_captions, transcript_text};
 use crate::ytdlp::{self, Media, MediaSource};
 
 /// Info JSON younger than this is used for downloads directly (its media URLs are still valid).
@@ -327,7 +327,11 @@ async fn captions(
     };
     let bytes =
         std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let segments = parse_captions(&bytes)?;
+    let parsed = read_captions(&bytes, Some(&track.lang))?;
+    if parsed.encoding.name != "UTF-8" {
+        warnings.push(format!("captions decoded from {}", parsed.encoding));
+    }
+    let segments = parsed.segments;
     if segments.is_empty() {
         return Ok(None);
     }

@@ -9,13 +9,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use hlbot_youtube::{decode_caption_text, parse_captions};
+use hlbot_youtube::{decode_text, parse_captions};
 use proptest::prelude::*;
 
 /// Parses and checks the invariants every caller relies on.
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     let t = Instant::now();
-    let _ = decode_caption_text(bytes);
+    let _ = decode_text(bytes, None);
     if let Ok(segs) = parse_captions(bytes) {
         prop_assert!(!segs.is_empty(), "an empty success");
         for s in &segs {

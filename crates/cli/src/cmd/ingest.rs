@@ -67,6 +67,7 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        print_read(&report.read);
         print_readable(&report.result);
         print_charts(&report.charts);
     }
@@ -146,6 +147,7 @@ async fn queued(
         extra: Map::new(),
     };
     let mut kwargs = Map::new();
+    let mut read = None;
     match &kind {
         SourceKind::Pdf(p) => {
             kwargs.insert("pdf_path".into(), path_arg(p));
@@ -157,12 +159,24 @@ async fn queued(
         SourceKind::Image(p) => {
             kwargs.insert("image_path".into(), path_arg(p));
             kwargs.insert("model".into(), json!(model));
+            read = Some(hlbot_tasks::ReadFacts::image(p));
         }
-        SourceKind::Captions(p) | SourceKind::Text(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        SourceKind::Captions(p) => {
+            // Decoded here (any encoding), sent as text: the worker needs no access to the file.
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let lang = hlbot_youtube::lang_from_path(p);
+            let captions = hlbot_youtube::read_captions(&bytes, lang.as_deref())
+                .with_context(|| format!("parsing {}", p.display()))?;
+            let (text, _) = hlbot_youtube::decode_text(&bytes, lang.as_deref());
             kwargs.insert("content".into(), json!(text));
             kwargs.insert("model".into(), json!(model));
+            read = Some(hlbot_tasks::ReadFacts::from_captions(p, &captions));
+        }
+        SourceKind::Text(p) => {
+            let (text, facts) = hlbot_tasks::ingest::read_text(ts, p)?;
+            kwargs.insert("content".into(), json!(text));
+            kwargs.insert("model".into(), json!(model));
+            read = Some(facts);
         }
     }
     let parents = if first.is_empty() {
@@ -181,13 +195,29 @@ async fn queued(
     };
     eprintln!("queued; waiting for task {final_id}");
     let timeout = Duration::from_secs_f64(a.timeout);
-    let v = match super::wait::wait(&client, &final_id, &parents, timeout, stop).await? {
+    let mut v = match super::wait::wait(&client, &final_id, &parents, timeout, stop).await? {
         super::wait::Waited::Done(m) if m.status == hlbot_proto::State::Success => m.result.clone(),
         other => return super::producer::finish(other),
     };
+    // A PDF's or video's facts are in the chain's first result.
+    if let Some(first) = parents.first() {
+        match client.handle(first).meta().await {
+            Ok(m) if m.status == hlbot_proto::State::Success => {
+                read = Some(hlbot_tasks::ReadFacts::from_document(&m.result));
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: could not read the first step's result: {e}"),
+        }
+    }
+    if let (Some(r), Some(o)) = (&read, v.as_object_mut()) {
+        o.insert("read".into(), serde_json::to_value(r)?);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        if let Some(r) = &read {
+            print_read(r);
+        }
         print_readable(&v);
     }
     Ok(ExitCode::SUCCESS)
@@ -244,6 +274,15 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// What was read, before any strategy.
+fn print_read(r: &hlbot_tasks::ReadFacts) {
+    println!("read:");
+    for (label, value) in r.lines() {
+        println!("  {label:<16} {value}");
+    }
+    println!();
+}
+
 /// A human summary of a strategy (or chart) result.
 fn print_readable(v: &Value) {
     let provider = v.get("provider").and_then(Value::as_str).unwrap_or("?");
@@ -261,6 +300,9 @@ fn print_readable(v: &Value) {
         println!("warning: {}", w.as_str().unwrap_or_default());
     }
     if let Some(strats) = v.get("strategies").and_then(Value::as_array) {
+        if strats.is_empty() {
+            println!("\nno strategy found");
+        }
         for (i, st) in strats.iter().enumerate() {
             let name = st
                 .get("name")
@@ -313,8 +355,10 @@ fn print_readable(v: &Value) {
 
 pub fn captions(a: CaptionsArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    let segments = hlbot_youtube::parse_captions(&bytes)
-        .with_context(|| format!("parsing {}", a.file.display()))?;
+    let lang = hlbot_youtube::lang_from_path(&a.file);
+    let segments = hlbot_youtube::read_captions(&bytes, lang.as_deref())
+        .with_context(|| format!("parsing {}", a.file.display()))?
+        .segments;
     if a.json {
         let v: Vec<Value> = segments
             .iter()
