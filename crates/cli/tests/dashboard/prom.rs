@@ -160,7 +160,8 @@ pub fn parse(text: &str) -> Vec<Sample> {
 }
 
 fn check_histograms(samples: &[Sample]) {
-    let mut series: BTreeMap<(String, BTreeMap<String, String>), Vec<(f64, f64)>> = BTreeMap::new();
+    type Series = (String, BTreeMap<String, String>);
+    let mut series: BTreeMap<Series, Vec<(f64, f64)>> = BTreeMap::new();
     for s in samples.iter().filter(|s| s.name.ends_with("_bucket")) {
         let mut l = s.labels.clone();
         let le = parse_value(&l.remove("le").unwrap_or_default(), &s.name);
