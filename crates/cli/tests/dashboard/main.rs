@@ -268,6 +268,18 @@ async fn pages_in_a_real_browser() {
         "SUCCESS shown after {shown:?}"
     );
     b.screenshot("dashboard-tasks").await;
+    // Python sent it with task-sent events: counted under the sender's hostname.
+    let (_, text) = get(&format!("{base}/metrics")).await;
+    let samples = prom::parse(&text);
+    assert_eq!(
+        prom::value(
+            &samples,
+            "celery_task_sent_total",
+            &[("name", "hlbot.debug.echo")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
 
     // Revoke (terminate) from the page stops a sleeping task.
     let id = python_send(&env, "hlbot.debug.sleep", json!([60]));
