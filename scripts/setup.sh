@@ -33,6 +33,9 @@ command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v podman >/dev/null || need_apt+=(podman)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+# The dashboard's browser tests (crates/cli/tests/dashboard): headless Chromium over WebDriver.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need_apt[*]} (run as root or install them)" >&2; exit 1

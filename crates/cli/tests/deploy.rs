@@ -69,6 +69,7 @@ fn compose_file_is_valid_and_has_the_whole_system() {
         "worker-llm",
         "beat-a",
         "beat-b",
+        "dashboard",
     ] {
         assert!(
             services.lines().any(|l| l == s),
@@ -79,6 +80,10 @@ fn compose_file_is_valid_and_has_the_whole_system() {
     assert!(cfg.contains("llm,default"), "no llm+default worker");
     assert!(cfg.contains("mem_limit"), "no resource limits");
     assert!(cfg.contains("ANTHROPIC_API_KEY"), ".env not applied");
+    assert!(
+        cfg.contains("HLBOT_DASHBOARD_TOKEN") && cfg.contains("5555"),
+        "dashboard without its token or port"
+    );
     // A broken file is refused (the check can fail).
     std::fs::write(
         dir.path().join("docker-compose.yml"),
@@ -97,6 +102,7 @@ fn units(dir: &Path) -> Vec<PathBuf> {
     for (file, as_name) in [
         ("hlbot-worker@.service", "hlbot-worker@pdf.service"),
         ("hlbot-beat.service", "hlbot-beat.service"),
+        ("hlbot-dashboard.service", "hlbot-dashboard.service"),
     ] {
         let unit = std::fs::read_to_string(deploy().join("systemd").join(file)).unwrap();
         let p = dir.join(as_name);

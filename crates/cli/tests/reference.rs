@@ -43,6 +43,7 @@ fn every_config_key_is_documented() {
     let sections = [
         (&settings, "RawConfig", ""),
         (&settings, "RawBeat", "beat."),
+        (&settings, "RawDashboard", "dashboard."),
         (&domain, "RawPdf", "pdf."),
         (&domain, "RawYoutube", "youtube."),
         (&domain, "RawLlm", "llm."),

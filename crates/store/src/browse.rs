@@ -28,6 +28,9 @@ pub struct Page {
     pub next: Option<f64>,
 }
 
+/// at, provider, model, input tokens, output tokens, calls, cost.
+type UsageTuple = (f64, String, String, i64, i64, i64, Option<f64>);
+
 /// LLM spend of one day and model.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DayCost {
@@ -144,7 +147,7 @@ impl Store {
     /// LLM spend per UTC day and model over the last `days` days, oldest day first.
     pub async fn costs_by_day(&self, days: u32) -> Result<Vec<DayCost>> {
         let since = crate::now() - f64::from(days) * 86_400.0;
-        let rows: Vec<UsageRow> = sqlx::query_as(
+        let rows: Vec<UsageTuple> = sqlx::query_as(
             "SELECT at, provider, model, input_tokens, output_tokens, calls, cost_usd \
              FROM llm_usage WHERE at >= $1",
         )
@@ -197,10 +200,6 @@ fn day_string(days: i64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
-
-/// One `llm_usage` row as `costs_by_day` reads it: at, provider, model, input and output
-/// tokens, calls, cost.
-type UsageRow = (f64, String, String, i64, i64, i64, Option<f64>);
 
 #[cfg(test)]
 mod tests {

@@ -223,7 +223,9 @@ pub(crate) async fn guard(State(app): State<App>, req: Request, next: Next) -> R
             (s, Some(id))
         }
         None => {
-            if req.method() == Method::GET && req.uri().path() != "/events" {
+            let path = req.uri().path();
+            let page = !(path == "/events" || path == "/metrics" || path.starts_with("/api/"));
+            if req.method() == Method::GET && page {
                 let next_path = req
                     .uri()
                     .path_and_query()

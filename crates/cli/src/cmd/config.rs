@@ -334,6 +334,17 @@ pub fn rows(s: &Settings) -> Vec<Row> {
             .into(),
         source(s, "beat.entries", None),
     );
+    row(
+        "dashboard.user",
+        s.dashboard.user.clone().into(),
+        source(s, "dashboard.user", None),
+    );
+    // A hash is not a password, but it is never shown either: only whether one is set.
+    row(
+        "dashboard.password_hash",
+        s.dashboard.password_hash.as_ref().map(|_| "****").into(),
+        source(s, "dashboard.password_hash", None),
+    );
 
     // Keys come only from the environment; shown so an operator sees which are set.
     for var in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "HLBOT_ASR_API_KEY"] {

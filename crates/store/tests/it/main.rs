@@ -3,6 +3,7 @@
 //! search, export, dedup under two concurrent claimers, task history from a real worker, and
 //! the database going away mid-run (the worker keeps running; rows catch up).
 
+mod browse;
 mod common;
 mod history;
 mod library;

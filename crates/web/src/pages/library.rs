@@ -164,6 +164,9 @@ pub async fn source(
             p["text"].as_str().unwrap_or("")
         ));
     }
+    if text.is_empty() {
+        text = "(no text stored for this source)".into();
+    }
     let media: String = src["media"]
         .as_array()
         .into_iter()

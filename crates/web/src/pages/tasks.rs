@@ -126,9 +126,11 @@ pub async fn task(
         None => None,
     };
     let Some(view) = live.or_else(|| stored.as_ref().map(from_run)) else {
+        // Not seen yet: the state cell is there so live events fill it in.
         let body = format!(
-            r#"<h1>Task {}</h1><p class="muted">Not in the live window nor in the history.</p>"#,
-            esc(&id)
+            r#"<h1>Task <code>{0}</code></h1><dl class="kv"><dt>State</dt><dd id="task-state" data-uuid="{0}" data-state="UNKNOWN">{1}</dd></dl><p class="muted">Not in the live window nor in the history (yet): this page follows its events.</p>"#,
+            esc(&id),
+            state("UNKNOWN")
         );
         return Html(page("Task", "/task", &s.csrf, &body));
     };
