@@ -29,7 +29,7 @@ pub struct Page {
 }
 
 /// at, provider, model, input tokens, output tokens, calls, cost.
-type UsageTuple = (f64, String, String, i64, i64, i64, Option<f64>);
+type UsageTuple = (f64, String, String, i64, i64, i64, Option<f64>, i64);
 
 /// LLM spend of one day and model.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -42,6 +42,17 @@ pub struct DayCost {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub calls: i64,
+    pub cache_hits: i64,
+}
+
+/// One task's LLM spend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TaskCost {
+    pub cost_usd: f64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub calls: i64,
+    pub cache_hits: i64,
 }
 
 impl Store {
@@ -148,14 +159,14 @@ impl Store {
     pub async fn costs_by_day(&self, days: u32) -> Result<Vec<DayCost>> {
         let since = crate::now() - f64::from(days) * 86_400.0;
         let rows: Vec<UsageTuple> = sqlx::query_as(
-            "SELECT at, provider, model, input_tokens, output_tokens, calls, cost_usd \
+            "SELECT at, provider, model, input_tokens, output_tokens, calls, cost_usd, cache_hits \
              FROM llm_usage WHERE at >= $1",
         )
         .bind(since)
         .fetch_all(self.pool())
         .await?;
         let mut by: BTreeMap<(i64, String, String), DayCost> = BTreeMap::new();
-        for (at, provider, model, i, o, calls, cost) in rows {
+        for (at, provider, model, i, o, calls, cost, hits) in rows {
             let day = (at / 86_400.0).floor() as i64;
             let d = by
                 .entry((day, provider.clone(), model.clone()))
@@ -169,8 +180,32 @@ impl Store {
             d.input_tokens += i;
             d.output_tokens += o;
             d.calls += calls;
+            d.cache_hits += hits;
         }
         Ok(by.into_values().collect())
+    }
+
+    /// What one task's LLM calls cost, summed over its usage rows; None when it made none.
+    pub async fn task_cost(&self, task_id: &str) -> Result<Option<TaskCost>> {
+        let (rows, cost, input, output, calls, hits): (i64, Option<f64>, i64, i64, i64, i64) =
+            sqlx::query_as(
+                // PostgreSQL sums BIGINTs as NUMERIC: cast back for the `Any` driver.
+                "SELECT COUNT(*), SUM(cost_usd), \
+                 CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(calls), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(cache_hits), 0) AS BIGINT) FROM llm_usage WHERE task_id = $1",
+            )
+            .bind(task_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok((rows > 0).then_some(TaskCost {
+            cost_usd: cost.unwrap_or(0.0),
+            input_tokens: input,
+            output_tokens: output,
+            calls,
+            cache_hits: hits,
+        }))
     }
 
     /// All-time LLM spend per (provider, model): `hlbot_llm_cost_usd_total`.

@@ -62,6 +62,8 @@ pub struct UsageRow {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub calls: i64,
+    /// Answers served from the response cache (no tokens paid).
+    pub cache_hits: i64,
     pub cost_usd: Option<f64>,
 }
 
@@ -254,7 +256,8 @@ impl Store {
     pub async fn save_usage(&self, source: Option<i64>, u: &UsageRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO llm_usage (source_id, task_id, purpose, provider, model, input_tokens, \
-             output_tokens, calls, cost_usd, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             output_tokens, calls, cost_usd, at, cache_hits) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(source)
         .bind(u.task_id.clone())
@@ -266,6 +269,7 @@ impl Store {
         .bind(u.calls)
         .bind(u.cost_usd)
         .bind(now())
+        .bind(u.cache_hits)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -26,6 +26,11 @@ const POSTGRES: &[Migration] = &[
         name: "run_transitions",
         sql: include_str!("../migrations/postgres/0002_run_transitions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "usage_cache_hits",
+        sql: include_str!("../migrations/postgres/0003_usage_cache_hits.sql"),
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -38,6 +43,11 @@ const SQLITE: &[Migration] = &[
         version: 2,
         name: "run_transitions",
         sql: include_str!("../migrations/sqlite/0002_run_transitions.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "usage_cache_hits",
+        sql: include_str!("../migrations/sqlite/0003_usage_cache_hits.sql"),
     },
 ];
 

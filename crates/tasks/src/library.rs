@@ -189,6 +189,7 @@ async fn record_usage(store: &Store, source: Option<i64>, task_id: &str, purpose
         input_tokens: n("input_tokens"),
         output_tokens: n("output_tokens"),
         calls: n("calls"),
+        cache_hits: n("cache_hits"),
         cost_usd: r.get("cost_usd").and_then(Value::as_f64),
     };
     if let Err(e) = store.save_usage(source, &row).await {

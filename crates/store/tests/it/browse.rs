@@ -115,15 +115,21 @@ async fn pages(db: Db) {
         .collect();
     assert_eq!(kids.len(), 2, "{kids:?}");
 
-    for (model, cost) in [("m1", 0.5), ("m1", 0.25), ("m2", 1.0)] {
+    for (model, cost, hits, task) in [
+        ("m1", 0.5, 0, "ta"),
+        ("m1", 0.25, 1, "ta"),
+        ("m2", 1.0, 2, "tb"),
+    ] {
         s.save_usage(
             None,
             &UsageRow {
+                task_id: Some(task.into()),
                 provider: "p".into(),
                 model: model.into(),
                 input_tokens: 10,
                 output_tokens: 5,
                 calls: 1,
+                cache_hits: hits,
                 cost_usd: Some(cost),
                 ..Default::default()
             },
@@ -134,6 +140,23 @@ async fn pages(db: Db) {
     let days = s.costs_by_day(30).await.unwrap();
     let m1 = days.iter().find(|d| d.model == "m1").unwrap();
     assert_eq!((m1.cost_usd, m1.calls, m1.input_tokens), (0.75, 2, 20));
+    assert_eq!(m1.cache_hits, 1);
+    let ta = s
+        .task_cost("ta")
+        .await
+        .unwrap()
+        .expect("task ta made calls");
+    assert_eq!(
+        (
+            ta.cost_usd,
+            ta.calls,
+            ta.input_tokens,
+            ta.output_tokens,
+            ta.cache_hits
+        ),
+        (0.75, 2, 20, 10, 1)
+    );
+    assert_eq!(s.task_cost("none").await.unwrap(), None);
     assert_eq!(m1.day.len(), 10);
     let totals = s.cost_totals().await.unwrap();
     assert_eq!(totals.len(), 2);

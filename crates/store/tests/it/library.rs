@@ -29,7 +29,7 @@ async fn migrations(db: Db) {
     a.expect("first");
     b.expect("second");
     let st = migrate::status(&db.store).await.unwrap();
-    assert_eq!(st.applied, vec![1, 2]);
+    assert_eq!(st.applied, vec![1, 2, 3]);
     assert!(st.pending.is_empty());
     assert!(
         migrate::run(&db.store).await.unwrap().is_empty(),
@@ -110,6 +110,7 @@ async fn every_write(db: Db) {
                 input_tokens: 1000,
                 output_tokens: 200,
                 calls: 1,
+                cache_hits: 0,
                 cost_usd: Some(0.25),
             },
         )
@@ -309,7 +310,7 @@ async fn four_at_once(cfg: hlbot_store::StoreConfig) {
     let (a, b, c, d) = tokio::join!(open(), open(), open(), open());
     for s in [a, b, c, d] {
         let s = s.expect("every concurrent open succeeds");
-        assert_eq!(migrate::status(&s).await.unwrap().applied, vec![1, 2]);
+        assert_eq!(migrate::status(&s).await.unwrap().applied, vec![1, 2, 3]);
     }
 }
 

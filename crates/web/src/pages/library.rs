@@ -249,11 +249,12 @@ pub async fn costs(State(app): State<App>, Extension(s): Extension<Session>) -> 
         .rev()
         .map(|r| {
             format!(
-                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">${:.4}</td></tr>"#,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">${:.4}</td></tr>"#,
                 esc(&r.day),
                 esc(&r.provider),
                 esc(&r.model),
                 r.calls,
+                r.cache_hits,
                 r.input_tokens,
                 r.output_tokens,
                 r.cost_usd
@@ -263,7 +264,7 @@ pub async fn costs(State(app): State<App>, Extension(s): Extension<Session>) -> 
     let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
     let body = format!(
         r#"<h1>Costs <span class="muted">(last 30 days: ${total:.4})</span></h1>{chart}
-<table id="costs"><thead><tr><th>Day</th><th>Provider</th><th>Model</th><th class="num">Calls</th><th class="num">Input tokens</th><th class="num">Output tokens</th><th class="num">Cost</th></tr></thead><tbody>{trows}</tbody></table>"#
+<table id="costs"><thead><tr><th>Day</th><th>Provider</th><th>Model</th><th class="num">Calls</th><th class="num">Cache hits</th><th class="num">Input tokens</th><th class="num">Output tokens</th><th class="num">Cost</th></tr></thead><tbody>{trows}</tbody></table>"#
     );
     Html(page("Costs", "/costs", &s.csrf, &body))
 }

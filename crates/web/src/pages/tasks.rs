@@ -125,6 +125,10 @@ pub async fn task(
         Some(st) => st.run(&id).await.ok().flatten(),
         None => None,
     };
+    let cost = match &app.opts.store {
+        Some(st) => st.task_cost(&id).await.ok().flatten(),
+        None => None,
+    };
     let Some(view) = live.or_else(|| stored.as_ref().map(from_run)) else {
         // Not seen yet: the state cell is there so live events fill it in.
         let body = format!(
@@ -194,6 +198,16 @@ pub async fn task(
         kv("Runtime", &secs(view.runtime)),
         kv("Parent", &link(view.parent_id.as_deref())),
         kv("Root", &link(view.root_id.as_deref())),
+        kv(
+            "LLM cost",
+            &match &cost {
+                Some(c) => format!(
+                    r#"<span id="task-cost">${:.4}</span> ({} call(s), {} cache hit(s), {} + {} tokens)"#,
+                    c.cost_usd, c.calls, c.cache_hits, c.input_tokens, c.output_tokens
+                ),
+                None => "—".to_string(),
+            },
+        ),
     ]
     .concat();
     let body = format!(
