@@ -131,7 +131,7 @@ fn ingest_stores_into_sqlite_with_no_setup() {
         .unwrap());
     assert!(md.starts_with("# Strategies"), "{md}");
     let st = ok(hlbot(&data).args(["db", "status"]).output().unwrap());
-    assert!(st.contains("applied [1, 2], pending []"), "{st}");
+    assert!(st.contains("applied [1, 2, 3], pending []"), "{st}");
     // --no-library leaves nothing.
     let other = dir.path().join("other");
     ok(hlbot(&other)
