@@ -240,11 +240,11 @@ async fn latency(o: &Opts) -> Res<Value> {
     let s = c.broker().settings().clone();
     let mut ps = s.pubsub().await?;
     let pattern = format!("{}*", c.backend().keys().result(""));
-    ps.psubscribe(glob_escape(&pattern)).await?;
+    ps.psubscribe(hlbot_engine::redis::keys::glob_escape(&pattern))
+        .await?;
     // Task events (the worker runs with -E): `task-started` carries the worker's clock at the
     // moment the task began, on the same machine as ours.
-    ps.psubscribe(glob_escape(&c.broker().keys().event_pattern()))
-        .await?;
+    ps.psubscribe(c.broker().keys().event_pattern()).await?;
     let mut stream = ps.on_message();
     let mut worker = Worker::spawn(&o.cmd)?;
     // Warm up: the first task also waits for the worker to be ready.
@@ -321,17 +321,6 @@ fn percentiles(v: &mut [f64]) -> Value {
         v[i.min(v.len() - 1)]
     };
     json!({"p50": at(50.0), "p90": at(90.0), "p99": at(99.0), "max": at(100.0)})
-}
-
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '[' | ']' | '?' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// `INFO commandstats` as command → calls (commands run inside Lua scripts count too).

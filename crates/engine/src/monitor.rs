@@ -168,7 +168,7 @@ impl Monitor {
     }
 
     async fn receive(self, broker: Broker, stop: CancellationToken) {
-        let pattern = glob_escape(&broker.keys().event_pattern());
+        let pattern = broker.keys().event_pattern();
         loop {
             let run = async {
                 let mut ps = broker.settings().pubsub().await?;
@@ -484,18 +484,6 @@ async fn enable_events(broker: Broker, stop: CancellationToken) {
 
 fn now() -> f64 {
     hlbot_proto::time::unix(chrono::Utc::now())
-}
-
-/// Escape Redis glob metacharacters in a literal prefix (a key prefix may contain them).
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '[' | ']' | '?' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 #[cfg(test)]

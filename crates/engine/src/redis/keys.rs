@@ -152,8 +152,10 @@ impl Keys {
     pub fn event_channel(&self, routing_key: &str) -> String {
         self.fanout("celeryev", routing_key)
     }
+    /// PSUBSCRIBE pattern of every event channel; the prefix's own glob metacharacters are
+    /// escaped so they match literally.
     pub fn event_pattern(&self) -> String {
-        self.fanout("celeryev", "*")
+        glob_escape(&self.fanout("celeryev", "*"))
     }
 
     pub fn dead_letter(&self) -> String {
@@ -212,6 +214,18 @@ impl Keys {
     pub fn flaky(&self, key: &str) -> String {
         format!("{}hlbot.debug.flaky.{key}", self.prefix)
     }
+}
+
+/// Escape Redis glob metacharacters (`[`, `]`, `?`, `\\`) in a literal; `*` is left to the caller.
+pub fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '[' | ']' | '?' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 #[cfg(test)]
