@@ -29,6 +29,21 @@ fn ffmpeg_video(path: &Path, color: &str) {
     assert!(ok.success());
 }
 
+/// A config in `dir`: its own cache, this yt-dlp, local hosts allowed.
+fn config_in(dir: &Path, ytdlp: &Path) -> std::path::PathBuf {
+    let config = dir.join("hlbot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = {:?}\n[youtube]\nytdlp = {:?}\nallowed_hosts = [\"127.0.0.1\"]\n",
+            dir.join("c"),
+            ytdlp
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn worker(r: &TestRedis, config: &Path, name: &str) -> Proc {
     let c = hlbot_testkit::worker::hlbot(BIN, r)
         .args(["--config"])
@@ -100,16 +115,7 @@ async fn playlist_fans_out_over_two_workers_and_lists_the_failed_video() {
     .unwrap();
     let server = hlbot_testkit::http::serve_dir(media.path().to_path_buf()).await;
     let cache = tempfile::tempdir().unwrap();
-    let config = cache.path().join("hlbot.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "cache_dir = {:?}\n[youtube]\nytdlp = {:?}\nallowed_hosts = [\"127.0.0.1\"]\n",
-            cache.path().join("c"),
-            ytdlp
-        ),
-    )
-    .unwrap();
+    let config = config_in(cache.path(), &ytdlp);
 
     // Watch the task events before anything runs.
     let keys = Keys::new(&r.prefix, &r.prefix, r.settings.db());
@@ -244,16 +250,7 @@ async fn playlist_bench() {
     for workers in [1usize, 2] {
         let r = TestRedis::new();
         let cache = tempfile::tempdir().unwrap();
-        let config = cache.path().join("hlbot.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "cache_dir = {:?}\n[youtube]\nytdlp = {:?}\nallowed_hosts = [\"127.0.0.1\"]\n",
-                cache.path().join("c"),
-                ytdlp
-            ),
-        )
-        .unwrap();
+        let config = config_in(cache.path(), &ytdlp);
         let procs: Vec<Proc> = (0..workers)
             .map(|i| worker(&r, &config, &format!("w{i}@bench")))
             .collect();
