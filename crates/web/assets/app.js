@@ -40,6 +40,8 @@
     } else if (page === "/task") {
       var el = document.getElementById("task-state");
       if (el && el.getAttribute("data-uuid") === t.uuid) {
+        // Rendered before the dashboard had seen it: reload for the details and actions.
+        if (el.getAttribute("data-state") === "UNKNOWN") { location.reload(); return; }
         el.innerHTML = badge(t.state);
         el.setAttribute("data-state", t.state);
         var r = document.getElementById("task-result");
@@ -61,7 +63,9 @@
     row.setAttribute("data-beat", w.last_heartbeat);
   }
   if (window.EventSource && (page === "/tasks" || page === "/task" || page === "/workers")) {
-    var es = new EventSource("/events");
+    var follow = document.getElementById("task-state");
+    var es = new EventSource(page === "/task" && follow
+      ? "/events?task=" + encodeURIComponent(follow.getAttribute("data-uuid")) : "/events");
     es.onopen = function () { if (live) live.className = "on"; };
     es.onerror = function () { if (live) live.className = ""; };
     es.onmessage = function (m) {

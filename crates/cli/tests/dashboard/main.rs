@@ -171,11 +171,16 @@ async fn metrics_scrape_matches_the_tasks_run() {
 /// Send `task(args)` from Python Celery (the compat app on the test's prefix), with sent
 /// events; its id.
 fn python_send(env: &TestRedis, task: &str, args: Value) -> String {
+    python_send_as(env, task, args, &uuid::Uuid::new_v4().to_string())
+}
+
+/// `python_send` with the task id chosen by the caller.
+fn python_send_as(env: &TestRedis, task: &str, args: Value, id: &str) -> String {
     let python = std::env::var("HLBOT_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = format!(
         "import sys\nsys.path.insert(0, {root:?})\nfrom compat.app import make_app\n\
          app = make_app(broker={url:?}, prefix={prefix:?})\napp.conf.task_send_sent_event = True\n\
-         r = app.send_task({task:?}, args={args}, queue='default')\nprint(r.id)\n",
+         r = app.send_task({task:?}, args={args}, queue='default', task_id={id:?})\nprint(r.id)\n",
         root = hlbot_testkit::workspace().display().to_string(),
         url = env.url,
         prefix = env.prefix,
@@ -281,9 +286,21 @@ async fn pages_in_a_real_browser() {
         "{text}"
     );
 
-    // Revoke (terminate) from the page stops a sleeping task.
-    let id = python_send(&env, "hlbot.debug.sleep", json!([60]));
+    // Revoke (terminate) from the page stops a sleeping task. The page is opened before the
+    // task is sent: it follows the task's events from "not seen yet" to its full view.
+    let id = uuid::Uuid::new_v4().to_string();
     b.goto(&format!("{base}/task/{id}")).await;
+    b.wait_for(
+        "unseen task page follows its events",
+        "return document.getElementById('live').className === 'on';",
+        json!([]),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        python_send_as(&env, "hlbot.debug.sleep", json!([60]), &id),
+        id
+    );
     b.wait_for(
         "sleeping task STARTED",
         "var e = document.getElementById('task-state'); return e && e.getAttribute('data-state') === 'STARTED';",
@@ -315,6 +332,21 @@ async fn pages_in_a_real_browser() {
     );
     assert!(t_revoke.elapsed() < Duration::from_secs(10));
     b.screenshot("dashboard-task-revoked").await;
+    // A page connecting late still gets the task's state: `/events?task=` opens with it.
+    let mut r = reqwest::get(format!("{base}/events?task={id}"))
+        .await
+        .expect("GET /events");
+    let first = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+        .await
+        .expect("first event within 5 s")
+        .expect("event stream")
+        .expect("a chunk");
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.starts_with("data: ") && first.contains(&id) && first.contains("\"REVOKED\""),
+        "{first}"
+    );
+    drop(r);
 
     // The library shows a strategy after `hlbot ingest` of the example lesson.
     let lesson = hlbot_testkit::workspace().join("examples/ema_pullback_lesson.en.vtt");
