@@ -35,4 +35,4 @@ pub use document::{
 pub use error::{PdfError, Result};
 pub use options::{OcrMode, PageSelection, PdfOptions, PdfRequest};
 pub use pipeline::process_document;
-pub use pool::prestart_workers;
+pub use pool::{prestart_workers, shutdown_workers};

@@ -35,7 +35,8 @@ const IDLE_PER_WORKER: usize = 2;
 /// process group and reaps the process.
 pub(crate) struct Worker {
     child: Child,
-    stdin: ChildStdin,
+    /// `None` once closed (the worker then exits by itself).
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     stderr: Arc<Mutex<Vec<u8>>>,
     drain: Option<std::thread::JoinHandle<()>>,
@@ -77,10 +78,10 @@ impl Worker {
     /// Sends one request line and forwards the worker's event lines to `tx` up to the end of
     /// the document. Blocking; the caller kills the process group to interrupt it.
     fn exchange(&mut self, request: &[u8], tx: &UnboundedSender<String>) -> Exchange {
-        let sent = self
-            .stdin
-            .write_all(request)
-            .and_then(|()| self.stdin.flush());
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(request).and_then(|()| stdin.flush()),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        };
         if sent.is_ok() {
             let mut line = String::new();
             loop {
@@ -119,6 +120,16 @@ impl Worker {
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)
+    }
+}
+
+/// Ends every idle worker: closes its stdin (it exits by itself) and waits for it. For a clean
+/// shutdown, and so a benchmark's CPU time includes its workers'. Blocking.
+pub fn shutdown_workers() {
+    let all = std::mem::take(&mut *idle());
+    for mut w in all {
+        w.stdin = None;
+        let _ = w.child.wait();
     }
 }
 
@@ -180,7 +191,7 @@ fn start(opts: &PdfOptions) -> Result<Worker> {
     let written = stdin.write_all(&line);
     let worker = Worker {
         child,
-        stdin,
+        stdin: Some(stdin),
         stdout: BufReader::new(stdout),
         stderr,
         drain,
