@@ -4,7 +4,7 @@
 #      (page.get_text() on every page), each timed in-process, best of 5 interleaved passes after
 #      a warm-up (the machine may be shared: the best pass is the least disturbed one). pdf-dump
 #      starts its PDFium workers before its clock starts, as a long-running worker does at
-#      start-up (PyMuPDF's import is not timed either); every document still gets new processes;
+#      start-up (PyMuPDF's import is not timed either); workers are long-lived (many documents each);
 #   2. OCR pages/s: hlbot-pdf ocr=always (render + tesseract, pages in parallel) vs a plain
 #      sequential `tesseract` CLI loop over the same pages pre-rendered at 300 dpi by PyMuPDF
 #      (rendering not counted for the loop), with tesseract's default threads and with
