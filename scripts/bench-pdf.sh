@@ -4,12 +4,14 @@
 #      (page.get_text() on every page), each timed in-process, best of 5 interleaved passes after
 #      a warm-up (the machine may be shared: the best pass is the least disturbed one). pdf-dump
 #      starts its PDFium workers before its clock starts, as a long-running worker does at
-#      start-up (PyMuPDF's import is not timed either); every document still gets new processes;
+#      start-up (PyMuPDF's import is not timed either); workers are long-lived (many documents each);
 #   2. OCR pages/s: hlbot-pdf ocr=always (render + tesseract, pages in parallel) vs a plain
 #      sequential `tesseract` CLI loop over the same pages pre-rendered at 300 dpi by PyMuPDF
 #      (rendering not counted for the loop), with tesseract's default threads and with
 #      OMP_THREAD_LIMIT=1.
 # Usage: scripts/bench-pdf.sh            (needs scripts/setup.sh done and ../shared/corpus)
+#   BENCH_CPUS=0 pins both sides of the text benchmark to those CPUs (`taskset -c 0`: the one-core
+#   run); BENCH_TEXT_ONLY=1 skips the OCR part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -28,7 +30,9 @@ OCR_FILES=("$CORPUS/py-pdf-sample-files__pdflatex-4-pages.pdf" "$CORPUS/py-pdf-s
   "$CORPUS/gen_scanned_trading_notes.pdf" "$CORPUS/ocrmypdf__linn.pdf")
 
 # --- 1. text extraction ----------------------------------------------------------------------
-ours_text() { PDF_QUIET=1 PDF_OCR=never PDF_IMAGES=0 "$DUMP" "${ALL[@]}" 2>"$WORK/ours.err" >"$WORK/ours.pass.tsv" || true; }
+PIN=()
+[ -n "${BENCH_CPUS:-}" ] && PIN=(taskset -c "$BENCH_CPUS")
+ours_text() { PDF_QUIET=1 PDF_OCR=never PDF_IMAGES=0 "${PIN[@]}" "$DUMP" "${ALL[@]}" 2>"$WORK/ours.err" >"$WORK/ours.pass.tsv" || true; }
 cat >"$WORK/mupdf_text.py" <<'PY'
 import sys, time, pymupdf
 def once():
@@ -59,14 +63,14 @@ for _ in 1 2 3 4 5; do
   ours_text
   s=$(sed -n 's/^total \([0-9.]*\) s$/\1/p' "$WORK/ours.err")
   if less_than "$s" "$OURS_TEXT_S"; then OURS_TEXT_S=$s; cp "$WORK/ours.pass.tsv" "$WORK/ours.tsv"; fi
-  "$PY" "$WORK/mupdf_text.py" "${ALL[@]}" >"$WORK/mupdf.pass.tsv"
+  "${PIN[@]}" "$PY" "$WORK/mupdf_text.py" "${ALL[@]}" >"$WORK/mupdf.pass.tsv"
   s=$(awk -F'\t' '$1=="TOTAL"{print $2}' "$WORK/mupdf.pass.tsv")
   if less_than "$s" "$MUPDF_TEXT_S"; then MUPDF_TEXT_S=$s; cp "$WORK/mupdf.pass.tsv" "$WORK/mupdf.tsv"; fi
 done
 
 echo "## Text extraction: ${#ALL[@]} corpus PDFs (hlbot-pdf ocr=never, images off; PyMuPDF $("$PY" -c 'import pymupdf;print(pymupdf.VersionBind)'))"
 echo
-echo "$(date -u +%H:%M) UTC, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) now (1/5/15 min)."
+echo "$(date -u +%H:%M) UTC, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) now (1/5/15 min); CPUs: ${BENCH_CPUS:-all $(getconf _NPROCESSORS_ONLN)}."
 echo
 echo "| file | hlbot-pdf ms | PyMuPDF ms | hlbot chars | PyMuPDF chars |"
 echo "|---|---:|---:|---:|---:|"
@@ -87,6 +91,7 @@ echo "Ratio PyMuPDF time / hlbot-pdf time: $(awk -v a="$OURS_TEXT_S" -v b="$MUPD
 echo
 
 # --- 2. OCR throughput -----------------------------------------------------------------------
+[ -n "${BENCH_TEXT_ONLY:-}" ] && exit 0
 PDF_QUIET=1 PDF_OCR=always PDF_IMAGES=0 "$DUMP" "${OCR_FILES[@]}" 2>"$WORK/ocr.err" >"$WORK/ocr.tsv"
 OURS_OCR_S=$(sed -n 's/^total \([0-9.]*\) s$/\1/p' "$WORK/ocr.err")
 OCR_PAGES=$(awk -F'\t' '{split($4, a, " "); n += a[1]} END {print n}' "$WORK/ocr.tsv")

@@ -19,6 +19,11 @@ pub struct RawPdf {
     pub worker_processes: Option<usize>,
     /// Keep PDFium workers started ahead of the next document (default true).
     pub prestart_workers: Option<bool>,
+    /// Documents one PDFium worker process serves before it is replaced (default 200).
+    pub worker_max_documents: Option<u32>,
+    /// Resident memory above which a PDFium worker is replaced after a document, bytes
+    /// (default 512 MiB).
+    pub worker_max_rss: Option<u64>,
     /// Largest PDF accepted, bytes (default 512 MiB).
     pub max_bytes: Option<u64>,
     /// Most pages a PDF may have (default 5 000).
@@ -230,6 +235,12 @@ pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
     }
     if let Some(on) = raw.pdf.prestart_workers {
         pdf.prestart_workers = on;
+    }
+    if let Some(n) = raw.pdf.worker_max_documents {
+        pdf.worker_max_documents = n.max(1);
+    }
+    if let Some(n) = raw.pdf.worker_max_rss {
+        pdf.worker_max_rss = n;
     }
     if let Some(n) = raw.pdf.max_bytes {
         pdf.max_bytes = n;

@@ -3,7 +3,8 @@
 //!
 //! `cargo run -p hlbot-pdf --example pdf-dump -- FILE.pdf...`; environment: HLBOT_PDFIUM_LIB,
 //! PDF_CACHE (default: a temp dir), PDF_USE_CACHE=1, PDF_OCR (auto|always|never),
-//! PDF_IMAGES (0/1), PDF_PASSWORD, PDF_QUIET=1.
+//! PDF_IMAGES (0/1), PDF_PASSWORD, PDF_QUIET=1, PDF_WORKER_DOCS (documents per PDFium worker;
+//! 1 = a new process per document), PDF_REPEAT (read the files this many times).
 
 use std::time::Instant;
 
@@ -31,6 +32,10 @@ async fn main() -> std::process::ExitCode {
         .unwrap_or_else(|| "hlbot-pdf-child".into());
     let mut opts = PdfOptions::new(lib, cache, child, vec![]);
     opts.use_cache = var("PDF_USE_CACHE").is_some_and(|v| v == "1");
+    if let Some(n) = var("PDF_WORKER_DOCS").and_then(|v| v.parse().ok()) {
+        opts.worker_max_documents = n;
+    }
+    let repeat: usize = var("PDF_REPEAT").and_then(|v| v.parse().ok()).unwrap_or(1);
     let ocr = match var("PDF_OCR").as_deref() {
         Some("always") => OcrMode::Always,
         Some("never") => OcrMode::Never,
@@ -41,7 +46,8 @@ async fn main() -> std::process::ExitCode {
     hlbot_pdf::prestart_workers(&opts);
     let mut failed = 0;
     let t0 = Instant::now();
-    for path in std::env::args().skip(1) {
+    let paths: Vec<String> = std::env::args().skip(1).collect();
+    for path in std::iter::repeat_n(paths, repeat).flatten() {
         let mut req = PdfRequest::new(&path);
         req.ocr = ocr;
         req.extract_images = var("PDF_IMAGES").is_none_or(|v| v != "0");
@@ -70,5 +76,7 @@ async fn main() -> std::process::ExitCode {
         }
     }
     eprintln!("total {:.3} s", t0.elapsed().as_secs_f64());
+    // Wait for the PDFium workers, so that `time` counts their CPU too.
+    hlbot_pdf::shutdown_workers();
     std::process::ExitCode::from(if failed > 0 { 1 } else { 0 })
 }

@@ -94,6 +94,17 @@ pub struct Stats {
     pub images_saved: u32,
     /// True when this result was served from the cache.
     pub cached: bool,
+    /// The PDFium worker processes that read the document (several when its pages were split).
+    #[serde(default)]
+    pub workers: Vec<WorkerUse>,
+}
+
+/// One PDFium worker process's part in a document: which process, and how many documents it
+/// had finished with this one (workers are reused, see `PdfOptions::worker_max_documents`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerUse {
+    pub pid: u32,
+    pub documents: u32,
 }
 
 /// Stage of a running `process_document`.

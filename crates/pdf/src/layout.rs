@@ -1,6 +1,7 @@
 //! Reading order: turns positioned glyphs of one page into plain text — words spaced from the
 //! gaps between glyphs, columns read one after the other, hyphenated line ends rejoined,
-//! ligatures expanded. Pure geometry; knows nothing about PDFium.
+//! ligatures expanded, right-to-left lines put back in logical order (`bidi`). Pure geometry;
+//! knows nothing about PDFium.
 //!
 //! How: glyphs → *segments* (runs on one baseline without a wide gap) → horizontal *bands*
 //! (segments whose cores overlap vertically) → *groups* of consecutive bands that share a
@@ -122,6 +123,27 @@ fn segments(glyphs: &[Glyph]) -> Vec<Segment> {
             let same_line = ((y0 + y1) / 2.0 - s.cy()).abs() < 0.45 * em;
             let gap = g.x0 - last_x1;
             let forward = gap > -0.3 * em || g.x0 >= last_x0 - 0.05 * em;
+            // Right-to-left text comes in reading order, each glyph left of the one before:
+            // the segment keeps display order (left to right), `bidi` restores reading order.
+            let back_gap = last_x0 - g.x1;
+            let leftward = crate::bidi::is_rtl(g.ch)
+                && g.x1 <= last_x0 + 0.3 * em
+                && back_gap < SEGMENT_GAP_EM * em;
+            if same_line && leftward && !forward {
+                let mut t = String::new();
+                expand(g.ch, &mut t);
+                if (pending_space || back_gap > SPACE_GAP_EM * em) && !s.text.starts_with(' ') {
+                    t.push(' ');
+                }
+                s.text.insert_str(0, &t);
+                s.x0 = s.x0.min(g.x0);
+                s.y0 = s.y0.min(y0);
+                s.y1 = s.y1.max(y1);
+                pending_space = false;
+                (last_x0, last_x1) = (g.x0, g.x1);
+                cur = Some(s);
+                continue;
+            }
             if same_line && forward && gap < SEGMENT_GAP_EM * em {
                 if (pending_space || gap > SPACE_GAP_EM * em) && !s.text.ends_with(' ') {
                     s.text.push(' ');
@@ -152,7 +174,7 @@ fn segments(glyphs: &[Glyph]) -> Vec<Segment> {
     }
     out.extend(cur);
     for s in &mut out {
-        let t = s.text.trim_end().to_string();
+        let t = s.text.trim().to_string();
         s.text = t;
     }
     out.retain(|s| !s.text.is_empty());
@@ -346,11 +368,12 @@ fn lines_of(mut segs: Vec<Segment>, em: f32) -> Vec<Line> {
             row.sort_by(|a, b| a.x0.total_cmp(&b.x0));
             let y0 = row.iter().map(|s| s.y0).fold(f32::INFINITY, f32::min);
             let y1 = row.iter().map(|s| s.y1).fold(f32::NEG_INFINITY, f32::max);
-            let text = row
+            let visual = row
                 .iter()
                 .map(|s| s.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
+            let text = crate::bidi::logical(&visual);
             Line { text, y0, y1 }
         })
         .collect()
@@ -485,6 +508,13 @@ mod tests {
         let mut g = run("Hyphen-", 50.0, 50.0);
         g.extend(run("Free stays", 50.0, 62.0));
         assert_eq!(page_text(&g), "Hyphen-\nFree stays");
+        // Every Latin ligature expands; a soft hyphen inside a line is invisible.
+        let g = run(
+            "\u{FB00}e \u{FB02}at o\u{FB03}ce ba\u{FB04}e sta\u{AD}tion",
+            50.0,
+            50.0,
+        );
+        assert_eq!(page_text(&g), "ffe flat office baffle station");
     }
 
     #[test]

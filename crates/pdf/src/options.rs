@@ -51,6 +51,12 @@ pub struct PdfOptions {
     pub split_min_pages: u32,
     /// Keep PDFium workers started (and libpdfium loaded) ahead of the next document.
     pub prestart_workers: bool,
+    /// A PDFium worker serves this many documents, then is replaced (default 200; 1 = a new
+    /// process per document). A worker that failed, crashed or timed out is never reused.
+    pub worker_max_documents: u32,
+    /// A PDFium worker whose resident memory exceeds this (bytes, checked after each document;
+    /// default 512 MiB) is replaced instead of reused.
+    pub worker_max_rss: u64,
     /// Reuse (and store) results for the same bytes and request; off = always process afresh
     /// and write no result file (extracted images are still saved under `cache_dir`).
     pub use_cache: bool,
@@ -91,6 +97,8 @@ impl PdfOptions {
             shard_min_bytes: 256 * 1024,
             split_min_pages: 8,
             prestart_workers: true,
+            worker_max_documents: 200,
+            worker_max_rss: 512 << 20,
             use_cache: true,
             max_bytes: 512 << 20,
             max_pages: 5_000,

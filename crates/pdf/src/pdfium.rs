@@ -33,8 +33,8 @@ pub(crate) fn bind(lib: &Path) -> Result<Pdfium> {
     Ok(Pdfium::new(bindings))
 }
 
-/// Opens the document and streams one `Page` event per selected page through `emit`. The
-/// document is never closed: only the worker process calls this, and it exits right after.
+/// Opens the document and streams one `Page` event per selected page through `emit`, then
+/// closes it: the worker process serves many documents, so nothing may be kept or leaked.
 pub(crate) fn run(
     pdfium: &Pdfium,
     req: &ChildRequest,
@@ -103,9 +103,8 @@ pub(crate) fn run(
         };
         emit(ChildEvent::Page(Box::new(page)));
     }
-    // The worker exits right after this: the OS frees the document faster than PDFium's
-    // destructors would.
-    std::mem::forget(doc);
+    drop(saver);
+    drop(doc);
     Ok(())
 }
 

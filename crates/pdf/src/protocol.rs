@@ -1,6 +1,8 @@
-//! The wire between the parent (`pipeline`) and a PDFium worker process (`worker`): one
-//! `WorkerInit` line and one `ChildRequest` on the worker's stdin, `ChildEvent`s as JSON lines on
-//! its stdout. Pure data; both sides use it, neither's logic lives here.
+//! The wire between the parent (`pipeline`, `pool`) and a PDFium worker process (`worker`): one
+//! `WorkerInit` line, then one `ChildRequest` line per document on the worker's stdin;
+//! `ChildEvent`s as JSON lines on its stdout, each document's ending in `Done` (the worker then
+//! waits for the next request) or `Error` (the worker exits). Pure data; both sides use it,
+//! neither's logic lives here.
 
 use std::path::PathBuf;
 
@@ -100,7 +102,15 @@ pub(crate) enum ChildEvent {
     Ready,
     Opened(Box<Opened>),
     Page(Box<ChildPage>),
-    Done,
+    /// End of this document: the worker is clean and waits for the next request line.
+    Done {
+        /// The worker's process id and how many documents it has finished, this one included
+        /// (reported in `Stats::workers`, so reuse is visible).
+        #[serde(default)]
+        pid: u32,
+        #[serde(default)]
+        documents: u32,
+    },
     Error {
         kind: String,
         message: String,
@@ -110,7 +120,12 @@ pub(crate) enum ChildEvent {
 /// Whether a line of worker output is the `done` event (checked without parsing the line, which
 /// may hold a whole page of text: the tag is serialised first).
 pub(crate) fn is_done_line(line: &str) -> bool {
-    line.trim_end() == r#"{"event":"done"}"#
+    line.starts_with(r#"{"event":"done""#)
+}
+
+/// Whether a line of worker output is the `error` event (after which the worker exits).
+pub(crate) fn is_error_line(line: &str) -> bool {
+    line.starts_with(r#"{"event":"error""#)
 }
 
 impl ChildEvent {
@@ -147,8 +162,18 @@ mod tests {
 
     #[test]
     fn done_line_is_recognised() {
-        let done = serde_json::to_string(&ChildEvent::Done).unwrap();
+        let done = serde_json::to_string(&ChildEvent::Done {
+            pid: 7,
+            documents: 2,
+        })
+        .unwrap();
         assert!(is_done_line(&done));
+        assert!(!is_error_line(&done));
+        let err = ChildEvent::Error {
+            kind: "damaged".into(),
+            message: "x".into(),
+        };
+        assert!(is_error_line(&serde_json::to_string(&err).unwrap()));
         assert!(!is_done_line(
             &serde_json::to_string(&ChildEvent::Ready).unwrap()
         ));

@@ -1,6 +1,7 @@
 //! The crate's one subprocess wrapper (PDFium worker, tesseract): own process group, killed
 //! with its whole group on timeout, cancel or drop, stdin fed from memory, stdout collected
-//! or streamed line by line, stderr captured for the error message.
+//! or streamed line by line, stderr captured for the error message. Long-lived PDFium workers
+//! are driven by `pool` with the same start, group kill and guard.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -44,7 +45,7 @@ pub(crate) struct Finished {
 
 /// SIGKILL to every process in group `pgid` (the child and whatever it spawned) — through the
 /// syscall, not a `kill` binary (slim images have none).
-fn kill_group(pgid: u32) {
+pub(crate) fn kill_group(pgid: u32) {
     if pgid > 1 {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pgid as i32),
@@ -54,7 +55,18 @@ fn kill_group(pgid: u32) {
 }
 
 /// Guard that kills the process group if the future running the child is dropped.
-struct GroupGuard(Option<u32>);
+pub(crate) struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    pub(crate) fn new(pgid: u32) -> Self {
+        GroupGuard(Some(pgid))
+    }
+
+    /// The child ended normally (or lives on in the pool): do not kill it.
+    pub(crate) fn defuse(&mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
@@ -90,7 +102,7 @@ pub(crate) fn start(
         })
 }
 
-/// Kills a started child's group and reaps it in the background (for unused spares).
+/// Kills a started child's group and reaps it in the background (for unusable workers).
 pub(crate) fn discard(mut child: std::process::Child) {
     kill_group(child.id());
     std::thread::spawn(move || child.wait());
@@ -109,7 +121,7 @@ pub(crate) async fn run(
 
 /// Feeds `spec.stdin` to an already started child and waits for it under `spec.timeout` and
 /// `cancel`; the child's whole process group is killed on timeout, cancel or drop.
-pub(crate) async fn drive(
+async fn drive(
     child: std::process::Child,
     spec: Spec,
     cancel: &CancellationToken,
@@ -122,7 +134,7 @@ pub(crate) async fn drive(
 /// program's final word; it exits by itself right after): that line is forwarded and the
 /// program is reaped in the background instead of waited for. The status is then reported as
 /// success and stderr as empty. A program still alive `EXIT_GRACE` later has its group killed.
-pub(crate) async fn drive_until(
+async fn drive_until(
     mut child: std::process::Child,
     spec: Spec,
     cancel: &CancellationToken,

@@ -3,13 +3,14 @@
 //! and can hang or crash on hostile files, so all PDFium work happens in this separate process;
 //! the parent (`pipeline`) enforces the time limit and kills it when needed.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use crate::protocol::{ChildEvent, ChildRequest, WorkerInit};
 
-/// Entry point of the worker: reads a `WorkerInit` line, loads PDFium, then reads one
-/// `ChildRequest` (the rest of stdin) and writes events to stdout, one JSON object per line.
+/// Entry point of the worker: reads a `WorkerInit` line, loads PDFium, then serves one
+/// `ChildRequest` line after another until stdin closes, writing events to stdout, one JSON
+/// object per line; each document ends with `Done`, or with `Error` and the worker's exit.
 /// Used by the `hlbot-pdf-child` binary and by `hlbot pdf-child`.
 pub fn serve_stdio() -> ExitCode {
     let stdout = std::io::stdout();
@@ -52,31 +53,49 @@ pub fn serve_stdio() -> ExitCode {
     }
     let pdfium = crate::pdfium::bind(&init.pdfium_lib);
     emit(ChildEvent::Ready);
-    let mut input = String::new();
-    if let Err(e) = stdin.read_to_string(&mut input) {
-        emit(bad(format!("reading request from stdin: {e}")));
-        return ExitCode::from(2);
-    }
-    if input.trim().is_empty() {
-        return ExitCode::SUCCESS;
-    }
-    let req: ChildRequest = match serde_json::from_str(&input) {
-        Ok(r) => r,
-        Err(e) => {
-            emit(bad(format!("bad request JSON: {e}")));
-            return ExitCode::from(2);
+    let mut documents = 0u32;
+    let mut line = String::new();
+    loop {
+        // One request per line; a closed stdin (or an empty line) ends the worker.
+        line.clear();
+        match stdin.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) if line.trim().is_empty() => break,
+            Ok(_) => {}
+            Err(e) => {
+                emit(bad(format!("reading request from stdin: {e}")));
+                return ExitCode::from(2);
+            }
         }
-    };
-    match pdfium.and_then(|p| crate::pdfium::run(&p, &req, &mut emit)) {
-        Ok(()) => {
-            emit(ChildEvent::Done);
-            // Exit now: unloading PDFium (FPDF_DestroyLibrary and friends) only delays the
-            // parent, which waits for this process to end.
-            std::process::exit(0)
-        }
-        Err(e) => {
-            emit(ChildEvent::from_error(&e));
-            ExitCode::from(1)
+        let req: ChildRequest = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                emit(bad(format!("bad request JSON: {e}")));
+                return ExitCode::from(2);
+            }
+        };
+        let p = match &pdfium {
+            Ok(p) => p,
+            Err(e) => {
+                emit(ChildEvent::from_error(e));
+                return ExitCode::from(1);
+            }
+        };
+        match crate::pdfium::run(p, &req, &mut emit) {
+            Ok(()) => {
+                documents += 1;
+                emit(ChildEvent::Done {
+                    pid: std::process::id(),
+                    documents,
+                });
+            }
+            // The parent never reuses a worker that reported an error: exit now.
+            Err(e) => {
+                emit(ChildEvent::from_error(&e));
+                return ExitCode::from(1);
+            }
         }
     }
+    // Exit without unloading PDFium (FPDF_DestroyLibrary and friends): nobody waits for it.
+    std::process::exit(0)
 }

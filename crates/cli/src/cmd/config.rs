@@ -237,6 +237,8 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         ("pdf.min_image_side", json!(pdf.min_image_side)),
         ("pdf.worker_processes", json!(pdf.worker_processes)),
         ("pdf.prestart_workers", json!(pdf.prestart_workers)),
+        ("pdf.worker_max_documents", json!(pdf.worker_max_documents)),
+        ("pdf.worker_max_rss", json!(pdf.worker_max_rss)),
         ("pdf.max_bytes", json!(pdf.max_bytes)),
         ("pdf.max_pages", json!(pdf.max_pages)),
     ] {

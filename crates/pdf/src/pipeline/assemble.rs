@@ -64,6 +64,7 @@ pub(super) fn assemble(
         hash_ms,
         open_ms: c.open_ms,
         ocr_ms: read.ms,
+        workers: c.workers,
         ..Stats::default()
     };
     let mut images_seen = std::collections::HashSet::new();

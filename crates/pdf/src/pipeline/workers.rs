@@ -1,5 +1,5 @@
 //! The PDFium workers of one document, parent side: `Plan` decides how many processes share the
-//! pages and what each is asked (`ChildRequest`); `run` starts them (from the spares), reads
+//! pages and what each is asked (`ChildRequest`); `run` takes them from the pool, reads
 //! their event lines, starts more when the first asks for them, hands rendered pages to OCR as
 //! they arrive, and turns what the processes did into `Ran` or a typed error.
 
@@ -14,13 +14,13 @@ use super::assemble::child_error;
 use super::ocr_pages::OcrPages;
 use super::step;
 use crate::cache;
-use crate::document::{Metadata, Progress, Stage};
+use crate::document::{Metadata, Progress, Stage, WorkerUse};
 use crate::error::{PdfError, Result};
 use crate::options::{OcrMode, PdfOptions, PdfRequest};
-use crate::protocol::{ChildEvent, ChildPage, ChildRequest, is_done_line};
+use crate::pool;
+use crate::protocol::{ChildEvent, ChildPage, ChildRequest};
 use crate::source::child_path;
-use crate::spares;
-use crate::subprocess::{self, Spec};
+use crate::subprocess;
 
 type Workers = JoinSet<Result<subprocess::Finished>>;
 type Lines = tokio::sync::mpsc::UnboundedSender<String>;
@@ -92,6 +92,7 @@ pub(super) struct Collected {
     pub open_ms: u64,
     pub warnings: Vec<String>,
     pub pages: Vec<ChildPage>,
+    pub workers: Vec<WorkerUse>,
     opened: usize,
     done: usize,
     error: Option<(String, String)>,
@@ -112,28 +113,23 @@ struct Starter<'a> {
 }
 
 impl Starter<'_> {
-    /// Start shard `k` of `n` on a pre-started worker process.
+    /// Start shard `k` of `n` on a worker from the pool.
     fn start(&self, workers: &mut Workers, k: u32, n: u32, tx: &Lines) -> Result<()> {
         let mut r = self.plan.request.clone();
         r.shard = (k, n);
         if k > 0 {
             r.split_min_pages = 0;
         }
-        let spec = Spec {
-            program: self.opts.child_program.clone(),
-            args: self.opts.child_args.iter().map(Into::into).collect(),
-            env: vec![],
-            stdin: Some(serde_json::to_vec(&r)?),
-            timeout: self.deadline.saturating_duration_since(Instant::now()),
-            what: format!("PDF worker on {}", self.path.display()),
-        };
-        let child = spares::take(self.opts)?;
-        let (tx, cancel) = (tx.clone(), self.cancel.clone());
-        // Finished at its `done` line: the worker exits by itself right after, and waiting for
-        // that (pipes closing, exit status) only delays the document.
-        workers.spawn(async move {
-            subprocess::drive_until(child, spec, &cancel, Some(tx), is_done_line).await
-        });
+        let mut line = serde_json::to_vec(&r)?;
+        line.push(b'\n');
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        let what = format!("PDF worker on {}", self.path.display());
+        let worker = pool::take(self.opts)?;
+        let (tx, cancel, opts) = (tx.clone(), self.cancel.clone(), self.opts.clone());
+        // Finished at its `done` line: the worker then waits in the pool for the next document.
+        workers.spawn(
+            async move { pool::serve(&opts, worker, line, timeout, &cancel, tx, what).await },
+        );
         Ok(())
     }
 }
@@ -163,9 +159,6 @@ pub(super) async fn run(
     let mut started = plan.shards;
     // Kept while a worker runs: the first may ask for more (see `ChildRequest::split_min_pages`).
     let mut tx = Some(tx);
-    // Start the next document's workers off this task's path (fork+exec costs ~1 ms each).
-    let refill_opts = opts.clone();
-    std::thread::spawn(move || spares::refill(&refill_opts));
     let mut c = Collected::default();
     let mut results = Vec::new();
     let mut lines_open = true;
@@ -233,11 +226,20 @@ pub(super) async fn run(
                 step(progress, Stage::Pages, n, c.selected.max(n));
             }
             ChildEvent::Ready => {}
-            ChildEvent::Done => c.done += 1,
+            ChildEvent::Done { pid, documents } => {
+                c.done += 1;
+                c.workers.push(WorkerUse { pid, documents });
+            }
             ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
         }
     }
     drop(tx);
+    // Workers that ended or were recycled are replaced off this task's path (fork+exec and
+    // loading PDFium cost ~2 ms each); clean ones are already back in the pool.
+    if pool::missing(opts) > 0 {
+        let refill_opts = opts.clone();
+        std::thread::spawn(move || pool::refill(&refill_opts));
+    }
     settle(opts, req_path, c, results, started)
 }
 

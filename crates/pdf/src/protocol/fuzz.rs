@@ -61,7 +61,8 @@ fn event() -> impl Strategy<Value = ChildEvent> {
         });
     prop_oneof![
         Just(ChildEvent::Ready),
-        Just(ChildEvent::Done),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(pid, documents)| ChildEvent::Done { pid, documents }),
         (text(), text()).prop_map(|(kind, message)| ChildEvent::Error { kind, message }),
         page,
         opened,
@@ -87,7 +88,7 @@ proptest! {
     fn every_event_is_one_line_that_parses_back(ev in event()) {
         let line = serde_json::to_string(&ev).expect("serialises");
         prop_assert!(!line.contains('\n'), "{}", line);
-        prop_assert_eq!(is_done_line(&line), matches!(ev, ChildEvent::Done));
+        prop_assert_eq!(is_done_line(&line), matches!(ev, ChildEvent::Done { .. }));
         let back: ChildEvent = serde_json::from_str(&line).expect("parses back");
         // f32 NaN never equals itself: compare the re-serialised text instead.
         prop_assert_eq!(serde_json::to_string(&back).unwrap(), line);

@@ -372,3 +372,58 @@ async fn damaged_and_empty_files() {
     let t = squash(&d.text);
     assert!(t.find("Beautiful is better").unwrap() < t.find("Namespaces are one").unwrap());
 }
+
+/// The garbage-text threshold measured on the corpus: every PDF that opens is read with OCR
+/// off and its pages' OCR verdicts printed (the table in `docs/pdf.md`). Only the pages
+/// without a text layer are flagged; no page with good text is.
+#[tokio::test]
+async fn triage_flags_only_pages_that_need_ocr() {
+    let dir = need_corpus!();
+    let lib = need_pdfium!();
+    let env = common::env(&lib);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".pdf"))
+        .collect();
+    names.sort();
+    let expect_flagged = [
+        ("gen_scanned_trading_notes.pdf", 2),
+        ("ocrmypdf__linn.pdf", 1),
+        ("py-pdf-sample-files__grayscale-image.pdf", 1),
+    ];
+    let mut opened = 0;
+    for name in names {
+        let mut req = PdfRequest::new(dir.join(&name));
+        req.ocr = OcrMode::Never;
+        if name == "pdfplumber__password-example.pdf" {
+            req.password = Some("test".into());
+        }
+        let Ok(d) = run(&env.opts, &req).await else {
+            eprintln!("{name}: does not open (expected for the damaged and empty files)");
+            continue;
+        };
+        opened += 1;
+        let flagged: Vec<String> = d
+            .pages
+            .iter()
+            .filter_map(|p| Some(format!("p.{} {}", p.number, p.ocr_reason.as_deref()?)))
+            .collect();
+        eprintln!(
+            "| {name} | {} | {} | {} |",
+            d.pages.len(),
+            flagged.len(),
+            flagged.join("; ")
+        );
+        let want = expect_flagged
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, k)| *k);
+        assert_eq!(flagged.len(), want, "{name}: {flagged:?}");
+        assert!(
+            flagged.iter().all(|f| f.ends_with("no text layer")),
+            "{name}: {flagged:?}"
+        );
+    }
+    assert!(opened >= 17, "only {opened} corpus PDFs opened");
+}

@@ -299,6 +299,16 @@ fn glyph(c: char) -> [&'static str; 7] {
 
 /// A page with no text layer: words drawn as filled squares (vector "pixels").
 pub fn vector_scan_pdf(words: &[&str]) -> Vec<u8> {
+    let page = Page {
+        content: vector_scan_content(words),
+        images: vec![],
+        size: (612.0, 792.0),
+    };
+    document(Pdf::default(), vec![page], None)
+}
+
+/// Content stream drawing `words` (one line each) as filled squares, from the top left.
+pub fn vector_scan_content(words: &[&str]) -> String {
     let dot = 2.4f32;
     let mut c = String::from("0 g\n");
     for (row, word) in words.iter().enumerate() {
@@ -316,10 +326,5 @@ pub fn vector_scan_pdf(words: &[&str]) -> Vec<u8> {
             }
         }
     }
-    let page = Page {
-        content: c,
-        images: vec![],
-        size: (612.0, 792.0),
-    };
-    document(Pdf::default(), vec![page], None)
+    c
 }

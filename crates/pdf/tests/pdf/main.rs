@@ -6,4 +6,7 @@ mod caps;
 mod common;
 mod corpus;
 mod fixtures;
+mod fonts;
 mod generated;
+mod pool;
+mod text;
