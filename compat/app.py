@@ -25,6 +25,8 @@ SEED_MODULE = 'app.workers.tasks.'
 SEED_ROUTES = {
     'process_youtube_video': 'youtube',
     'process_youtube_playlist': 'youtube',
+    # hlbot's addition (a local video or audio file), routed with the YouTube work.
+    'process_video_file': 'youtube',
     'process_pdf_document': 'pdf',
     'extract_trading_strategy': 'llm',
     'analyze_chart_image': 'llm',

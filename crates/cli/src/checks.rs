@@ -1,5 +1,5 @@
 //! Start-up checks of the tools a worker's queues need (pdfium, tesseract and its language
-//! packs, yt-dlp): what was found goes into the banner; what is missing becomes one sentence
+//! packs, yt-dlp, ffmpeg): what was found goes into the banner; what is missing becomes one sentence
 //! saying what fails and which setting or script fixes it. A warning by default; `--strict`
 //! refuses to start. Which task needs what is `hlbot_tasks::needs`. `hlbot doctor` runs the
 //! same probes, one line each.
@@ -51,6 +51,7 @@ pub fn check(ts: &TaskSettings, tools: &BTreeSet<Tool>) -> Report {
             Tool::Pdfium => pdfium(&ts.pdf.pdfium_lib, &mut r),
             Tool::Tesseract => tesseract(&ts.pdf.tesseract, &ts.pdf.default_languages, &mut r),
             Tool::YtDlp => ytdlp(&ts.youtube.ytdlp, &mut r),
+            Tool::Ffmpeg => ffmpeg(&ts.youtube.ffmpeg, &ts.youtube.ffprobe, &mut r),
         }
     }
     r
@@ -162,6 +163,27 @@ pub fn ytdlp(prog: &Path, r: &mut Report) {
                   `source scripts/env.sh`."
                 .into(),
         }),
+    }
+}
+
+pub fn ffmpeg(ffmpeg: &Path, ffprobe: &Path, r: &mut Report) {
+    for (name, prog) in [("ffmpeg", ffmpeg), ("ffprobe", ffprobe)] {
+        match output(prog, &["-version"]) {
+            Some(v) => r
+                .found
+                .push(v.lines().next().unwrap_or(name).trim().to_string()),
+            None => r.problems.push(Problem {
+                what: format!(
+                    "{name} is missing ({} does not run), so local video and audio files \
+                     cannot be read",
+                    prog.display()
+                ),
+                fix: format!(
+                    "Install ffmpeg (Debian: apt-get install ffmpeg) or set `youtube.{name}` in \
+                     the config to its path."
+                ),
+            }),
+        }
     }
 }
 

@@ -54,6 +54,15 @@ pub struct RawYoutube {
     pub max_transcript_chars: Option<usize>,
     /// Route non-YouTube fetches through the egress guard (default true).
     pub egress_guard: Option<bool>,
+    /// Floor of the adaptive scene-cut threshold, mean grey change 0..1 (default 0.006).
+    pub scene_threshold: Option<f64>,
+    /// Shortest scene kept, seconds (default 0.4; at most 1).
+    pub min_frame_interval: Option<f64>,
+    /// OCR video frames into `[on screen]` transcript segments (default: when tesseract runs).
+    pub frame_ocr: Option<bool>,
+    /// Folder of a faster-whisper (CTranslate2) model for local speech-to-text; used when no
+    /// ASR API key is set and hlbot was built with the `whisper` feature.
+    pub whisper_model: Option<PathBuf>,
 }
 
 /// `[llm]` in the config file.
@@ -292,6 +301,18 @@ pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
     if let Some(v) = raw.youtube.egress_guard {
         yt.egress_guard = v;
     }
+    yt.frame_ocr = raw.youtube.frame_ocr;
+    yt.tesseract = pdf.tesseract.clone();
+    if let Some(v) = raw.youtube.scene_threshold {
+        yt.scene_threshold = v.clamp(0.0, 1.0);
+    }
+    if let Some(v) = raw.youtube.min_frame_interval {
+        // A longer minimum would miss short scenes (#18): at most one second.
+        if v > 1.0 {
+            tracing::warn!("youtube.min_frame_interval = {v} is above 1 s; using 1 s");
+        }
+        yt.min_frame_interval = v.clamp(0.0, 1.0);
+    }
     if let Some(key) = env("HLBOT_ASR_API_KEY") {
         yt.asr = hlbot_youtube::AsrProvider::OpenAiCompatible {
             base_url: env("HLBOT_ASR_BASE_URL")
@@ -300,6 +321,12 @@ pub fn task_settings(raw: &RawDomain, extra_roots: &[&Path]) -> TaskSettings {
             model: env("HLBOT_ASR_MODEL").unwrap_or_else(|| "whisper-1".into()),
             language: None,
         };
+    } else if cfg!(feature = "whisper")
+        && let Some(dir) = env("HLBOT_WHISPER_MODEL")
+            .map(PathBuf::from)
+            .or_else(|| raw.youtube.whisper_model.clone())
+    {
+        yt.asr = hlbot_youtube::AsrProvider::LocalWhisper { model_dir: dir };
     }
 
     let mut llm = hlbot_llm::LlmOptions::default();

@@ -36,7 +36,7 @@ pub enum Error {
     #[error(transparent)]
     Llm(#[from] hlbot_llm::Error),
     #[error(
-        "cannot tell what {0} is (expected a PDF, an image, a caption/text file or a YouTube URL)"
+        "cannot tell what {0} is (expected a PDF, a video or audio file, an image, a caption/text file or a YouTube URL)"
     )]
     UnknownSource(String),
     #[error("{0}")]

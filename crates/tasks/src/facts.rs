@@ -31,6 +31,9 @@ pub struct ReadFacts {
     pub transcript_source: Option<String>,
     /// Characters of text handed to the extractor.
     pub characters: u64,
+    /// What the read step warned about (silent audio, no subtitles and no speech-to-text, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ReadFacts {
@@ -78,8 +81,9 @@ impl ReadFacts {
             .and_then(|t| t.strip_prefix("captions:"))
             .and_then(|t| t.rsplit(':').next())
             .map(str::to_string);
+        let local = s("extractor").as_deref() == Some("file");
         ReadFacts {
-            kind: "video".into(),
+            kind: if local { "media file" } else { "video" }.into(),
             title: s("title"),
             duration: v.get("duration").and_then(Value::as_f64),
             frames: n("frames"),
@@ -91,6 +95,17 @@ impl ReadFacts {
                 .get("transcript")
                 .and_then(Value::as_str)
                 .map_or(0, |t| t.chars().count() as u64),
+            warnings: if local {
+                v.get("warnings")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         }
     }
@@ -152,8 +167,14 @@ impl ReadFacts {
         add("images", self.images.map(|p| p.to_string()));
         add("language", self.language.clone());
         add("encoding", self.encoding.clone());
-        add("transcript", self.transcript_source.clone());
+        add(
+            "transcript",
+            self.transcript_source.as_deref().map(transcript_label),
+        );
         add("characters", Some(self.characters.to_string()));
+        for w in &self.warnings {
+            out.push(("warning", w.clone()));
+        }
         out
     }
 }
@@ -171,6 +192,23 @@ fn caption_encoding(v: &Value) -> Option<String> {
         .and_then(Value::as_str)
         .is_some_and(|s| s.starts_with("captions:"));
     from.or_else(|| captions.then(|| "UTF-8".to_string()))
+}
+
+/// A transcript source as a reader says it: `captions:embedded:eng` → `embedded subtitles (eng)`,
+/// `asr:whisper` → `speech-to-text (local Whisper)`; YouTube's own sources as they are.
+fn transcript_label(source: &str) -> String {
+    match source.split_once(':') {
+        Some(("captions", rest)) if rest.starts_with("embedded") => {
+            let lang = rest.rsplit(':').next().filter(|l| *l != "embedded");
+            match lang {
+                Some(l) => format!("embedded subtitles ({l})"),
+                None => "embedded subtitles".into(),
+            }
+        }
+        Some(("asr", "whisper")) => "speech-to-text (local Whisper)".into(),
+        Some(("asr", "api")) => "speech-to-text (API)".into(),
+        _ => source.to_string(),
+    }
 }
 
 fn file_name(p: Option<&str>) -> Option<String> {
@@ -214,5 +252,22 @@ mod tests {
         assert_eq!(f.encoding.as_deref(), Some("windows-1254 (detected)"));
         assert_eq!(f.frames, Some(2));
         assert!(f.lines().contains(&("duration", "0:01:15".to_string())));
+        let local = json!({"title": "lesson.mp4", "extractor": "file", "duration": 6.0,
+            "transcript": "", "transcript_segments": [], "transcript_source": "captions:embedded:eng",
+            "warnings": ["the audio is silent"]});
+        let f = ReadFacts::from_document(&local);
+        assert_eq!(f.kind, "media file");
+        assert!(
+            f.lines()
+                .contains(&("transcript", "embedded subtitles (eng)".to_string()))
+        );
+        assert!(
+            f.lines()
+                .contains(&("warning", "the audio is silent".to_string()))
+        );
+        assert_eq!(
+            transcript_label("asr:whisper"),
+            "speech-to-text (local Whisper)"
+        );
     }
 }

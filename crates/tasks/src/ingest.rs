@@ -1,4 +1,5 @@
-//! `hlbot ingest`: one source (PDF, YouTube URL, chart image, caption or text file) through the
+//! `hlbot ingest`: one source (PDF, YouTube URL, local video or audio file, chart image, caption
+//! or text file) through the
 //! right `process_*` step and then strategy extraction (or chart reading), in this process.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ use crate::{content, llm, pdf, youtube};
 pub enum SourceKind {
     Pdf(PathBuf),
     Youtube(String),
+    /// A local video or audio file.
+    Media(PathBuf),
     Image(PathBuf),
     Captions(PathBuf),
     Text(PathBuf),
@@ -33,6 +36,7 @@ impl SourceKind {
         match self {
             SourceKind::Pdf(_) => ("process_pdf_document", "extract_trading_strategy"),
             SourceKind::Youtube(_) => ("process_youtube_video", "extract_trading_strategy"),
+            SourceKind::Media(_) => ("process_video_file", "extract_trading_strategy"),
             SourceKind::Image(_) => ("", "analyze_chart_image"),
             SourceKind::Captions(_) | SourceKind::Text(_) => ("", "extract_trading_strategy"),
         }
@@ -56,7 +60,7 @@ pub fn detect(source: &str) -> Result<SourceKind> {
         .unwrap_or_default()
         .to_ascii_lowercase();
     let head = std::fs::read(path)
-        .map(|b| b.into_iter().take(8).collect::<Vec<u8>>())
+        .map(|b| b.into_iter().take(16).collect::<Vec<u8>>())
         .unwrap_or_default();
     Ok(match ext.as_str() {
         _ if head.starts_with(b"%PDF-") => SourceKind::Pdf(path.to_path_buf()),
@@ -64,6 +68,7 @@ pub fn detect(source: &str) -> Result<SourceKind> {
         "png" | "jpg" | "jpeg" | "webp" | "gif" => SourceKind::Image(path.to_path_buf()),
         "vtt" | "srt" | "json3" => SourceKind::Captions(path.to_path_buf()),
         "txt" | "md" | "text" => SourceKind::Text(path.to_path_buf()),
+        _ if crate::media::is_media(path, &head) => SourceKind::Media(path.to_path_buf()),
         _ => return Err(Error::UnknownSource(source.to_string())),
     })
 }
@@ -124,6 +129,17 @@ pub async fn ingest(
                 force: o.force,
             };
             let video = youtube::process(s, &a, &ctx).await?;
+            let r = llm::extract(s, &video, ContentType::Transcript, model, &ctx).await?;
+            let read = ReadFacts::from_document(&video);
+            (Some(video), read, r)
+        }
+        SourceKind::Media(path) => {
+            let a = crate::media::MediaArgs {
+                path: path.clone(),
+                extract_frames: o.frames,
+                force: o.force,
+            };
+            let video = crate::media::process(s, &a, &ctx).await?;
             let r = llm::extract(s, &video, ContentType::Transcript, model, &ctx).await?;
             let read = ReadFacts::from_document(&video);
             (Some(video), read, r)

@@ -12,6 +12,7 @@ pub mod library;
 pub mod llm;
 pub mod llm_cache;
 pub mod llm_spend;
+pub mod media;
 pub mod needs;
 pub mod pdf;
 pub mod settings;
@@ -28,10 +29,11 @@ pub use inputs::InputRoots;
 pub use settings::TaskSettings;
 
 /// The seed's task names (also reachable as `app.workers.tasks.<name>`).
-pub const TASK_NAMES: [&str; 7] = [
+pub const TASK_NAMES: [&str; 8] = [
     "process_youtube_video",
     "process_youtube_playlist",
     "cleanup_youtube_cache",
+    "process_video_file",
     "process_pdf_document",
     "cleanup_pdf_cache",
     "extract_trading_strategy",
@@ -42,6 +44,7 @@ pub const TASK_NAMES: [&str; 7] = [
 pub fn register(registry: &mut Registry, settings: Arc<TaskSettings>) {
     registry.add_module_prefix(MODULE);
     youtube::register(registry, &settings);
+    media::register(registry, &settings);
     pdf::register(registry, &settings);
     llm::register(registry, &settings);
 }
@@ -95,7 +98,7 @@ mod tests {
         let mut r = Registry::default();
         register(&mut r, settings);
         let args = |n: &str| r.get(n).and_then(|t| t.arguments()).map(<[_]>::to_vec);
-        let want: [(&str, &[&str]); 7] = [
+        let want: [(&str, &[&str]); 8] = [
             (
                 "process_youtube_video",
                 &["url", "extract_frames", "prefer_captions", "force"],
@@ -108,6 +111,7 @@ mod tests {
                 "cleanup_youtube_cache",
                 &["max_age_days", "max_total_bytes"],
             ),
+            ("process_video_file", &["path", "extract_frames", "force"]),
             (
                 "process_pdf_document",
                 &[

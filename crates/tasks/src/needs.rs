@@ -11,6 +11,8 @@ pub enum Tool {
     Tesseract,
     /// yt-dlp (YouTube metadata, captions, media).
     YtDlp,
+    /// ffmpeg and ffprobe (local video and audio files: streams, subtitles, audio, frames).
+    Ffmpeg,
 }
 
 impl Tool {
@@ -19,6 +21,7 @@ impl Tool {
             Tool::Pdfium => "pdfium",
             Tool::Tesseract => "tesseract",
             Tool::YtDlp => "yt-dlp",
+            Tool::Ffmpeg => "ffmpeg",
         }
     }
 }
@@ -28,6 +31,7 @@ pub fn needs(name: &str) -> &'static [Tool] {
     match name.strip_prefix(crate::MODULE).unwrap_or(name) {
         "process_pdf_document" => &[Tool::Pdfium, Tool::Tesseract],
         "process_youtube_video" | "process_youtube_playlist" => &[Tool::YtDlp],
+        "process_video_file" => &[Tool::Ffmpeg],
         _ => &[],
     }
 }
@@ -46,6 +50,7 @@ mod tests {
             needs("app.workers.tasks.process_youtube_video"),
             &[Tool::YtDlp]
         );
+        assert_eq!(needs("process_video_file"), &[Tool::Ffmpeg]);
         assert!(needs("extract_trading_strategy").is_empty());
     }
 }

@@ -1,6 +1,11 @@
-//! Frames at scene changes: one ffmpeg analysis pass (scene scores + 16×16 grey thumbnails), then
-//! the choice (first frame, minimum interval, near-duplicates dropped, best scores up to the
-//! maximum count), then one JPEG per kept timestamp. ffmpeg's autorotate honours rotation metadata.
+//! Frames at scene cuts: one ffmpeg pass streams 64×36 grey thumbnails at a forced constant rate
+//! (frame time = index / rate, exact to the analysed frame); a cut is a mean absolute change to
+//! the previous thumbnail above an adaptive threshold (median + 6·MAD of the last 2 s of
+//! changes, never below a floor), so low-contrast cuts in still slides count while noise in
+//! moving footage does not. Then the choice (first frame, minimum scene length, near-duplicates
+//! dropped, best scores up to the maximum count) and one JPEG per scene, taken once the picture
+//! has settled after the cut (not on a blended transition frame). ffmpeg's autorotate honours
+//! rotation metadata.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +21,20 @@ const THUMB_W: usize = 64;
 const THUMB_H: usize = 36;
 /// Grey-level difference above which a thumbnail pixel counts as changed.
 const PIXEL_DELTA: u8 = 24;
+/// Most thumbnails analysed per video (the rate drops for long videos): ~70 MB of grey pixels.
+const MAX_SAMPLES: f64 = 30_000.0;
+/// Highest analysis rate (frames per second); a video's own rate when lower.
+const MAX_RATE: f64 = 30.0;
+/// Seconds of past changes the adaptive threshold looks at.
+const WINDOW: f64 = 2.0;
+/// Median absolute deviations above the median a change must be to count as a cut.
+const MAD_K: f64 = 6.0;
+/// Mean change (0..1) below which a frame with few changed pixels is a near-duplicate: a
+/// low-contrast cut (grey 40→55 changes no pixel by more than `PIXEL_DELTA` but moves the mean
+/// by 0.059) is not one.
+const DUPLICATE_MEAN: f64 = 0.02;
+/// Longest wait after a cut before its JPEG is taken (less in short scenes).
+const SETTLE: f64 = 0.1;
 
 /// One extracted frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,13 +44,17 @@ pub struct Frame {
     pub path: PathBuf,
     pub width: u32,
     pub height: u32,
-    /// ffmpeg's scene-change score of this frame (0 for the first frame).
+    /// Mean absolute grey change (0..1) at the cut that starts this scene (0 for the first).
     pub scene_score: f64,
 }
 
+/// A scene start chosen for a frame.
 #[derive(Debug, Clone)]
 struct Candidate {
+    /// Scene start (the cut), seconds.
     time: f64,
+    /// When its JPEG is taken, seconds (the picture settled after the cut).
+    grab: f64,
     score: f64,
     thumb: Vec<u8>,
 }
@@ -87,23 +110,23 @@ pub(crate) async fn extract_frames(
     let duration = probe(opts, video, cancel).await?;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
-    let scenes_file = out_dir.join("scenes.txt");
-    let candidates = analyse(opts, video, &scenes_file, cancel).await?;
-    let _ = std::fs::remove_file(&scenes_file);
-    if candidates.is_empty() {
+    let rate = analysis_rate(opts, video, duration, cancel).await?;
+    let thumbs = thumbnails(opts, video, rate, cancel).await?;
+    if thumbs.is_empty() {
         return Err(Error::Media {
             path: video.to_path_buf(),
             reason: "no video frames could be decoded".into(),
         });
     }
-    if let (Some(d), Some(last)) = (duration, candidates.last())
-        && last.time > d + 1.0
+    let last = (thumbs.len() - 1) as f64 / rate;
+    if let Some(d) = duration
+        && last > d + 1.0
     {
         warnings.push(format!(
             "frame timestamps run past the container duration {d:.1}s"
         ));
     }
-    let chosen = choose(&candidates, opts);
+    let chosen = choose(&thumbs, rate, opts);
     let mut frames = Vec::with_capacity(chosen.len());
     for (i, cand) in chosen.iter().enumerate() {
         let path = out_dir.join(format!("frame_{:04}.jpg", i + 1));
@@ -115,7 +138,7 @@ pub(crate) async fn extract_frames(
             "error",
             "-y",
             "-ss",
-            &format!("{:.6}", cand.time),
+            &format!("{:.6}", cand.grab),
         ]);
         c.arg("-i").arg(video);
         let h = opts.max_frame_height;
@@ -147,43 +170,63 @@ pub(crate) async fn extract_frames(
     Ok((frames, warnings))
 }
 
-/// One decode pass: the first frame plus every frame whose scene score passes the threshold, with
-/// its score (from the `metadata` filter) and a grey thumbnail (raw video on stdout).
-async fn analyse(
+/// The analysis rate: the video's own frame rate (so cuts are exact to its frames) up to
+/// [`MAX_RATE`], lowered for long videos to at most [`MAX_SAMPLES`] thumbnails.
+async fn analysis_rate(
     opts: &YoutubeOptions,
     video: &Path,
-    scenes_file: &Path,
+    duration: Option<f64>,
     cancel: &CancellationToken,
-) -> Result<Vec<Candidate>> {
-    let t = opts.scene_threshold;
-    // Filter-graph escaping of a path is fragile; use a plain temp path when the cache path is not plain.
-    let plain = |p: &Path| {
-        p.to_str().is_some_and(|s| {
-            s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
-        })
-    };
-    let alt;
-    let scenes_file = if plain(scenes_file) {
-        scenes_file
-    } else {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        alt = std::env::temp_dir().join(format!("hlbot-scenes-{}-{nanos}.txt", std::process::id()));
-        &alt
-    };
-    let meta_path = scenes_file.display();
-    let filter = format!(
-        "scale=480:-2,select='eq(n\\,0)+gt(scene\\,{t})',metadata=mode=print:file={meta_path},scale={THUMB_W}:{THUMB_H},format=gray"
-    );
+) -> Result<f64> {
+    let mut c = Cmd::new("ffprobe", &opts.ffprobe, opts.timeouts.ffmpeg);
+    c.args([
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=avg_frame_rate,r_frame_rate",
+        "-of",
+        "json",
+    ]);
+    c.arg(video);
+    let out = run(&c, cancel, None).await?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let native = ["avg_frame_rate", "r_frame_rate"]
+        .iter()
+        .filter_map(|k| v.pointer(&format!("/streams/0/{k}"))?.as_str())
+        .filter_map(parse_rate)
+        .find(|r| (0.1..=1000.0).contains(r))
+        .unwrap_or(10.0);
+    let mut rate = native.min(MAX_RATE);
+    if let Some(d) = duration.filter(|d| *d > 0.0)
+        && d * rate > MAX_SAMPLES
+    {
+        rate = (MAX_SAMPLES / d).max(0.2);
+    }
+    Ok(rate)
+}
+
+/// `30000/1001` or `25`.
+fn parse_rate(s: &str) -> Option<f64> {
+    let (n, d) = s.split_once('/').unwrap_or((s, "1"));
+    let (n, d): (f64, f64) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
+    (d > 0.0).then(|| n / d)
+}
+
+/// One decode pass: every frame at `rate` as a 64×36 grey thumbnail (raw video on stdout).
+async fn thumbnails(
+    opts: &YoutubeOptions,
+    video: &Path,
+    rate: f64,
+    cancel: &CancellationToken,
+) -> Result<Vec<Vec<u8>>> {
+    let filter = format!("fps={rate:.6},scale={THUMB_W}:{THUMB_H},format=gray");
     let mut c = Cmd::new("ffmpeg", &opts.ffmpeg, opts.timeouts.ffmpeg);
     c.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-i"]);
     c.arg(video);
     c.args([
-        "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-vsync", "vfr", "-f", "rawvideo",
-        "-",
+        "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-f", "rawvideo", "-",
     ]);
     let out = run(&c, cancel, None).await?;
     if !out.status.success() {
@@ -192,33 +235,21 @@ async fn analyse(
             reason: crate::process::last_lines(&out.stderr, 4),
         });
     }
-    let meta = std::fs::read_to_string(scenes_file).unwrap_or_default();
-    let _ = std::fs::remove_file(scenes_file);
-    let mut times: Vec<(f64, f64)> = Vec::new();
-    for line in meta.lines() {
-        if let Some(pos) = line.find("pts_time:") {
-            let t: f64 = line[pos + 9..]
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-            times.push((t, 0.0));
-        } else if let Some(v) = line.strip_prefix("lavfi.scene_score=")
-            && let Some(last) = times.last_mut()
-        {
-            last.1 = v.trim().parse().unwrap_or(0.0);
-        }
-    }
-    let thumbs = out.stdout.chunks_exact(THUMB_W * THUMB_H);
-    Ok(times
-        .into_iter()
-        .zip(thumbs)
-        .map(|((time, score), thumb)| Candidate {
-            time,
-            score,
-            thumb: thumb.to_vec(),
-        })
+    Ok(out
+        .stdout
+        .chunks_exact(THUMB_W * THUMB_H)
+        .map(<[u8]>::to_vec)
         .collect())
+}
+
+/// Mean absolute grey difference of two thumbnails, 0..1.
+fn mean_change(a: &[u8], b: &[u8]) -> f64 {
+    let sum: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / (a.len().max(1) as f64 * 255.0)
 }
 
 /// Share of thumbnail pixels that changed noticeably: near 0 for re-encoded copies of the same
@@ -232,23 +263,77 @@ fn changed_share(a: &[u8], b: &[u8]) -> f64 {
     changed as f64 / a.len().max(1) as f64
 }
 
-/// Keeps the first frame, then each scene change at least `min_frame_interval` after the last kept
-/// one and not a near-duplicate of any kept frame; above `max_frames`, the highest scores win.
-fn choose(cands: &[Candidate], opts: &YoutubeOptions) -> Vec<Candidate> {
-    let mut kept: Vec<Candidate> = Vec::new();
-    for c in cands {
-        if let Some(last) = kept.last() {
-            if c.time - last.time < opts.min_frame_interval {
-                continue;
-            }
-            if kept
-                .iter()
-                .any(|k| changed_share(&k.thumb, &c.thumb) < opts.duplicate_threshold)
-            {
-                continue;
-            }
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// The cut threshold after the changes in `window`: median + 6·MAD, at least `floor`.
+fn threshold(window: &[f64], floor: f64) -> f64 {
+    let mut w = window.to_vec();
+    let med = median(&mut w);
+    let mut dev: Vec<f64> = window.iter().map(|d| (d - med).abs()).collect();
+    let mad = median(&mut dev);
+    (med + MAD_K * mad).max(floor)
+}
+
+/// Indices where a scene starts (after 0) with their change, each above the threshold of the
+/// [`WINDOW`] seconds before it.
+fn cuts(changes: &[f64], rate: f64, floor: f64) -> Vec<(usize, f64)> {
+    let w = ((WINDOW * rate).round() as usize).max(2);
+    let mut out = Vec::new();
+    for i in 1..changes.len() {
+        let window = &changes[i.saturating_sub(w).max(1)..i];
+        if changes[i] > threshold(window, floor) {
+            out.push((i, changes[i]));
         }
-        kept.push(c.clone());
+    }
+    out
+}
+
+/// Keeps the first frame, then each cut at least `min_frame_interval` after the last kept one
+/// whose settled picture is not a near-duplicate of a kept frame (few changed pixels AND a small
+/// mean change); above `max_frames`, the highest scores win.
+fn choose(thumbs: &[Vec<u8>], rate: f64, opts: &YoutubeOptions) -> Vec<Candidate> {
+    let changes: Vec<f64> = std::iter::once(0.0)
+        .chain(thumbs.windows(2).map(|w| mean_change(&w[0], &w[1])))
+        .collect();
+    let floor = opts.scene_threshold;
+    let starts: Vec<(usize, f64)> = std::iter::once((0, 0.0))
+        .chain(cuts(&changes, rate, floor))
+        .collect();
+    let mut kept: Vec<Candidate> = Vec::new();
+    for (n, &(start, score)) in starts.iter().enumerate() {
+        let time = start as f64 / rate;
+        if let Some(last) = kept.last()
+            && time - last.time < opts.min_frame_interval - 0.5 / rate
+        {
+            continue;
+        }
+        let end = starts.get(n + 1).map_or(thumbs.len(), |s| s.0);
+        let grab = settled(&changes, start, end, rate, floor);
+        let thumb = &thumbs[grab];
+        let duplicate = kept.iter().any(|k| {
+            changed_share(&k.thumb, thumb) < opts.duplicate_threshold
+                && mean_change(&k.thumb, thumb) < DUPLICATE_MEAN
+        });
+        if !kept.is_empty() && duplicate {
+            continue;
+        }
+        kept.push(Candidate {
+            time,
+            grab: grab as f64 / rate,
+            score,
+            thumb: thumb.clone(),
+        });
     }
     if kept.len() > opts.max_frames.max(1) {
         let first = kept.remove(0);
@@ -258,6 +343,19 @@ fn choose(cands: &[Candidate], opts: &YoutubeOptions) -> Vec<Candidate> {
         kept.sort_by(|a, b| a.time.total_cmp(&b.time));
     }
     kept
+}
+
+/// The index in the scene `start..end` whose picture has settled: at least [`SETTLE`] s (a
+/// quarter of a short scene) after the cut, then the first whose change to the next is below
+/// the floor (a dissolve is still moving), else the last of the scene.
+fn settled(changes: &[f64], start: usize, end: usize, rate: f64, floor: f64) -> usize {
+    let len = end.saturating_sub(start).max(1);
+    let wait = ((SETTLE * rate).round() as usize).min(len / 4);
+    let last = start + len - 1;
+    (start + wait..last)
+        .find(|&j| changes.get(j + 1).is_none_or(|d| *d < floor))
+        .unwrap_or(last)
+        .min(last)
 }
 
 /// Width and height from a JPEG's SOF marker.
@@ -291,33 +389,57 @@ pub(crate) fn jpeg_size(b: &[u8]) -> Option<(u32, u32)> {
 mod tests {
     use super::*;
 
-    fn cand(time: f64, score: f64, level: u8) -> Candidate {
-        Candidate {
-            time,
-            score,
-            thumb: vec![level; THUMB_W * THUMB_H],
-        }
+    fn scene(level: u8, n: usize) -> Vec<Vec<u8>> {
+        vec![vec![level; THUMB_W * THUMB_H]; n]
+    }
+
+    fn times(thumbs: &[Vec<u8>], opts: &YoutubeOptions) -> Vec<f64> {
+        choose(thumbs, 10.0, opts).iter().map(|c| c.time).collect()
     }
 
     #[test]
-    fn choice_applies_interval_duplicates_and_cap() {
+    fn low_contrast_cuts_short_scenes_and_stills() {
+        let opts = YoutubeOptions::default();
+        // A still video: exactly one frame.
+        assert_eq!(times(&scene(40, 50), &opts), [0.0]);
+        // grey 40 → 55 (mean change 0.059) after a 0.5 s first scene, then 70.
+        let mut v = scene(40, 5);
+        v.extend(scene(55, 20));
+        v.extend(scene(70, 20));
+        assert_eq!(times(&v, &opts), [0.0, 0.5, 2.5]);
+    }
+
+    #[test]
+    fn interval_duplicates_and_cap() {
         let mut opts = YoutubeOptions {
-            min_frame_interval: 2.0,
-            duplicate_threshold: 0.005,
+            min_frame_interval: 1.0,
             max_frames: 10,
             ..Default::default()
         };
-        let cands = [
-            cand(0.0, 0.0, 10),
-            cand(1.0, 0.5, 200), // too soon
-            cand(4.0, 0.2, 100),
-            cand(8.0, 0.3, 12), // near-duplicate of the first
-            cand(12.0, 0.9, 180),
-        ];
-        let times: Vec<f64> = choose(&cands, &opts).iter().map(|c| c.time).collect();
-        assert_eq!(times, [0.0, 4.0, 12.0]);
+        let mut v = scene(10, 20);
+        v.extend(scene(200, 5)); // 2.0: kept
+        v.extend(scene(100, 20)); // 2.5: too soon after 2.0
+        v.extend(scene(12, 20)); // 4.5: near-duplicate of the first
+        v.extend(scene(180, 20)); // 6.5
+        assert_eq!(times(&v, &opts), [0.0, 2.0, 6.5]);
         opts.max_frames = 2;
-        let times: Vec<f64> = choose(&cands, &opts).iter().map(|c| c.time).collect();
-        assert_eq!(times, [0.0, 12.0]);
+        assert_eq!(times(&v, &opts), [0.0, 2.0]);
+    }
+
+    #[test]
+    fn noisy_footage_raises_the_threshold() {
+        // Changes of ±0.01 every frame (moving footage) are not cuts; a 0.2 jump is.
+        let mut v: Vec<Vec<u8>> = (0..40)
+            .map(|i| vec![if i % 2 == 0 { 100 } else { 103 }; THUMB_W * THUMB_H])
+            .collect();
+        v.extend(scene(160, 20));
+        assert_eq!(times(&v, &YoutubeOptions::default()), [0.0, 4.0]);
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("25/1"), Some(25.0));
+        assert!((parse_rate("30000/1001").unwrap() - 29.97).abs() < 0.01);
+        assert_eq!(parse_rate("0/0"), None);
     }
 }

@@ -2,7 +2,8 @@
 //! nothing about queues; the `tasks` crate wraps these functions as tasks.
 //!
 //! Entry points: [`process_video`], [`list_playlist`], [`process_playlist`], [`cleanup_cache`],
-//! [`parse_captions`] + [`transcript_text`], [`video_id`], [`check_url`], [`transcribe_file`].
+//! [`parse_captions`] + [`transcript_text`], [`video_id`], [`check_url`], [`transcribe_file`],
+//! [`process_media_file`] (a local video or audio file).
 
 mod asr;
 mod cache;
@@ -14,11 +15,13 @@ mod frames;
 mod guard;
 mod info;
 mod link;
+mod media;
 mod options;
 mod playlist;
 mod process;
 mod progress;
 mod segment;
+mod slides;
 mod video;
 #[cfg(feature = "whisper")]
 mod whisper;
@@ -32,10 +35,12 @@ pub use error::{Error, Result};
 pub use frames::Frame;
 pub use info::Chapter;
 pub use link::{check_url, video_id};
+pub use media::{MediaStreams, probe_media, process_media_file};
 pub use options::{ApiKey, AsrProvider, DEFAULT_ALLOWED_HOSTS, Timeouts, YoutubeOptions};
 pub use playlist::{
     ItemError, PlaylistEntry, PlaylistItem, PlaylistResult, list_playlist, process_playlist,
 };
 pub use progress::{Progress, ProgressFn, Stage, no_progress};
 pub use segment::{Captions, Segment, parse_captions, read_captions, transcript_text};
+pub use slides::ON_SCREEN;
 pub use video::{VideoResult, process_video};

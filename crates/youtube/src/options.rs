@@ -107,16 +107,23 @@ pub struct YoutubeOptions {
     pub js_runtime: Option<String>,
     /// Maximum video height downloaded for frames.
     pub max_frame_height: u32,
-    /// ffmpeg scene-change score above which a frame starts a new scene (0..1). Default 0.03: a cut
-    /// between two similar charts scores 0.05–0.15, static slides and re-encoding noise < 0.005.
+    /// Floor of the adaptive cut threshold: the mean absolute grey change (0..1) between two
+    /// 64×36 thumbnails below which nothing is a cut, however still the video was. Default 0.006:
+    /// a still video changes 0.000, a candle added to a chart 0.023, a grey 40→55 cut 0.059.
     pub scene_threshold: f64,
-    /// Minimum seconds between two kept frames.
+    /// Shortest scene, seconds: a cut sooner than this after the last kept frame is skipped
+    /// (default 0.4; at most 1).
     pub min_frame_interval: f64,
     /// Maximum number of frames kept per video.
     pub max_frames: usize,
     /// Share of pixels (0..1) of a 64×36 grey thumbnail that must differ from every kept frame for a
     /// frame to count as new; below it the frame is a near-duplicate.
     pub duplicate_threshold: f64,
+    /// OCR kept frames and add their text to the transcript as `[on screen]` segments:
+    /// `None` = when tesseract is present, `Some(true)` = warn when it is not, `Some(false)` = off.
+    pub frame_ocr: Option<bool>,
+    /// The tesseract program (slide OCR).
+    pub tesseract: PathBuf,
     /// Speech-to-text used when captions are missing or not preferred.
     pub asr: AsrProvider,
     /// Audio chunk length sent to ASR per request.
@@ -151,10 +158,12 @@ impl Default for YoutubeOptions {
             sleep_requests: None,
             js_runtime: None,
             max_frame_height: 720,
-            scene_threshold: 0.03,
-            min_frame_interval: 2.0,
+            scene_threshold: 0.006,
+            min_frame_interval: 0.4,
             max_frames: 60,
             duplicate_threshold: 0.005,
+            frame_ocr: None,
+            tesseract: PathBuf::from("tesseract"),
             asr: AsrProvider::None,
             asr_chunk_seconds: 600,
             downloader: None,

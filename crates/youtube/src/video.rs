@@ -171,10 +171,12 @@ async fn process_checked(
     }
 
     let mut frames = Vec::new();
+    let mut segments = transcript.segments;
     if extract_frames && !live {
         let (f, w) = frames_for(opts, &dir, media_source, progress, cancel).await?;
         frames = f;
         warnings.extend(w);
+        crate::slides::add_on_screen(opts, &frames, &mut segments, &mut warnings, cancel).await?;
     }
     cache::touch(&dir);
     progress(&Progress::new(Stage::Done, "done"));
@@ -194,8 +196,8 @@ async fn process_checked(
         upload_date: info.upload_date_iso(),
         description: info.description.clone(),
         chapters: info.chapters.clone().unwrap_or_default(),
-        transcript: transcript_text(&transcript.segments),
-        transcript_segments: transcript.segments,
+        transcript: transcript_text(&segments),
+        transcript_segments: segments,
         transcript_source: transcript.source,
         frames,
         warnings,

@@ -16,6 +16,8 @@ fn options(ytdlp: &Path, cache: &Path) -> YoutubeOptions {
         ytdlp: ytdlp.to_path_buf(),
         cache_dir: cache.to_path_buf(),
         extra_allowed_hosts: vec!["127.0.0.1".into()],
+        // These tests are about captions and cuts; slide text is `tests/frames.rs`'s.
+        frame_ocr: Some(false),
         ..Default::default()
     }
 }

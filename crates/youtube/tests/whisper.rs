@@ -77,3 +77,50 @@ async fn tiny_en_transcribes_synthesised_speech() {
     }
     assert!(r.transcript_segments[0].end <= 30.0);
 }
+
+/// A local audio file (#18 item 7): espeak-ng speaks a rule into a WAV file, which
+/// `process_media_file` transcribes with local Whisper (no subtitles, no network).
+#[tokio::test]
+async fn a_local_audio_file_is_transcribed_by_local_whisper() {
+    let Some(model) = model_dir() else { return };
+    if !common::have("ffmpeg") {
+        return;
+    }
+    let media = tempfile::tempdir().unwrap();
+    let wav = media.path().join("rule.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-s", "140", "-w"])
+        .arg(&wav)
+        .arg("Buy when the price pulls back to the fifty period moving average. Put the stop loss below the swing low.")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        hlbot_testkit::missing::<()>("espeak-ng");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let opts = YoutubeOptions {
+        cache_dir: cache.path().to_path_buf(),
+        asr: AsrProvider::LocalWhisper { model_dir: model },
+        ..Default::default()
+    };
+    let r = hlbot_youtube::process_media_file(
+        &opts,
+        &wav,
+        &wav,
+        "0123456789abcdef0123456789",
+        true,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.transcript_source, "asr:whisper");
+    assert!(r.frames.is_empty(), "audio has no frames");
+    let t = r.transcript.to_lowercase();
+    eprintln!("whisper tiny.en heard: {t}");
+    for word in ["price", "moving average", "swing low"] {
+        assert!(t.contains(word), "{word:?} missing from {t:?}");
+    }
+}

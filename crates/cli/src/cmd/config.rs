@@ -274,6 +274,17 @@ pub fn rows(s: &Settings) -> Vec<Row> {
             json!(yt.max_transcript_chars),
         ),
         ("youtube.egress_guard", json!(yt.egress_guard)),
+        ("youtube.scene_threshold", json!(yt.scene_threshold)),
+        ("youtube.min_frame_interval", json!(yt.min_frame_interval)),
+        ("youtube.frame_ocr", json!(yt.frame_ocr)),
+        (
+            "youtube.whisper_model",
+            json!(match &yt.asr {
+                hlbot_youtube::AsrProvider::LocalWhisper { model_dir } =>
+                    Some(model_dir.display().to_string()),
+                _ => None,
+            }),
+        ),
     ] {
         row(key, value, source(s, key, None));
     }

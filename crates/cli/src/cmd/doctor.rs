@@ -76,7 +76,7 @@ pub async fn run(s: &Settings, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     redis::check(s, &mut out).await;
     places::database(s, &mut out).await;
     let wanted = if a.queues.is_empty() {
-        [Tool::Pdfium, Tool::Tesseract, Tool::YtDlp].into()
+        [Tool::Pdfium, Tool::Tesseract, Tool::YtDlp, Tool::Ffmpeg].into()
     } else {
         let reg = crate::cmd::worker::registry(s, None);
         crate::checks::tools_for(&reg, &s.router, &a.queues)

@@ -39,6 +39,7 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
     let tools = match hlbot_tasks::ingest::detect(&a.source) {
         Ok(SourceKind::Pdf(_)) => vec![Tool::Pdfium, Tool::Tesseract],
         Ok(SourceKind::Youtube(_)) => vec![Tool::YtDlp],
+        Ok(SourceKind::Media(_)) => vec![Tool::Ffmpeg],
         _ => vec![],
     };
     for p in crate::checks::check(&ts, &tools.into_iter().collect()).problems {
@@ -154,6 +155,10 @@ async fn queued(
         }
         SourceKind::Youtube(u) => {
             kwargs.insert("url".into(), json!(u));
+            kwargs.insert("extract_frames".into(), json!(!a.no_frames));
+        }
+        SourceKind::Media(p) => {
+            kwargs.insert("path".into(), path_arg(p));
             kwargs.insert("extract_frames".into(), json!(!a.no_frames));
         }
         SourceKind::Image(p) => {

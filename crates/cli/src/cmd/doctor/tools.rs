@@ -16,7 +16,8 @@ use crate::checks::{self, Report};
 /// A yt-dlp older than this gets a warning.
 const YTDLP_MAX_AGE_DAYS: i64 = 90;
 
-/// Probe `tools` (ffmpeg and ffprobe go with yt-dlp: the YouTube tasks use all three).
+/// Probe `tools` (ffmpeg and ffprobe go with yt-dlp: the YouTube tasks use all three; local
+/// media files need only ffmpeg and ffprobe).
 pub async fn check(ts: &TaskSettings, tools: &BTreeSet<Tool>, out: &mut Vec<Finding>) {
     if tools.contains(&Tool::Pdfium) {
         pdfium(ts, out).await;
@@ -26,14 +27,16 @@ pub async fn check(ts: &TaskSettings, tools: &BTreeSet<Tool>, out: &mut Vec<Find
         checks::tesseract(&ts.pdf.tesseract, &ts.pdf.default_languages, &mut r);
         report("tesseract", &r, out);
     }
-    if !tools.contains(&Tool::YtDlp) {
+    if !tools.contains(&Tool::YtDlp) && !tools.contains(&Tool::Ffmpeg) {
         return;
     }
-    let mut r = Report::default();
-    checks::ytdlp(&ts.youtube.ytdlp, &mut r);
-    match r.found.first().and_then(|f| f.strip_prefix("yt-dlp ")) {
-        Some(v) => out.push(ytdlp_age(v, chrono::Utc::now().date_naive())),
-        None => report("yt-dlp", &r, out),
+    if tools.contains(&Tool::YtDlp) {
+        let mut r = Report::default();
+        checks::ytdlp(&ts.youtube.ytdlp, &mut r);
+        match r.found.first().and_then(|f| f.strip_prefix("yt-dlp ")) {
+            Some(v) => out.push(ytdlp_age(v, chrono::Utc::now().date_naive())),
+            None => report("yt-dlp", &r, out),
+        }
     }
     for (name, prog) in [
         ("ffmpeg", &ts.youtube.ffmpeg),
