@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Engine benchmarks, hlbot vs Python Celery 5.7 on one machine (not a test; never run in CI).
 # Prints ONE table: enqueue rate, drain rate, enqueue→start latency, idle memory, Redis commands
-# per task. The raw JSON of every run is kept in $BENCH_OUT (default target/bench/engine.jsonl).
+# per task — each drain row with the SAME worker flags on both sides (-c 2 -m 1, -c 2 -m 4,
+# -c 8 -m 16) — then a fleet table: 1, 2 and 4 hlbot worker processes (-c 8 -m 16 each) on one
+# Redis, with Redis's own CPU time per task (`INFO cpu` delta / tasks). The raw JSON of every run
+# is kept in $BENCH_OUT (default target/bench/engine.jsonl).
 #
-#   scripts/bench.sh [-n 50000] [--lat-n 500] [--quick]
+#   scripts/bench.sh [-n 50000] [--lat-n 500] [--quick] [--no-fleet]
+#
+# BENCH_HLBOT=PATH measures that hlbot binary (e.g. a copy built before a change) instead of
+# building this tree's; BENCH_PORT picks the private redis-server's port.
 #
 # Redis: a private redis-server on 127.0.0.1:$BENCH_PORT (default 6399) started and stopped by
 # this script, so other users of the shared Redis neither slow the numbers down nor show up in
@@ -17,13 +23,17 @@ source "$ROOT/scripts/env.sh"
 
 N=50000
 LAT_N=500
-HIGH_C=(-c 8 --prefetch-multiplier 16)
+# Worker flags of the drain rows, given to hlbot and Celery alike.
+DRAIN_FLAGS=("-c 2 --prefetch-multiplier 1" "-c 2 --prefetch-multiplier 4" "-c 8 --prefetch-multiplier 16")
+FLEET_FLAGS="-c 8 --prefetch-multiplier 16"
+FLEET=(1 2 4)
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) N="$2"; shift 2 ;;
         --lat-n) LAT_N="$2"; shift 2 ;;
         --quick) N=5000; LAT_N=100; shift ;;
-        *) echo "usage: $0 [-n N] [--lat-n N] [--quick]" >&2; exit 2 ;;
+        --no-fleet) FLEET=(); shift ;;
+        *) echo "usage: $0 [-n N] [--lat-n N] [--quick] [--no-fleet]" >&2; exit 2 ;;
     esac
 done
 
@@ -45,10 +55,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building release binaries (hlbot, bench)..." >&2
-(cd "$ROOT" && cargo build --release -q -p hlbot-cli && \
-    cargo build --release -q -p hlbot-engine --example bench)
-HLBOT="$ROOT/target/release/hlbot"
+# BENCH_HLBOT=/path/to/hlbot: measure that binary instead of building this tree's (before/after).
+if [ -n "${BENCH_HLBOT:-}" ]; then
+    echo "building the release bench tool (hlbot: $BENCH_HLBOT)..." >&2
+    (cd "$ROOT" && cargo build --release -q -p hlbot-engine --example bench)
+    HLBOT="$BENCH_HLBOT"
+else
+    echo "building release binaries (hlbot, bench)..." >&2
+    (cd "$ROOT" && cargo build --release -q -p hlbot-cli && \
+        cargo build --release -q -p hlbot-engine --example bench)
+    HLBOT="$ROOT/target/release/hlbot"
+fi
 BENCH="$ROOT/target/release/examples/bench"
 
 if [ -z "${BENCH_REDIS:-}" ]; then
@@ -125,9 +142,11 @@ run() {
 
 # Task history off: the engine alone is measured here (history's cost: scripts/bench-store.sh).
 hlbot_worker() { echo "$HLBOT --broker $BENCH_REDIS --key-prefix $1 -l warn worker -Q bench --no-history"; }
+# celery_worker PREFIX FLAGS...: the same flags as the hlbot side (-c, --prefetch-multiplier).
 celery_worker() {
-    echo "env PYTHONPATH=$WORK BENCH_BROKER=$BENCH_REDIS BENCH_PREFIX=$1 $HLBOT_PYTHON -m celery" \
-        "-A benchapp worker --pool prefork -c 2 -Q bench --without-gossip --without-mingle" \
+    local prefix="$1"; shift
+    echo "env PYTHONPATH=$WORK BENCH_BROKER=$BENCH_REDIS BENCH_PREFIX=$prefix $HLBOT_PYTHON -m celery" \
+        "-A benchapp worker --pool prefork $* -Q bench --without-gossip --without-mingle" \
         "--without-heartbeat -l WARNING"
 }
 
@@ -145,19 +164,28 @@ P=$(fresh_prefix); run "enqueue: celery send_task loop, no backend" "$P" \
     "$HLBOT_PYTHON" "$WORK/celery_enqueue.py" "$N"
 
 echo "drain ($N preloaded echo tasks, results stored)..." >&2
-P=$(fresh_prefix); run "drain: hlbot worker -c 2" "$P" \
-    "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(hlbot_worker "$P") -c 2
-P=$(fresh_prefix); run "drain: hlbot worker ${HIGH_C[*]}" "$P" \
-    "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(hlbot_worker "$P") "${HIGH_C[@]}"
-P=$(fresh_prefix); run "drain: celery prefork -c 2" "$P" \
-    "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(celery_worker "$P")
+for flags in "${DRAIN_FLAGS[@]}"; do
+    # shellcheck disable=SC2086 # flags are words
+    P=$(fresh_prefix); run "drain: hlbot worker $flags" "$P" \
+        "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(hlbot_worker "$P") $flags
+    # shellcheck disable=SC2086
+    P=$(fresh_prefix); run "drain: celery prefork $flags" "$P" \
+        "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" -- $(celery_worker "$P" $flags)
+done
+for k in "${FLEET[@]}"; do
+    echo "fleet: $k hlbot worker process(es), $FLEET_FLAGS each..." >&2
+    # shellcheck disable=SC2086
+    P=$(fresh_prefix); run "fleet: $k hlbot worker(s) $FLEET_FLAGS" "$P" \
+        "$BENCH" drain --broker "$BENCH_REDIS" --prefix "$P" -n "$N" --workers "$k" -- \
+        $(hlbot_worker "$P") $FLEET_FLAGS
+done
 
 echo "latency + idle memory ($LAT_N tasks one at a time)..." >&2
 # -E: the start time is the worker's own `task-started` event timestamp.
 P=$(fresh_prefix); run "latency: hlbot worker -c 2" "$P" \
     "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(hlbot_worker "$P") -c 2 -E
 P=$(fresh_prefix); run "latency: celery prefork -c 2" "$P" \
-    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(celery_worker "$P") -E
+    "$BENCH" latency --broker "$BENCH_REDIS" --prefix "$P" -n "$LAT_N" -- $(celery_worker "$P" -c 2) -E
 
 # --- one table ---------------------------------------------------------------------------------
 "$HLBOT_PYTHON" - "$OUT" "$N" "$LAT_N" <<'PY'
@@ -190,19 +218,24 @@ row('enqueue msgs/s — hlbot send_task loop vs celery send_task loop',
 row('enqueue msgs/s — hlbot send_many(1000) vs celery send_task loop, no result backend',
     g(eq + 'hlbot send_many (batches of 1000)', 'rate'),
     g(eq + 'celery send_task loop, no backend', 'rate'))
-hc = [l for l in rows if l.startswith('drain: hlbot worker -c 8')][0]
-for hl in ('drain: hlbot worker -c 2', hc):
-    row(f'drain {n} tasks/s (first→last date_done) — {hl[7:]} vs celery prefork -c 2',
-        g(hl, 'rate'), g('drain: celery prefork -c 2', 'rate'))
-    row(f'drain tasks/s incl. worker start — {hl[7:]} vs celery prefork -c 2',
-        g(hl, 'wall_rate'), g('drain: celery prefork -c 2', 'wall_rate'))
-    row(f'Redis commands executed per task incl. inside Lua (drain) — {hl[7:]} vs celery '
+flags = [l[len('drain: hlbot worker '):] for l in rows if l.startswith('drain: hlbot worker ')]
+def short(f):
+    return f.replace('--prefetch-multiplier', '-m')
+for f in flags:
+    hl, cl = f'drain: hlbot worker {f}', f'drain: celery prefork {f}'
+    row(f'drain {n} tasks/s (first→last date_done), both `{short(f)}`',
+        g(hl, 'rate'), g(cl, 'rate'))
+    row(f'drain tasks/s incl. worker start, both `{short(f)}`',
+        g(hl, 'wall_rate'), g(cl, 'wall_rate'))
+    row(f'Redis commands executed per task incl. inside Lua, both `{short(f)}` '
         '(lower is better)',
-        g(hl, 'redis_cmds_per_task'), g('drain: celery prefork -c 2', 'redis_cmds_per_task'),
+        g(hl, 'redis_cmds_per_task'), g(cl, 'redis_cmds_per_task'),
         better_high=False, fmt='{:.2f}')
-    row(f'Redis commands sent per task, top level (drain) — {hl[7:]} vs celery '
-        '(lower is better)', sent(hl), sent('drain: celery prefork -c 2'),
-        better_high=False, fmt='{:.2f}')
+    row(f'Redis commands sent per task, top level, both `{short(f)}` (lower is better)',
+        sent(hl), sent(cl), better_high=False, fmt='{:.2f}')
+    row(f'Redis CPU µs per task, both `{short(f)}` (lower is better)',
+        g(hl, 'redis_cpu_us_per_task'), g(cl, 'redis_cpu_us_per_task'),
+        better_high=False, fmt='{:.1f}')
 lh, lc = 'latency: hlbot worker -c 2', 'latency: celery prefork -c 2'
 for p in ('p50', 'p99'):
     row(f'enqueue→task start latency {p} ms (task-started event time), idle worker ({lat_n} sends; lower is better)',
@@ -224,9 +257,20 @@ for m, h, c, r in table:
 print()
 print(f"processes at idle: hlbot {g(lh, 'idle_memory', 'processes')}, "
       f"celery {g(lc, 'idle_memory', 'processes')}")
-for label in ('drain: hlbot worker -c 2', hc, 'drain: celery prefork -c 2'):
+for label in [l for l in rows if l.startswith('drain: ')]:
     top = ', '.join(f'{k} {v}' for k, v in list(g(label, 'redis_cmds_by_name').items())[:10])
-    print(f'commands per task, {label[7:]}: {top}')
+    print(f'commands per task, {short(label[7:])}: {top}')
+fleet = [l for l in rows if l.startswith('fleet: ')]
+if fleet:
+    print()
+    print('| hlbot worker processes on one Redis | tasks/s (first→last date_done) | '
+          'tasks/s incl. start | Redis CPU µs per task | Redis commands per task |')
+    print('|---:|---:|---:|---:|---:|')
+    for label in fleet:
+        r = rows[label]
+        print(f"| {r['workers']} × `{short(label.split(' worker(s) ')[1])}` | {r['rate']:,.0f} | "
+              f"{r['wall_rate']:,.0f} | {r['redis_cpu_us_per_task']:.1f} | "
+              f"{r['redis_cmds_per_task']:.2f} |")
 PY
 echo
 echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc --all) CPUs"

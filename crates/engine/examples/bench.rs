@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! bench enqueue --broker URL --prefix P -n N [--batch B | --loop]
-//! bench drain   --broker URL --prefix P -n N [--timeout S] -- WORKER COMMAND...
+//! bench drain   --broker URL --prefix P -n N [--timeout S] [--workers K] -- WORKER COMMAND...
 //! bench latency --broker URL --prefix P -n N [--idle-ms MS] -- WORKER COMMAND (with -E)...
 //! ```
 //!
 //! Every task is `hlbot.debug.echo(i)` on queue `bench`. The worker command must consume `bench`
 //! on the same prefix and store results; it is started in its own process group and stopped
-//! with SIGTERM (SIGKILL after 20 s).
+//! with SIGTERM (SIGKILL after 20 s). `--workers K` starts K copies of it (a fleet on one
+//! Redis); the drain result then also reports Redis's own CPU time per task (`INFO cpu`).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -38,6 +39,7 @@ struct Opts {
     one_by_one: bool,
     timeout: f64,
     idle_ms: u64,
+    workers: usize,
     cmd: Vec<String>,
 }
 
@@ -49,6 +51,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         batch: 1000,
         timeout: 900.0,
         idle_ms: 20,
+        workers: 1,
         ..Default::default()
     };
     let mut it = args.iter();
@@ -62,6 +65,7 @@ fn parse(args: &[String]) -> Res<Opts> {
             "--loop" => o.one_by_one = true,
             "--timeout" => o.timeout = val()?.parse()?,
             "--idle-ms" => o.idle_ms = val()?.parse()?,
+            "--workers" => o.workers = val()?.parse()?,
             "--" => {
                 o.cmd = it.cloned().collect();
                 break;
@@ -171,8 +175,12 @@ async fn drain(o: &Opts) -> Res<Value> {
     let ids = publish(&c, o, false).await?;
     let mut conn = c.broker().conn();
     let before = commandstats(&mut conn).await?;
+    let cpu_before = redis_cpu(&mut conn).await?;
     let spawned = time::unix(chrono::Utc::now());
-    let mut worker = Worker::spawn(&o.cmd)?;
+    let mut workers = Vec::with_capacity(o.workers.max(1));
+    for _ in 0..o.workers.max(1) {
+        workers.push(Worker::spawn(&o.cmd)?);
+    }
     let deadline = Instant::now() + Duration::from_secs_f64(o.timeout);
     let keys = c.broker().keys().clone();
     let (qkey, unacked) = (keys.queue_for(QUEUE, 0), keys.unacked());
@@ -180,10 +188,12 @@ async fn drain(o: &Opts) -> Res<Value> {
     let mut done: Vec<f64> = Vec::with_capacity(ids.len());
     loop {
         if Instant::now() > deadline {
-            worker.stop().await;
+            for w in &mut workers {
+                w.stop().await;
+            }
             return Err(format!("timed out: {} of {} not done", pending.len(), o.n).into());
         }
-        if let Some(status) = worker.exited() {
+        if let Some(status) = workers.iter_mut().find_map(|w| w.exited()) {
             return Err(format!("worker exited early ({status})").into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -215,13 +225,17 @@ async fn drain(o: &Opts) -> Res<Value> {
         }
     }
     let after = commandstats(&mut conn).await?;
-    worker.stop().await;
+    let cpu_after = redis_cpu(&mut conn).await?;
+    for w in &mut workers {
+        w.stop().await;
+    }
     let first = done.iter().copied().fold(f64::INFINITY, f64::min);
     let last = done.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let per_task = delta_per_task(&before, &after, o.n);
     let total: f64 = per_task.iter().filter_map(|(_, v)| v.as_f64()).sum();
     Ok(json!({
-        "bench": "drain", "n": o.n, "worker": o.cmd.join(" "),
+        "bench": "drain", "n": o.n, "worker": o.cmd.join(" "), "workers": workers.len(),
+        "redis_cpu_us_per_task": ((cpu_after - cpu_before) * 1e6 / o.n.max(1) as f64 * 100.0).round() / 100.0,
         "drain_secs": last - first,
         "rate": (o.n.saturating_sub(1)) as f64 / (last - first).max(1e-9),
         "wall_secs": last - spawned,
@@ -321,6 +335,19 @@ fn percentiles(v: &mut [f64]) -> Value {
         v[i.min(v.len() - 1)]
     };
     json!({"p50": at(50.0), "p90": at(90.0), "p99": at(99.0), "max": at(100.0)})
+}
+
+/// Redis's own CPU seconds so far (`INFO cpu`: used_cpu_sys + used_cpu_user, main thread and
+/// the rest; the polling of this tool is included, a few hundred calls per run).
+async fn redis_cpu(conn: &mut redis::aio::ConnectionManager) -> Res<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    Ok(info
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            matches!(k, "used_cpu_sys" | "used_cpu_user").then(|| v.trim().parse::<f64>().ok())?
+        })
+        .sum())
 }
 
 /// `INFO commandstats` as command → calls (commands run inside Lua scripts count too).

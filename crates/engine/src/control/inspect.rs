@@ -158,6 +158,7 @@ fn stats(sh: &Shared) -> Value {
         "writer": {
             "backlog": w.backlog.load(Ordering::SeqCst),
             "unwritten_acks": w.unwritten_acks.load(Ordering::SeqCst),
+            "unsent_slots": w.unsent_slots.load(Ordering::SeqCst),
             "failing": w.failing.load(Ordering::SeqCst),
             "retries": w.retries.load(Ordering::SeqCst),
         },

@@ -29,14 +29,25 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
     let mut orphans = false;
     while !stop.is_cancelled() {
         let limit = sh.prefetch_limit();
-        // Like Celery's QoS, plus acks not yet written: while the writer is backed up (Redis
-        // refusing writes) nothing more is fetched.
+        // Registered before the counts are read: a slot freed in between still wakes us.
+        let freed = sh.state.freed.notified();
+        let sent = sh.writer.stats().sent.notified();
+        let written = sh.writer.stats().written.notified();
+        tokio::pin!(freed, sent, written);
+        freed.as_mut().enable();
+        sent.as_mut().enable();
+        written.as_mut().enable();
+        // Like Celery's QoS, plus slots whose acks are not yet sent: the fetch below goes out
+        // on the writer's connection behind the batch carrying them, so Redis applies those acks
+        // first (never more than `limit` unacked) and no reply is awaited in between. While the
+        // writer is backed up (Redis refusing writes) nothing more is fetched.
         let in_flight = sh.state.in_flight.load(Ordering::SeqCst)
-            + sh.writer.stats().unwritten_acks.load(Ordering::SeqCst);
+            + sh.writer.stats().unsent_slots.load(Ordering::SeqCst);
         if in_flight >= limit || sh.writer.stats().failing.load(Ordering::SeqCst) {
             tokio::select! {
-                _ = sh.state.freed.notified() => {}
-                _ = sh.writer.stats().written.notified() => {}
+                _ = freed => {}
+                _ = sent => {}
+                _ = written => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = stop.cancelled() => break,
             }

@@ -71,8 +71,13 @@ impl Shared {
                     continue;
                 }
                 self.state.revoke(&[r.id().to_string()], false);
-                if !r.delivery.tag.is_empty() && self.state.set_acked(&r) {
-                    self.writer.send(Op::Ack(r.delivery.tag.clone()));
+                if !r.delivery.tag.is_empty() {
+                    if let Some(slot) = self.state.set_acked(&r, &self.writer.stats().unsent_slots)
+                    {
+                        let op = Op::Ack(r.delivery.tag.clone());
+                        self.writer
+                            .send_all(crate::worker::outcome::release(op, slot));
+                    }
                 }
                 n += 1;
             }

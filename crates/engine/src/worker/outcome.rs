@@ -281,17 +281,26 @@ pub fn discard(sh: &Shared, req: &Request, expired: bool) {
 }
 
 pub(crate) fn ack(sh: &Shared, req: &Request) {
-    if let Some(op) = ack_op(sh, req) {
-        sh.writer.send(op);
+    let ops = ack_op(sh, req);
+    if !ops.is_empty() {
+        sh.writer.send_all(ops);
     }
 }
 
-/// The ack of `req`, if it still needs one (marks it acked).
-pub(crate) fn ack_op(sh: &Shared, req: &Request) -> Option<Op> {
-    if req.delivery.tag.is_empty() || !sh.state.set_acked(req) {
-        return None;
+/// The ack of `req`, if it still needs one (marks it acked), with the prefetch slot it frees.
+pub(crate) fn ack_op(sh: &Shared, req: &Request) -> Vec<Op> {
+    if req.delivery.tag.is_empty() {
+        return vec![];
     }
-    Some(Op::Ack(req.delivery.tag.clone()))
+    match sh.state.set_acked(req, &sh.writer.stats().unsent_slots) {
+        None => vec![],
+        Some(slot) => release(Op::Ack(req.delivery.tag.clone()), slot),
+    }
+}
+
+/// A release op, followed by the slot marker when it frees a prefetch slot.
+pub(crate) fn release(op: Op, slot: bool) -> Vec<Op> {
+    if slot { vec![op, Op::Slot] } else { vec![op] }
 }
 
 pub fn is_expired(msg: &TaskMessage) -> bool {
@@ -355,15 +364,19 @@ pub(crate) fn requeue_request(sh: &Arc<Shared>, req: &Request) {
     } else {
         // Through the ordered writer: after the entry's own unacked write (idle wake-up), and
         // flushed before the worker exits (a cold shutdown requeues this way).
-        sh.state.set_acked(req);
-        sh.writer.send(Op::Requeue {
+        let slot = sh
+            .state
+            .set_acked(req, &sh.writer.stats().unsent_slots)
+            .unwrap_or(false);
+        let op = Op::Requeue {
             tag: req.delivery.tag.clone(),
             key: sh
                 .broker
                 .keys()
                 .queue_for(&req.delivery.queue, req.delivery.priority),
             raw: req.delivery.raw.clone(),
-        });
+        };
+        sh.writer.send_all(release(op, slot));
     }
 }
 
@@ -379,16 +392,22 @@ pub fn restore_request(sh: &Arc<Shared>, req: &Request, gone: bool) {
         .keys()
         .queue_for(&req.delivery.queue, req.delivery.priority);
     let raw = env.to_vec();
-    let unacked = !req.delivery.tag.is_empty() && sh.state.set_acked(req);
-    if unacked && !gone {
-        sh.writer.send(Op::Restore {
+    let acked = if req.delivery.tag.is_empty() {
+        None
+    } else {
+        sh.state.set_acked(req, &sh.writer.stats().unsent_slots)
+    };
+    let slot = acked.unwrap_or(false);
+    let op = if acked.is_some() && !gone {
+        Op::Restore {
             tag: req.delivery.tag.clone(),
             key,
             raw,
-        });
+        }
     } else {
-        sh.writer.send(Op::PushHead { key, raw });
-    }
+        Op::PushHead { key, raw }
+    };
+    sh.writer.send_all(release(op, slot));
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ impl Spilled {
             Op::DeadLetter(rec) => Spilled::Dead { rec: text(&rec) },
             Op::Incr(key) => Spilled::Incr { key },
             Op::ChordPart(part) => Spilled::Chord { part: *part },
-            Op::Flush(_) => return None,
+            Op::Flush(_) | Op::Slot => return None,
         })
     }
 

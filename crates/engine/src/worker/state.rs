@@ -158,11 +158,14 @@ impl WorkerState {
         self.processed.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The message is acked (or handed back): it no longer counts against the prefetch limit.
-    /// Returns false if it already was.
-    pub fn set_acked(&self, req: &Request) -> bool {
+    /// The message is acked (or handed back): it no longer counts in `in_flight`. `None` if it
+    /// already was. `Some(true)`: it held a prefetch slot, now moved to `unsent` (the writer's
+    /// count of releases not yet on the wire) before it leaves `in_flight`, so the consumer never
+    /// sees the slot free before the release is ordered ahead of its next fetch; the caller
+    /// queues [`Op::Slot`](crate::worker::writer::Op::Slot) with the release.
+    pub fn set_acked(&self, req: &Request, unsent: &AtomicUsize) -> Option<bool> {
         if req.acked.swap(true, Ordering::SeqCst) {
-            return false;
+            return None;
         }
         let counted = self
             .entries
@@ -171,10 +174,11 @@ impl WorkerState {
             .and_then(|m| m.get(&req.key).map(|e| e.phase != Phase::Scheduled))
             .unwrap_or(false);
         if counted {
+            unsent.fetch_add(1, Ordering::SeqCst);
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             self.freed.notify_waiters();
         }
-        true
+        Some(counted)
     }
 
     pub fn set_pid(&self, key: u64, pid: u32) {

@@ -72,6 +72,9 @@ pub enum Op {
     ChordPart(Box<ChordPart>),
     /// Resolve once everything queued before it is written.
     Flush(oneshot::Sender<()>),
+    /// Writes nothing: the release op before it freed a prefetch slot, counted in
+    /// [`WriterStats::unsent_slots`] until its batch is on the wire.
+    Slot,
 }
 
 impl Op {
@@ -86,8 +89,15 @@ impl Op {
 pub struct WriterStats {
     /// Ops queued and not yet written.
     pub backlog: AtomicUsize,
-    /// Acks (and requeues) queued and not yet written: they still count against the prefetch.
+    /// Acks (and requeues) queued and not yet written (`inspect stats`).
     pub unwritten_acks: AtomicUsize,
+    /// Prefetch slots freed by releases (acks, requeues, restores) that are not yet sent to
+    /// Redis. They still count against the prefetch: the consumer's next fetch goes out on the
+    /// same connection after the batch that carries them, so Redis applies the acks first and
+    /// `unacked` never holds more than the prefetch limit — without waiting for the batch's reply.
+    pub unsent_slots: AtomicUsize,
+    /// Signalled when a batch carrying slots has been sent.
+    pub sent: Notify,
     /// Redis is refusing or not answering; the batch is being retried.
     pub failing: AtomicBool,
     /// Batches that had to be retried.
@@ -215,7 +225,19 @@ async fn run(
         }
         // A retried batch keeps its number and its exact content: if an earlier try was applied
         // (its reply lost), the script sees the number and applies nothing twice.
-        let outcome = apply(&ctx, &mut conn, &batch, seq).await;
+        let slots = slots_in(&batch);
+        let outcome = {
+            let fut = apply(&ctx, &mut conn, &batch, seq);
+            tokio::pin!(fut);
+            // The first poll puts the call into the connection's ordered queue (redis-rs sends
+            // it before awaiting the reply): the slots it frees can be fetched again now.
+            let first = futures::poll!(fut.as_mut());
+            free_slots(&ctx.stats, slots);
+            match first {
+                std::task::Poll::Ready(o) => o,
+                std::task::Poll::Pending => fut.await,
+            }
+        };
         match outcome {
             Ok((errs, done)) => {
                 for e in errs {
@@ -244,6 +266,10 @@ async fn run(
                 }
             }
             Err(e) => {
+                // Not known to be applied: the slots count again until the retry is sent.
+                if slots > 0 {
+                    ctx.stats.unsent_slots.fetch_add(slots, Ordering::SeqCst);
+                }
                 if failing_since.is_none() {
                     tracing::warn!(
                         "result writer: {e}; keeping {} writes and retrying (fetching pauses)",
@@ -265,6 +291,23 @@ async fn run(
             }
         }
     }
+}
+
+fn slots_in(ops: &[Op]) -> usize {
+    ops.iter().filter(|o| matches!(o, Op::Slot)).count()
+}
+
+/// The batch carrying `n` freed slots is on the wire: the consumer may fetch them again.
+fn free_slots(stats: &WriterStats, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let _ = stats
+        .unsent_slots
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+            Some(v.saturating_sub(n))
+        });
+    stats.sent.notify_waiters();
 }
 
 /// Account for a written batch and wake its flush waiters.
@@ -294,6 +337,7 @@ fn hand_over(
     }
     let n = all.len();
     let acks = all.iter().filter(|o| o.releases()).count();
+    free_slots(&ctx.stats, slots_in(&all));
     let mut taken = Vec::with_capacity(n);
     for op in all {
         match op {
@@ -301,6 +345,7 @@ fn hand_over(
             Op::Flush(tx) => {
                 let _ = tx.send(());
             }
+            Op::Slot => {}
             op => taken.push(op),
         }
     }
@@ -336,7 +381,7 @@ async fn apply(
     let mut n = 0usize;
     for (i, op) in batch.iter().enumerate() {
         match op {
-            Op::Flush(_) => continue,
+            Op::Flush(_) | Op::Slot => continue,
             Op::Ack(tag) => {
                 inv.arg("ack").arg(tag);
             }

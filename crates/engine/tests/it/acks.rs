@@ -205,3 +205,113 @@ async fn reject_with_requeue_puts_an_acks_late_message_back_once() {
     settled(&t, &client, "default").await;
     w.stop().await;
 }
+
+/// Sample `HLEN unacked` as fast as one connection allows until `stop`; the largest value seen.
+async fn sample_unacked(
+    t: &TestRedis,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    let key = t.key("unacked");
+    let mut c = t.conn().await;
+    tokio::spawn(async move {
+        let mut max = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let n: u64 = c.hlen(&key).await.expect("hlen");
+            max = max.max(n);
+        }
+        max
+    })
+}
+
+/// Send `n` calls of `task(arg)` to `default` in one batch.
+async fn send_n(
+    client: &Client,
+    n: usize,
+    task: &str,
+    arg: Value,
+) -> Vec<hlbot_engine::AsyncResult> {
+    let calls = (0..n)
+        .map(|_| hlbot_engine::TaskCall {
+            name: task.into(),
+            args: vec![arg.clone()],
+            kwargs: Map::new(),
+            options: q("default"),
+        })
+        .collect();
+    client.send_many(calls).await.expect("send")
+}
+
+#[tokio::test]
+async fn prefetch_bound_holds_in_redis_while_tasks_sleep() {
+    // Celery's QoS, seen from Redis: at -c 2 -m 1 and -m 4 the worker's unacked entries reach
+    // c × m (it does prefetch) and never exceed it, although acks are written behind the next
+    // fetch instead of before it.
+    for m in [1usize, 4] {
+        let t = TestRedis::new();
+        let client = t.client().await;
+        let (c, limit) = (2usize, 2 * m);
+        let n = limit + c + 6;
+        let hs = send_n(&client, n, "hlbot.debug.sleep", json!(0.25)).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = sample_unacked(&t, stop.clone()).await;
+        let mut o = opts(&["default"]);
+        o.concurrency = c;
+        o.prefetch_multiplier = m;
+        let w = start(
+            &t,
+            Registry::with_debug_tasks(),
+            o,
+            Duration::from_secs(3600),
+        )
+        .await;
+        for h in &hs {
+            h.get(Duration::from_secs(20)).await.expect("result");
+        }
+        stop.store(true, Ordering::SeqCst);
+        let max = sampler.await.expect("sampler");
+        assert_eq!(
+            max as usize, limit,
+            "-c {c} -m {m}: most unacked entries seen"
+        );
+        settled(&t, &client, "default").await;
+        w.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn prefetch_bound_holds_in_redis_while_fast_tasks_stream() {
+    // Thousands of echo tasks: every batch of acks is on the wire ahead of the fetch it makes
+    // room for, so Redis never holds more than c × m of this worker's messages (early ack and
+    // acks_late alike).
+    for (m, acks_late) in [(1usize, false), (4, false), (1, true), (4, true)] {
+        let t = TestRedis::new();
+        let client = t.client().await;
+        let limit = 2 * m;
+        let hs = send_n(&client, 2000, "hlbot.debug.echo", json!(1)).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = sample_unacked(&t, stop.clone()).await;
+        let mut o = opts(&["default"]);
+        o.concurrency = 2;
+        o.prefetch_multiplier = m;
+        o.acks_late = acks_late;
+        let w = start(
+            &t,
+            Registry::with_debug_tasks(),
+            o,
+            Duration::from_secs(3600),
+        )
+        .await;
+        for h in &hs {
+            h.get(Duration::from_secs(30)).await.expect("result");
+        }
+        stop.store(true, Ordering::SeqCst);
+        let max = sampler.await.expect("sampler");
+        assert!(max >= 1, "sampler saw nothing");
+        assert!(
+            max as usize <= limit,
+            "-c 2 -m {m} acks_late={acks_late}: {max} unacked entries seen, limit {limit}"
+        );
+        settled(&t, &client, "default").await;
+        w.stop().await;
+    }
+}
