@@ -430,7 +430,16 @@ fn task_event(
         t.state.as_str(),
         "SUCCESS" | "FAILURE" | "REVOKED" | "REJECTED"
     );
-    if !(done && matches!(state, "PENDING" | "RECEIVED" | "STARTED")) {
+    // Nor does the sender's late `sent` (published after the message, so it can arrive after
+    // the worker's events) or a late `received` move a task back along sent → received → started.
+    let step = |s: &str| match s {
+        "PENDING" => Some(0),
+        "RECEIVED" => Some(1),
+        "STARTED" => Some(2),
+        _ => None,
+    };
+    let behind = matches!((step(&t.state), step(state)), (Some(now), Some(new)) if new < now);
+    if !behind && !(done && matches!(state, "PENDING" | "RECEIVED" | "STARTED")) {
         t.state = state.to_string();
     }
     let name = if t.name.is_empty() {
@@ -524,6 +533,21 @@ mod tests {
         m.apply(&ev("task-succeeded", "a", json!({})));
         m.apply(&ev("task-started", "a", json!({})));
         assert_eq!(m.task("a").unwrap().state, "SUCCESS");
+    }
+
+    #[test]
+    fn late_sent_or_received_does_not_move_a_task_back() {
+        let m = Monitor::new(MonitorOptions::default());
+        m.apply(&ev("task-received", "a", json!({})));
+        m.apply(&ev("task-started", "a", json!({})));
+        m.apply(&ev("task-sent", "a", json!({})));
+        assert_eq!(m.task("a").unwrap().state, "STARTED");
+        m.apply(&ev("task-received", "a", json!({})));
+        assert_eq!(m.task("a").unwrap().state, "STARTED");
+        assert!(m.task("a").unwrap().sent.is_some());
+        m.apply(&ev("task-retried", "a", json!({})));
+        m.apply(&ev("task-received", "a", json!({})));
+        assert_eq!(m.task("a").unwrap().state, "RECEIVED");
     }
 
     #[test]
