@@ -439,7 +439,8 @@ fn task_event(
         _ => None,
     };
     let behind = matches!((step(&t.state), step(state)), (Some(now), Some(new)) if new < now);
-    if !behind && !(done && matches!(state, "PENDING" | "RECEIVED" | "STARTED")) {
+    let undo = done && matches!(state, "PENDING" | "RECEIVED" | "STARTED");
+    if !(behind || undo) {
         t.state = state.to_string();
     }
     let name = if t.name.is_empty() {
