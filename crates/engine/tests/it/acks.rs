@@ -206,21 +206,43 @@ async fn reject_with_requeue_puts_an_acks_late_message_back_once() {
     w.stop().await;
 }
 
-/// Sample `HLEN unacked` as fast as one connection allows until `stop`; the largest value seen.
-async fn sample_unacked(
+/// Run a worker with `o` until every handle has its result, sampling `HLEN unacked` as fast as
+/// one connection allows meanwhile; then wait for the queue to settle and stop the worker.
+/// Returns the largest number of unacked entries seen.
+async fn drain_max_unacked(
     t: &TestRedis,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<u64> {
+    client: &Client,
+    hs: &[hlbot_engine::AsyncResult],
+    o: hlbot_engine::WorkerOptions,
+    within: Duration,
+) -> u64 {
     let key = t.key("unacked");
     let mut c = t.conn().await;
-    tokio::spawn(async move {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampling = stop.clone();
+    let sampler = tokio::spawn(async move {
         let mut max = 0u64;
-        while !stop.load(Ordering::SeqCst) {
+        while !sampling.load(Ordering::SeqCst) {
             let n: u64 = c.hlen(&key).await.expect("hlen");
             max = max.max(n);
         }
         max
-    })
+    });
+    let w = start(
+        t,
+        Registry::with_debug_tasks(),
+        o,
+        Duration::from_secs(3600),
+    )
+    .await;
+    for h in hs {
+        h.get(within).await.expect("result");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let max = sampler.await.expect("sampler");
+    settled(t, client, "default").await;
+    w.stop().await;
+    max
 }
 
 /// Send `n` calls of `task(arg)` to `default` in one batch.
@@ -252,29 +274,14 @@ async fn prefetch_bound_holds_in_redis_while_tasks_sleep() {
         let (c, limit) = (2usize, 2 * m);
         let n = limit + c + 6;
         let hs = send_n(&client, n, "hlbot.debug.sleep", json!(0.25)).await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = sample_unacked(&t, stop.clone()).await;
         let mut o = opts(&["default"]);
         o.concurrency = c;
         o.prefetch_multiplier = m;
-        let w = start(
-            &t,
-            Registry::with_debug_tasks(),
-            o,
-            Duration::from_secs(3600),
-        )
-        .await;
-        for h in &hs {
-            h.get(Duration::from_secs(20)).await.expect("result");
-        }
-        stop.store(true, Ordering::SeqCst);
-        let max = sampler.await.expect("sampler");
+        let max = drain_max_unacked(&t, &client, &hs, o, Duration::from_secs(20)).await;
         assert_eq!(
             max as usize, limit,
             "-c {c} -m {m}: most unacked entries seen"
         );
-        settled(&t, &client, "default").await;
-        w.stop().await;
     }
 }
 
@@ -288,30 +295,15 @@ async fn prefetch_bound_holds_in_redis_while_fast_tasks_stream() {
         let client = t.client().await;
         let limit = 2 * m;
         let hs = send_n(&client, 2000, "hlbot.debug.echo", json!(1)).await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = sample_unacked(&t, stop.clone()).await;
         let mut o = opts(&["default"]);
         o.concurrency = 2;
         o.prefetch_multiplier = m;
         o.acks_late = acks_late;
-        let w = start(
-            &t,
-            Registry::with_debug_tasks(),
-            o,
-            Duration::from_secs(3600),
-        )
-        .await;
-        for h in &hs {
-            h.get(Duration::from_secs(30)).await.expect("result");
-        }
-        stop.store(true, Ordering::SeqCst);
-        let max = sampler.await.expect("sampler");
+        let max = drain_max_unacked(&t, &client, &hs, o, Duration::from_secs(30)).await;
         assert!(max >= 1, "sampler saw nothing");
         assert!(
             max as usize <= limit,
             "-c 2 -m {m} acks_late={acks_late}: {max} unacked entries seen, limit {limit}"
         );
-        settled(&t, &client, "default").await;
-        w.stop().await;
     }
 }
