@@ -53,16 +53,7 @@ fn ffmpeg(args: &[&str]) -> bool {
     if !hlbot_testkit::tool("ffmpeg", "-version") {
         return false;
     }
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hlbot_testkit::media::ffmpeg(args);
     true
 }
 
@@ -334,42 +325,23 @@ fn process_video_file_runs_on_a_worker_under_the_input_roots() {
 /// transcript as `[on screen]` at its time and the offline extractor finds the rule.
 #[test]
 fn a_slide_states_the_stop_rule_and_the_extractor_finds_it() {
-    const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-    if !hlbot_testkit::tool("tesseract", "--version") || !Path::new(FONT).is_file() {
+    let font = Path::new(hlbot_testkit::media::FONT);
+    if !hlbot_testkit::tool("tesseract", "--version") || !font.is_file() {
         hlbot_testkit::missing::<()>("tesseract and DejaVuSans");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("slides.mp4");
-    let slide = |text: &str| {
-        format!(
-            "drawtext=fontfile={FONT}:text='{text}':fontsize=28:fontcolor=white:x=(w-tw)/2:y=(h-th)/2"
-        )
-    };
-    let graph = format!(
-        "[0]{}[a];[1]{}[b];[a][b]concat=n=2:v=1:a=0,format=yuv420p[v]",
-        slide("EMA pullback strategy on EUR/USD"),
-        slide("Stop loss 1.5 ATR below the swing low")
-    );
-    if !ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x102040:s=640x360:r=25:d=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x203060:s=640x360:r=25:d=2",
-        "-filter_complex",
-        &graph,
-        "-map",
-        "[v]",
-        "-c:v",
-        "libx264",
-        video.to_str().unwrap(),
-    ]) {
+    if !hlbot_testkit::tool("ffmpeg", "-version") {
         return;
     }
+    hlbot_testkit::media::slide_video(
+        &video,
+        [
+            Some("EMA pullback strategy on EUR/USD"),
+            Some("Stop loss 1.5 ATR below the swing low"),
+        ],
+    );
     let (stdout, stderr, ok) = ingest(dir.path(), &video, &["--json", "--no-library"]);
     assert!(ok, "{stderr}");
     let v: Value = serde_json::from_str(&stdout).expect("JSON");

@@ -2,10 +2,11 @@
 //! installed tools are — a missing one skips a test with a printed reason, or fails it when `CI`
 //! is set — Redis fixtures (a key prefix per test on the shared server, or a private
 //! `redis-server`), workers in-process or as `hlbot` processes with ready-waiting, child processes that die with the test, and local HTTP servers (a scripted
-//! JSON mock, a static file server), and PostgreSQL databases of a test's own with a gate to cut them.
+//! JSON mock, a static file server), synthetic media made with ffmpeg, and PostgreSQL databases of a test's own with a gate to cut them.
 
 pub mod env;
 pub mod http;
+pub mod media;
 pub mod postgres;
 pub mod process;
 pub mod redis;

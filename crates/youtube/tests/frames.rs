@@ -10,7 +10,7 @@ use std::path::Path;
 use hlbot_youtube::{VideoResult, YoutubeOptions, no_progress, process_media_file};
 use tokio_util::sync::CancellationToken;
 
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+use hlbot_testkit::media::FONT;
 
 fn options(cache: &Path, ocr: bool) -> YoutubeOptions {
     YoutubeOptions {
@@ -172,25 +172,5 @@ async fn slide_text_joins_the_transcript_at_its_time() {
 
 /// 4 s, 640×360: a dark blue plain scene (0–2 s), then a slide with the stop rule (2–4 s).
 pub fn make_slide_video(path: &Path) {
-    let text = format!(
-        "drawtext=fontfile={FONT}:text='Stop loss 1.5 ATR below the swing low':fontsize=30:fontcolor=white:x=(w-tw)/2:y=(h-th)/2"
-    );
-    let graph = format!("[1]{text}[s];[0][s]concat=n=2:v=1:a=0,format=yuv420p[v]");
-    common::ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x102040:s=640x360:r=25:d=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x203060:s=640x360:r=25:d=2",
-        "-filter_complex",
-        &graph,
-        "-map",
-        "[v]",
-        "-c:v",
-        "libx264",
-        path.to_str().unwrap(),
-    ]);
+    hlbot_testkit::media::slide_video(path, [None, Some("Stop loss 1.5 ATR below the swing low")]);
 }

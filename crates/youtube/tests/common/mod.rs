@@ -32,19 +32,8 @@ pub fn squash(s: &str) -> String {
 #[allow(unused_imports)] // each test binary uses a different part
 pub use hlbot_testkit::http::{Server, serve_dir as serve};
 
-/// Runs ffmpeg with `args`, panicking with its stderr on failure.
-pub fn ffmpeg(args: &[&str]) {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[allow(unused_imports)]
+pub use hlbot_testkit::media::ffmpeg;
 
 /// 6 s, 640×360: a dark title card (0–2 s), a candlestick-like chart (2–4 s) and the same chart
 /// with three more candles (4–6 s) — the second cut is subtle (scene score ≈ 0.05).
