@@ -156,7 +156,7 @@ impl Session {
     }
 
     /// Stop deliveries (`basic.cancel` per queue); the channel stays open for the acks to come.
-    pub async fn cancel(&self) {
+    pub async fn cancel(&mut self) {
         for t in &self.tags {
             let _ = self
                 .chan
