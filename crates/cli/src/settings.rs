@@ -167,7 +167,9 @@ impl Settings {
                 }
             });
         if hlbot_engine::amqp::is_amqp(&backend_url) {
-            anyhow::bail!("the result backend must be Redis (redis://, rediss://, sentinel://), not AMQP");
+            anyhow::bail!(
+                "the result backend must be Redis (redis://, rediss://, sentinel://), not AMQP"
+            );
         }
         let amqp_layout = hlbot_engine::amqp::Layout {
             queue_type: match g.queue_type.clone().or(raw.task_default_queue_type) {

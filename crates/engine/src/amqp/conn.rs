@@ -236,7 +236,12 @@ mod tests {
     fn password_never_shown() {
         let u = AmqpUrl::parse("amqp://bob:s3cr%40t@rabbit:5672/prod").unwrap();
         assert_eq!(u.uri.authority.userinfo.password, "s3cr@t");
-        for shown in [u.redacted(), u.to_string(), format!("{u:?}"), u.err("boom").to_string()] {
+        for shown in [
+            u.redacted(),
+            u.to_string(),
+            format!("{u:?}"),
+            u.err("boom").to_string(),
+        ] {
             assert!(!shown.contains("s3cr"), "{shown}");
             assert!(shown.contains("bob:***@rabbit:5672/prod"), "{shown}");
         }
@@ -244,7 +249,9 @@ mod tests {
             AmqpUrl::parse("amqp://g:x@h//").unwrap().redacted(),
             "amqp://g:***@h:5672/%2F"
         );
-        let e = AmqpUrl::parse("ftp://u:hunter2@h/").unwrap_err().to_string();
+        let e = AmqpUrl::parse("ftp://u:hunter2@h/")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
     }
 }

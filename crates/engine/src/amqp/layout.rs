@@ -189,9 +189,9 @@ pub fn value(v: &Value) -> AMQPValue {
             _ => AMQPValue::Double(n.as_f64().unwrap_or(0.0)),
         },
         Value::String(s) => long_string(s),
-        Value::Array(a) => AMQPValue::FieldArray(FieldArray::from(
-            a.iter().map(value).collect::<Vec<_>>(),
-        )),
+        Value::Array(a) => {
+            AMQPValue::FieldArray(FieldArray::from(a.iter().map(value).collect::<Vec<_>>()))
+        }
         Value::Object(o) => AMQPValue::FieldTable(table(o)),
     }
 }
@@ -248,7 +248,14 @@ mod tests {
     #[test]
     fn declarations_match_celery() {
         let d = Layout::default().declaration("celery");
-        assert_eq!((d.exchange.as_str(), d.queue.as_str(), d.routing_key.as_str()), ("celery", "celery", "celery"));
+        assert_eq!(
+            (
+                d.exchange.as_str(),
+                d.queue.as_str(),
+                d.routing_key.as_str()
+            ),
+            ("celery", "celery", "celery")
+        );
         assert!(d.arguments.inner().is_empty());
         let q = Layout {
             queue_type: QueueType::Quorum,
@@ -256,7 +263,10 @@ mod tests {
         }
         .queue_arguments();
         assert_eq!(q.inner().get("x-queue-type"), Some(&long_string("quorum")));
-        assert_eq!(q.inner().get("x-max-priority"), Some(&AMQPValue::LongInt(10)));
+        assert_eq!(
+            q.inner().get("x-max-priority"),
+            Some(&AMQPValue::LongInt(10))
+        );
         assert_eq!("Quorum".parse::<QueueType>(), Ok(QueueType::Quorum));
         assert!("stream".parse::<QueueType>().is_err());
     }
@@ -268,7 +278,10 @@ mod tests {
         let t = table(h.as_object().unwrap());
         assert_eq!(t.inner().get("eta"), Some(&AMQPValue::Void));
         assert_eq!(t.inner().get("retries"), Some(&AMQPValue::LongInt(0)));
-        assert_eq!(t.inner().get("big"), Some(&AMQPValue::LongLongInt(5_000_000_000)));
+        assert_eq!(
+            t.inner().get("big"),
+            Some(&AMQPValue::LongLongInt(5_000_000_000))
+        );
         assert_eq!(Value::Object(map(&t)), h);
     }
 
@@ -281,11 +294,20 @@ mod tests {
         env.properties.correlation_id = Some("abc".into());
         env.properties.reply_to = Some("r".into());
         let out = outgoing(&env).unwrap();
-        assert_eq!((out.exchange.as_str(), out.routing_key.as_str()), ("", "celery"));
+        assert_eq!(
+            (out.exchange.as_str(), out.routing_key.as_str()),
+            ("", "celery")
+        );
         assert_eq!(out.body, br#"[[2,3],{},{}]"#);
         let p = &out.properties;
-        assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("application/json"));
-        assert_eq!(p.content_encoding().as_ref().map(|s| s.as_str()), Some("utf-8"));
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(
+            p.content_encoding().as_ref().map(|s| s.as_str()),
+            Some("utf-8")
+        );
         assert_eq!(*p.delivery_mode(), Some(2));
         assert_eq!(*p.priority(), Some(5));
         assert_eq!(p.correlation_id().as_ref().map(|s| s.as_str()), Some("abc"));

@@ -44,7 +44,11 @@ impl std::fmt::Debug for Amqp {
 impl Amqp {
     pub fn new(url: AmqpUrl, layout: Layout, name: &str) -> Self {
         Self {
-            publisher: Arc::new(Publisher::new(url.clone(), layout, &format!("{name} (publish)"))),
+            publisher: Arc::new(Publisher::new(
+                url.clone(),
+                layout,
+                &format!("{name} (publish)"),
+            )),
             url,
             layout,
             ackers: Arc::new(Ackers::default()),

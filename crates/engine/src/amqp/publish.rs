@@ -60,9 +60,7 @@ impl Publisher {
     pub async fn publish(&self, env: &Envelope) -> Result<()> {
         let out = layout::outgoing(env).map_err(|k| self.url.err(format!("bad message: {k}")))?;
         let mut guard = self.open.lock().await;
-        let healthy = guard
-            .as_ref()
-            .is_some_and(|o| o.chan.status().connected());
+        let healthy = guard.as_ref().is_some_and(|o| o.chan.status().connected());
         if !healthy {
             *guard = None;
             let conn = self.url.connect(&self.name).await?;

@@ -31,11 +31,22 @@ fn rabbitmqctl(args: &[&str]) -> bool {
 impl Vhost {
     /// None (a printed skip, or a failure under CI) when RabbitMQ or `rabbitmqctl` is missing.
     fn new() -> Option<Self> {
-        let name = format!("hlbot-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let name = format!(
+            "hlbot-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
         if !rabbitmqctl(&["add_vhost", &name]) {
             return hlbot_testkit::missing("RabbitMQ (rabbitmqctl add_vhost)");
         }
-        assert!(rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]));
+        assert!(rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &name,
+            "guest",
+            ".*",
+            ".*",
+            ".*"
+        ]));
         Some(Self { name })
     }
 
@@ -96,7 +107,10 @@ async fn publish_consume_ack_and_requeue() {
     assert_eq!(msg.headers.task, "hlbot.debug.echo");
     assert_eq!(msg.args, vec![json!(1)]);
     // Prefetch 1: nothing more comes while this one is unacked.
-    a.publisher.publish(&message("q1", "id-2")).await.expect("publish");
+    a.publisher
+        .publish(&message("q1", "id-2"))
+        .await
+        .expect("publish");
     assert!(next(&mut s, &a, Duration::from_millis(500)).await.is_none());
 
     // Reject with requeue: the same message comes back, flagged redelivered.
@@ -104,15 +118,27 @@ async fn publish_consume_ack_and_requeue() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     sink.send(vec![SinkOp::Requeue(d.tag.clone()), SinkOp::Flush(tx)]);
     rx.await.expect("flushed");
-    let again = next(&mut s, &a, Duration::from_secs(5)).await.expect("redelivery");
+    let again = next(&mut s, &a, Duration::from_secs(5))
+        .await
+        .expect("redelivery");
     let env = again.envelope.clone().expect("envelope");
     assert_eq!(env.task_id().as_deref(), Some("id-1"));
     assert_eq!(env.headers.get("redelivered"), Some(&json!(true)));
 
     // Ack: the next message flows, and after acking it too the queue is empty for good.
     sink.send(vec![SinkOp::Ack(again.tag.clone())]);
-    let second = next(&mut s, &a, Duration::from_secs(5)).await.expect("second");
-    assert_eq!(second.envelope.as_ref().ok().and_then(|e| e.task_id()).as_deref(), Some("id-2"));
+    let second = next(&mut s, &a, Duration::from_secs(5))
+        .await
+        .expect("second");
+    assert_eq!(
+        second
+            .envelope
+            .as_ref()
+            .ok()
+            .and_then(|e| e.task_id())
+            .as_deref(),
+        Some("id-2")
+    );
     let (tx, rx) = tokio::sync::oneshot::channel();
     sink.send(vec![SinkOp::Ack(second.tag.clone()), SinkOp::Flush(tx)]);
     rx.await.expect("flushed");
@@ -120,7 +146,10 @@ async fn publish_consume_ack_and_requeue() {
     let mut s = Session::open(&a.url, a.layout, &["q1".into()], 10, "t2", &a.ackers)
         .await
         .expect("session");
-    assert!(next(&mut s, &a, Duration::from_millis(700)).await.is_none(), "an acked message came back");
+    assert!(
+        next(&mut s, &a, Duration::from_millis(700)).await.is_none(),
+        "an acked message came back"
+    );
     assert_eq!(a.ackers.pending(), 0);
 }
 
@@ -129,13 +158,18 @@ async fn unacked_deliveries_come_back_after_the_connection_dies() {
     let Some(v) = Vhost::new() else { return };
     let a = Amqp::new(v.url(), Layout::default(), "hlbot-test");
     for i in 0..3 {
-        a.publisher.publish(&message("q2", &format!("m{i}"))).await.expect("publish");
+        a.publisher
+            .publish(&message("q2", &format!("m{i}")))
+            .await
+            .expect("publish");
     }
     let mut s = Session::open(&a.url, a.layout, &["q2".into()], 3, "t", &a.ackers)
         .await
         .expect("session");
     for _ in 0..3 {
-        next(&mut s, &a, Duration::from_secs(5)).await.expect("delivery");
+        next(&mut s, &a, Duration::from_secs(5))
+            .await
+            .expect("delivery");
     }
     drop(s);
     let b = Amqp::new(v.url(), Layout::default(), "hlbot-test-2");
@@ -144,7 +178,9 @@ async fn unacked_deliveries_come_back_after_the_connection_dies() {
         .expect("session");
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let d = next(&mut s, &b, Duration::from_secs(10)).await.expect("redelivered");
+        let d = next(&mut s, &b, Duration::from_secs(10))
+            .await
+            .expect("redelivered");
         ids.push(d.envelope.expect("env").task_id().unwrap_or_default());
     }
     ids.sort();
@@ -177,7 +213,12 @@ async fn worker_runs_tasks_from_rabbitmq_with_results_in_redis() {
     for (i, h) in handles.iter().enumerate() {
         let v = h.get(Duration::from_secs(20)).await.expect("result");
         assert_eq!(v, json!({"args": [i], "kwargs": {}}));
-        assert_eq!(t.runs(&h.id).await, 1, "task {i} committed {} times", t.runs(&h.id).await);
+        assert_eq!(
+            t.runs(&h.id).await,
+            1,
+            "task {i} committed {} times",
+            t.runs(&h.id).await
+        );
     }
     // Every delivery acked: nothing held by the worker or left in RabbitMQ.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
