@@ -7,6 +7,8 @@ private key prefix:
 * ``HLBOT_COMPAT_BROKER``  broker and result backend URL (default ``redis://127.0.0.1:6379/0``)
 * ``HLBOT_COMPAT_PREFIX``  ``global_keyprefix`` for the broker *and* the result backend
   (default empty)
+* ``HLBOT_COMPAT_BACKEND`` result backend URL when it differs from the broker (an ``amqp://``
+  broker: tests/test_amqp.py)
 
 Tests build their own client apps with :func:`make_app` (one per key prefix).
 """
@@ -59,14 +61,17 @@ class CompatError(Exception):
         self.b = b
 
 
-def make_app(broker=None, prefix=None, name='compat'):
-    """A Celery app on ``broker`` whose broker keys and result keys carry ``prefix``."""
+def make_app(broker=None, prefix=None, name='compat', backend=None):
+    """A Celery app on ``broker`` whose broker keys and result keys carry ``prefix``. With an
+    ``amqp://`` broker the results go to ``backend`` (Redis; the prefix applies to it only)."""
     broker = broker or os.environ.get('HLBOT_COMPAT_BROKER') or DEFAULT_BROKER
+    backend = backend or os.environ.get('HLBOT_COMPAT_BACKEND') or broker
     prefix = os.environ.get('HLBOT_COMPAT_PREFIX', '') if prefix is None else prefix
-    app = Celery(name, broker=broker, backend=broker, set_as_current=False)
+    app = Celery(name, broker=broker, backend=backend, set_as_current=False)
     transport = {'global_keyprefix': prefix} if prefix else {}
+    on_amqp = broker.startswith(('amqp://', 'amqps://', 'pyamqp://'))
     app.conf.update(
-        broker_transport_options=dict(transport),
+        broker_transport_options={} if on_amqp else dict(transport),
         result_backend_transport_options=dict(transport),
         task_queues=[Queue(q, Exchange(q, type='direct'), routing_key=q) for q in QUEUES],
         task_default_queue=DEFAULT_QUEUE,

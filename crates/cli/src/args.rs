@@ -24,13 +24,21 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Broker URL (redis://[user:password@]host[:port][/db], rediss:// for TLS, or
-    /// sentinel://[:password@]host:26379;sentinel://host2:26379/db with --sentinel-master).
+    /// Broker URL (redis://[user:password@]host[:port][/db], rediss:// for TLS,
+    /// sentinel://[:password@]host:26379;sentinel://host2:26379/db with --sentinel-master, or
+    /// RabbitMQ: amqp://user:password@host:5672/vhost, amqps:// for TLS).
     #[arg(short = 'b', long, global = true, env = "REDIS_URL")]
     pub broker: Option<String>,
-    /// Result backend URL (default: the broker URL).
+    /// Result backend URL (default: the broker URL; with an amqp:// broker, a Redis URL, default
+    /// redis://127.0.0.1:6379/0).
     #[arg(long, global = true, env = "HLBOT_RESULT_BACKEND")]
     pub result_backend: Option<String>,
+    /// AMQP broker only: Celery's task_default_queue_type, `classic` (default) or `quorum`.
+    #[arg(long, global = true, env = "HLBOT_QUEUE_TYPE")]
+    pub queue_type: Option<String>,
+    /// AMQP broker only: Celery's task_queue_max_priority, declared as `x-max-priority`.
+    #[arg(long, global = true, env = "HLBOT_MAX_PRIORITY")]
+    pub max_priority: Option<u8>,
     /// kombu `global_keyprefix` for every broker key and channel.
     #[arg(long, global = true, env = "HLBOT_KEY_PREFIX")]
     pub key_prefix: Option<String>,

@@ -20,6 +20,10 @@ pub const DEFAULT_QUEUES: [&str; 5] = ["default", "youtube", "pdf", "llm", "cele
 pub struct RawConfig {
     pub broker_url: Option<String>,
     pub result_backend: Option<String>,
+    /// Celery's `task_default_queue_type` for an AMQP broker: `classic` (default) or `quorum`.
+    pub task_default_queue_type: Option<String>,
+    /// Celery's `task_queue_max_priority` for an AMQP broker (`x-max-priority`).
+    pub task_queue_max_priority: Option<u8>,
     pub key_prefix: Option<String>,
     pub result_expires: Option<u64>,
     pub visibility_timeout: Option<u64>,
@@ -88,7 +92,13 @@ impl std::fmt::Debug for RawDashboard {
 /// Validated settings every command reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The Redis broker — with an AMQP broker, the Redis of the result backend, which then also
+    /// holds revocations, control replies and events.
     pub broker: RedisSettings,
+    /// RabbitMQ as the broker (`amqp://`, `amqps://`): tasks are published and consumed there.
+    pub amqp: Option<hlbot_engine::amqp::AmqpUrl>,
+    /// How AMQP queues are declared (`task_default_queue_type`, `task_queue_max_priority`).
+    pub amqp_layout: hlbot_engine::amqp::Layout,
     pub backend: RedisSettings,
     pub result_expires: Option<Duration>,
     pub visibility_timeout: Duration,
@@ -116,6 +126,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The broker URL for banners and `config show`, the password masked.
+    pub fn broker_display(&self) -> String {
+        match &self.amqp {
+            Some(a) => a.redacted(),
+            None => crate::cmd::config::mask_url(&self.broker.display_url()),
+        }
+    }
+
     pub fn load(g: &Global, origins: BTreeMap<String, String>) -> anyhow::Result<Self> {
         let config_path = g.config.clone().or_else(default_config);
         let (raw, file_keys) = match &config_path {
@@ -127,11 +145,48 @@ impl Settings {
             .clone()
             .or(raw.broker_url)
             .unwrap_or_else(|| DEFAULT_REDIS.into());
+        let mut warnings = Vec::new();
+        let amqp = if hlbot_engine::amqp::is_amqp(&broker_url) {
+            Some(hlbot_engine::amqp::AmqpUrl::parse(&broker_url)?)
+        } else {
+            None
+        };
         let backend_url = g
             .result_backend
             .clone()
             .or(raw.result_backend)
-            .unwrap_or_else(|| broker_url.clone());
+            .unwrap_or_else(|| {
+                if amqp.is_some() {
+                    warnings.push(format!(
+                        "AMQP broker without a result backend: using {DEFAULT_REDIS} for results, \
+                         revocations and control (give --result-backend redis://…)"
+                    ));
+                    DEFAULT_REDIS.into()
+                } else {
+                    broker_url.clone()
+                }
+            });
+        if hlbot_engine::amqp::is_amqp(&backend_url) {
+            anyhow::bail!(
+                "the result backend must be Redis (redis://, rediss://, sentinel://), not AMQP"
+            );
+        }
+        let amqp_layout = hlbot_engine::amqp::Layout {
+            queue_type: match g.queue_type.clone().or(raw.task_default_queue_type) {
+                Some(t) => t.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                None => Default::default(),
+            },
+            max_priority: g
+                .max_priority
+                .or(raw.task_queue_max_priority)
+                .filter(|p| *p > 0),
+        };
+        // With RabbitMQ as the broker, "the broker" below is the result backend's Redis.
+        let broker_url = if amqp.is_some() {
+            backend_url.clone()
+        } else {
+            broker_url
+        };
         let prefix = g.key_prefix.clone().or(raw.key_prefix).unwrap_or_default();
         let ordered = g
             .result_chord_ordered
@@ -159,6 +214,8 @@ impl Settings {
         };
         let mut s = Self {
             broker,
+            amqp,
+            amqp_layout,
             backend,
             result_expires: match raw.result_expires {
                 Some(0) => None,
@@ -198,7 +255,7 @@ impl Settings {
             config_routes: raw.routes.clone(),
             origins,
             file_keys,
-            warnings: Vec::new(),
+            warnings,
         };
         // Routes: each task's own queue, then the config's `[routes]`.
         let registry = crate::cmd::worker::registry(&s, None);

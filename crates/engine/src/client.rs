@@ -65,6 +65,8 @@ pub struct Client {
     declared: Arc<Mutex<HashSet<String>>>,
     /// Celery's `task_send_sent_event`: publish `task-sent` for every message sent.
     sent_events: Option<Arc<crate::events::Clock>>,
+    /// RabbitMQ as the broker: messages are published there (with confirms), not to Redis.
+    amqp: Option<crate::amqp::Amqp>,
 }
 
 impl Client {
@@ -77,7 +79,19 @@ impl Client {
             origin: format!("gen{}@{host}", std::process::id()),
             declared: Arc::default(),
             sent_events: None,
+            amqp: None,
         }
+    }
+
+    /// Publish to RabbitMQ instead of the Redis broker (which still holds results, control and
+    /// events); a worker made from this client consumes from RabbitMQ too.
+    pub fn with_amqp(mut self, amqp: crate::amqp::Amqp) -> Self {
+        self.amqp = Some(amqp);
+        self
+    }
+
+    pub fn amqp(&self) -> Option<&crate::amqp::Amqp> {
+        self.amqp.as_ref()
     }
 
     /// Send a `task-sent` event (on `celeryev/task.sent`, unbatched) for every message published.
@@ -166,8 +180,7 @@ impl Client {
         options: SendOptions,
     ) -> Result<AsyncResult> {
         let msg = self.build(name, args, kwargs, &options);
-        self.declare_for(std::slice::from_ref(&msg)).await?;
-        self.broker.publish(&msg).await?;
+        self.put(std::slice::from_ref(&msg)).await?;
         self.sent(std::slice::from_ref(&msg)).await;
         Ok(self.handle(msg.id()))
     }
@@ -178,18 +191,28 @@ impl Client {
             .into_iter()
             .map(|c| self.build(&c.name, c.args, c.kwargs, &c.options))
             .collect();
-        self.declare_for(&msgs).await?;
-        self.broker.publish_many(&msgs).await?;
+        self.put(&msgs).await?;
         self.sent(&msgs).await;
         Ok(msgs.iter().map(|m| self.handle(m.id())).collect())
     }
 
     /// Publish prepared messages (retries, callbacks, beat).
     pub async fn publish(&self, msgs: &[TaskMessage]) -> Result<()> {
-        self.declare_for(msgs).await?;
-        self.broker.publish_many(msgs).await?;
+        self.put(msgs).await?;
         self.sent(msgs).await;
         Ok(())
+    }
+
+    /// Declare and publish: to RabbitMQ (each confirmed) or in one Redis round trip.
+    async fn put(&self, msgs: &[TaskMessage]) -> Result<()> {
+        if let Some(a) = &self.amqp {
+            for m in msgs {
+                a.publisher.publish(&m.envelope).await?;
+            }
+            return Ok(());
+        }
+        self.declare_for(msgs).await?;
+        self.broker.publish_many(msgs).await
     }
 
     /// `task-sent` events, best-effort like Celery's.

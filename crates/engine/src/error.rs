@@ -1,4 +1,4 @@
-//! The engine's error type: Redis trouble (one line, password redacted), bad messages, timeouts.
+//! The engine's error type: Redis or AMQP trouble (one line, password redacted), bad messages, timeouts.
 
 use hlbot_proto::DecodeError;
 
@@ -8,6 +8,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("Redis at {url}: {message}")]
     Redis { url: String, message: String },
+    #[error("AMQP broker at {url}: {message}")]
+    Amqp { url: String, message: String },
     #[error("bad message: {0}")]
     Decode(#[from] DecodeError),
     #[error("configuration: {0}")]

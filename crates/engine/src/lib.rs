@@ -1,6 +1,7 @@
 //! The queue engine: kombu-compatible Redis broker, Celery result backend, producer client,
 //! worker, beat, remote control and events. Knows nothing about YouTube, PDFs or LLMs.
 
+pub mod amqp;
 pub mod apply;
 pub mod backend;
 pub mod beat;

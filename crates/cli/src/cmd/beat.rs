@@ -45,9 +45,9 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let beat = build(s, lease).await?;
     if s.log_format == crate::args::LogFormat::Json {
-        tracing::info!(broker = %s.broker.display_url(), "hlbot beat starting");
+        tracing::info!(broker = %s.broker_display(), "hlbot beat starting");
     } else {
-        eprintln!("hlbot beat — broker {}", s.broker.display_url());
+        eprintln!("hlbot beat — broker {}", s.broker_display());
     }
     beat.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)

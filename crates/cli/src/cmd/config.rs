@@ -137,13 +137,27 @@ pub fn rows(s: &Settings) -> Vec<Row> {
     };
     row(
         "broker_url",
-        mask_url(&s.broker.display_url()).into(),
+        s.broker_display().into(),
         source(s, "broker_url", Some("broker")),
     );
     row(
         "result_backend",
         mask_url(&s.backend.display_url()).into(),
         source(s, "result_backend", Some("result_backend")),
+    );
+    row(
+        "task_default_queue_type",
+        match s.amqp_layout.queue_type {
+            hlbot_engine::amqp::QueueType::Classic => "classic",
+            hlbot_engine::amqp::QueueType::Quorum => "quorum",
+        }
+        .into(),
+        source(s, "task_default_queue_type", Some("queue_type")),
+    );
+    row(
+        "task_queue_max_priority",
+        s.amqp_layout.max_priority.into(),
+        source(s, "task_queue_max_priority", Some("max_priority")),
     );
     row(
         "key_prefix",

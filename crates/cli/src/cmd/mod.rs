@@ -60,5 +60,13 @@ pub async fn client(s: &Settings) -> anyhow::Result<Client> {
     )
     .await?;
     let backend = Backend::connect(&s.backend, s.result_expires).await?;
-    Ok(Client::new(broker, backend, s.router.clone()))
+    let client = Client::new(broker, backend, s.router.clone());
+    Ok(match &s.amqp {
+        Some(url) => client.with_amqp(hlbot_engine::amqp::Amqp::new(
+            url.clone(),
+            s.amqp_layout,
+            &format!("hlbot {}", std::process::id()),
+        )),
+        None => client,
+    })
 }

@@ -91,7 +91,10 @@ pub async fn send(
     let known_here = super::worker::registry(s, None).get(&a.task).is_some();
     let handle = client.send_task(&a.task, args, kwargs, opts).await?;
     println!("{}", handle.id);
-    warn_if_nobody_runs(client, &a.task, &queue, known_here).await;
+    // The workers are asked over the Redis pidbox: not (yet) over an AMQP broker's.
+    if client.amqp().is_none() {
+        warn_if_nobody_runs(client, &a.task, &queue, known_here).await;
+    }
     if !a.wait {
         return Ok(ExitCode::SUCCESS);
     }

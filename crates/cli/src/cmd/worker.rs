@@ -187,7 +187,7 @@ fn banner(s: &Settings, l: &Limits, o: &WorkerOptions, r: &crate::checks::Report
         tracing::info!(
             node = %o.node_name,
             version = env!("CARGO_PKG_VERSION"),
-            broker = %s.broker.display_url(),
+            broker = %s.broker_display(),
             queues = %o.queues.join(","),
             concurrency = o.concurrency,
             prefetch_multiplier = o.prefetch_multiplier,
@@ -204,7 +204,7 @@ fn banner(s: &Settings, l: &Limits, o: &WorkerOptions, r: &crate::checks::Report
         "hlbot worker {} v{}\n  broker:      {}\n  queues:      {}\n  concurrency: {} (prefetch x{}, {} thread(s))\n  limits:      soft {}, hard {}, max tasks per child {}, max memory per child {}\n  tools:       {}",
         o.node_name,
         env!("CARGO_PKG_VERSION"),
-        s.broker.display_url(),
+        s.broker_display(),
         o.queues.join(", "),
         o.concurrency,
         o.prefetch_multiplier,

@@ -21,6 +21,9 @@ use crate::worker::writer::Op;
 
 /// Fetch until `stop`; hand reserved requests to the pool through `ready`.
 pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: CancellationToken) {
+    if let Some(amqp) = sh.amqp.clone() {
+        return run_amqp(sh, amqp, ready, stop).await;
+    }
     let mut consumer: Option<Consumer> = None;
     let mut queues_seen = sh.queues();
     let mut backoff = Duration::from_millis(100);
@@ -124,6 +127,77 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
         if let Err(e) = c.unregister().await {
             tracing::debug!("consumer: unregistering in-flight lists failed: {e}");
         }
+    }
+}
+
+/// The RabbitMQ consumer: RabbitMQ holds the prefetch (`basic.qos`, Celery's concurrency ×
+/// multiplier) and the unacked messages, so each delivery goes straight to [`dispatch`]. A lost
+/// connection is reopened with backoff; RabbitMQ gives every unacked message of the old one back
+/// to its queue.
+async fn run_amqp(
+    sh: Arc<Shared>,
+    amqp: crate::amqp::Amqp,
+    ready: mpsc::UnboundedSender<Request>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut down = false;
+    while !stop.is_cancelled() {
+        let prefetch = u16::try_from(sh.prefetch_limit()).unwrap_or(u16::MAX);
+        let opened = crate::amqp::Session::open(
+            &amqp.url,
+            amqp.layout,
+            &sh.queues(),
+            prefetch,
+            &sh.hostname,
+            &amqp.ackers,
+        )
+        .await;
+        let mut session = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                if !down {
+                    tracing::error!("consumer: {e}; retrying with backoff");
+                    down = true;
+                }
+                pause(&stop, &mut backoff).await;
+                continue;
+            }
+        };
+        if down {
+            tracing::warn!("consumer: connection to the broker restored; consuming again");
+            down = false;
+            sh.reconnected.notify_waiters();
+        }
+        backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                d = session.next(&amqp.ackers) => match d {
+                    Some(Ok(d)) => dispatch(&sh, d, &ready, &stop),
+                    Some(Err(e)) => {
+                        tracing::warn!("consumer: {}; reconnecting", amqp.url.err(e));
+                        down = true;
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("consumer: the broker cancelled consuming; reconnecting");
+                        down = true;
+                        break;
+                    }
+                },
+                _ = stop.cancelled() => {
+                    session.cancel().await;
+                    break;
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            // The acks and requeues of what this session delivered still go out on its channel
+            // while the worker drains: it stays open as long as the worker.
+            amqp.keep(session);
+            break;
+        }
+        pause(&stop, &mut backoff).await;
     }
 }
 

@@ -86,6 +86,8 @@ pub struct Shared {
     pub(crate) rate_gate: rate::RateGate,
     /// Stage and heartbeat count, for a supervisor (`Worker::vitals`).
     pub(crate) pulse: vitals::Pulse,
+    /// RabbitMQ is the broker: tasks are consumed from it (Redis keeps results and control).
+    pub(crate) amqp: Option<crate::amqp::Amqp>,
 }
 
 impl Shared {
@@ -131,7 +133,14 @@ impl Worker {
     pub async fn new(client: Client, registry: Registry, opts: WorkerOptions) -> Result<Self> {
         let broker = client.broker().clone();
         let backend = client.backend().clone();
-        let (writer, _h) = Writer::spawn(broker.settings().clone(), broker.conn(), backend.expires);
+        let amqp = client.amqp().cloned();
+        let sink = amqp.clone().map(crate::amqp::sink::Sink::spawn);
+        let (writer, _h) = Writer::spawn(
+            broker.settings().clone(),
+            broker.conn(),
+            backend.expires,
+            sink,
+        );
         let clock = Arc::new(Clock::default());
         let events = Events::spawn(
             broker.conn(),
@@ -168,6 +177,7 @@ impl Worker {
             remote_stop: CancellationToken::new(),
             rate_gate: rate::RateGate::default(),
             pulse: vitals::Pulse::default(),
+            amqp,
             opts,
         };
         Ok(Self {
@@ -189,8 +199,10 @@ impl Worker {
         let sh = self.shared;
         // A Redis that refuses writes (OOM, READONLY) does not stop the start: both are redone
         // by the refresh loop, and fetching waits until Redis takes writes again.
-        if let Err(e) = sh.broker.declare(&sh.queues()).await {
-            tracing::warn!("declaring queues failed (retried): {e}");
+        if sh.amqp.is_none() {
+            if let Err(e) = sh.broker.declare(&sh.queues()).await {
+                tracing::warn!("declaring queues failed (retried): {e}");
+            }
         }
         let lease = sh.opts.inflight_lease;
         if let Err(e) = fetch::keep_alive(&sh.broker, &sh.worker_id, &sh.hostname, lease).await {
@@ -259,7 +271,11 @@ impl Worker {
         // unconditionally: the worker holds the only copy. Asked only once the claims are in.
         let mut gone: Vec<String> = Vec::new();
         if !waiting.is_empty() && sh.writer.flush_within(Duration::from_secs(1)).await {
-            let tags: Vec<String> = waiting.iter().map(|r| r.delivery.tag.clone()).collect();
+            let tags: Vec<String> = waiting
+                .iter()
+                .map(|r| r.delivery.tag.clone())
+                .filter(|t| !crate::amqp::is_amqp_tag(t))
+                .collect();
             if let Ok(Ok(missing)) =
                 tokio::time::timeout(Duration::from_secs(1), sh.broker.refresh(&tags)).await
             {
@@ -469,10 +485,18 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
             continue;
         }
         // Bindings too come back after a data loss (two SADDs per queue, no-ops normally).
-        if let Err(e) = sh.broker.declare(&sh.queues()).await {
-            tracing::debug!("re-declaring queues failed: {e}");
+        if sh.amqp.is_none() {
+            if let Err(e) = sh.broker.declare(&sh.queues()).await {
+                tracing::debug!("re-declaring queues failed: {e}");
+            }
         }
-        let held = sh.state.held();
+        // AMQP deliveries are held by RabbitMQ, not by an `unacked` entry.
+        let held: Vec<_> = sh
+            .state
+            .held()
+            .into_iter()
+            .filter(|r| !crate::amqp::is_amqp_tag(&r.delivery.tag))
+            .collect();
         let tags: Vec<String> = held.iter().map(|r| r.delivery.tag.clone()).collect();
         match sh.broker.refresh(&tags).await {
             Ok(missing) if !missing.is_empty() => {

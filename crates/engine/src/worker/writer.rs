@@ -4,6 +4,10 @@
 //! `MISCONF`, `NOSCRIPT`) the batch is kept and retried with capped backoff: nothing is dropped.
 //! What is still queued when the worker must exit can be taken out ([`Writer::take_pending`]) and
 //! spilled to a file (`spill.rs`).
+//!
+//! With RabbitMQ as the broker (`amqp/`), the ops that belong to it — acks and requeues of AMQP
+//! deliveries, publishes — are left out of the script and handed, in order, to the AMQP sink once
+//! the batch is written; flush waiters are answered by the sink after them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +17,8 @@ use hlbot_proto::{ResultMeta, TaskMessage};
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::amqp::is_amqp_tag;
+use crate::amqp::sink::{Sink, SinkOp};
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::redis::{Keys, RedisSettings, scripts};
 use crate::worker::chord::{self, ChordPart};
@@ -82,6 +88,33 @@ impl Op {
     fn releases(&self) -> bool {
         matches!(self, Op::Ack(_) | Op::Requeue { .. } | Op::Restore { .. })
     }
+
+    /// Whether the op goes to the AMQP broker (when there is one) instead of Redis.
+    fn for_amqp(&self) -> bool {
+        match self {
+            Op::Ack(tag) | Op::Requeue { tag, .. } | Op::Restore { tag, .. } => is_amqp_tag(tag),
+            Op::Publish(_) | Op::PushHead { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The AMQP operation for an op [`Op::for_amqp`] picked.
+    fn into_sink(self) -> Option<SinkOp> {
+        match self {
+            Op::Ack(tag) => Some(SinkOp::Ack(tag)),
+            Op::Requeue { tag, .. } | Op::Restore { tag, .. } => Some(SinkOp::Requeue(tag)),
+            Op::Publish(msg) => Some(SinkOp::Publish(Box::new(msg.envelope))),
+            Op::PushHead { raw, .. } => match hlbot_proto::Envelope::from_slice(&raw) {
+                Ok(env) => Some(SinkOp::Publish(Box::new(env))),
+                Err(e) => {
+                    tracing::error!("message to give back is not an envelope ({e}); dropped");
+                    None
+                }
+            },
+            Op::Flush(tx) => Some(SinkOp::Flush(tx)),
+            _ => None,
+        }
+    }
 }
 
 /// What the writer is doing, for prefetch accounting and `inspect stats`.
@@ -121,6 +154,7 @@ impl Writer {
         settings: RedisSettings,
         conn: ConnectionManager,
         result_ttl: Option<Duration>,
+        sink: Option<Sink>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (take, take_rx) = mpsc::unbounded_channel();
@@ -136,6 +170,7 @@ impl Writer {
             chords,
             ttl: result_ttl.map_or(0, |d| d.as_secs().max(1)),
             stats: stats.clone(),
+            sink,
         };
         let h = tokio::spawn(run(ctx, conn, rx, take_rx));
         (Self { tx, stats, take }, h)
@@ -189,6 +224,8 @@ struct Ctx {
     chords: String,
     ttl: u64,
     stats: Arc<WriterStats>,
+    /// The AMQP broker's ops go here after their batch is written.
+    sink: Option<Sink>,
 }
 
 async fn run(
@@ -258,7 +295,7 @@ async fn run(
                     ctx.stats.failing.store(false, Ordering::SeqCst);
                 }
                 backoff = Duration::from_millis(50);
-                settle(&ctx.stats, &mut batch);
+                settle(&ctx.stats, &mut batch, ctx.sink.as_ref());
                 if !next.is_empty() {
                     ctx.stats.backlog.fetch_add(next.len(), Ordering::SeqCst);
                     batch = next;
@@ -310,13 +347,26 @@ fn free_slots(stats: &WriterStats, n: usize) {
     stats.sent.notify_waiters();
 }
 
-/// Account for a written batch and wake its flush waiters.
-fn settle(stats: &WriterStats, batch: &mut Vec<Op>) {
+/// Account for a written batch and wake its flush waiters; with an AMQP sink, hand it the
+/// batch's AMQP ops and flush waiters, in order.
+fn settle(stats: &WriterStats, batch: &mut Vec<Op>, sink: Option<&Sink>) {
     let n = batch.len();
     let acks = batch.iter().filter(|o| o.releases()).count();
-    for op in batch.drain(..) {
-        if let Op::Flush(tx) = op {
-            let _ = tx.send(());
+    match sink {
+        None => {
+            for op in batch.drain(..) {
+                if let Op::Flush(tx) = op {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        Some(sink) => {
+            let ops = batch
+                .drain(..)
+                .filter(|o| o.for_amqp() || matches!(o, Op::Flush(_)))
+                .filter_map(Op::into_sink)
+                .collect();
+            sink.send(ops);
         }
     }
     stats.backlog.fetch_sub(n, Ordering::SeqCst);
@@ -379,7 +429,11 @@ async fn apply(
         .arg(keys.dead_trimmed())
         .arg(&ctx.chords);
     let mut n = 0usize;
+    let amqp = ctx.sink.is_some();
     for (i, op) in batch.iter().enumerate() {
+        if amqp && op.for_amqp() {
+            continue;
+        }
         match op {
             Op::Flush(_) | Op::Slot => continue,
             Op::Ack(tag) => {

@@ -2,6 +2,7 @@
 //! Each test takes its own key prefix and removes its keys when done.
 
 mod acks;
+mod amqp;
 mod beat;
 mod broker;
 mod canvas;

@@ -1,0 +1,294 @@
+"""RabbitMQ (AMQP 0-9-1) as the broker, both directions, against the real server on
+127.0.0.1:5672 (docs/amqp.md): Python ``.delay()`` → hlbot worker → ``AsyncResult.get()``, hlbot
+send → Python Celery worker, acks_late work surviving a SIGKILL, held ETA messages given back by
+``basic.reject(requeue)`` at shutdown, priorities (``x-max-priority``), a quorum queue end to end,
+and the prefetch bound (``basic.qos`` = concurrency × multiplier).
+
+Each test gets its own vhost (``rabbitmqctl add_vhost``, deleted after) and its own Redis key
+prefix for results. Without RabbitMQ the tests skip, except under ``CI=true``, where they fail.
+"""
+
+import os
+import shutil
+import sys
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from compat import app as compat_app
+from compat.tests.conftest import WORKER_READY_TIMEOUT, _HLBOT_ENV, _Background
+from compat.tests.support import REDIS_URL
+
+AMQP_HOST = os.environ.get('HLBOT_COMPAT_AMQP_HOST', '127.0.0.1:5672')
+
+
+def _unavailable(why):
+    if os.environ.get('CI') == 'true':
+        pytest.fail(f'RabbitMQ is required under CI: {why}')
+    pytest.skip(f'RabbitMQ not available: {why}')
+
+
+def rabbitmqctl(*args, check=True):
+    p = subprocess.run(['rabbitmqctl', '-q', *args], capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise RuntimeError(f'rabbitmqctl {" ".join(args)}: {p.stderr or p.stdout}')
+    return p.stdout
+
+
+def table(vhost, what, *cols):
+    """``rabbitmqctl list_<what> -p vhost cols…`` as a list of dicts (tab-separated rows)."""
+    out = rabbitmqctl(f'list_{what}', '-p', vhost, '--no-table-headers', *cols)
+    rows = []
+    for line in out.splitlines():
+        parts = line.split('\t')
+        if len(parts) == len(cols):
+            rows.append(dict(zip(cols, parts)))
+    return rows
+
+
+@pytest.fixture
+def vhost():
+    """A fresh RabbitMQ vhost for this test (guest has every permission), deleted after."""
+    if shutil.which('rabbitmqctl') is None:
+        _unavailable('rabbitmqctl is not installed')
+    name = f'hlbot-compat-{uuid.uuid4().hex[:10]}'
+    try:
+        rabbitmqctl('add_vhost', name)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        _unavailable(str(e))
+    rabbitmqctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*')
+    yield name
+    rabbitmqctl('delete_vhost', name, check=False)
+
+
+@pytest.fixture
+def amqp_url(vhost):
+    return f'amqp://guest:guest@{AMQP_HOST}/{vhost}'
+
+
+@pytest.fixture
+def amqp_app(amqp_url, prefix):
+    """``amqp_app(**conf)`` → a Celery client on the test vhost, results in Redis (prefix)."""
+    apps = []
+
+    def make(**conf):
+        a = compat_app.make_app(broker=amqp_url, backend=REDIS_URL, prefix=prefix)
+        a.conf.update(conf)
+        apps.append(a)
+        return a
+
+    yield make
+    for a in apps:
+        a.close()
+
+
+class AmqpHlbotWorker(_Background):
+    """``hlbot worker`` consuming from RabbitMQ, results in Redis under the test's prefix."""
+
+    def __init__(self, hlbot_bin, amqp_url, prefix, args):
+        self.cmd = [str(hlbot_bin.binary), '--broker', amqp_url, '--result-backend', REDIS_URL,
+                    '--key-prefix', prefix, *args]
+        self.node = f'hlbot-amqp-worker (prefix {prefix})'
+        self.log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-amqp-', suffix='.log',
+                                               delete=False)
+        self.proc = None
+
+    def start(self):
+        env = {k: v for k, v in os.environ.items() if k not in _HLBOT_ENV}
+        self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if ' ready: queues' in self.output():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'hlbot worker exited with {self.proc.returncode}:\n'
+                                   f'{self.output()}')
+            time.sleep(0.05)
+        raise RuntimeError(f'hlbot worker not ready:\n{self.output()}')
+
+    def kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+@pytest.fixture
+def amqp_worker(hlbot_bin, amqp_url, prefix):
+    """``amqp_worker(*global_flags, worker=[...])`` → a running hlbot worker on the vhost."""
+    started = []
+
+    def start(*flags, worker=('-Q', 'default', '-c', '2')):
+        w = AmqpHlbotWorker(hlbot_bin, amqp_url, prefix,
+                            [*flags, '-l', 'INFO', 'worker', *worker])
+        started.append(w)
+        return w.start()
+
+    yield start
+    for w in started:
+        w.stop()
+    for w in started:
+        print(f'--- {w.node}\n{w.output()}')
+        w.close()
+
+
+def hlbot_amqp(hlbot_bin, amqp_url, prefix, *args, timeout=60):
+    env = {k: v for k, v in os.environ.items() if k not in _HLBOT_ENV}
+    cmd = [str(hlbot_bin.binary), '--broker', amqp_url, '--result-backend', REDIS_URL,
+           '--key-prefix', prefix, *map(str, args)]
+    p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    assert p.returncode == 0, f'{cmd}\nstdout: {p.stdout}\nstderr: {p.stderr}'
+    assert 'guest:guest' not in p.stderr + p.stdout, 'the broker password was printed'
+    return p
+
+
+def queue_row(vhost, name, *cols):
+    rows = [r for r in table(vhost, 'queues', 'name', *cols) if r['name'] == name]
+    assert rows, f'queue {name} not declared in {vhost}: {table(vhost, "queues", "name")}'
+    return rows[0]
+
+
+def test_python_delay_runs_on_hlbot_worker(amqp_app, amqp_worker, vhost):
+    app = amqp_app()
+    w = amqp_worker()
+    r = app.send_task('hlbot.debug.echo', args=[1, 'two'], kwargs={'k': [3]}, queue='default')
+    assert r.get(timeout=30) == {'args': [1, 'two'], 'kwargs': {'k': [3]}}
+    # Celery's declarations, exactly: a durable direct exchange named like the queue, a
+    # durable classic queue without arguments, bound by the queue name.
+    ex = [r for r in table(vhost, 'exchanges', 'name', 'type', 'durable', 'auto_delete')
+          if r['name'] == 'default']
+    assert ex == [{'name': 'default', 'type': 'direct', 'durable': 'true',
+                   'auto_delete': 'false'}]
+    q = queue_row(vhost, 'default', 'durable', 'auto_delete', 'arguments', 'type')
+    assert (q['durable'], q['auto_delete'], q['type']) == ('true', 'false', 'classic')
+    assert q['arguments'] == '[]'
+    binds = table(vhost, 'bindings', 'source_name', 'destination_name', 'routing_key')
+    assert {'source_name': 'default', 'destination_name': 'default',
+            'routing_key': 'default'} in binds
+    # The banner and logs name the broker without its password.
+    assert 'guest:guest' not in w.output()
+    assert f'guest:***@{AMQP_HOST}/{vhost}' in w.output()
+
+
+def test_hlbot_send_runs_on_python_worker(hlbot_bin, amqp_url, amqp_app, prefix, request):
+    app = amqp_app()
+    log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-amqp-celery-', suffix='.log',
+                                      delete=False)
+    w = _Background()
+    w.log = log
+    w.launch_celery(
+        [sys.executable, '-m', 'celery', '-A', 'compat.app', 'worker', '--pool', 'solo',
+         '-c', '1', '-Q', 'default', '-n', f'compat-{uuid.uuid4().hex[:8]}@localhost',
+         '--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'INFO'],
+        HLBOT_COMPAT_BROKER=amqp_url, HLBOT_COMPAT_BACKEND=REDIS_URL,
+        HLBOT_COMPAT_PREFIX=prefix)
+    request.addfinalizer(w.close)
+    p = hlbot_amqp(hlbot_bin, amqp_url, prefix, 'send', 'compat.add', '-a', '[20, 22]',
+                   '-Q', 'default')
+    task_id = p.stdout.strip().splitlines()[-1]
+    assert app.AsyncResult(task_id).get(timeout=30) == 42
+    # What the Python worker saw of hlbot's message: protocol v2 headers and properties.
+    p = hlbot_amqp(hlbot_bin, amqp_url, prefix, 'send', 'compat.whoami', '-a', '[1]',
+                   '-Q', 'default', '--priority', '0')
+    seen = app.AsyncResult(p.stdout.strip().splitlines()[-1]).get(timeout=30)
+    assert seen['args'] == [1]
+    assert seen['routing_key'] == 'default'
+    assert seen['retries'] == 0
+
+
+def test_acks_late_task_survives_sigkill(amqp_app, amqp_worker, vhost):
+    """An acks_late task whose worker is SIGKILLed mid-run is redelivered by RabbitMQ and runs
+    to completion on the next worker: nothing lost."""
+    app = amqp_app()
+    w = amqp_worker(worker=('-Q', 'default', '-c', '1', '--acks-late'))
+    r = app.send_task('hlbot.debug.sleep', args=[3], queue='default')
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and 'Task hlbot.debug.sleep' not in w.output():
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert queue_row(vhost, 'default', 'messages_unacknowledged')['messages_unacknowledged'] == '1'
+    w.kill()
+    assert r.state in ('STARTED', 'PENDING')
+    amqp_worker(worker=('-Q', 'default', '-c', '1', '--acks-late'))
+    assert r.get(timeout=30) is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = queue_row(vhost, 'default', 'messages')
+        if row['messages'] == '0':
+            break
+        time.sleep(0.5)
+    assert row['messages'] == '0', 'the acked message is still in the queue'
+
+
+def test_held_eta_message_is_rejected_back_at_shutdown(amqp_app, amqp_worker, vhost):
+    """A countdown task is held unacked by the worker (counting against the prefetch, as in
+    Celery); a warm shutdown gives it back with basic.reject(requeue=True)."""
+    app = amqp_app()
+    w = amqp_worker(worker=('-Q', 'default', '-c', '1', '--shutdown-timeout', '5'))
+    r = app.send_task('hlbot.debug.echo', args=['later'], queue='default', countdown=120)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and 'received (eta' not in w.output():
+        time.sleep(0.1)
+    assert 'received (eta' in w.output()
+    row = queue_row(vhost, 'default', 'messages_ready', 'messages_unacknowledged')
+    assert (row['messages_ready'], row['messages_unacknowledged']) == ('0', '1')
+    w.stop()
+    assert w.proc.returncode == 0, w.output()
+    row = queue_row(vhost, 'default', 'messages_ready', 'messages_unacknowledged')
+    assert (row['messages_ready'], row['messages_unacknowledged']) == ('1', '0')
+    assert r.state == 'PENDING'
+
+
+def test_priorities_with_x_max_priority(amqp_app, amqp_worker, vhost, redis_client, prefix):
+    app = amqp_app(task_queue_max_priority=10)
+    low = [app.send_task('hlbot.debug.echo', args=[f'low{i}'], queue='default', priority=1)
+           for i in range(5)]
+    high = app.send_task('hlbot.debug.echo', args=['high'], queue='default', priority=9)
+    q = queue_row(vhost, 'default', 'arguments', 'messages')
+    assert 'x-max-priority' in q['arguments'] and '10' in q['arguments'], q
+    assert q['messages'] == '6'
+    amqp_worker('--max-priority', '10', worker=('-Q', 'default', '-c', '1'))
+    for r in low + [high]:
+        r.get(timeout=30)
+    done = {r.id: r._get_task_meta()['date_done'] for r in low + [high]}
+    assert done[high.id] == min(done.values()), 'the priority 9 task did not run first'
+
+
+def test_quorum_queue_end_to_end(hlbot_bin, amqp_url, amqp_app, amqp_worker, vhost, prefix):
+    from kombu import Exchange, Queue
+    app = amqp_app(task_queues=[Queue('default', Exchange('default', type='direct'), 'default',
+                                      queue_arguments={'x-queue-type': 'quorum'})])
+    amqp_worker('--queue-type', 'quorum', worker=('-Q', 'default', '-c', '2'))
+    q = queue_row(vhost, 'default', 'type', 'durable')
+    assert (q['type'], q['durable']) == ('quorum', 'true')
+    assert app.send_task('hlbot.debug.echo', args=['py'], queue='default').get(timeout=30) == \
+        {'args': ['py'], 'kwargs': {}}
+    p = hlbot_amqp(hlbot_bin, amqp_url, prefix, '--queue-type', 'quorum', 'send',
+                   'hlbot.debug.echo', '-a', '["rs"]', '-Q', 'default')
+    task_id = p.stdout.strip().splitlines()[-1]
+    assert app.AsyncResult(task_id).get(timeout=30) == {'args': ['rs'], 'kwargs': {}}
+
+
+def test_prefetch_is_concurrency_times_multiplier(amqp_app, amqp_worker, vhost):
+    app = amqp_app()
+    rs = [app.send_task('hlbot.debug.sleep', args=[1], queue='default') for _ in range(12)]
+    amqp_worker(worker=('-Q', 'default', '-c', '2', '--prefetch-multiplier', '2'))
+    # Celery's QoS on RabbitMQ: one prefetch for the whole consuming channel (`global`).
+    out = rabbitmqctl('list_channels', '--no-table-headers', 'vhost', 'global_prefetch_count',
+                      'consumer_count')
+    chans = [line.split('\t') for line in out.splitlines() if line.startswith(vhost + '\t')]
+    assert [c[1] for c in chans if c[2] != '0'] == ['4'], chans
+    peak = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(r.ready() for r in rs):
+        unacked = int(queue_row(vhost, 'default', 'messages_unacknowledged')
+                      ['messages_unacknowledged'])
+        peak = max(peak, unacked)
+        assert unacked <= 4, f'{unacked} unacked with a prefetch of 4'
+    assert all(r.ready() for r in rs)
+    assert peak >= 2, f'never more than {peak} unacked: the prefetch was not used'

@@ -1,0 +1,149 @@
+//! Publishing with publisher confirms: every message hlbot publishes to RabbitMQ (sends, retries,
+//! chain steps, callbacks, restores) is confirmed by the broker before the call returns, so a
+//! publish that "succeeded" is on disk (durable queue, `delivery_mode` 2). Declares each queue's
+//! exchange, queue and binding (`layout.rs`) once per connection before the first publish to it,
+//! as kombu's producer does. Does not consume (`consume.rs`).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use hlbot_proto::Envelope;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Confirmation, Connection};
+use tokio::sync::Mutex;
+
+use crate::amqp::conn::AmqpUrl;
+use crate::amqp::layout::{self, Layout};
+use crate::error::Result;
+
+struct Open {
+    /// Kept so the channel lives as long as this publisher.
+    _conn: Connection,
+    chan: Channel,
+    declared: HashSet<String>,
+}
+
+/// A confirming publisher on its own connection, reopened on the next publish after a failure.
+pub struct Publisher {
+    url: AmqpUrl,
+    layout: Layout,
+    name: String,
+    open: Mutex<Option<Open>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("url", &self.url).finish()
+    }
+}
+
+impl Publisher {
+    pub fn new(url: AmqpUrl, layout: Layout, name: &str) -> Self {
+        Self {
+            url,
+            layout,
+            name: name.to_string(),
+            open: Mutex::new(None),
+        }
+    }
+
+    pub fn url(&self) -> &AmqpUrl {
+        &self.url
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Publish `env` and wait for the broker's confirm. Errors (connection lost, nack) leave the
+    /// connection to be reopened by the next call; the message may or may not have arrived.
+    pub async fn publish(&self, env: &Envelope) -> Result<()> {
+        let out = layout::outgoing(env).map_err(|k| self.url.err(format!("bad message: {k}")))?;
+        let mut guard = self.open.lock().await;
+        let healthy = guard.as_ref().is_some_and(|o| o.chan.status().connected());
+        if !healthy {
+            *guard = None;
+            let conn = self.url.connect(&self.name).await?;
+            let chan = conn.create_channel().await.map_err(|e| self.url.err(e))?;
+            chan.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| self.url.err(e))?;
+            *guard = Some(Open {
+                _conn: conn,
+                chan,
+                declared: HashSet::new(),
+            });
+        }
+        let Some(open) = guard.as_mut() else {
+            return Err(self.url.err("no channel"));
+        };
+        // Only the default exchange routes by queue name; other exchanges are declared by whoever
+        // owns them.
+        if out.exchange.is_empty() && !open.declared.contains(&out.routing_key) {
+            let res = super::declare(&open.chan, &self.layout.declaration(&out.routing_key)).await;
+            if let Err(e) = res {
+                *guard = None;
+                return Err(self.url.err(e));
+            }
+            open.declared.insert(out.routing_key.clone());
+        }
+        let res: lapin::Result<Confirmation> = async {
+            open.chan
+                .basic_publish(
+                    out.exchange.as_str().into(),
+                    out.routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &out.body,
+                    out.properties,
+                )
+                .await?
+                .await
+        }
+        .await;
+        match res {
+            Ok(Confirmation::Nack(_)) => {
+                Err(self.url.err("the broker refused the message (basic.nack)"))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                *guard = None;
+                Err(self.url.err(e))
+            }
+        }
+    }
+
+    /// Publish until the broker confirms (backoff 50 ms doubling to 2 s): for messages that
+    /// exist nowhere else (retries, callbacks, restores). Gives up only when `give_up` says so.
+    pub async fn publish_until_confirmed(
+        &self,
+        env: &Envelope,
+        give_up: &tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
+        let mut backoff = Duration::from_millis(50);
+        let mut logged = false;
+        loop {
+            match self.publish(env).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    if let crate::error::Error::Amqp { message, .. } = &e {
+                        if message.starts_with("bad message") {
+                            return Err(e);
+                        }
+                    }
+                    if !logged {
+                        tracing::warn!("publish not confirmed: {e}; retrying");
+                        logged = true;
+                    }
+                    if give_up.is_cancelled() {
+                        return Err(e);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = give_up.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
