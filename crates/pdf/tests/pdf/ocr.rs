@@ -13,7 +13,7 @@ use crate::common::{self, need_corpus, need_pdfium, need_tesseract, run, squash}
 use crate::fixtures::{self, Page};
 
 /// Words the vector "scan" font can draw, one per page.
-const WORDS: [&str; 6] = ["TIGER", "ROPE", "GLOW", "PIPE", "TRUE", "BUSH"];
+const WORDS: [&str; 6] = ["TIGER", "ROPE", "WIRE", "PIPE", "TRUE", "BUSH"];
 
 /// A scan-like document (text drawn as squares, no text layer) of `n` pages.
 fn scan_pages(dir: &Path, n: usize) -> PathBuf {
