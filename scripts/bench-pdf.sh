@@ -5,13 +5,13 @@
 #      a warm-up (the machine may be shared: the best pass is the least disturbed one). pdf-dump
 #      starts its PDFium workers before its clock starts, as a long-running worker does at
 #      start-up (PyMuPDF's import is not timed either); workers are long-lived (many documents each);
-#   2. OCR pages/s: hlbot-pdf ocr=always (render + tesseract, pages in parallel) vs a plain
-#      sequential `tesseract` CLI loop over the same pages pre-rendered at 300 dpi by PyMuPDF
-#      (rendering not counted for the loop), with tesseract's default threads and with
-#      OMP_THREAD_LIMIT=1.
+#   2. OCR pages/s: hlbot-pdf ocr=always (render + warm tesseract per core, pipelined, DPI per
+#      page) vs a plain sequential loop that renders each page at 300 dpi with PyMuPDF and runs
+#      the `tesseract` CLI on it, render time counted on both sides: single-threaded
+#      (OMP_THREAD_LIMIT=1, the reference) and with tesseract's default threads.
 # Usage: scripts/bench-pdf.sh            (needs scripts/setup.sh done and ../shared/corpus)
 #   BENCH_CPUS=0 pins both sides of the text benchmark to those CPUs (`taskset -c 0`: the one-core
-#   run); BENCH_TEXT_ONLY=1 skips the OCR part.
+#   run); BENCH_TEXT_ONLY=1 skips the OCR part, BENCH_OCR_ONLY=1 the text part; BENCH_DUMP (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,8 +20,14 @@ CORPUS="$SHARED/corpus/pdf"
 [ -d "$CORPUS" ] || { echo "corpus not found at $CORPUS (set HLBOT_SHARED)" >&2; exit 1; }
 PY="$HLBOT_VENV/bin/python"
 "$HLBOT_VENV/bin/pip" install -q --disable-pip-version-check "pymupdf==2.0" >&2
-cargo build -q --release -p hlbot-pdf --examples --bins >&2
-DUMP=target/release/examples/pdf-dump
+# BENCH_DUMP=<pdf-dump> measures an already built pdf-dump (e.g. an older commit's, for a
+# before/after pair; its hlbot-pdf-child sits two folders up) instead of building this tree.
+if [ -n "${BENCH_DUMP:-}" ]; then
+  DUMP=$BENCH_DUMP
+else
+  cargo build -q --release -p hlbot-pdf --examples --bins >&2
+  DUMP=${CARGO_TARGET_DIR:-target}/release/examples/pdf-dump
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -30,6 +36,7 @@ OCR_FILES=("$CORPUS/py-pdf-sample-files__pdflatex-4-pages.pdf" "$CORPUS/py-pdf-s
   "$CORPUS/gen_scanned_trading_notes.pdf" "$CORPUS/ocrmypdf__linn.pdf")
 
 # --- 1. text extraction ----------------------------------------------------------------------
+if [ -z "${BENCH_OCR_ONLY:-}" ]; then
 PIN=()
 [ -n "${BENCH_CPUS:-}" ] && PIN=(taskset -c "$BENCH_CPUS")
 ours_text() { PDF_QUIET=1 PDF_OCR=never PDF_IMAGES=0 "${PIN[@]}" "$DUMP" "${ALL[@]}" 2>"$WORK/ours.err" >"$WORK/ours.pass.tsv" || true; }
@@ -89,45 +96,48 @@ echo "| **total (s)** | **$OURS_TEXT_S** | **$MUPDF_TEXT_S** | | |"
 echo
 echo "Ratio PyMuPDF time / hlbot-pdf time: $(awk -v a="$OURS_TEXT_S" -v b="$MUPDF_TEXT_S" 'BEGIN{printf "%.2f", b/a}') (above 1 = hlbot-pdf faster)"
 echo
+fi
 
 # --- 2. OCR throughput -----------------------------------------------------------------------
 [ -n "${BENCH_TEXT_ONLY:-}" ] && exit 0
+OCR_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 PDF_QUIET=1 PDF_OCR=always PDF_IMAGES=0 "$DUMP" "${OCR_FILES[@]}" 2>"$WORK/ocr.err" >"$WORK/ocr.tsv"
 OURS_OCR_S=$(sed -n 's/^total \([0-9.]*\) s$/\1/p' "$WORK/ocr.err")
 OCR_PAGES=$(awk -F'\t' '{split($4, a, " "); n += a[1]} END {print n}' "$WORK/ocr.tsv")
 
-cat >"$WORK/render.py" <<'PY'
-import sys, pymupdf
-out = sys.argv[1]; n = 0
+# The loop: render one page (PyMuPDF, 300 dpi, grayscale PNG), run tesseract on it, next page.
+cat >"$WORK/loop.py" <<'PY'
+import os, subprocess, sys, time, pymupdf
+out = sys.argv[1]; n = 0; render = 0.0
+t0 = time.perf_counter()
 for f in sys.argv[2:]:
     with pymupdf.open(f) as d:
         for p in d:
             n += 1
-            p.get_pixmap(dpi=300, colorspace=pymupdf.csGRAY).save(f"{out}/p{n:04d}.png")
+            png = f"{out}/p{n:04d}.png"
+            t = time.perf_counter()
+            p.get_pixmap(dpi=300, colorspace=pymupdf.csGRAY).save(png)
+            render += time.perf_counter() - t
+            subprocess.run(["tesseract", png, png[:-4], "-l", "eng", "--dpi", "300", "txt", "tsv"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            os.remove(png)
+print(f"{n}\t{time.perf_counter() - t0:.3f}\t{render:.3f}")
 PY
 mkdir -p "$WORK/png"
-"$PY" "$WORK/render.py" "$WORK/png" "${OCR_FILES[@]}"
-loop() {
-  local t0 t1
-  t0=$(date +%s.%N)
-  for png in "$WORK"/png/*.png; do tesseract "$png" "${png%.png}" -l eng --dpi 300 txt tsv >/dev/null 2>&1; done
-  t1=$(date +%s.%N)
-  awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'
-}
-LOOP_DEFAULT_S=$(env -u OMP_THREAD_LIMIT bash -c "$(declare -f loop); WORK='$WORK'; loop")
-LOOP_ONE_S=$(OMP_THREAD_LIMIT=1 bash -c "$(declare -f loop); WORK='$WORK'; loop")
-LOOP_PAGES=$(ls "$WORK"/png/*.png | wc -l)
+read -r LOOP_PAGES LOOP_ONE_S LOOP_ONE_RENDER < <(OMP_THREAD_LIMIT=1 "$PY" "$WORK/loop.py" "$WORK/png" "${OCR_FILES[@]}")
+read -r _ LOOP_DEFAULT_S _ < <(env -u OMP_THREAD_LIMIT "$PY" "$WORK/loop.py" "$WORK/png" "${OCR_FILES[@]}")
 
 pps() { awk -v p="$1" -v s="$2" 'BEGIN{printf "%.2f", p/s}'; }
 OURS_PPS=$(pps "$OCR_PAGES" "$OURS_OCR_S")
 DEF_PPS=$(pps "$LOOP_PAGES" "$LOOP_DEFAULT_S")
 ONE_PPS=$(pps "$LOOP_PAGES" "$LOOP_ONE_S")
-echo "## OCR: $OCR_PAGES pages from ${#OCR_FILES[@]} PDFs, 300 dpi, eng, $(getconf _NPROCESSORS_ONLN) cores"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+echo "## OCR: $OCR_PAGES pages from ${#OCR_FILES[@]} PDFs, eng, $(getconf _NPROCESSORS_ONLN) cores"
 echo
-echo "$(date -u +%H:%M) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (1/5/15 min)."
+echo "$(date -u +%H:%M) UTC, load average $OCR_LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (1/5/15 min)."
 echo
-echo "| run | pages | seconds | pages/s | ratio vs loop (default threads) |"
+echo "| run | pages | seconds | pages/s | ratio vs loop, 1 thread |"
 echo "|---|---:|---:|---:|---:|"
-echo "| hlbot-pdf ocr=always (render + OCR, pages in parallel, OMP_THREAD_LIMIT=1) | $OCR_PAGES | $OURS_OCR_S | $OURS_PPS | $(awk -v a="$OURS_PPS" -v b="$DEF_PPS" 'BEGIN{printf "%.2f", a/b}') |"
-echo "| tesseract CLI loop, default threads (pre-rendered PNGs) | $LOOP_PAGES | $LOOP_DEFAULT_S | $DEF_PPS | 1.00 |"
-echo "| tesseract CLI loop, OMP_THREAD_LIMIT=1 (pre-rendered PNGs) | $LOOP_PAGES | $LOOP_ONE_S | $ONE_PPS | $(awk -v a="$ONE_PPS" -v b="$DEF_PPS" 'BEGIN{printf "%.2f", a/b}') |"
+echo "| hlbot-pdf ocr=always (PDFium render + warm tesseract per core, pipelined) | $OCR_PAGES | $OURS_OCR_S | $OURS_PPS | **$(ratio "$OURS_PPS" "$ONE_PPS")** |"
+echo "| loop: PyMuPDF render 300 dpi + tesseract CLI, OMP_THREAD_LIMIT=1 (render $LOOP_ONE_RENDER s) | $LOOP_PAGES | $LOOP_ONE_S | $ONE_PPS | 1.00 |"
+echo "| loop: PyMuPDF render 300 dpi + tesseract CLI, default threads | $LOOP_PAGES | $LOOP_DEFAULT_S | $DEF_PPS | $(ratio "$DEF_PPS" "$ONE_PPS") |"

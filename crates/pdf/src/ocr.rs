@@ -1,14 +1,31 @@
-//! OCR of one rendered page with the `tesseract` CLI (one thread per process:
-//! `OMP_THREAD_LIMIT=1`; the parallelism comes from running pages side by side), returning the
-//! text and the mean word confidence parsed from tesseract's TSV output.
+//! OCR with warm `tesseract` processes. A `Recogniser` is one tesseract CLI process (one thread:
+//! `OMP_THREAD_LIMIT=1`; the parallelism comes from one recogniser per core) started with
+//! `-c stream_filelist=1`: it loads the language model once, then reads image paths from its
+//! stdin, one per line, and writes each page's TSV to stdout when the page is done. After every
+//! page a tiny blank "marker" image is sent; the marker's page row says the real page is
+//! complete (tesseract writes a page's rows at once, but says nothing after them). Text and
+//! mean word confidence are rebuilt from the TSV. An image tesseract cannot read ends the
+//! process (tesseract stops the list there): that page fails with tesseract's stderr, and the
+//! caller starts a new recogniser for the next page. The process lives in its own process group,
+//! killed with it when the recogniser is dropped (timeout, cancel, end of the document).
+//! Each page's DPI travels in its PNG (`render::write_png`), so pages may differ.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PdfError, Result};
-use crate::subprocess::{self, Spec};
+use crate::subprocess;
+
+/// Keep at most this much of tesseract's stderr (the tail is what explains a failure).
+const STDERR_CAP: usize = 16 * 1024;
+
+/// Side of the blank marker image, pixels.
+const MARKER_SIDE: u32 = 64;
 
 /// Text and mean word confidence (0–100) of one OCR'd page.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,64 +34,218 @@ pub(crate) struct OcrText {
     pub confidence: Option<f32>,
 }
 
-pub(crate) struct OcrJob<'a> {
-    pub tesseract: &'a Path,
-    pub image: &'a Path,
-    pub languages: &'a str,
-    pub dpi: u32,
-    pub page: u32,
-    pub timeout: Duration,
+/// Writes the blank marker image into `dir` (once per document) and returns its path.
+pub(crate) fn write_marker(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("marker.png");
+    let white = vec![255u8; (MARKER_SIDE * MARKER_SIDE) as usize];
+    crate::render::write_png(&path, &white, MARKER_SIDE, MARKER_SIDE, 300).map_err(|detail| {
+        PdfError::Ocr {
+            page: 0,
+            detail: format!("cannot write the OCR marker image: {detail}"),
+        }
+    })?;
+    Ok(path)
 }
 
-/// Runs tesseract on `job.image`, writing `<image>.txt` and `<image>.tsv` next to it.
-pub(crate) async fn recognise(job: OcrJob<'_>, cancel: &CancellationToken) -> Result<OcrText> {
-    let base = job.image.with_extension("ocr");
-    let spec = Spec {
-        program: job.tesseract.to_path_buf(),
-        args: vec![
-            job.image.as_os_str().to_owned(),
-            base.as_os_str().to_owned(),
-            "-l".into(),
-            job.languages.into(),
-            "--dpi".into(),
-            job.dpi.to_string().into(),
-            "--psm".into(),
-            "3".into(),
-            "txt".into(),
-            "tsv".into(),
-        ],
-        env: vec![("OMP_THREAD_LIMIT".into(), "1".into())],
-        stdin: None,
-        timeout: job.timeout,
-        what: format!("OCR of page {}", job.page),
-    };
-    let done = subprocess::run(spec, cancel, None).await?;
-    if !done.status.success() {
-        return Err(PdfError::Ocr {
-            page: job.page,
-            detail: format!("tesseract exited with {}: {}", done.status, done.stderr),
-        });
+/// One warm tesseract process.
+pub(crate) struct Recogniser {
+    child: Option<std::process::Child>,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    drain: Option<tokio::task::JoinHandle<()>>,
+    marker: PathBuf,
+    /// Images sent so far (tesseract numbers pages from 1 in the order it reads them).
+    sent: u32,
+    /// Wrote the header line already (it comes before the first page).
+    header_seen: bool,
+}
+
+impl Drop for Recogniser {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            subprocess::kill_group(child.id());
+            // Killed: the wait returns at once, but off the caller's thread all the same.
+            std::thread::spawn(move || child.wait());
+        }
     }
-    let read = |ext: &str| {
-        let mut p = base.clone().into_os_string();
-        p.push(".");
-        p.push(ext);
-        let p = std::path::PathBuf::from(p);
-        std::fs::read_to_string(&p).map_err(|e| PdfError::Ocr {
-            page: job.page,
-            detail: format!(
-                "tesseract wrote no {}: {e}; stderr: {}",
-                p.display(),
-                done.stderr
-            ),
+}
+
+impl Recogniser {
+    /// Starts tesseract for `languages` (already validated); it loads its model while the
+    /// first page is on its way.
+    pub(crate) fn start(tesseract: &Path, languages: &str, marker: &Path) -> Result<Recogniser> {
+        let args = [
+            "-l",
+            languages,
+            "--psm",
+            "3",
+            "-c",
+            "stream_filelist=1",
+            "stdin",
+            "stdout",
+            "tsv",
+        ];
+        let args: Vec<_> = args.iter().map(Into::into).collect();
+        let env = [("OMP_THREAD_LIMIT".to_string(), "1".to_string())];
+        let mut child = subprocess::start(tesseract, &args, &env)?;
+        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
+            subprocess::discard(child);
+            return Err(PdfError::Child {
+                detail: "tesseract started without pipes".into(),
+                stderr: String::new(),
+            });
+        };
+        let io_err = |e| PdfError::io(tesseract, e);
+        let convert = || -> std::io::Result<_> {
+            Ok((
+                ChildStdin::from_std(stdin)?,
+                ChildStdout::from_std(stdout)?,
+                tokio::process::ChildStderr::from_std(stderr)?,
+            ))
+        };
+        let (stdin, stdout, mut err) = match convert() {
+            Ok(p) => p,
+            Err(e) => {
+                subprocess::discard(child);
+                return Err(io_err(e));
+            }
+        };
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let tail = buf.clone();
+        let drain = tokio::spawn(async move {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut chunk).await {
+                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                t.extend_from_slice(&chunk[..n]);
+                if t.len() > STDERR_CAP {
+                    let cut = t.len() - STDERR_CAP;
+                    t.drain(..cut);
+                }
+            }
+        });
+        Ok(Recogniser {
+            child: Some(child),
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+            stderr: buf,
+            drain: Some(drain),
+            marker: marker.to_path_buf(),
+            sent: 0,
+            header_seen: false,
         })
-    };
-    let text = read("txt")?;
-    let tsv = read("tsv")?;
-    Ok(OcrText {
-        text: clean(&text),
-        confidence: mean_confidence(&tsv),
-    })
+    }
+
+    /// Recognises one image under `timeout` and `cancel`. After any error the recogniser must
+    /// be dropped (its process may be mid-page or gone).
+    pub(crate) async fn recognise(
+        &mut self,
+        image: &Path,
+        page: u32,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<OcrText> {
+        let work = self.exchange(image, page);
+        tokio::select! {
+            r = work => r,
+            _ = tokio::time::sleep(timeout) => Err(PdfError::Timeout {
+                what: format!("OCR of page {page}"),
+                seconds: timeout.as_secs_f64(),
+            }),
+            _ = cancel.cancelled() => Err(PdfError::Cancelled),
+        }
+    }
+
+    async fn exchange(&mut self, image: &Path, page: u32) -> Result<OcrText> {
+        let (img, marker) = (image.to_string_lossy(), self.marker.to_string_lossy());
+        if img.contains('\n') || marker.contains('\n') {
+            return Err(PdfError::Ocr {
+                page,
+                detail: "image path contains a line break".into(),
+            });
+        }
+        let (want, done) = (self.sent + 1, self.sent + 2);
+        self.sent += 2;
+        let line = format!("{img}\n{marker}\n");
+        if let Err(e) = self.stdin.write_all(line.as_bytes()).await {
+            return Err(self
+                .ended(page, &format!("writing to tesseract: {e}"))
+                .await);
+        }
+        let _ = self.stdin.flush().await;
+        let mut tsv = String::from(TSV_HEADER);
+        loop {
+            let line = match self.stdout.next_line().await {
+                Ok(Some(l)) => l,
+                Ok(None) => return Err(self.ended(page, "tesseract stopped").await),
+                Err(e) => {
+                    return Err(self.ended(page, &format!("reading tesseract: {e}")).await);
+                }
+            };
+            if !self.header_seen && line.starts_with("level") {
+                self.header_seen = true;
+                continue;
+            }
+            let mut cols = line.split('\t');
+            let (level, num) = (cols.next(), cols.next().and_then(|n| n.parse::<u32>().ok()));
+            match num {
+                Some(n) if n == done && level == Some("1") => break,
+                Some(n) if n == want => {
+                    tsv.push_str(&line);
+                    tsv.push('\n');
+                }
+                _ => {}
+            }
+        }
+        Ok(OcrText {
+            text: clean(&text_from_tsv(&tsv)),
+            confidence: mean_confidence(&tsv),
+        })
+    }
+
+    /// The process ended (or its pipes broke) during page `page`: the error, with its stderr.
+    async fn ended(&mut self, page: u32, what: &str) -> PdfError {
+        if let Some(d) = self.drain.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), d).await;
+        }
+        let stderr = {
+            let buf = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+            String::from_utf8_lossy(&buf).trim().to_string()
+        };
+        // Tesseract announces each image on stderr ("Page 3 : /path"); the rest explains.
+        let why: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("Page ")).collect();
+        PdfError::Ocr {
+            page,
+            detail: format!("{what}: {}", why.join("; ")),
+        }
+    }
+}
+
+/// The column names tesseract writes once at the top of its TSV output.
+const TSV_HEADER: &str = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n";
+
+/// The page's text from its TSV, as tesseract's `txt` output lays it out: words of a line
+/// joined by spaces, lines by a line break, paragraphs (and blocks) by a blank line.
+fn text_from_tsv(tsv: &str) -> String {
+    let mut out = String::new();
+    let mut last: Option<(&str, &str, &str)> = None;
+    for row in tsv.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 12 || cols[0] != "5" || cols[11].trim().is_empty() {
+            continue;
+        }
+        let (block, par, line) = (cols[2], cols[3], cols[4]);
+        match last {
+            None => {}
+            Some((b, p, _)) if (b, p) != (block, par) => out.push_str("\n\n"),
+            Some((_, _, l)) if l != line => out.push('\n'),
+            Some(_) => out.push(' '),
+        }
+        last = Some((block, par, line));
+        out.push_str(cols[11]);
+    }
+    out
 }
 
 /// Tesseract ends pages with a form feed and pads blocks with blank lines; keep paragraphs.
@@ -128,6 +299,24 @@ mod tests {
                    5\t1\t1\t1\t1\t3\t0\t0\t10\t10\t95\t \n";
         assert_eq!(mean_confidence(tsv), Some(80.5));
         assert_eq!(mean_confidence("header\n"), None);
+    }
+
+    #[test]
+    fn text_from_tsv_keeps_lines_and_paragraphs() {
+        let row = |b, p, l, w, t: &str| format!("5\t1\t{b}\t{p}\t{l}\t{w}\t0\t0\t9\t9\t90\t{t}\n");
+        let tsv = [
+            TSV_HEADER.to_string(),
+            "1\t1\t0\t0\t0\t0\t0\t0\t100\t100\t-1\t\n".to_string(),
+            row(1, 1, 1, 1, "Hello"),
+            row(1, 1, 1, 2, "world"),
+            row(1, 1, 2, 1, "again"),
+            row(1, 1, 2, 2, " "),
+            row(1, 2, 1, 1, "New"),
+            row(2, 1, 1, 1, "Block"),
+        ]
+        .concat();
+        assert_eq!(text_from_tsv(&tsv), "Hello world\nagain\n\nNew\n\nBlock");
+        assert_eq!(text_from_tsv(TSV_HEADER), "");
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub struct PdfOptions {
     pub default_languages: String,
     /// Images whose width or height (pixels) is below this are treated as decoration and skipped.
     pub min_image_side: u32,
-    /// Render resolution for OCR when the pixel caps allow it.
+    /// Render resolution for OCR of pages without a text layer and of 10 pt text; a page with a
+    /// text layer is rendered at `ocr_dpi × 10 / its text size` within `ocr_dpi/2 ..= ocr_dpi·4/3`
+    /// (`render::dpi_for_text`), then within the pixel caps.
     pub ocr_dpi: u32,
     /// Upper bound on the pixels of one rendered page (poster pages get a lower DPI).
     pub max_render_pixels: u64,
@@ -35,9 +37,9 @@ pub struct PdfOptions {
     pub timeout: Duration,
     /// Address-space cap for the PDFium worker process, in bytes (`None` = unlimited).
     pub child_memory_limit: Option<u64>,
-    /// Limit for one tesseract run.
+    /// Limit for the OCR of one page.
     pub ocr_page_timeout: Duration,
-    /// How many tesseract processes run at once.
+    /// How many warm tesseract processes (one page at a time each) a document uses at most.
     pub ocr_workers: usize,
     /// How many PDFium worker processes share one big document (every n-th page each).
     pub worker_processes: usize,

@@ -399,6 +399,10 @@ fn page(
             (Vec::new(), PageSignals::default())
         }
     };
+    // The text size picks the OCR render's DPI (`render::dpi_for_text`).
+    let text_pt = (req.ocr != OcrMode::Never)
+        .then(|| render::text_size(raw.iter().map(|g| g.size)))
+        .flatten();
     let text = directional_text(raw, rotation);
     let text_ms = ms(t_text);
 
@@ -418,7 +422,7 @@ fn page(
     let t_render = Instant::now();
     let mut render = None;
     if ocr_reason.is_some() && req.ocr != OcrMode::Never {
-        match render::render_page(&page, number, req) {
+        match render::render_page(&page, number, req, text_pt) {
             Ok(r) => render = Some(r),
             Err(e) => warnings.push(format!("page {number}: cannot render for OCR: {e}")),
         }

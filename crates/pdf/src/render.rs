@@ -1,15 +1,48 @@
-//! Page rendering for OCR (worker side): picks a DPI from the page size under pixel caps so
-//! poster pages cannot explode, renders with PDFium (honouring /Rotate) in grayscale, and
-//! writes a PNG into the request's render folder.
+//! Page rendering for OCR (worker side): picks a DPI from the page's text size (`dpi_for_text`:
+//! small print gets more pixels, headlines fewer) and then from the page size under pixel caps
+//! so poster pages cannot explode, renders with PDFium (honouring /Rotate) in grayscale, and
+//! writes a PNG carrying that DPI (`pHYs`, which tesseract reads) into the request's render
+//! folder.
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::path::Path;
 
-use image::ImageEncoder;
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use pdfium_render::prelude::*;
 
 use crate::protocol::{ChildRequest, Rendered};
+
+/// Text size (points) the configured `ocr_dpi` is meant for: 10 pt at 300 dpi is an em of
+/// ~42 px, where tesseract reads well; bigger text needs fewer pixels for the same em.
+const REFERENCE_PT: f32 = 10.0;
+
+/// The typical text size of a page (points): the median of its glyphs' font sizes, ignoring
+/// implausible ones (zero-size or giant glyphs of broken text layers); `None` without text.
+pub(crate) fn text_size(sizes: impl Iterator<Item = f32>) -> Option<f32> {
+    let mut v: Vec<f32> = sizes
+        .filter(|s| s.is_finite() && (2.0..=300.0).contains(s))
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, f32::total_cmp);
+    Some(*m)
+}
+
+/// The DPI a page should be rendered at for OCR: `target` (the configured `ocr_dpi`) for 10 pt
+/// text and for pages without a text layer (scans: their text size is unknown), scaled
+/// inversely with the text size otherwise and clamped to `target`/2 ..= `target`·4/3
+/// (150–400 dpi for the default 300): 8 pt → 375, 12 pt → 250, 20 pt and up → 150.
+pub(crate) fn dpi_for_text(target: u32, text_pt: Option<f32>) -> u32 {
+    let target = target.max(1);
+    let Some(pt) = text_pt.filter(|p| p.is_finite() && *p > 0.0) else {
+        return target;
+    };
+    let (lo, hi) = ((target / 2).max(1), target * 4 / 3);
+    let dpi = (target as f32 * REFERENCE_PT / pt).round() as u32;
+    dpi.clamp(lo, hi)
+}
 
 /// The DPI used for a page of `w`×`h` points: `target`, lowered until the bitmap fits
 /// `max_pixels` and `max_side` (fractional: huge pages may get well below 72).
@@ -21,16 +54,19 @@ pub(crate) fn choose_dpi(w_pt: f32, h_pt: f32, target: u32, max_pixels: u64, max
     (target.max(1) as f64).min(by_pixels).min(by_side) as f32
 }
 
+/// Renders page `number` for OCR at the DPI its text size (`text_pt`, see [`text_size`]) asks
+/// for, within the request's pixel caps.
 pub(crate) fn render_page(
     page: &PdfPage,
     number: u32,
     req: &ChildRequest,
+    text_pt: Option<f32>,
 ) -> Result<Rendered, String> {
     let (w_pt, h_pt) = (page.width().value, page.height().value);
     let dpi = choose_dpi(
         w_pt,
         h_pt,
-        req.ocr_dpi,
+        dpi_for_text(req.ocr_dpi, text_pt),
         req.max_render_pixels,
         req.max_render_side,
     );
@@ -50,22 +86,40 @@ pub(crate) fn render_page(
         .map_err(|e| format!("{e:?}"))?
         .into_luma8();
     let path = req.render_dir.join(format!("page-{number:05}.png"));
-    let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let enc =
-        PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Fast, FilterType::Sub);
-    enc.write_image(
-        gray.as_raw(),
-        gray.width(),
-        gray.height(),
-        image::ExtendedColorType::L8,
-    )
-    .map_err(|e| e.to_string())?;
+    let dpi = dpi.round().max(1.0) as u32;
+    write_png(&path, gray.as_raw(), gray.width(), gray.height(), dpi)?;
     Ok(Rendered {
         path,
-        dpi: dpi.round().max(1.0) as u32,
+        dpi,
         width: gray.width(),
         height: gray.height(),
     })
+}
+
+/// Writes 8-bit grayscale `pixels` as a PNG whose `pHYs` chunk says `dpi` (tesseract takes the
+/// page's resolution from it; each page may have its own).
+pub(crate) fn write_png(
+    path: &Path,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    dpi: u32,
+) -> Result<(), String> {
+    let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut enc = png::Encoder::new(BufWriter::new(file), width, height);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    // Pixels per metre, as PNG stores resolution.
+    let ppm = (f64::from(dpi) / 0.0254).round() as u32;
+    enc.set_pixel_dims(Some(png::PixelDimensions {
+        xppu: ppm,
+        yppu: ppm,
+        unit: png::Unit::Meter,
+    }));
+    let mut w = enc.write_header().map_err(|e| e.to_string())?;
+    w.write_image_data(pixels).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -82,5 +136,44 @@ mod tests {
             let (w, h) = (w_pt / 72.0 * dpi, h_pt / 72.0 * dpi);
             assert!(w * h <= 25_000_001.0 && w <= 8000.01, "{dpi}");
         }
+    }
+
+    #[test]
+    fn dpi_follows_text_size() {
+        // No text layer (a scan): the configured DPI.
+        assert_eq!(dpi_for_text(300, None), 300);
+        assert_eq!(dpi_for_text(300, Some(10.0)), 300);
+        assert_eq!(dpi_for_text(300, Some(12.0)), 250);
+        assert_eq!(dpi_for_text(300, Some(8.0)), 375);
+        // Clamped to 150..=400 for the default 300.
+        assert_eq!(dpi_for_text(300, Some(24.0)), 150);
+        assert_eq!(dpi_for_text(300, Some(72.0)), 150);
+        assert_eq!(dpi_for_text(300, Some(4.0)), 400);
+        // The bounds follow the configured DPI.
+        assert_eq!(dpi_for_text(200, Some(40.0)), 100);
+        assert_eq!(dpi_for_text(200, Some(10.0)), 200);
+        assert_eq!(dpi_for_text(300, Some(f32::NAN)), 300);
+    }
+
+    #[test]
+    fn text_size_is_the_median_of_plausible_sizes() {
+        assert_eq!(text_size([].into_iter()), None);
+        assert_eq!(text_size([0.0, 1000.0, f32::NAN].into_iter()), None);
+        // Body text outweighs a title and footnotes; zero-size glyphs are ignored.
+        let sizes = [10.0, 10.0, 10.0, 24.0, 7.0, 0.0, 0.0, 0.0, 10.0];
+        assert_eq!(text_size(sizes.into_iter()), Some(10.0));
+    }
+
+    #[test]
+    fn png_carries_the_dpi() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        write_png(&path, &[255u8; 12], 4, 3, 250).unwrap();
+        let dec = png::Decoder::new(std::io::BufReader::new(File::open(&path).unwrap()));
+        let reader = dec.read_info().unwrap();
+        let dims = reader.info().pixel_dims.unwrap();
+        assert_eq!(dims.unit, png::Unit::Meter);
+        assert_eq!((f64::from(dims.xppu) * 0.0254).round(), 250.0);
+        assert_eq!((reader.info().width, reader.info().height), (4, 3));
     }
 }

@@ -1,33 +1,55 @@
-//! OCR of the pages the workers rendered, parent side: each render is handed to tesseract as it
-//! arrives (at most `ocr_workers` at once, bounded by the document's deadline), and `collect`
-//! gathers the texts once the workers are done.
+//! OCR of the pages the workers rendered, parent side: rendered pages queue up as they arrive
+//! and up to `ocr_workers` warm recognisers (`ocr::Recogniser`, one tesseract process each,
+//! started when there are pages for it) take them one at a time, so the PDFium workers render
+//! page n+1 while tesseract reads page n. A recogniser whose page failed is replaced for the
+//! next page; `collect` gathers the texts once the workers are done, bounded by the document's
+//! deadline. Dropping `OcrPages` (cancel, deadline, error) kills every recogniser.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{ms, step};
 use crate::document::{Progress, Stage};
 use crate::error::{PdfError, Result};
-use crate::ocr::{self, OcrJob, OcrText};
+use crate::ocr::{self, OcrText, Recogniser};
 use crate::options::PdfOptions;
 
 type OcrOutcome = (u32, Result<OcrText>);
 
-/// The OCR jobs of one document.
-pub(super) struct OcrPages {
+/// A rendered page waiting for a recogniser.
+struct Job {
+    image: PathBuf,
+    page: u32,
+}
+
+/// What every recogniser task shares.
+struct Shared {
     tesseract: PathBuf,
     languages: String,
     page_timeout: Duration,
     deadline: Instant,
     cancel: CancellationToken,
-    sem: Arc<Semaphore>,
-    tasks: JoinSet<OcrOutcome>,
+    /// The queue of rendered pages; a recogniser holds the lock only while it waits for one.
+    queue: tokio::sync::Mutex<UnboundedReceiver<Job>>,
+}
+
+/// The OCR jobs of one document.
+pub(super) struct OcrPages {
+    shared: Arc<Shared>,
+    workers: usize,
+    queue: Option<UnboundedSender<Job>>,
+    results: UnboundedSender<OcrOutcome>,
+    outcomes: UnboundedReceiver<OcrOutcome>,
+    recognisers: JoinSet<()>,
+    /// The blank image sent after each page (`ocr` module), written with the first page.
+    marker: Option<Result<PathBuf>>,
+    queued: u32,
     started: Option<Instant>,
 }
 
@@ -47,41 +69,59 @@ impl OcrPages {
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> Self {
+        let (queue, rx) = unbounded_channel();
+        let (results, outcomes) = unbounded_channel();
         OcrPages {
-            tesseract: opts.tesseract.clone(),
-            languages: languages.to_string(),
-            page_timeout: opts.ocr_page_timeout,
-            deadline,
-            cancel: cancel.clone(),
-            sem: Arc::new(Semaphore::new(opts.ocr_workers.max(1))),
-            tasks: JoinSet::new(),
+            shared: Arc::new(Shared {
+                tesseract: opts.tesseract.clone(),
+                languages: languages.to_string(),
+                page_timeout: opts.ocr_page_timeout,
+                deadline,
+                cancel: cancel.clone(),
+                queue: tokio::sync::Mutex::new(rx),
+            }),
+            workers: opts.ocr_workers.max(1),
+            queue: Some(queue),
+            results,
+            outcomes,
+            recognisers: JoinSet::new(),
+            marker: None,
+            queued: 0,
             started: None,
         }
     }
 
-    /// Start OCR of one rendered page (waits for a slot off this task); the render is deleted
-    /// when tesseract is done with it.
-    pub(super) fn spawn(&mut self, image: PathBuf, dpi: u32, page: u32) {
+    /// Queue OCR of one rendered page (a recogniser is started for it if fewer than
+    /// `ocr_workers` run); the render is deleted when tesseract is done with it.
+    pub(super) fn spawn(&mut self, image: PathBuf, page: u32) {
         self.started.get_or_insert_with(Instant::now);
-        let job = OwnedJob {
-            tesseract: self.tesseract.clone(),
-            image,
-            languages: self.languages.clone(),
-            dpi,
-            page,
-            timeout: self
-                .page_timeout
-                .min(self.deadline.saturating_duration_since(Instant::now())),
-        };
-        let (sem, cancel) = (self.sem.clone(), self.cancel.clone());
-        self.tasks.spawn(async move {
-            let Ok(_permit) = sem.acquire_owned().await else {
-                return (job.page, Err(PdfError::Cancelled));
-            };
-            let res = ocr::recognise(job.borrow(), &cancel).await;
-            let _ = std::fs::remove_file(&job.image);
-            (job.page, res)
+        let marker = self.marker.get_or_insert_with(|| {
+            let dir = image.parent().unwrap_or(Path::new("."));
+            ocr::write_marker(dir)
         });
+        let marker = match marker {
+            Ok(m) => m.clone(),
+            Err(e) => {
+                let err = PdfError::Ocr {
+                    page,
+                    detail: e.to_string(),
+                };
+                let _ = std::fs::remove_file(&image);
+                let _ = self.results.send((page, Err(err)));
+                self.queued += 1;
+                return;
+            }
+        };
+        let Some(queue) = &self.queue else { return };
+        if queue.send(Job { image, page }).is_err() {
+            return;
+        }
+        self.queued += 1;
+        if self.recognisers.len() < self.workers.min(self.queued as usize) {
+            let (shared, results) = (self.shared.clone(), self.results.clone());
+            self.recognisers
+                .spawn(recognise_queue(shared, marker, results));
+        }
     }
 
     /// Wait for every page, as they finish. A missing tesseract, a cancel or the deadline ends
@@ -92,31 +132,42 @@ impl OcrPages {
         opts: &PdfOptions,
         progress: &(impl Fn(Progress) + Send + Sync),
     ) -> Result<OcrRead> {
-        let total = self.tasks.len() as u32;
+        // No more pages: recognisers end when the queue is empty, and so does `outcomes`.
+        self.queue = None;
+        let (dummy, _) = unbounded_channel();
+        drop(std::mem::replace(&mut self.results, dummy));
+        let total = self.queued;
         let mut texts = HashMap::new();
         let mut errors = Vec::new();
-        while !self.tasks.is_empty() {
-            step(progress, Stage::Ocr, total - self.tasks.len() as u32, total);
+        let mut seen = 0u32;
+        while seen < total {
+            step(progress, Stage::Ocr, seen, total);
             let next = tokio::select! {
-                r = self.tasks.join_next() => r,
-                _ = self.cancel.cancelled() => return Err(PdfError::Cancelled),
-                _ = tokio::time::sleep_until(self.deadline.into()) => return Err(PdfError::Timeout {
-                    what: format!("processing {}", path.display()),
-                    seconds: opts.timeout.as_secs_f64(),
-                }),
+                r = self.outcomes.recv() => r,
+                _ = self.shared.cancel.cancelled() => return Err(PdfError::Cancelled),
+                _ = tokio::time::sleep_until(self.shared.deadline.into()) => {
+                    return Err(PdfError::Timeout {
+                        what: format!("processing {}", path.display()),
+                        seconds: opts.timeout.as_secs_f64(),
+                    });
+                }
             };
-            match next {
-                Some(Ok((page, Ok(text)))) => {
+            let Some((page, res)) = next else {
+                // Every recogniser ended (one panicked?) with pages left.
+                errors.push(PdfError::Child {
+                    detail: format!("OCR ended with {} of {total} pages unread", total - seen),
+                    stderr: String::new(),
+                });
+                break;
+            };
+            seen += 1;
+            match res {
+                Ok(text) => {
                     texts.insert(page, text);
                 }
-                Some(Ok((_, Err(e @ PdfError::ToolMissing { .. })))) => return Err(e),
-                Some(Ok((_, Err(PdfError::Cancelled)))) => return Err(PdfError::Cancelled),
-                Some(Ok((_, Err(e)))) => errors.push(e),
-                Some(Err(e)) => errors.push(PdfError::Child {
-                    detail: format!("OCR task failed: {e}"),
-                    stderr: String::new(),
-                }),
-                None => break,
+                Err(e @ PdfError::ToolMissing { .. }) => return Err(e),
+                Err(PdfError::Cancelled) => return Err(PdfError::Cancelled),
+                Err(e) => errors.push(e),
             }
         }
         Ok(OcrRead {
@@ -128,24 +179,50 @@ impl OcrPages {
     }
 }
 
-struct OwnedJob {
-    tesseract: PathBuf,
-    image: PathBuf,
-    languages: String,
-    dpi: u32,
-    page: u32,
-    timeout: Duration,
-}
-
-impl OwnedJob {
-    fn borrow(&self) -> OcrJob<'_> {
-        OcrJob {
-            tesseract: &self.tesseract,
-            image: &self.image,
-            languages: &self.languages,
-            dpi: self.dpi,
-            page: self.page,
-            timeout: self.timeout,
+/// One recogniser's loop: take the next queued page, read it with the warm tesseract (started
+/// on the first page, and again after a page that failed), report, repeat until the queue is
+/// closed and empty.
+async fn recognise_queue(
+    shared: Arc<Shared>,
+    marker: PathBuf,
+    results: UnboundedSender<OcrOutcome>,
+) {
+    let mut warm: Option<Recogniser> = None;
+    loop {
+        let job = shared.queue.lock().await.recv().await;
+        let Some(job) = job else { break };
+        let res = recognise_one(&shared, &marker, &mut warm, &job).await;
+        let _ = std::fs::remove_file(&job.image);
+        if res.is_err() {
+            // Mid-page or gone: the next page gets a fresh process.
+            warm = None;
+        }
+        if results.send((job.page, res)).is_err() {
+            break;
         }
     }
+}
+
+async fn recognise_one(
+    shared: &Shared,
+    marker: &Path,
+    warm: &mut Option<Recogniser>,
+    job: &Job,
+) -> Result<OcrText> {
+    if shared.cancel.is_cancelled() {
+        return Err(PdfError::Cancelled);
+    }
+    let rec = match warm {
+        Some(r) => r,
+        None => warm.insert(Recogniser::start(
+            &shared.tesseract,
+            &shared.languages,
+            marker,
+        )?),
+    };
+    let timeout = shared
+        .page_timeout
+        .min(shared.deadline.saturating_duration_since(Instant::now()));
+    rec.recognise(&job.image, job.page, timeout, &shared.cancel)
+        .await
 }

@@ -219,7 +219,7 @@ pub(super) async fn run(
             }
             ChildEvent::Page(p) => {
                 if let Some(r) = &p.render {
-                    ocr.spawn(r.path.clone(), r.dpi, p.number);
+                    ocr.spawn(r.path.clone(), p.number);
                 }
                 c.pages.push(*p);
                 let n = c.pages.len() as u32;

@@ -8,5 +8,6 @@ mod corpus;
 mod fixtures;
 mod fonts;
 mod generated;
+mod ocr;
 mod pool;
 mod text;
