@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything hlbot's tests and main job need on a fresh Debian machine, idempotently:
-#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng, cmake, redis-server, postgresql,
+#   - Debian packages: tesseract-ocr (+eng), ffmpeg, espeak-ng, cmake, redis-server, rabbitmq-server,
+#     postgresql,
 #     fonts-dejavu-core, tmux
 #     (when missing)
 #   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests), yt-dlp and
@@ -23,6 +24,7 @@ command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)   # the AMQP transport's suites
 # The store's tests run against a real PostgreSQL (scripts/test.sh starts it).
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)  # chart test labels

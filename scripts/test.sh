@@ -33,6 +33,17 @@ if ! pg_ok; then
   pg_ok || { echo "[test] PostgreSQL is not answering on 127.0.0.1:5432 as user postgres (the store suites need it)" >&2; exit 1; }
 fi
 
+# RabbitMQ on 127.0.0.1:5672 (guest/guest) for the AMQP transport's suites (each creates and
+# deletes a vhost of its own with rabbitmqctl): start the machine's server if it is not answering.
+rabbit_ok() { rabbitmqctl -q status >/dev/null 2>&1; }
+if command -v rabbitmq-server >/dev/null && ! rabbit_ok; then
+  echo "[test] starting rabbitmq-server" >&2
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  rabbitmqctl -q wait --timeout 60 /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s).pid >/dev/null 2>&1 || true
+  for _ in $(seq 60); do rabbit_ok && break; sleep 1; done
+fi
+rabbit_ok || echo "[test] RabbitMQ is not running (install rabbitmq-server): the AMQP suites fail under CI=true" >&2
+
 if [ -d ../shared/corpus ]; then
   export HLBOT_SHARED="$(cd ../shared && pwd)"
 else
