@@ -11,7 +11,7 @@
 #      OMP_THREAD_LIMIT=1.
 # Usage: scripts/bench-pdf.sh            (needs scripts/setup.sh done and ../shared/corpus)
 #   BENCH_CPUS=0 pins both sides of the text benchmark to those CPUs (`taskset -c 0`: the one-core
-#   run); BENCH_TEXT_ONLY=1 skips the OCR part.
+#   run); BENCH_TEXT_ONLY=1 skips the OCR part; BENCH_DUMP: see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,8 +20,10 @@ CORPUS="$SHARED/corpus/pdf"
 [ -d "$CORPUS" ] || { echo "corpus not found at $CORPUS (set HLBOT_SHARED)" >&2; exit 1; }
 PY="$HLBOT_VENV/bin/python"
 "$HLBOT_VENV/bin/pip" install -q --disable-pip-version-check "pymupdf==2.0" >&2
-cargo build -q --release -p hlbot-pdf --examples --bins >&2
-DUMP=target/release/examples/pdf-dump
+# BENCH_DUMP=<dir>/examples/pdf-dump times another build (e.g. a saved copy of the code before a
+# change, its hlbot-pdf-child in <dir>) instead of building this checkout.
+DUMP="${BENCH_DUMP:-target/release/examples/pdf-dump}"
+[ -n "${BENCH_DUMP:-}" ] || cargo build -q --release -p hlbot-pdf --examples --bins >&2
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
