@@ -27,9 +27,20 @@ fn kind(c: char) -> Kind {
     }
 }
 
+/// Whether `c` lies in a block where right-to-left letters live (Hebrew, Arabic, Syriac, …,
+/// their presentation forms, the historic RTL planes, and U+200F RIGHT-TO-LEFT MARK). A range
+/// test, no table lookup: most text (Latin, but also dashes, quotes and ligatures, which are
+/// above U+0590 too) is ruled out here. Every character of bidi class R or AL is inside
+/// (unit test `rtl_blocks_hold_every_rtl_letter`).
+fn in_rtl_block(c: char) -> bool {
+    matches!(c as u32,
+        0x0590..=0x08FF | 0x200F | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF
+            | 0x1E800..=0x1EFFF)
+}
+
 /// Whether `c` is a right-to-left letter (Hebrew, Arabic, …).
 pub(crate) fn is_rtl(c: char) -> bool {
-    (c as u32) >= 0x590 && kind(c) == Kind::Rtl
+    in_rtl_block(c) && kind(c) == Kind::Rtl
 }
 
 /// Whether `c` joins the digits on both sides into one number ("1.5", "10,000", "3/4").
@@ -39,11 +50,12 @@ fn joins_numbers(c: char) -> bool {
 
 /// One visual line (left to right as drawn) in logical order. Lines without RTL characters
 /// come back unchanged.
-pub(crate) fn logical(visual: &str) -> String {
-    // Hebrew starts at U+0590; most lines have nothing at or above it.
-    if visual.chars().all(|c| (c as u32) < 0x590) {
-        return visual.to_string();
+pub(crate) fn logical(visual: String) -> String {
+    // Most lines hold no character from a right-to-left block: handed back as they are.
+    if !visual.chars().any(in_rtl_block) {
+        return visual;
     }
+    let visual = visual.as_str();
     let chars: Vec<char> = visual.chars().collect();
     let kinds: Vec<Kind> = chars.iter().map(|&c| kind(c)).collect();
     let rtl = kinds.iter().filter(|k| **k == Kind::Rtl).count();
@@ -189,12 +201,30 @@ mod tests {
             "Buy EUR/USD when RSI is below 30",
             "יחס סיכון 1:2 ברור",
         ] {
-            assert_eq!(logical(&visual(l)), l, "visual {:?}", visual(l));
+            assert_eq!(logical(visual(l)), l, "visual {:?}", visual(l));
         }
     }
 
     #[test]
+    fn rtl_blocks_hold_every_rtl_letter() {
+        let outside: Vec<u32> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|&c| kind(c) == Kind::Rtl && !in_rtl_block(c))
+            .map(|c| c as u32)
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "RTL letters outside the blocks: {outside:x?}"
+        );
+        // Dashes, quotes and ligatures are above U+0590 but not right-to-left.
+        assert!(!"\u{2013}\u{201C}\u{FB01}\u{2022}".chars().any(in_rtl_block));
+    }
+
+    #[test]
     fn ltr_lines_are_untouched() {
-        assert_eq!(logical("EMA 20 (1.5%) pullback"), "EMA 20 (1.5%) pullback");
+        assert_eq!(
+            logical("EMA 20 (1.5%) pullback".into()),
+            "EMA 20 (1.5%) pullback"
+        );
     }
 }

@@ -373,7 +373,7 @@ fn lines_of(mut segs: Vec<Segment>, em: f32) -> Vec<Line> {
                 .map(|s| s.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
-            let text = crate::bidi::logical(&visual);
+            let text = crate::bidi::logical(visual);
             Line { text, y0, y1 }
         })
         .collect()

@@ -268,23 +268,25 @@ fn to_display(g: &RawGlyph, rot: u32) -> Glyph {
 
 /// Share of consecutive glyph pairs that advance left-to-right on one line under `rot`.
 fn horizontality(raw: &[RawGlyph], rot: u32) -> f32 {
-    let gl: Vec<Glyph> = raw
-        .iter()
-        .filter(|g| !g.ch.is_whitespace())
-        .map(|g| to_display(g, rot))
-        .collect();
-    if gl.len() < 2 {
+    // Pairwise over the non-blank glyphs, without collecting them (this runs on every page).
+    let mut prev: Option<Glyph> = None;
+    let (mut pairs, mut good) = (0usize, 0usize);
+    for g in raw.iter().filter(|g| !g.ch.is_whitespace()) {
+        let cur = to_display(g, rot);
+        if let Some(p) = &prev {
+            let dx = (cur.x0 + cur.x1 - p.x0 - p.x1) / 2.0;
+            let dy = (cur.y0 + cur.y1 - p.y0 - p.y1) / 2.0;
+            pairs += 1;
+            if dx > 0.0 && dy.abs() < 0.3 * p.size.max(1.0) {
+                good += 1;
+            }
+        }
+        prev = Some(cur);
+    }
+    if pairs == 0 {
         return 1.0;
     }
-    let good = gl
-        .windows(2)
-        .filter(|w| {
-            let dx = (w[1].x0 + w[1].x1 - w[0].x0 - w[0].x1) / 2.0;
-            let dy = (w[1].y0 + w[1].y1 - w[0].y0 - w[0].y1) / 2.0;
-            dx > 0.0 && dy.abs() < 0.3 * w[0].size.max(1.0)
-        })
-        .count();
-    good as f32 / (gl.len() - 1) as f32
+    good as f32 / pairs as f32
 }
 
 /// Lays out the glyphs of each writing direction separately: the main body first, then text
