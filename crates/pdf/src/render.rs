@@ -30,16 +30,18 @@ pub(crate) fn text_size(sizes: impl Iterator<Item = f32>) -> Option<f32> {
     Some(*m)
 }
 
-/// The DPI a page should be rendered at for OCR: `target` (the configured `ocr_dpi`) for 10 pt
-/// text and for pages without a text layer (scans: their text size is unknown), scaled
-/// inversely with the text size otherwise and clamped to `target`/2 ..= `target`·4/3
-/// (150–400 dpi for the default 300): 8 pt → 375, 12 pt → 250, 20 pt and up → 150.
+/// The DPI a page should be rendered at for OCR: `target` (the configured `ocr_dpi`) for text of
+/// 10 pt and up and for pages without a text layer (scans: their text size is unknown), raised
+/// for smaller text up to `target`·4/3 (400 dpi for the default 300): 8 pt → 375. Never below
+/// `target`: a page is OCR'd because its text layer is wrong, and the sizes of a wrong layer
+/// (invisible text under a scan, say) may not be those of the text in the image — lowering the
+/// DPI on their word lost letters ("BUY" read as "BU" at 150 dpi).
 pub(crate) fn dpi_for_text(target: u32, text_pt: Option<f32>) -> u32 {
     let target = target.max(1);
     let Some(pt) = text_pt.filter(|p| p.is_finite() && *p > 0.0) else {
         return target;
     };
-    let (lo, hi) = ((target / 2).max(1), target * 4 / 3);
+    let (lo, hi) = (target, target * 4 / 3);
     let dpi = (target as f32 * REFERENCE_PT / pt).round() as u32;
     dpi.clamp(lo, hi)
 }
@@ -143,14 +145,15 @@ mod tests {
         // No text layer (a scan): the configured DPI.
         assert_eq!(dpi_for_text(300, None), 300);
         assert_eq!(dpi_for_text(300, Some(10.0)), 300);
-        assert_eq!(dpi_for_text(300, Some(12.0)), 250);
+        assert_eq!(dpi_for_text(300, Some(12.0)), 300);
         assert_eq!(dpi_for_text(300, Some(8.0)), 375);
-        // Clamped to 150..=400 for the default 300.
-        assert_eq!(dpi_for_text(300, Some(24.0)), 150);
-        assert_eq!(dpi_for_text(300, Some(72.0)), 150);
+        // Clamped to 300..=400 for the default 300: large text never lowers it.
+        assert_eq!(dpi_for_text(300, Some(24.0)), 300);
+        assert_eq!(dpi_for_text(300, Some(72.0)), 300);
         assert_eq!(dpi_for_text(300, Some(4.0)), 400);
         // The bounds follow the configured DPI.
-        assert_eq!(dpi_for_text(200, Some(40.0)), 100);
+        assert_eq!(dpi_for_text(200, Some(40.0)), 200);
+        assert_eq!(dpi_for_text(200, Some(5.0)), 266);
         assert_eq!(dpi_for_text(200, Some(10.0)), 200);
         assert_eq!(dpi_for_text(300, Some(f32::NAN)), 300);
     }
