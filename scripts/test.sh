@@ -3,7 +3,11 @@
 # makes sure Redis answers, then the Rust workspace tests and the Python Celery interop suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's wall time, so a slow CI run says where its minutes went.
+t0=$SECONDS; tp=$SECONDS
+phase() { echo "[test] $1 took $((SECONDS - tp)) s (total $((SECONDS - t0)) s)" >&2; tp=$SECONDS; }
 bash scripts/setup.sh
+phase setup
 source scripts/env.sh
 
 # Redis: the machine normally runs one on 127.0.0.1:6379; start it if it is not answering.
@@ -50,11 +54,19 @@ else
   echo "[test] ../shared/corpus not found: corpus suites will be skipped" >&2
 fi
 
-cargo build --workspace --bins
+phase services
+# Local Whisper (CTranslate2) sits behind a cargo feature so a plain `cargo build` stays fast. The
+# tests build it once, in the same build as everything else: one feature set for the whole
+# workspace, so no dependency compiles twice (a separate `cargo test -p hlbot-youtube --features
+# whisper` run resolved the shared dependencies' features anew and rebuilt ~200 crates, 29 min of
+# a 43-min run on 2 cores).
+FEATURES=(--features hlbot-youtube/whisper)
+cargo build --workspace --bins "${FEATURES[@]}"
+phase "build (bins)"
 export HLBOT_BIN="$(pwd)/target/debug/hlbot"
-cargo test --workspace -- --test-threads="${HLBOT_TEST_THREADS:-4}"
-# Local Whisper (CTranslate2) sits behind a cargo feature so the default build stays fast.
-cargo test -p hlbot-youtube --features whisper --test whisper
+cargo test --workspace "${FEATURES[@]}" -- --test-threads="${HLBOT_TEST_THREADS:-4}"
+phase "cargo test --workspace (whisper included)"
 if [ -d compat/tests ]; then
-  "$HLBOT_PYTHON" -m pytest -q compat/tests
+  "$HLBOT_PYTHON" -m pytest -q --durations=15 compat/tests
+  phase "compat (pytest)"
 fi
