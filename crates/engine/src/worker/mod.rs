@@ -88,6 +88,8 @@ pub struct Shared {
     pub(crate) pulse: vitals::Pulse,
     /// RabbitMQ is the broker: tasks are consumed from it (Redis keeps results and control).
     pub(crate) amqp: Option<crate::amqp::Amqp>,
+    /// The AMQP side of the writer (acks, rejects, confirmed publishes), when `amqp` is set.
+    pub(crate) sink: Option<crate::amqp::sink::Sink>,
 }
 
 impl Shared {
@@ -139,7 +141,7 @@ impl Worker {
             broker.settings().clone(),
             broker.conn(),
             backend.expires,
-            sink,
+            sink.clone(),
         );
         let clock = Arc::new(Clock::default());
         let events = Events::spawn(
@@ -178,6 +180,7 @@ impl Worker {
             rate_gate: rate::RateGate::default(),
             pulse: vitals::Pulse::default(),
             amqp,
+            sink,
             opts,
         };
         Ok(Self {
@@ -345,7 +348,29 @@ impl Worker {
 
 /// Redis did not take the last writes in time: keep them in the spill file for the next start.
 async fn spill_pending(sh: &Shared) {
-    let pending = sh.writer.take_pending().await;
+    let mut pending = sh.writer.take_pending().await;
+    if let Some(sink) = &sh.sink {
+        // Publishes the broker has not confirmed (RabbitMQ away): spilled as plain messages, sent
+        // again by the next start (a message the broker did take before it went away is then
+        // published twice: at least once, never lost).
+        let unsent = tokio::time::timeout(Duration::from_secs(3), sink.take_unsent())
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("the AMQP sink did not hand back its unsent publishes in 3 s");
+                vec![]
+            });
+        if !unsent.is_empty() {
+            tracing::warn!(
+                "RabbitMQ did not confirm {} publish(es) in time",
+                unsent.len()
+            );
+        }
+        let ops = unsent.into_iter().map(|env| writer::Op::PushHead {
+            key: String::new(),
+            raw: env.to_vec(),
+        });
+        pending.splice(0..0, ops);
+    }
     if pending.is_empty() {
         return;
     }

@@ -57,6 +57,27 @@ impl Vhost {
     }
 }
 
+/// Ready + unacknowledged messages of `queue` in the vhost (`rabbitmqctl list_queues`).
+fn queue_messages(v: &Vhost, queue: &str) -> Option<u64> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "-p",
+            &v.name,
+            "--no-table-headers",
+            "name",
+            "messages",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next() == Some(queue)).then(|| f.next()?.parse().ok())?
+    })
+}
+
 impl Drop for Vhost {
     fn drop(&mut self) {
         rabbitmqctl(&["delete_vhost", &self.name]);
@@ -229,4 +250,156 @@ async fn worker_runs_tasks_from_rabbitmq_with_results_in_redis() {
     w.stop().await;
     // The Redis broker was not used for the tasks.
     assert_eq!(client.broker().len("default").await.expect("len"), 0);
+}
+
+/// The worker's result lands in Redis but RabbitMQ is unreachable (a TCP gate between them is
+/// cut) when the run's callback is to be published: the sink retries it until the warm shutdown
+/// gives up, the callback goes to the spill file, and the next worker started on that file
+/// publishes it (it runs). The task's own message, its ack lost with the connection, comes back
+/// redelivered and is acked without a second run (its SUCCESS is already in Redis).
+#[tokio::test]
+async fn unconfirmed_publish_at_exit_is_spilled_and_sent_by_the_next_start() {
+    let Some(v) = Vhost::new() else { return };
+    let t = TestRedis::new();
+    let host = std::env::var("HLBOT_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
+    let gate = hlbot_testkit::Gate::start(&host).await;
+    let gated = AmqpUrl::parse(&format!("amqp://guest:guest@{}/{}", gate.addr, v.name)).unwrap();
+    let client = |url: AmqpUrl| {
+        let t = &t;
+        async move {
+            Client::new(
+                t.broker(Duration::from_secs(3600)).await,
+                t.backend().await,
+                Router::default(),
+            )
+            .with_amqp(Amqp::new(url, Layout::default(), "hlbot-test"))
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("w.spill.jsonl");
+    let mut o = opts(&["default"]);
+    o.acks_late = true;
+    o.shutdown_timeout = Duration::from_secs(2);
+    o.spill_file = Some(spill.clone());
+    let w = Running::start(client(gated).await, Registry::with_debug_tasks(), o.clone()).await;
+
+    let direct = client(v.url()).await;
+    let cb_id = format!("cb-{}", uuid::Uuid::new_v4());
+    let mut cb_opts = Map::new();
+    cb_opts.insert("task_id".into(), json!(cb_id));
+    cb_opts.insert("queue".into(), json!("default"));
+    let cb = hlbot_proto::message::Signature {
+        task: "hlbot.debug.echo".into(),
+        args: vec![json!("cb")],
+        kwargs: Map::new(),
+        options: cb_opts,
+        subtask_type: None,
+        immutable: false,
+        extra: Map::new(),
+    };
+    let mut so = q("default");
+    so.link = vec![cb];
+    let h = direct
+        .send_task("hlbot.debug.sleep", vec![json!(1.0)], Map::new(), so)
+        .await
+        .expect("send");
+    // Cut RabbitMQ off once the task runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = direct.backend().get(&h.id).await.expect("redis");
+        if m.is_some_and(|m| m.status == hlbot_proto::State::Started) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "task never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gate.cut();
+    assert_eq!(
+        h.get(Duration::from_secs(10)).await.expect("result"),
+        json!(1.0)
+    );
+    w.stop().await;
+    let spilled = std::fs::read_to_string(&spill).expect("a spill file");
+    assert!(spilled.contains(&cb_id), "callback not spilled: {spilled}");
+    assert!(direct.backend().get(&cb_id).await.expect("redis").is_none());
+
+    // The next start on the same spill file, RabbitMQ reachable: the callback is published.
+    gate.open();
+    let w = Running::start(client(v.url()).await, Registry::with_debug_tasks(), o).await;
+    let v2 = direct
+        .handle(&cb_id)
+        .get(Duration::from_secs(20))
+        .await
+        .expect("callback result");
+    assert_eq!(v2, json!({"args": [1.0, "cb"], "kwargs": {}}));
+    assert!(!spill.exists(), "spill file not consumed");
+    // The parent's redelivered copy is acked without a second run.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while queue_messages(&v, "default") != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redelivered copy not acked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.stop().await;
+    assert_eq!(t.runs(&h.id).await, 1, "the parent ran twice");
+    assert_eq!(t.runs(&cb_id).await, 1);
+}
+
+/// The connection drops while an acks_late task runs and comes back at once: RabbitMQ requeues
+/// the message and the worker's new channel receives it (redelivered) while the first copy is
+/// still running. The copy waits for the first run to finish and its SUCCESS to be in Redis,
+/// then is acked without running: one committed run, nothing left in the queue.
+#[tokio::test]
+async fn redelivery_during_the_first_run_is_not_run_again() {
+    let Some(v) = Vhost::new() else { return };
+    let t = TestRedis::new();
+    let host = std::env::var("HLBOT_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
+    let gate = hlbot_testkit::Gate::start(&host).await;
+    let gated = AmqpUrl::parse(&format!("amqp://guest:guest@{}/{}", gate.addr, v.name)).unwrap();
+    let client = Client::new(
+        t.broker(Duration::from_secs(3600)).await,
+        t.backend().await,
+        Router::default(),
+    )
+    .with_amqp(Amqp::new(gated, Layout::default(), "hlbot-test"));
+    let mut o = opts(&["default"]);
+    o.acks_late = true;
+    let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
+    let h = client
+        .send_task(
+            "hlbot.debug.sleep",
+            vec![json!(1.5)],
+            Map::new(),
+            q("default"),
+        )
+        .await
+        .expect("send");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = client.backend().get(&h.id).await.expect("redis");
+        if m.is_some_and(|m| m.status == hlbot_proto::State::Started) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "task never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gate.cut();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.open();
+    assert_eq!(
+        h.get(Duration::from_secs(20)).await.expect("result"),
+        json!(1.5)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while queue_messages(&v, "default") != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redelivered copy not acked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.stop().await;
+    assert_eq!(t.runs(&h.id).await, 1, "the task ran twice");
 }
