@@ -130,6 +130,10 @@ async fn admit(sh: &Arc<Shared>, req: &Request) -> Option<Admitted> {
                     "Task {}[{id}] redelivered but already succeeded; not running it again",
                     msg.headers.task
                 );
+                if crate::amqp::is_amqp_tag(&req.delivery.tag) {
+                    let ops = crate::worker::followups::resend(sh, msg, &m.result);
+                    sh.writer.send_all(ops);
+                }
                 ack(sh, req);
                 sh.state.remove(req);
                 return None;

@@ -11,6 +11,7 @@ pub mod child;
 pub mod chord;
 pub mod consumer;
 pub mod executor;
+pub mod followups;
 pub mod handle;
 pub mod limits;
 pub mod links;
@@ -90,6 +91,8 @@ pub struct Shared {
     pub(crate) amqp: Option<crate::amqp::Amqp>,
     /// The AMQP side of the writer (acks, rejects, confirmed publishes), when `amqp` is set.
     pub(crate) sink: Option<crate::amqp::sink::Sink>,
+    /// Task ids whose follow-ups (callbacks, chain steps) this process queued, on RabbitMQ.
+    pub(crate) followups: followups::Followups,
 }
 
 impl Shared {
@@ -181,6 +184,7 @@ impl Worker {
             pulse: vitals::Pulse::default(),
             amqp,
             sink,
+            followups: followups::Followups::default(),
             opts,
         };
         Ok(Self {
@@ -401,6 +405,20 @@ async fn replay_spill(sh: &Shared) {
         Ok(Some(mut r)) => {
             let ops = std::mem::take(&mut r.ops);
             let n = ops.len();
+            if sh.amqp.is_some() {
+                // Spilled follow-ups of runs whose redelivered copies will be skipped: they are
+                // sent here, not resent then.
+                for op in &ops {
+                    if let writer::Op::PushHead { raw, .. } = op {
+                        let parent = hlbot_proto::Envelope::from_slice(raw)
+                            .ok()
+                            .and_then(|e| e.headers.get("parent_id")?.as_str().map(str::to_string));
+                        if let Some(p) = parent {
+                            sh.followups.queued(&p);
+                        }
+                    }
+                }
+            }
             sh.writer.send_all(ops);
             if sh.writer.flush_within(Duration::from_secs(30)).await {
                 tracing::warn!("replayed {n} write(s) spilled by an earlier run");

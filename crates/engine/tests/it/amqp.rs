@@ -98,6 +98,24 @@ fn message(queue: &str, id: &str) -> Envelope {
     env
 }
 
+/// A `link` to `hlbot.debug.echo("cb")` on queue `default`, with a task id of its own.
+fn echo_link() -> (String, hlbot_proto::message::Signature) {
+    let id = format!("cb-{}", uuid::Uuid::new_v4());
+    let mut o = Map::new();
+    o.insert("task_id".into(), json!(id));
+    o.insert("queue".into(), json!("default"));
+    let sig = hlbot_proto::message::Signature {
+        task: "hlbot.debug.echo".into(),
+        args: vec![json!("cb")],
+        kwargs: Map::new(),
+        options: o,
+        subtask_type: None,
+        immutable: false,
+        extra: Map::new(),
+    };
+    (id, sig)
+}
+
 async fn next(s: &mut Session, a: &Amqp, within: Duration) -> Option<hlbot_engine::Delivery> {
     match tokio::time::timeout(within, s.next(&a.ackers)).await {
         Ok(Some(Ok(d))) => Some(d),
@@ -284,19 +302,7 @@ async fn unconfirmed_publish_at_exit_is_spilled_and_sent_by_the_next_start() {
     let w = Running::start(client(gated).await, Registry::with_debug_tasks(), o.clone()).await;
 
     let direct = client(v.url()).await;
-    let cb_id = format!("cb-{}", uuid::Uuid::new_v4());
-    let mut cb_opts = Map::new();
-    cb_opts.insert("task_id".into(), json!(cb_id));
-    cb_opts.insert("queue".into(), json!("default"));
-    let cb = hlbot_proto::message::Signature {
-        task: "hlbot.debug.echo".into(),
-        args: vec![json!("cb")],
-        kwargs: Map::new(),
-        options: cb_opts,
-        subtask_type: None,
-        immutable: false,
-        extra: Map::new(),
-    };
+    let (cb_id, cb) = echo_link();
     let mut so = q("default");
     so.link = vec![cb];
     let h = direct
@@ -367,13 +373,11 @@ async fn redelivery_during_the_first_run_is_not_run_again() {
     let mut o = opts(&["default"]);
     o.acks_late = true;
     let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
+    let (cb_id, cb) = echo_link();
+    let mut so = q("default");
+    so.link = vec![cb];
     let h = client
-        .send_task(
-            "hlbot.debug.sleep",
-            vec![json!(1.5)],
-            Map::new(),
-            q("default"),
-        )
+        .send_task("hlbot.debug.sleep", vec![json!(1.5)], Map::new(), so)
         .await
         .expect("send");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -392,6 +396,11 @@ async fn redelivery_during_the_first_run_is_not_run_again() {
         h.get(Duration::from_secs(20)).await.expect("result"),
         json!(1.5)
     );
+    let cb = client.handle(&cb_id).get(Duration::from_secs(20)).await;
+    assert_eq!(
+        cb.expect("callback"),
+        json!({"args": [1.5, "cb"], "kwargs": {}})
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while queue_messages(&v, "default") != Some(0) {
         assert!(
@@ -402,4 +411,59 @@ async fn redelivery_during_the_first_run_is_not_run_again() {
     }
     w.stop().await;
     assert_eq!(t.runs(&h.id).await, 1, "the task ran twice");
+    // Its callback was published by the first run only: the skipped copy did not resend it.
+    assert_eq!(t.runs(&cb_id).await, 1, "the callback ran twice");
+}
+
+/// A worker was killed after the run's SUCCESS reached Redis but before its callback was
+/// published (simulated: the SUCCESS stored by hand, the message delivered once and its channel
+/// closed unacked). The redelivered copy is not run again, and its callback is published then.
+#[tokio::test]
+async fn redelivered_copy_of_a_succeeded_task_publishes_its_callbacks() {
+    use base64::Engine as _;
+    let Some(v) = Vhost::new() else { return };
+    let t = TestRedis::new();
+    let id = format!("p-{}", uuid::Uuid::new_v4());
+    let (cb_id, cb) = echo_link();
+    let backend = t.backend().await;
+    backend
+        .store(&hlbot_proto::ResultMeta::new(
+            &id,
+            hlbot_proto::State::Success,
+            json!(7),
+            chrono::Utc::now(),
+        ))
+        .await
+        .expect("store");
+    let a = Amqp::new(v.url(), Layout::default(), "hlbot-test");
+    let mut env = message("default", &id);
+    let embed = json!({"callbacks": [cb], "errbacks": null, "chain": null, "chord": null});
+    let body = serde_json::to_vec(&json!([[1], {}, embed])).unwrap();
+    env.body = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
+    a.publisher.publish(&env).await.expect("publish");
+    let mut s = Session::open(&a.url, a.layout, &["default".into()], 1, "t", &a.ackers)
+        .await
+        .expect("session");
+    next(&mut s, &a, Duration::from_secs(5))
+        .await
+        .expect("delivery");
+    drop(s);
+
+    let client = Client::new(
+        t.broker(Duration::from_secs(3600)).await,
+        backend,
+        Router::default(),
+    )
+    .with_amqp(Amqp::new(v.url(), Layout::default(), "hlbot-test-2"));
+    let mut o = opts(&["default"]);
+    o.acks_late = true;
+    let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
+    let got = client.handle(&cb_id).get(Duration::from_secs(20)).await;
+    assert_eq!(
+        got.expect("callback"),
+        json!({"args": [7, "cb"], "kwargs": {}})
+    );
+    w.stop().await;
+    assert_eq!(t.runs(&id).await, 0, "the succeeded task ran again");
+    assert_eq!(t.runs(&cb_id).await, 1);
 }
