@@ -11,8 +11,12 @@
 //! returning 0.02); **committed twice** = Σ (runs − 1) over tasks whose `hlbot.runs.<id>`
 //! counter — INCRed in the same Redis transaction that stores the SUCCESS — is above 1;
 //! **left in queue** = RabbitMQ's ready + unacknowledged messages once the drain settles (every
-//! redelivered copy of a finished task must have been acked too). The drill asserts 0, 0, 0 and
-//! prints one table. `scripts/amqp-drill.sh` runs the full-size variant (10 000 tasks).
+//! redelivered copy of a finished task must have been acked too). Every tenth task links a
+//! callback (`echo`, its task id fixed), which the worker publishes with confirms after the
+//! task's SUCCESS: none may be lost (a callback may run twice — at least once — when a worker is
+//! killed between its confirm and the parent's ack; counted and printed). The drill asserts 0
+//! lost, 0 committed twice, 0 left, 0 callbacks lost, and prints one table.
+//! `scripts/amqp-drill.sh` runs the full-size variant (10 000 tasks).
 //!
 //! Without RabbitMQ's server scripts (`/usr/lib/rabbitmq/bin`, or `$HLBOT_RABBITMQ_BIN`) the
 //! test prints a skip, except under `CI=true`, where that is a failure.
@@ -234,7 +238,7 @@ struct Tally {
 }
 
 /// SUCCESS results and run counters of every id.
-fn tally(c: &mut redis::Connection, prefix: &str, ids: &[String]) -> Tally {
+fn tally(c: &mut redis::Connection, prefix: &str, ids: &[String], expect: &Value) -> Tally {
     let mut t = Tally::default();
     for chunk in ids.chunks(1000) {
         let keys = |kind: &str| -> Vec<String> {
@@ -256,7 +260,7 @@ fn tally(c: &mut redis::Connection, prefix: &str, ids: &[String]) -> Tally {
             match meta {
                 Some(m) if m["status"] == "SUCCESS" => {
                     t.succeeded += 1;
-                    if m["result"] != json!(SECONDS) {
+                    if &m["result"] != expect {
                         t.wrong += 1;
                     }
                 }
@@ -312,16 +316,36 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
     );
     let client = t.client().await.with_amqp(amqp);
     let mut ids = Vec::with_capacity(n);
+    let mut callbacks = Vec::new();
     for i in 0..n {
+        let mut options = SendOptions {
+            queue: Some(QUEUE.into()),
+            ..Default::default()
+        };
+        // Every tenth task links a callback (published by the worker, with confirms, after
+        // the task's SUCCESS): follow-up messages must survive the faults too.
+        if i % 10 == 0 {
+            let id = format!("cb-{}", uuid::Uuid::new_v4());
+            let mut o = Map::new();
+            o.insert("task_id".into(), json!(id));
+            o.insert("queue".into(), json!(QUEUE));
+            options.link = vec![hlbot_proto::Signature {
+                task: "hlbot.debug.echo".into(),
+                args: vec![json!("cb")],
+                kwargs: Map::new(),
+                options: o,
+                subtask_type: None,
+                immutable: false,
+                extra: Map::new(),
+            }];
+            callbacks.push(id);
+        }
         let h = client
             .send_task(
                 "hlbot.debug.sleep",
                 vec![json!(SECONDS), json!(i)],
                 Map::new(),
-                SendOptions {
-                    queue: Some(QUEUE.into()),
-                    ..Default::default()
-                },
+                options,
             )
             .await
             .expect("confirmed publish");
@@ -347,7 +371,7 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
     let end = Instant::now() + bound;
     for (at, what) in plan {
         loop {
-            let done = tally(&mut redis, &t.prefix, &ids).succeeded;
+            let done = tally(&mut redis, &t.prefix, &ids, &json!(SECONDS)).succeeded;
             if done as f64 >= at * n as f64 {
                 break;
             }
@@ -378,11 +402,13 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
     }
 
     // Settle: every task SUCCESS and nothing ready or unacked in RabbitMQ.
-    let (res, left) = loop {
-        let res = tally(&mut redis, &t.prefix, &ids);
+    let cb_value = json!({"args": [SECONDS, "cb"], "kwargs": {}});
+    let (res, cbs, left) = loop {
+        let res = tally(&mut redis, &t.prefix, &ids, &json!(SECONDS));
+        let cbs = tally(&mut redis, &t.prefix, &callbacks, &cb_value);
         let left = rabbit.messages(QUEUE);
-        if (res.lost == 0 && left == Some((0, 0))) || Instant::now() > end {
-            break (res, left);
+        if (res.lost == 0 && cbs.lost == 0 && left == Some((0, 0))) || Instant::now() > end {
+            break (res, cbs, left);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -390,31 +416,50 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
     let stopped = w.wait_exit(Duration::from_secs(15));
     let skipped = count_lines(&dir.join("worker.log"), "redelivered but already succeeded");
     let (ready, unacked) = left.unwrap_or((u64::MAX, u64::MAX));
-    let ok = res.lost == 0 && res.twice == 0 && res.wrong == 0 && left == Some((0, 0));
+    let resent = count_lines(&dir.join("worker.log"), "publishing its");
+    let ok = res.lost == 0
+        && res.twice == 0
+        && res.wrong == 0
+        && cbs.lost == 0
+        && cbs.wrong == 0
+        && left == Some((0, 0));
     let secs = started.elapsed().as_secs_f64();
+    let left_n = ready.saturating_add(unacked);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
         "| drill | tasks | succeeded | lost | committed twice | left in queue (ready+unacked) | \
          worker SIGKILLs | broker restarts | redelivered copies skipped | verdict |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n\
-         | acks_late, -c 8 -m 4 | {n} | {} | {} | {} | {} | {kills} | {restarts} | {skipped} | {} |",
+         | acks_late, -c 8 -m 4 | {n} | {} | {} | {} | {left_n} | {kills} | {restarts} | {skipped} | {} |\n\
+         | their linked callbacks (every 10th task) | {} | {} | {} | {} | | | | \
+         resent after a kill: {resent} | {} |",
         res.succeeded,
         res.lost,
         res.twice,
-        ready.saturating_add(unacked),
-        if ok { "ok" } else { "FAIL" }
+        if ok { "ok" } else { "FAIL" },
+        callbacks.len(),
+        cbs.succeeded,
+        cbs.lost,
+        cbs.twice,
+        if cbs.lost == 0 && cbs.wrong == 0 {
+            "ok (at least once)"
+        } else {
+            "FAIL"
+        },
     );
     let _ = writeln!(
         out,
-        "amqp drill: tasks {n}, succeeded {}, lost {}, committed twice {}, left in queue {}, \
-         wrong results {}, worker SIGKILLs {kills}, broker restarts {restarts} (stop+start {restart_secs:.1}s, \
-         first boot {:.1}s), total {secs:.1}s",
+        "amqp drill: tasks {n}, succeeded {}, lost {}, committed twice {}, left in queue {left_n}, \
+         wrong results {}; callbacks {}, lost {}, run twice {}; worker SIGKILLs {kills}, broker \
+         restarts {restarts} (stop+start {restart_secs:.1}s, first boot {:.1}s), total {secs:.1}s",
         res.succeeded,
         res.lost,
         res.twice,
-        ready.saturating_add(unacked),
         res.wrong,
+        callbacks.len(),
+        cbs.lost,
+        cbs.twice,
         boot.as_secs_f64()
     );
     drop(out);
@@ -432,4 +477,6 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
     assert_eq!(res.wrong, 0, "wrong results");
     assert_eq!(res.twice, 0, "tasks committed twice");
     assert_eq!(left, Some((0, 0)), "messages left in RabbitMQ");
+    assert_eq!(cbs.lost, 0, "callbacks lost");
+    assert_eq!(cbs.wrong, 0, "callbacks with a wrong result");
 }
