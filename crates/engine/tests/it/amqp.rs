@@ -467,3 +467,60 @@ async fn redelivered_copy_of_a_succeeded_task_publishes_its_callbacks() {
     assert_eq!(t.runs(&id).await, 0, "the succeeded task ran again");
     assert_eq!(t.runs(&cb_id).await, 1);
 }
+
+/// Beat with RabbitMQ as the broker: every tick is published to RabbitMQ (confirmed), none to the
+/// Redis list of the same queue, and each tick once.
+#[tokio::test]
+async fn beat_ticks_are_published_to_rabbitmq() {
+    use hlbot_engine::beat::{Beat, BeatOptions, Entry, EntryConfig, now_ms};
+    use redis::AsyncCommands;
+    let Some(v) = Vhost::new() else { return };
+    let t = TestRedis::new();
+    let client = Client::new(
+        t.broker(Duration::from_secs(3600)).await,
+        t.backend().await,
+        Router::default(),
+    )
+    .with_amqp(Amqp::new(v.url(), Layout::default(), "hlbot-test"));
+    let anchor = now_ms();
+    let mut c = t.conn().await;
+    let _: () = c
+        .set(t.key("hlbot.beat.last.every"), anchor)
+        .await
+        .expect("set");
+    let e = Entry::from_config(&EntryConfig {
+        name: "every".into(),
+        task: "hlbot.debug.echo".into(),
+        interval: Some(0.3),
+        crontab: None,
+        timezone: None,
+        args: vec![json!("tick")],
+        kwargs: Map::new(),
+        queue: Some("beatq".into()),
+        options: Map::new(),
+    })
+    .expect("entry");
+    let mut o = BeatOptions::new(vec![e]);
+    o.lease = Duration::from_secs(2);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let beat = tokio::spawn(Beat::new(client.clone(), o).run(stop.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while queue_messages(&v, "beatq").unwrap_or(0) < 3 {
+        assert!(std::time::Instant::now() < deadline, "no ticks on RabbitMQ");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), beat).await;
+    // One idempotency key per tick recorded as sent.
+    let sent: Vec<String> = c
+        .keys(t.key("hlbot.beat.sent.every.*"))
+        .await
+        .expect("keys");
+    assert!(sent.len() >= 3);
+    assert_eq!(
+        queue_messages(&v, "beatq"),
+        Some(sent.len() as u64),
+        "each tick once"
+    );
+    assert_eq!(client.broker().len("beatq").await.expect("len"), 0);
+}
