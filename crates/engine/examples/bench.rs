@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! bench enqueue --broker URL --prefix P -n N [--batch B | --loop]
-//! bench drain   --broker URL --prefix P -n N [--timeout S] [--workers K] -- WORKER COMMAND...
+//! bench drain   --broker URL [--amqp URL] --prefix P -n N [--timeout S] [--workers K] -- WORKER COMMAND...
 //! bench latency --broker URL --prefix P -n N [--idle-ms MS] -- WORKER COMMAND (with -E)...
 //! ```
 //!
@@ -12,12 +12,15 @@
 //! on the same prefix and store results; it is started in its own process group and stopped
 //! with SIGTERM (SIGKILL after 20 s). `--workers K` starts K copies of it (a fleet on one
 //! Redis); the drain result then also reports Redis's own CPU time per task (`INFO cpu`).
+//! `--amqp URL`: the tasks are published to that RabbitMQ (each confirmed) instead of the Redis
+//! broker, which then only holds the results (the Redis counts are the result backend's).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use hlbot_engine::amqp::{Amqp, AmqpUrl, Layout};
 use hlbot_engine::{
     Backend, Broker, BrokerOptions, Client, RedisSettings, Router, SendOptions, TaskCall,
 };
@@ -33,6 +36,7 @@ const TASK: &str = "hlbot.debug.echo";
 #[derive(Debug, Default)]
 struct Opts {
     broker: String,
+    amqp: Option<String>,
     prefix: String,
     n: usize,
     batch: usize,
@@ -59,6 +63,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--broker" => o.broker = val()?,
+            "--amqp" => o.amqp = Some(val()?),
             "--prefix" => o.prefix = val()?,
             "-n" => o.n = val()?.parse()?,
             "--batch" => o.batch = val()?.parse()?,
@@ -108,7 +113,15 @@ async fn client(o: &Opts) -> Res<Client> {
         .with_result_prefix(&o.prefix);
     let broker = Broker::connect(&s, BrokerOptions::default()).await?;
     let backend = Backend::connect(&s, Some(Duration::from_secs(3600))).await?;
-    Ok(Client::new(broker, backend, Router::default()))
+    let c = Client::new(broker, backend, Router::default());
+    Ok(match &o.amqp {
+        Some(url) => c.with_amqp(Amqp::new(
+            AmqpUrl::parse(url)?,
+            Layout::default(),
+            "hlbot-bench",
+        )),
+        None => c,
+    })
 }
 
 fn call(i: usize) -> TaskCall {
@@ -235,6 +248,7 @@ async fn drain(o: &Opts) -> Res<Value> {
     let total: f64 = per_task.iter().filter_map(|(_, v)| v.as_f64()).sum();
     Ok(json!({
         "bench": "drain", "n": o.n, "worker": o.cmd.join(" "), "workers": workers.len(),
+        "broker": if o.amqp.is_some() { "amqp" } else { "redis" },
         "redis_cpu_us_per_task": ((cpu_after - cpu_before) * 1e6 / o.n.max(1) as f64 * 100.0).round() / 100.0,
         "drain_secs": last - first,
         "rate": (o.n.saturating_sub(1)) as f64 / (last - first).max(1e-9),

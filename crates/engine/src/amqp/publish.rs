@@ -113,7 +113,8 @@ impl Publisher {
     }
 
     /// Publish until the broker confirms (backoff 50 ms doubling to 2 s): for messages that
-    /// exist nowhere else (retries, callbacks, restores). Gives up only when `give_up` says so.
+    /// exist nowhere else (retries, callbacks, restores). Gives up only when `give_up` says so
+    /// (at once, even mid-attempt; the message may or may not have reached the broker).
     pub async fn publish_until_confirmed(
         &self,
         env: &Envelope,
@@ -122,7 +123,12 @@ impl Publisher {
         let mut backoff = Duration::from_millis(50);
         let mut logged = false;
         loop {
-            match self.publish(env).await {
+            // An attempt can take up to the connect timeout; giving up does not wait for it.
+            let attempt = tokio::select! {
+                r = self.publish(env) => r,
+                _ = give_up.cancelled() => Err(self.url.err("not confirmed before giving up")),
+            };
+            match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     if let crate::error::Error::Amqp { message, .. } = &e {

@@ -3,6 +3,8 @@
 //! result was written (result before ack, as acks_late needs). Publishes wait for the broker's
 //! confirm and are retried until confirmed, and a run's publishes (retry, callbacks) go out before
 //! its ack: a crash between the two runs the task again, it never loses the follow-up message.
+//! A worker that must exit while the broker is away takes the unconfirmed publishes back
+//! ([`Sink::take_unsent`]) into its spill file; the next start publishes them.
 
 use hlbot_proto::Envelope;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
@@ -28,14 +30,18 @@ pub enum SinkOp {
 #[derive(Debug, Clone)]
 pub struct Sink {
     tx: mpsc::UnboundedSender<Vec<SinkOp>>,
+    take: mpsc::UnboundedSender<oneshot::Sender<Vec<Envelope>>>,
+    give_up: CancellationToken,
 }
 
 impl Sink {
     /// Start the sink loop; it ends when every `Sink` is dropped and its queue is empty.
     pub fn spawn(amqp: Amqp) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(amqp, rx));
-        Self { tx }
+        let (take, take_rx) = mpsc::unbounded_channel();
+        let give_up = CancellationToken::new();
+        tokio::spawn(run(amqp, rx, take_rx, give_up.clone()));
+        Self { tx, take, give_up }
     }
 
     pub fn send(&self, ops: Vec<SinkOp>) {
@@ -44,22 +50,59 @@ impl Sink {
             let _ = self.tx.send(ops);
         }
     }
+
+    /// Stop publishing (the worker is exiting and the broker did not confirm in time) and hand
+    /// back every message not confirmed yet — the one being retried first — for the spill file.
+    /// Acks and requeues still queued are dropped: RabbitMQ redelivers those messages. From now
+    /// on every publish handed to this sink is given back by the next call instead.
+    pub async fn take_unsent(&self) -> Vec<Envelope> {
+        self.give_up.cancel();
+        let (tx, rx) = oneshot::channel();
+        if self.take.send(tx).is_err() {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
 }
 
-async fn run(amqp: Amqp, mut rx: mpsc::UnboundedReceiver<Vec<SinkOp>>) {
-    // Publishes never give up while the worker runs: the message exists nowhere else.
-    let never = CancellationToken::new();
-    while let Some(ops) = rx.recv().await {
-        for op in ops {
-            apply(&amqp, op, &never).await;
+async fn run(
+    amqp: Amqp,
+    mut rx: mpsc::UnboundedReceiver<Vec<SinkOp>>,
+    mut take: mpsc::UnboundedReceiver<oneshot::Sender<Vec<Envelope>>>,
+    give_up: CancellationToken,
+) {
+    // Publishes are retried until confirmed while the worker runs (the message exists nowhere
+    // else), and given back for the spill file once it gives up.
+    let mut unsent: Vec<Envelope> = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(reply) = take.recv() => {
+                while let Ok(ops) = rx.try_recv() {
+                    for op in ops {
+                        apply(&amqp, op, &give_up, &mut unsent).await;
+                    }
+                }
+                let _ = reply.send(std::mem::take(&mut unsent));
+            }
+            ops = rx.recv() => {
+                let Some(ops) = ops else { break };
+                for op in ops {
+                    apply(&amqp, op, &give_up, &mut unsent).await;
+                }
+            }
         }
     }
 }
 
-async fn apply(amqp: &Amqp, op: SinkOp, never: &CancellationToken) {
+async fn apply(amqp: &Amqp, op: SinkOp, give_up: &CancellationToken, unsent: &mut Vec<Envelope>) {
+    let stopped = give_up.is_cancelled();
     match op {
         SinkOp::Ack(tag) => {
             if let Some(a) = amqp.ackers.take(&tag) {
+                if stopped {
+                    return;
+                }
                 if let Err(e) = a.ack(BasicAckOptions::default()).await {
                     tracing::warn!("ack of {tag} not sent ({e}): RabbitMQ delivers it again");
                 }
@@ -67,17 +110,28 @@ async fn apply(amqp: &Amqp, op: SinkOp, never: &CancellationToken) {
         }
         SinkOp::Requeue(tag) => {
             if let Some(a) = amqp.ackers.take(&tag) {
+                if stopped {
+                    return;
+                }
                 if let Err(e) = a.reject(BasicRejectOptions { requeue: true }).await {
                     tracing::debug!("reject of {tag} not sent ({e}): requeued by RabbitMQ anyway");
                 }
             }
         }
         SinkOp::Publish(env) => {
-            if let Err(e) = amqp.publisher.publish_until_confirmed(&env, never).await {
-                tracing::error!(
-                    "message for task {} could not be published: {e}",
-                    env.task_id().unwrap_or_default()
-                );
+            if stopped {
+                unsent.push(*env);
+                return;
+            }
+            if let Err(e) = amqp.publisher.publish_until_confirmed(&env, give_up).await {
+                if give_up.is_cancelled() {
+                    unsent.push(*env);
+                } else {
+                    tracing::error!(
+                        "message for task {} could not be published: {e}",
+                        env.task_id().unwrap_or_default()
+                    );
+                }
             }
         }
         SinkOp::Flush(tx) => {

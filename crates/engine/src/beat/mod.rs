@@ -20,6 +20,9 @@ use crate::error::Result;
 pub use schedule::{Entry, EntryConfig, Schedule, now_ms};
 
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
+/// How long a tick's publish to RabbitMQ is retried before the tick is given up.
+const PUBLISH_BOUND: Duration = Duration::from_secs(30);
+
 static SEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("send.lua")));
 
 /// More missed ticks than this (beat was down for long) are not all sent: only the latest one.
@@ -215,6 +218,7 @@ impl Beat {
             .client
             .build(&e.task, e.args.clone(), e.kwargs.clone(), &opts);
         let list = b.keys().queue_for(msg.queue(), msg.priority());
+        let amqp = self.client.amqp();
         let ttl = (e.schedule.period_hint(due).as_secs() * 10).clamp(60, 2 * 86_400);
         let mut c = b.conn();
         let n: i64 = SEND
@@ -226,9 +230,31 @@ impl Beat {
             .arg(due)
             .arg(ttl)
             .arg(msg.envelope.to_vec())
+            .arg(if amqp.is_some() { "1" } else { "0" })
             .invoke_async(&mut c)
             .await
             .map_err(|e| b.settings().err(e))?;
+        // On RabbitMQ the tick is recorded first (at most once, fenced as above), then published
+        // with the broker's confirm, retried for up to PUBLISH_BOUND: a tick still unconfirmed
+        // then is reported and lost, never sent twice.
+        if let (1, Some(a)) = (n, amqp) {
+            let never = tokio_util::sync::CancellationToken::new();
+            let sent = tokio::time::timeout(
+                PUBLISH_BOUND,
+                a.publisher.publish_until_confirmed(&msg.envelope, &never),
+            )
+            .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(err),
+                Err(_) => {
+                    return Err(a.url.err(format!(
+                        "beat tick of {} not confirmed within {PUBLISH_BOUND:?}: skipped",
+                        e.name
+                    )));
+                }
+            }
+        }
         Ok(match n {
             1 => Sent::Sent,
             0 => Sent::AlreadySent,

@@ -15,7 +15,7 @@ use crate::task::{Isolation, ProgressSink, Task, TaskContext, TaskOptions};
 use crate::worker::Shared;
 use crate::worker::limits::{self, Ended, run_in_process};
 use crate::worker::outcome::{self, Rules, ack, discard, ignores_result, is_expired, meta_for};
-use crate::worker::state::Request;
+use crate::worker::state::{Phase, Request};
 use crate::worker::writer::Op;
 
 /// Stores PROGRESS/custom states and emits `task-progress`.
@@ -121,12 +121,19 @@ async fn admit(sh: &Arc<Shared>, req: &Request) -> Option<Admitted> {
         return None;
     };
     if msg.headers.redelivered() {
+        if crate::amqp::is_amqp_tag(&req.delivery.tag) {
+            earlier_copy_settled(sh, req).await;
+        }
         if let Ok(Some(m)) = sh.backend.get(id).await {
             if m.status == State::Success {
                 tracing::info!(
                     "Task {}[{id}] redelivered but already succeeded; not running it again",
                     msg.headers.task
                 );
+                if crate::amqp::is_amqp_tag(&req.delivery.tag) {
+                    let ops = crate::worker::followups::resend(sh, msg, &m.result);
+                    sh.writer.send_all(ops);
+                }
                 ack(sh, req);
                 sh.state.remove(req);
                 return None;
@@ -146,6 +153,41 @@ async fn admit(sh: &Arc<Shared>, req: &Request) -> Option<Admitted> {
         task,
         overrides,
     })
+}
+
+/// A RabbitMQ redelivery can arrive while this worker still holds the copy its dead channel
+/// delivered (a lost connection or a broker restart: RabbitMQ requeues every unacked message,
+/// the worker keeps running what it had). Wait until earlier copies of the same task id held here
+/// have finished and their writes (the SUCCESS) are in Redis, so the check that follows sees
+/// their result instead of running the task a second time.
+async fn earlier_copy_settled(sh: &Arc<Shared>, req: &Request) {
+    // A reserved earlier copy is normally ahead of this one for a slot (the pool is FIFO) and
+    // about to start; one that is not (its ETA fired later) could wait for the slot this copy
+    // holds, so reserved copies are waited for only briefly. Running ones always finish.
+    let reserved_until = Instant::now() + Duration::from_secs(2);
+    let mut waited = false;
+    loop {
+        let freed = sh.state.freed.notified();
+        let reserved_too = Instant::now() < reserved_until;
+        let earlier = sh.state.by_id(req.id()).into_iter().any(|(r, p)| {
+            r.key < req.key && (p == Phase::Active || (reserved_too && p == Phase::Reserved))
+        });
+        if !earlier {
+            break;
+        }
+        waited = true;
+        tokio::select! {
+            _ = freed => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    if waited && !sh.writer.flush_within(Duration::from_secs(10)).await {
+        tracing::warn!(
+            "Task {}[{}]: the earlier copy's writes are not in Redis yet",
+            req.msg.headers.task,
+            req.id()
+        );
+    }
 }
 
 /// The task starts: ack now unless acks_late, STARTED, `task-started`.

@@ -11,6 +11,7 @@ pub mod child;
 pub mod chord;
 pub mod consumer;
 pub mod executor;
+pub mod followups;
 pub mod handle;
 pub mod limits;
 pub mod links;
@@ -88,6 +89,10 @@ pub struct Shared {
     pub(crate) pulse: vitals::Pulse,
     /// RabbitMQ is the broker: tasks are consumed from it (Redis keeps results and control).
     pub(crate) amqp: Option<crate::amqp::Amqp>,
+    /// The AMQP side of the writer (acks, rejects, confirmed publishes), when `amqp` is set.
+    pub(crate) sink: Option<crate::amqp::sink::Sink>,
+    /// Task ids whose follow-ups (callbacks, chain steps) this process queued, on RabbitMQ.
+    pub(crate) followups: followups::Followups,
 }
 
 impl Shared {
@@ -139,7 +144,7 @@ impl Worker {
             broker.settings().clone(),
             broker.conn(),
             backend.expires,
-            sink,
+            sink.clone(),
         );
         let clock = Arc::new(Clock::default());
         let events = Events::spawn(
@@ -178,6 +183,8 @@ impl Worker {
             rate_gate: rate::RateGate::default(),
             pulse: vitals::Pulse::default(),
             amqp,
+            sink,
+            followups: followups::Followups::default(),
             opts,
         };
         Ok(Self {
@@ -345,7 +352,29 @@ impl Worker {
 
 /// Redis did not take the last writes in time: keep them in the spill file for the next start.
 async fn spill_pending(sh: &Shared) {
-    let pending = sh.writer.take_pending().await;
+    let mut pending = sh.writer.take_pending().await;
+    if let Some(sink) = &sh.sink {
+        // Publishes the broker has not confirmed (RabbitMQ away): spilled as plain messages, sent
+        // again by the next start (a message the broker did take before it went away is then
+        // published twice: at least once, never lost).
+        let unsent = tokio::time::timeout(Duration::from_secs(3), sink.take_unsent())
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("the AMQP sink did not hand back its unsent publishes in 3 s");
+                vec![]
+            });
+        if !unsent.is_empty() {
+            tracing::warn!(
+                "RabbitMQ did not confirm {} publish(es) in time",
+                unsent.len()
+            );
+        }
+        let ops = unsent.into_iter().map(|env| writer::Op::PushHead {
+            key: String::new(),
+            raw: env.to_vec(),
+        });
+        pending.splice(0..0, ops);
+    }
     if pending.is_empty() {
         return;
     }
@@ -376,6 +405,20 @@ async fn replay_spill(sh: &Shared) {
         Ok(Some(mut r)) => {
             let ops = std::mem::take(&mut r.ops);
             let n = ops.len();
+            if sh.amqp.is_some() {
+                // Spilled follow-ups of runs whose redelivered copies will be skipped: they are
+                // sent here, not resent then.
+                for op in &ops {
+                    if let writer::Op::PushHead { raw, .. } = op {
+                        let parent = hlbot_proto::Envelope::from_slice(raw)
+                            .ok()
+                            .and_then(|e| e.headers.get("parent_id")?.as_str().map(str::to_string));
+                        if let Some(p) = parent {
+                            sh.followups.queued(&p);
+                        }
+                    }
+                }
+            }
             sh.writer.send_all(ops);
             if sh.writer.flush_within(Duration::from_secs(30)).await {
                 tracing::warn!("replayed {n} write(s) spilled by an earlier run");

@@ -106,6 +106,9 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
                 .into_iter()
                 .map(|m| Op::Publish(Box::new(m)))
                 .collect();
+            if !ops.is_empty() && crate::amqp::is_amqp_tag(&req.delivery.tag) {
+                sh.followups.queued(id);
+            }
             if !ignore {
                 ops.push(Op::Store(meta_for(msg, State::Success, value.clone())));
             }
