@@ -26,10 +26,14 @@ def free_port():
 
 @pytest.fixture
 def flower(prefix):
+    yield from run_flower(HLBOT_COMPAT_BROKER=REDIS_URL, HLBOT_COMPAT_PREFIX=prefix)
+
+
+def run_flower(**compat_env):
+    """Flower on ``compat.app`` configured by ``compat_env``; yields ``get(path)`` → JSON."""
     port = free_port()
     env = dict(os.environ)
-    env.update(HLBOT_COMPAT_BROKER=REDIS_URL, HLBOT_COMPAT_PREFIX=prefix,
-               FLOWER_UNAUTHENTICATED_API='true',
+    env.update(compat_env, FLOWER_UNAUTHENTICATED_API='true',
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')])))
     log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-flower-', suffix='.log', delete=False)
     proc = subprocess.Popen([sys.executable, '-m', 'celery', '-A', 'compat.app', 'flower',

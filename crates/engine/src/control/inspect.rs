@@ -144,13 +144,7 @@ fn stats(sh: &Shared) -> Value {
                 sh.opts.time_limit.map_or(0.0, |d| d.as_secs_f64()),
             ],
         },
-        "broker": {
-            "hostname": host, "userid": null, "virtual_host": settings.db().to_string(),
-            "port": port, "insist": false, "ssl": settings.is_tls(), "transport": "redis",
-            "connect_timeout": 4, "transport_options": transport_options(sh),
-            "login_method": null, "uri_prefix": null, "heartbeat": 120.0,
-            "failover_strategy": "round-robin", "alternates": [], "credential_provider": null,
-        },
+        "broker": broker_info(sh, host, port),
         "prefetch_count": sh.prefetch_limit(),
         "rusage": rusage(),
         // hlbot: the result writer's backlog (writes not yet in Redis; fetching pauses while
@@ -163,6 +157,28 @@ fn stats(sh: &Shared) -> Value {
             "retries": w.retries.load(Ordering::SeqCst),
         },
     })
+}
+
+/// kombu's `Connection.info()` of the worker's broker (RabbitMQ when it consumes from one).
+fn broker_info(sh: &Shared, host: String, port: u16) -> Value {
+    let settings = sh.broker.settings();
+    let mut info = json!({
+        "hostname": host, "userid": null, "virtual_host": settings.db().to_string(),
+        "port": port, "insist": false, "ssl": settings.is_tls(), "transport": "redis",
+        "connect_timeout": 4, "transport_options": transport_options(sh),
+        "login_method": null, "uri_prefix": null, "heartbeat": 120.0,
+        "failover_strategy": "round-robin", "alternates": [], "credential_provider": null,
+    });
+    if let Some(a) = &sh.amqp {
+        info["hostname"] = json!(a.url.host());
+        info["port"] = json!(a.url.port());
+        info["virtual_host"] = json!(a.url.vhost());
+        info["ssl"] = json!(a.url.redacted().starts_with("amqps:"));
+        info["transport"] = json!("amqp");
+        info["transport_options"] = json!({});
+        info["heartbeat"] = json!(60.0);
+    }
+    info
 }
 
 fn transport_options(sh: &Shared) -> Value {
