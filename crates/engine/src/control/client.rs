@@ -230,7 +230,8 @@ async fn broadcast_amqp(url: &crate::amqp::AmqpUrl, b: &Broadcast) -> Result<Rep
         .map_err(|e| url.err(e))?;
     let want = b.destination.as_ref().map(Vec::len).filter(|n| *n > 0);
     let mut out: Replies = Vec::new();
-    while b.reply {
+    // A cast (no reply wanted) is done once published.
+    while b.reply && want.is_none_or(|n| out.len() < n) {
         let Ok(next) = tokio::time::timeout(b.timeout, mailbox.next()).await else {
             break;
         };
@@ -241,9 +242,6 @@ async fn broadcast_amqp(url: &crate::amqp::AmqpUrl, b: &Broadcast) -> Result<Rep
         };
         if let Some(m) = reply_of(&env, &ticket) {
             out.extend(m);
-            if want.is_some_and(|n| out.len() >= n) {
-                break;
-            }
         }
     }
     mailbox.close().await;
