@@ -410,10 +410,11 @@ def test_celery_inspect_and_control_over_amqp(hlbot_bin, amqp_url, amqp_app, amq
 
 def test_flower_on_amqp_sees_hlbot_worker_and_task(amqp_url, amqp_app, amqp_worker, prefix):
     """Flower 2.2 on the AMQP broker: the hlbot worker online (its events on ``celeryev``), its
-    stats and registered tasks (pidbox), and a task's SUCCESS (task events)."""
+    stats and registered tasks (pidbox), a task's SUCCESS (task events), and the worker offline
+    after its shutdown (``worker-offline``)."""
     from compat.tests.test_flower import poll, run_flower
     app = amqp_app()
-    amqp_worker(worker=('-Q', 'default', '-c', '2'))
+    w = amqp_worker(worker=('-Q', 'default', '-c', '2'))
     node = amqp_node(app)
     flower_gen = run_flower(HLBOT_COMPAT_BROKER=amqp_url, HLBOT_COMPAT_BACKEND=REDIS_URL,
                             HLBOT_COMPAT_PREFIX=prefix)
@@ -430,5 +431,9 @@ def test_flower_on_amqp_sees_hlbot_worker_and_task(amqp_url, amqp_app, amqp_work
         task = poll(lambda: flower('/api/tasks').get(r.id, {}).get('state') == 'SUCCESS'
                     and flower('/api/tasks')[r.id], 'the task SUCCESS in flower')
         assert task['name'] == 'hlbot.debug.echo' and task['worker'] == node
+        # The worker-offline event leaves before the process exits.
+        w.stop()
+        poll(lambda: flower('/api/workers?status=true').get(node) is False,
+             'the worker offline in flower after shutdown')
     finally:
         flower_gen.close()
