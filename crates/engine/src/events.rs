@@ -155,32 +155,12 @@ async fn publish_loop(
     hostname: String,
     mut rx: mpsc::UnboundedReceiver<Out>,
 ) {
-    let mut batch: Vec<Value> = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut now: Vec<(String, Value)> = Vec::new();
-        let mut take = |o: Out, batch: &mut Vec<Value>| match o {
-            Out::Now(rk, v) => now.push((rk, v)),
-            Out::Batched(v) => batch.push(v),
-        };
-        take(first, &mut batch);
-        while let Ok(o) = rx.try_recv() {
-            take(o, &mut batch);
-        }
         let mut p = redis::pipe();
-        for (rk, v) in &now {
-            p.publish(keys.event_channel(rk), envelope(&hostname, rk, v))
+        for (rk, v) in drain(first, &mut rx) {
+            p.publish(keys.event_channel(&rk), envelope(&hostname, &rk, &v))
                 .ignore();
         }
-        // Python flushes its buffer at 24 events; receivers take lists of any length.
-        for chunk in batch.chunks(24) {
-            let v = Value::Array(chunk.to_vec());
-            p.publish(
-                keys.event_channel("task.multi"),
-                envelope(&hostname, "task.multi", &v),
-            )
-            .ignore();
-        }
-        batch.clear();
         if let Err(e) = p.query_async::<()>(&mut conn).await {
             // Events are best-effort, as in Celery: a lost heartbeat is replaced 2 s later.
             tracing::debug!("event publish failed: {e}");

@@ -173,7 +173,7 @@ fn broker_info(sh: &Shared, host: String, port: u16) -> Value {
         info["hostname"] = json!(a.url.host());
         info["port"] = json!(a.url.port());
         info["virtual_host"] = json!(a.url.vhost());
-        info["ssl"] = json!(a.url.redacted().starts_with("amqps:"));
+        info["ssl"] = json!(a.url.is_tls());
         info["transport"] = json!("amqp");
         info["transport_options"] = json!({});
         info["heartbeat"] = json!(60.0);
