@@ -4,7 +4,8 @@ send → Python Celery worker, acks_late work surviving a SIGKILL, held ETA mess
 ``basic.reject(requeue)`` at shutdown, priorities (``x-max-priority``), a quorum queue end to end,
 the prefetch bound (``basic.qos`` = concurrency × multiplier); and remote control and events on
 Celery's AMQP exchanges: ``celery -b amqp://… inspect/control`` (ping, active, stats, revoke,
-terminate, shutdown), ``hlbot inspect`` on AMQP, and Flower on AMQP listing the worker and a task.
+terminate, shutdown), ``hlbot inspect`` on AMQP, Flower on AMQP listing the worker and a task,
+and a Python worker and an hlbot worker sharing the exchanges.
 
 Each test gets its own vhost (``rabbitmqctl add_vhost``, deleted after) and its own Redis key
 prefix for results. Without RabbitMQ the tests skip, except under ``CI=true``, where they fail.
@@ -437,3 +438,47 @@ def test_flower_on_amqp_sees_hlbot_worker_and_task(amqp_url, amqp_app, amqp_work
              'the worker offline in flower after shutdown')
     finally:
         flower_gen.close()
+
+
+def test_mixed_fleet_on_amqp_answers_one_broadcast(amqp_url, amqp_app, amqp_worker, prefix,
+                                                   request):
+    """A Python Celery worker (gossip, mingle and heartbeats on: it declares ``celeryev`` and
+    ``celery.pidbox`` itself) and an hlbot worker share one vhost: both declare the exchanges
+    alike, both answer one ``inspect ping``, and Celery's ``EventReceiver`` gets hlbot's
+    heartbeats."""
+    app = amqp_app()
+    py_node = f'compat-{uuid.uuid4().hex[:8]}@localhost'
+    log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-amqp-celery-', suffix='.log',
+                                      delete=False)
+    py = _Background()
+    py.log = log
+    py.launch_celery(
+        [sys.executable, '-m', 'celery', '-A', 'compat.app', 'worker', '--pool', 'solo',
+         '-c', '1', '-Q', 'default', '-n', py_node, '-l', 'INFO'],
+        HLBOT_COMPAT_BROKER=amqp_url, HLBOT_COMPAT_BACKEND=REDIS_URL,
+        HLBOT_COMPAT_PREFIX=prefix)
+    request.addfinalizer(py.close)
+    amqp_worker(worker=('-Q', 'other', '-c', '1'))
+    deadline = time.monotonic() + 20
+    while True:
+        code, out = celery_amqp(amqp_url, prefix, 'inspect', 'ping')
+        if code == 0 and isinstance(out, dict) and len(out) == 2:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.2)
+    assert py_node in out and all(v == {'ok': 'pong'} for v in out.values()), out
+    hl_node = next(n for n in out if n != py_node)
+    # Celery's own EventReceiver (celeryev declared first by the Python worker) gets hlbot's
+    # heartbeats: the exchange declarations agree, or hlbot's event channel would be refused.
+    class Seen(Exception):
+        pass
+
+    def on_event(ev):
+        if ev.get('hostname') == hl_node and ev.get('type') == 'worker-heartbeat':
+            raise Seen()
+
+    with app.connection_for_read() as conn:
+        recv = app.events.Receiver(conn, handlers={'*': on_event})
+        with pytest.raises(Seen):
+            recv.capture(limit=None, timeout=10, wakeup=False)
+    assert 'PRECONDITION_FAILED' not in py.output() and 'inequivalent' not in py.output()
