@@ -399,10 +399,33 @@ async fn worker_pidbox_and_events_on_rabbitmq() {
     }
 }
 
-/// The pidbox connection closed by the broker (`rabbitmqctl close_connection`): the mailbox
-/// reopens with backoff and answers again; the worker goes on running tasks.
+/// The pid of this vhost's connection whose name contains `tag` (`rabbitmqctl list_connections`).
+fn connection_pid(vhost: &str, tag: &str) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "pid",
+            "vhost",
+            "client_properties",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rabbitmqctl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| l.split('\t').nth(1) == Some(vhost) && l.contains(tag))
+        .and_then(|l| l.split('\t').next())
+        .unwrap_or_else(|| panic!("no {tag} connection in:\n{text}"))
+        .to_string()
+}
+
+/// The pidbox and events connections closed by the broker (`rabbitmqctl close_connection`):
+/// the mailbox reopens with backoff and answers again, heartbeats come again on `celeryev`, and
+/// the worker goes on running tasks.
 #[tokio::test]
-async fn pidbox_reconnects_after_its_connection_is_closed() {
+async fn pidbox_and_events_reconnect_after_their_connections_are_closed() {
     use hlbot_engine::control::ControlClient;
     use hlbot_engine::control::client::Broadcast;
 
@@ -434,31 +457,35 @@ async fn pidbox_reconnects_after_its_connection_is_closed() {
         }
     };
     assert!(answered_within(10).await, "no pong before the close");
-    let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_connections",
-            "--no-table-headers",
-            "pid",
-            "vhost",
-            "client_properties",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("rabbitmqctl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let pid = text
-        .lines()
-        .find(|l| l.split('\t').nth(1) == Some(v.name.as_str()) && l.contains("(pidbox)"))
-        .and_then(|l| l.split('\t').next())
-        .unwrap_or_else(|| panic!("no pidbox connection in:\n{text}"))
-        .to_string();
+    let pidbox = connection_pid(&v.name, "(pidbox)");
+    let events = connection_pid(&v.name, "(events)");
     assert!(rabbitmqctl(&[
         "close_connection",
-        &pid,
+        &pidbox,
         "test: pidbox closed"
     ]));
+    assert!(rabbitmqctl(&[
+        "close_connection",
+        &events,
+        "test: events closed"
+    ]));
     assert!(answered_within(15).await, "no pong after the reconnect");
+    // A receiver bound after the close gets a heartbeat from a new events connection.
+    let mut recv = hlbot_engine::amqp::events::EventReceiver::open(&v.url(), "test receiver")
+        .await
+        .expect("receiver");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = tokio::time::timeout_at(deadline, recv.next())
+            .await
+            .expect("a heartbeat within 15 s of the close")
+            .expect("receiver open");
+        let ev: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if ev["type"] == "worker-heartbeat" && ev["hostname"] == json!(node) {
+            break;
+        }
+    }
+    assert_ne!(connection_pid(&v.name, "(events)"), events);
     let h = client
         .send_task("hlbot.debug.echo", vec![json!(1)], Map::new(), q("default"))
         .await
