@@ -5,7 +5,8 @@ send → Python Celery worker, acks_late work surviving a SIGKILL, held ETA mess
 the prefetch bound (``basic.qos`` = concurrency × multiplier); and remote control and events on
 Celery's AMQP exchanges: ``celery -b amqp://… inspect/control`` (ping, active, stats, revoke,
 terminate, shutdown), ``hlbot inspect`` on AMQP, Flower on AMQP listing the worker and a task,
-and a Python worker and an hlbot worker sharing the exchanges.
+a Python worker and an hlbot worker sharing the exchanges, and a worker's ``/metrics`` fed from
+``celeryev``.
 
 Each test gets its own vhost (``rabbitmqctl add_vhost``, deleted after) and its own Redis key
 prefix for results. Without RabbitMQ the tests skip, except under ``CI=true``, where they fail.
@@ -482,3 +483,23 @@ def test_mixed_fleet_on_amqp_answers_one_broadcast(amqp_url, amqp_app, amqp_work
         with pytest.raises(Seen):
             recv.capture(limit=None, timeout=10, wakeup=False)
     assert 'PRECONDITION_FAILED' not in py.output() and 'inequivalent' not in py.output()
+
+
+def test_worker_metrics_on_amqp_count_its_tasks(amqp_app, amqp_worker):
+    """A worker's own ``/metrics`` (``--http-port``) reads its events from RabbitMQ's
+    ``celeryev`` when the broker is AMQP: a task it ran is counted."""
+    import urllib.request
+    from compat.tests.test_flower import free_port, poll
+    app = amqp_app()
+    port = free_port()
+    amqp_worker(worker=('-Q', 'default', '-c', '1', '-E', '--http-port', str(port)))
+    node = amqp_node(app)
+    r = app.send_task('hlbot.debug.echo', args=['m'], queue='default')
+    assert r.get(timeout=15) == {'args': ['m'], 'kwargs': {}}
+    want = f'celery_task_succeeded_total{{name="hlbot.debug.echo",hostname="{node}"}} 1'
+
+    def metrics():
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', timeout=5) as resp:
+            return resp.read().decode()
+
+    poll(lambda: want in metrics(), f'{want!r} in /metrics')
