@@ -401,6 +401,10 @@ def test_celery_inspect_and_control_over_amqp(hlbot_bin, amqp_url, amqp_app, amq
     # hlbot's own client speaks the same AMQP pidbox.
     p = hlbot_amqp(hlbot_bin, amqp_url, prefix, 'inspect', 'ping', '-d', node, '-j')
     assert json.loads(p.stdout) == {node: {'ok': 'pong'}}, p.stdout
+    gone = str(uuid.uuid4())
+    p = hlbot_amqp(hlbot_bin, amqp_url, prefix, 'control', 'revoke', gone, '-d', node, '-j')
+    assert json.loads(p.stdout) == {node: {'ok': f"tasks {{'{gone}'}} flagged as revoked"}}
+    assert gone in inspect('revoked')
 
     # shutdown: never answered (as in Celery), and the worker exits cleanly.
     code, out = celery_amqp(amqp_url, prefix, 'control', 'shutdown', '-d', node)
