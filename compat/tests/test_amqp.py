@@ -373,6 +373,10 @@ def test_celery_inspect_and_control_over_amqp(hlbot_bin, amqp_url, amqp_app, amq
     assert stats['broker']['transport'] == 'amqp'
     assert stats['broker']['virtual_host'] == vhost
     assert stats['pool']['max-concurrency'] == 1
+    conf = inspect('conf')
+    assert conf['broker_url'] == f'amqp://guest:***@{AMQP_HOST}/{vhost}', conf
+    assert conf['result_backend'].startswith('redis://'), conf
+    assert 'transport:amqp' in inspect('report')['ok']
 
     # A running task is listed by `inspect active`; a second one waits behind it (-c 1).
     running = app.send_task('hlbot.debug.sleep', args=[30], queue='default')

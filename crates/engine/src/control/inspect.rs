@@ -220,10 +220,19 @@ fn rusage() -> Value {
     })
 }
 
+/// The broker as shown to operators (password masked): RabbitMQ's URL when the worker
+/// consumes from it, else the Redis one.
+fn broker_url(sh: &Shared) -> String {
+    match &sh.amqp {
+        Some(a) => a.url.redacted(),
+        None => sh.broker.settings().display_url(),
+    }
+}
+
 fn conf(sh: &Shared) -> Value {
     let queues: Vec<Value> = sh.queues().iter().map(|q| queue_dict(q)).collect();
     json!({
-        "broker_url": sh.broker.settings().display_url(),
+        "broker_url": broker_url(sh),
         "result_backend": sh.broker.settings().display_url(),
         "task_queues": queues,
         "worker_concurrency": sh.concurrency.load(Ordering::SeqCst),
@@ -237,10 +246,11 @@ fn conf(sh: &Shared) -> Value {
 fn report(sh: &Shared) -> String {
     format!(
         "\nsoftware -> hlbot:{} (rust) celery-protocol:2\n            platform -> system:Linux\n            \
-         loader -> hlbot\n            settings -> transport:redis results:redis\n\n\
+         loader -> hlbot\n            settings -> transport:{} results:redis\n\n\
          broker_url: '{}'\nresult_backend: '{}'\n",
         env!("CARGO_PKG_VERSION"),
-        sh.broker.settings().display_url(),
+        if sh.amqp.is_some() { "amqp" } else { "redis" },
+        broker_url(sh),
         sh.broker.settings().display_url(),
     )
 }
