@@ -46,24 +46,27 @@ def run_flower(**compat_env):
         with urllib.request.urlopen(base + path, timeout=10) as r:
             return json.loads(r.read())
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            get('/api/workers?status=true')
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail('flower did not start:\n' + open(log.name).read())
-            time.sleep(0.2)
-    yield get
-    proc.terminate()
+    # Stopped however the generator ends: exhausted by pytest, or close()d by a test.
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-    log.close()
-    os.unlink(log.name)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get('/api/workers?status=true')
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail('flower did not start:\n' + open(log.name).read())
+                time.sleep(0.2)
+        yield get
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
+        os.unlink(log.name)
 
 
 def poll(fn, what, timeout=20.0):
