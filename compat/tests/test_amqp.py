@@ -2,12 +2,17 @@
 127.0.0.1:5672 (docs/amqp.md): Python ``.delay()`` → hlbot worker → ``AsyncResult.get()``, hlbot
 send → Python Celery worker, acks_late work surviving a SIGKILL, held ETA messages given back by
 ``basic.reject(requeue)`` at shutdown, priorities (``x-max-priority``), a quorum queue end to end,
-and the prefetch bound (``basic.qos`` = concurrency × multiplier).
+the prefetch bound (``basic.qos`` = concurrency × multiplier); and remote control and events on
+Celery's AMQP exchanges: ``celery -b amqp://… inspect/control`` (ping, active, stats, revoke,
+terminate, shutdown), ``hlbot inspect`` on AMQP, Flower on AMQP listing the worker and a task,
+a Python worker and an hlbot worker sharing the exchanges, and a worker's ``/metrics`` fed from
+``celeryev``.
 
 Each test gets its own vhost (``rabbitmqctl add_vhost``, deleted after) and its own Redis key
 prefix for results. Without RabbitMQ the tests skip, except under ``CI=true``, where they fail.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -278,11 +283,12 @@ def test_prefetch_is_concurrency_times_multiplier(amqp_app, amqp_worker, vhost):
     app = amqp_app()
     rs = [app.send_task('hlbot.debug.sleep', args=[1], queue='default') for _ in range(12)]
     amqp_worker(worker=('-Q', 'default', '-c', '2', '--prefetch-multiplier', '2'))
-    # Celery's QoS on RabbitMQ: one prefetch for the whole consuming channel (`global`).
+    # Celery's QoS on RabbitMQ: one prefetch for the whole consuming channel (`global`); the
+    # pidbox's channel consumes too, no_ack without QoS (prefetch 0) as kombu's Mailbox.
     out = rabbitmqctl('list_channels', '--no-table-headers', 'vhost', 'global_prefetch_count',
                       'consumer_count')
     chans = [line.split('\t') for line in out.splitlines() if line.startswith(vhost + '\t')]
-    assert [c[1] for c in chans if c[2] != '0'] == ['4'], chans
+    assert [c[1] for c in chans if c[2] != '0' and c[1] != '0'] == ['4'], chans
     peak = 0
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not all(r.ready() for r in rs):
@@ -292,3 +298,216 @@ def test_prefetch_is_concurrency_times_multiplier(amqp_app, amqp_worker, vhost):
         assert unacked <= 4, f'{unacked} unacked with a prefetch of 4'
     assert all(r.ready() for r in rs)
     assert peak >= 2, f'never more than {peak} unacked: the prefetch was not used'
+
+
+def celery_amqp(amqp_url, prefix, *args, timeout=60):
+    """``celery -A compat.app -b <amqp url> <args> -j``; returns (exit code, JSON or text)."""
+    from compat.tests.conftest import ROOT
+    env = dict(os.environ)
+    env.update(HLBOT_COMPAT_BROKER=amqp_url, HLBOT_COMPAT_BACKEND=REDIS_URL,
+               HLBOT_COMPAT_PREFIX=prefix,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')])))
+    p = subprocess.run([sys.executable, '-m', 'celery', '-A', 'compat.app', '-b', amqp_url,
+                        *args, '-j'], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    try:
+        return p.returncode, json.loads(p.stdout)
+    except ValueError:
+        return p.returncode, p.stdout + p.stderr
+
+
+def amqp_node(app, timeout=20.0):
+    """The one node answering ``ping`` on the app's (AMQP) broker, once it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = app.control.inspect(timeout=0.5).ping() or {}
+        if r:
+            assert list(r.values()) == [{'ok': 'pong'}], r
+            return next(iter(r))
+        time.sleep(0.1)
+    pytest.fail(f'no worker answered ping on AMQP within {timeout}s')
+
+
+def test_celery_inspect_and_control_over_amqp(hlbot_bin, amqp_url, amqp_app, amqp_worker,
+                                              vhost, prefix):
+    """``celery -b amqp://… inspect/control`` reach an hlbot worker through the ``celery.pidbox``
+    fanout exchange and its replies come back on ``reply.celery.pidbox``."""
+    app = amqp_app()
+    w = amqp_worker(worker=('-Q', 'default', '-c', '1'))
+    node = amqp_node(app)
+
+    def inspect(cmd, *args):
+        code, out = celery_amqp(amqp_url, prefix, 'inspect', cmd, *args, '-d', node)
+        assert code == 0, out
+        assert list(out) == [node], out
+        return out[node]
+
+    def control(cmd, *args):
+        code, out = celery_amqp(amqp_url, prefix, 'control', cmd, *args, '-d', node)
+        assert code == 0, out
+        merged = {k: v for r in out for k, v in r.items()}
+        assert list(merged) == [node], out
+        return merged[node]
+
+    assert inspect('ping') == {'ok': 'pong'}
+    # kombu's Mailbox declarations, exactly (a mismatch would be PRECONDITION_FAILED for
+    # Python callers): the node's exclusive auto-delete queue with x-expires / x-message-ttl,
+    # bound to the transient fanout exchange celery.pidbox; events on the durable topic celeryev.
+    q = queue_row(vhost, f'{node}.celery.pidbox', 'durable', 'auto_delete', 'exclusive',
+                  'arguments')
+    assert (q['durable'], q['auto_delete'], q['exclusive']) == ('false', 'true', 'true'), q
+    assert 'x-expires' in q['arguments'] and '10000' in q['arguments'], q
+    assert 'x-message-ttl' in q['arguments'] and '300000' in q['arguments'], q
+    ex = {r['name']: r for r in table(vhost, 'exchanges', 'name', 'type', 'durable',
+                                      'auto_delete')}
+    assert ex['celery.pidbox'] == {'name': 'celery.pidbox', 'type': 'fanout',
+                                   'durable': 'false', 'auto_delete': 'false'}
+    assert ex['reply.celery.pidbox']['type'] == 'direct'
+    assert ex['celeryev'] == {'name': 'celeryev', 'type': 'topic', 'durable': 'true',
+                              'auto_delete': 'false'}
+    binds = table(vhost, 'bindings', 'source_name', 'destination_name', 'routing_key')
+    assert {'source_name': 'celery.pidbox', 'destination_name': f'{node}.celery.pidbox',
+            'routing_key': ''} in binds
+
+    stats = inspect('stats')
+    assert stats['broker']['transport'] == 'amqp'
+    assert stats['broker']['virtual_host'] == vhost
+    assert stats['pool']['max-concurrency'] == 1
+    conf = inspect('conf')
+    assert conf['broker_url'] == f'amqp://guest:***@{AMQP_HOST}/{vhost}', conf
+    assert conf['result_backend'].startswith('redis://'), conf
+    assert 'transport:amqp' in inspect('report')['ok']
+
+    # A running task is listed by `inspect active`; a second one waits behind it (-c 1).
+    running = app.send_task('hlbot.debug.sleep', args=[30], queue='default')
+    queued = app.send_task('hlbot.debug.echo', args=['never'], queue='default')
+    deadline = time.monotonic() + 15
+    while True:
+        active = inspect('active')
+        if any(t['id'] == running.id for t in active):
+            break
+        assert time.monotonic() < deadline, active
+        time.sleep(0.2)
+    assert [t['name'] for t in active] == ['hlbot.debug.sleep']
+    assert queued.id not in {t['id'] for t in active}
+
+    # revoke: the queued task is flagged and never runs; terminate stops the running one.
+    assert control('revoke', queued.id) == {'ok': f"tasks {{'{queued.id}'}} flagged as revoked"}
+    assert control('terminate', 'SIGKILL', running.id) == {'ok': f'terminate: {running.id}'}
+    for r in (running, queued):
+        with pytest.raises(Exception) as e:
+            r.get(timeout=15)
+        assert type(e.value).__name__ == 'TaskRevokedError', e.value
+        assert r.state == 'REVOKED'
+    assert f'{queued.id}] succeeded' not in w.output()
+    assert set(inspect('revoked')) >= {queued.id, running.id}
+
+    # hlbot's own client speaks the same AMQP pidbox.
+    p = hlbot_amqp(hlbot_bin, amqp_url, prefix, 'inspect', 'ping', '-d', node, '-j')
+    assert json.loads(p.stdout) == {node: {'ok': 'pong'}}, p.stdout
+    gone = str(uuid.uuid4())
+    p = hlbot_amqp(hlbot_bin, amqp_url, prefix, 'control', 'revoke', gone, '-d', node, '-j')
+    assert json.loads(p.stdout) == {node: {'ok': f"tasks {{'{gone}'}} flagged as revoked"}}
+    assert gone in inspect('revoked')
+
+    # shutdown: never answered (as in Celery), and the worker exits cleanly.
+    code, out = celery_amqp(amqp_url, prefix, 'control', 'shutdown', '-d', node)
+    assert 'No nodes replied' in str(out)
+    w.proc.wait(timeout=20)
+    assert w.proc.returncode == 0, w.output()
+    assert 'guest:guest' not in w.output()
+
+
+def test_flower_on_amqp_sees_hlbot_worker_and_task(amqp_url, amqp_app, amqp_worker, prefix):
+    """Flower 2.2 on the AMQP broker: the hlbot worker online (its events on ``celeryev``), its
+    stats and registered tasks (pidbox), a task's SUCCESS (task events), and the worker offline
+    after its shutdown (``worker-offline``)."""
+    from compat.tests.test_flower import poll, run_flower
+    app = amqp_app()
+    w = amqp_worker(worker=('-Q', 'default', '-c', '2'))
+    node = amqp_node(app)
+    flower_gen = run_flower(HLBOT_COMPAT_BROKER=amqp_url, HLBOT_COMPAT_BACKEND=REDIS_URL,
+                            HLBOT_COMPAT_PREFIX=prefix)
+    flower = next(flower_gen)
+    try:
+        poll(lambda: flower('/api/workers?status=true').get(node), 'the hlbot worker online')
+        workers = poll(lambda: flower('/api/workers?refresh=1').get(node), 'worker details')
+        assert workers['stats']['broker']['transport'] == 'amqp'
+        assert 'hlbot.debug.echo' in workers['registered']
+        assert [q['name'] for q in workers['active_queues']] == ['default']
+        app.control.enable_events()
+        r = app.send_task('hlbot.debug.echo', args=[20, 22], queue='default')
+        assert r.get(timeout=15) == {'args': [20, 22], 'kwargs': {}}
+        task = poll(lambda: flower('/api/tasks').get(r.id, {}).get('state') == 'SUCCESS'
+                    and flower('/api/tasks')[r.id], 'the task SUCCESS in flower')
+        assert task['name'] == 'hlbot.debug.echo' and task['worker'] == node
+        # The worker-offline event leaves before the process exits.
+        w.stop()
+        poll(lambda: flower('/api/workers?status=true').get(node) is False,
+             'the worker offline in flower after shutdown')
+    finally:
+        flower_gen.close()
+
+
+def test_mixed_fleet_on_amqp_answers_one_broadcast(amqp_url, amqp_app, amqp_worker, prefix,
+                                                   request):
+    """A Python Celery worker (gossip, mingle and heartbeats on: it declares ``celeryev`` and
+    ``celery.pidbox`` itself) and an hlbot worker share one vhost: both declare the exchanges
+    alike, both answer one ``inspect ping``, and Celery's ``EventReceiver`` gets hlbot's
+    heartbeats."""
+    app = amqp_app()
+    py_node = f'compat-{uuid.uuid4().hex[:8]}@localhost'
+    log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-amqp-celery-', suffix='.log',
+                                      delete=False)
+    py = _Background()
+    py.log = log
+    py.launch_celery(
+        [sys.executable, '-m', 'celery', '-A', 'compat.app', 'worker', '--pool', 'solo',
+         '-c', '1', '-Q', 'default', '-n', py_node, '-l', 'INFO'],
+        HLBOT_COMPAT_BROKER=amqp_url, HLBOT_COMPAT_BACKEND=REDIS_URL,
+        HLBOT_COMPAT_PREFIX=prefix)
+    request.addfinalizer(py.close)
+    amqp_worker(worker=('-Q', 'other', '-c', '1'))
+    deadline = time.monotonic() + 20
+    while True:
+        code, out = celery_amqp(amqp_url, prefix, 'inspect', 'ping')
+        if code == 0 and isinstance(out, dict) and len(out) == 2:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.2)
+    assert py_node in out and all(v == {'ok': 'pong'} for v in out.values()), out
+    hl_node = next(n for n in out if n != py_node)
+    # Celery's own EventReceiver (celeryev declared first by the Python worker) gets hlbot's
+    # heartbeats: the exchange declarations agree, or hlbot's event channel would be refused.
+    class Seen(Exception):
+        pass
+
+    def on_event(ev):
+        if ev.get('hostname') == hl_node and ev.get('type') == 'worker-heartbeat':
+            raise Seen()
+
+    with app.connection_for_read() as conn:
+        recv = app.events.Receiver(conn, handlers={'*': on_event})
+        with pytest.raises(Seen):
+            recv.capture(limit=None, timeout=10, wakeup=False)
+    assert 'PRECONDITION_FAILED' not in py.output() and 'inequivalent' not in py.output()
+
+
+def test_worker_metrics_on_amqp_count_its_tasks(amqp_app, amqp_worker):
+    """A worker's own ``/metrics`` (``--http-port``) reads its events from RabbitMQ's
+    ``celeryev`` when the broker is AMQP: a task it ran is counted."""
+    import urllib.request
+    from compat.tests.test_flower import free_port, poll
+    app = amqp_app()
+    port = free_port()
+    amqp_worker(worker=('-Q', 'default', '-c', '1', '-E', '--http-port', str(port)))
+    node = amqp_node(app)
+    r = app.send_task('hlbot.debug.echo', args=['m'], queue='default')
+    assert r.get(timeout=15) == {'args': ['m'], 'kwargs': {}}
+    want = f'celery_task_succeeded_total{{name="hlbot.debug.echo",hostname="{node}"}} 1'
+
+    def metrics():
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', timeout=5) as resp:
+            return resp.read().decode()
+
+    poll(lambda: want in metrics(), f'{want!r} in /metrics')

@@ -26,10 +26,14 @@ def free_port():
 
 @pytest.fixture
 def flower(prefix):
+    yield from run_flower(HLBOT_COMPAT_BROKER=REDIS_URL, HLBOT_COMPAT_PREFIX=prefix)
+
+
+def run_flower(**compat_env):
+    """Flower on ``compat.app`` configured by ``compat_env``; yields ``get(path)`` → JSON."""
     port = free_port()
     env = dict(os.environ)
-    env.update(HLBOT_COMPAT_BROKER=REDIS_URL, HLBOT_COMPAT_PREFIX=prefix,
-               FLOWER_UNAUTHENTICATED_API='true',
+    env.update(compat_env, FLOWER_UNAUTHENTICATED_API='true',
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')])))
     log = tempfile.NamedTemporaryFile(prefix='hlbot-compat-flower-', suffix='.log', delete=False)
     proc = subprocess.Popen([sys.executable, '-m', 'celery', '-A', 'compat.app', 'flower',
@@ -42,24 +46,27 @@ def flower(prefix):
         with urllib.request.urlopen(base + path, timeout=10) as r:
             return json.loads(r.read())
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            get('/api/workers?status=true')
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail('flower did not start:\n' + open(log.name).read())
-            time.sleep(0.2)
-    yield get
-    proc.terminate()
+    # Stopped however the generator ends: exhausted by pytest, or close()d by a test.
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-    log.close()
-    os.unlink(log.name)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get('/api/workers?status=true')
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail('flower did not start:\n' + open(log.name).read())
+                time.sleep(0.2)
+        yield get
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
+        os.unlink(log.name)
 
 
 def poll(fn, what, timeout=20.0):

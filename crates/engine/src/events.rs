@@ -1,6 +1,8 @@
-//! Celery events on Redis: worker events (always on) and task events (with `-E` or after an
+//! Celery events: worker events (always on) and task events (with `-E` or after an
 //! `enable_events` broadcast), task events batched on `task.multi` like Python workers; the
-//! Lamport clock they carry (reference §5, §8.5).
+//! Lamport clock they carry (reference §5, §8.5). Published on the broker's transport: Redis
+//! `PUBLISH` on `/{db}.celeryev/<routing key>`, or RabbitMQ's `celeryev` topic exchange
+//! (`amqp/events.rs`) — the same envelopes either way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +56,14 @@ enum Out {
     Batched(Value),
 }
 
+/// Where events go: the broker's transport.
+pub enum EventTransport {
+    /// `PUBLISH` on the Redis event channels.
+    Redis(ConnectionManager, Keys),
+    /// The `celeryev` topic exchange on RabbitMQ.
+    Amqp(crate::amqp::AmqpUrl),
+}
+
 /// Sends events. Cheap to clone.
 #[derive(Clone)]
 pub struct Events {
@@ -74,8 +84,7 @@ impl std::fmt::Debug for Events {
 impl Events {
     /// Start the publisher loop for node `hostname`.
     pub fn spawn(
-        conn: ConnectionManager,
-        keys: Keys,
+        transport: EventTransport,
         hostname: &str,
         task_events: bool,
         clock: Arc<Clock>,
@@ -86,7 +95,15 @@ impl Events {
             pid: std::process::id(),
             utcoffset: utcoffset(),
         });
-        tokio::spawn(publish_loop(conn, keys, src.hostname.clone(), rx));
+        let host = src.hostname.clone();
+        match transport {
+            EventTransport::Redis(conn, keys) => {
+                tokio::spawn(publish_loop(conn, keys, host, rx));
+            }
+            EventTransport::Amqp(url) => {
+                tokio::spawn(publish_amqp(url, host, rx));
+            }
+        }
         Self {
             src,
             clock,
@@ -138,32 +155,12 @@ async fn publish_loop(
     hostname: String,
     mut rx: mpsc::UnboundedReceiver<Out>,
 ) {
-    let mut batch: Vec<Value> = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut now: Vec<(String, Value)> = Vec::new();
-        let mut take = |o: Out, batch: &mut Vec<Value>| match o {
-            Out::Now(rk, v) => now.push((rk, v)),
-            Out::Batched(v) => batch.push(v),
-        };
-        take(first, &mut batch);
-        while let Ok(o) = rx.try_recv() {
-            take(o, &mut batch);
-        }
         let mut p = redis::pipe();
-        for (rk, v) in &now {
-            p.publish(keys.event_channel(rk), envelope(&hostname, rk, v))
+        for (rk, v) in drain(first, &mut rx) {
+            p.publish(keys.event_channel(&rk), envelope(&hostname, &rk, &v))
                 .ignore();
         }
-        // Python flushes its buffer at 24 events; receivers take lists of any length.
-        for chunk in batch.chunks(24) {
-            let v = Value::Array(chunk.to_vec());
-            p.publish(
-                keys.event_channel("task.multi"),
-                envelope(&hostname, "task.multi", &v),
-            )
-            .ignore();
-        }
-        batch.clear();
         if let Err(e) = p.query_async::<()>(&mut conn).await {
             // Events are best-effort, as in Celery: a lost heartbeat is replaced 2 s later.
             tracing::debug!("event publish failed: {e}");
@@ -172,11 +169,54 @@ async fn publish_loop(
     }
 }
 
+/// Gather everything waiting after `first`: worker events one by one, task events in
+/// `task.multi` lists of at most 24 (Python flushes its buffer at 24; receivers take lists of
+/// any length). Returns `(routing key, body)` pairs in sending order.
+fn drain(first: Out, rx: &mut mpsc::UnboundedReceiver<Out>) -> Vec<(String, Value)> {
+    let mut now: Vec<(String, Value)> = Vec::new();
+    let mut batch: Vec<Value> = Vec::new();
+    let mut take = |o: Out| match o {
+        Out::Now(rk, v) => now.push((rk, v)),
+        Out::Batched(v) => batch.push(v),
+    };
+    take(first);
+    while let Ok(o) = rx.try_recv() {
+        take(o);
+    }
+    for chunk in batch.chunks(24) {
+        now.push(("task.multi".into(), Value::Array(chunk.to_vec())));
+    }
+    now
+}
+
+/// The AMQP publisher loop: same batching, same envelopes, on the `celeryev` exchange.
+async fn publish_amqp(
+    url: crate::amqp::AmqpUrl,
+    hostname: String,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+) {
+    let mut out = crate::amqp::events::EventPublisher::new(url, &format!("{hostname} (events)"));
+    while let Some(first) = rx.recv().await {
+        let envs: Vec<Envelope> = drain(first, &mut rx)
+            .iter()
+            .map(|(rk, v)| event_envelope(&hostname, rk, v))
+            .collect();
+        if let Err(e) = out.publish(&envs).await {
+            tracing::debug!("event publish failed: {e}");
+        }
+    }
+}
+
 fn envelope(hostname: &str, routing_key: &str, body: &Value) -> Vec<u8> {
+    event_envelope(hostname, routing_key, body).to_vec()
+}
+
+/// An event message as `EventDispatcher` publishes it: header `hostname`, transient.
+fn event_envelope(hostname: &str, routing_key: &str, body: &Value) -> Envelope {
     let mut headers = Map::new();
     headers.insert("hostname".into(), json!(hostname));
     let mut env = Envelope::new_json(&pyjson::to_vec(body), headers, routing_key, 0);
     env.properties.delivery_mode = 1;
     env.properties.delivery_info.exchange = "celeryev".into();
-    env.to_vec()
+    env
 }

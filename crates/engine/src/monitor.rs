@@ -1,6 +1,7 @@
 //! The event receiver a dashboard or a metrics endpoint reads: subscribes to the `celeryev`
-//! fanout exactly like Flower (`PSUBSCRIBE <prefix>/<db>.celeryev/*`, single events and
-//! `task.multi` batches), keeps a bounded live window of tasks (oldest evicted first), a worker
+//! fanout exactly like Flower (`PSUBSCRIBE <prefix>/<db>.celeryev/*`, or on RabbitMQ a queue of
+//! its own bound to the `celeryev` topic exchange with `#`; single events and `task.multi`
+//! batches), keeps a bounded live window of tasks (oldest evicted first), a worker
 //! table from heartbeats, and Prometheus-style counters per (task name, hostname). Knows no
 //! domain and owns no history: anything older than the window comes from the store.
 
@@ -162,9 +163,56 @@ impl Monitor {
         let m = Monitor::new(opts);
         tokio::spawn(m.clone().receive(broker.clone(), stop.clone()));
         if m.opts.enable_events {
-            tokio::spawn(enable_events(broker, stop));
+            tokio::spawn(enable_events(ControlClient::new(broker), stop));
         }
         m
+    }
+
+    /// Receive events from RabbitMQ's `celeryev` exchange instead (the broker of an AMQP
+    /// worker); `enable_events` is cast on its pidbox exchange.
+    pub fn spawn_amqp(
+        broker: Broker,
+        url: crate::amqp::AmqpUrl,
+        opts: MonitorOptions,
+        stop: CancellationToken,
+    ) -> Self {
+        let m = Monitor::new(opts);
+        tokio::spawn(m.clone().receive_amqp(url.clone(), stop.clone()));
+        if m.opts.enable_events {
+            let control = ControlClient::new(broker).via_amqp(url);
+            tokio::spawn(enable_events(control, stop));
+        }
+        m
+    }
+
+    async fn receive_amqp(self, url: crate::amqp::AmqpUrl, stop: CancellationToken) {
+        use crate::amqp::events::EventReceiver;
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let opened = tokio::select! {
+                r = EventReceiver::open(&url, "hlbot monitor") => r,
+                _ = stop.cancelled() => return,
+            };
+            match opened {
+                Ok(mut r) => {
+                    backoff = Duration::from_millis(100);
+                    loop {
+                        let body = tokio::select! {
+                            b = r.next() => b,
+                            _ = stop.cancelled() => return,
+                        };
+                        let Some(body) = body else { break };
+                        self.apply_body(&body);
+                    }
+                }
+                Err(e) => tracing::warn!("event receiver: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 
     async fn receive(self, broker: Broker, stop: CancellationToken) {
@@ -202,11 +250,14 @@ impl Monitor {
         let Ok(env) = hlbot_proto::Envelope::from_slice(payload) else {
             return;
         };
-        let Some(body) = env
-            .body_bytes()
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
+        if let Ok(b) = env.body_bytes() {
+            self.apply_body(&b);
+        }
+    }
+
+    /// Apply one event message body (a single event or a `task.multi` list).
+    pub fn apply_body(&self, body: &[u8]) {
+        let Ok(body) = serde_json::from_slice::<Value>(body) else {
             return;
         };
         match body {
@@ -476,8 +527,7 @@ fn task_event(
 }
 
 /// Cast `enable_events` now and every minute (a worker started later gets it too).
-async fn enable_events(broker: Broker, stop: CancellationToken) {
-    let control = ControlClient::new(broker);
+async fn enable_events(control: ControlClient, stop: CancellationToken) {
     let mut b = Broadcast::new("enable_events", Map::new());
     b.reply = false;
     let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -43,7 +43,7 @@ pub async fn worker(
     Path((name, act)): Path<(String, String)>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Redirect {
-    let control = ControlClient::new(app.opts.client.broker().clone());
+    let control = ControlClient::for_client(&app.opts.client);
     let queue = f
         .get("queue")
         .map(|s| s.trim().to_string())
@@ -95,7 +95,7 @@ pub async fn replay(State(app): State<App>) -> Redirect {
 
 pub async fn task(State(app): State<App>, Path((id, act)): Path<(String, String)>) -> Redirect {
     let to = format!("/task/{}", urlencode(&id));
-    let control = ControlClient::new(app.opts.client.broker().clone());
+    let control = ControlClient::for_client(&app.opts.client);
     tracing::info!("dashboard: {act} {id}");
     let msg = match act.as_str() {
         "revoke" | "terminate" => {

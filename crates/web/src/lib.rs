@@ -91,15 +91,17 @@ pub async fn serve(
 ) -> Result<()> {
     let local = listener.local_addr()?;
     let broker = opts.client.broker().clone();
-    let monitor = Monitor::spawn(
-        broker.clone(),
-        MonitorOptions {
-            max_tasks: opts.max_tasks,
-            ..Default::default()
-        },
-        shutdown.clone(),
-    );
-    let stats = stats::WorkerStats::spawn(broker, shutdown.clone());
+    let mopts = MonitorOptions {
+        max_tasks: opts.max_tasks,
+        ..Default::default()
+    };
+    // Events are where the workers publish them: RabbitMQ's `celeryev` on an AMQP broker.
+    let monitor = match opts.client.amqp() {
+        Some(a) => Monitor::spawn_amqp(broker.clone(), a.url.clone(), mopts, shutdown.clone()),
+        None => Monitor::spawn(broker.clone(), mopts, shutdown.clone()),
+    };
+    let control = hlbot_engine::control::ControlClient::for_client(&opts.client);
+    let stats = stats::WorkerStats::spawn(control, shutdown.clone());
     let required = !local.ip().is_loopback();
     let app = App {
         opts: Arc::new(opts),

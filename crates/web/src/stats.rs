@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hlbot_engine::Broker;
 use hlbot_engine::control::client::{Broadcast, ControlClient};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -23,11 +22,10 @@ pub struct NodeStats {
 pub struct WorkerStats(Arc<Mutex<HashMap<String, NodeStats>>>);
 
 impl WorkerStats {
-    pub fn spawn(broker: Broker, stop: CancellationToken) -> Self {
+    pub fn spawn(control: ControlClient, stop: CancellationToken) -> Self {
         let me = WorkerStats::default();
         let map = me.0.clone();
         tokio::spawn(async move {
-            let control = ControlClient::new(broker);
             let mut b = Broadcast::new("stats", Map::new());
             b.timeout = Duration::from_millis(800);
             let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -13,8 +13,8 @@ use crate::args::ControlArgs;
 use crate::settings::Settings;
 
 pub async fn run(s: &Settings, a: ControlArgs, inspect: bool) -> anyhow::Result<ExitCode> {
-    let broker = super::client(s).await?.broker().clone();
-    let cc = ControlClient::new(broker);
+    // On RabbitMQ the broadcast uses Celery's pidbox exchanges, where the workers listen.
+    let cc = ControlClient::for_client(&super::client(s).await?);
     let mut b = Broadcast::new(&a.method, Map::new());
     b.timeout = Duration::from_secs_f64(a.timeout.max(0.01));
     if !a.destination.is_empty() {

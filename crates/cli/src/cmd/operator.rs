@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hlbot_engine::control::ControlClient;
 use hlbot_engine::control::client::Broadcast;
-use hlbot_engine::{Broker, Registry, Router};
+use hlbot_engine::{Client, Registry, Router};
 use serde_json::{Value, json};
 
 use crate::args::{QueuesArgs, TasksArgs};
@@ -17,10 +17,10 @@ use crate::settings::Settings;
 
 /// Queue → the nodes consuming it, from every worker that answers `active_queues` in time
 /// (hlbot and Python workers alike).
-pub async fn consumers(broker: &Broker, timeout: Duration) -> BTreeMap<String, Vec<String>> {
+pub async fn consumers(client: &Client, timeout: Duration) -> BTreeMap<String, Vec<String>> {
     let mut b = Broadcast::new("active_queues", Default::default());
     b.timeout = timeout;
-    let replies = ControlClient::new(broker.clone())
+    let replies = ControlClient::for_client(client)
         .broadcast(&b)
         .await
         .unwrap_or_default();
@@ -36,10 +36,10 @@ pub async fn consumers(broker: &Broker, timeout: Duration) -> BTreeMap<String, V
 }
 
 /// Node → the task names it registers (`registered`; Celery's "name [info]" reduced to the name).
-pub async fn registered(broker: &Broker, timeout: Duration) -> BTreeMap<String, Vec<String>> {
+pub async fn registered(client: &Client, timeout: Duration) -> BTreeMap<String, Vec<String>> {
     let mut b = Broadcast::new("registered", Default::default());
     b.timeout = timeout;
-    let replies = ControlClient::new(broker.clone())
+    let replies = ControlClient::for_client(client)
         .broadcast(&b)
         .await
         .unwrap_or_default();
@@ -72,7 +72,7 @@ pub async fn queues(s: &Settings, a: QueuesArgs) -> anyhow::Result<ExitCode> {
     };
     let (stats, consumers) = tokio::join!(
         hlbot_engine::queues::stats(broker, &names),
-        consumers(broker, Duration::from_secs_f64(a.timeout.max(0.01)))
+        consumers(&client, Duration::from_secs_f64(a.timeout.max(0.01)))
     );
     let mut stats = stats?;
     if explicit {

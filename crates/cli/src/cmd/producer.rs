@@ -108,8 +108,8 @@ pub async fn send(
 async fn warn_if_nobody_runs(client: &Client, task: &str, queue: &str, known_here: bool) {
     let within = Duration::from_millis(300);
     let (consumers, registered) = tokio::join!(
-        super::operator::consumers(client.broker(), within),
-        super::operator::registered(client.broker(), within)
+        super::operator::consumers(client, within),
+        super::operator::registered(client, within)
     );
     let short = task.strip_prefix(hlbot_tasks::MODULE).unwrap_or(task);
     let knows = |node: &String| {
@@ -240,7 +240,7 @@ pub async fn purge(client: &Client, s: &Settings, a: PurgeArgs) -> anyhow::Resul
             .collect(),
     );
     b.timeout = Duration::from_secs(1);
-    let cc = hlbot_engine::control::ControlClient::new(client.broker().clone());
+    let cc = hlbot_engine::control::ControlClient::for_client(client);
     if let Ok(replies) = cc.broadcast(&b).await {
         n += replies
             .iter()

@@ -145,6 +145,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         http_port: a.http_port,
         node_name: opts.node_name.clone(),
         broker: client.broker().clone(),
+        amqp: client.amqp().map(|a| a.url.clone()),
     };
     let worker = Worker::new(client, reg, opts).await?;
     supervise(&worker, endpoint, heartbeat, &beat_stop).await?;
@@ -257,6 +258,8 @@ struct Endpoint {
     http_port: Option<u16>,
     node_name: String,
     broker: hlbot_engine::Broker,
+    /// The AMQP broker, where this node's events go instead of Redis.
+    amqp: Option<hlbot_engine::amqp::AmqpUrl>,
 }
 
 /// Tell a supervisor how the worker is: systemd's notify protocol when `NOTIFY_SOCKET` is set,
@@ -290,15 +293,17 @@ async fn supervise(
             .await
             .with_context(|| format!("binding --http-port {port}"))?;
         // This node's own events: a bounded window (the counters are what is served).
-        let monitor = hlbot_engine::monitor::Monitor::spawn(
-            e.broker,
-            hlbot_engine::monitor::MonitorOptions {
-                max_tasks: 1000,
-                only_host: Some(e.node_name),
-                enable_events: false,
-            },
-            stop.clone(),
-        );
+        let mopts = hlbot_engine::monitor::MonitorOptions {
+            max_tasks: 1000,
+            only_host: Some(e.node_name),
+            enable_events: false,
+        };
+        let monitor = match e.amqp {
+            Some(url) => {
+                hlbot_engine::monitor::Monitor::spawn_amqp(e.broker, url, mopts, stop.clone())
+            }
+            None => hlbot_engine::monitor::Monitor::spawn(e.broker, mopts, stop.clone()),
+        };
         tracing::info!("metrics on http://{addr}/metrics (and /healthz, /readyz)");
         tokio::spawn(crate::health::serve(
             listener,

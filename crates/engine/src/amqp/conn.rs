@@ -95,6 +95,11 @@ impl AmqpUrl {
         self.uri.authority.port
     }
 
+    /// `amqps://`.
+    pub fn is_tls(&self) -> bool {
+        self.uri.scheme == AMQPScheme::AMQPS
+    }
+
     /// The URL with the password shown as `***` (logs, banners, errors).
     pub fn redacted(&self) -> String {
         let a = &self.uri.authority;
@@ -221,6 +226,7 @@ mod tests {
         assert_eq!(u.port(), 5672);
         let u = AmqpUrl::parse("amqps://h").unwrap();
         assert_eq!(u.port(), 5671);
+        assert!(u.is_tls() && !AmqpUrl::parse("amqp://h").unwrap().is_tls());
         let u = AmqpUrl::parse("amqp://u:p@h:5673//").unwrap();
         assert_eq!(u.vhost(), "/");
         let u = AmqpUrl::parse("amqp://u:p@h/%2Fx").unwrap();

@@ -1,11 +1,14 @@
 //! RabbitMQ (AMQP 0-9-1) as the broker, Celery's layout exactly (`layout.rs`): the worker consumes
 //! from it (`consume.rs`) and publishes to it with confirms (`publish.rs`); acks, rejects and
 //! publishes that follow a task's run go through the [`sink`] once the run's Redis writes (the
-//! result) are done. Results, revocations, control and events stay on Redis. See docs/amqp.md.
+//! result) are done. Remote control (`pidbox.rs`) and events (`events.rs`) use Celery's AMQP
+//! exchanges; results and revocations stay on Redis. See docs/amqp.md.
 
 pub mod conn;
 pub mod consume;
+pub mod events;
 pub mod layout;
+pub mod pidbox;
 pub mod publish;
 pub mod sink;
 

@@ -1,7 +1,9 @@
 //! The caller's side of remote control, like Celery's `app.control.broadcast`: declare a reply
 //! queue `<oid>.reply.celery.pidbox` in the reply exchange's binding table, `PUBLISH` the request
 //! on the pidbox channel, `BRPOP` replies carrying our ticket until the timeout passes without one
-//! (or every destination answered), then remove the binding and lists.
+//! (or every destination answered), then remove the binding and lists. With RabbitMQ as the
+//! broker ([`ControlClient::via_amqp`]) the same request goes to the `celery.pidbox` fanout
+//! exchange and replies come to an exclusive `<oid>.reply.celery.pidbox` queue, as kombu's.
 
 use std::time::{Duration, Instant};
 
@@ -51,15 +53,36 @@ impl Broadcast {
 #[derive(Clone)]
 pub struct ControlClient {
     broker: Broker,
+    amqp: Option<crate::amqp::AmqpUrl>,
 }
 
 impl ControlClient {
+    /// Broadcast on Redis (`broker`, where revocations are also kept).
     pub fn new(broker: Broker) -> Self {
-        Self { broker }
+        Self { broker, amqp: None }
+    }
+
+    /// The control client of `client`'s broker: Celery's pidbox exchanges on RabbitMQ when the
+    /// broker is AMQP, Redis otherwise.
+    pub fn for_client(client: &crate::Client) -> Self {
+        let cc = Self::new(client.broker().clone());
+        match client.amqp() {
+            Some(a) => cc.via_amqp(a.url.clone()),
+            None => cc,
+        }
+    }
+
+    /// Broadcast on RabbitMQ instead (revocations are still persisted in `broker`'s Redis).
+    pub fn via_amqp(mut self, url: crate::amqp::AmqpUrl) -> Self {
+        self.amqp = Some(url);
+        self
     }
 
     /// Publish `b` and collect the replies.
     pub async fn broadcast(&self, b: &Broadcast) -> Result<Replies> {
+        if let Some(url) = &self.amqp {
+            return broadcast_amqp(url, b).await;
+        }
         let keys = self.broker.keys().clone();
         let settings = self.broker.settings().clone();
         let oid = uuid::Uuid::new_v4().to_string();
@@ -82,25 +105,7 @@ impl ControlClient {
                 .await
                 .map_err(|e| settings.err(e))?;
         }
-        let req = ControlRequest {
-            method: b.method.clone(),
-            arguments: b.arguments.clone(),
-            destination: b.destination.clone(),
-            pattern: b.pattern.clone(),
-            matcher: b.pattern.as_ref().map(|_| "glob".to_string()),
-            ticket: b.reply.then(|| ticket.clone()),
-            reply_to: b.reply.then(|| ReplyTo {
-                exchange: REPLY_EXCHANGE.into(),
-                routing_key: oid.clone(),
-            }),
-        };
-        let mut headers = Map::new();
-        headers.insert("clock".into(), json!(1));
-        let expires = hlbot_proto::time::unix(chrono::Utc::now()) + b.timeout.as_secs_f64();
-        headers.insert("expires".into(), json!(expires));
-        let body = serde_json::to_value(&req).unwrap_or(Value::Null);
-        let mut env = Envelope::new_json(&pyjson::to_vec(&body), headers, "", 0);
-        env.properties.delivery_info.exchange = CONTROL_EXCHANGE.into();
+        let env = request(b, &oid, &ticket);
         let published: redis::RedisResult<i64> =
             conn.publish(keys.pidbox_channel(), env.to_vec()).await;
         let result = match published {
@@ -142,14 +147,7 @@ impl ControlClient {
             let Ok(env) = Envelope::from_slice(&raw) else {
                 continue;
             };
-            if env.headers.get("ticket").and_then(Value::as_str) != Some(ticket) {
-                continue;
-            }
-            let Some(Value::Object(m)) = env
-                .body_bytes()
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            else {
+            let Some(m) = reply_of(&env, ticket) else {
                 continue;
             };
             out.extend(m);
@@ -182,4 +180,70 @@ impl ControlClient {
         }
         self.broadcast(&b).await
     }
+}
+
+/// The request message, as `Mailbox._publish` builds it.
+fn request(b: &Broadcast, oid: &str, ticket: &str) -> Envelope {
+    let req = ControlRequest {
+        method: b.method.clone(),
+        arguments: b.arguments.clone(),
+        destination: b.destination.clone(),
+        pattern: b.pattern.clone(),
+        matcher: b.pattern.as_ref().map(|_| "glob".to_string()),
+        ticket: b.reply.then(|| ticket.to_string()),
+        reply_to: b.reply.then(|| ReplyTo {
+            exchange: REPLY_EXCHANGE.into(),
+            routing_key: oid.to_string(),
+        }),
+    };
+    let mut headers = Map::new();
+    headers.insert("clock".into(), json!(1));
+    let expires = hlbot_proto::time::unix(chrono::Utc::now()) + b.timeout.as_secs_f64();
+    headers.insert("expires".into(), json!(expires));
+    let body = serde_json::to_value(&req).unwrap_or(Value::Null);
+    let mut env = Envelope::new_json(&pyjson::to_vec(&body), headers, "", 0);
+    env.properties.delivery_info.exchange = CONTROL_EXCHANGE.into();
+    env
+}
+
+/// The `{node: reply}` map of a reply carrying our ticket (others belong to other calls).
+fn reply_of(env: &Envelope, ticket: &str) -> Option<Map<String, Value>> {
+    if env.headers.get("ticket").and_then(Value::as_str) != Some(ticket) {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(&env.body_bytes().ok()?).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// [`ControlClient::broadcast`] on RabbitMQ: reply queue first, then the request, then replies
+/// until the timeout passes without one (or every destination answered).
+async fn broadcast_amqp(url: &crate::amqp::AmqpUrl, b: &Broadcast) -> Result<Replies> {
+    use crate::amqp::pidbox::{self, Mailbox};
+    let oid = uuid::Uuid::new_v4().to_string();
+    let ticket = uuid::Uuid::new_v4().to_string();
+    let mut mailbox = Mailbox::caller(url, &oid).await?;
+    let env = request(b, &oid, &ticket);
+    pidbox::publish(&mailbox.replier(), &env)
+        .await
+        .map_err(|e| url.err(e))?;
+    let want = b.destination.as_ref().map(Vec::len).filter(|n| *n > 0);
+    let mut out: Replies = Vec::new();
+    // A cast (no reply wanted) is done once published.
+    while b.reply && want.is_none_or(|n| out.len() < n) {
+        let Ok(next) = tokio::time::timeout(b.timeout, mailbox.next()).await else {
+            break;
+        };
+        let env = match next {
+            Some(Ok(env)) => env,
+            Some(Err(e)) => return Err(url.err(e)),
+            None => break,
+        };
+        if let Some(m) = reply_of(&env, &ticket) {
+            out.extend(m);
+        }
+    }
+    mailbox.close().await;
+    Ok(out)
 }

@@ -144,13 +144,7 @@ fn stats(sh: &Shared) -> Value {
                 sh.opts.time_limit.map_or(0.0, |d| d.as_secs_f64()),
             ],
         },
-        "broker": {
-            "hostname": host, "userid": null, "virtual_host": settings.db().to_string(),
-            "port": port, "insist": false, "ssl": settings.is_tls(), "transport": "redis",
-            "connect_timeout": 4, "transport_options": transport_options(sh),
-            "login_method": null, "uri_prefix": null, "heartbeat": 120.0,
-            "failover_strategy": "round-robin", "alternates": [], "credential_provider": null,
-        },
+        "broker": broker_info(sh, host, port),
         "prefetch_count": sh.prefetch_limit(),
         "rusage": rusage(),
         // hlbot: the result writer's backlog (writes not yet in Redis; fetching pauses while
@@ -163,6 +157,28 @@ fn stats(sh: &Shared) -> Value {
             "retries": w.retries.load(Ordering::SeqCst),
         },
     })
+}
+
+/// kombu's `Connection.info()` of the worker's broker (RabbitMQ when it consumes from one).
+fn broker_info(sh: &Shared, host: String, port: u16) -> Value {
+    let settings = sh.broker.settings();
+    let mut info = json!({
+        "hostname": host, "userid": null, "virtual_host": settings.db().to_string(),
+        "port": port, "insist": false, "ssl": settings.is_tls(), "transport": "redis",
+        "connect_timeout": 4, "transport_options": transport_options(sh),
+        "login_method": null, "uri_prefix": null, "heartbeat": 120.0,
+        "failover_strategy": "round-robin", "alternates": [], "credential_provider": null,
+    });
+    if let Some(a) = &sh.amqp {
+        info["hostname"] = json!(a.url.host());
+        info["port"] = json!(a.url.port());
+        info["virtual_host"] = json!(a.url.vhost());
+        info["ssl"] = json!(a.url.is_tls());
+        info["transport"] = json!("amqp");
+        info["transport_options"] = json!({});
+        info["heartbeat"] = json!(60.0);
+    }
+    info
 }
 
 fn transport_options(sh: &Shared) -> Value {
@@ -204,10 +220,19 @@ fn rusage() -> Value {
     })
 }
 
+/// The broker as shown to operators (password masked): RabbitMQ's URL when the worker
+/// consumes from it, else the Redis one.
+fn broker_url(sh: &Shared) -> String {
+    match &sh.amqp {
+        Some(a) => a.url.redacted(),
+        None => sh.broker.settings().display_url(),
+    }
+}
+
 fn conf(sh: &Shared) -> Value {
     let queues: Vec<Value> = sh.queues().iter().map(|q| queue_dict(q)).collect();
     json!({
-        "broker_url": sh.broker.settings().display_url(),
+        "broker_url": broker_url(sh),
         "result_backend": sh.broker.settings().display_url(),
         "task_queues": queues,
         "worker_concurrency": sh.concurrency.load(Ordering::SeqCst),
@@ -221,10 +246,11 @@ fn conf(sh: &Shared) -> Value {
 fn report(sh: &Shared) -> String {
     format!(
         "\nsoftware -> hlbot:{} (rust) celery-protocol:2\n            platform -> system:Linux\n            \
-         loader -> hlbot\n            settings -> transport:redis results:redis\n\n\
+         loader -> hlbot\n            settings -> transport:{} results:redis\n\n\
          broker_url: '{}'\nresult_backend: '{}'\n",
         env!("CARGO_PKG_VERSION"),
-        sh.broker.settings().display_url(),
+        if sh.amqp.is_some() { "amqp" } else { "redis" },
+        broker_url(sh),
         sh.broker.settings().display_url(),
     )
 }

@@ -1,7 +1,10 @@
-//! The worker's pidbox: binds `<node>.celery.pidbox`, `PSUBSCRIBE`s the broadcast channel,
-//! keeps the requests that select this node (destination / pattern), runs the handler and
-//! replies through the reply exchange's binding table (`LPUSH` with the ticket and clock
-//! headers), like kombu's Mailbox. Does not decide what a command does (`inspect`, `command`).
+//! The worker's pidbox, like kombu's Mailbox: keeps the requests that select this node
+//! (destination / pattern), runs the handler and replies with the ticket and clock headers.
+//! Two transports around the same [`answer`]: on Redis it binds `<node>.celery.pidbox`,
+//! `PSUBSCRIBE`s the broadcast channel and replies through the reply exchange's binding table
+//! (`LPUSH`); on RabbitMQ it consumes its queue on the `celery.pidbox` fanout exchange and
+//! publishes replies to `reply.celery.pidbox` (`amqp/pidbox.rs`). Does not decide what a
+//! command does (`inspect`, `command`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,11 @@ use super::{Answer, command, inspect};
 use crate::redis::Keys;
 use crate::worker::Shared;
 
-/// Answer control broadcasts until `stop`; reconnects with backoff when Redis goes away.
+/// Answer control broadcasts until `stop`; reconnects with backoff when the broker goes away.
 pub async fn serve(sh: Arc<Shared>, stop: CancellationToken) {
+    if let Some(a) = sh.amqp.clone() {
+        return serve_amqp(sh, a.url, stop).await;
+    }
     let keys = sh.broker.keys().clone();
     let member = Keys::binding_member("", &format!("{}.{CONTROL_EXCHANGE}", sh.hostname));
     let binding = keys.binding(CONTROL_EXCHANGE);
@@ -68,30 +74,110 @@ async fn pause(stop: &CancellationToken, backoff: &mut Duration) {
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
 }
 
+/// The mailbox on RabbitMQ: one connection, its exclusive queue, replies on the same channel.
+/// A lost connection is reopened with backoff (100 ms doubling to 5 s); the worker goes on.
+async fn serve_amqp(sh: Arc<Shared>, url: crate::amqp::AmqpUrl, stop: CancellationToken) {
+    use crate::amqp::pidbox::{self, Mailbox};
+    let mut backoff = Duration::from_millis(100);
+    while !stop.is_cancelled() {
+        let opened = tokio::select! {
+            m = Mailbox::worker(&url, &sh.hostname) => m,
+            _ = stop.cancelled() => break,
+        };
+        let mut mailbox = match opened {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("pidbox: {e}; retrying");
+                pause(&stop, &mut backoff).await;
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let chan = mailbox.replier();
+        loop {
+            let msg = tokio::select! {
+                m = mailbox.next() => m,
+                _ = stop.cancelled() => break,
+            };
+            let env = match msg {
+                Some(Ok(env)) => env,
+                Some(Err(e)) => {
+                    tracing::warn!("pidbox: {}; reconnecting", url.err(e));
+                    break;
+                }
+                None => {
+                    tracing::warn!("pidbox: consumer ended; reconnecting");
+                    break;
+                }
+            };
+            let (sh, chan) = (sh.clone(), chan.clone());
+            tokio::spawn(async move {
+                let Some(p) = answer(&sh, &env).await else {
+                    return;
+                };
+                let exchange = p.exchange().to_string();
+                let reply = reply_envelope(&sh, &p, &exchange, &p.to.routing_key);
+                if let Err(e) = pidbox::publish(&chan, &reply).await {
+                    tracing::debug!("pidbox reply failed: {e}");
+                }
+            });
+        }
+        mailbox.close().await;
+        if !stop.is_cancelled() {
+            pause(&stop, &mut backoff).await;
+        }
+    }
+}
+
+/// A reply owed to a caller.
+pub struct Pending {
+    ticket: String,
+    to: ReplyTo,
+    value: Value,
+}
+
+impl Pending {
+    fn exchange(&self) -> &str {
+        if self.to.exchange.is_empty() {
+            REPLY_EXCHANGE
+        } else {
+            self.to.exchange.as_str()
+        }
+    }
+}
+
 /// Decode one broadcast and, if it selects this node, handle and answer it.
 pub async fn handle_raw(sh: &Arc<Shared>, raw: &[u8]) {
     let Ok(env) = Envelope::from_slice(raw) else {
         tracing::debug!("pidbox: undecodable message ignored");
         return;
     };
+    if let Some(p) = answer(sh, &env).await {
+        if let Err(e) = reply(sh, p).await {
+            tracing::debug!("pidbox reply failed: {e}");
+        }
+    }
+}
+
+/// Run a broadcast that selects this node; the reply owed, if the caller asked for one.
+pub async fn answer(sh: &Arc<Shared>, env: &Envelope) -> Option<Pending> {
     if let Some(c) = env.headers.get("clock").and_then(clock_of) {
         sh.events.clock.adjust(c);
     }
-    let Ok(body) = env.body_bytes() else { return };
+    let body = env.body_bytes().ok()?;
     let Ok(req) = serde_json::from_slice::<ControlRequest>(&body) else {
         tracing::debug!("pidbox: not a control request");
-        return;
+        return None;
     };
     if !req.selects(&sh.hostname) {
-        return;
+        return None;
     }
     sh.events.clock.forward();
     tracing::debug!(method = %req.method, "pidbox request");
     let answer = dispatch(sh, &req.method, &req.arguments).await;
-    if let (Answer::Reply(v), Some(ticket), Some(to)) = (answer, &req.ticket, &req.reply_to) {
-        if let Err(e) = reply(sh, ticket, to, v).await {
-            tracing::debug!("pidbox reply failed: {e}");
-        }
+    match (answer, req.ticket, req.reply_to) {
+        (Answer::Reply(value), Some(ticket), Some(to)) => Some(Pending { ticket, to, value }),
+        _ => None,
     }
 }
 
@@ -111,28 +197,32 @@ pub async fn dispatch(sh: &Arc<Shared>, method: &str, args: &Map<String, Value>)
     super::error(format!("KeyError('{method}')"))
 }
 
-/// Reply the way kombu does: look the caller's oid up in the reply exchange's binding table and
-/// push to the queue found there; nothing is pushed when the caller has gone (no orphan lists).
-async fn reply(sh: &Shared, ticket: &str, to: &ReplyTo, value: Value) -> crate::Result<()> {
-    let exchange = if to.exchange.is_empty() {
-        REPLY_EXCHANGE
-    } else {
-        to.exchange.as_str()
-    };
-    let Some(queue) = sh.broker.lookup(exchange, &to.routing_key).await? else {
+/// Reply the way kombu does on Redis: look the caller's oid up in the reply exchange's binding
+/// table and push to the queue found there; nothing is pushed when the caller has gone (no
+/// orphan lists).
+async fn reply(sh: &Shared, p: Pending) -> crate::Result<()> {
+    let exchange = p.exchange();
+    let Some(queue) = sh.broker.lookup(exchange, &p.to.routing_key).await? else {
         return Ok(());
     };
-    let mut body = Map::new();
-    body.insert(sh.hostname.clone(), value);
-    let mut headers = Map::new();
-    headers.insert("ticket".into(), json!(ticket));
-    headers.insert("clock".into(), json!(sh.events.clock.forward()));
-    let mut env = Envelope::new_json(&pyjson::to_vec(&Value::Object(body)), headers, &queue, 0);
-    env.properties.delivery_mode = 1;
-    env.properties.delivery_info.exchange = exchange.into();
-    env.properties.delivery_info.routing_key = to.routing_key.clone();
+    let env = reply_envelope(sh, &p, exchange, &queue);
     let mut c = sh.broker.conn();
     c.lpush::<_, _, ()>(sh.broker.keys().queue_step(&queue, 0), env.to_vec())
         .await
         .map_err(|e| sh.broker.settings().err(e))
+}
+
+/// The reply message: body `{node: value}`, headers `ticket` + `clock`, transient, addressed to
+/// the reply exchange with the caller's oid (`queue` is what kombu records as the Redis list).
+fn reply_envelope(sh: &Shared, p: &Pending, exchange: &str, queue: &str) -> Envelope {
+    let mut body = Map::new();
+    body.insert(sh.hostname.clone(), p.value.clone());
+    let mut headers = Map::new();
+    headers.insert("ticket".into(), json!(p.ticket));
+    headers.insert("clock".into(), json!(sh.events.clock.forward()));
+    let mut env = Envelope::new_json(&pyjson::to_vec(&Value::Object(body)), headers, queue, 0);
+    env.properties.delivery_mode = 1;
+    env.properties.delivery_info.exchange = exchange.into();
+    env.properties.delivery_info.routing_key = p.to.routing_key.clone();
+    env
 }

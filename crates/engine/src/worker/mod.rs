@@ -37,7 +37,7 @@ use crate::backend::Backend;
 use crate::broker::Broker;
 use crate::client::Client;
 use crate::error::Result;
-use crate::events::{Clock, Events};
+use crate::events::{Clock, EventTransport, Events};
 use crate::fetch;
 use crate::registry::Registry;
 use crate::task::Services;
@@ -147,13 +147,12 @@ impl Worker {
             sink.clone(),
         );
         let clock = Arc::new(Clock::default());
-        let events = Events::spawn(
-            broker.conn(),
-            broker.keys().clone(),
-            &opts.node_name,
-            opts.task_events,
-            clock,
-        );
+        // Events go where Celery's would: the broker (RabbitMQ's `celeryev` or Redis channels).
+        let transport = match &amqp {
+            Some(a) => EventTransport::Amqp(a.url.clone()),
+            None => EventTransport::Redis(broker.conn(), broker.keys().clone()),
+        };
+        let events = Events::spawn(transport, &opts.node_name, opts.task_events, clock);
         let children = opts.child.clone().map(|c| Arc::new(ChildPool::new(c)));
         let revocations = crate::revoke::Revocations::new(
             broker.settings(),
