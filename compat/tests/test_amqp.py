@@ -511,3 +511,50 @@ def test_worker_metrics_on_amqp_count_its_tasks(amqp_app, amqp_worker):
             return resp.read().decode()
 
     poll(lambda: want in metrics(), f'{want!r} in /metrics')
+
+
+def test_retries_limits_rate_limit_and_history_on_amqp(hlbot_bin, amqp_url, amqp_app,
+                                                        amqp_worker, prefix, tmp_path):
+    """What sits above the transport works on RabbitMQ as on Redis: a task retried twice (each
+    retry republished to RabbitMQ with a confirm) succeeds on its third attempt; a hard time
+    limit ends a sleeping task with TimeLimitExceeded and the worker serves on; a remote
+    ``rate_limit`` sent over the AMQP pidbox paces the next tasks; the task history (the
+    store) holds every run, read back with ``hlbot history``."""
+    app = amqp_app()
+    data = tmp_path / 'data'
+    amqp_worker('--data-dir', str(data), worker=('-Q', 'default', '-c', '2'))
+    node = amqp_node(app)
+
+    key = f'{prefix}flaky-{uuid.uuid4().hex[:8]}'
+    flaky = app.send_task('hlbot.debug.flaky', args=[2, key], queue='default')
+    assert flaky.get(timeout=60) == {'attempts': 3, 'key': key}
+
+    slow = app.send_task('hlbot.debug.sleep', args=[30], queue='default', time_limit=1)
+    started = time.monotonic()
+    with pytest.raises(Exception) as e:
+        slow.get(timeout=30)
+    assert time.monotonic() - started < 15, 'the hard limit did not end the task'
+    assert type(e.value).__name__ == 'TimeLimitExceeded', repr(e.value)
+    assert slow.state == 'FAILURE'
+
+    replies = app.control.rate_limit('hlbot.debug.echo', '2/s', destination=[node], reply=True,
+                                     timeout=5)
+    assert replies and 'ok' in replies[0][node], replies
+    t0 = time.monotonic()
+    paced = [app.send_task('hlbot.debug.echo', args=[i], queue='default') for i in range(5)]
+    for i, r in enumerate(paced):
+        assert r.get(timeout=30) == {'args': [i], 'kwargs': {}}
+    # A 2/s bucket lets the first task through at once and the other four at 0.5 s steps.
+    assert time.monotonic() - t0 >= 1.5, 'rate_limit 2/s did not pace five tasks'
+
+    ids = [flaky.id, slow.id, *(r.id for r in paced)]
+    deadline = time.monotonic() + 20
+    while True:
+        p = hlbot_amqp(hlbot_bin, amqp_url, prefix, '--data-dir', str(data), 'history', '-j',
+                       '-n', '100')
+        missing = [i for i in ids if i not in p.stdout]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert not missing, f'runs missing from the history: {missing}\n{p.stdout[-2000:]}'
+    assert 'FAILURE' in p.stdout and 'SUCCESS' in p.stdout
