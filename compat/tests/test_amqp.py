@@ -558,3 +558,49 @@ def test_retries_limits_rate_limit_and_history_on_amqp(hlbot_bin, amqp_url, amqp
         time.sleep(0.3)
     assert not missing, f'runs missing from the history: {missing}\n{p.stdout[-2000:]}'
     assert 'FAILURE' in p.stdout and 'SUCCESS' in p.stdout
+
+
+def test_dashboard_on_amqp_sees_worker_and_task(hlbot_bin, amqp_url, amqp_app, amqp_worker,
+                                                 prefix):
+    """``hlbot dashboard --broker amqp://…`` reads events from ``celeryev`` and asks workers over
+    the AMQP pidbox: the worker starts without ``-E`` and sends task events once the dashboard's
+    ``enable_events`` cast reaches it; the workers API lists it, the tasks API a task's SUCCESS,
+    ``/metrics`` its task-succeeded event."""
+    import urllib.request
+    from compat.tests.test_flower import free_port, poll
+    app = amqp_app()
+    amqp_worker(worker=('-Q', 'default', '-c', '1'))
+    node = amqp_node(app)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in _HLBOT_ENV}
+    log = tempfile.TemporaryFile()
+    dash = subprocess.Popen(
+        [str(hlbot_bin.binary), '--broker', amqp_url, '--result-backend', REDIS_URL,
+         '--key-prefix', prefix, 'dashboard', '--port', str(port)],
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(f'http://127.0.0.1:{port}{path}', timeout=5) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ''
+
+    try:
+        poll(lambda: get('/healthz') == 'ok\n', 'the dashboard answering')
+        r = app.send_task('hlbot.debug.echo', args=['dash'], queue='default')
+        assert r.get(timeout=15) == {'args': ['dash'], 'kwargs': {}}
+        poll(lambda: node in get('/api/workers'), f'{node} in /api/workers')
+        poll(lambda: r.id in get('/api/tasks') and 'SUCCESS' in get('/api/tasks'),
+             f'task {r.id} SUCCESS in /api/tasks')
+        # Counted from the task-succeeded event the worker published on celeryev.
+        want = f'celery_task_succeeded_total{{name="hlbot.debug.echo",hostname="{node}"}} 1'
+        poll(lambda: want in get('/metrics'), f'{want!r} in the dashboard\'s /metrics')
+    finally:
+        dash.terminate()
+        dash.wait(10)
+        log.seek(0)
+        out = log.read().decode(errors='replace')
+        print(out)
+        assert 'guest:guest' not in out, 'the broker password was printed'
