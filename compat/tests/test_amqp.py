@@ -604,3 +604,56 @@ def test_dashboard_on_amqp_sees_worker_and_task(hlbot_bin, amqp_url, amqp_app, a
         out = log.read().decode(errors='replace')
         print(out)
         assert 'guest:guest' not in out, 'the broker password was printed'
+
+
+def test_add_cancel_consumer_and_pool_resize_on_amqp(amqp_app, amqp_worker, vhost):
+    """Remote control of what an hlbot worker consumes reaches its RabbitMQ channel:
+    ``add_consumer`` declares the queue Celery's way and consumes it, ``cancel_consumer`` sends
+    ``basic.cancel`` (a task sent there then waits in the queue), and ``pool_grow`` raises the
+    channel's ``basic.qos`` prefetch to the new concurrency × multiplier."""
+    app = amqp_app()
+    amqp_worker(worker=('-Q', 'default', '-c', '2', '--prefetch-multiplier', '2'))
+    node = amqp_node(app)
+
+    def prefetches():
+        out = rabbitmqctl('list_channels', '--no-table-headers', 'vhost',
+                          'global_prefetch_count', 'consumer_count')
+        chans = [line.split('\t') for line in out.splitlines() if line.startswith(vhost + '\t')]
+        return [c[1] for c in chans if c[2] != '0' and c[1] != '0']
+
+    def consumers(queue):
+        return [r for r in table(vhost, 'consumers', 'queue_name', 'consumer_tag')
+                if r['queue_name'] == queue]
+
+    r = app.control.add_consumer('extra', destination=[node], reply=True, timeout=5)
+    assert r and 'ok' in r[0][node], r
+    deadline = time.monotonic() + 10
+    while not consumers('extra') and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert consumers('extra'), 'add_consumer did not start consuming on RabbitMQ'
+    q = queue_row(vhost, 'extra', 'durable', 'auto_delete', 'arguments')
+    assert (q['durable'], q['auto_delete'], q['arguments']) == ('true', 'false', '[]')
+    res = app.send_task('hlbot.debug.echo', args=['x'], queue='extra')
+    assert res.get(timeout=15) == {'args': ['x'], 'kwargs': {}}
+
+    r = app.control.cancel_consumer('extra', destination=[node], reply=True, timeout=5)
+    assert r and 'ok' in r[0][node], r
+    deadline = time.monotonic() + 10
+    while consumers('extra') and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not consumers('extra'), 'cancel_consumer left the AMQP consumer in place'
+    waiting = app.send_task('hlbot.debug.echo', args=['y'], queue='extra')
+    time.sleep(1.5)
+    assert not waiting.ready(), 'a task of a cancelled queue ran'
+    assert queue_row(vhost, 'extra', 'messages_ready')['messages_ready'] == '1'
+    # Still consuming its other queue.
+    assert app.send_task('hlbot.debug.echo', args=['z'], queue='default').get(timeout=15) == {
+        'args': ['z'], 'kwargs': {}}
+
+    assert prefetches() == ['4'], prefetches()
+    r = app.control.pool_grow(2, destination=[node], reply=True, timeout=5)
+    assert r and 'ok' in r[0][node], r
+    deadline = time.monotonic() + 10
+    while prefetches() != ['8'] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert prefetches() == ['8'], f'prefetch after pool_grow 2 on -c 2 -m 2: {prefetches()}'

@@ -69,8 +69,12 @@ pub struct Session {
     conn: Connection,
     chan: Channel,
     id: u64,
-    tags: Vec<String>,
+    /// (queue, consumer tag) of every `basic.consume` still wanted.
+    consumers: Vec<(String, String)>,
     streams: SelectAll<Stream>,
+    layout: Layout,
+    prefetch: u16,
+    name: String,
 }
 
 impl Session {
@@ -99,35 +103,90 @@ impl Session {
             .map_err(|e| url.err(e))?;
         let id = ackers.sessions.fetch_add(1, Ordering::SeqCst) + 1;
         ackers.forget_before(id);
-        let mut streams = SelectAll::new();
-        let mut tags = Vec::new();
-        for q in queues {
-            let tag = format!("{name}.{id}.{q}");
-            let c = chan
-                .basic_consume(
-                    q.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| url.err(format!("consuming from {q}: {e}")))?;
-            let queue = q.clone();
-            let s: Stream = c.map(move |d| (queue.clone(), d)).boxed();
-            streams.push(s);
-            tags.push(tag);
-        }
-        Ok(Self {
+        let mut s = Self {
             conn,
             chan,
             id,
-            tags,
-            streams,
-        })
+            consumers: Vec::new(),
+            streams: SelectAll::new(),
+            layout,
+            prefetch,
+            name: name.to_string(),
+        };
+        for q in queues {
+            s.consume(q)
+                .await
+                .map_err(|e| url.err(format!("consuming from {q}: {e}")))?;
+        }
+        Ok(s)
+    }
+
+    async fn consume(&mut self, q: &str) -> lapin::Result<()> {
+        let tag = format!("{}.{}.{q}", self.name, self.id);
+        let c = self
+            .chan
+            .basic_consume(
+                q.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = q.to_string();
+        let s: Stream = c.map(move |d| (queue.clone(), d)).boxed();
+        self.streams.push(s);
+        self.consumers.push((q.to_string(), tag));
+        Ok(())
+    }
+
+    /// Follow remote control on the open channel: consume queues newly in `queues` (declared
+    /// first, `add_consumer`), `basic.cancel` those no longer in it (`cancel_consumer`), and
+    /// set a changed prefetch (`pool_grow`/`pool_shrink`/`autoscale` change c × m).
+    pub async fn update(&mut self, queues: &[String], prefetch: u16) -> lapin::Result<()> {
+        for q in queues {
+            if !self.consumers.iter().any(|(c, _)| c == q) {
+                super::declare(&self.chan, &self.layout.declaration(q)).await?;
+                self.consume(q).await?;
+            }
+        }
+        let gone: Vec<(String, String)> = self
+            .consumers
+            .iter()
+            .filter(|(q, _)| !queues.contains(q))
+            .cloned()
+            .collect();
+        for (q, tag) in gone {
+            self.consumers.retain(|(c, _)| c != &q);
+            self.chan
+                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                .await?;
+        }
+        if prefetch != self.prefetch {
+            let global = self.layout.queue_type == QueueType::Classic;
+            self.chan
+                .basic_qos(prefetch, BasicQosOptions { global })
+                .await?;
+            self.prefetch = prefetch;
+        }
+        Ok(())
+    }
+
+    /// Whether the session consumes `queues` with `prefetch` (else [`update`](Self::update)).
+    pub fn follows(&self, queues: &[String], prefetch: u16) -> bool {
+        prefetch == self.prefetch
+            && queues.len() == self.consumers.len()
+            && queues
+                .iter()
+                .all(|q| self.consumers.iter().any(|(c, _)| c == q))
     }
 
     /// The next delivery as the worker's [`Delivery`]; None or an error: the session is over.
     pub async fn next(&mut self, ackers: &Ackers) -> Option<lapin::Result<Delivery>> {
+        // Consuming nothing (every queue cancelled by remote control) is not a lost session:
+        // wait for an `add_consumer` (the caller selects on its own timer too).
+        if self.consumers.is_empty() {
+            return std::future::pending().await;
+        }
         let (queue, d) = self.streams.next().await?;
         let d = match d {
             Ok(d) => d,
@@ -157,7 +216,7 @@ impl Session {
 
     /// Stop deliveries (`basic.cancel` per queue); the channel stays open for the acks to come.
     pub async fn cancel(&mut self) {
-        for t in &self.tags {
+        for (_, t) in std::mem::take(&mut self.consumers) {
             let _ = self
                 .chan
                 .basic_cancel(t.as_str().into(), BasicCancelOptions::default())

@@ -170,8 +170,23 @@ async fn run_amqp(
             sh.reconnected.notify_waiters();
         }
         backoff = Duration::from_millis(100);
+        // Remote control changes the queues (`add_consumer`/`cancel_consumer`) and the pool
+        // (c × m): looked at a few times a second, applied on the open channel.
+        let mut follow = tokio::time::interval(Duration::from_millis(200));
+        follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = follow.tick() => {
+                    let queues = sh.queues();
+                    let prefetch = u16::try_from(sh.prefetch_limit()).unwrap_or(u16::MAX);
+                    if !session.follows(&queues, prefetch)
+                        && let Err(e) = session.update(&queues, prefetch).await
+                    {
+                        tracing::warn!("consumer: {}; reconnecting", amqp.url.err(e));
+                        down = true;
+                        break;
+                    }
+                }
                 d = session.next(&amqp.ackers) => match d {
                     Some(Ok(d)) => dispatch(&sh, d, &ready, &stop),
                     Some(Err(e)) => {
