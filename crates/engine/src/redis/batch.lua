@@ -1,7 +1,7 @@
 -- batch.lua — the worker writer's one call per batch: acks, claims, result stores, republishes,
 -- requeues, dead letters and counters, applied all together or not at all.
 --
--- All or nothing: the first write is the batch marker (`redis.call`, so an error propagates). A
+-- All or nothing: the first write is the batch marker (an error propagates, see below). A
 -- server that refuses writes (OOM under noeviction, READONLY replica, MISCONF, LOADING) refuses
 -- that first write of a script, so nothing of the batch is written and the writer retries it
 -- whole. Later ops use `pcall`: a key of the wrong type fails that op alone (reported) instead of
@@ -23,7 +23,15 @@
 -- are strings (per-op errors), each `done` an array {op, entry...} for a chord this batch
 -- completed (op = the writer's index of the chord op). The dones of a completing batch are kept
 -- at ARGV[10], so a retry whose first reply was lost still learns them.
-if redis.call('GET', ARGV[1]) == ARGV[2] then
+-- The marker is checked and set in one `SET … GET` (Redis >= 6.2); on any error (an older server's
+-- syntax error, or a refused write) it falls back to GET then SET, whose SET fails the script
+-- when writes are refused, exactly as before.
+local prev = redis.pcall('SET', ARGV[1], ARGV[2], 'EX', 86400, 'GET')
+if type(prev) == 'table' and prev.err then
+  prev = redis.call('GET', ARGV[1])
+  if prev ~= ARGV[2] then redis.call('SET', ARGV[1], ARGV[2], 'EX', 86400) end
+end
+if prev == ARGV[2] then
   local saved = redis.call('GET', ARGV[10])
   if saved then
     local ok, d = pcall(cjson.decode, saved)
@@ -35,7 +43,6 @@ if redis.call('GET', ARGV[1]) == ARGV[2] then
   end
   return {0}
 end
-redis.call('SET', ARGV[1], ARGV[2], 'EX', 86400)
 
 local ttl = tonumber(ARGV[3])
 local unacked, index, now = ARGV[4], ARGV[5], ARGV[6]

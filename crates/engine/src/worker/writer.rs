@@ -538,8 +538,10 @@ async fn apply(
     Ok((errs, done))
 }
 
-/// Which stores of a batch are written: a STARTED followed by a later state of the same task in
-/// the batch is skipped (it would be overwritten in the same step).
+/// Which stores of a batch are written: a store followed by a later store of the same task in the
+/// batch is skipped (STARTED, PROGRESS, RETRY, FAILURE then another state: the later one is what
+/// the atomic batch leaves anyway, and its SETEX and PUBLISH are saved). A SUCCESS is always kept:
+/// `batch.lua` never writes over it, so a later store of the same task must still meet it.
 struct Plan {
     keep: Vec<bool>,
 }
@@ -550,7 +552,7 @@ impl Plan {
         let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (i, op) in batch.iter().enumerate().rev() {
             if let Op::Store(m) = op {
-                if m.status == hlbot_proto::State::Started && later.contains(m.task_id.as_str()) {
+                if m.status != hlbot_proto::State::Success && later.contains(m.task_id.as_str()) {
                     keep[i] = false;
                 }
                 later.insert(m.task_id.as_str());
@@ -572,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn plan_drops_only_superseded_started() {
+    fn plan_drops_superseded_stores_but_never_a_success() {
         let batch = vec![
             store("a", State::Started),
             Op::Ack("t-a".into()),
@@ -581,9 +583,21 @@ mod tests {
             Op::Ack("t-b".into()),
             store("c", State::Custom("PROGRESS".into())),
             store("c", State::Started),
+            store("d", State::Success),
+            store("d", State::Failure),
+            store("e", State::Retry),
+            store("e", State::Started),
+            store("e", State::Failure),
         ];
         let plan = Plan::of(&batch);
-        // a's STARTED is overwritten in the same batch; b is still running; c's last is STARTED.
-        assert_eq!(plan.keep, vec![false, true, true, true, true, true, true]);
+        // a's STARTED is overwritten in the same batch; b is still running; c's PROGRESS is
+        // overwritten by its STARTED; d's SUCCESS stays (batch.lua then skips the FAILURE over
+        // it); e's RETRY and STARTED are overwritten by its FAILURE.
+        assert_eq!(
+            plan.keep,
+            vec![
+                false, true, true, true, true, false, true, true, true, false, false, true
+            ]
+        );
     }
 }

@@ -307,3 +307,157 @@ async fn prefetch_bound_holds_in_redis_while_fast_tasks_stream() {
         );
     }
 }
+
+/// `INFO commandstats` of a private server as command → calls (commands inside scripts count).
+async fn calls(
+    c: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .expect("info");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let n = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), n))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_writer_batch_writes_only_the_last_store_of_each_task_and_keeps_a_success() {
+    use hlbot_engine::worker::writer::{Op, Writer};
+    use hlbot_engine::{Backend, Broker, BrokerOptions};
+    use hlbot_proto::ResultMeta;
+    // A private server: its INFO commandstats count only this test's commands.
+    let Some(r) = crate::fixture::PrivateRedis::start_with(&["--appendonly", "no"]) else {
+        return;
+    };
+    let s = r.settings("rc");
+    let broker = Broker::connect(&s, BrokerOptions::default())
+        .await
+        .expect("broker");
+    let backend = Backend::connect(&s, Some(Duration::from_secs(60)))
+        .await
+        .expect("backend");
+    let (a, b, c) = ("ta", "tb", "tc");
+    let mut ps = s.pubsub().await.expect("pubsub");
+    for id in [a, b, c] {
+        ps.subscribe(backend.keys().result(id))
+            .await
+            .expect("subscribe");
+    }
+    let mut conn = redis::Client::open(r.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("resetstat");
+    let (writer, _h) = Writer::spawn(
+        s.clone(),
+        broker.conn(),
+        Some(Duration::from_secs(60)),
+        None,
+    );
+    let now = chrono::Utc::now();
+    let meta = |id: &str, st: State| Op::Store(ResultMeta::new(id, st, json!(id), now));
+    // One send is one batch: a runs STARTED → PROGRESS → SUCCESS, b is still running, c has a
+    // SUCCESS then a (duplicate delivery's) FAILURE.
+    writer.send_all(vec![
+        meta(a, State::Started),
+        meta(a, State::Custom("PROGRESS".into())),
+        meta(b, State::Started),
+        meta(a, State::Success),
+        meta(c, State::Success),
+        meta(c, State::Failure),
+    ]);
+    writer.flush().await;
+    let got = calls(&mut conn).await;
+    let n = |k: &str| got.get(k).copied().unwrap_or(0);
+    assert_eq!(
+        (n("setex"), n("publish")),
+        (3, 3),
+        "one store per task: {got:?}"
+    );
+    // One batch (its first EVALSHA may be refused with NOSCRIPT and repeated after a load), its
+    // exactly-once marker checked and set by one SET … GET.
+    assert_eq!((n("set"), n("get")), (1, 0), "{got:?}");
+    for (id, want) in [
+        (a, State::Success),
+        (b, State::Started),
+        (c, State::Success),
+    ] {
+        let m = backend.get(id).await.expect("get").expect("stored");
+        assert_eq!(m.status, want, "{id}");
+    }
+    // What subscribers saw: one message per task, its lasting state.
+    let mut seen = std::collections::HashMap::new();
+    let mut stream = ps.on_message();
+    while let Ok(Some(msg)) = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures::StreamExt::next(&mut stream),
+    )
+    .await
+    {
+        let m: Value = serde_json::from_slice(msg.get_payload_bytes()).expect("json");
+        seen.entry(msg.get_channel_name().to_string())
+            .or_insert_with(Vec::new)
+            .push(m["status"].as_str().unwrap_or("").to_string());
+    }
+    let want = |id: &str, st: &str| (backend.keys().result(id), vec![st.to_string()]);
+    assert_eq!(
+        seen,
+        [want(a, "SUCCESS"), want(b, "STARTED"), want(c, "SUCCESS")]
+            .into_iter()
+            .collect(),
+    );
+}
+
+#[tokio::test]
+async fn a_batch_replayed_with_its_number_applies_nothing_twice() {
+    use hlbot_engine::redis::scripts::BATCH;
+    let t = TestRedis::new();
+    let mut c = t.conn().await;
+    let marker = t.key("writer-marker");
+    let counter = t.key("counter");
+    let run = |seq: u64| {
+        let mut inv = BATCH.prepare_invoke();
+        inv.arg(&marker)
+            .arg(seq)
+            .arg(60)
+            .arg(t.key("unacked"))
+            .arg(t.key("unacked_index"))
+            .arg(0)
+            .arg(t.key("dead"))
+            .arg(10)
+            .arg(t.key("trimmed"))
+            .arg(t.key("chords"))
+            .arg("incr")
+            .arg(&counter);
+        inv
+    };
+    for (seq, applied, want) in [(1, 1, 1), (1, 0, 1), (2, 1, 2), (2, 0, 2), (3, 1, 3)] {
+        let reply: Vec<redis::Value> = run(seq).invoke_async(&mut c).await.expect("batch");
+        assert_eq!(
+            reply.first(),
+            Some(&redis::Value::Int(applied)),
+            "batch {seq}"
+        );
+        let n: i64 = c.get(&counter).await.expect("get");
+        assert_eq!(n, want, "batch {seq}");
+    }
+    let ttl: i64 = c.ttl(&marker).await.expect("ttl");
+    assert!((86000..=86400).contains(&ttl), "marker ttl {ttl}");
+    let _: () = c.del(&[&marker, &counter]).await.expect("del");
+}
