@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hlbot_proto::Envelope;
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer, ExchangeKind};
 
@@ -130,25 +128,7 @@ impl EventReceiver {
         )
         .await
         .map_err(|e| url.err(e))?;
-        chan.queue_bind(
-            queue.as_str().into(),
-            EVENT_EXCHANGE.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| url.err(e))?;
-        let consumer = chan
-            .basic_consume(
-                queue.as_str().into(),
-                queue.as_str().into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let consumer = super::bind_and_consume_no_ack(&chan, &queue, EVENT_EXCHANGE, "#", &queue)
             .await
             .map_err(|e| url.err(e))?;
         Ok(Self {

@@ -14,9 +14,11 @@ pub mod sink;
 
 use std::sync::Arc;
 
-use lapin::Channel;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
+use lapin::{Channel, Consumer};
 
 pub use conn::{AmqpUrl, is_amqp};
 pub use consume::{Ackers, Session, is_amqp_tag};
@@ -93,6 +95,35 @@ pub async fn declare(chan: &Channel, d: &layout::QueueDecl) -> lapin::Result<()>
         d.exchange.as_str().into(),
         d.routing_key.as_str().into(),
         QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// Bind `queue` to `exchange` by `routing_key` and consume it without acks, as kombu's pidbox and
+/// event consumers do (`no_ack=True`).
+pub(crate) async fn bind_and_consume_no_ack(
+    chan: &Channel,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+    consumer_tag: &str,
+) -> lapin::Result<Consumer> {
+    chan.queue_bind(
+        queue.into(),
+        exchange.into(),
+        routing_key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    chan.basic_consume(
+        queue.into(),
+        consumer_tag.into(),
+        BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
         FieldTable::default(),
     )
     .await

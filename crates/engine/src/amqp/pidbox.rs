@@ -17,10 +17,7 @@
 use futures::StreamExt;
 use hlbot_proto::Envelope;
 use hlbot_proto::control::{CONTROL_EXCHANGE, REPLY_EXCHANGE};
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer, ExchangeKind};
 
@@ -115,25 +112,8 @@ impl Mailbox {
         )
         .await
         .map_err(|e| url.err(format!("declaring {queue}: {e}")))?;
-        chan.queue_bind(
-            queue.into(),
-            exchange.into(),
-            routing_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| url.err(e))?;
-        let consumer = chan
-            .basic_consume(
-                queue.into(),
-                format!("{queue}.consumer").as_str().into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let tag = format!("{queue}.consumer");
+        let consumer = super::bind_and_consume_no_ack(&chan, queue, exchange, routing_key, &tag)
             .await
             .map_err(|e| url.err(e))?;
         Ok(Self {

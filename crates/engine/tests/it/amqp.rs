@@ -310,15 +310,7 @@ async fn unconfirmed_publish_at_exit_is_spilled_and_sent_by_the_next_start() {
         .await
         .expect("send");
     // Cut RabbitMQ off once the task runs.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = direct.backend().get(&h.id).await.expect("redis");
-        if m.is_some_and(|m| m.status == hlbot_proto::State::Started) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "task never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_started(&direct, &h.id).await;
     gate.cut();
     assert_eq!(
         h.get(Duration::from_secs(10)).await.expect("result"),
@@ -380,15 +372,7 @@ async fn redelivery_during_the_first_run_is_not_run_again() {
         .send_task("hlbot.debug.sleep", vec![json!(1.5)], Map::new(), so)
         .await
         .expect("send");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = client.backend().get(&h.id).await.expect("redis");
-        if m.is_some_and(|m| m.status == hlbot_proto::State::Started) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "task never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_started(&client, &h.id).await;
     gate.cut();
     tokio::time::sleep(Duration::from_millis(50)).await;
     gate.open();
@@ -789,4 +773,17 @@ async fn pidbox_and_events_reconnect_after_their_connections_are_closed() {
         json!({"args": [1], "kwargs": {}})
     );
     w.stop().await;
+}
+
+/// Wait until the result backend holds STARTED for `id` (the task runs now).
+async fn wait_started(client: &Client, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = client.backend().get(id).await.expect("redis");
+        if m.is_some_and(|m| m.status == hlbot_proto::State::Started) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "task never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
