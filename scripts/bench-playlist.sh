@@ -12,4 +12,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=/dev/null
 source scripts/env.sh
-exec cargo test -q -p hlbot-cli --test playlist -- --ignored --nocapture --exact playlist_bench
+# The workspace's test feature set (scripts/test.sh), so a tree the tests built is reused as is.
+exec cargo test -q --workspace --features hlbot-youtube/whisper --test playlist -- --ignored \
+  --nocapture --exact playlist_bench
