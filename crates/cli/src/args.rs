@@ -26,7 +26,8 @@ pub struct Cli {
 pub struct Global {
     /// Broker URL (redis://[user:password@]host[:port][/db], rediss:// for TLS,
     /// sentinel://[:password@]host:26379;sentinel://host2:26379/db with --sentinel-master, or
-    /// RabbitMQ: amqp://user:password@host:5672/vhost, amqps:// for TLS).
+    /// RabbitMQ: amqp://user:password@host:5672/vhost, amqps:// for TLS, a cluster's nodes as
+    /// amqp://node1/vhost;amqp://node2/vhost).
     #[arg(short = 'b', long, global = true, env = "REDIS_URL")]
     pub broker: Option<String>,
     /// Result backend URL (default: the broker URL; with an amqp:// broker, a Redis URL, default

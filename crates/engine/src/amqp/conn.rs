@@ -1,7 +1,11 @@
-//! AMQP broker URLs (`amqp://user:pass@host:5672/vhost`, `amqps://…`) parsed the way kombu reads
-//! them, shown with the password redacted, and connections opened with capped backoff. Owns no
-//! channel or queue: `consume.rs` and `publish.rs` open their own channels on a connection.
+//! AMQP broker URLs (`amqp://user:pass@host:5672/vhost`, `amqps://…`, and kombu's failover list
+//! `amqp://node1;amqp://node2`) parsed the way kombu reads them, shown with the password
+//! redacted, and connections opened with capped backoff — to the next node of the list when one
+//! is unreachable (kombu's round-robin failover). Owns no channel or queue: `consume.rs` and
+//! `publish.rs` open their own channels on a connection.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
@@ -16,16 +20,49 @@ pub fn is_amqp(url: &str) -> bool {
     l.starts_with("amqp://") || l.starts_with("amqps://") || l.starts_with("pyamqp://")
 }
 
-/// A parsed broker URL. `Display`/`Debug` never show the password.
-#[derive(Clone, PartialEq)]
+/// A parsed broker URL: one node, or several separated by `;` (a cluster's nodes, tried in turn
+/// as kombu's failover does). `Display`/`Debug` never show the password.
+#[derive(Clone)]
 pub struct AmqpUrl {
+    /// The node in use (connections go here first).
     uri: AMQPUri,
+    /// Every node of the list, in the order given; `uri` is one of them.
+    nodes: Arc<Vec<AMQPUri>>,
+    /// Index into `nodes` of the node the next connection tries first, shared by every clone.
+    current: Arc<AtomicUsize>,
+}
+
+impl PartialEq for AmqpUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes
+    }
 }
 
 impl AmqpUrl {
     /// kombu's reading: user/password default to `guest`, port to 5672 (5671 for `amqps`), an
-    /// empty path or `/` to the vhost `/`; `%2f` and other escapes are decoded.
+    /// empty path or `/` to the vhost `/`; `%2f` and other escapes are decoded. `a;b;c` is a
+    /// failover list (kombu's `broker_url = "amqp://h1;amqp://h2"`), every node an AMQP URL.
     pub fn parse(s: &str) -> Result<Self> {
+        let parts: Vec<&str> = s
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.is_empty() {
+            return Err(Error::Config("broker URL is empty".into()));
+        }
+        let nodes = parts
+            .iter()
+            .map(|p| Self::parse_one(p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            uri: nodes[0].clone(),
+            nodes: Arc::new(nodes),
+            current: Arc::default(),
+        })
+    }
+
+    fn parse_one(s: &str) -> Result<AMQPUri> {
         let bad = |why: &str| Error::Config(format!("broker URL {}: {why}", redact(s)));
         let u = url::Url::parse(s.trim()).map_err(|e| bad(&e.to_string()))?;
         let tls = match u.scheme() {
@@ -65,22 +102,25 @@ impl AmqpUrl {
                 query.heartbeat = v.parse().ok();
             }
         }
-        Ok(Self {
-            uri: AMQPUri {
-                scheme: if tls {
-                    AMQPScheme::AMQPS
-                } else {
-                    AMQPScheme::AMQP
-                },
-                authority: AMQPAuthority {
-                    userinfo: AMQPUserInfo { username, password },
-                    host,
-                    port: u.port().unwrap_or(if tls { 5671 } else { 5672 }),
-                },
-                vhost,
-                query,
+        Ok(AMQPUri {
+            scheme: if tls {
+                AMQPScheme::AMQPS
+            } else {
+                AMQPScheme::AMQP
             },
+            authority: AMQPAuthority {
+                userinfo: AMQPUserInfo { username, password },
+                host,
+                port: u.port().unwrap_or(if tls { 5671 } else { 5672 }),
+            },
+            vhost,
+            query,
         })
+    }
+
+    /// How many nodes the URL lists (more than one: failover).
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
     }
 
     pub fn vhost(&self) -> &str {
@@ -100,20 +140,14 @@ impl AmqpUrl {
         self.uri.scheme == AMQPScheme::AMQPS
     }
 
-    /// The URL with the password shown as `***` (logs, banners, errors).
+    /// The URL with the password shown as `***` (logs, banners, errors); every node of a
+    /// failover list, `;`-separated.
     pub fn redacted(&self) -> String {
-        let a = &self.uri.authority;
-        format!(
-            "{}://{}:***@{}:{}/{}",
-            match self.uri.scheme {
-                AMQPScheme::AMQP => "amqp",
-                AMQPScheme::AMQPS => "amqps",
-            },
-            a.userinfo.username,
-            a.host,
-            a.port,
-            vhost_path(&self.uri.vhost)
-        )
+        self.nodes
+            .iter()
+            .map(redacted_node)
+            .collect::<Vec<_>>()
+            .join(";")
     }
 
     /// An error about this broker, the password left out.
@@ -124,14 +158,37 @@ impl AmqpUrl {
         }
     }
 
-    /// Open one connection (named `name` in `rabbitmqctl list_connections client_properties`).
+    /// Open one connection (named `name` in `rabbitmqctl list_connections client_properties`):
+    /// to the node that answered last, else to each further node of a failover list in turn
+    /// (round-robin, as kombu); the first that answers becomes the node every clone tries first.
     pub async fn connect(&self, name: &str) -> Result<Connection> {
-        let props = ConnectionProperties::default().with_connection_name(name.into());
-        let fut = Connection::connect_uri(self.uri.clone(), props);
-        match tokio::time::timeout(Duration::from_secs(10), fut).await {
-            Ok(r) => r.map_err(|e| self.err(e)),
-            Err(_) => Err(self.err("connection timed out after 10s")),
+        let n = self.nodes.len();
+        let start = self.current.load(Ordering::SeqCst) % n;
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let uri = self.nodes[i].clone();
+            let props = ConnectionProperties::default().with_connection_name(name.into());
+            let fut = Connection::connect_uri(uri, props);
+            let r = match tokio::time::timeout(Duration::from_secs(10), fut).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("connection timed out after 10s".to_string()),
+            };
+            match r {
+                Ok(c) => {
+                    if i != start {
+                        tracing::warn!(
+                            "AMQP broker: failed over to {}",
+                            redacted_node(&self.nodes[i])
+                        );
+                    }
+                    self.current.store(i, Ordering::SeqCst);
+                    return Ok(c);
+                }
+                Err(e) => last = Some(format!("{}: {e}", redacted_node(&self.nodes[i]))),
+            }
         }
+        Err(self.err(last.unwrap_or_default()))
     }
 
     /// [`AmqpUrl::connect`] until it succeeds (backoff 100 ms doubling to 5 s) or `stop`.
@@ -176,6 +233,22 @@ impl std::fmt::Debug for AmqpUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "AmqpUrl({})", self.redacted())
     }
+}
+
+/// One node's URL with the password shown as `***`.
+fn redacted_node(u: &AMQPUri) -> String {
+    let a = &u.authority;
+    format!(
+        "{}://{}:***@{}:{}/{}",
+        match u.scheme {
+            AMQPScheme::AMQP => "amqp",
+            AMQPScheme::AMQPS => "amqps",
+        },
+        a.userinfo.username,
+        a.host,
+        a.port,
+        vhost_path(&u.vhost)
+    )
 }
 
 /// The vhost as a URL path segment (`/` → `%2F`).
@@ -236,6 +309,19 @@ mod tests {
         assert_eq!(u.uri.authority.userinfo.username, "u");
         assert!(AmqpUrl::parse("redis://h").is_err());
         assert!(is_amqp("AMQP://x") && is_amqp("amqps://x") && !is_amqp("redis://x"));
+    }
+
+    #[test]
+    fn failover_list_like_kombu() {
+        let u = AmqpUrl::parse("amqp://u:pw1@h1:5672/v; amqp://u:pw2@h2:5673/v").unwrap();
+        assert_eq!(u.nodes(), 2);
+        assert_eq!((u.host(), u.port(), u.vhost()), ("h1", 5672, "v"));
+        let shown = u.redacted();
+        assert_eq!(shown, "amqp://u:***@h1:5672/v;amqp://u:***@h2:5673/v");
+        assert!(!format!("{u:?}{u}").contains("pw"));
+        assert!(AmqpUrl::parse("amqp://h1;redis://h2").is_err());
+        assert!(AmqpUrl::parse(";").is_err());
+        assert_eq!(AmqpUrl::parse("amqp://h1;").unwrap().nodes(), 1);
     }
 
     #[test]

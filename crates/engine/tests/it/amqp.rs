@@ -787,3 +787,53 @@ async fn wait_started(client: &Client, id: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// kombu's failover list `amqp://node1;amqp://node2`: the first node is down (nothing listens
+/// on its port), so the worker's consumer, the publisher and the pidbox connect to the second
+/// and the task runs; the warning names the node without its password.
+#[tokio::test]
+async fn failover_list_skips_a_dead_node() {
+    let Some(v) = Vhost::new() else { return };
+    let t = TestRedis::new();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let live = v.url();
+    let url = AmqpUrl::parse(&format!(
+        "amqp://guest:guest@127.0.0.1:{dead}/{};amqp://guest:guest@{}:{}/{}",
+        v.name,
+        live.host(),
+        live.port(),
+        v.name
+    ))
+    .expect("url");
+    assert_eq!(url.nodes(), 2);
+    let client = Client::new(
+        t.broker(Duration::from_secs(3600)).await,
+        t.backend().await,
+        Router::default(),
+    )
+    .with_amqp(Amqp::new(url, Layout::default(), "hlbot-test"));
+    let w = Running::start(
+        client.clone(),
+        Registry::with_debug_tasks(),
+        opts(&["default"]),
+    )
+    .await;
+    let h = client
+        .send_task(
+            "hlbot.debug.echo",
+            vec![json!("fo")],
+            Map::new(),
+            q("default"),
+        )
+        .await
+        .expect("send");
+    assert_eq!(
+        h.get(Duration::from_secs(30)).await.expect("result"),
+        json!({"args": ["fo"], "kwargs": {}})
+    );
+    w.stop().await;
+}
