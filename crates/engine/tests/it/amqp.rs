@@ -230,13 +230,7 @@ async fn unacked_deliveries_come_back_after_the_connection_dies() {
 async fn worker_runs_tasks_from_rabbitmq_with_results_in_redis() {
     let Some(v) = Vhost::new() else { return };
     let t = TestRedis::new();
-    let amqp = Amqp::new(v.url(), Layout::default(), "hlbot-test");
-    let client = Client::new(
-        t.broker(Duration::from_secs(3600)).await,
-        t.backend().await,
-        Router::default(),
-    )
-    .with_amqp(amqp);
+    let client = amqp_client(&t, v.url()).await;
     let mut o = opts(&["default"]);
     o.acks_late = true;
     let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
@@ -284,14 +278,7 @@ async fn unconfirmed_publish_at_exit_is_spilled_and_sent_by_the_next_start() {
     let gated = AmqpUrl::parse(&format!("amqp://guest:guest@{}/{}", gate.addr, v.name)).unwrap();
     let client = |url: AmqpUrl| {
         let t = &t;
-        async move {
-            Client::new(
-                t.broker(Duration::from_secs(3600)).await,
-                t.backend().await,
-                Router::default(),
-            )
-            .with_amqp(Amqp::new(url, Layout::default(), "hlbot-test"))
-        }
+        async move { amqp_client(t, url).await }
     };
     let dir = tempfile::tempdir().unwrap();
     let spill = dir.path().join("w.spill.jsonl");
@@ -356,12 +343,7 @@ async fn redelivery_during_the_first_run_is_not_run_again() {
     let host = std::env::var("HLBOT_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
     let gate = hlbot_testkit::Gate::start(&host).await;
     let gated = AmqpUrl::parse(&format!("amqp://guest:guest@{}/{}", gate.addr, v.name)).unwrap();
-    let client = Client::new(
-        t.broker(Duration::from_secs(3600)).await,
-        t.backend().await,
-        Router::default(),
-    )
-    .with_amqp(Amqp::new(gated, Layout::default(), "hlbot-test"));
+    let client = amqp_client(&t, gated).await;
     let mut o = opts(&["default"]);
     o.acks_late = true;
     let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
@@ -460,12 +442,7 @@ async fn beat_ticks_are_published_to_rabbitmq() {
     use redis::AsyncCommands;
     let Some(v) = Vhost::new() else { return };
     let t = TestRedis::new();
-    let client = Client::new(
-        t.broker(Duration::from_secs(3600)).await,
-        t.backend().await,
-        Router::default(),
-    )
-    .with_amqp(Amqp::new(v.url(), Layout::default(), "hlbot-test"));
+    let client = amqp_client(&t, v.url()).await;
     let anchor = now_ms();
     let mut c = t.conn().await;
     let _: () = c
@@ -523,9 +500,8 @@ async fn worker_pidbox_and_events_on_rabbitmq() {
 
     let Some(v) = Vhost::new() else { return };
     let t = TestRedis::new();
-    let amqp = Amqp::new(v.url(), Layout::default(), "hlbot-test");
-    let broker = t.broker(Duration::from_secs(3600)).await;
-    let client = Client::new(broker.clone(), t.backend().await, Router::default()).with_amqp(amqp);
+    let client = amqp_client(&t, v.url()).await;
+    let broker = client.broker().clone();
     let o = opts(&["default"]);
     let node = o.node_name.clone();
     // The dashboard's / `/metrics`' receiver on RabbitMQ, casting enable_events as Flower does.
@@ -709,9 +685,8 @@ async fn pidbox_and_events_reconnect_after_their_connections_are_closed() {
 
     let Some(v) = Vhost::new() else { return };
     let t = TestRedis::new();
-    let amqp = Amqp::new(v.url(), Layout::default(), "hlbot-test");
-    let broker = t.broker(Duration::from_secs(3600)).await;
-    let client = Client::new(broker.clone(), t.backend().await, Router::default()).with_amqp(amqp);
+    let client = amqp_client(&t, v.url()).await;
+    let broker = client.broker().clone();
     let o = opts(&["default"]);
     let node = o.node_name.clone();
     let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
@@ -810,12 +785,7 @@ async fn failover_list_skips_a_dead_node() {
     ))
     .expect("url");
     assert_eq!(url.nodes(), 2);
-    let client = Client::new(
-        t.broker(Duration::from_secs(3600)).await,
-        t.backend().await,
-        Router::default(),
-    )
-    .with_amqp(Amqp::new(url, Layout::default(), "hlbot-test"));
+    let client = amqp_client(&t, url).await;
     let w = Running::start(
         client.clone(),
         Registry::with_debug_tasks(),
@@ -836,4 +806,14 @@ async fn failover_list_skips_a_dead_node() {
         json!({"args": ["fo"], "kwargs": {}})
     );
     w.stop().await;
+}
+
+/// A client with the test's Redis as broker and backend and RabbitMQ at `url` for the tasks.
+async fn amqp_client(t: &TestRedis, url: AmqpUrl) -> Client {
+    Client::new(
+        t.broker(Duration::from_secs(3600)).await,
+        t.backend().await,
+        Router::default(),
+    )
+    .with_amqp(Amqp::new(url, Layout::default(), "hlbot-test"))
 }
