@@ -182,14 +182,15 @@ if [ -n "$AMQP_ROWS" ] && ! rabbitmqctl -q list_vhosts > /dev/null 2>&1; then
     echo "NOTE: rabbitmqctl cannot reach RabbitMQ: no AMQP rows" >&2
     AMQP_ROWS=""
 fi
-# fresh_vhost: prints the URL of a new vhost (deleted at exit).
+# fresh_vhost: sets VHOST_URL to a new vhost's URL, deleted at exit (not called in a command
+# substitution: its subshell would lose the VHOSTS entry and leak the vhost).
 fresh_vhost() {
     local v
     v="hlbot-bench-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     rabbitmqctl -q add_vhost "$v" > /dev/null
     rabbitmqctl -q set_permissions -p "$v" guest '.*' '.*' '.*' > /dev/null
     VHOSTS+=("$v")
-    echo "$BENCH_AMQP/$v"
+    VHOST_URL="$BENCH_AMQP/$v"
 }
 hlbot_amqp_worker() {
     echo "$HLBOT --broker $1 --result-backend $BENCH_REDIS --key-prefix $2 -l warn worker -Q bench --no-history"
@@ -207,11 +208,11 @@ if [ -n "$AMQP_ROWS" ]; then
     echo "drain on RabbitMQ ($N preloaded echo tasks, confirmed; results in Redis)..." >&2
     for flags in "${AMQP_FLAGS[@]}"; do
         # shellcheck disable=SC2086 # flags are words
-        P=$(fresh_prefix); A=$(fresh_vhost); run "amqp drain: hlbot worker $flags" "$P" \
+        P=$(fresh_prefix); fresh_vhost; A=$VHOST_URL; run "amqp drain: hlbot worker $flags" "$P" \
             "$BENCH" drain --broker "$BENCH_REDIS" --amqp "$A" --prefix "$P" -n "$N" -- \
             $(hlbot_amqp_worker "$A" "$P") $flags
         # shellcheck disable=SC2086
-        P=$(fresh_prefix); A=$(fresh_vhost); run "amqp drain: celery prefork $flags" "$P" \
+        P=$(fresh_prefix); fresh_vhost; A=$VHOST_URL; run "amqp drain: celery prefork $flags" "$P" \
             "$BENCH" drain --broker "$BENCH_REDIS" --amqp "$A" --prefix "$P" -n "$N" -- \
             $(celery_amqp_worker "$A" "$P" $flags)
     done
