@@ -4,6 +4,7 @@
 pub mod amqp;
 pub mod apply;
 pub mod backend;
+pub mod backoff;
 pub mod beat;
 pub mod broker;
 pub mod canvas;

@@ -187,7 +187,7 @@ impl Monitor {
 
     async fn receive_amqp(self, url: crate::amqp::AmqpUrl, stop: CancellationToken) {
         use crate::amqp::events::EventReceiver;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = crate::backoff::FIRST;
         while !stop.is_cancelled() {
             let opened = tokio::select! {
                 r = EventReceiver::open(&url, "hlbot monitor") => r,
@@ -195,7 +195,7 @@ impl Monitor {
             };
             match opened {
                 Ok(mut r) => {
-                    backoff = Duration::from_millis(100);
+                    backoff = crate::backoff::FIRST;
                     loop {
                         let body = tokio::select! {
                             b = r.next() => b,
@@ -207,11 +207,7 @@ impl Monitor {
                 }
                 Err(e) => tracing::warn!("event receiver: {e}"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.cancelled() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            crate::backoff::pause(&stop, &mut backoff).await;
         }
     }
 

@@ -36,13 +36,13 @@ pub async fn serve(sh: Arc<Shared>, stop: CancellationToken) {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!("pidbox: {e}");
-                pause(&stop, &mut backoff).await;
+                crate::backoff::pause(&stop, &mut backoff).await;
                 continue;
             }
         };
         if let Err(e) = ps.psubscribe(keys.pidbox_channel()).await {
             tracing::debug!("pidbox subscribe: {e}");
-            pause(&stop, &mut backoff).await;
+            crate::backoff::pause(&stop, &mut backoff).await;
             continue;
         }
         backoff = Duration::from_millis(100);
@@ -66,14 +66,6 @@ pub async fn serve(sh: Arc<Shared>, stop: CancellationToken) {
     let _: redis::RedisResult<()> = c.srem(&binding, &member).await;
 }
 
-async fn pause(stop: &CancellationToken, backoff: &mut Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(*backoff) => {}
-        _ = stop.cancelled() => {}
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(5));
-}
-
 /// The mailbox on RabbitMQ: one connection, its exclusive queue, replies on the same channel.
 /// A lost connection is reopened with backoff (100 ms doubling to 5 s); the worker goes on.
 async fn serve_amqp(sh: Arc<Shared>, url: crate::amqp::AmqpUrl, stop: CancellationToken) {
@@ -88,7 +80,7 @@ async fn serve_amqp(sh: Arc<Shared>, url: crate::amqp::AmqpUrl, stop: Cancellati
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("pidbox: {e}; retrying");
-                pause(&stop, &mut backoff).await;
+                crate::backoff::pause(&stop, &mut backoff).await;
                 continue;
             }
         };
@@ -124,7 +116,7 @@ async fn serve_amqp(sh: Arc<Shared>, url: crate::amqp::AmqpUrl, stop: Cancellati
         }
         mailbox.close().await;
         if !stop.is_cancelled() {
-            pause(&stop, &mut backoff).await;
+            crate::backoff::pause(&stop, &mut backoff).await;
         }
     }
 }

@@ -65,7 +65,7 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
                         tracing::error!("consumer: broker unreachable: {e}; retrying with backoff");
                         down = true;
                     }
-                    pause(&stop, &mut backoff).await;
+                    crate::backoff::pause(&stop, &mut backoff).await;
                     continue;
                 }
             }
@@ -119,7 +119,7 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
                     down = true;
                     continue;
                 }
-                pause(&stop, &mut backoff).await;
+                crate::backoff::pause(&stop, &mut backoff).await;
             }
         }
     }
@@ -160,7 +160,7 @@ async fn run_amqp(
                     tracing::error!("consumer: {e}; retrying with backoff");
                     down = true;
                 }
-                pause(&stop, &mut backoff).await;
+                crate::backoff::pause(&stop, &mut backoff).await;
                 continue;
             }
         };
@@ -212,16 +212,8 @@ async fn run_amqp(
             amqp.keep(session);
             break;
         }
-        pause(&stop, &mut backoff).await;
+        crate::backoff::pause(&stop, &mut backoff).await;
     }
-}
-
-async fn pause(stop: &CancellationToken, backoff: &mut Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(*backoff) => {}
-        _ = stop.cancelled() => {}
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(5));
 }
 
 /// Decide what happens to one delivery.
