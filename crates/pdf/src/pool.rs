@@ -1,8 +1,9 @@
 //! The pool of long-lived PDFium worker processes, parent side: a worker is started (and
 //! PDFium loaded) ahead of time, serves one document after another over its pipes (`serve`:
 //! one request line in, event lines out up to `done`), and goes back to the pool after a clean
-//! document. A worker that reported an error, died, timed out or was cancelled is killed with
-//! its process group and never reused; a clean one is recycled after
+//! document, or after a clean refusal (an `error` line with `alive`: damaged, encrypted, over a
+//! cap). A worker that exited on an error, died, timed out or was cancelled is killed with its
+//! process group and never reused; a clean one is recycled after
 //! `PdfOptions::worker_max_documents` documents or once its resident memory passes
 //! `PdfOptions::worker_max_rss` (PDFium may leak; the worker also caps its own address space).
 //! Idle workers exit when this process does (their stdin closes).
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{PdfError, Result};
 use crate::options::PdfOptions;
-use crate::protocol::{WorkerInit, is_done_line, is_error_line};
+use crate::protocol::{WorkerInit, error_keeps_worker, is_done_line, is_error_line};
 use crate::subprocess::{self, Finished, GroupGuard};
 
 /// Upper bound on idle workers kept across all configurations.
@@ -64,9 +65,11 @@ impl Drop for Worker {
 
 /// How one document's exchange with a worker ended.
 enum Exchange {
-    /// The worker said `done` and waits for the next request.
+    /// The worker said `done`, or refused the document cleanly (`error` with `alive`), and
+    /// waits for the next request.
     Clean,
-    /// It reported an error or its stdout closed; it has exited (status and stderr here).
+    /// It reported an error it does not survive or its stdout closed; it has exited (status and
+    /// stderr here).
     Ended(std::process::ExitStatus, String),
 }
 
@@ -91,13 +94,18 @@ impl Worker {
                     Ok(_) => {}
                 }
                 let l = line.trim_end_matches(['\n', '\r']).to_string();
-                let (done, error) = (is_done_line(&l), is_error_line(&l));
+                let done = is_done_line(&l);
+                // Judged before the line is handed on: a clean refusal (the worker closed the
+                // document and waits) is treated as `done`.
+                let error = is_error_line(&l).then(|| error_keeps_worker(&l));
                 let _ = tx.send(l);
                 if done {
                     return Exchange::Clean;
                 }
-                if error {
-                    break;
+                match error {
+                    Some(true) => return Exchange::Clean,
+                    Some(false) => break,
+                    None => {}
                 }
             }
         }

@@ -1,8 +1,9 @@
 //! The wire between the parent (`pipeline`, `pool`) and a PDFium worker process (`worker`): one
 //! `WorkerInit` line, then one `ChildRequest` line per document on the worker's stdin;
 //! `ChildEvent`s as JSON lines on its stdout, each document's ending in `Done` (the worker then
-//! waits for the next request) or `Error` (the worker exits). Pure data; both sides use it,
-//! neither's logic lives here.
+//! waits for the next request) or `Error` (with `alive`, the worker refused the document cleanly
+//! and waits for the next request; without, it exits). Pure data; both sides use it, neither's
+//! logic lives here.
 
 use std::path::PathBuf;
 
@@ -114,6 +115,11 @@ pub(crate) enum ChildEvent {
     Error {
         kind: String,
         message: String,
+        /// True when PDFium refused the document cleanly (damaged, encrypted, over the page cap,
+        /// no such page): the document is closed and the worker waits for the next request, as
+        /// after `Done`. False (the default, also for older workers) when the worker exits.
+        #[serde(default)]
+        alive: bool,
     },
 }
 
@@ -123,13 +129,23 @@ pub(crate) fn is_done_line(line: &str) -> bool {
     line.starts_with(r#"{"event":"done""#)
 }
 
-/// Whether a line of worker output is the `error` event (after which the worker exits).
+/// Whether a line of worker output is the `error` event.
 pub(crate) fn is_error_line(line: &str) -> bool {
     line.starts_with(r#"{"event":"error""#)
 }
 
+/// Whether an `error` line says the worker stays alive for the next request (the line is small:
+/// it is parsed). Anything unparsable counts as an exiting worker.
+pub(crate) fn error_keeps_worker(line: &str) -> bool {
+    matches!(
+        serde_json::from_str::<ChildEvent>(line),
+        Ok(ChildEvent::Error { alive: true, .. })
+    )
+}
+
 impl ChildEvent {
-    pub(crate) fn from_error(e: &PdfError) -> Self {
+    /// The `error` event for `e`; `alive` says whether the worker waits for the next request.
+    pub(crate) fn from_error(e: &PdfError, alive: bool) -> Self {
         // The parent rebuilds the typed error around `message`, so send only the detail.
         let message = match e {
             PdfError::Damaged { detail, .. } | PdfError::EngineMissing { detail, .. } => {
@@ -141,6 +157,7 @@ impl ChildEvent {
         ChildEvent::Error {
             kind: e.kind().to_string(),
             message,
+            alive,
         }
     }
 }
@@ -172,10 +189,34 @@ mod tests {
         let err = ChildEvent::Error {
             kind: "damaged".into(),
             message: "x".into(),
+            alive: false,
         };
-        assert!(is_error_line(&serde_json::to_string(&err).unwrap()));
+        let line = serde_json::to_string(&err).unwrap();
+        assert!(is_error_line(&line));
+        assert!(!error_keeps_worker(&line));
         assert!(!is_done_line(
             &serde_json::to_string(&ChildEvent::Ready).unwrap()
         ));
+    }
+
+    #[test]
+    fn an_error_that_keeps_the_worker_says_so() {
+        let e = PdfError::Damaged {
+            path: "x.pdf".into(),
+            detail: "no trailer".into(),
+        };
+        let line = serde_json::to_string(&ChildEvent::from_error(&e, true)).unwrap();
+        assert!(is_error_line(&line) && error_keeps_worker(&line), "{line}");
+        let line = serde_json::to_string(&ChildEvent::from_error(&e, false)).unwrap();
+        assert!(is_error_line(&line) && !error_keeps_worker(&line), "{line}");
+        // An older worker's line (no `alive`) means the worker exits.
+        assert!(!error_keeps_worker(
+            r#"{"event":"error","kind":"damaged","message":"m"}"#
+        ));
+        // A message that merely contains the words does not count.
+        assert!(!error_keeps_worker(
+            r#"{"event":"error","kind":"damaged","message":"\"alive\":true"}"#
+        ));
+        assert!(!error_keeps_worker(r#"{"event":"error","alive":true"#));
     }
 }

@@ -10,7 +10,8 @@ use crate::protocol::{ChildEvent, ChildRequest, WorkerInit};
 
 /// Entry point of the worker: reads a `WorkerInit` line, loads PDFium, then serves one
 /// `ChildRequest` line after another until stdin closes, writing events to stdout, one JSON
-/// object per line; each document ends with `Done`, or with `Error` and the worker's exit.
+/// object per line; each document ends with `Done`, or with `Error`: `alive` when PDFium refused
+/// the document cleanly (the worker goes on), otherwise the worker exits.
 /// Used by the `hlbot-pdf-child` binary and by `hlbot pdf-child`.
 pub fn serve_stdio() -> ExitCode {
     let stdout = std::io::stdout();
@@ -26,6 +27,7 @@ pub fn serve_stdio() -> ExitCode {
     let bad = |message: String| ChildEvent::Error {
         kind: "invalid_request".into(),
         message,
+        alive: false,
     };
     let mut stdin = std::io::stdin().lock();
     let mut first = String::new();
@@ -77,7 +79,7 @@ pub fn serve_stdio() -> ExitCode {
         let p = match &pdfium {
             Ok(p) => p,
             Err(e) => {
-                emit(ChildEvent::from_error(e));
+                emit(ChildEvent::from_error(e, false));
                 return ExitCode::from(1);
             }
         };
@@ -89,10 +91,13 @@ pub fn serve_stdio() -> ExitCode {
                     documents,
                 });
             }
-            // The parent never reuses a worker that reported an error: exit now.
+            // Every error `run` returns is a clean refusal (cannot open, encrypted, over the page
+            // cap, no such page, unreadable file): the document is already closed, so the worker
+            // stays warm for the next one instead of costing a new process. Crashes and hangs
+            // are the parent's business (it kills the process group).
             Err(e) => {
-                emit(ChildEvent::from_error(&e));
-                return ExitCode::from(1);
+                documents += 1;
+                emit(ChildEvent::from_error(&e, true));
             }
         }
     }

@@ -230,7 +230,7 @@ pub(super) async fn run(
                 c.done += 1;
                 c.workers.push(WorkerUse { pid, documents });
             }
-            ChildEvent::Error { kind, message } => c.error = Some((kind, message)),
+            ChildEvent::Error { kind, message, .. } => c.error = Some((kind, message)),
         }
     }
     drop(tx);

@@ -63,7 +63,11 @@ fn event() -> impl Strategy<Value = ChildEvent> {
         Just(ChildEvent::Ready),
         (any::<u32>(), any::<u32>())
             .prop_map(|(pid, documents)| ChildEvent::Done { pid, documents }),
-        (text(), text()).prop_map(|(kind, message)| ChildEvent::Error { kind, message }),
+        (text(), text(), any::<bool>()).prop_map(|(kind, message, alive)| ChildEvent::Error {
+            kind,
+            message,
+            alive
+        }),
         page,
         opened,
     ]

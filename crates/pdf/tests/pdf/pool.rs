@@ -1,5 +1,6 @@
-//! Long-lived PDFium workers: one process serves document after document; a worker that
-//! failed or was killed is never reused; workers are recycled after a count and above a
+//! Long-lived PDFium workers: one process serves document after document, also after refusing
+//! a document cleanly (damaged, over a cap, no such page); a worker that crashed, timed out or
+//! was killed is never reused; workers are recycled after a count and above a
 //! memory cap. `Stats::workers` says which process read a document and how many it had read.
 
 use std::time::Duration;
@@ -58,14 +59,15 @@ async fn a_failed_or_killed_worker_is_replaced_by_a_fresh_one() {
     let path = three_pages(&dir);
     let (first, _) = worker(&run(&opts, &PdfRequest::new(&path)).await.unwrap());
 
-    // A damaged file: the worker reports the error and exits; it is not reused.
+    // A damaged file: PDFium refuses it cleanly, the worker closes it and stays warm (a new
+    // process per bad upload would cost ~2 ms of CPU each).
     let junk = dir.path().join("junk.pdf");
     std::fs::write(&junk, b"%PDF-1.7\n\x00\x01garbage garbage\n%%EOF\n").unwrap();
     let e = run(&opts, &PdfRequest::new(&junk)).await.unwrap_err();
     assert!(matches!(e, PdfError::Damaged { .. }), "{e}");
     let (second, n) = worker(&run(&opts, &PdfRequest::new(&path)).await.unwrap());
-    assert_ne!(second, first, "the worker that failed was reused");
-    assert_eq!(n, 1);
+    assert_eq!(second, first, "a clean refusal cost the worker");
+    assert_eq!(n, 3, "three documents: good, damaged, good");
 
     // A document that runs out of time: its worker is killed mid-document, not reused.
     // (A warm worker reads the three-page file in well under a millisecond: use a long one.)
@@ -97,6 +99,57 @@ async fn a_failed_or_killed_worker_is_replaced_by_a_fresh_one() {
     let (fourth, n) = worker(&run(&opts, &PdfRequest::new(&path)).await.unwrap());
     assert_ne!(fourth, third);
     assert_eq!(n, 1);
+}
+
+/// Each clean refusal, from a worker that has served documents before and from a fresh one:
+/// the same typed error and message, and the warm worker then reads a good file correctly.
+#[tokio::test]
+async fn a_warm_worker_reports_document_errors_as_a_fresh_one_does() {
+    let lib = need_pdfium!();
+    let mut env = common::env(&lib);
+    let warm = private(&mut env, 1_004).clone();
+    let mut fresh = warm.clone();
+    fresh.worker_max_documents = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let path = three_pages(&dir);
+    let (pid, _) = worker(&run(&warm, &PdfRequest::new(&path)).await.unwrap());
+
+    let junk = dir.path().join("junk.pdf");
+    std::fs::write(&junk, b"%PDF-1.7\n\x00\x01garbage garbage\n%%EOF\n").unwrap();
+    let truncated = dir.path().join("truncated.pdf");
+    let whole = fixtures::three_page_pdf();
+    std::fs::write(&truncated, &whole[..40]).unwrap();
+    let mut capped = PdfRequest::new(&path);
+    let mut capped_opts = (warm.clone(), fresh.clone());
+    capped_opts.0.max_pages = 2;
+    capped_opts.1.max_pages = 2;
+    capped.pages = None;
+    let mut no_page = PdfRequest::new(&path);
+    no_page.pages = Some(hlbot_pdf::PageSelection::Spec("9".into()));
+    let mut bad_spec = PdfRequest::new(&path);
+    bad_spec.pages = Some(hlbot_pdf::PageSelection::Spec("0".into()));
+    let cases = [
+        ("damaged", (&warm, &fresh), PdfRequest::new(&junk)),
+        ("truncated", (&warm, &fresh), PdfRequest::new(&truncated)),
+        (
+            "over the page cap",
+            (&capped_opts.0, &capped_opts.1),
+            capped,
+        ),
+        ("no such page", (&warm, &fresh), no_page),
+        ("bad page spec", (&warm, &fresh), bad_spec),
+    ];
+    for (what, (w, f), req) in &cases {
+        let from_warm = run(w, req).await.expect_err(what);
+        let from_fresh = run(f, req).await.expect_err(what);
+        assert_eq!(from_warm.kind(), from_fresh.kind(), "{what}");
+        assert_eq!(from_warm.to_string(), from_fresh.to_string(), "{what}");
+        assert!(!from_warm.retryable(), "{what}: {from_warm}");
+        assert_ne!(from_warm.kind(), "child", "{what}: {from_warm}");
+    }
+    let doc = run(&warm, &PdfRequest::new(&path)).await.unwrap();
+    assert!(doc.text.contains("page number 3"), "{}", doc.text);
+    assert_eq!(worker(&doc), (pid, 2 + cases.len() as u32));
 }
 
 #[tokio::test]
