@@ -6,7 +6,7 @@
 #      starts its PDFium workers before its clock starts, as a long-running worker does at
 #      start-up (PyMuPDF's import is not timed either); workers are long-lived (many documents each);
 #   2. OCR pages/s: hlbot-pdf ocr=always (render + warm tesseract per core, pipelined, DPI per
-#      page) vs a plain sequential loop that renders each page at 300 dpi with PyMuPDF and runs
+#      page; one document at a time, and two at a time as a `-c 2` worker runs them) vs a plain sequential loop that renders each page at 300 dpi with PyMuPDF and runs
 #      the `tesseract` CLI on it, render time counted on both sides: single-threaded
 #      (OMP_THREAD_LIMIT=1, the reference) and with tesseract's default threads.
 # Usage: scripts/bench-pdf.sh            (needs scripts/setup.sh done and ../shared/corpus)
@@ -104,6 +104,10 @@ OCR_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 PDF_QUIET=1 PDF_OCR=always PDF_IMAGES=0 "$DUMP" "${OCR_FILES[@]}" 2>"$WORK/ocr.err" >"$WORK/ocr.tsv"
 OURS_OCR_S=$(sed -n 's/^total \([0-9.]*\) s$/\1/p' "$WORK/ocr.err")
 OCR_PAGES=$(awk -F'\t' '{split($4, a, " "); n += a[1]} END {print n}' "$WORK/ocr.tsv")
+# Two documents at a time, as `hlbot worker -Q pdf -c 2` runs them: they share the OCR slots.
+PDF_JOBS=2 PDF_QUIET=1 PDF_OCR=always PDF_IMAGES=0 "$DUMP" "${OCR_FILES[@]}" 2>"$WORK/ocr2.err" >"$WORK/ocr2.tsv"
+OURS_OCR2_S=$(sed -n 's/^total \([0-9.]*\) s$/\1/p' "$WORK/ocr2.err")
+OCR2_PAGES=$(awk -F'\t' '{split($4, a, " "); n += a[1]} END {print n}' "$WORK/ocr2.tsv")
 
 # The loop: render one page (PyMuPDF, 300 dpi, grayscale PNG), run tesseract on it, next page.
 cat >"$WORK/loop.py" <<'PY'
@@ -129,6 +133,7 @@ read -r _ LOOP_DEFAULT_S _ < <(env -u OMP_THREAD_LIMIT "$PY" "$WORK/loop.py" "$W
 
 pps() { awk -v p="$1" -v s="$2" 'BEGIN{printf "%.2f", p/s}'; }
 OURS_PPS=$(pps "$OCR_PAGES" "$OURS_OCR_S")
+OURS2_PPS=$(pps "$OCR2_PAGES" "$OURS_OCR2_S")
 DEF_PPS=$(pps "$LOOP_PAGES" "$LOOP_DEFAULT_S")
 ONE_PPS=$(pps "$LOOP_PAGES" "$LOOP_ONE_S")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
@@ -138,6 +143,7 @@ echo "$(date -u +%H:%M) UTC, load average $OCR_LOAD_START at the start, $(cut -d
 echo
 echo "| run | pages | seconds | pages/s | ratio vs loop, 1 thread |"
 echo "|---|---:|---:|---:|---:|"
-echo "| hlbot-pdf ocr=always (PDFium render + warm tesseract per core, pipelined) | $OCR_PAGES | $OURS_OCR_S | $OURS_PPS | **$(ratio "$OURS_PPS" "$ONE_PPS")** |"
+echo "| hlbot-pdf ocr=always (PDFium render + warm tesseract per core, pipelined), one document at a time | $OCR_PAGES | $OURS_OCR_S | $OURS_PPS | **$(ratio "$OURS_PPS" "$ONE_PPS")** |"
+echo "| hlbot-pdf ocr=always, two documents at a time (PDF_JOBS=2, as a \`-c 2\` worker; shared OCR slots) | $OCR2_PAGES | $OURS_OCR2_S | $OURS2_PPS | **$(ratio "$OURS2_PPS" "$ONE_PPS")** |"
 echo "| loop: PyMuPDF render 300 dpi + tesseract CLI, OMP_THREAD_LIMIT=1 (render $LOOP_ONE_RENDER s) | $LOOP_PAGES | $LOOP_ONE_S | $ONE_PPS | 1.00 |"
 echo "| loop: PyMuPDF render 300 dpi + tesseract CLI, default threads | $LOOP_PAGES | $LOOP_DEFAULT_S | $DEF_PPS | $(ratio "$DEF_PPS" "$ONE_PPS") |"

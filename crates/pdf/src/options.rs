@@ -39,7 +39,9 @@ pub struct PdfOptions {
     pub child_memory_limit: Option<u64>,
     /// Limit for the OCR of one page.
     pub ocr_page_timeout: Duration,
-    /// How many warm tesseract processes (one page at a time each) a document uses at most.
+    /// How many warm tesseract processes (one page at a time each) a document uses at most, and
+    /// how many pages this process recognises at once across all its documents (concurrent
+    /// documents share the cores instead of each keeping `ocr_workers` tesseracts busy).
     pub ocr_workers: usize,
     /// How many PDFium worker processes share one big document (every n-th page each).
     pub worker_processes: usize,

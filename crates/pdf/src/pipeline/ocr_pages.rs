@@ -1,14 +1,18 @@
 //! OCR of the pages the workers rendered, parent side: rendered pages queue up as they arrive
 //! and up to `ocr_workers` warm recognisers (`ocr::Recogniser`, one tesseract process each,
 //! started when there are pages for it) take them one at a time, so the PDFium workers render
-//! page n+1 while tesseract reads page n. A recogniser whose page failed is replaced for the
-//! next page; `collect` gathers the texts once the workers are done, bounded by the document's
+//! page n+1 while tesseract reads page n. Across the documents of this process at most
+//! `ocr_workers` pages are recognised at once (`budget`): a worker running several PDF tasks
+//! keeps every core busy with tesseract without starting more than it has cores for. A
+//! recogniser whose page failed is replaced for the next page; `collect` gathers the texts once the workers are done, bounded by the document's
 //! deadline. Dropping `OcrPages` (cancel, deadline, error) kills every recogniser.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
@@ -37,6 +41,21 @@ struct Shared {
     cancel: CancellationToken,
     /// The queue of rendered pages; a recogniser holds the lock only while it waits for one.
     queue: tokio::sync::Mutex<UnboundedReceiver<Job>>,
+    /// Pages being recognised in this process, shared by every document (`budget`).
+    budget: Arc<Semaphore>,
+}
+
+/// The process-wide OCR slots for an `ocr_workers` setting: one permit per page being
+/// recognised. Documents with the same setting share one semaphore.
+fn budget(slots: usize) -> Arc<Semaphore> {
+    static BUDGETS: Mutex<Vec<(usize, Arc<Semaphore>)>> = Mutex::new(Vec::new());
+    let mut all = BUDGETS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, s)) = all.iter().find(|(n, _)| *n == slots) {
+        return s.clone();
+    }
+    let s = Arc::new(Semaphore::new(slots));
+    all.push((slots, s.clone()));
+    s
 }
 
 /// The OCR jobs of one document.
@@ -79,6 +98,7 @@ impl OcrPages {
                 deadline,
                 cancel: cancel.clone(),
                 queue: tokio::sync::Mutex::new(rx),
+                budget: budget(opts.ocr_workers.max(1)),
             }),
             workers: opts.ocr_workers.max(1),
             queue: Some(queue),
@@ -212,6 +232,19 @@ async fn recognise_one(
     if shared.cancel.is_cancelled() {
         return Err(PdfError::Cancelled);
     }
+    // A slot first (another document may hold them all); the page timeout starts once it is
+    // ours, the document's deadline and cancel bound the wait.
+    let asked = Instant::now();
+    let _slot = tokio::select! {
+        slot = shared.budget.clone().acquire_owned() => slot.map_err(|_| PdfError::Cancelled)?,
+        _ = shared.cancel.cancelled() => return Err(PdfError::Cancelled),
+        _ = tokio::time::sleep_until(shared.deadline.into()) => {
+            return Err(PdfError::Timeout {
+                what: format!("waiting for an OCR slot for page {}", job.page),
+                seconds: asked.elapsed().as_secs_f64(),
+            });
+        }
+    };
     let rec = match warm {
         Some(r) => r,
         None => warm.insert(Recogniser::start(

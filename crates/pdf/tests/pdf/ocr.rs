@@ -258,3 +258,85 @@ async fn scanned_corpus_reads_as_well_as_before() {
             .all(|p| { p.source == TextSource::Ocr && p.ocr_confidence.is_some_and(|c| c > 70.0) })
     );
 }
+
+/// A `tesseract` stand-in speaking the `stream_filelist` TSV protocol: every image that is not
+/// the marker "takes" 0.3 s and reads as `WORD`; it appends `start`/`end` with the monotonic
+/// clock (shared by all processes) to `<dir>/spans`, so a test can count overlapping pages.
+fn slow_fake(dir: &Path) -> PathBuf {
+    let path = dir.join("fake-tesseract");
+    let spans = dir.join("spans");
+    let script = format!(
+        r#"#!/usr/bin/env python3
+import sys, time
+n = 0
+print("level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext", flush=True)
+for line in sys.stdin:
+    n += 1
+    row = f"1\t{{n}}\t0\t0\t0\t0\t0\t0\t100\t100\t-1\t"
+    if not line.strip().endswith("marker.png"):
+        with open({spans:?}, "a") as f:
+            f.write(f"start {{time.monotonic()}}\n")
+        time.sleep(0.3)
+        with open({spans:?}, "a") as f:
+            f.write(f"end {{time.monotonic()}}\n")
+        row += f"\n5\t{{n}}\t1\t1\t1\t1\t0\t0\t9\t9\t90\tWORD"
+    print(row, flush=True)
+"#,
+        spans = spans.display().to_string()
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Concurrent documents (a worker running several PDF tasks) share `ocr_workers` OCR slots:
+/// two documents of four pages, each allowed three recognisers, never have more than three pages
+/// in tesseract at once — and do use more than one.
+#[tokio::test]
+async fn concurrent_documents_share_the_ocr_slots() {
+    let lib = need_pdfium!();
+    let mut env = common::env(&lib);
+    let dir = tempfile::tempdir().unwrap();
+    env.opts.tesseract = slow_fake(dir.path());
+    // A setting no other test uses: the slots are per process and per setting.
+    env.opts.ocr_workers = 3;
+    let docs: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let sub = dir.path().join(format!("doc{i}"));
+            std::fs::create_dir(&sub).unwrap();
+            scan_pages(&sub, 4)
+        })
+        .collect();
+    let read = |path: PathBuf| {
+        let opts = env.opts.clone();
+        async move {
+            let mut req = PdfRequest::new(&path);
+            req.ocr = OcrMode::Always;
+            run(&opts, &req).await.expect("process")
+        }
+    };
+    let (a, b) = tokio::join!(read(docs[0].clone()), read(docs[1].clone()));
+    for doc in [&a, &b] {
+        assert_eq!(doc.stats.pages_ocr, 4, "{:?}", doc.warnings);
+        assert!(doc.pages.iter().all(|p| p.text.contains("WORD")));
+    }
+    let spans = std::fs::read_to_string(dir.path().join("spans")).unwrap();
+    let mut events: Vec<(f64, i32)> = spans
+        .lines()
+        .filter_map(|l| {
+            let (what, t) = l.split_once(' ')?;
+            Some((t.parse().ok()?, if what == "start" { 1 } else { -1 }))
+        })
+        .collect();
+    assert_eq!(events.len(), 16, "{spans}");
+    // Ends before starts at the same instant.
+    events.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in events {
+        now += d;
+        most = most.max(now);
+    }
+    assert!(most <= 3, "{most} pages in tesseract at once, 3 slots");
+    assert!(most >= 2, "the slots were not used in parallel");
+}
