@@ -179,9 +179,7 @@ impl Rabbit {
     }
 
     fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(self.dir.join("server.out")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        tail(&self.dir.join("server.out"), 30)
     }
 }
 
@@ -270,6 +268,13 @@ fn tally(c: &mut redis::Connection, prefix: &str, ids: &[String], expect: &Value
         }
     }
     t
+}
+
+/// The last `n` lines of a log file (for a failure message).
+fn tail(path: &Path, n: usize) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn count_lines(path: &Path, needle: &str) -> usize {
@@ -375,10 +380,16 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
             if done as f64 >= at * n as f64 {
                 break;
             }
-            assert!(
-                Instant::now() < end,
-                "drill stalled at {done}/{n} before the {what} at {at}"
-            );
+            if Instant::now() >= end {
+                let kept = tmp.keep();
+                panic!(
+                    "drill stalled at {done}/{n} before the {what} at {at} (logs kept in {}); \
+                     worker log:\n{}\nbroker log:\n{}",
+                    kept.display(),
+                    tail(&kept.join("worker.log"), 40),
+                    rabbit.log_tail()
+                );
+            }
             if let Ok(Some(st)) = w.0.try_wait() {
                 panic!("the worker exited on its own ({st})");
             }

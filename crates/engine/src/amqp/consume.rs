@@ -14,7 +14,7 @@ use futures::StreamExt;
 use futures::stream::{BoxStream, SelectAll};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Acker, Channel, Connection};
+use lapin::{Acker, Channel, ChannelStatus, Connection, ConnectionStatus};
 
 use crate::amqp::conn::AmqpUrl;
 use crate::amqp::layout::{self, Layout, QueueType};
@@ -34,9 +34,57 @@ pub fn is_amqp_tag(tag: &str) -> bool {
 pub struct Ackers {
     map: Mutex<HashMap<String, Acker>>,
     sessions: AtomicU64,
+    /// The open session: its id and the state of its connection and channel.
+    current: Mutex<Option<(u64, ConnectionStatus, ChannelStatus)>>,
+    /// A session whose ack stalled (see [`Ackers::give_up_on`]): the consumer closes it.
+    broken: AtomicU64,
+}
+
+/// The session id in an hlbot AMQP tag (`amqp.<session>.<delivery tag>`).
+fn session_of(tag: &str) -> Option<u64> {
+    tag.strip_prefix(TAG_PREFIX)?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Ackers {
+    /// Whether the session that delivered `tag` is the open one and its channel still works:
+    /// an ack on any other channel can never arrive.
+    pub fn alive(&self, tag: &str) -> bool {
+        let Some(id) = session_of(tag) else {
+            return false;
+        };
+        if self.broken.load(Ordering::SeqCst) == id {
+            return false;
+        }
+        self.current.lock().is_ok_and(|c| {
+            c.as_ref()
+                .is_some_and(|(cur, conn, chan)| *cur == id && conn.connected() && chan.connected())
+        })
+    }
+
+    /// An ack or reject of `tag` stalled or failed: give its session up. Its other ackers are
+    /// dropped (RabbitMQ redelivers those messages once the connection closes), and the
+    /// consumer, seeing [`Ackers::broken`], closes the connection and opens a new one — a channel
+    /// that cannot take acks would otherwise hold c × m unacked messages forever.
+    pub fn give_up_on(&self, tag: &str) {
+        let Some(id) = session_of(tag) else {
+            return;
+        };
+        self.broken.store(id, Ordering::SeqCst);
+        let prefix = format!("{TAG_PREFIX}{id}.");
+        if let Ok(mut m) = self.map.lock() {
+            m.retain(|k, _| !k.starts_with(&prefix));
+        }
+    }
+
+    /// Whether session `id` was given up (an ack on it stalled).
+    pub fn broken(&self, id: u64) -> bool {
+        self.broken.load(Ordering::SeqCst) == id
+    }
+
     fn insert(&self, tag: String, a: Acker) {
         if let Ok(mut m) = self.map.lock() {
             m.insert(tag, a);
@@ -103,6 +151,9 @@ impl Session {
             .map_err(|e| url.err(e))?;
         let id = ackers.sessions.fetch_add(1, Ordering::SeqCst) + 1;
         ackers.forget_before(id);
+        if let Ok(mut c) = ackers.current.lock() {
+            *c = Some((id, conn.status().clone(), chan.status().clone()));
+        }
         let mut s = Self {
             conn,
             chan,
@@ -216,15 +267,21 @@ impl Session {
 
     /// Stop deliveries (`basic.cancel` per queue); the channel stays open for the acks to come.
     pub async fn cancel(&mut self) {
+        let (conn, chan) = (&self.conn, &self.chan);
         for (_, t) in std::mem::take(&mut self.consumers) {
-            let _ = self
-                .chan
-                .basic_cancel(t.as_str().into(), BasicCancelOptions::default())
-                .await;
+            let cancel = chan.basic_cancel(t.as_str().into(), BasicCancelOptions::default());
+            let alive = || super::guard::open(conn, chan);
+            let _ = super::guard::bounded("basic.cancel", super::guard::ACK, alive, cancel).await;
         }
     }
 
-    pub fn connected(&self) -> bool {
-        self.conn.status().connected()
+    /// Whether the connection and channel are open and no ack on them stalled.
+    pub fn usable(&self, ackers: &Ackers) -> bool {
+        super::guard::open(&self.conn, &self.chan) && !ackers.broken(self.id)
+    }
+
+    /// Close the connection (bounded: it may be half dead) so RabbitMQ requeues what it holds.
+    pub async fn abandon(self) {
+        super::guard::close(self.conn).await;
     }
 }

@@ -63,8 +63,25 @@ impl EventPublisher {
         }
         self.open = None;
         let conn = self.url.connect(&self.name).await?;
-        let chan = conn.create_channel().await.map_err(|e| self.url.err(e))?;
-        declare_exchange(&chan).await.map_err(|e| self.url.err(e))?;
+        let alive = || conn.status().connected();
+        let ready = super::guard::bounded(
+            "opening the event channel",
+            super::guard::OPEN,
+            alive,
+            async {
+                let chan = conn.create_channel().await?;
+                declare_exchange(&chan).await?;
+                Ok::<_, lapin::Error>(chan)
+            },
+        )
+        .await;
+        let chan = match ready {
+            Ok(c) => c,
+            Err(e) => {
+                super::guard::close(conn).await;
+                return Err(self.url.err(e));
+            }
+        };
         self.open = Some((conn, chan.clone()));
         Ok(chan)
     }
@@ -104,13 +121,20 @@ impl EventPublisher {
 /// `x-message-ttl` 5000 and `x-expires` 60000 as Celery's `event_queue_ttl`/`_expires`), bound to
 /// `celeryev` with routing key `#`, consumed without acks.
 pub struct EventReceiver {
-    /// Kept so the consumer lives as long as this receiver.
-    _conn: Connection,
+    /// Kept so the consumer lives as long as this receiver (and watched: a closed one ends it).
+    conn: Connection,
     consumer: Consumer,
 }
 
 impl EventReceiver {
     pub async fn open(url: &AmqpUrl, name: &str) -> Result<Self> {
+        let cap = super::guard::OPEN;
+        tokio::time::timeout(cap, Self::open_unbounded(url, name))
+            .await
+            .unwrap_or_else(|_| Err(url.err(format!("opening took over {}s", cap.as_secs()))))
+    }
+
+    async fn open_unbounded(url: &AmqpUrl, name: &str) -> Result<Self> {
         let conn = url.connect(name).await?;
         let chan = conn.create_channel().await.map_err(|e| url.err(e))?;
         declare_exchange(&chan).await.map_err(|e| url.err(e))?;
@@ -131,16 +155,15 @@ impl EventReceiver {
         let consumer = super::bind_and_consume_no_ack(&chan, &queue, EVENT_EXCHANGE, "#", &queue)
             .await
             .map_err(|e| url.err(e))?;
-        Ok(Self {
-            _conn: conn,
-            consumer,
-        })
+        Ok(Self { conn, consumer })
     }
 
     /// The next event message's body (one event, or a `task.multi` list); None: the session is
     /// over.
     pub async fn next(&mut self) -> Option<Vec<u8>> {
-        match self.consumer.next().await? {
+        let conn = &self.conn;
+        let next = super::guard::while_open(|| conn.status().connected(), self.consumer.next());
+        match next.await? {
             Ok(d) => Some(d.data),
             Err(e) => {
                 tracing::debug!("event receiver: {e}");

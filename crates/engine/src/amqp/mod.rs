@@ -2,11 +2,13 @@
 //! from it (`consume.rs`) and publishes to it with confirms (`publish.rs`); acks, rejects and
 //! publishes that follow a task's run go through the [`sink`] once the run's Redis writes (the
 //! result) are done. Remote control (`pidbox.rs`) and events (`events.rs`) use Celery's AMQP
-//! exchanges; results and revocations stay on Redis. See docs/amqp.md.
+//! exchanges; results and revocations stay on Redis. Every await on RabbitMQ is bounded
+//! (`guard.rs`). See docs/amqp.md.
 
 pub mod conn;
 pub mod consume;
 pub mod events;
+pub mod guard;
 pub mod layout;
 pub mod pidbox;
 pub mod publish;

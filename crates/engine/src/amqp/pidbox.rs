@@ -22,6 +22,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer, ExchangeKind};
 
 use crate::amqp::conn::AmqpUrl;
+use crate::amqp::guard;
 use crate::amqp::layout;
 use crate::error::Result;
 
@@ -90,8 +91,23 @@ impl Mailbox {
         Self::open(url, "hlbot control", &queue, REPLY_EXCHANGE, oid).await
     }
 
-    /// Connect and declare the exchanges, the queue and its binding, then consume.
+    /// Connect and declare the exchanges, the queue and its binding, then consume (bounded by
+    /// [`guard::OPEN`]).
     async fn open(
+        url: &AmqpUrl,
+        name: &str,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<Self> {
+        let cap = guard::OPEN;
+        let opening = Self::open_unbounded(url, name, queue, exchange, routing_key);
+        tokio::time::timeout(cap, opening)
+            .await
+            .unwrap_or_else(|_| Err(url.err(format!("opening took over {}s", cap.as_secs()))))
+    }
+
+    async fn open_unbounded(
         url: &AmqpUrl,
         name: &str,
         queue: &str,
@@ -125,7 +141,9 @@ impl Mailbox {
 
     /// The next message (a command, or a reply) as a kombu envelope; None or an error: the session is over.
     pub async fn next(&mut self) -> Option<lapin::Result<Envelope>> {
-        let d = match self.consumer.next().await? {
+        let (conn, chan) = (&self.conn, &self.chan);
+        let next = guard::while_open(|| guard::open(conn, chan), self.consumer.next()).await;
+        let d = match next? {
             Ok(d) => d,
             Err(e) => return Some(Err(e)),
         };
@@ -146,7 +164,7 @@ impl Mailbox {
 
     /// Close the connection (RabbitMQ then deletes the exclusive queue at once).
     pub async fn close(self) {
-        let _ = self.conn.close(200, "bye".into()).await;
+        guard::close(self.conn).await;
     }
 }
 
@@ -157,15 +175,24 @@ pub async fn publish(chan: &Channel, env: &Envelope) -> lapin::Result<()> {
     let Ok(out) = layout::outgoing(env) else {
         return Ok(());
     };
-    chan.basic_publish(
-        out.exchange.as_str().into(),
-        out.routing_key.as_str().into(),
-        BasicPublishOptions::default(),
-        &out.body,
-        out.properties,
+    let sent = guard::bounded(
+        "publish",
+        guard::CONFIRM,
+        || chan.status().connected(),
+        async {
+            chan.basic_publish(
+                out.exchange.as_str().into(),
+                out.routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &out.body,
+                out.properties,
+            )
+            .await
+        },
     )
-    .await?;
-    Ok(())
+    .await;
+    sent.map(drop)
+        .map_err(|e| lapin::Error::from(std::io::Error::other(e)))
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! chain steps, callbacks, restores) is confirmed by the broker before the call returns, so a
 //! publish that "succeeded" is on disk (durable queue, `delivery_mode` 2). Declares each queue's
 //! exchange, queue and binding (`layout.rs`) once per connection before the first publish to it,
-//! as kombu's producer does. Does not consume (`consume.rs`).
+//! as kombu's producer does. Each attempt is bounded (`guard.rs`): a publish that stalls on a
+//! half-closed connection fails and is retried on a new one. Does not consume (`consume.rs`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,12 +14,12 @@ use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::Mutex;
 
 use crate::amqp::conn::AmqpUrl;
+use crate::amqp::guard;
 use crate::amqp::layout::{self, Layout};
 use crate::error::Result;
 
 struct Open {
-    /// Kept so the channel lives as long as this publisher.
-    _conn: Connection,
+    conn: Connection,
     chan: Channel,
     declared: HashSet<String>,
 }
@@ -60,16 +61,34 @@ impl Publisher {
     pub async fn publish(&self, env: &Envelope) -> Result<()> {
         let out = layout::outgoing(env).map_err(|k| self.url.err(format!("bad message: {k}")))?;
         let mut guard = self.open.lock().await;
-        let healthy = guard.as_ref().is_some_and(|o| o.chan.status().connected());
+        let healthy = guard
+            .as_ref()
+            .is_some_and(|o| guard::open(&o.conn, &o.chan));
         if !healthy {
-            *guard = None;
+            if let Some(old) = guard.take() {
+                guard::close(old.conn).await;
+            }
             let conn = self.url.connect(&self.name).await?;
-            let chan = conn.create_channel().await.map_err(|e| self.url.err(e))?;
-            chan.confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(|e| self.url.err(e))?;
+            let ready = guard::bounded(
+                "opening a confirming channel",
+                guard::OPEN,
+                || conn.status().connected(),
+                async {
+                    let chan = conn.create_channel().await?;
+                    chan.confirm_select(ConfirmSelectOptions::default()).await?;
+                    Ok::<_, lapin::Error>(chan)
+                },
+            )
+            .await;
+            let chan = match ready {
+                Ok(c) => c,
+                Err(e) => {
+                    guard::close(conn).await;
+                    return Err(self.url.err(e));
+                }
+            };
             *guard = Some(Open {
-                _conn: conn,
+                conn,
                 chan,
                 declared: HashSet::new(),
             });
@@ -77,36 +96,40 @@ impl Publisher {
         let Some(open) = guard.as_mut() else {
             return Err(self.url.err("no channel"));
         };
+        let (conn, chan) = (&open.conn, &open.chan);
+        let alive = || guard::open(conn, chan);
         // Only the default exchange routes by queue name; other exchanges are declared by whoever
         // owns them.
-        if out.exchange.is_empty() && !open.declared.contains(&out.routing_key) {
-            let res = super::declare(&open.chan, &self.layout.declaration(&out.routing_key)).await;
-            if let Err(e) = res {
-                *guard = None;
-                return Err(self.url.err(e));
+        let declare = out.exchange.is_empty() && !open.declared.contains(&out.routing_key);
+        let res = guard::bounded("publish", guard::CONFIRM, alive, async {
+            if declare {
+                super::declare(chan, &self.layout.declaration(&out.routing_key)).await?;
             }
-            open.declared.insert(out.routing_key.clone());
-        }
-        let res: lapin::Result<Confirmation> = async {
-            open.chan
-                .basic_publish(
-                    out.exchange.as_str().into(),
-                    out.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &out.body,
-                    out.properties,
-                )
-                .await?
-                .await
-        }
+            chan.basic_publish(
+                out.exchange.as_str().into(),
+                out.routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &out.body,
+                out.properties,
+            )
+            .await?
+            .await
+        })
         .await;
         match res {
             Ok(Confirmation::Nack(_)) => {
                 Err(self.url.err("the broker refused the message (basic.nack)"))
             }
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if declare {
+                    open.declared.insert(out.routing_key.clone());
+                }
+                Ok(())
+            }
             Err(e) => {
-                *guard = None;
+                if let Some(old) = guard.take() {
+                    guard::close(old.conn).await;
+                }
                 Err(self.url.err(e))
             }
         }

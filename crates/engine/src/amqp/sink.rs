@@ -3,15 +3,17 @@
 //! result was written (result before ack, as acks_late needs). Publishes wait for the broker's
 //! confirm and are retried until confirmed, and a run's publishes (retry, callbacks) go out before
 //! its ack: a crash between the two runs the task again, it never loses the follow-up message.
-//! A worker that must exit while the broker is away takes the unconfirmed publishes back
-//! ([`Sink::take_unsent`]) into its spill file; the next start publishes them.
+//! Every ack and publish is bounded (`guard.rs`): one that stalls gives its session up instead
+//! of holding up the ops behind it. A worker that must exit while the broker is away takes the
+//! unconfirmed publishes back ([`Sink::take_unsent`]) into its spill file; the next start
+//! publishes them.
 
 use hlbot_proto::Envelope;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::Amqp;
+use crate::amqp::{Amqp, guard};
 
 /// One AMQP operation.
 #[derive(Debug)]
@@ -103,8 +105,15 @@ async fn apply(amqp: &Amqp, op: SinkOp, give_up: &CancellationToken, unsent: &mu
                 if stopped {
                     return;
                 }
-                if let Err(e) = a.ack(BasicAckOptions::default()).await {
+                let ackers = &amqp.ackers;
+                let alive = || !a.poisoned() && ackers.alive(&tag);
+                let sent = guard::bounded("basic.ack", guard::ACK, alive, async {
+                    a.ack(BasicAckOptions::default()).await
+                })
+                .await;
+                if let Err(e) = sent {
                     tracing::warn!("ack of {tag} not sent ({e}): RabbitMQ delivers it again");
+                    ackers.give_up_on(&tag);
                 }
             }
         }
@@ -113,8 +122,15 @@ async fn apply(amqp: &Amqp, op: SinkOp, give_up: &CancellationToken, unsent: &mu
                 if stopped {
                     return;
                 }
-                if let Err(e) = a.reject(BasicRejectOptions { requeue: true }).await {
+                let ackers = &amqp.ackers;
+                let alive = || !a.poisoned() && ackers.alive(&tag);
+                let sent = guard::bounded("basic.reject", guard::ACK, alive, async {
+                    a.reject(BasicRejectOptions { requeue: true }).await
+                })
+                .await;
+                if let Err(e) = sent {
                     tracing::debug!("reject of {tag} not sent ({e}): requeued by RabbitMQ anyway");
+                    ackers.give_up_on(&tag);
                 }
             }
         }

@@ -144,15 +144,24 @@ async fn run_amqp(
     let mut down = false;
     while !stop.is_cancelled() {
         let prefetch = u16::try_from(sh.prefetch_limit()).unwrap_or(u16::MAX);
-        let opened = crate::amqp::Session::open(
-            &amqp.url,
-            amqp.layout,
-            &sh.queues(),
-            prefetch,
-            &sh.hostname,
-            &amqp.ackers,
+        let opened = tokio::time::timeout(
+            crate::amqp::guard::OPEN,
+            crate::amqp::Session::open(
+                &amqp.url,
+                amqp.layout,
+                &sh.queues(),
+                prefetch,
+                &sh.hostname,
+                &amqp.ackers,
+            ),
         )
-        .await;
+        .await
+        .unwrap_or_else(|_| {
+            Err(amqp.url.err(format!(
+                "opening the consuming channel took over {}s",
+                crate::amqp::guard::OPEN.as_secs()
+            )))
+        });
         let mut session = match opened {
             Ok(s) => s,
             Err(e) => {
@@ -177,6 +186,16 @@ async fn run_amqp(
         loop {
             tokio::select! {
                 _ = follow.tick() => {
+                    // lapin may not end the stream of a connection the server closed cleanly
+                    // (amqp-rs/lapin#409), and an ack that stalled leaves the channel unusable.
+                    if !session.usable(&amqp.ackers) {
+                        tracing::warn!(
+                            "consumer: the connection to {} is closed or stalled; reconnecting",
+                            amqp.url
+                        );
+                        down = true;
+                        break;
+                    }
                     let queues = sh.queues();
                     let prefetch = u16::try_from(sh.prefetch_limit()).unwrap_or(u16::MAX);
                     if !session.follows(&queues, prefetch)
@@ -212,6 +231,7 @@ async fn run_amqp(
             amqp.keep(session);
             break;
         }
+        session.abandon().await;
         crate::backoff::pause(&stop, &mut backoff).await;
     }
 }
