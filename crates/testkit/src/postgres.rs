@@ -2,7 +2,8 @@
 //! `$HLBOT_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped on
 //! drop — tests run in parallel and twice in a row without meeting. Unreachable: a skip, or a
 //! failure under `CI`. [`Gate`]: a TCP proxy in front of it that a test can cut (every
-//! connection closed, new ones refused) and open again — "the database goes away".
+//! connection closed, new ones refused) and open again — "the database goes away" — or freeze
+//! the connections it carries (open but silent).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,11 +92,12 @@ impl Drop for TestPostgres {
     }
 }
 
-/// A TCP proxy to `target` that can be cut and opened again.
+/// A TCP proxy to `target` that can be cut and opened again, or freeze its connections.
 pub struct Gate {
     pub addr: std::net::SocketAddr,
     open: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
+    freeze: watch::Sender<u64>,
 }
 
 impl Gate {
@@ -105,7 +107,13 @@ impl Gate {
         let addr = listener.local_addr().expect("addr");
         let open = Arc::new(AtomicBool::new(true));
         let (cut, _) = watch::channel(0u64);
-        let (o, c, target) = (open.clone(), cut.clone(), target.to_string());
+        let (freeze, _) = watch::channel(0u64);
+        let (o, c, f, target) = (
+            open.clone(),
+            cut.clone(),
+            freeze.clone(),
+            target.to_string(),
+        );
         tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
                 if !o.load(Ordering::SeqCst) {
@@ -113,6 +121,7 @@ impl Gate {
                     continue;
                 }
                 let mut cut_rx = c.subscribe();
+                let mut freeze_rx = f.subscribe();
                 let target = target.clone();
                 tokio::spawn(async move {
                     let Ok(mut up) = TcpStream::connect(&target).await else {
@@ -121,11 +130,26 @@ impl Gate {
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
                         _ = cut_rx.changed() => {}
+                        _ = freeze_rx.changed() => {
+                            // Both sockets stay open and silent until the gate is cut or dropped.
+                            let _ = cut_rx.changed().await;
+                        }
                     }
                 });
             }
         });
-        Gate { addr, open, cut }
+        Gate {
+            addr,
+            open,
+            cut,
+            freeze,
+        }
+    }
+
+    /// Stop forwarding on every connection open now, keeping them open (a peer that stopped
+    /// answering: no FIN, no RST); connections made later pass as usual.
+    pub fn freeze(&self) {
+        self.freeze.send_modify(|g| *g += 1);
     }
 
     /// Close every connection through the gate and refuse new ones.

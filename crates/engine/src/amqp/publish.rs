@@ -60,12 +60,10 @@ impl Publisher {
     /// connection to be reopened by the next call; the message may or may not have arrived.
     pub async fn publish(&self, env: &Envelope) -> Result<()> {
         let out = layout::outgoing(env).map_err(|k| self.url.err(format!("bad message: {k}")))?;
-        let mut guard = self.open.lock().await;
-        let healthy = guard
-            .as_ref()
-            .is_some_and(|o| guard::open(&o.conn, &o.chan));
+        let mut slot = self.open.lock().await;
+        let healthy = slot.as_ref().is_some_and(|o| guard::open(&o.conn, &o.chan));
         if !healthy {
-            if let Some(old) = guard.take() {
+            if let Some(old) = slot.take() {
                 guard::close(old.conn).await;
             }
             let conn = self.url.connect(&self.name).await?;
@@ -87,13 +85,13 @@ impl Publisher {
                     return Err(self.url.err(e));
                 }
             };
-            *guard = Some(Open {
+            *slot = Some(Open {
                 conn,
                 chan,
                 declared: HashSet::new(),
             });
         }
-        let Some(open) = guard.as_mut() else {
+        let Some(open) = slot.as_mut() else {
             return Err(self.url.err("no channel"));
         };
         let (conn, chan) = (&open.conn, &open.chan);
@@ -127,7 +125,7 @@ impl Publisher {
                 Ok(())
             }
             Err(e) => {
-                if let Some(old) = guard.take() {
+                if let Some(old) = slot.take() {
                     guard::close(old.conn).await;
                 }
                 Err(self.url.err(e))

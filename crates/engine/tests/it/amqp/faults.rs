@@ -181,3 +181,38 @@ async fn redelivered_copy_of_a_succeeded_task_publishes_its_callbacks() {
     assert_eq!(t.runs(&id).await, 0, "the succeeded task ran again");
     assert_eq!(t.runs(&cb_id).await, 1);
 }
+
+/// A publish whose confirm never comes — the connection open but silent (the TCP gate freezes
+/// it: no FIN, no RST, as from a hung broker or a dropped NAT entry) — is not waited on forever:
+/// the attempt ends at its cap (30 s, `amqp/guard.rs`), that connection is dropped, and the retry
+/// on a new one is confirmed. The message is in the queue once (the frozen copy never passed the
+/// gate). Without the cap lapin's confirm waits as long as the socket stays open, and the worker's
+/// sink — every ack behind the publish — with it.
+#[tokio::test]
+async fn a_publish_on_a_connection_that_stopped_answering_is_retried_on_a_new_one() {
+    let Some(v) = Vhost::new() else { return };
+    let host = std::env::var("HLBOT_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
+    let gate = hlbot_testkit::Gate::start(&host).await;
+    let gated = AmqpUrl::parse(&format!("amqp://guest:guest@{}/{}", gate.addr, v.name)).unwrap();
+    let p = hlbot_engine::amqp::Publisher::new(gated, hlbot_engine::amqp::Layout::default(), "t");
+    let never = tokio_util::sync::CancellationToken::new();
+    p.publish_until_confirmed(&message("frozen", "m1"), &never)
+        .await
+        .expect("first publish");
+    gate.freeze();
+    let t0 = std::time::Instant::now();
+    let m2 = message("frozen", "m2");
+    let second = p.publish_until_confirmed(&m2, &never);
+    let r = tokio::time::timeout(Duration::from_secs(90), second).await;
+    let took = t0.elapsed();
+    assert!(
+        r.is_ok(),
+        "the publish still waits on the frozen connection after 90 s"
+    );
+    r.unwrap().expect("confirmed on a new connection");
+    assert!(
+        took >= Duration::from_secs(25),
+        "confirmed after {took:?}: the frozen connection was not the one tried first"
+    );
+    assert_eq!(queue_messages(&v, "frozen"), Some(2));
+}
