@@ -145,7 +145,7 @@ fn stats(sh: &Shared) -> Value {
             ],
         },
         "broker": broker_info(sh, host, port),
-        "prefetch_count": sh.prefetch_limit(),
+        "prefetch_count": sh.qos(),
         "rusage": rusage(),
         // hlbot: the result writer's backlog (writes not yet in Redis; fetching pauses while
         // Redis refuses them).

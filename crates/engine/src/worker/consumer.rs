@@ -131,7 +131,7 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
 }
 
 /// The RabbitMQ consumer: RabbitMQ holds the prefetch (`basic.qos`, Celery's concurrency ×
-/// multiplier) and the unacked messages, so each delivery goes straight to [`dispatch`]. A lost
+/// multiplier plus one per held ETA message, [`Shared::qos`]) and the unacked messages, so each delivery goes straight to [`dispatch`]. A lost
 /// connection is reopened with backoff; RabbitMQ gives every unacked message of the old one back
 /// to its queue.
 async fn run_amqp(
@@ -143,7 +143,7 @@ async fn run_amqp(
     let mut backoff = Duration::from_millis(100);
     let mut down = false;
     while !stop.is_cancelled() {
-        let prefetch = u16::try_from(sh.prefetch_limit()).unwrap_or(u16::MAX);
+        let prefetch = sh.qos();
         let opened = tokio::time::timeout(
             crate::amqp::guard::OPEN,
             crate::amqp::Session::open(
@@ -180,7 +180,7 @@ async fn run_amqp(
         }
         backoff = Duration::from_millis(100);
         // Remote control changes the queues (`add_consumer`/`cancel_consumer`) and the pool
-        // (c × m): looked at a few times a second, applied on the open channel.
+        // (c × m), ETA holds the QoS: looked at a few times a second, applied on the open channel.
         let mut follow = tokio::time::interval(Duration::from_millis(200));
         follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -197,7 +197,7 @@ async fn run_amqp(
                         break;
                     }
                     let queues = sh.queues();
-                    let prefetch = u16::try_from(sh.prefetch_limit()).unwrap_or(u16::MAX);
+                    let prefetch = sh.qos();
                     if !session.follows(&queues, prefetch)
                         && let Err(e) = session.update(&queues, prefetch).await
                     {

@@ -127,6 +127,16 @@ impl Shared {
             .saturating_mul(self.opts.prefetch_multiplier.max(1))
             .max(1)
     }
+
+    /// Celery's QoS value: the prefetch count plus one per message held for its ETA (Celery's
+    /// `qos.increment_eventually`), at most 65 535 (AMQP's field, Celery's `PREFETCH_COUNT_MAX`).
+    /// RabbitMQ counts ETA holds against `basic.qos` (they stay unacked), so the consumer sets
+    /// this, not [`Shared::prefetch_limit`]: a worker whose prefetch is all held ETAs still takes
+    /// new work. (On Redis the worker's own accounting leaves ETA holds out instead.)
+    pub fn qos(&self) -> u16 {
+        let held = self.state.scheduled_count.load(Ordering::SeqCst);
+        u16::try_from(self.prefetch_limit().saturating_add(held)).unwrap_or(u16::MAX)
+    }
 }
 
 /// A worker, ready to run.

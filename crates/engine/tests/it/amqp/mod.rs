@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hlbot_engine::amqp::sink::{Sink, SinkOp};
 use hlbot_engine::amqp::{Amqp, AmqpUrl, Layout, Session};
-use hlbot_engine::{Client, Registry, Router};
+use hlbot_engine::{Client, Registry, Router, SendOptions};
 use hlbot_proto::{Envelope, TaskMessage};
 use serde_json::{Map, Value, json};
 
@@ -262,6 +262,56 @@ async fn worker_runs_tasks_from_rabbitmq_with_results_in_redis() {
     w.stop().await;
     // The Redis broker was not used for the tasks.
     assert_eq!(client.broker().len("default").await.expect("len"), 0);
+}
+
+/// A worker with prefetch 1 (`-c 1`, multiplier 1) that holds three ETA messages an hour away
+/// still runs a task sent after them: each held ETA raises `basic.qos` by one (Celery's
+/// `qos.increment_eventually`). Without that RabbitMQ would deliver nothing more until an ETA
+/// fell due. At the warm shutdown the held ETAs go back to the queue.
+#[tokio::test]
+async fn eta_holds_raise_the_qos_so_new_work_still_flows() {
+    let Some(v) = Vhost::new() else { return };
+    let t = TestRedis::new();
+    let client = amqp_client(&t, v.url()).await;
+    let mut o = opts(&["etaq"]);
+    o.concurrency = 1;
+    o.prefetch_multiplier = 1;
+    let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
+    let later = SendOptions {
+        countdown: Some(3600.0),
+        ..q("etaq")
+    };
+    for i in 0..3 {
+        client
+            .send_task(
+                "hlbot.debug.echo",
+                vec![json!(i)],
+                Map::new(),
+                later.clone(),
+            )
+            .await
+            .expect("send");
+    }
+    let now = client
+        .send_task(
+            "hlbot.debug.echo",
+            vec![json!("now")],
+            Map::new(),
+            q("etaq"),
+        )
+        .await
+        .expect("send");
+    let v2 = now.get(Duration::from_secs(15)).await;
+    assert_eq!(
+        v2.expect("the task sent after three held ETAs did not run"),
+        json!({"args": ["now"], "kwargs": {}})
+    );
+    w.stop().await;
+    assert_eq!(
+        queue_messages(&v, "etaq"),
+        Some(3),
+        "held ETAs not given back"
+    );
 }
 
 /// Beat with RabbitMQ as the broker: every tick is published to RabbitMQ (confirmed), none to the
