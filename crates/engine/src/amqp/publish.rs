@@ -24,6 +24,29 @@ struct Open {
     declared: HashSet<String>,
 }
 
+/// How an error about a message the broker will not take begins (see [`is_refusal`]).
+pub const REFUSED: &str = "refused by the broker";
+/// Refusals of one message in a row after which [`Publisher::publish_until_confirmed`] stops.
+pub const REFUSALS: u32 = 3;
+
+/// Whether `e` says the broker refused the message itself (`basic.nack`, or a channel-level
+/// error: `NOT_FOUND`, `ACCESS_REFUSED`, `PRECONDITION_FAILED`…) rather than being unreachable.
+pub fn is_refusal(e: &crate::error::Error) -> bool {
+    matches!(e, crate::error::Error::Amqp { message, .. } if message.contains(REFUSED))
+}
+
+/// A lapin error as text, marked [`REFUSED`] when it is a soft (channel-level) AMQP error.
+fn classify(e: lapin::Error) -> String {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a)
+            if matches!(a.kind(), lapin::protocol::AMQPErrorKind::Soft(_)) =>
+        {
+            format!("{REFUSED}: {e}")
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// A confirming publisher on its own connection, reopened on the next publish after a failure.
 pub struct Publisher {
     url: AmqpUrl,
@@ -101,7 +124,9 @@ impl Publisher {
         let declare = out.exchange.is_empty() && !open.declared.contains(&out.routing_key);
         let res = guard::bounded("publish", guard::CONFIRM, alive, async {
             if declare {
-                super::declare(chan, &self.layout.declaration(&out.routing_key)).await?;
+                super::declare(chan, &self.layout.declaration(&out.routing_key))
+                    .await
+                    .map_err(classify)?;
             }
             chan.basic_publish(
                 out.exchange.as_str().into(),
@@ -110,14 +135,14 @@ impl Publisher {
                 &out.body,
                 out.properties,
             )
-            .await?
             .await
+            .map_err(classify)?
+            .await
+            .map_err(classify)
         })
         .await;
         match res {
-            Ok(Confirmation::Nack(_)) => {
-                Err(self.url.err("the broker refused the message (basic.nack)"))
-            }
+            Ok(Confirmation::Nack(_)) => Err(self.url.err(format!("{REFUSED} (basic.nack)"))),
             Ok(_) => {
                 if declare {
                     open.declared.insert(out.routing_key.clone());
@@ -134,8 +159,11 @@ impl Publisher {
     }
 
     /// Publish until the broker confirms (backoff 50 ms doubling to 2 s): for messages that
-    /// exist nowhere else (retries, callbacks, restores). Gives up only when `give_up` says so
-    /// (at once, even mid-attempt; the message may or may not have reached the broker).
+    /// exist nowhere else (retries, callbacks, restores). Gives up when `give_up` says so (at
+    /// once, even mid-attempt; the message may or may not have reached the broker), or when the
+    /// broker refused this message [`REFUSALS`] times in a row ([`is_refusal`]: a `basic.nack`,
+    /// or a channel error such as `NOT_FOUND` for an exchange that does not exist) — retrying it
+    /// would hold up everything queued behind it for good; the caller dead-letters it.
     pub async fn publish_until_confirmed(
         &self,
         env: &Envelope,
@@ -143,6 +171,7 @@ impl Publisher {
     ) -> Result<()> {
         let mut backoff = Duration::from_millis(50);
         let mut logged = false;
+        let mut refusals = 0;
         loop {
             // An attempt can take up to the connect timeout; giving up does not wait for it.
             let attempt = tokio::select! {
@@ -156,6 +185,10 @@ impl Publisher {
                         if message.starts_with("bad message") {
                             return Err(e);
                         }
+                    }
+                    refusals = if is_refusal(&e) { refusals + 1 } else { 0 };
+                    if refusals >= REFUSALS {
+                        return Err(e);
                     }
                     if !logged {
                         tracing::warn!("publish not confirmed: {e}; retrying");

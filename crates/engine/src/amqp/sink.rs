@@ -4,7 +4,8 @@
 //! confirm and are retried until confirmed, and a run's publishes (retry, callbacks) go out before
 //! its ack: a crash between the two runs the task again, it never loses the follow-up message.
 //! Every ack and publish is bounded (`guard.rs`): one that stalls gives its session up instead
-//! of holding up the ops behind it. A worker that must exit while the broker is away takes the
+//! of holding up the ops behind it; a publish the broker keeps refusing (`basic.nack`, a missing
+//! exchange) goes to the Redis dead-letter list with the reason instead of being retried forever. A worker that must exit while the broker is away takes the
 //! unconfirmed publishes back ([`Sink::take_unsent`]) into its spill file; the next start
 //! publishes them.
 
@@ -28,6 +29,45 @@ pub enum SinkOp {
     Flush(oneshot::Sender<()>),
 }
 
+/// Where the sink puts a publish RabbitMQ keeps refusing (`publish::is_refusal`): the worker's
+/// Redis dead-letter list (`hlbot dead list` shows it with the reason).
+#[derive(Clone)]
+pub struct DeadLetters {
+    pub conn: redis::aio::ConnectionManager,
+    /// The dead-letter list's key (`Keys::dead_letter`).
+    pub key: String,
+}
+
+impl DeadLetters {
+    /// Record `env` with `reason`; false when Redis did not take it.
+    async fn put(&self, env: &Envelope, reason: String) -> bool {
+        let rec = crate::deadletter::DeadLetter {
+            reason,
+            queue: env.properties.delivery_info.routing_key.clone(),
+            task_id: env.task_id(),
+            task: env
+                .headers
+                .get("task")
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            at: crate::broker::now_secs(),
+            raw: String::from_utf8_lossy(&env.to_vec()).into_owned(),
+            size: None,
+            truncated: false,
+        };
+        let cap = crate::deadletter::DEAD_LETTER_CAP as isize;
+        let mut c = self.conn.clone();
+        redis::pipe()
+            .lpush(&self.key, rec.to_bytes())
+            .ignore()
+            .ltrim(&self.key, 0, cap - 1)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .is_ok()
+    }
+}
+
 /// Handle to queue AMQP operations.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -38,11 +78,12 @@ pub struct Sink {
 
 impl Sink {
     /// Start the sink loop; it ends when every `Sink` is dropped and its queue is empty.
-    pub fn spawn(amqp: Amqp) -> Self {
+    /// Publishes RabbitMQ keeps refusing go to `dead` (without it they are logged and dropped).
+    pub fn spawn(amqp: Amqp, dead: Option<DeadLetters>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (take, take_rx) = mpsc::unbounded_channel();
         let give_up = CancellationToken::new();
-        tokio::spawn(run(amqp, rx, take_rx, give_up.clone()));
+        tokio::spawn(run(amqp, dead, rx, take_rx, give_up.clone()));
         Self { tx, take, give_up }
     }
 
@@ -69,6 +110,7 @@ impl Sink {
 
 async fn run(
     amqp: Amqp,
+    dead: Option<DeadLetters>,
     mut rx: mpsc::UnboundedReceiver<Vec<SinkOp>>,
     mut take: mpsc::UnboundedReceiver<oneshot::Sender<Vec<Envelope>>>,
     give_up: CancellationToken,
@@ -82,7 +124,7 @@ async fn run(
             Some(reply) = take.recv() => {
                 while let Ok(ops) = rx.try_recv() {
                     for op in ops {
-                        apply(&amqp, op, &give_up, &mut unsent).await;
+                        apply(&amqp, dead.as_ref(), op, &give_up, &mut unsent).await;
                     }
                 }
                 let _ = reply.send(std::mem::take(&mut unsent));
@@ -90,14 +132,20 @@ async fn run(
             ops = rx.recv() => {
                 let Some(ops) = ops else { break };
                 for op in ops {
-                    apply(&amqp, op, &give_up, &mut unsent).await;
+                    apply(&amqp, dead.as_ref(), op, &give_up, &mut unsent).await;
                 }
             }
         }
     }
 }
 
-async fn apply(amqp: &Amqp, op: SinkOp, give_up: &CancellationToken, unsent: &mut Vec<Envelope>) {
+async fn apply(
+    amqp: &Amqp,
+    dead: Option<&DeadLetters>,
+    op: SinkOp,
+    give_up: &CancellationToken,
+    unsent: &mut Vec<Envelope>,
+) {
     let stopped = give_up.is_cancelled();
     match op {
         SinkOp::Ack(tag) => {
@@ -140,13 +188,27 @@ async fn apply(amqp: &Amqp, op: SinkOp, give_up: &CancellationToken, unsent: &mu
                 return;
             }
             if let Err(e) = amqp.publisher.publish_until_confirmed(&env, give_up).await {
+                let id = env.task_id().unwrap_or_default();
                 if give_up.is_cancelled() {
                     unsent.push(*env);
-                } else {
-                    tracing::error!(
-                        "message for task {} could not be published: {e}",
-                        env.task_id().unwrap_or_default()
+                } else if crate::amqp::publish::is_refusal(&e) {
+                    let reason = format!(
+                        "RabbitMQ refused the message {} times in a row: {e}",
+                        crate::amqp::publish::REFUSALS
                     );
+                    let kept = match dead {
+                        Some(d) => d.put(&env, reason).await,
+                        None => false,
+                    };
+                    if kept {
+                        tracing::error!(
+                            "message for task {id} refused by RabbitMQ ({e}); dead-lettered"
+                        );
+                    } else {
+                        tracing::error!("message for task {id} refused by RabbitMQ ({e}); dropped");
+                    }
+                } else {
+                    tracing::error!("message for task {id} could not be published: {e}");
                 }
             }
         }

@@ -149,7 +149,13 @@ impl Worker {
         let broker = client.broker().clone();
         let backend = client.backend().clone();
         let amqp = client.amqp().cloned();
-        let sink = amqp.clone().map(crate::amqp::sink::Sink::spawn);
+        let sink = amqp.clone().map(|a| {
+            let dead = crate::amqp::sink::DeadLetters {
+                conn: broker.conn(),
+                key: broker.keys().dead_letter(),
+            };
+            crate::amqp::sink::Sink::spawn(a, Some(dead))
+        });
         let (writer, _h) = Writer::spawn(
             broker.settings().clone(),
             broker.conn(),

@@ -216,3 +216,87 @@ async fn a_publish_on_a_connection_that_stopped_answering_is_retried_on_a_new_on
     );
     assert_eq!(queue_messages(&v, "frozen"), Some(2));
 }
+
+/// A callback RabbitMQ refuses (its queue has a `max-length` 0 `reject-publish` policy, so every
+/// publish is `basic.nack`ed) is not retried forever: after three refusals it goes to the Redis
+/// dead-letter list with the reason, and the worker's acks behind it flow — with prefetch 1 the
+/// tasks sent after it run. Retried forever, the publish would hold up the next ack and RabbitMQ
+/// would deliver nothing more.
+#[tokio::test]
+async fn a_publish_the_broker_keeps_refusing_is_dead_lettered_and_work_goes_on() {
+    let Some(v) = Vhost::new() else { return };
+    let policy = r#"{"max-length":0,"overflow":"reject-publish"}"#;
+    assert!(rabbitmqctl(&[
+        "set_policy",
+        "-p",
+        &v.name,
+        "full",
+        "^full$",
+        policy,
+        "--apply-to",
+        "queues"
+    ]));
+    let t = TestRedis::new();
+    let client = amqp_client(&t, v.url()).await;
+    let mut o = opts(&["default"]);
+    o.concurrency = 1;
+    o.prefetch_multiplier = 1;
+    let w = Running::start(client.clone(), Registry::with_debug_tasks(), o).await;
+    let (cb_id, mut cb) = echo_link();
+    cb.options.insert("queue".into(), json!("full"));
+    let mut so = q("default");
+    so.link = vec![cb];
+    let first = client
+        .send_task("hlbot.debug.echo", vec![json!("a")], Map::new(), so)
+        .await
+        .expect("send");
+    let mut later = Vec::new();
+    for i in 0..3 {
+        later.push(
+            client
+                .send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("default"))
+                .await
+                .expect("send"),
+        );
+    }
+    first.get(Duration::from_secs(10)).await.expect("first");
+    for h in &later {
+        h.get(Duration::from_secs(10))
+            .await
+            .expect("a task sent after the refused callback did not run");
+    }
+    let dead = hlbot_engine::deadletter::list(client.broker(), 100)
+        .await
+        .expect("dead letters");
+    let rec = dead
+        .iter()
+        .find(|d| d.task_id.as_deref() == Some(&cb_id))
+        .unwrap_or_else(|| panic!("callback not dead-lettered: {dead:?}"));
+    assert!(rec.reason.contains("refused"), "{}", rec.reason);
+    assert_eq!(rec.queue, "full");
+    w.stop().await;
+}
+
+/// A publish to an exchange that does not exist (RabbitMQ closes the channel: `NOT_FOUND`) is a
+/// refusal too: `publish_until_confirmed` stops after three instead of retrying forever.
+#[tokio::test]
+async fn a_publish_to_a_missing_exchange_is_a_refusal() {
+    let Some(v) = Vhost::new() else { return };
+    let p = hlbot_engine::amqp::Publisher::new(v.url(), hlbot_engine::amqp::Layout::default(), "t");
+    let mut env = message("x", "m1");
+    env.properties.delivery_info.exchange = "no-such-exchange".into();
+    let never = tokio_util::sync::CancellationToken::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        p.publish_until_confirmed(&env, &never),
+    )
+    .await
+    .expect("still retrying after 20 s");
+    let e = r.expect_err("published to a missing exchange");
+    assert!(hlbot_engine::amqp::publish::is_refusal(&e), "{e}");
+    assert!(e.to_string().contains("NOT_FOUND"), "{e}");
+    // The publisher still works for a good message afterwards.
+    p.publish_until_confirmed(&message("x", "m2"), &never)
+        .await
+        .expect("a good message after the refusal");
+}

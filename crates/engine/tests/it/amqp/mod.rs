@@ -161,7 +161,7 @@ async fn publish_consume_ack_and_requeue() {
     // out id-2 first: with the channel-wide (global) prefetch the freed slot and the requeue
     // reach the queue from two of its processes, in either order. Each delivery is acked, and
     // the next one flows only then (prefetch 1).
-    let sink = Sink::spawn(a.clone());
+    let sink = Sink::spawn(a.clone(), None);
     let (tx, rx) = tokio::sync::oneshot::channel();
     sink.send(vec![SinkOp::Requeue(d.tag.clone()), SinkOp::Flush(tx)]);
     rx.await.expect("flushed");
