@@ -88,6 +88,37 @@ pub async fn replay(broker: &Broker, task_id: Option<&str>) -> Result<usize> {
     Ok(n)
 }
 
+/// [`replay`] for a fleet on RabbitMQ: each record's message is published to RabbitMQ (its
+/// exchange and routing key, with the broker's confirm), then the record is removed. At least
+/// once: a crash between the two replays it again next time. A message the broker refuses again
+/// stays dead-lettered and the error is returned.
+pub async fn replay_amqp(
+    broker: &Broker,
+    amqp: &crate::amqp::Amqp,
+    task_id: Option<&str>,
+) -> Result<usize> {
+    let mut c = broker.conn();
+    let key = broker.keys().dead_letter();
+    let err = |e| broker.settings().err(e);
+    let raws: Vec<Vec<u8>> = c.lrange(&key, 0, -1).await.map_err(err)?;
+    let mut n = 0;
+    for raw in raws {
+        let Ok(d) = serde_json::from_slice::<DeadLetter>(&raw) else {
+            continue;
+        };
+        if d.truncated || task_id.is_some_and(|id| d.task_id.as_deref() != Some(id)) {
+            continue;
+        }
+        let Ok(env) = hlbot_proto::Envelope::from_slice(d.raw.as_bytes()) else {
+            continue;
+        };
+        amqp.publisher.publish(&env).await?;
+        let removed: usize = c.lrem(&key, 1, &raw).await.map_err(err)?;
+        n += removed.min(1);
+    }
+    Ok(n)
+}
+
 /// Delete dead letters for good: the one(s) with `task_id`, or all when `None`. Returns how many.
 pub async fn delete(broker: &Broker, task_id: Option<&str>) -> Result<usize> {
     let mut c = broker.conn();

@@ -421,7 +421,11 @@ pub async fn dead(client: &hlbot_engine::Client, cmd: DeadCommand) -> anyhow::Re
             if id.is_none() && !all {
                 anyhow::bail!("name a task id or pass --all");
             }
-            let n = deadletter::replay(client.broker(), id.as_deref()).await?;
+            // On a RabbitMQ fleet the messages go back to RabbitMQ, not to a Redis list.
+            let n = match client.amqp() {
+                Some(a) => deadletter::replay_amqp(client.broker(), a, id.as_deref()).await?,
+                None => deadletter::replay(client.broker(), id.as_deref()).await?,
+            };
             println!("replayed {n} message(s)");
             Ok(if n == 0 && id.is_some() {
                 ExitCode::FAILURE

@@ -275,6 +275,26 @@ async fn a_publish_the_broker_keeps_refusing_is_dead_lettered_and_work_goes_on()
     assert!(rec.reason.contains("refused"), "{}", rec.reason);
     assert_eq!(rec.queue, "full");
     w.stop().await;
+
+    // `hlbot dead replay` on a RabbitMQ fleet: refused again while the policy holds (the record
+    // stays), then published to RabbitMQ once it is lifted (the record goes).
+    let amqp = client.amqp().expect("amqp");
+    let broker = client.broker();
+    let again = hlbot_engine::deadletter::replay_amqp(broker, amqp, Some(&cb_id)).await;
+    assert!(
+        again.is_err(),
+        "replayed into a queue that refuses it: {again:?}"
+    );
+    assert!(rabbitmqctl(&["clear_policy", "-p", &v.name, "full"]));
+    let n = hlbot_engine::deadletter::replay_amqp(broker, amqp, Some(&cb_id))
+        .await
+        .expect("replay");
+    assert_eq!(n, 1);
+    assert_eq!(queue_messages(&v, "full"), Some(1));
+    let left = hlbot_engine::deadletter::list(broker, 100)
+        .await
+        .expect("list");
+    assert!(left.iter().all(|d| d.task_id.as_deref() != Some(&cb_id)));
 }
 
 /// A publish to an exchange that does not exist (RabbitMQ closes the channel: `NOT_FOUND`) is a
