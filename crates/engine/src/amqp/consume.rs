@@ -73,7 +73,8 @@ impl Ackers {
         let Some(id) = session_of(tag) else {
             return;
         };
-        self.broken.store(id, Ordering::SeqCst);
+        // Session ids only grow: a late failure on an older session never hides a newer one.
+        self.broken.fetch_max(id, Ordering::SeqCst);
         let prefix = format!("{TAG_PREFIX}{id}.");
         if let Ok(mut m) = self.map.lock() {
             m.retain(|k, _| !k.starts_with(&prefix));
@@ -283,5 +284,27 @@ impl Session {
     /// Close the connection (bounded: it may be half dead) so RabbitMQ requeues what it holds.
     pub async fn abandon(self) {
         super::guard::close(self.conn).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_session_stays_given_up_whatever_older_sessions_do() {
+        let a = Ackers::default();
+        assert_eq!(session_of("amqp.12.345"), Some(12));
+        assert_eq!(session_of("redis-tag"), None);
+        assert!(!a.broken(3));
+        a.give_up_on("amqp.3.7");
+        assert!(a.broken(3));
+        // A late failure of an ack from session 2 does not hide session 3's.
+        a.give_up_on("amqp.2.1");
+        assert!(a.broken(3) && !a.broken(2));
+        a.give_up_on("not-an-amqp-tag");
+        assert!(a.broken(3));
+        // No open session: no ack can arrive.
+        assert!(!a.alive("amqp.3.9") && !a.alive("amqp.4.1"));
     }
 }
