@@ -230,7 +230,7 @@ impl Worker {
         if let Err(e) = fetch::keep_alive(&sh.broker, &sh.worker_id, &sh.hostname, lease).await {
             tracing::warn!("liveness key not written yet (retried): {e}");
         }
-        replay_spill(&sh).await;
+        spill::replay(&sh).await;
         match sh.broker.restore_visible().await {
             Ok(n) if n > 0 => {
                 tracing::warn!("restored {n} message(s) left unacked past the visibility timeout")
@@ -347,7 +347,7 @@ impl Worker {
             _ = shutdown.cold.cancelled() => false,
         };
         if !flushed {
-            spill_pending(&sh).await;
+            spill::save_pending(&sh).await;
         }
         background.cancel();
         if let Some(c) = &sh.children {
@@ -362,90 +362,6 @@ impl Worker {
         tokio::time::sleep(Duration::from_millis(50)).await;
         tracing::warn!("{} stopped", sh.hostname);
         Ok(())
-    }
-}
-
-/// Redis did not take the last writes in time: keep them in the spill file for the next start.
-async fn spill_pending(sh: &Shared) {
-    let mut pending = sh.writer.take_pending().await;
-    if let Some(sink) = &sh.sink {
-        // Publishes the broker has not confirmed (RabbitMQ away): spilled as plain messages, sent
-        // again by the next start (a message the broker did take before it went away is then
-        // published twice: at least once, never lost).
-        let unsent = tokio::time::timeout(Duration::from_secs(3), sink.take_unsent())
-            .await
-            .unwrap_or_else(|_| {
-                tracing::error!("the AMQP sink did not hand back its unsent publishes in 3 s");
-                vec![]
-            });
-        if !unsent.is_empty() {
-            tracing::warn!(
-                "RabbitMQ did not confirm {} publish(es) in time",
-                unsent.len()
-            );
-        }
-        let ops = unsent.into_iter().map(|env| writer::Op::PushHead {
-            key: String::new(),
-            raw: env.to_vec(),
-        });
-        pending.splice(0..0, ops);
-    }
-    if pending.is_empty() {
-        return;
-    }
-    let n = pending.len();
-    match &sh.opts.spill_file {
-        Some(path) => match spill::write(path, pending, sh.broker.keys()) {
-            Ok(k) => tracing::warn!(
-                "Redis did not take the last {k} write(s): saved to {} for the next start",
-                path.display()
-            ),
-            Err(e) => tracing::error!(
-                "Redis did not take the last {n} write(s) and the spill file {} failed: {e}",
-                path.display()
-            ),
-        },
-        None => tracing::error!(
-            "Redis did not take the last {n} write(s) and no spill file is set: held messages come back after the visibility timeout"
-        ),
-    }
-}
-
-/// Apply what an earlier run spilled, before fetching anything.
-async fn replay_spill(sh: &Shared) {
-    let Some(path) = &sh.opts.spill_file else {
-        return;
-    };
-    match spill::take(path) {
-        Ok(Some(mut r)) => {
-            let ops = std::mem::take(&mut r.ops);
-            let n = ops.len();
-            if sh.amqp.is_some() {
-                // Spilled follow-ups of runs whose redelivered copies will be skipped: they are
-                // sent here, not resent then.
-                for op in &ops {
-                    if let writer::Op::PushHead { raw, .. } = op {
-                        let parent = hlbot_proto::Envelope::from_slice(raw)
-                            .ok()
-                            .and_then(|e| e.headers.get("parent_id")?.as_str().map(str::to_string));
-                        if let Some(p) = parent {
-                            sh.followups.queued(&p);
-                        }
-                    }
-                }
-            }
-            sh.writer.send_all(ops);
-            if sh.writer.flush_within(Duration::from_secs(30)).await {
-                tracing::warn!("replayed {n} write(s) spilled by an earlier run");
-                r.done();
-            } else {
-                tracing::error!(
-                    "replaying the spill file: Redis did not take the writes yet (kept queued; file kept)"
-                );
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::error!("spill file {}: {e}", path.display()),
     }
 }
 

@@ -3,17 +3,20 @@
 //! through its writer, before it fetches anything. Messages held back (reserved, ETA) are spilled
 //! as conditional restores (applied only if their `unacked` entry is still there, so a message
 //! another worker restored meanwhile is not duplicated); retries, callbacks and early-acked work
-//! are spilled as plain pushes (they exist nowhere else).
+//! are spilled as plain pushes (they exist nowhere else). [`save_pending`] and [`replay`] are the
+//! worker's two uses: at exit and at start.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use hlbot_proto::ResultMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::redis::Keys;
+use crate::worker::Shared;
 use crate::worker::chord::ChordPart;
 use crate::worker::writer::Op;
 
@@ -223,6 +226,90 @@ pub fn take(path: &Path) -> std::io::Result<Option<Replay>> {
         }
     }
     Ok(Some(Replay { ops, taken }))
+}
+
+/// Redis did not take the last writes in time: keep them in the spill file for the next start.
+pub(crate) async fn save_pending(sh: &Shared) {
+    let mut pending = sh.writer.take_pending().await;
+    if let Some(sink) = &sh.sink {
+        // Publishes the broker has not confirmed (RabbitMQ away): spilled as plain messages, sent
+        // again by the next start (a message the broker did take before it went away is then
+        // published twice: at least once, never lost).
+        let unsent = tokio::time::timeout(Duration::from_secs(3), sink.take_unsent())
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("the AMQP sink did not hand back its unsent publishes in 3 s");
+                vec![]
+            });
+        if !unsent.is_empty() {
+            tracing::warn!(
+                "RabbitMQ did not confirm {} publish(es) in time",
+                unsent.len()
+            );
+        }
+        let ops = unsent.into_iter().map(|env| Op::PushHead {
+            key: String::new(),
+            raw: env.to_vec(),
+        });
+        pending.splice(0..0, ops);
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let n = pending.len();
+    match &sh.opts.spill_file {
+        Some(path) => match write(path, pending, sh.broker.keys()) {
+            Ok(k) => tracing::warn!(
+                "Redis did not take the last {k} write(s): saved to {} for the next start",
+                path.display()
+            ),
+            Err(e) => tracing::error!(
+                "Redis did not take the last {n} write(s) and the spill file {} failed: {e}",
+                path.display()
+            ),
+        },
+        None => tracing::error!(
+            "Redis did not take the last {n} write(s) and no spill file is set: held messages come back after the visibility timeout"
+        ),
+    }
+}
+
+/// Apply what an earlier run spilled, before fetching anything.
+pub(crate) async fn replay(sh: &Shared) {
+    let Some(path) = &sh.opts.spill_file else {
+        return;
+    };
+    match take(path) {
+        Ok(Some(mut r)) => {
+            let ops = std::mem::take(&mut r.ops);
+            let n = ops.len();
+            if sh.amqp.is_some() {
+                // Spilled follow-ups of runs whose redelivered copies will be skipped: they are
+                // sent here, not resent then.
+                for op in &ops {
+                    if let Op::PushHead { raw, .. } = op {
+                        let parent = hlbot_proto::Envelope::from_slice(raw)
+                            .ok()
+                            .and_then(|e| e.headers.get("parent_id")?.as_str().map(str::to_string));
+                        if let Some(p) = parent {
+                            sh.followups.queued(&p);
+                        }
+                    }
+                }
+            }
+            sh.writer.send_all(ops);
+            if sh.writer.flush_within(Duration::from_secs(30)).await {
+                tracing::warn!("replayed {n} write(s) spilled by an earlier run");
+                r.done();
+            } else {
+                tracing::error!(
+                    "replaying the spill file: Redis did not take the writes yet (kept queued; file kept)"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("spill file {}: {e}", path.display()),
+    }
 }
 
 #[cfg(test)]
