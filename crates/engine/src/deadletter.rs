@@ -55,23 +55,31 @@ pub async fn list(broker: &Broker, limit: usize) -> Result<Vec<DeadLetter>> {
         .collect())
 }
 
+/// The records [`replay`] and [`replay_amqp`] take: each raw list entry with its record, for the
+/// one with `task_id` (or all), skipping undecodable records and truncated copies.
+async fn replayable(broker: &Broker, task_id: Option<&str>) -> Result<Vec<(Vec<u8>, DeadLetter)>> {
+    let mut c = broker.conn();
+    let raws: Vec<Vec<u8>> = c
+        .lrange(broker.keys().dead_letter(), 0, -1)
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    Ok(raws
+        .into_iter()
+        .filter_map(|raw| {
+            let d = serde_json::from_slice::<DeadLetter>(&raw).ok()?;
+            let wanted = !d.truncated && task_id.is_none_or(|id| d.task_id.as_deref() == Some(id));
+            wanted.then_some((raw, d))
+        })
+        .collect())
+}
+
 /// Put dead letters back on their queues: the one with `task_id`, or all when `None`.
 /// Returns how many were replayed (truncated copies of over-size messages are skipped).
 pub async fn replay(broker: &Broker, task_id: Option<&str>) -> Result<usize> {
     let mut c = broker.conn();
     let key = broker.keys().dead_letter();
-    let raws: Vec<Vec<u8>> = c
-        .lrange(&key, 0, -1)
-        .await
-        .map_err(|e| broker.settings().err(e))?;
     let mut n = 0;
-    for raw in raws {
-        let Ok(d) = serde_json::from_slice::<DeadLetter>(&raw) else {
-            continue;
-        };
-        if d.truncated || task_id.is_some_and(|id| d.task_id.as_deref() != Some(id)) {
-            continue;
-        }
+    for (raw, d) in replayable(broker, task_id).await? {
         // Remove and push in one step: two replays racing push it once, a crash loses nothing.
         let moved: i64 = redis::cmd("EVAL")
             .arg(REPLAY_LUA)
@@ -99,21 +107,16 @@ pub async fn replay_amqp(
 ) -> Result<usize> {
     let mut c = broker.conn();
     let key = broker.keys().dead_letter();
-    let err = |e| broker.settings().err(e);
-    let raws: Vec<Vec<u8>> = c.lrange(&key, 0, -1).await.map_err(err)?;
     let mut n = 0;
-    for raw in raws {
-        let Ok(d) = serde_json::from_slice::<DeadLetter>(&raw) else {
-            continue;
-        };
-        if d.truncated || task_id.is_some_and(|id| d.task_id.as_deref() != Some(id)) {
-            continue;
-        }
+    for (raw, d) in replayable(broker, task_id).await? {
         let Ok(env) = hlbot_proto::Envelope::from_slice(d.raw.as_bytes()) else {
             continue;
         };
         amqp.publisher.publish(&env).await?;
-        let removed: usize = c.lrem(&key, 1, &raw).await.map_err(err)?;
+        let removed: usize = c
+            .lrem(&key, 1, &raw)
+            .await
+            .map_err(|e| broker.settings().err(e))?;
         n += removed.min(1);
     }
     Ok(n)

@@ -75,9 +75,13 @@ impl Ackers {
         };
         // Session ids only grow: a late failure on an older session never hides a newer one.
         self.broken.fetch_max(id, Ordering::SeqCst);
-        let prefix = format!("{TAG_PREFIX}{id}.");
+        self.retain(|s| s != id);
+    }
+
+    /// Keep only the ackers whose session passes `keep`.
+    fn retain(&self, keep: impl Fn(u64) -> bool) {
         if let Ok(mut m) = self.map.lock() {
-            m.retain(|k, _| !k.starts_with(&prefix));
+            m.retain(|k, _| session_of(k).is_some_and(&keep));
         }
     }
 
@@ -104,10 +108,7 @@ impl Ackers {
 
     /// Forget every acker of sessions before `session` (their channel is closed).
     fn forget_before(&self, session: u64) {
-        let keep = format!("{TAG_PREFIX}{session}.");
-        if let Ok(mut m) = self.map.lock() {
-            m.retain(|k, _| k.starts_with(&keep));
-        }
+        self.retain(|s| s == session);
     }
 }
 

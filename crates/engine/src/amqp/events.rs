@@ -128,10 +128,7 @@ pub struct EventReceiver {
 
 impl EventReceiver {
     pub async fn open(url: &AmqpUrl, name: &str) -> Result<Self> {
-        let cap = super::guard::OPEN;
-        tokio::time::timeout(cap, Self::open_unbounded(url, name))
-            .await
-            .unwrap_or_else(|_| Err(url.err(format!("opening took over {}s", cap.as_secs()))))
+        super::guard::opening(url, "opening", Self::open_unbounded(url, name)).await
     }
 
     async fn open_unbounded(url: &AmqpUrl, name: &str) -> Result<Self> {

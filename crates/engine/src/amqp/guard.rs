@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use lapin::{Channel, Connection};
 
+use crate::amqp::conn::AmqpUrl;
+use crate::error::Result;
+
 /// How often an operation in flight looks at its connection.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -23,6 +26,18 @@ pub const ACK: Duration = Duration::from_secs(10);
 /// Whether `conn` and `chan` are both still open.
 pub fn open(conn: &Connection, chan: &Channel) -> bool {
     conn.status().connected() && chan.status().connected()
+}
+
+/// Open something on RabbitMQ (`opening`: connect, channel, declarations, consume) within
+/// [`OPEN`]; past it, an error about `url` saying what took too long.
+pub async fn opening<T>(
+    url: &AmqpUrl,
+    what: &str,
+    opening: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(OPEN, opening)
+        .await
+        .unwrap_or_else(|_| Err(url.err(format!("{what} took over {}s", OPEN.as_secs()))))
 }
 
 /// Close `conn` without waiting more than 2 s (a half-dead connection may never answer);
@@ -41,8 +56,8 @@ pub async fn bounded<T, E: std::fmt::Display>(
     what: &str,
     cap: Duration,
     alive: impl Fn() -> bool,
-    op: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
+    op: impl Future<Output = std::result::Result<T, E>>,
+) -> std::result::Result<T, String> {
     let end = Instant::now() + cap;
     tokio::pin!(op);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);

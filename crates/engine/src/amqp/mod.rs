@@ -102,6 +102,22 @@ pub async fn declare(chan: &Channel, d: &layout::QueueDecl) -> lapin::Result<()>
     .await
 }
 
+/// `basic.publish` of `out` on `chan` (its exchange, routing key, body and properties); the
+/// confirm, on a confirming channel, is the returned future's.
+pub(crate) async fn basic_publish(
+    chan: &Channel,
+    out: layout::Outgoing,
+) -> lapin::Result<lapin::PublisherConfirm> {
+    chan.basic_publish(
+        out.exchange.as_str().into(),
+        out.routing_key.as_str().into(),
+        lapin::options::BasicPublishOptions::default(),
+        &out.body,
+        out.properties,
+    )
+    .await
+}
+
 /// Bind `queue` to `exchange` by `routing_key` and consume it without acks, as kombu's pidbox and
 /// event consumers do (`no_ack=True`).
 pub(crate) async fn bind_and_consume_no_ack(

@@ -17,7 +17,7 @@
 use futures::StreamExt;
 use hlbot_proto::Envelope;
 use hlbot_proto::control::{CONTROL_EXCHANGE, REPLY_EXCHANGE};
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer, ExchangeKind};
 
@@ -100,11 +100,8 @@ impl Mailbox {
         exchange: &str,
         routing_key: &str,
     ) -> Result<Self> {
-        let cap = guard::OPEN;
         let opening = Self::open_unbounded(url, name, queue, exchange, routing_key);
-        tokio::time::timeout(cap, opening)
-            .await
-            .unwrap_or_else(|_| Err(url.err(format!("opening took over {}s", cap.as_secs()))))
+        guard::opening(url, "opening", opening).await
     }
 
     async fn open_unbounded(
@@ -175,22 +172,9 @@ pub async fn publish(chan: &Channel, env: &Envelope) -> lapin::Result<()> {
     let Ok(out) = layout::outgoing(env) else {
         return Ok(());
     };
-    let sent = guard::bounded(
-        "publish",
-        guard::CONFIRM,
-        || chan.status().connected(),
-        async {
-            chan.basic_publish(
-                out.exchange.as_str().into(),
-                out.routing_key.as_str().into(),
-                BasicPublishOptions::default(),
-                &out.body,
-                out.properties,
-            )
-            .await
-        },
-    )
-    .await;
+    let alive = || chan.status().connected();
+    let publish = super::basic_publish(chan, out);
+    let sent = guard::bounded("publish", guard::CONFIRM, alive, publish).await;
     sent.map(drop)
         .map_err(|e| lapin::Error::from(std::io::Error::other(e)))
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hlbot_proto::Envelope;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::Mutex;
 
@@ -122,30 +122,25 @@ impl Publisher {
         // Only the default exchange routes by queue name; other exchanges are declared by whoever
         // owns them.
         let declare = out.exchange.is_empty() && !open.declared.contains(&out.routing_key);
+        let declared = declare.then(|| out.routing_key.clone());
         let res = guard::bounded("publish", guard::CONFIRM, alive, async {
             if declare {
                 super::declare(chan, &self.layout.declaration(&out.routing_key))
                     .await
                     .map_err(classify)?;
             }
-            chan.basic_publish(
-                out.exchange.as_str().into(),
-                out.routing_key.as_str().into(),
-                BasicPublishOptions::default(),
-                &out.body,
-                out.properties,
-            )
-            .await
-            .map_err(classify)?
-            .await
-            .map_err(classify)
+            super::basic_publish(chan, out)
+                .await
+                .map_err(classify)?
+                .await
+                .map_err(classify)
         })
         .await;
         match res {
             Ok(Confirmation::Nack(_)) => Err(self.url.err(format!("{REFUSED} (basic.nack)"))),
             Ok(_) => {
-                if declare {
-                    open.declared.insert(out.routing_key.clone());
+                if let Some(queue) = declared {
+                    open.declared.insert(queue);
                 }
                 Ok(())
             }

@@ -149,37 +149,13 @@ async fn apply(
     let stopped = give_up.is_cancelled();
     match op {
         SinkOp::Ack(tag) => {
-            if let Some(a) = amqp.ackers.take(&tag) {
-                if stopped {
-                    return;
-                }
-                let ackers = &amqp.ackers;
-                let alive = || !a.poisoned() && ackers.alive(&tag);
-                let sent = guard::bounded("basic.ack", guard::ACK, alive, async {
-                    a.ack(BasicAckOptions::default()).await
-                })
-                .await;
-                if let Err(e) = sent {
-                    tracing::warn!("ack of {tag} not sent ({e}): RabbitMQ delivers it again");
-                    ackers.give_up_on(&tag);
-                }
+            if let Some(Err(e)) = answer(amqp, &tag, stopped, false).await {
+                tracing::warn!("ack of {tag} not sent ({e}): RabbitMQ delivers it again");
             }
         }
         SinkOp::Requeue(tag) => {
-            if let Some(a) = amqp.ackers.take(&tag) {
-                if stopped {
-                    return;
-                }
-                let ackers = &amqp.ackers;
-                let alive = || !a.poisoned() && ackers.alive(&tag);
-                let sent = guard::bounded("basic.reject", guard::ACK, alive, async {
-                    a.reject(BasicRejectOptions { requeue: true }).await
-                })
-                .await;
-                if let Err(e) = sent {
-                    tracing::debug!("reject of {tag} not sent ({e}): requeued by RabbitMQ anyway");
-                    ackers.give_up_on(&tag);
-                }
+            if let Some(Err(e)) = answer(amqp, &tag, stopped, true).await {
+                tracing::debug!("reject of {tag} not sent ({e}): requeued by RabbitMQ anyway");
             }
         }
         SinkOp::Publish(env) => {
@@ -216,4 +192,31 @@ async fn apply(
             let _ = tx.send(());
         }
     }
+}
+
+/// Ack the delivery `tag`, or reject it with requeue, bounded (`guard.rs`). None: nothing was
+/// sent (already answered, its session gone, or the sink is giving up); `Some(Err)`: it was not
+/// sent, and its session is given up ([`Ackers::give_up_on`](crate::amqp::Ackers::give_up_on)).
+async fn answer(
+    amqp: &Amqp,
+    tag: &str,
+    stopped: bool,
+    requeue: bool,
+) -> Option<Result<(), String>> {
+    let a = amqp.ackers.take(tag)?;
+    if stopped {
+        return None;
+    }
+    let alive = || !a.poisoned() && amqp.ackers.alive(tag);
+    let sent = if requeue {
+        let reject = a.reject(BasicRejectOptions { requeue: true });
+        guard::bounded("basic.reject", guard::ACK, alive, reject).await
+    } else {
+        let ack = a.ack(BasicAckOptions::default());
+        guard::bounded("basic.ack", guard::ACK, alive, ack).await
+    };
+    if sent.is_err() {
+        amqp.ackers.give_up_on(tag);
+    }
+    Some(sent.map(drop))
 }

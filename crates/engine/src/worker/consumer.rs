@@ -144,24 +144,17 @@ async fn run_amqp(
     let mut down = false;
     while !stop.is_cancelled() {
         let prefetch = sh.qos();
-        let opened = tokio::time::timeout(
-            crate::amqp::guard::OPEN,
-            crate::amqp::Session::open(
-                &amqp.url,
-                amqp.layout,
-                &sh.queues(),
-                prefetch,
-                &sh.hostname,
-                &amqp.ackers,
-            ),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(amqp.url.err(format!(
-                "opening the consuming channel took over {}s",
-                crate::amqp::guard::OPEN.as_secs()
-            )))
-        });
+        let queues = sh.queues();
+        let opening = crate::amqp::Session::open(
+            &amqp.url,
+            amqp.layout,
+            &queues,
+            prefetch,
+            &sh.hostname,
+            &amqp.ackers,
+        );
+        let opened =
+            crate::amqp::guard::opening(&amqp.url, "opening the consuming channel", opening).await;
         let mut session = match opened {
             Ok(s) => s,
             Err(e) => {
