@@ -2,7 +2,7 @@
 
 Fault injection against hlbot workers on a private redis-server: worker SIGKILLs (busy and
 idle), Redis SIGKILL + restart (AOF), maxmemory refusal, a READONLY phase, duplicate task ids,
-poison messages and FLUSHALL with ETA tasks held. Every scenario uses its own key prefix,
+poison messages, FLUSHALL with ETA tasks held, and chords through repeated worker SIGKILLs. Every scenario uses its own key prefix,
 sends protocol-v2 messages straight into the queue lists (exactly what Celery's LPUSH puts
 there), and at its end counts, per task id: a SUCCESS result, committed runs (the
 `hlbot.runs.<id>` counter the worker INCRs with `--count-runs` in the transaction that stores
@@ -10,7 +10,7 @@ the SUCCESS and acks), and copies still held by Redis (queue lists, `unacked`,
 `hlbot.inflight.*`). It prints one table and exits 1 when any row shows a loss, a task
 committed twice, a leftover, a failure of a normal task, or a hang (every wait is bounded).
 
-Visibility timeout: 5 s where a worker dies or Redis loses state (a, b, c, h), so the messages
+Visibility timeout: 5 s where a worker dies or Redis loses state (a, b, c, h, i), so the messages
 a dead worker held come back within the scenario; 120 s where nothing dies (d, e, f, g), so a
 message the live worker failed to ack shows up as "left in unacked" instead of being quietly
 restored and run again. Workers run with `--count-runs --shutdown-timeout 5` and the default
@@ -60,6 +60,8 @@ SCALES = {
     "f_ids": (200, 30),
     "g_normal": (20, 10),
     "h_eta": (25, 6),
+    "i_chords": (3000, 400),
+    "i_kills": (25, 8),
 }
 
 
@@ -78,14 +80,15 @@ def new_id():
 
 
 def envelope(task, args=(), kwargs=None, task_id=None, eta=None, timelimit=(None, None),
-             headers_null=False):
-    """A kombu/Celery protocol-v2 envelope as `send_task` LPUSHes it; returns (id, bytes)."""
+             headers_null=False, group=None, group_index=None, chord=None):
+    """A kombu/Celery protocol-v2 envelope as `send_task` LPUSHes it; returns (id, bytes).
+    With `group`, `group_index` and `chord` (the body signature) it is a chord header part."""
     task_id = task_id or new_id()
     body = [list(args), kwargs or {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                        "chord": None}]
+                                        "chord": chord}]
     headers = {
         "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": eta,
-        "expires": None, "group": None, "group_index": None, "retries": 0,
+        "expires": None, "group": group, "group_index": group_index, "retries": 0,
         "timelimit": list(timelimit), "root_id": task_id, "parent_id": None,
         "argsrepr": "(...)", "kwargsrepr": "{}", "origin": "chaos@drill",
         "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None,
@@ -715,6 +718,49 @@ class Drill:
     def sc_h2(self, sc):
         self._flush_eta(sc, restart=True)
 
+    def sc_i(self, sc):
+        # Chords of two acks_late parts; the worker is SIGKILLed every 0.15-0.4 s while chords
+        # complete and restarted at once. A kill between the step that completes a chord and the
+        # batch that sends its body leaves the body to the next worker (pending record): every
+        # part and every body must commit exactly once.
+        n = self.n("i_chords")
+        raws = []
+        p = self.r.pipeline(transaction=False)
+        for k in range(n):
+            gid, body_id = new_id(), new_id()
+            body = {"task": "hlbot.debug.echo", "args": [k], "kwargs": {},
+                    "options": {"task_id": body_id}, "subtask_type": None, "immutable": False}
+            p.set(f"{sc.prefix}celery-taskset-meta-{gid}.s", 2)
+            for idx in range(2):
+                tid, raw = envelope("hlbot.debug.sleep", [0.01], group=gid, group_index=idx,
+                                    chord=body)
+                raws.append(raw)
+                sc.expect[tid] = 1
+            sc.expect[body_id] = 1
+            sc.labels[body_id] = f"chord body {k}"
+        self.call(p.execute)
+        sc.push(raws)
+        w = sc.worker("-c", "8", "--prefetch-multiplier", "4")
+        kills = self.n("i_kills")
+        for _ in range(kills):
+            time.sleep(random.uniform(0.15, 0.4))
+            sc.kill(w)
+            w = sc.worker("-c", "8", "--prefetch-multiplier", "4")
+        log(f"i: {kills} SIGKILLs done, {sc.qlen()} queued")
+        sc.finish(120 if self.ci else 240)
+        taken = 0
+        for p_ in sc.workers:
+            try:
+                with open(p_.log_path, "rb") as f:
+                    taken += f.read().count(b"died before it did")
+            except OSError:
+                pass
+        sc.notes.append(f"{kills} kills; {taken} bod(ies) sent by the next worker after a kill "
+                        "in the completing window")
+        left = self.call(self.r.hlen, sc.prefix + "hlbot.chords.pending")
+        if left:
+            sc.problems.append(f"{left} chord body record(s) left pending")
+
     def scenarios(self):
         return [
             ("a", f"(a) {self.n('a_tasks')} acks_late, 3 worker SIGKILLs", self.sc_a, 5),
@@ -727,6 +773,8 @@ class Drill:
             ("g", "(g) poison messages + rate_limit 1e-30/s", self.sc_g, 120),
             ("h1", "(h) FLUSHALL with ETA tasks held", self.sc_h1, 5),
             ("h2", "(h) FLUSHALL with ETA held, then warm restart", self.sc_h2, 5),
+            ("i", f"(i) {self.n('i_chords')} chords, {self.n('i_kills')} worker SIGKILLs",
+             self.sc_i, 5),
         ]
 
     def run(self):

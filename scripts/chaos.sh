@@ -6,6 +6,7 @@
 #   (b) idle-worker SIGKILLs 0-3 ms after a push           (f) duplicate task ids
 #   (c) redis-server SIGKILL + restart under load (AOF)    (g) poison messages, rate_limit 1e-30/s
 #   (d) maxmemory (noeviction) refusal for 2 s under load  (h) FLUSHALL with ETA tasks held
+#   (i) chords (two acks_late parts each) through repeated worker SIGKILLs
 #
 # It prints ONE table (scenario | tasks | succeeded | lost | committed twice | left in unacked |
 # worker RSS after | verdict | notes) and exits non-zero on any loss, leftover or hang.
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
         --ci) SCALE=ci; shift ;;
         --bin) [ $# -ge 2 ] || usage; BIN="$2"; shift 2 ;;
         --only) [ $# -ge 2 ] || usage; ONLY="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) usage ;;
     esac
 done

@@ -15,14 +15,27 @@
 -- ARGV[4] unacked  ARGV[5] unacked_index  ARGV[6] now (unix s)
 -- ARGV[7] dead-letter list  ARGV[8] dead-letter cap  ARGV[9] dead-letter trimmed counter
 -- ARGV[10] the writer's completed-chords key (see chord.lua, prepended to this script)
--- ARGV[11..] ops, each an opcode and its fields:
+-- ARGV[11] the pending chord bodies hash  ARGV[12] the chord bodies sent (zset)  ARGV[13] owner
+-- ARGV[14..] ops, each an opcode and its fields:
 --   ack tag | unacked tag stored | claim list raw tag stored | drop list size | store key meta
 --   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
---   chord op group_key task_id entry index ordered(1/0) progress_key progress_id
--- Returns {0, done...} when the batch was already applied, else {1, error..., done...}: errors
--- are strings (per-op errors), each `done` an array {op, entry...} for a chord this batch
--- completed (op = the writer's index of the chord op). The dones of a completing batch are kept
--- at ARGV[10], so a retry whose first reply was lost still learns them.
+--   chord op group_key task_id entry index ordered(1/0) progress_key progress_id part token
+--   take op field token keep(1/0) | end | forget field token
+-- Returns {0, done...} when the batch was already applied, else {1, error..., done..., skip...}:
+-- errors are strings (per-op errors), each `done` an array {op, entry...} for a chord this batch
+-- completed (op = the writer's index of the chord op), each `skip` an array {'skip', op} for a
+-- `take` that found its chord body already sent by someone else. Both are kept at ARGV[10], so
+-- a retry whose first reply was lost still learns them.
+--
+-- Chord bodies survive a SIGKILL: the step that completes a chord also records the body to send
+-- (field = the chord's taskset key, value JSON {o = owner worker id, k = token, t = now,
+-- p = the ChordPart JSON, e = the entries}). The body's own batch starts with `take`: it goes on
+-- (and the ops up to `end` are applied) only while the record still carries its token, or the
+-- record is gone and the body is not in the sent zset (Redis lost it: send rather than lose);
+-- then it deletes the record and notes the body as sent — atomically with the body's publish.
+-- With keep = 1 (RabbitMQ publishes the body after this batch) the record stays until the
+-- writer's `forget`, sent once the broker confirmed. A worker whose owner's liveness key is gone
+-- has its records re-leased by `orphans.lua` and the bodies sent by whoever took them.
 -- The marker is checked and set in one `SET … GET` (Redis >= 6.2); on any error (an older server's
 -- syntax error, or a refused write) it falls back to GET then SET, whose SET fails the script
 -- when writes are refused, exactly as before.
@@ -53,11 +66,45 @@ local function try(...)
   return r
 end
 
-local acks, skeys, smetas, done = {}, {}, {}, {}
-local i = 11
+local pending, sent, owner = ARGV[11], ARGV[12], ARGV[13]
+-- Field counts of the ops a lost `take` skips (up to its `end`).
+local WIDTH = {ack = 2, store = 3, unacked = 3, claim = 5, drop = 3, requeue = 4, restore = 4,
+  lpush = 3, rpush = 3, dead = 2, chord = 11, incr = 2, forget = 3}
+local function sent_once(field)
+  try('HDEL', pending, field)
+  try('ZADD', sent, now, field)
+end
+
+local acks, skeys, smetas, done, skipped = {}, {}, {}, {}, {}
+local skip = false
+local i = 14
 while i <= #ARGV do
   local op = ARGV[i]
-  if op == 'ack' then
+  if skip and WIDTH[op] then
+    i = i + WIDTH[op]
+  elseif op == 'take' then
+    local field, token = ARGV[i + 2], ARGV[i + 3]
+    local cur = redis.call('HGET', pending, field)
+    if cur then
+      local ok, rec = pcall(cjson.decode, cur)
+      skip = not (ok and type(rec) == 'table' and rec.k == token)
+    else
+      skip = redis.call('ZSCORE', sent, field) ~= false
+    end
+    if skip then
+      skipped[#skipped + 1] = {'skip', tonumber(ARGV[i + 1])}
+    elseif ARGV[i + 4] ~= '1' then
+      sent_once(field)
+    end
+    i = i + 5
+  elseif op == 'end' then
+    skip = false; i = i + 1
+  elseif op == 'forget' then
+    local cur = redis.call('HGET', pending, ARGV[i + 1])
+    local ok, rec = pcall(cjson.decode, cur or '')
+    if ok and type(rec) == 'table' and rec.k == ARGV[i + 2] then sent_once(ARGV[i + 1]) end
+    i = i + 3
+  elseif op == 'ack' then
     acks[#acks + 1] = ARGV[i + 1]; i = i + 2
   elseif op == 'store' then
     skeys[#skeys + 1] = ARGV[i + 1]; smetas[#smetas + 1] = ARGV[i + 2]; i = i + 3
@@ -119,8 +166,10 @@ while i <= #ARGV do
       local d = {tonumber(ARGV[i + 1])}
       for _, e in ipairs(r) do d[#d + 1] = e end
       done[#done + 1] = d
+      try('HSET', pending, ARGV[i + 2], cjson.encode({o = owner, k = ARGV[i + 10],
+        t = tonumber(now), p = ARGV[i + 9], e = r}))
     end
-    i = i + 9
+    i = i + 11
   elseif op == 'incr' then
     try('INCR', ARGV[i + 1]); i = i + 2
   else
@@ -161,6 +210,7 @@ for s = 1, #acks, 1000 do
   try('ZREM', index, unpack(chunk))
   try('HDEL', unacked, unpack(chunk))
 end
+for _, d in ipairs(skipped) do done[#done + 1] = d end
 if #done > 0 then
   try('SET', ARGV[10], cjson.encode({ARGV[2], done}), 'EX', 86400)
   for _, d in ipairs(done) do errs[#errs + 1] = d end

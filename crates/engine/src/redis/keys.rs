@@ -22,6 +22,8 @@
 //! | `Rcelery-taskset-meta-<gid>.d` | set `<id>:<group_index>` of the parts counted | `chord.lua` (a redelivered part counts once) | `chord.lua` |
 //! | `Rcelery-taskset-meta-<gid>.c` | string: dispatch claim token (EX 6 s), then `done` (EX 300 s) | the part completing the chord (`chord.lua`; Python's claim scripts); clients delete it in `set_chord_size` | `chord.lua`: late duplicates ignored |
 //! | `Phlbot.writer.<uuid>.chords` | string JSON `[batch, [[op, entry…]…]]`, TTL 1 day | the writer's `batch.lua` when a batch completes chords | the same writer: a retried batch whose reply was lost still learns which chords it completed |
+//! | `Phlbot.chords.pending` | hash: chord taskset key → JSON `{o: owner worker id, k: token, t, p: ChordPart, e: entries}` of a chord body not yet sent | the writer's `batch.lua`, in the step that completes the chord; `orphans.lua` re-leases records of dead owners | the body's batch (`take`: deleted with the publish; on RabbitMQ after the confirm, `forget`); `orphans.lua` |
+//! | `Phlbot.chords.sent` | zset chord taskset key → time sent (unix s), kept 10 min | `batch.lua` as a body is sent | `batch.lua` (`take` of a record that is gone: sent already, or lost with Redis's data); trimmed by `orphans.lua` |
 //! | channel `P/{db}.celery.pidbox` | pub/sub (fanout) | `inspect`/`control` clients, Flower, mingle | every worker (`PSUBSCRIBE`) |
 //! | `P<oid>.reply.celery.pidbox` (+ SEP3/6/9) | list | workers `LPUSH` replies (after binding lookup) | the calling client `BRPOP` |
 //! | channel `P/{db}.celeryev/<routing.key>` | pub/sub (fanout) | workers (worker/task events), clients (`task-sent`) | Flower, `celery events` |
@@ -171,6 +173,14 @@ impl Keys {
     /// The chords a writer's last completing batch finished (`batch.lua`).
     pub fn writer_chords(&self, writer: &str) -> String {
         format!("{}hlbot.writer.{writer}.chords", self.prefix)
+    }
+    /// Chord bodies a completing step recorded and no batch has sent yet (`batch.lua`).
+    pub fn chords_pending(&self) -> String {
+        format!("{}hlbot.chords.pending", self.prefix)
+    }
+    /// Chord bodies sent lately (`batch.lua`), so a late `take` of a re-leased one sends nothing.
+    pub fn chords_sent(&self) -> String {
+        format!("{}hlbot.chords.sent", self.prefix)
     }
     /// A worker's in-flight list: messages its idle wait moved out of a queue.
     pub fn inflight(&self, worker: &str) -> String {

@@ -23,3 +23,5 @@ pub static BATCH: LazyLock<Script> = LazyLock::new(|| {
 pub static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("recover.lua")));
 /// Refresh held messages' scores; report vanished entries (`refresh.lua`).
 pub static REFRESH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("refresh.lua")));
+/// Re-lease the chord bodies of workers that died before sending them (`orphans.lua`).
+pub static ORPHANS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("orphans.lua")));

@@ -15,7 +15,9 @@ pub mod followups;
 pub mod handle;
 pub mod limits;
 pub mod links;
+pub mod op;
 pub mod options;
+mod orphans;
 pub mod outcome;
 pub mod rate;
 pub mod retry;
@@ -156,11 +158,13 @@ impl Worker {
             };
             crate::amqp::sink::Sink::spawn(a, Some(dead))
         });
+        let worker_id = uuid::Uuid::new_v4().simple().to_string();
         let (writer, _h) = Writer::spawn(
             broker.settings().clone(),
             broker.conn(),
             backend.expires,
             sink.clone(),
+            &worker_id,
         );
         let clock = Arc::new(Clock::default());
         // Events go where Celery's would: the broker (RabbitMQ's `celeryev` or Redis channels).
@@ -177,7 +181,7 @@ impl Worker {
         );
         let concurrency = opts.concurrency.clamp(1, MAX_CONCURRENCY);
         let shared = Shared {
-            worker_id: uuid::Uuid::new_v4().simple().to_string(),
+            worker_id,
             hostname: opts.node_name.clone(),
             broker,
             backend,
@@ -231,6 +235,7 @@ impl Worker {
             tracing::warn!("liveness key not written yet (retried): {e}");
         }
         spill::replay(&sh).await;
+        recover_chord_bodies(&sh).await;
         match sh.broker.restore_visible().await {
             Ok(n) if n > 0 => {
                 tracing::warn!("restored {n} message(s) left unacked past the visibility timeout")
@@ -492,6 +497,15 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
+/// Send the chord bodies of workers that died before sending them ([`orphans`]).
+async fn recover_chord_bodies(sh: &Shared) {
+    match orphans::recover(sh).await {
+        Ok(n) if n > 0 => tracing::warn!("took over {n} chord bod(ies) left by a worker that died"),
+        Ok(_) => {}
+        Err(e) => tracing::debug!("chord body recovery failed: {e}"),
+    }
+}
+
 /// Restore messages other consumers left unacked past the visibility timeout (crashed workers).
 async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
     let every = (sh.broker.options.visibility_timeout / 2)
@@ -512,6 +526,7 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
                     Ok(_) => {}
                     Err(e) => tracing::debug!("in-flight recovery failed: {e}"),
                 }
+                recover_chord_bodies(&sh).await;
             }
             _ = stop.cancelled() => return,
         }

@@ -71,6 +71,15 @@ enum Spilled {
     Chord {
         part: ChordPart,
     },
+    ChordTake {
+        field: String,
+        token: String,
+    },
+    ChordEnd,
+    ChordForget {
+        field: String,
+        token: String,
+    },
 }
 
 fn text(b: &[u8]) -> String {
@@ -124,6 +133,9 @@ impl Spilled {
             Op::DeadLetter(rec) => Spilled::Dead { rec: text(&rec) },
             Op::Incr(key) => Spilled::Incr { key },
             Op::ChordPart(part) => Spilled::Chord { part: *part },
+            Op::ChordTake { field, token } => Spilled::ChordTake { field, token },
+            Op::ChordEnd => Spilled::ChordEnd,
+            Op::ChordForget { field, token } => Spilled::ChordForget { field, token },
             Op::Flush(_) | Op::Slot => return None,
         })
     }
@@ -166,6 +178,9 @@ impl Spilled {
             Spilled::Dead { rec } => Op::DeadLetter(rec.into_bytes()),
             Spilled::Incr { key } => Op::Incr(key),
             Spilled::Chord { part } => Op::ChordPart(Box::new(part)),
+            Spilled::ChordTake { field, token } => Op::ChordTake { field, token },
+            Spilled::ChordEnd => Op::ChordEnd,
+            Spilled::ChordForget { field, token } => Op::ChordForget { field, token },
         }
     }
 }
@@ -336,12 +351,21 @@ mod tests {
                 chrono::Utc::now(),
             )),
             Op::Flush(tokio::sync::oneshot::channel().0),
+            Op::ChordTake {
+                field: "g".into(),
+                token: "w:1:0".into(),
+            },
+            Op::ChordEnd,
         ];
-        assert_eq!(write(&path, ops, &keys).expect("write"), 3);
+        assert_eq!(write(&path, ops, &keys).expect("write"), 5);
         let r = take(&path).expect("take").expect("file");
         assert!(!path.exists());
-        assert_eq!(r.ops.len(), 3);
+        assert_eq!(r.ops.len(), 5);
         assert!(matches!(&r.ops[1], Op::Restore { tag, .. } if tag == "t2"));
+        assert!(
+            matches!(&r.ops[3], Op::ChordTake { field, token } if field == "g" && token == "w:1:0")
+        );
+        assert!(matches!(&r.ops[4], Op::ChordEnd));
         r.done();
         assert!(take(&path).expect("take again").is_none());
     }

@@ -13,109 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hlbot_proto::{ResultMeta, TaskMessage};
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::amqp::is_amqp_tag;
 use crate::amqp::sink::{Sink, SinkOp};
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::redis::{Keys, RedisSettings, scripts};
-use crate::worker::chord::{self, ChordPart};
-
-/// One write. Ops are moved once into the queue; boxing the meta would only add an allocation.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Op {
-    /// Drop the unacked entry.
-    Ack(String),
-    /// Record an unacked entry (`tag` → `[envelope, exchange, routing_key]`) for a message this
-    /// worker holds whose entry vanished (Redis lost its data) — skipped if the message's ack was
-    /// queued by the time the batch is built.
-    Unacked {
-        tag: String,
-        stored: Vec<u8>,
-        acked: Arc<AtomicBool>,
-    },
-    /// A message the idle wait moved into this worker's in-flight `list`: take it out of the
-    /// list and record its unacked entry (if it has a tag) in one step. Queued before the
-    /// message's ack, so it lands first.
-    Claim {
-        list: String,
-        raw: Vec<u8>,
-        tag: String,
-        stored: Vec<u8>,
-    },
-    /// An over-size message the idle wait moved into `list`: take it out by its size (the
-    /// bytes are not sent again; its dead letter keeps a truncated copy).
-    Drop { list: String, size: usize },
-    /// Store a result meta (never over a SUCCESS) and PUBLISH it.
-    Store(ResultMeta),
-    /// `reject(requeue=True)`: drop the unacked entry and LPUSH the message to `key` (tail),
-    /// only if the entry still exists.
-    Requeue {
-        tag: String,
-        key: String,
-        raw: Vec<u8>,
-    },
-    /// Give a held message back: drop its unacked entry and RPUSH it to `key` (head), only if
-    /// the entry still exists (warm shutdown, cold shutdown of acks_late work).
-    Restore {
-        tag: String,
-        key: String,
-        raw: Vec<u8>,
-    },
-    /// LPUSH a message to its queue (retries, callbacks).
-    Publish(Box<TaskMessage>),
-    /// RPUSH raw bytes to the head of a list key (shutdown restore of early-acked work).
-    PushHead { key: String, raw: Vec<u8> },
-    /// LPUSH a dead-letter record (the list is capped at [`DEAD_LETTER_CAP`]).
-    DeadLetter(Vec<u8>),
-    /// INCR a key (debug run counters).
-    Incr(String),
-    /// Count a chord header part (`chord.lua`); the part that completes the chord has the
-    /// writer send the callback (or the `ChordError`) in its next batch.
-    ChordPart(Box<ChordPart>),
-    /// Resolve once everything queued before it is written.
-    Flush(oneshot::Sender<()>),
-    /// Writes nothing: the release op before it freed a prefetch slot, counted in
-    /// [`WriterStats::unsent_slots`] until its batch is on the wire.
-    Slot,
-}
-
-impl Op {
-    /// Ops that release a prefetch slot once written.
-    fn releases(&self) -> bool {
-        matches!(self, Op::Ack(_) | Op::Requeue { .. } | Op::Restore { .. })
-    }
-
-    /// Whether the op goes to the AMQP broker (when there is one) instead of Redis.
-    fn for_amqp(&self) -> bool {
-        match self {
-            Op::Ack(tag) | Op::Requeue { tag, .. } | Op::Restore { tag, .. } => is_amqp_tag(tag),
-            Op::Publish(_) | Op::PushHead { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// The AMQP operation for an op [`Op::for_amqp`] picked.
-    fn into_sink(self) -> Option<SinkOp> {
-        match self {
-            Op::Ack(tag) => Some(SinkOp::Ack(tag)),
-            Op::Requeue { tag, .. } | Op::Restore { tag, .. } => Some(SinkOp::Requeue(tag)),
-            Op::Publish(msg) => Some(SinkOp::Publish(Box::new(msg.envelope))),
-            Op::PushHead { raw, .. } => match hlbot_proto::Envelope::from_slice(&raw) {
-                Ok(env) => Some(SinkOp::Publish(Box::new(env))),
-                Err(e) => {
-                    tracing::error!("message to give back is not an envelope ({e}); dropped");
-                    None
-                }
-            },
-            Op::Flush(tx) => Some(SinkOp::Flush(tx)),
-            _ => None,
-        }
-    }
-}
+use crate::worker::chord;
+pub use crate::worker::op::Op;
 
 /// What the writer is doing, for prefetch accounting and `inspect stats`.
 #[derive(Debug, Default)]
@@ -150,11 +55,14 @@ pub struct Writer {
 
 impl Writer {
     /// Start the writer loop. It ends when every `Writer` clone is dropped and the queue is empty.
+    /// `owner` is the worker id whose liveness key (`hlbot.alive.<owner>`) vouches for the chord
+    /// bodies this writer has yet to send (`orphans.lua` takes them over once it is gone).
     pub fn spawn(
         settings: RedisSettings,
         conn: ConnectionManager,
         result_ttl: Option<Duration>,
         sink: Option<Sink>,
+        owner: &str,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (take, take_rx) = mpsc::unbounded_channel();
@@ -171,6 +79,9 @@ impl Writer {
             ttl: result_ttl.map_or(0, |d| d.as_secs().max(1)),
             stats: stats.clone(),
             sink,
+            me,
+            owner: owner.to_string(),
+            again: tx.downgrade(),
         };
         let h = tokio::spawn(run(ctx, conn, rx, take_rx));
         (Self { tx, stats, take }, h)
@@ -226,6 +137,13 @@ struct Ctx {
     stats: Arc<WriterStats>,
     /// The AMQP broker's ops go here after their batch is written.
     sink: Option<Sink>,
+    /// This writer's id (chord body tokens are `<me>:<batch>:<op>`).
+    me: String,
+    /// The worker id vouching for this writer's pending chord bodies.
+    owner: String,
+    /// The writer's own queue, for ops it adds later (a chord body's `forget` after RabbitMQ's
+    /// confirm); weak, so the loop still ends when every `Writer` is dropped.
+    again: mpsc::WeakUnboundedSender<Vec<Op>>,
 }
 
 async fn run(
@@ -276,15 +194,32 @@ async fn run(
             }
         };
         match outcome {
-            Ok((errs, done)) => {
+            Ok(Applied {
+                errs,
+                done,
+                skipped,
+            }) => {
                 for e in errs {
                     tracing::error!("result writer: one write failed: {e}");
                 }
-                // Chords this batch completed: their callbacks (or ChordErrors) go next.
+                // Chords this batch completed: their callbacks (or ChordErrors) go next, guarded
+                // by the pending record this batch wrote for each.
                 let mut next: Vec<Op> = Vec::new();
                 for (i, entries) in done {
                     if let Some(Op::ChordPart(part)) = batch.get(i) {
+                        next.push(Op::ChordTake {
+                            field: ctx.keys.taskset(&part.group),
+                            token: token(&ctx.me, seq, i),
+                        });
                         next.extend(chord::complete(part, &entries));
+                        next.push(Op::ChordEnd);
+                    }
+                }
+                for i in &skipped {
+                    if let Some(Op::ChordTake { field, .. }) = batch.get(*i) {
+                        tracing::warn!(
+                            "chord body of {field} was already sent by another worker; not sent again"
+                        );
                     }
                 }
                 if let Some(t0) = failing_since.take() {
@@ -295,7 +230,7 @@ async fn run(
                     ctx.stats.failing.store(false, Ordering::SeqCst);
                 }
                 backoff = Duration::from_millis(50);
-                settle(&ctx.stats, &mut batch, ctx.sink.as_ref());
+                settle(&ctx, &mut batch, &skipped);
                 if !next.is_empty() {
                     ctx.stats.backlog.fetch_add(next.len(), Ordering::SeqCst);
                     batch = next;
@@ -347,12 +282,20 @@ fn free_slots(stats: &WriterStats, n: usize) {
     stats.sent.notify_waiters();
 }
 
+/// A chord body's token: unique per writer, batch and op, the same when a batch is retried.
+fn token(me: &str, seq: u64, op: usize) -> String {
+    format!("{me}:{seq}:{op}")
+}
+
 /// Account for a written batch and wake its flush waiters; with an AMQP sink, hand it the
-/// batch's AMQP ops and flush waiters, in order.
-fn settle(stats: &WriterStats, batch: &mut Vec<Op>, sink: Option<&Sink>) {
+/// batch's AMQP ops and flush waiters, in order — but not the ops of a chord body someone else
+/// sent (`skipped`: the indices of their [`Op::ChordTake`]); a body that goes is followed by a
+/// flush whose answer (RabbitMQ confirmed it) drops the body's pending record.
+fn settle(ctx: &Ctx, batch: &mut Vec<Op>, skipped: &[usize]) {
+    let stats = &ctx.stats;
     let n = batch.len();
     let acks = batch.iter().filter(|o| o.releases()).count();
-    match sink {
+    match ctx.sink.as_ref() {
         None => {
             for op in batch.drain(..) {
                 if let Op::Flush(tx) = op {
@@ -361,17 +304,54 @@ fn settle(stats: &WriterStats, batch: &mut Vec<Op>, sink: Option<&Sink>) {
             }
         }
         Some(sink) => {
-            let ops = batch
-                .drain(..)
-                .filter(|o| o.for_amqp() || matches!(o, Op::Flush(_)))
-                .filter_map(Op::into_sink)
-                .collect();
+            let mut ops = Vec::new();
+            let mut body: Option<(String, String)> = None;
+            let mut lost = false;
+            for (i, op) in batch.drain(..).enumerate() {
+                match op {
+                    Op::ChordTake { field, token } => {
+                        lost = skipped.contains(&i);
+                        body = (!lost).then_some((field, token));
+                    }
+                    Op::ChordEnd => {
+                        if let Some((field, token)) = body.take() {
+                            ops.push(forget_after(ctx, field, token));
+                        }
+                        lost = false;
+                    }
+                    op if lost && op.for_amqp() => {}
+                    op if op.for_amqp() || matches!(op, Op::Flush(_)) => {
+                        ops.extend(op.into_sink());
+                    }
+                    _ => {}
+                }
+            }
             sink.send(ops);
         }
     }
     stats.backlog.fetch_sub(n, Ordering::SeqCst);
     stats.unwritten_acks.fetch_sub(acks, Ordering::SeqCst);
     stats.written.notify_waiters();
+}
+
+/// A flush for the sink; once answered (every op before it confirmed or dead-lettered), the
+/// chord body's pending record goes (`forget`).
+fn forget_after(ctx: &Ctx, field: String, token: String) -> SinkOp {
+    let (tx, rx) = oneshot::channel();
+    let again = ctx.again.clone();
+    let stats = ctx.stats.clone();
+    tokio::spawn(async move {
+        if rx.await.is_err() {
+            return;
+        }
+        if let Some(q) = again.upgrade() {
+            stats.backlog.fetch_add(1, Ordering::SeqCst);
+            if q.send(vec![Op::ChordForget { field, token }]).is_err() {
+                stats.backlog.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    });
+    SinkOp::Flush(tx)
 }
 
 /// Give the current batch and everything queued behind it to `to` (exit with Redis away).
@@ -405,8 +385,16 @@ fn hand_over(
     let _ = to.send(taken);
 }
 
-/// Per-op errors, and the chords the batch completed: (index of the chord op, ordered entries).
-type Applied = (Vec<String>, Vec<(usize, Vec<Vec<u8>>)>);
+/// What a written batch reported.
+#[derive(Default)]
+struct Applied {
+    /// Per-op errors (a wrong-type key): reported, not retried.
+    errs: Vec<String>,
+    /// The chords the batch completed: (index of the chord op, ordered entries).
+    done: Vec<(usize, Vec<Vec<u8>>)>,
+    /// Indices of [`Op::ChordTake`]s whose body someone else sent: their ops were not applied.
+    skipped: Vec<usize>,
+}
 
 /// Run one batch. Ok carries per-op errors (a wrong-type key): reported, not retried.
 async fn apply(
@@ -427,7 +415,10 @@ async fn apply(
         .arg(keys.dead_letter())
         .arg(DEAD_LETTER_CAP)
         .arg(keys.dead_trimmed())
-        .arg(&ctx.chords);
+        .arg(&ctx.chords)
+        .arg(keys.chords_pending())
+        .arg(keys.chords_sent())
+        .arg(&ctx.owner);
     let mut n = 0usize;
     let amqp = ctx.sink.is_some();
     for (i, op) in batch.iter().enumerate() {
@@ -500,42 +491,63 @@ async fn apply(
                             .as_deref()
                             .map_or(String::new(), |b| keys.result(b)),
                     )
-                    .arg(p.progress.as_deref().unwrap_or(""));
+                    .arg(p.progress.as_deref().unwrap_or(""))
+                    .arg(serde_json::to_string(&**p).unwrap_or_default())
+                    .arg(token(&ctx.me, seq, i));
+            }
+            Op::ChordTake { field, token } => {
+                inv.arg("take")
+                    .arg(i)
+                    .arg(field)
+                    .arg(token)
+                    .arg(if amqp { "1" } else { "0" });
+            }
+            Op::ChordEnd => {
+                inv.arg("end");
+            }
+            Op::ChordForget { field, token } => {
+                inv.arg("forget").arg(field).arg(token);
             }
         }
         n += 1;
     }
     if n == 0 {
-        return Ok((vec![], vec![]));
+        return Ok(Applied::default());
     }
     let reply: Vec<redis::Value> = inv
         .invoke_async(conn)
         .await
         .map_err(|e| ctx.settings.err(e).to_string())?;
-    let mut errs = Vec::new();
-    let mut done = Vec::new();
+    let mut out = Applied::default();
     for v in reply.into_iter().skip(1) {
         match v {
-            redis::Value::BulkString(b) => errs.push(String::from_utf8_lossy(&b).into_owned()),
-            redis::Value::SimpleString(s) => errs.push(s),
-            redis::Value::ServerError(e) => errs.push(format!("{e:?}")),
+            redis::Value::BulkString(b) => out.errs.push(String::from_utf8_lossy(&b).into_owned()),
+            redis::Value::SimpleString(s) => out.errs.push(s),
+            redis::Value::ServerError(e) => out.errs.push(format!("{e:?}")),
             redis::Value::Array(items) => {
                 let mut it = items.into_iter();
-                let Some(redis::Value::Int(i)) = it.next() else {
-                    continue;
-                };
-                let entries = it
-                    .filter_map(|e| match e {
-                        redis::Value::BulkString(b) => Some(b),
-                        _ => None,
-                    })
-                    .collect();
-                done.push((i as usize, entries));
+                match it.next() {
+                    Some(redis::Value::Int(i)) => {
+                        let entries = it
+                            .filter_map(|e| match e {
+                                redis::Value::BulkString(b) => Some(b),
+                                _ => None,
+                            })
+                            .collect();
+                        out.done.push((i as usize, entries));
+                    }
+                    Some(redis::Value::BulkString(tag)) if tag == b"skip" => {
+                        if let Some(redis::Value::Int(i)) = it.next() {
+                            out.skipped.push(i as usize);
+                        }
+                    }
+                    _ => {}
+                }
             }
             _ => {}
         }
     }
-    Ok((errs, done))
+    Ok(out)
 }
 
 /// Which stores of a batch are written: a store followed by a later store of the same task in the
@@ -566,7 +578,7 @@ impl Plan {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use hlbot_proto::State;
+    use hlbot_proto::{ResultMeta, State};
     use serde_json::json;
 
     fn store(id: &str, s: State) -> Op {

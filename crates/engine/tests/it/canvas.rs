@@ -111,5 +111,164 @@ async fn groups_and_chords_from_rust() {
         "{}",
         m.result
     );
+    // Each body went with its pending record: nothing is left for a recovery to send again.
+    let left: i64 = c.hlen(t.key("hlbot.chords.pending")).await.unwrap();
+    assert_eq!(left, 0);
+    w.stop().await;
+}
+
+/// One `batch.lua` call as a writer owned by `owner` makes it (batch number `seq`), with `ops`.
+pub(crate) async fn batch(
+    t: &TestRedis,
+    owner: &str,
+    seq: u64,
+    ops: &[String],
+) -> Vec<redis::Value> {
+    let mut inv = hlbot_engine::redis::scripts::BATCH.prepare_invoke();
+    inv.arg(t.key(&format!("hlbot.writer.{owner}")))
+        .arg(seq)
+        .arg(60)
+        .arg(t.key("unacked"))
+        .arg(t.key("unacked_index"))
+        .arg(0)
+        .arg(t.key("hlbot.dead"))
+        .arg(10)
+        .arg(t.key("hlbot.dead.trimmed"))
+        .arg(t.key(&format!("hlbot.writer.{owner}.chords")))
+        .arg(t.key("hlbot.chords.pending"))
+        .arg(t.key("hlbot.chords.sent"))
+        .arg(owner);
+    for op in ops {
+        inv.arg(op);
+    }
+    inv.invoke_async(&mut t.conn().await).await.expect("batch")
+}
+
+/// The `chord` op of a header part, as the writer sends it (token `<owner>:<seq>:0`).
+pub(crate) fn chord_op(
+    t: &TestRedis,
+    owner: &str,
+    seq: u64,
+    gid: &str,
+    id: &str,
+    index: i64,
+    body: &Value,
+) -> Vec<String> {
+    use hlbot_engine::worker::chord::ChordPart;
+    use hlbot_engine::worker::links::Parent;
+    let entry = hlbot_proto::pyjson::to_string(&json!([1, id, "SUCCESS", index + 1]));
+    let part = ChordPart {
+        group: gid.into(),
+        id: id.into(),
+        index: Some(index),
+        entry: entry.clone(),
+        callback: body.clone(),
+        parent: Parent {
+            id: id.into(),
+            root_id: Some(id.into()),
+            origin: None,
+            queue: "default".into(),
+            priority: 0,
+        },
+        progress: None,
+    };
+    [
+        "chord",
+        "0",
+        &t.key(&format!("celery-taskset-meta-{gid}")),
+        id,
+        &entry,
+        &index.to_string(),
+        "1",
+        "",
+        "",
+        &serde_json::to_string(&part).expect("json"),
+        &format!("{owner}:{seq}:0"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// What a worker SIGKILLed right after the step that completed a chord leaves behind: the chord
+/// counted and claimed, its body's pending record owned by a worker whose liveness key is gone,
+/// and no body sent. A worker that starts takes the record over and sends the body, once; the
+/// dead owner's batch arriving late (its old token) sends nothing. Without the pending record
+/// the body would never run (the test waits for its result).
+#[tokio::test]
+async fn a_chord_body_left_by_a_worker_that_died_is_sent_once() {
+    let t = TestRedis::new();
+    let mut c = t.conn().await;
+    let owner = format!("dead-{}", uuid::Uuid::new_v4().simple());
+    let gid = uuid::Uuid::new_v4().to_string();
+    let body_id = uuid::Uuid::new_v4().to_string();
+    let field = t.key(&format!("celery-taskset-meta-{gid}"));
+    let body = json!({"task": "hlbot.debug.echo", "args": ["tail"], "kwargs": {},
+        "options": {"task_id": body_id, "queue": "default"}, "subtask_type": null, "immutable": false});
+    let _: () = c.set(format!("{field}.s"), 2).await.unwrap();
+    batch(&t, &owner, 1, &chord_op(&t, &owner, 1, &gid, "a", 0, &body)).await;
+    let reply = batch(&t, &owner, 2, &chord_op(&t, &owner, 2, &gid, "b", 1, &body)).await;
+    assert!(
+        matches!(reply.last(), Some(redis::Value::Array(d)) if d.len() == 3),
+        "the second part completes the chord: {reply:?}"
+    );
+    let pending = t.key("hlbot.chords.pending");
+    let rec: Option<String> = c.hget(&pending, &field).await.unwrap();
+    let rec: Value = serde_json::from_str(&rec.expect("a pending record")).unwrap();
+    assert_eq!(
+        (rec["o"].as_str(), rec["k"].as_str()),
+        (Some(owner.as_str()), Some(format!("{owner}:2:0").as_str()))
+    );
+
+    // The owner is dead (no liveness key): a new worker sends the body at start.
+    let w = start(
+        &t,
+        Registry::with_debug_tasks(),
+        opts(&["default"]),
+        Duration::from_secs(3600),
+    )
+    .await;
+    let v = t
+        .client()
+        .await
+        .handle(&body_id)
+        .get(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"args": [[1, 2], "tail"], "kwargs": {}}));
+    let left: i64 = c.hlen(&pending).await.unwrap();
+    assert_eq!(left, 0, "the record goes with the body's publish");
+    let sent: Option<f64> = c.zscore(t.key("hlbot.chords.sent"), &field).await.unwrap();
+    assert!(sent.is_some(), "the body is noted as sent");
+
+    // The dead owner's body batch arrives late: skipped, nothing pushed.
+    let probe = t.key("probe");
+    let late = |field: &str, token: &str, what: &str| {
+        ["take", "0", field, token, "0", "lpush", &probe, what, "end"]
+            .map(String::from)
+            .to_vec()
+    };
+    let reply = batch(
+        &t,
+        &owner,
+        3,
+        &late(&field, &format!("{owner}:2:0"), "late"),
+    )
+    .await;
+    assert!(
+        reply.iter().any(|v| matches!(v, redis::Value::Array(d) if d.first() == Some(&redis::Value::BulkString(b"skip".to_vec())))),
+        "{reply:?}"
+    );
+    // A take of a record Redis no longer has and never sent (data lost): the body goes.
+    batch(
+        &t,
+        &owner,
+        4,
+        &late(&t.key("celery-taskset-meta-lost"), "x", "lost"),
+    )
+    .await;
+    let probed: Vec<String> = c.lrange(&probe, 0, -1).await.unwrap();
+    assert_eq!(probed, vec!["lost".to_string()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.runs(&body_id).await, 1, "the body ran once");
     w.stop().await;
 }

@@ -433,3 +433,76 @@ async fn amqp_client(t: &TestRedis, url: AmqpUrl) -> Client {
     )
     .with_amqp(Amqp::new(url, Layout::default(), "hlbot-test"))
 }
+
+/// Chords with RabbitMQ as the broker: a body left by a worker that died (its pending record in
+/// Redis, its owner's liveness key gone) is published to RabbitMQ by the next worker and runs
+/// once; a chord sent now completes and its body runs. Either way the pending record is dropped
+/// only after RabbitMQ confirmed the body's publish — and it is dropped.
+#[tokio::test]
+async fn chord_bodies_on_rabbitmq_are_sent_once_and_their_records_dropped() {
+    use crate::canvas::{batch, chord_op};
+    use redis::AsyncCommands;
+    let Some(v) = Vhost::new() else { return };
+    let t = TestRedis::new();
+    let mut c = t.conn().await;
+    let owner = format!("dead-{}", uuid::Uuid::new_v4().simple());
+    let gid = uuid::Uuid::new_v4().to_string();
+    let body_id = uuid::Uuid::new_v4().to_string();
+    let field = t.key(&format!("celery-taskset-meta-{gid}"));
+    let body = json!({"task": "hlbot.debug.echo", "args": ["tail"], "kwargs": {},
+        "options": {"task_id": body_id, "queue": "default"}, "subtask_type": null, "immutable": false});
+    let _: () = c.set(format!("{field}.s"), 1).await.unwrap();
+    batch(&t, &owner, 1, &chord_op(&t, &owner, 1, &gid, "a", 0, &body)).await;
+    let pending = t.key("hlbot.chords.pending");
+    let n: i64 = c.hlen(&pending).await.unwrap();
+    assert_eq!(n, 1, "the completing step records the body");
+
+    let client = amqp_client(&t, v.url()).await;
+    let w = Running::start(
+        client.clone(),
+        Registry::with_debug_tasks(),
+        opts(&["default"]),
+    )
+    .await;
+    let got = client
+        .handle(&body_id)
+        .get(Duration::from_secs(20))
+        .await
+        .expect("body");
+    assert_eq!(got, json!({"args": [[1], "tail"], "kwargs": {}}));
+
+    let call = |name: &str, args: Vec<Value>| hlbot_engine::TaskCall {
+        name: name.into(),
+        args,
+        kwargs: Map::new(),
+        options: q("default"),
+    };
+    let h = client
+        .send_chord(
+            vec![
+                call("hlbot.debug.echo", vec![json!(1)]),
+                call("hlbot.debug.echo", vec![json!(2)]),
+            ],
+            call("hlbot.debug.echo", vec![json!("live")]),
+        )
+        .await
+        .expect("send chord");
+    let got = h.get(Duration::from_secs(20)).await.expect("live body");
+    assert_eq!(got["args"][1], json!("live"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = c.hlen(&pending).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} pending record(s) not dropped after the confirms"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.runs(&body_id).await, 1);
+    assert_eq!(t.runs(&h.id).await, 1);
+    w.stop().await;
+}
