@@ -444,6 +444,9 @@ async fn a_batch_replayed_with_its_number_applies_nothing_twice() {
             .arg(10)
             .arg(t.key("trimmed"))
             .arg(t.key("chords"))
+            .arg(t.key("chords-pending"))
+            .arg(t.key("chords-sent"))
+            .arg("owner")
             .arg("incr")
             .arg(&counter);
         inv
