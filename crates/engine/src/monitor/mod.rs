@@ -5,36 +5,22 @@
 //! table from heartbeats, and Prometheus-style counters per (task name, hostname). Knows no
 //! domain and owns no history: anything older than the window comes from the store.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::control::client::{Broadcast, ControlClient};
 
-/// Task event kinds counted, in celery-exporter's order (`celery_task_<kind>_total`).
-pub const COUNTED: [&str; 8] = [
-    "sent",
-    "received",
-    "started",
-    "succeeded",
-    "failed",
-    "retried",
-    "revoked",
-    "rejected",
-];
+mod fold;
+mod view;
 
-/// Upper bounds (seconds) of the `celery_task_runtime` histogram: Prometheus' default buckets,
-/// as celery-exporter uses.
-pub const RUNTIME_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+use fold::{State, task_event, worker_event};
+pub use view::{COUNTED, Counters, Histogram, RUNTIME_BUCKETS, TaskFilter, TaskView, WorkerView};
 
 /// Monitor settings.
 #[derive(Debug, Clone)]
@@ -55,88 +41,6 @@ impl Default for MonitorOptions {
             enable_events: true,
         }
     }
-}
-
-/// A task as the events describe it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TaskView {
-    pub uuid: String,
-    pub name: String,
-    /// Celery state: PENDING (sent), RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, REJECTED.
-    pub state: String,
-    pub hostname: String,
-    pub args: String,
-    pub kwargs: String,
-    pub result: Option<String>,
-    pub exception: Option<String>,
-    pub traceback: Option<String>,
-    pub retries: i64,
-    pub parent_id: Option<String>,
-    pub root_id: Option<String>,
-    pub queue: Option<String>,
-    pub eta: Option<String>,
-    pub sent: Option<f64>,
-    pub received: Option<f64>,
-    pub started: Option<f64>,
-    pub finished: Option<f64>,
-    pub runtime: Option<f64>,
-    /// Last event time.
-    pub timestamp: f64,
-}
-
-/// A worker from its `worker-*` events.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct WorkerView {
-    pub hostname: String,
-    pub pid: Option<u64>,
-    pub freq: f64,
-    pub active: u64,
-    pub processed: u64,
-    pub failed: u64,
-    pub loadavg: Vec<f64>,
-    pub sw_ident: String,
-    pub sw_ver: String,
-    /// Unix time of the last worker event.
-    pub last_heartbeat: f64,
-    /// A `worker-offline` arrived (a clean stop).
-    pub offline: bool,
-}
-
-impl WorkerView {
-    /// Alive: no `worker-offline` and a heartbeat within two intervals (Celery's
-    /// `heartbeat_expires` with its 200 % window).
-    pub fn online(&self, now: f64) -> bool {
-        !self.offline && now - self.last_heartbeat <= self.freq.max(1.0) * 2.0 + 1.0
-    }
-}
-
-/// The runtime histogram of one (task name, hostname).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Histogram {
-    /// Cumulative counts per bound of `RUNTIME_BUCKETS`.
-    pub buckets: [u64; 14],
-    pub count: u64,
-    pub sum: f64,
-}
-
-/// Counters since the monitor started.
-#[derive(Debug, Clone, Default)]
-pub struct Counters {
-    /// (kind, task name, hostname) → events.
-    pub tasks: HashMap<(String, String, String), u64>,
-    /// (task name, hostname) → runtimes.
-    pub runtime: HashMap<(String, String), Histogram>,
-    /// Events received in all (for the dashboard's footer and tests).
-    pub events: u64,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    tasks: HashMap<String, TaskView>,
-    /// Insertion order of `tasks` (eviction order).
-    order: VecDeque<String>,
-    workers: HashMap<String, WorkerView>,
-    counters: Counters,
 }
 
 /// The live view. Cheap to clone.
@@ -348,180 +252,6 @@ impl Monitor {
     }
 }
 
-/// Filters of the live task list.
-#[derive(Debug, Clone, Default)]
-pub struct TaskFilter {
-    pub state: Option<String>,
-    pub name: Option<String>,
-    pub worker: Option<String>,
-}
-
-impl TaskFilter {
-    fn matches(&self, t: &TaskView) -> bool {
-        let has = |want: &Option<String>, got: &str| {
-            want.as_deref()
-                .is_none_or(|w| w.is_empty() || got.contains(w))
-        };
-        self.state
-            .as_deref()
-            .is_none_or(|s| s.is_empty() || t.state.eq_ignore_ascii_case(s))
-            && has(&self.name, &t.name)
-            && has(&self.worker, &t.hostname)
-    }
-}
-
-fn worker_event(st: &mut State, kind: &str, host: &str, ev: &Value) -> Option<Value> {
-    let w = st
-        .workers
-        .entry(host.to_string())
-        .or_insert_with(|| WorkerView {
-            hostname: host.to_string(),
-            ..Default::default()
-        });
-    w.last_heartbeat = ev["timestamp"].as_f64().unwrap_or_else(now);
-    w.offline = kind == "offline";
-    w.pid = ev["pid"].as_u64().or(w.pid);
-    w.freq = ev["freq"].as_f64().unwrap_or(w.freq);
-    w.active = ev["active"].as_u64().unwrap_or(w.active);
-    w.processed = ev["processed"].as_u64().unwrap_or(w.processed);
-    if let Some(l) = ev["loadavg"].as_array() {
-        w.loadavg = l.iter().filter_map(Value::as_f64).collect();
-    }
-    for (field, slot) in [("sw_ident", &mut w.sw_ident), ("sw_ver", &mut w.sw_ver)] {
-        if let Some(s) = ev[field].as_str() {
-            *slot = s.to_string();
-        }
-    }
-    let mut v = serde_json::to_value(&*w).unwrap_or(Value::Null);
-    v["kind"] = json!("worker");
-    v["online"] = json!(w.online(now()));
-    Some(v)
-}
-
-fn task_event(
-    st: &mut State,
-    kind: &str,
-    host: &str,
-    ev: &Value,
-    max_tasks: usize,
-) -> Option<Value> {
-    let uuid = ev["uuid"].as_str()?.to_string();
-    let ts = ev["timestamp"].as_f64().unwrap_or_else(now);
-    if !st.tasks.contains_key(&uuid) {
-        st.order.push_back(uuid.clone());
-        while st.order.len() > max_tasks.max(1) {
-            if let Some(old) = st.order.pop_front() {
-                st.tasks.remove(&old);
-            }
-        }
-    }
-    let t = st.tasks.entry(uuid.clone()).or_insert_with(|| TaskView {
-        uuid: uuid.clone(),
-        ..Default::default()
-    });
-    let s = |k: &str| ev[k].as_str().map(str::to_string);
-    if let Some(n) = s("name") {
-        t.name = n;
-    }
-    for (k, slot) in [("args", &mut t.args), ("kwargs", &mut t.kwargs)] {
-        if let Some(v) = s(k) {
-            *slot = v;
-        }
-    }
-    t.parent_id = s("parent_id").or(t.parent_id.take());
-    t.root_id = s("root_id").or(t.root_id.take());
-    t.eta = s("eta").or(t.eta.take());
-    t.queue = s("queue").or(s("routing_key")).or(t.queue.take());
-    if let Some(r) = ev["retries"].as_i64() {
-        t.retries = r;
-    }
-    t.timestamp = ts;
-    let state = match kind {
-        "sent" => {
-            t.sent = Some(ts);
-            "PENDING"
-        }
-        "received" => {
-            t.received = Some(ts);
-            t.hostname = host.to_string();
-            "RECEIVED"
-        }
-        "started" => {
-            t.started = Some(ts);
-            t.hostname = host.to_string();
-            "STARTED"
-        }
-        "succeeded" => {
-            t.finished = Some(ts);
-            t.result = s("result");
-            t.runtime = ev["runtime"].as_f64();
-            "SUCCESS"
-        }
-        "failed" => {
-            t.finished = Some(ts);
-            t.exception = s("exception");
-            t.traceback = s("traceback");
-            "FAILURE"
-        }
-        "retried" => {
-            t.exception = s("exception");
-            t.traceback = s("traceback");
-            "RETRY"
-        }
-        "revoked" => "REVOKED",
-        "rejected" => "REJECTED",
-        _ => return None,
-    };
-    // A late `received`/`started` after the outcome (batches cross) does not undo it.
-    let done = matches!(
-        t.state.as_str(),
-        "SUCCESS" | "FAILURE" | "REVOKED" | "REJECTED"
-    );
-    // Nor does the sender's late `sent` (published after the message, so it can arrive after
-    // the worker's events) or a late `received` move a task back along sent → received → started.
-    let step = |s: &str| match s {
-        "PENDING" => Some(0),
-        "RECEIVED" => Some(1),
-        "STARTED" => Some(2),
-        _ => None,
-    };
-    let behind = matches!((step(&t.state), step(state)), (Some(now), Some(new)) if new < now);
-    let undo = done && matches!(state, "PENDING" | "RECEIVED" | "STARTED");
-    if !(behind || undo) {
-        t.state = state.to_string();
-    }
-    let name = if t.name.is_empty() {
-        "unknown".to_string()
-    } else {
-        t.name.clone()
-    };
-    // The sender's hostname labels `sent` (celery-exporter does the same).
-    let label_host = host.to_string();
-    let runtime = (kind == "succeeded").then_some(t.runtime).flatten();
-    let mut v = serde_json::to_value(&*t).unwrap_or(Value::Null);
-    v["kind"] = json!("task");
-    *st.counters
-        .tasks
-        .entry((kind.to_string(), name.clone(), label_host.clone()))
-        .or_default() += 1;
-    if let Some(rt) = runtime {
-        let h = st.counters.runtime.entry((name, label_host)).or_default();
-        h.count += 1;
-        h.sum += rt;
-        for (i, b) in RUNTIME_BUCKETS.iter().enumerate() {
-            if rt <= *b {
-                h.buckets[i] += 1;
-            }
-        }
-    }
-    if kind == "failed" {
-        if let Some(w) = st.workers.get_mut(host) {
-            w.failed += 1;
-        }
-    }
-    Some(v)
-}
-
 /// Cast `enable_events` now and every minute (a worker started later gets it too).
 async fn enable_events(control: ControlClient, stop: CancellationToken) {
     let mut b = Broadcast::new("enable_events", Map::new());
@@ -545,6 +275,7 @@ fn now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ev(kind: &str, uuid: &str, extra: Value) -> Value {
         let mut v = json!({"type": kind, "uuid": uuid, "hostname": "w1@h", "timestamp": 1.0});

@@ -7,6 +7,7 @@
 //! (batched Redis writes), `state` (what inspect shows); `options` (the settings), `services`
 //! (what a running task may ask of the broker).
 
+mod batch;
 pub mod child;
 pub mod chord;
 pub mod consumer;

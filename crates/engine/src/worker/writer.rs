@@ -17,8 +17,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::amqp::sink::{Sink, SinkOp};
-use crate::deadletter::DEAD_LETTER_CAP;
-use crate::redis::{Keys, RedisSettings, scripts};
+use crate::redis::{Keys, RedisSettings};
+use crate::worker::batch::{Applied, apply, token};
 use crate::worker::chord;
 pub use crate::worker::op::Op;
 
@@ -127,23 +127,23 @@ impl Writer {
     }
 }
 
-struct Ctx {
-    settings: RedisSettings,
-    keys: Keys,
-    marker: String,
+pub(super) struct Ctx {
+    pub(super) settings: RedisSettings,
+    pub(super) keys: Keys,
+    pub(super) marker: String,
     /// Where `batch.lua` keeps the chords the last completing batch finished.
-    chords: String,
-    ttl: u64,
-    stats: Arc<WriterStats>,
+    pub(super) chords: String,
+    pub(super) ttl: u64,
+    pub(super) stats: Arc<WriterStats>,
     /// The AMQP broker's ops go here after their batch is written.
-    sink: Option<Sink>,
+    pub(super) sink: Option<Sink>,
     /// This writer's id (chord body tokens are `<me>:<batch>:<op>`).
-    me: String,
+    pub(super) me: String,
     /// The worker id vouching for this writer's pending chord bodies.
-    owner: String,
+    pub(super) owner: String,
     /// The writer's own queue, for ops it adds later (a chord body's `forget` after RabbitMQ's
     /// confirm); weak, so the loop still ends when every `Writer` is dropped.
-    again: mpsc::WeakUnboundedSender<Vec<Op>>,
+    pub(super) again: mpsc::WeakUnboundedSender<Vec<Op>>,
 }
 
 async fn run(
@@ -282,11 +282,6 @@ fn free_slots(stats: &WriterStats, n: usize) {
     stats.sent.notify_waiters();
 }
 
-/// A chord body's token: unique per writer, batch and op, the same when a batch is retried.
-fn token(me: &str, seq: u64, op: usize) -> String {
-    format!("{me}:{seq}:{op}")
-}
-
 /// Account for a written batch and wake its flush waiters; with an AMQP sink, hand it the
 /// batch's AMQP ops and flush waiters, in order — but not the ops of a chord body someone else
 /// sent (`skipped`: the indices of their [`Op::ChordTake`]); a body that goes is followed by a
@@ -383,233 +378,4 @@ fn hand_over(
     ctx.stats.unwritten_acks.fetch_sub(acks, Ordering::SeqCst);
     ctx.stats.written.notify_waiters();
     let _ = to.send(taken);
-}
-
-/// What a written batch reported.
-#[derive(Default)]
-struct Applied {
-    /// Per-op errors (a wrong-type key): reported, not retried.
-    errs: Vec<String>,
-    /// The chords the batch completed: (index of the chord op, ordered entries).
-    done: Vec<(usize, Vec<Vec<u8>>)>,
-    /// Indices of [`Op::ChordTake`]s whose body someone else sent: their ops were not applied.
-    skipped: Vec<usize>,
-}
-
-/// Run one batch. Ok carries per-op errors (a wrong-type key): reported, not retried.
-async fn apply(
-    ctx: &Ctx,
-    conn: &mut ConnectionManager,
-    batch: &[Op],
-    seq: u64,
-) -> Result<Applied, String> {
-    let plan = Plan::of(batch);
-    let keys = &ctx.keys;
-    let mut inv = scripts::BATCH.prepare_invoke();
-    inv.arg(&ctx.marker)
-        .arg(seq)
-        .arg(ctx.ttl)
-        .arg(keys.unacked())
-        .arg(keys.unacked_index())
-        .arg(crate::broker::now_secs())
-        .arg(keys.dead_letter())
-        .arg(DEAD_LETTER_CAP)
-        .arg(keys.dead_trimmed())
-        .arg(&ctx.chords)
-        .arg(keys.chords_pending())
-        .arg(keys.chords_sent())
-        .arg(&ctx.owner);
-    let mut n = 0usize;
-    let amqp = ctx.sink.is_some();
-    for (i, op) in batch.iter().enumerate() {
-        if amqp && op.for_amqp() {
-            continue;
-        }
-        match op {
-            Op::Flush(_) | Op::Slot => continue,
-            Op::Ack(tag) => {
-                inv.arg("ack").arg(tag);
-            }
-            Op::Store(meta) => {
-                if !plan.keep[i] {
-                    continue;
-                }
-                inv.arg("store")
-                    .arg(keys.result(&meta.task_id))
-                    .arg(meta.to_json());
-            }
-            Op::Unacked { tag, stored, acked } => {
-                if acked.load(Ordering::SeqCst) {
-                    continue;
-                }
-                inv.arg("unacked").arg(tag).arg(stored);
-            }
-            Op::Claim {
-                list,
-                raw,
-                tag,
-                stored,
-            } => {
-                inv.arg("claim").arg(list).arg(raw).arg(tag).arg(stored);
-            }
-            Op::Drop { list, size } => {
-                inv.arg("drop").arg(list).arg(*size);
-            }
-            Op::Requeue { tag, key, raw } => {
-                inv.arg("requeue").arg(tag).arg(key).arg(raw);
-            }
-            Op::Restore { tag, key, raw } => {
-                inv.arg("restore").arg(tag).arg(key).arg(raw);
-            }
-            Op::Publish(msg) => {
-                inv.arg("lpush")
-                    .arg(keys.queue_for(msg.queue(), msg.priority()))
-                    .arg(msg.envelope.to_vec());
-            }
-            Op::PushHead { key, raw } => {
-                inv.arg("rpush").arg(key).arg(raw);
-            }
-            Op::DeadLetter(rec) => {
-                inv.arg("dead").arg(rec);
-            }
-            Op::Incr(key) => {
-                inv.arg("incr").arg(key);
-            }
-            Op::ChordPart(p) => {
-                let index = p
-                    .index
-                    .map_or_else(|| "+inf".to_string(), |i| i.to_string());
-                inv.arg("chord")
-                    .arg(i)
-                    .arg(keys.taskset(&p.group))
-                    .arg(&p.id)
-                    .arg(&p.entry)
-                    .arg(index)
-                    .arg(if ctx.settings.chord_ordered { "1" } else { "0" })
-                    .arg(
-                        p.progress
-                            .as_deref()
-                            .map_or(String::new(), |b| keys.result(b)),
-                    )
-                    .arg(p.progress.as_deref().unwrap_or(""))
-                    .arg(serde_json::to_string(&**p).unwrap_or_default())
-                    .arg(token(&ctx.me, seq, i));
-            }
-            Op::ChordTake { field, token } => {
-                inv.arg("take")
-                    .arg(i)
-                    .arg(field)
-                    .arg(token)
-                    .arg(if amqp { "1" } else { "0" });
-            }
-            Op::ChordEnd => {
-                inv.arg("end");
-            }
-            Op::ChordForget { field, token } => {
-                inv.arg("forget").arg(field).arg(token);
-            }
-        }
-        n += 1;
-    }
-    if n == 0 {
-        return Ok(Applied::default());
-    }
-    let reply: Vec<redis::Value> = inv
-        .invoke_async(conn)
-        .await
-        .map_err(|e| ctx.settings.err(e).to_string())?;
-    let mut out = Applied::default();
-    for v in reply.into_iter().skip(1) {
-        match v {
-            redis::Value::BulkString(b) => out.errs.push(String::from_utf8_lossy(&b).into_owned()),
-            redis::Value::SimpleString(s) => out.errs.push(s),
-            redis::Value::ServerError(e) => out.errs.push(format!("{e:?}")),
-            redis::Value::Array(items) => {
-                let mut it = items.into_iter();
-                match it.next() {
-                    Some(redis::Value::Int(i)) => {
-                        let entries = it
-                            .filter_map(|e| match e {
-                                redis::Value::BulkString(b) => Some(b),
-                                _ => None,
-                            })
-                            .collect();
-                        out.done.push((i as usize, entries));
-                    }
-                    Some(redis::Value::BulkString(tag)) if tag == b"skip" => {
-                        if let Some(redis::Value::Int(i)) = it.next() {
-                            out.skipped.push(i as usize);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-/// Which stores of a batch are written: a store followed by a later store of the same task in the
-/// batch is skipped (STARTED, PROGRESS, RETRY, FAILURE then another state: the later one is what
-/// the atomic batch leaves anyway, and its SETEX and PUBLISH are saved). A SUCCESS is always kept:
-/// `batch.lua` never writes over it, so a later store of the same task must still meet it.
-struct Plan {
-    keep: Vec<bool>,
-}
-
-impl Plan {
-    fn of(batch: &[Op]) -> Self {
-        let mut keep = vec![true; batch.len()];
-        let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for (i, op) in batch.iter().enumerate().rev() {
-            if let Op::Store(m) = op {
-                if m.status != hlbot_proto::State::Success && later.contains(m.task_id.as_str()) {
-                    keep[i] = false;
-                }
-                later.insert(m.task_id.as_str());
-            }
-        }
-        Self { keep }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-    use hlbot_proto::{ResultMeta, State};
-    use serde_json::json;
-
-    fn store(id: &str, s: State) -> Op {
-        Op::Store(ResultMeta::new(id, s, json!(null), Utc::now()))
-    }
-
-    #[test]
-    fn plan_drops_superseded_stores_but_never_a_success() {
-        let batch = vec![
-            store("a", State::Started),
-            Op::Ack("t-a".into()),
-            store("b", State::Started),
-            store("a", State::Success),
-            Op::Ack("t-b".into()),
-            store("c", State::Custom("PROGRESS".into())),
-            store("c", State::Started),
-            store("d", State::Success),
-            store("d", State::Failure),
-            store("e", State::Retry),
-            store("e", State::Started),
-            store("e", State::Failure),
-        ];
-        let plan = Plan::of(&batch);
-        // a's STARTED is overwritten in the same batch; b is still running; c's PROGRESS is
-        // overwritten by its STARTED; d's SUCCESS stays (batch.lua then skips the FAILURE over
-        // it); e's RETRY and STARTED are overwritten by its FAILURE.
-        assert_eq!(
-            plan.keep,
-            vec![
-                false, true, true, true, true, false, true, true, true, false, false, true
-            ]
-        );
-    }
 }
