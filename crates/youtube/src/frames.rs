@@ -35,6 +35,18 @@ const MAD_K: f64 = 6.0;
 const DUPLICATE_MEAN: f64 = 0.02;
 /// Longest wait after a cut before its JPEG is taken (less in short scenes).
 const SETTLE: f64 = 0.1;
+/// JPEGs one ffmpeg run writes (each its own input seeked to its time): one process start for
+/// many frames, the same pictures as one run per frame.
+const GRAB_BATCH: usize = 16;
+
+/// What ffprobe says about a media file.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Probe {
+    /// Container duration, seconds.
+    pub duration: Option<f64>,
+    /// The first video stream's frame rate (`avg_frame_rate`, else `r_frame_rate`), if sane.
+    pub rate: Option<f64>,
+}
 
 /// One extracted frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,19 +71,19 @@ struct Candidate {
     thumb: Vec<u8>,
 }
 
-/// Checks that `path` is decodable media and returns its duration (seconds) if known.
-/// A truncated or corrupt file fails here, fast, with ffprobe's reason.
+/// Checks that `path` is decodable media and returns its duration and video frame rate (one
+/// ffprobe run). A truncated or corrupt file fails here, fast, with ffprobe's reason.
 pub(crate) async fn probe(
     opts: &YoutubeOptions,
     path: &Path,
     cancel: &CancellationToken,
-) -> Result<Option<f64>> {
+) -> Result<Probe> {
     let mut c = Cmd::new("ffprobe", &opts.ffprobe, opts.timeouts.ffmpeg);
     c.args([
         "-v",
         "error",
         "-show_entries",
-        "format=duration:stream=codec_type",
+        "format=duration:stream=codec_type,avg_frame_rate,r_frame_rate",
         "-of",
         "json",
     ]);
@@ -89,14 +101,28 @@ pub(crate) async fn probe(
     let streams = v
         .get("streams")
         .and_then(|s| s.as_array())
-        .map(Vec::len)
-        .unwrap_or(0);
-    if streams == 0 {
+        .cloned()
+        .unwrap_or_default();
+    if streams.is_empty() {
         return Err(media_err("no audio or video stream".into()));
     }
-    Ok(v.pointer("/format/duration")
-        .and_then(|d| d.as_str())
-        .and_then(|d| d.parse().ok()))
+    let rate = streams
+        .iter()
+        .find(|s| s.get("codec_type").and_then(|t| t.as_str()) == Some("video"))
+        .and_then(|s| {
+            ["avg_frame_rate", "r_frame_rate"]
+                .iter()
+                .filter_map(|k| s.get(*k)?.as_str())
+                .filter_map(parse_rate)
+                .find(|r| (0.1..=1000.0).contains(r))
+        });
+    Ok(Probe {
+        duration: v
+            .pointer("/format/duration")
+            .and_then(|d| d.as_str())
+            .and_then(|d| d.parse().ok()),
+        rate,
+    })
 }
 
 /// Extracts scene-change frames of `video` into `out_dir` (`frame_0001.jpg`, …).
@@ -107,10 +133,11 @@ pub(crate) async fn extract_frames(
     cancel: &CancellationToken,
 ) -> Result<(Vec<Frame>, Vec<String>)> {
     let mut warnings = Vec::new();
-    let duration = probe(opts, video, cancel).await?;
+    let probed = probe(opts, video, cancel).await?;
+    let duration = probed.duration;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
-    let rate = analysis_rate(opts, video, duration, cancel).await?;
+    let rate = analysis_rate(probed);
     let thumbs = thumbnails(opts, video, rate, cancel).await?;
     if thumbs.is_empty() {
         return Err(Error::Media {
@@ -127,84 +154,67 @@ pub(crate) async fn extract_frames(
         ));
     }
     let chosen = choose(&thumbs, rate, opts);
+    let paths: Vec<PathBuf> = (0..chosen.len())
+        .map(|i| out_dir.join(format!("frame_{:04}.jpg", i + 1)))
+        .collect();
     let mut frames = Vec::with_capacity(chosen.len());
-    for (i, cand) in chosen.iter().enumerate() {
-        let path = out_dir.join(format!("frame_{:04}.jpg", i + 1));
-        let mut c = Cmd::new("ffmpeg", &opts.ffmpeg, opts.timeouts.ffmpeg);
-        c.args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-ss",
-            &format!("{:.6}", cand.grab),
-        ]);
-        c.arg("-i").arg(video);
-        let h = opts.max_frame_height;
-        c.args([
-            "-frames:v",
-            "1",
-            "-an",
-            "-vf",
-            &format!("scale=-2:'min({h},ih)'"),
-            "-q:v",
-            "2",
-        ]);
-        c.arg(&path);
-        run(&c, cancel, None).await?.check("ffmpeg")?;
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        let (width, height) = jpeg_size(&bytes).ok_or_else(|| Error::Media {
-            path: path.clone(),
-            reason: "ffmpeg wrote an unreadable JPEG".into(),
-        })?;
-        frames.push(Frame {
-            timestamp: cand.time,
-            path,
-            width,
-            height,
-            scene_score: cand.score,
-        });
+    for (cands, paths) in chosen.chunks(GRAB_BATCH).zip(paths.chunks(GRAB_BATCH)) {
+        grab(opts, video, cands, paths, cancel).await?;
+        for (cand, path) in cands.iter().zip(paths) {
+            let bytes = std::fs::read(path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let (width, height) = jpeg_size(&bytes).ok_or_else(|| Error::Media {
+                path: path.clone(),
+                reason: "ffmpeg wrote an unreadable JPEG".into(),
+            })?;
+            frames.push(Frame {
+                timestamp: cand.time,
+                path: path.clone(),
+                width,
+                height,
+                scene_score: cand.score,
+            });
+        }
     }
     Ok((frames, warnings))
 }
 
-/// The analysis rate: the video's own frame rate (so cuts are exact to its frames) up to
-/// [`MAX_RATE`], lowered for long videos to at most [`MAX_SAMPLES`] thumbnails.
-async fn analysis_rate(
+/// One JPEG per candidate at its grab time, all from one ffmpeg run: the video opened once per
+/// frame with an input seek (`-ss` before `-i`, as a run per frame does), one output each.
+async fn grab(
     opts: &YoutubeOptions,
     video: &Path,
-    duration: Option<f64>,
+    cands: &[Candidate],
+    paths: &[PathBuf],
     cancel: &CancellationToken,
-) -> Result<f64> {
-    let mut c = Cmd::new("ffprobe", &opts.ffprobe, opts.timeouts.ffmpeg);
-    c.args([
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=avg_frame_rate,r_frame_rate",
-        "-of",
-        "json",
-    ]);
-    c.arg(video);
-    let out = run(&c, cancel, None).await?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let native = ["avg_frame_rate", "r_frame_rate"]
-        .iter()
-        .filter_map(|k| v.pointer(&format!("/streams/0/{k}"))?.as_str())
-        .filter_map(parse_rate)
-        .find(|r| (0.1..=1000.0).contains(r))
-        .unwrap_or(10.0);
-    let mut rate = native.min(MAX_RATE);
-    if let Some(d) = duration.filter(|d| *d > 0.0)
+) -> Result<()> {
+    let mut c = Cmd::new("ffmpeg", &opts.ffmpeg, opts.timeouts.ffmpeg);
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-y"]);
+    for cand in cands {
+        c.args(["-ss", &format!("{:.6}", cand.grab)]);
+        c.arg("-i").arg(video);
+    }
+    let h = opts.max_frame_height;
+    let scale = format!("scale=-2:'min({h},ih)'");
+    for (i, path) in paths.iter().enumerate() {
+        c.args(["-map", &format!("{i}:v:0"), "-frames:v", "1", "-an"]);
+        c.args(["-vf", &scale, "-q:v", "2"]);
+        c.arg(path);
+    }
+    run(&c, cancel, None).await?.check("ffmpeg")?;
+    Ok(())
+}
+
+/// The analysis rate: the video's own frame rate (so cuts are exact to its frames) up to
+/// [`MAX_RATE`], lowered for long videos to at most [`MAX_SAMPLES`] thumbnails.
+fn analysis_rate(probed: Probe) -> f64 {
+    let mut rate = probed.rate.unwrap_or(10.0).min(MAX_RATE);
+    if let Some(d) = probed.duration.filter(|d| *d > 0.0)
         && d * rate > MAX_SAMPLES
     {
         rate = (MAX_SAMPLES / d).max(0.2);
     }
-    Ok(rate)
+    rate
 }
 
 /// `30000/1001` or `25`.
