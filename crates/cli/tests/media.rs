@@ -337,7 +337,7 @@ fn a_slide_states_the_stop_rule_and_the_extractor_finds_it() {
     }
     hlbot_testkit::media::slide_video(
         &video,
-        [
+        &[
             Some("EMA pullback strategy on EUR/USD"),
             Some("Stop loss 1.5 ATR below the swing low"),
         ],

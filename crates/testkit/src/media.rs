@@ -1,5 +1,5 @@
 //! Synthetic media for tests, made with ffmpeg at test time: the quiet ffmpeg runner and a
-//! two-scene slide video (lavfi colour sources, text drawn in DejaVu Sans).
+//! slide video (lavfi colour sources, text drawn in DejaVu Sans).
 
 use std::path::Path;
 use std::process::Command;
@@ -21,11 +21,15 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
-/// A 4 s, 640×360, 25 fps H.264 video at `path`: a dark blue scene (0–2 s) and a lighter blue
-/// one (2–4 s), each with its text (if any) drawn centred in white, 28 px.
-pub fn slide_video(path: &Path, scenes: [Option<&str>; 2]) {
+/// A 640×360, 25 fps H.264 video at `path` of 2 s scenes, one per entry of `scenes`, alternately
+/// dark and lighter blue, each with its text (if any) drawn centred in white, 28 px.
+pub fn slide_video(path: &Path, scenes: &[Option<&str>]) {
+    const COLOURS: [&str; 2] = ["0x102040", "0x203060"];
+    let mut args: Vec<String> = Vec::new();
     let mut graph = String::new();
     for (i, text) in scenes.iter().enumerate() {
+        args.extend(["-f", "lavfi", "-i"].map(String::from));
+        args.push(format!("color=c={}:s=640x360:r=25:d=2", COLOURS[i % 2]));
         match text {
             Some(t) => graph.push_str(&format!(
                 "[{i}]drawtext=fontfile={FONT}:text='{t}':fontsize=28:fontcolor=white:x=(w-tw)/2:y=(h-th)/2[s{i}];"
@@ -33,22 +37,16 @@ pub fn slide_video(path: &Path, scenes: [Option<&str>; 2]) {
             None => graph.push_str(&format!("[{i}]null[s{i}];")),
         }
     }
-    graph.push_str("[s0][s1]concat=n=2:v=1:a=0,format=yuv420p[v]");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x102040:s=640x360:r=25:d=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x203060:s=640x360:r=25:d=2",
-        "-filter_complex",
-        &graph,
-        "-map",
-        "[v]",
-        "-c:v",
-        "libx264",
-        path.to_str().expect("UTF-8 path"),
-    ]);
+    for i in 0..scenes.len() {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    graph.push_str(&format!(
+        "concat=n={}:v=1:a=0,format=yuv420p[v]",
+        scenes.len()
+    ));
+    args.extend(["-filter_complex".to_string(), graph]);
+    args.extend(["-map", "[v]", "-c:v", "libx264"].map(String::from));
+    args.push(path.to_str().expect("UTF-8 path").to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&args);
 }

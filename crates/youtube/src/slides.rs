@@ -1,4 +1,6 @@
-//! Text on screen: each kept frame OCR'd with the tesseract CLI; lines that read as words (a
+//! Text on screen: the kept frames OCR'd with the tesseract CLI (one run for all of a video's
+//! frames, a list file in, pages split at tesseract's page separator; a run per frame if that
+//! fails or does not give one page per frame); lines that read as words (a
 //! share of dictionary-like tokens, junk from charts and photos dropped) join the transcript as
 //! `[on screen] …` segments at the frame's time — a lesson's slides often state the rules.
 //! Does not decide which frames exist (`frames.rs`).
@@ -34,9 +36,20 @@ pub(crate) async fn add_on_screen(
     if opts.frame_ocr == Some(false) || frames.is_empty() {
         return Ok(());
     }
+    let texts: Vec<Result<String>> = match ocr_all(opts, frames, cancel).await {
+        Ok(pages) => pages.into_iter().map(Ok).collect(),
+        Err(Error::Cancelled) => return Err(Error::Cancelled),
+        Err(_) => {
+            let mut one = Vec::with_capacity(frames.len());
+            for f in frames {
+                one.push(ocr(opts, &f.path, cancel).await);
+            }
+            one
+        }
+    };
     let mut added = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        let text = match ocr(opts, &f.path, cancel).await {
+    for ((i, f), text) in frames.iter().enumerate().zip(texts) {
+        let text = match text {
             Ok(t) => t,
             Err(Error::Cancelled) => return Err(Error::Cancelled),
             Err(e @ Error::ToolMissing { .. }) => {
@@ -65,6 +78,57 @@ pub(crate) async fn add_on_screen(
     segments.extend(added);
     segments.sort_by(|a, b| a.start.total_cmp(&b.start));
     Ok(())
+}
+
+/// Every frame in one `tesseract LIST stdout` run (same settings as [`ocr`]; tesseract's engine
+/// reads each page on its own, so each page's text is what a run on that frame alone gives).
+/// Fails unless the output splits into exactly one page per frame.
+async fn ocr_all(
+    opts: &YoutubeOptions,
+    frames: &[Frame],
+    cancel: &CancellationToken,
+) -> Result<Vec<String>> {
+    let mut list = tempfile::Builder::new()
+        .prefix("hlbot-ocr-")
+        .suffix(".txt")
+        .tempfile()
+        .map_err(|e| Error::io("creating the OCR list file", e))?;
+    for f in frames {
+        let path = f.path.to_string_lossy();
+        if path.contains('\n') {
+            return Err(Error::Media {
+                path: f.path.clone(),
+                reason: "a frame path with a newline cannot go in a list file".into(),
+            });
+        }
+        std::io::Write::write_all(&mut list, format!("{path}\n").as_bytes())
+            .map_err(|e| Error::io("writing the OCR list file", e))?;
+    }
+    let mut c = Cmd::new("tesseract", &opts.tesseract, opts.timeouts.ffmpeg);
+    c.arg(list.path());
+    c.args([
+        "stdout",
+        "-l",
+        "eng",
+        "--psm",
+        "3",
+        "-c",
+        "page_separator=\u{c}",
+    ]);
+    let out = run(&c, cancel, None).await?.check("tesseract")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut pages: Vec<String> = text.split('\u{c}').map(str::to_string).collect();
+    if pages.last().is_some_and(|p| p.trim().is_empty()) && pages.len() == frames.len() + 1 {
+        pages.pop();
+    }
+    if pages.len() != frames.len() {
+        return Err(Error::Tool {
+            tool: "tesseract".into(),
+            status: format!("{} pages for {} frames", pages.len(), frames.len()),
+            stderr: crate::process::last_lines(&out.stderr, 4),
+        });
+    }
+    Ok(pages)
 }
 
 /// `tesseract IMAGE stdout` (English, automatic page segmentation).

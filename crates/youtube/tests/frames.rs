@@ -170,7 +170,70 @@ async fn slide_text_joins_the_transcript_at_its_time() {
     assert!(r.transcript.contains("[on screen] Stop loss 1.5 ATR"));
 }
 
+/// Four slides, text on the first, third and fourth: each text joins the transcript at its own
+/// slide's time (the frames are read in one tesseract run; its pages must not shift), and the
+/// plain slide adds nothing.
+#[tokio::test]
+async fn each_slide_text_lands_at_its_own_slide() {
+    if !(common::have("ffmpeg") && common::have("ffprobe")) {
+        return;
+    }
+    if !hlbot_testkit::tool("tesseract", "--version") || !Path::new(FONT).is_file() {
+        hlbot_testkit::missing::<()>("tesseract and DejaVuSans");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("slides.mp4");
+    let texts = [
+        Some("Buy the breakout above resistance"),
+        None,
+        Some("Stop loss 1.5 ATR below the swing low"),
+        Some("Take profit at twice the risk"),
+    ];
+    hlbot_testkit::media::slide_video(&video, &texts);
+    // tesseract behind a wrapper that counts its runs: one for the four frames.
+    let calls = dir.path().join("calls");
+    let wrapper = dir.path().join("tesseract");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec tesseract \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut opts = options(dir.path(), true);
+    opts.tesseract = wrapper;
+    let r = run(&opts, &video).await;
+    within_a_frame(&times(&r), &[0.0, 2.0, 4.0, 6.0]);
+    let runs = std::fs::read_to_string(&calls)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(runs, 1, "one tesseract run for every frame");
+    let on_screen: Vec<(f64, &str)> = r
+        .transcript_segments
+        .iter()
+        .filter(|s| s.text.starts_with(hlbot_youtube::ON_SCREEN))
+        .map(|s| (s.start, s.text.as_str()))
+        .collect();
+    assert_eq!(on_screen.len(), 3, "{on_screen:?}");
+    for ((start, text), (want_at, want)) in
+        on_screen
+            .iter()
+            .zip([(0.0, texts[0]), (4.0, texts[2]), (6.0, texts[3])])
+    {
+        assert!((start - want_at).abs() <= 0.04, "{on_screen:?}");
+        assert!(text.contains(want.unwrap_or_default()), "{on_screen:?}");
+    }
+}
+
 /// 4 s, 640×360: a dark blue plain scene (0–2 s), then a slide with the stop rule (2–4 s).
 pub fn make_slide_video(path: &Path) {
-    hlbot_testkit::media::slide_video(path, [None, Some("Stop loss 1.5 ATR below the swing low")]);
+    hlbot_testkit::media::slide_video(path, &[None, Some("Stop loss 1.5 ATR below the swing low")]);
 }
