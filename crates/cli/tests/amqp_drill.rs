@@ -14,8 +14,11 @@
 //! redelivered copy of a finished task must have been acked too). Every tenth task links a
 //! callback (`echo`, its task id fixed), which the worker publishes with confirms after the
 //! task's SUCCESS: none may be lost (a callback may run twice — at least once — when a worker is
-//! killed between its confirm and the parent's ack; counted and printed). The drill asserts 0
-//! lost, 0 committed twice, 0 left, 0 callbacks lost, and prints one table.
+//! killed between its confirm and the parent's ack; counted and printed). Every twentieth task
+//! also sends a chord of two more `acks_late` tasks (counted with the tasks) whose body (`echo`,
+//! its id fixed) the completing worker publishes: no body may be lost either (at least once on
+//! RabbitMQ: `docs/canvas.md`). The drill asserts 0 lost, 0 committed twice, 0 left, 0 callbacks
+//! and 0 chord bodies lost, and prints one table.
 //! `scripts/amqp-drill.sh` runs the full-size variant (10 000 tasks).
 //!
 //! Without RabbitMQ's server scripts (`/usr/lib/rabbitmq/bin`, or `$HLBOT_RABBITMQ_BIN`) the
@@ -322,7 +325,37 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
     let client = t.client().await.with_amqp(amqp);
     let mut ids = Vec::with_capacity(n);
     let mut callbacks = Vec::new();
+    let mut bodies = Vec::new();
     for i in 0..n {
+        // Every twentieth task sends a chord too: two more acks_late tasks and an echo body.
+        if i % 20 == 5 {
+            let call = |name: &str, args: Vec<Value>, id: &str| hlbot_engine::TaskCall {
+                name: name.into(),
+                args,
+                kwargs: Map::new(),
+                options: SendOptions {
+                    queue: Some(QUEUE.into()),
+                    task_id: Some(id.to_string()),
+                    ..Default::default()
+                },
+            };
+            let parts: Vec<String> = (0..2).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            let body = format!("chord-{}", uuid::Uuid::new_v4());
+            client
+                .send_chord(
+                    parts
+                        .iter()
+                        .map(|id| {
+                            call("hlbot.debug.sleep", vec![json!(SECONDS), json!("part")], id)
+                        })
+                        .collect(),
+                    call("hlbot.debug.echo", vec![json!("chord")], &body),
+                )
+                .await
+                .expect("confirmed chord");
+            ids.extend(parts);
+            bodies.push(body);
+        }
         let mut options = SendOptions {
             queue: Some(QUEUE.into()),
             ..Default::default()
@@ -414,12 +447,16 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
 
     // Settle: every task SUCCESS and nothing ready or unacked in RabbitMQ.
     let cb_value = json!({"args": [SECONDS, "cb"], "kwargs": {}});
-    let (res, cbs, left) = loop {
+    let body_value = json!({"args": [[SECONDS, SECONDS], "chord"], "kwargs": {}});
+    let (res, cbs, chords, left) = loop {
         let res = tally(&mut redis, &t.prefix, &ids, &json!(SECONDS));
         let cbs = tally(&mut redis, &t.prefix, &callbacks, &cb_value);
+        let chords = tally(&mut redis, &t.prefix, &bodies, &body_value);
         let left = rabbit.messages(QUEUE);
-        if (res.lost == 0 && cbs.lost == 0 && left == Some((0, 0))) || Instant::now() > end {
-            break (res, cbs, left);
+        if (res.lost == 0 && cbs.lost == 0 && chords.lost == 0 && left == Some((0, 0)))
+            || Instant::now() > end
+        {
+            break (res, cbs, chords, left);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -433,18 +470,23 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
         && res.wrong == 0
         && cbs.lost == 0
         && cbs.wrong == 0
+        && chords.lost == 0
+        && chords.wrong == 0
         && left == Some((0, 0));
     let secs = started.elapsed().as_secs_f64();
     let left_n = ready.saturating_add(unacked);
+    // The tasks sent: n plus the chords' header parts.
+    let total = ids.len();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
         "| drill | tasks | succeeded | lost | committed twice | left in queue (ready+unacked) | \
          worker SIGKILLs | broker restarts | redelivered copies skipped | verdict |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n\
-         | acks_late, -c 8 -m 4 | {n} | {} | {} | {} | {left_n} | {kills} | {restarts} | {skipped} | {} |\n\
+         | acks_late, -c 8 -m 4 | {total} | {} | {} | {} | {left_n} | {kills} | {restarts} | {skipped} | {} |\n\
          | their linked callbacks (every 10th task) | {} | {} | {} | {} | | | | \
-         resent after a kill: {resent} | {} |",
+         resent after a kill: {resent} | {} |\n\
+         | chord bodies (a 2-part chord per 20 tasks) | {} | {} | {} | {} | | | | | {} |",
         res.succeeded,
         res.lost,
         res.twice,
@@ -458,12 +500,22 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
         } else {
             "FAIL"
         },
+        bodies.len(),
+        chords.succeeded,
+        chords.lost,
+        chords.twice,
+        if chords.lost == 0 && chords.wrong == 0 {
+            "ok (at least once)"
+        } else {
+            "FAIL"
+        },
     );
     let _ = writeln!(
         out,
-        "amqp drill: tasks {n}, succeeded {}, lost {}, committed twice {}, left in queue {left_n}, \
-         wrong results {}; callbacks {}, lost {}, run twice {}; worker SIGKILLs {kills}, broker \
-         restarts {restarts} (stop+start {restart_secs:.1}s, first boot {:.1}s), total {secs:.1}s",
+        "amqp drill: tasks {total}, succeeded {}, lost {}, committed twice {}, left in queue {left_n}, \
+         wrong results {}; callbacks {}, lost {}, run twice {}; chord bodies {}, lost {}, run \
+         twice {}; worker SIGKILLs {kills}, broker restarts {restarts} (stop+start \
+         {restart_secs:.1}s, first boot {:.1}s), total {secs:.1}s",
         res.succeeded,
         res.lost,
         res.twice,
@@ -471,6 +523,9 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
         callbacks.len(),
         cbs.lost,
         cbs.twice,
+        bodies.len(),
+        chords.lost,
+        chords.twice,
         boot.as_secs_f64()
     );
     drop(out);
@@ -490,4 +545,6 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
     assert_eq!(left, Some((0, 0)), "messages left in RabbitMQ");
     assert_eq!(cbs.lost, 0, "callbacks lost");
     assert_eq!(cbs.wrong, 0, "callbacks with a wrong result");
+    assert_eq!(chords.lost, 0, "chord bodies lost");
+    assert_eq!(chords.wrong, 0, "chord bodies with a wrong result");
 }
