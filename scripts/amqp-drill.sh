@@ -8,6 +8,10 @@
 #
 #   scripts/amqp-drill.sh [TASKS] [ROUNDS]
 #
+# Each round also runs the cluster drill (same file): three private nodes joined into one
+# cluster, the tasks on a quorum queue through the failover list, the worker's node SIGKILLed,
+# restarted, then the node it failed over to SIGKILLed — with TASKS tasks too.
+#
 # Prints the drill's table and one `amqp drill: tasks N, succeeded …, lost …, committed twice …`
 # line per round; exits non-zero if any round loses a task, commits one twice or leaves a message
 # in RabbitMQ. HLBOT_AMQP_DRILL_KEEP=1 keeps the node's and workers' logs (their folder is
@@ -23,8 +27,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 for ((i = 1; i <= rounds; i++)); do
   rc=0
-  HLBOT_AMQP_DRILL_TASKS="$tasks" CI=true \
-    cargo test -q -p hlbot-cli --test amqp_drill -- --nocapture >"$log" 2>&1 || rc=$?
-  grep -E '^\||^amqp drill:|panicked|timed out|stalled' "$log" || true
+  HLBOT_AMQP_DRILL_TASKS="$tasks" HLBOT_AMQP_CLUSTER_TASKS="$tasks" CI=true \
+    cargo test -q -p hlbot-cli --test amqp_drill -- --nocapture --test-threads 1 >"$log" 2>&1 || rc=$?
+  grep -E '^\||^amqp (cluster )?drill:|panicked|timed out|stalled' "$log" || true
   [ "$rc" -eq 0 ] || { echo "round $i failed (exit $rc)" >&2; exit 1; }
 done

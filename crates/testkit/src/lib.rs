@@ -9,6 +9,7 @@ pub mod http;
 pub mod media;
 pub mod postgres;
 pub mod process;
+pub mod rabbit;
 pub mod redis;
 pub mod worker;
 

@@ -26,8 +26,13 @@ struct Open {
 
 /// How an error about a message the broker will not take begins (see [`is_refusal`]).
 pub const REFUSED: &str = "refused by the broker";
-/// Refusals of one message in a row after which [`Publisher::publish_until_confirmed`] stops.
+/// Refusals of one message in a row after which [`Publisher::publish_until_confirmed`] stops —
+/// once they have also lasted [`REFUSED_FOR`].
 pub const REFUSALS: u32 = 3;
+/// How long one message's refusals must go on before [`Publisher::publish_until_confirmed`]
+/// stops. A quorum queue whose leader's node just crashed nacks publishes until a new leader is
+/// elected (about 2 s in the cluster drill); that is not a refusal to give up on.
+pub const REFUSED_FOR: Duration = Duration::from_secs(15);
 
 /// Whether `e` says the broker refused the message itself (`basic.nack`, or a channel-level
 /// error: `NOT_FOUND`, `ACCESS_REFUSED`, `PRECONDITION_FAILED`…) rather than being unreachable.
@@ -137,7 +142,15 @@ impl Publisher {
         })
         .await;
         match res {
-            Ok(Confirmation::Nack(_)) => Err(self.url.err(format!("{REFUSED} (basic.nack)"))),
+            Ok(Confirmation::Nack(_)) => {
+                // A fresh channel for the next try: a channel that published to a quorum queue
+                // whose leader's node crashed kept being nacked for minutes (cluster drill) while
+                // a new one was served at once.
+                if let Some(old) = slot.take() {
+                    guard::close(old.conn).await;
+                }
+                Err(self.url.err(format!("{REFUSED} (basic.nack)")))
+            }
             Ok(_) => {
                 if let Some(queue) = declared {
                     open.declared.insert(queue);
@@ -156,9 +169,11 @@ impl Publisher {
     /// Publish until the broker confirms (backoff 50 ms doubling to 2 s): for messages that
     /// exist nowhere else (retries, callbacks, restores). Gives up when `give_up` says so (at
     /// once, even mid-attempt; the message may or may not have reached the broker), or when the
-    /// broker refused this message [`REFUSALS`] times in a row ([`is_refusal`]: a `basic.nack`,
-    /// or a channel error such as `NOT_FOUND` for an exchange that does not exist) — retrying it
-    /// would hold up everything queued behind it for good; the caller dead-letters it.
+    /// broker refused this message [`REFUSALS`] times in a row over at least [`REFUSED_FOR`]
+    /// ([`is_refusal`]: a `basic.nack`, or a channel error such as `NOT_FOUND` for an exchange
+    /// that does not exist) — retrying it would hold up everything queued behind it for good;
+    /// the caller dead-letters it. Refusals that stop sooner (a quorum queue electing a new
+    /// leader) are ridden out.
     pub async fn publish_until_confirmed(
         &self,
         env: &Envelope,
@@ -167,6 +182,7 @@ impl Publisher {
         let mut backoff = Duration::from_millis(50);
         let mut logged = false;
         let mut refusals = 0;
+        let mut refused_since: Option<std::time::Instant> = None;
         loop {
             // An attempt can take up to the connect timeout; giving up does not wait for it.
             let attempt = tokio::select! {
@@ -181,9 +197,15 @@ impl Publisher {
                             return Err(e);
                         }
                     }
-                    refusals = if is_refusal(&e) { refusals + 1 } else { 0 };
-                    if refusals >= REFUSALS {
-                        return Err(e);
+                    if is_refusal(&e) {
+                        refusals += 1;
+                        let since = *refused_since.get_or_insert_with(std::time::Instant::now);
+                        if refusals >= REFUSALS && since.elapsed() >= REFUSED_FOR {
+                            return Err(e);
+                        }
+                    } else {
+                        refusals = 0;
+                        refused_since = None;
                     }
                     if !logged {
                         tracing::warn!("publish not confirmed: {e}; retrying");

@@ -169,8 +169,8 @@ async fn apply(
                     unsent.push(*env);
                 } else if crate::amqp::publish::is_refusal(&e) {
                     let reason = format!(
-                        "RabbitMQ refused the message {} times in a row: {e}",
-                        crate::amqp::publish::REFUSALS
+                        "RabbitMQ kept refusing the message for {} s: {e}",
+                        crate::amqp::publish::REFUSED_FOR.as_secs()
                     );
                     let kept = match dead {
                         Some(d) => d.put(&env, reason).await,

@@ -218,7 +218,7 @@ async fn a_publish_on_a_connection_that_stopped_answering_is_retried_on_a_new_on
 }
 
 /// A callback RabbitMQ refuses (its queue has a `max-length` 0 `reject-publish` policy, so every
-/// publish is `basic.nack`ed) is not retried forever: after three refusals it goes to the Redis
+/// publish is `basic.nack`ed) is not retried forever: after 15 s of refusals it goes to the Redis
 /// dead-letter list with the reason, and the worker's acks behind it flow — with prefetch 1 the
 /// tasks sent after it run. Retried forever, the publish would hold up the next ack and RabbitMQ
 /// would deliver nothing more.
@@ -260,8 +260,9 @@ async fn a_publish_the_broker_keeps_refusing_is_dead_lettered_and_work_goes_on()
         );
     }
     first.get(Duration::from_secs(10)).await.expect("first");
+    // The refused callback holds the sink for REFUSED_FOR (15 s) before it is dead-lettered.
     for h in &later {
-        h.get(Duration::from_secs(10))
+        h.get(Duration::from_secs(40))
             .await
             .expect("a task sent after the refused callback did not run");
     }
@@ -298,7 +299,8 @@ async fn a_publish_the_broker_keeps_refusing_is_dead_lettered_and_work_goes_on()
 }
 
 /// A publish to an exchange that does not exist (RabbitMQ closes the channel: `NOT_FOUND`) is a
-/// refusal too: `publish_until_confirmed` stops after three instead of retrying forever.
+/// refusal too: `publish_until_confirmed` stops once it has lasted `REFUSED_FOR` instead of
+/// retrying forever.
 #[tokio::test]
 async fn a_publish_to_a_missing_exchange_is_a_refusal() {
     let Some(v) = Vhost::new() else { return };
@@ -306,12 +308,14 @@ async fn a_publish_to_a_missing_exchange_is_a_refusal() {
     let mut env = message("x", "m1");
     env.properties.delivery_info.exchange = "no-such-exchange".into();
     let never = tokio_util::sync::CancellationToken::new();
+    let t0 = std::time::Instant::now();
     let r = tokio::time::timeout(
-        Duration::from_secs(20),
+        Duration::from_secs(40),
         p.publish_until_confirmed(&env, &never),
     )
     .await
-    .expect("still retrying after 20 s");
+    .expect("still retrying after 40 s");
+    assert!(t0.elapsed() >= hlbot_engine::amqp::publish::REFUSED_FOR);
     let e = r.expect_err("published to a missing exchange");
     assert!(hlbot_engine::amqp::publish::is_refusal(&e), "{e}");
     assert!(e.to_string().contains("NOT_FOUND"), "{e}");
