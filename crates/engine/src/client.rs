@@ -207,7 +207,7 @@ impl Client {
     async fn put(&self, msgs: &[TaskMessage]) -> Result<()> {
         if let Some(a) = &self.amqp {
             for m in msgs {
-                a.publisher.publish(&m.envelope).await?;
+                a.publisher.publish_retried(&m.envelope).await?;
             }
             return Ok(());
         }

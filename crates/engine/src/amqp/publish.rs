@@ -34,6 +34,11 @@ pub const REFUSALS: u32 = 3;
 /// elected (about 2 s in the cluster drill); that is not a refusal to give up on.
 pub const REFUSED_FOR: Duration = Duration::from_secs(15);
 
+/// Retries of a client's send after a failed attempt ([`Publisher::publish_retried`]): Celery's
+/// `task_publish_retry_policy` (`max_retries` 3, `interval_start` 0, `interval_step` 0.2 s,
+/// `interval_max` 1 s).
+pub const CLIENT_RETRIES: u32 = 3;
+
 /// Whether `e` says the broker refused the message itself (`basic.nack`, or a channel-level
 /// error: `NOT_FOUND`, `ACCESS_REFUSED`, `PRECONDITION_FAILED`…) rather than being unreachable.
 pub fn is_refusal(e: &crate::error::Error) -> bool {
@@ -162,6 +167,32 @@ impl Publisher {
                     guard::close(old.conn).await;
                 }
                 Err(self.url.err(e))
+            }
+        }
+    }
+
+    /// A client's send (`Client::send_task`, `hlbot send`, canvas): [`Publisher::publish`] retried
+    /// as Celery's `task_publish_retry` does — a dropped or silent connection is tried again on a
+    /// new one up to [`CLIENT_RETRIES`] times, 0, 0.2 and 0.4 s apart; so is a nack (each retry on
+    /// a new channel), which Celery raises at once. A confirm lost on the way may mean the
+    /// message arrives twice, as with Celery.
+    pub async fn publish_retried(&self, env: &Envelope) -> Result<()> {
+        let mut wait = Duration::ZERO;
+        let mut tries = 0;
+        loop {
+            match self.publish(env).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let bad = matches!(&e, crate::error::Error::Amqp { message, .. }
+                        if message.starts_with("bad message"));
+                    if bad || tries >= CLIENT_RETRIES {
+                        return Err(e);
+                    }
+                    tracing::warn!("send not confirmed ({e}); retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait + Duration::from_millis(200)).min(Duration::from_secs(1));
+                    tries += 1;
+                }
             }
         }
     }

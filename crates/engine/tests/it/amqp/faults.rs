@@ -217,6 +217,34 @@ async fn a_publish_on_a_connection_that_stopped_answering_is_retried_on_a_new_on
     assert_eq!(queue_messages(&v, "frozen"), Some(2));
 }
 
+/// A client's send whose connection stopped answering (frozen at the gate) is tried again on a
+/// new connection, as Celery's `task_publish_retry` does: the first attempt ends at its 30 s cap,
+/// the retry is confirmed. Without the retry `send_task` returns the error.
+#[tokio::test]
+async fn a_client_send_on_a_connection_that_stopped_answering_is_retried() {
+    let Some(v) = Vhost::new() else { return };
+    let host = std::env::var("HLBOT_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
+    let gate = hlbot_testkit::Gate::start(&host).await;
+    let gated = AmqpUrl::parse(&format!("amqp://guest:guest@{}/{}", gate.addr, v.name)).unwrap();
+    let t = TestRedis::new();
+    let client = amqp_client(&t, gated).await;
+    let send = |i: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("frozen"))
+                .await
+        }
+    };
+    send(1).await.expect("first send");
+    gate.freeze();
+    let r = tokio::time::timeout(Duration::from_secs(90), send(2))
+        .await
+        .expect("the send still waits after 90 s");
+    r.expect("the send was not retried on a new connection");
+    assert_eq!(queue_messages(&v, "frozen"), Some(2));
+}
+
 /// A callback RabbitMQ refuses (its queue has a `max-length` 0 `reject-publish` policy, so every
 /// publish is `basic.nack`ed) is not retried forever: after 15 s of refusals it goes to the Redis
 /// dead-letter list with the reason, and the worker's acks behind it flow — with prefetch 1 the
