@@ -40,6 +40,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_hlbot");
 const QUEUE: &str = "drill";
 const SECONDS: f64 = 0.02;
 
+/// RabbitMQ's server scripts (else a printed skip, or a failure under `CI=true`) and the drill's
+/// size from the environment variable `var` (default 400 tasks).
+fn prerequisites(var: &str) -> Option<(std::path::PathBuf, usize)> {
+    let bin = rabbit_bin().or_else(|| {
+        hlbot_testkit::env::missing(
+            "RabbitMQ's server scripts (/usr/lib/rabbitmq/bin or $HLBOT_RABBITMQ_BIN)",
+        )
+    })?;
+    let n = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    Some((bin, n))
+}
+
 /// One `hlbot worker` on the drill's broker (`global`: more global flags), its log appended to
 /// `<dir>/worker.log`.
 fn worker(broker: &str, global: &[&str], t: &TestRedis, dir: &Path) -> Proc {
@@ -72,6 +87,87 @@ fn worker(broker: &str, global: &[&str], t: &TestRedis, dir: &Path) -> Proc {
             .spawn()
             .expect("spawn hlbot worker"),
     )
+}
+
+/// What a drill sent: every task id (the chords' header parts included), the linked callbacks'
+/// ids and the chord bodies' ids.
+struct Sent {
+    ids: Vec<String>,
+    callbacks: Vec<String>,
+    bodies: Vec<String>,
+}
+
+/// Publish `n` `sleep(SECONDS)` tasks, each confirmed by the broker (persistent, durable queue).
+/// Every tenth links a callback (published by the worker, with confirms, after the task's
+/// SUCCESS): follow-up messages must survive the faults too. With `chords`, every twentieth is
+/// preceded by a chord of two more such tasks and an `echo` body.
+async fn send(client: &hlbot_engine::Client, n: usize, chords: bool) -> Sent {
+    let call = |name: &str, args: Vec<Value>, id: &str| hlbot_engine::TaskCall {
+        name: name.into(),
+        args,
+        kwargs: Map::new(),
+        options: SendOptions {
+            queue: Some(QUEUE.into()),
+            task_id: Some(id.to_string()),
+            ..Default::default()
+        },
+    };
+    let mut sent = Sent {
+        ids: Vec::with_capacity(n),
+        callbacks: Vec::new(),
+        bodies: Vec::new(),
+    };
+    for i in 0..n {
+        if chords && i % 20 == 5 {
+            let parts: Vec<String> = (0..2).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            let body = format!("chord-{}", uuid::Uuid::new_v4());
+            client
+                .send_chord(
+                    parts
+                        .iter()
+                        .map(|id| {
+                            call("hlbot.debug.sleep", vec![json!(SECONDS), json!("part")], id)
+                        })
+                        .collect(),
+                    call("hlbot.debug.echo", vec![json!("chord")], &body),
+                )
+                .await
+                .expect("confirmed chord");
+            sent.ids.extend(parts);
+            sent.bodies.push(body);
+        }
+        let mut options = SendOptions {
+            queue: Some(QUEUE.into()),
+            ..Default::default()
+        };
+        if i % 10 == 0 {
+            let id = format!("cb-{}", uuid::Uuid::new_v4());
+            let mut o = Map::new();
+            o.insert("task_id".into(), json!(id));
+            o.insert("queue".into(), json!(QUEUE));
+            options.link = vec![hlbot_proto::Signature {
+                task: "hlbot.debug.echo".into(),
+                args: vec![json!("cb")],
+                kwargs: Map::new(),
+                options: o,
+                subtask_type: None,
+                immutable: false,
+                extra: Map::new(),
+            }];
+            sent.callbacks.push(id);
+        }
+        let h = client
+            .send_task(
+                "hlbot.debug.sleep",
+                vec![json!(SECONDS), json!(i)],
+                Map::new(),
+                options,
+            )
+            .await
+            .expect("confirmed publish");
+        sent.ids.push(h.id);
+    }
+    sent
 }
 
 #[derive(Debug, Default)]
@@ -131,17 +227,9 @@ fn count_lines(path: &Path, needle: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once() {
-    let Some(bin) = rabbit_bin().or_else(|| {
-        hlbot_testkit::env::missing(
-            "RabbitMQ's server scripts (/usr/lib/rabbitmq/bin or $HLBOT_RABBITMQ_BIN)",
-        )
-    }) else {
+    let Some((bin, n)) = prerequisites("HLBOT_AMQP_DRILL_TASKS") else {
         return;
     };
-    let n: usize = std::env::var("HLBOT_AMQP_DRILL_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
     let keep = std::env::var_os("HLBOT_AMQP_DRILL_KEEP").is_some();
     let tmp = tempfile::Builder::new()
         .prefix("hlbot-amqp-drill.")
@@ -160,72 +248,11 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
         "hlbot-drill",
     );
     let client = t.client().await.with_amqp(amqp);
-    let mut ids = Vec::with_capacity(n);
-    let mut callbacks = Vec::new();
-    let mut bodies = Vec::new();
-    for i in 0..n {
-        // Every twentieth task sends a chord too: two more acks_late tasks and an echo body.
-        if i % 20 == 5 {
-            let call = |name: &str, args: Vec<Value>, id: &str| hlbot_engine::TaskCall {
-                name: name.into(),
-                args,
-                kwargs: Map::new(),
-                options: SendOptions {
-                    queue: Some(QUEUE.into()),
-                    task_id: Some(id.to_string()),
-                    ..Default::default()
-                },
-            };
-            let parts: Vec<String> = (0..2).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-            let body = format!("chord-{}", uuid::Uuid::new_v4());
-            client
-                .send_chord(
-                    parts
-                        .iter()
-                        .map(|id| {
-                            call("hlbot.debug.sleep", vec![json!(SECONDS), json!("part")], id)
-                        })
-                        .collect(),
-                    call("hlbot.debug.echo", vec![json!("chord")], &body),
-                )
-                .await
-                .expect("confirmed chord");
-            ids.extend(parts);
-            bodies.push(body);
-        }
-        let mut options = SendOptions {
-            queue: Some(QUEUE.into()),
-            ..Default::default()
-        };
-        // Every tenth task links a callback (published by the worker, with confirms, after
-        // the task's SUCCESS): follow-up messages must survive the faults too.
-        if i % 10 == 0 {
-            let id = format!("cb-{}", uuid::Uuid::new_v4());
-            let mut o = Map::new();
-            o.insert("task_id".into(), json!(id));
-            o.insert("queue".into(), json!(QUEUE));
-            options.link = vec![hlbot_proto::Signature {
-                task: "hlbot.debug.echo".into(),
-                args: vec![json!("cb")],
-                kwargs: Map::new(),
-                options: o,
-                subtask_type: None,
-                immutable: false,
-                extra: Map::new(),
-            }];
-            callbacks.push(id);
-        }
-        let h = client
-            .send_task(
-                "hlbot.debug.sleep",
-                vec![json!(SECONDS), json!(i)],
-                Map::new(),
-                options,
-            )
-            .await
-            .expect("confirmed publish");
-        ids.push(h.id);
-    }
+    let Sent {
+        ids,
+        callbacks,
+        bodies,
+    } = send(&client, n, true).await;
     drop(client);
 
     let mut redis = redis::Client::open(t.url.as_str())
@@ -397,17 +424,9 @@ async fn amqp_drill_sigkills_and_a_broker_restart_lose_nothing_and_commit_once()
 /// `scripts/amqp-drill.sh` runs 10 000).
 #[tokio::test]
 async fn amqp_cluster_node_crashes_lose_nothing_and_commit_once() {
-    let Some(bin) = rabbit_bin().or_else(|| {
-        hlbot_testkit::env::missing(
-            "RabbitMQ's server scripts (/usr/lib/rabbitmq/bin or $HLBOT_RABBITMQ_BIN)",
-        )
-    }) else {
+    let Some((bin, n)) = prerequisites("HLBOT_AMQP_CLUSTER_TASKS") else {
         return;
     };
-    let n: usize = std::env::var("HLBOT_AMQP_CLUSTER_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
     let tmp = tempfile::Builder::new()
         .prefix("hlbot-amqp-cluster.")
         .tempdir()
@@ -439,40 +458,7 @@ async fn amqp_cluster_node_crashes_lose_nothing_and_commit_once() {
         layout,
         "hlbot-drill",
     ));
-    let mut ids = Vec::with_capacity(n);
-    let mut callbacks = Vec::new();
-    for i in 0..n {
-        let mut options = SendOptions {
-            queue: Some(QUEUE.into()),
-            ..Default::default()
-        };
-        if i % 10 == 0 {
-            let id = format!("cb-{}", uuid::Uuid::new_v4());
-            let mut o = Map::new();
-            o.insert("task_id".into(), json!(id));
-            o.insert("queue".into(), json!(QUEUE));
-            options.link = vec![hlbot_proto::Signature {
-                task: "hlbot.debug.echo".into(),
-                args: vec![json!("cb")],
-                kwargs: Map::new(),
-                options: o,
-                subtask_type: None,
-                immutable: false,
-                extra: Map::new(),
-            }];
-            callbacks.push(id);
-        }
-        let h = client
-            .send_task(
-                "hlbot.debug.sleep",
-                vec![json!(SECONDS), json!(i)],
-                Map::new(),
-                options,
-            )
-            .await
-            .expect("confirmed publish");
-        ids.push(h.id);
-    }
+    let Sent { ids, callbacks, .. } = send(&client, n, false).await;
     drop(client);
 
     let mut redis = redis::Client::open(t.url.as_str())

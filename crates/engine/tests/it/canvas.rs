@@ -189,6 +189,46 @@ pub(crate) fn chord_op(
     .to_vec()
 }
 
+/// A chord of `parts` parts (each returning its index + 1) completed by batches of a writer whose
+/// worker died right after (its liveness key never written): the body's pending record is left.
+pub(crate) struct DeadOwners {
+    pub owner: String,
+    /// The record's field (the chord's taskset key).
+    pub field: String,
+    pub body_id: String,
+    /// The reply of the batch that completed the chord.
+    pub reply: Vec<redis::Value>,
+}
+
+pub(crate) async fn left_by_a_dead_worker(t: &TestRedis, parts: i64) -> DeadOwners {
+    let mut c = t.conn().await;
+    let owner = format!("dead-{}", uuid::Uuid::new_v4().simple());
+    let gid = uuid::Uuid::new_v4().to_string();
+    let body_id = uuid::Uuid::new_v4().to_string();
+    let field = t.key(&format!("celery-taskset-meta-{gid}"));
+    let body = json!({"task": "hlbot.debug.echo", "args": ["tail"], "kwargs": {},
+        "options": {"task_id": body_id, "queue": "default"}, "subtask_type": null, "immutable": false});
+    let _: () = c.set(format!("{field}.s"), parts).await.unwrap();
+    let mut reply = Vec::new();
+    for i in 0..parts {
+        let seq = i as u64 + 1;
+        let id = format!("part{i}");
+        reply = batch(
+            t,
+            &owner,
+            seq,
+            &chord_op(t, &owner, seq, &gid, &id, i, &body),
+        )
+        .await;
+    }
+    DeadOwners {
+        owner,
+        field,
+        body_id,
+        reply,
+    }
+}
+
 /// What a worker SIGKILLed right after the step that completed a chord leaves behind: the chord
 /// counted and claimed, its body's pending record owned by a worker whose liveness key is gone,
 /// and no body sent. A worker that starts takes the record over and sends the body, once; the
@@ -198,15 +238,12 @@ pub(crate) fn chord_op(
 async fn a_chord_body_left_by_a_worker_that_died_is_sent_once() {
     let t = TestRedis::new();
     let mut c = t.conn().await;
-    let owner = format!("dead-{}", uuid::Uuid::new_v4().simple());
-    let gid = uuid::Uuid::new_v4().to_string();
-    let body_id = uuid::Uuid::new_v4().to_string();
-    let field = t.key(&format!("celery-taskset-meta-{gid}"));
-    let body = json!({"task": "hlbot.debug.echo", "args": ["tail"], "kwargs": {},
-        "options": {"task_id": body_id, "queue": "default"}, "subtask_type": null, "immutable": false});
-    let _: () = c.set(format!("{field}.s"), 2).await.unwrap();
-    batch(&t, &owner, 1, &chord_op(&t, &owner, 1, &gid, "a", 0, &body)).await;
-    let reply = batch(&t, &owner, 2, &chord_op(&t, &owner, 2, &gid, "b", 1, &body)).await;
+    let DeadOwners {
+        owner,
+        field,
+        body_id,
+        reply,
+    } = left_by_a_dead_worker(&t, 2).await;
     assert!(
         matches!(reply.last(), Some(redis::Value::Array(d)) if d.len() == 3),
         "the second part completes the chord: {reply:?}"

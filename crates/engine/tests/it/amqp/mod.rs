@@ -440,19 +440,11 @@ async fn amqp_client(t: &TestRedis, url: AmqpUrl) -> Client {
 /// only after RabbitMQ confirmed the body's publish — and it is dropped.
 #[tokio::test]
 async fn chord_bodies_on_rabbitmq_are_sent_once_and_their_records_dropped() {
-    use crate::canvas::{batch, chord_op};
     use redis::AsyncCommands;
     let Some(v) = Vhost::new() else { return };
     let t = TestRedis::new();
     let mut c = t.conn().await;
-    let owner = format!("dead-{}", uuid::Uuid::new_v4().simple());
-    let gid = uuid::Uuid::new_v4().to_string();
-    let body_id = uuid::Uuid::new_v4().to_string();
-    let field = t.key(&format!("celery-taskset-meta-{gid}"));
-    let body = json!({"task": "hlbot.debug.echo", "args": ["tail"], "kwargs": {},
-        "options": {"task_id": body_id, "queue": "default"}, "subtask_type": null, "immutable": false});
-    let _: () = c.set(format!("{field}.s"), 1).await.unwrap();
-    batch(&t, &owner, 1, &chord_op(&t, &owner, 1, &gid, "a", 0, &body)).await;
+    let body_id = crate::canvas::left_by_a_dead_worker(&t, 1).await.body_id;
     let pending = t.key("hlbot.chords.pending");
     let n: i64 = c.hlen(&pending).await.unwrap();
     assert_eq!(n, 1, "the completing step records the body");
