@@ -38,7 +38,8 @@ pub(crate) async fn add_on_screen(
     }
     let texts: Vec<Result<String>> = match ocr_all(opts, frames, cancel).await {
         Ok(pages) => pages.into_iter().map(Ok).collect(),
-        Err(Error::Cancelled) => return Err(Error::Cancelled),
+        // Handled below as a run per frame would be, without starting a missing tool N times.
+        Err(e @ (Error::Cancelled | Error::ToolMissing { .. })) => vec![Err(e)],
         Err(_) => {
             let mut one = Vec::with_capacity(frames.len());
             for f in frames {

@@ -45,6 +45,14 @@ pub fn is_refusal(e: &crate::error::Error) -> bool {
     matches!(e, crate::error::Error::Amqp { message, .. } if message.contains(REFUSED))
 }
 
+/// How an error about a message that cannot be sent as it is begins (see [`is_bad_message`]).
+const BAD_MESSAGE: &str = "bad message";
+
+/// Whether `e` says the message itself cannot be published (no retry can help).
+fn is_bad_message(e: &crate::error::Error) -> bool {
+    matches!(e, crate::error::Error::Amqp { message, .. } if message.starts_with(BAD_MESSAGE))
+}
+
 /// A lapin error as text, marked [`REFUSED`] when it is a soft (channel-level) AMQP error.
 fn classify(e: lapin::Error) -> String {
     match e.kind() {
@@ -92,7 +100,7 @@ impl Publisher {
     /// Publish `env` and wait for the broker's confirm. Errors (connection lost, nack) leave the
     /// connection to be reopened by the next call; the message may or may not have arrived.
     pub async fn publish(&self, env: &Envelope) -> Result<()> {
-        let out = layout::outgoing(env).map_err(|k| self.url.err(format!("bad message: {k}")))?;
+        let out = layout::outgoing(env).map_err(|k| self.url.err(format!("{BAD_MESSAGE}: {k}")))?;
         let mut slot = self.open.lock().await;
         let healthy = slot.as_ref().is_some_and(|o| guard::open(&o.conn, &o.chan));
         if !healthy {
@@ -183,9 +191,7 @@ impl Publisher {
             match self.publish(env).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    let bad = matches!(&e, crate::error::Error::Amqp { message, .. }
-                        if message.starts_with("bad message"));
-                    if bad || tries >= CLIENT_RETRIES {
+                    if is_bad_message(&e) || tries >= CLIENT_RETRIES {
                         return Err(e);
                     }
                     tracing::warn!("send not confirmed ({e}); retrying");
@@ -223,10 +229,8 @@ impl Publisher {
             match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    if let crate::error::Error::Amqp { message, .. } = &e {
-                        if message.starts_with("bad message") {
-                            return Err(e);
-                        }
+                    if is_bad_message(&e) {
+                        return Err(e);
                     }
                     if is_refusal(&e) {
                         refusals += 1;

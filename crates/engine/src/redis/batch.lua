@@ -74,6 +74,13 @@ local function sent_once(field)
   try('HDEL', pending, field)
   try('ZADD', sent, now, field)
 end
+-- Whether `field` has a pending record, and whether it carries `token`.
+local function holds(field, token)
+  local cur = redis.call('HGET', pending, field)
+  if not cur then return false, false end
+  local ok, rec = pcall(cjson.decode, cur)
+  return true, ok and type(rec) == 'table' and rec.k == token
+end
 
 local acks, skeys, smetas, done, skipped = {}, {}, {}, {}, {}
 local skip = false
@@ -83,11 +90,10 @@ while i <= #ARGV do
   if skip and WIDTH[op] then
     i = i + WIDTH[op]
   elseif op == 'take' then
-    local field, token = ARGV[i + 2], ARGV[i + 3]
-    local cur = redis.call('HGET', pending, field)
-    if cur then
-      local ok, rec = pcall(cjson.decode, cur)
-      skip = not (ok and type(rec) == 'table' and rec.k == token)
+    local field = ARGV[i + 2]
+    local present, ours = holds(field, ARGV[i + 3])
+    if present then
+      skip = not ours
     else
       skip = redis.call('ZSCORE', sent, field) ~= false
     end
@@ -100,9 +106,8 @@ while i <= #ARGV do
   elseif op == 'end' then
     skip = false; i = i + 1
   elseif op == 'forget' then
-    local cur = redis.call('HGET', pending, ARGV[i + 1])
-    local ok, rec = pcall(cjson.decode, cur or '')
-    if ok and type(rec) == 'table' and rec.k == ARGV[i + 2] then sent_once(ARGV[i + 1]) end
+    local _, ours = holds(ARGV[i + 1], ARGV[i + 2])
+    if ours then sent_once(ARGV[i + 1]) end
     i = i + 3
   elseif op == 'ack' then
     acks[#acks + 1] = ARGV[i + 1]; i = i + 2

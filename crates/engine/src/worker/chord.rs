@@ -123,6 +123,15 @@ pub fn ops(msg: &TaskMessage, state: &State, result: &Value) -> Vec<Op> {
     out
 }
 
+/// A chord body's ops ([`complete`]) between the [`Op::ChordTake`] of its pending record
+/// (`field`, `token`) and [`Op::ChordEnd`]: applied only if that record is still this writer's.
+pub fn guarded(field: String, token: String, part: &ChordPart, entries: &[Vec<u8>]) -> Vec<Op> {
+    let mut ops = vec![Op::ChordTake { field, token }];
+    ops.extend(complete(part, entries));
+    ops.push(Op::ChordEnd);
+    ops
+}
+
 /// `[1, id, state, result]` decoded.
 fn decode(entry: &[u8]) -> Option<(String, String, Value)> {
     let v: Value = serde_json::from_slice(entry).ok()?;

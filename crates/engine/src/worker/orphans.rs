@@ -93,13 +93,7 @@ fn ops_for(field: &str, raw: &[u8], taken: bool) -> Vec<Op> {
     });
     match (taken, rec, part) {
         (true, Ok(rec), Ok(part)) => {
-            let mut ops = vec![Op::ChordTake {
-                field: field.to_string(),
-                token: rec.k.clone(),
-            }];
-            ops.extend(chord::complete(&part, &rec.entries()));
-            ops.push(Op::ChordEnd);
-            ops
+            chord::guarded(field.to_string(), rec.k.clone(), &part, &rec.entries())
         }
         (_, rec, part) => {
             let why = part.err().unwrap_or_else(|| "not JSON".into());

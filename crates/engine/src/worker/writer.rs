@@ -207,12 +207,12 @@ async fn run(
                 let mut next: Vec<Op> = Vec::new();
                 for (i, entries) in done {
                     if let Some(Op::ChordPart(part)) = batch.get(i) {
-                        next.push(Op::ChordTake {
-                            field: ctx.keys.taskset(&part.group),
-                            token: token(&ctx.me, seq, i),
-                        });
-                        next.extend(chord::complete(part, &entries));
-                        next.push(Op::ChordEnd);
+                        next.extend(chord::guarded(
+                            ctx.keys.taskset(&part.group),
+                            token(&ctx.me, seq, i),
+                            part,
+                            &entries,
+                        ));
                     }
                 }
                 for i in &skipped {
