@@ -427,32 +427,14 @@ async fn a_writer_batch_writes_only_the_last_store_of_each_task_and_keeps_a_succ
 
 #[tokio::test]
 async fn a_batch_replayed_with_its_number_applies_nothing_twice() {
-    use hlbot_engine::redis::scripts::BATCH;
     let t = TestRedis::new();
     let mut c = t.conn().await;
-    let marker = t.key("writer-marker");
+    let owner = "replayed";
+    let marker = t.key(&format!("hlbot.writer.{owner}"));
     let counter = t.key("counter");
-    let run = |seq: u64| {
-        let mut inv = BATCH.prepare_invoke();
-        inv.arg(&marker)
-            .arg(seq)
-            .arg(60)
-            .arg(t.key("unacked"))
-            .arg(t.key("unacked_index"))
-            .arg(0)
-            .arg(t.key("dead"))
-            .arg(10)
-            .arg(t.key("trimmed"))
-            .arg(t.key("chords"))
-            .arg(t.key("chords-pending"))
-            .arg(t.key("chords-sent"))
-            .arg("owner")
-            .arg("incr")
-            .arg(&counter);
-        inv
-    };
+    let incr = ["incr".to_string(), counter.clone()];
     for (seq, applied, want) in [(1, 1, 1), (1, 0, 1), (2, 1, 2), (2, 0, 2), (3, 1, 3)] {
-        let reply: Vec<redis::Value> = run(seq).invoke_async(&mut c).await.expect("batch");
+        let reply = crate::fixture::batch(&t, owner, seq, &incr).await;
         assert_eq!(
             reply.first(),
             Some(&redis::Value::Int(applied)),

@@ -10,7 +10,7 @@ use hlbot_proto::State;
 use redis::AsyncCommands;
 use serde_json::{Map, Value, json};
 
-use crate::fixture::TestRedis;
+use crate::fixture::{TestRedis, batch};
 use crate::worker::{opts, q, start};
 
 fn call(name: &str, args: Vec<Value>) -> TaskCall {
@@ -115,33 +115,6 @@ async fn groups_and_chords_from_rust() {
     let left: i64 = c.hlen(t.key("hlbot.chords.pending")).await.unwrap();
     assert_eq!(left, 0);
     w.stop().await;
-}
-
-/// One `batch.lua` call as a writer owned by `owner` makes it (batch number `seq`), with `ops`.
-pub(crate) async fn batch(
-    t: &TestRedis,
-    owner: &str,
-    seq: u64,
-    ops: &[String],
-) -> Vec<redis::Value> {
-    let mut inv = hlbot_engine::redis::scripts::BATCH.prepare_invoke();
-    inv.arg(t.key(&format!("hlbot.writer.{owner}")))
-        .arg(seq)
-        .arg(60)
-        .arg(t.key("unacked"))
-        .arg(t.key("unacked_index"))
-        .arg(0)
-        .arg(t.key("hlbot.dead"))
-        .arg(10)
-        .arg(t.key("hlbot.dead.trimmed"))
-        .arg(t.key(&format!("hlbot.writer.{owner}.chords")))
-        .arg(t.key("hlbot.chords.pending"))
-        .arg(t.key("hlbot.chords.sent"))
-        .arg(owner);
-    for op in ops {
-        inv.arg(op);
-    }
-    inv.invoke_async(&mut t.conn().await).await.expect("batch")
 }
 
 /// The `chord` op of a header part, as the writer sends it (token `<owner>:<seq>:0`).
