@@ -353,7 +353,7 @@ fn percentiles(v: &mut [f64]) -> Value {
 
 /// Redis's own CPU seconds so far (`INFO cpu`: used_cpu_sys + used_cpu_user, main thread and
 /// the rest; the polling of this tool is included, a few hundred calls per run).
-async fn redis_cpu(conn: &mut redis::aio::ConnectionManager) -> Res<f64> {
+async fn redis_cpu(conn: &mut hlbot_engine::redis::Conn) -> Res<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
     Ok(info
         .lines()
@@ -365,7 +365,7 @@ async fn redis_cpu(conn: &mut redis::aio::ConnectionManager) -> Res<f64> {
 }
 
 /// `INFO commandstats` as command → calls (commands run inside Lua scripts count too).
-async fn commandstats(conn: &mut redis::aio::ConnectionManager) -> Res<BTreeMap<String, u64>> {
+async fn commandstats(conn: &mut hlbot_engine::redis::Conn) -> Res<BTreeMap<String, u64>> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)

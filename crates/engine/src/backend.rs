@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::redis::Conn;
 use futures::StreamExt;
 use hlbot_proto::ResultMeta;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 use crate::error::{Error, Result};
 use crate::redis::{Keys, RedisSettings, scripts};
@@ -18,7 +18,7 @@ pub const DEFAULT_RESULT_EXPIRES: Duration = Duration::from_secs(3600);
 pub struct Backend {
     settings: RedisSettings,
     keys: Keys,
-    conn: ConnectionManager,
+    conn: Conn,
     /// TTL of stored results; `None` keeps them forever.
     pub expires: Option<Duration>,
 }

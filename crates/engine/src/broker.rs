@@ -6,8 +6,8 @@ use std::time::Duration;
 use hlbot_proto::{Envelope, SEP, TaskMessage};
 
 pub use crate::fetch::{Consumer, Delivery};
+use crate::redis::Conn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use crate::error::Result;
@@ -41,7 +41,7 @@ impl Default for BrokerOptions {
 pub struct Broker {
     settings: RedisSettings,
     keys: Keys,
-    conn: ConnectionManager,
+    conn: Conn,
     pub options: BrokerOptions,
 }
 
@@ -63,7 +63,7 @@ impl Broker {
         &self.settings
     }
     /// A clone of the shared connection, for other engine parts.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

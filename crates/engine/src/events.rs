@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::redis::Conn;
 use hlbot_proto::event::{self, EventSource};
 use hlbot_proto::{Envelope, pyjson};
-use redis::aio::ConnectionManager;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
@@ -59,7 +59,7 @@ enum Out {
 /// Where events go: the broker's transport.
 pub enum EventTransport {
     /// `PUBLISH` on the Redis event channels.
-    Redis(ConnectionManager, Keys),
+    Redis(Conn, Keys),
     /// The `celeryev` topic exchange on RabbitMQ.
     Amqp(crate::amqp::AmqpUrl),
 }
@@ -150,7 +150,7 @@ impl Events {
 }
 
 async fn publish_loop(
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     keys: Keys,
     hostname: String,
     mut rx: mpsc::UnboundedReceiver<Out>,

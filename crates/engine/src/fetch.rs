@@ -17,6 +17,7 @@ use redis::aio::MultiplexedConnection;
 use crate::broker::{Broker, now_secs};
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::error::Result;
+use crate::redis::pubsub::blocking_reply;
 use crate::redis::scripts;
 
 /// A message taken from a queue. `raw` is the entry exactly as it was stored.
@@ -175,9 +176,9 @@ impl Consumer {
                 continue;
             }
             let mut conn = settings.blocking().await?;
-            let client_id: i64 = redis::cmd("CLIENT")
-                .arg("ID")
-                .query_async(&mut conn)
+            let mut id = redis::cmd("CLIENT");
+            id.arg("ID");
+            let client_id: i64 = blocking_reply(Duration::ZERO, id.query_async(&mut conn))
                 .await
                 .map_err(|e| settings.err(e))?;
             let list = match self.names.get(&key) {
@@ -237,7 +238,7 @@ impl Consumer {
             };
             let mut conn = b.conn.clone();
             waits.push(Box::pin(async move {
-                let r = cmd.query_async::<Option<Vec<u8>>>(&mut conn).await;
+                let r = blocking_reply(wait, cmd.query_async::<Option<Vec<u8>>>(&mut conn)).await;
                 (i, r)
             }));
         }

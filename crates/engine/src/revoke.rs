@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis::Conn;
 
 use crate::error::Result;
 use crate::redis::{Keys, RedisSettings};
@@ -17,7 +17,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10_800);
 /// Handle to the persisted revoked set. Cheap to clone.
 #[derive(Clone)]
 pub struct Revocations {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     settings: RedisSettings,
     ttl: Duration,
@@ -32,7 +32,7 @@ pub struct Revoked {
 }
 
 impl Revocations {
-    pub fn new(settings: &RedisSettings, conn: ConnectionManager, ttl: Duration) -> Self {
+    pub fn new(settings: &RedisSettings, conn: Conn, ttl: Duration) -> Self {
         Self {
             conn,
             keys: settings.keys(),

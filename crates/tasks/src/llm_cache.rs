@@ -4,19 +4,19 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hlbot_engine::redis::Conn;
 use hlbot_llm::ResponseCache;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 pub struct RedisCache {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     ttl: Duration,
 }
 
 impl RedisCache {
     /// `prefix` is the full entry prefix (`Keys::app("llm.cache.")`); entries live `ttl`.
-    pub fn new(conn: ConnectionManager, prefix: String, ttl: Duration) -> Self {
+    pub fn new(conn: Conn, prefix: String, ttl: Duration) -> Self {
         Self { conn, prefix, ttl }
     }
 }

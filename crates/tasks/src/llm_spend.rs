@@ -3,17 +3,17 @@
 //! `hlbot_llm::SpendLedger`; the cap itself is enforced in `hlbot-llm`.
 
 use async_trait::async_trait;
+use hlbot_engine::redis::Conn;
 use hlbot_llm::SpendLedger;
-use redis::aio::ConnectionManager;
 
 pub struct RedisSpend {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
 }
 
 impl RedisSpend {
     /// `prefix` is the full key prefix up to the date (`<global prefix>hlbot.llm.spend.`).
-    pub fn new(conn: ConnectionManager, prefix: String) -> Self {
+    pub fn new(conn: Conn, prefix: String) -> Self {
         Self { conn, prefix }
     }
 
@@ -70,7 +70,7 @@ mod tests {
         let url =
             std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
         let conn = match redis::Client::open(url.as_str()) {
-            Ok(c) => ConnectionManager::new(c).await,
+            Ok(c) => Conn::connect(c).await,
             Err(e) => Err(e),
         };
         let conn = match conn {

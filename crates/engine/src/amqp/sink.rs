@@ -33,7 +33,7 @@ pub enum SinkOp {
 /// Redis dead-letter list (`hlbot dead list` shows it with the reason).
 #[derive(Clone)]
 pub struct DeadLetters {
-    pub conn: redis::aio::ConnectionManager,
+    pub conn: crate::redis::Conn,
     /// The dead-letter list's key (`Keys::dead_letter`).
     pub key: String,
 }

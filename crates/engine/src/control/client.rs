@@ -16,6 +16,7 @@ use crate::broker::Broker;
 use crate::error::Result;
 use crate::redis::Keys;
 use crate::redis::keys::PRIORITY_STEPS;
+use crate::redis::pubsub::blocking_reply;
 use crate::revoke::{DEFAULT_TTL, Revocations};
 
 /// Replies in arrival order: `(node name, reply value)`.
@@ -137,10 +138,9 @@ impl ControlClient {
             if left.is_zero() {
                 break;
             }
-            let got: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
-                .arg(lists)
-                .arg(left.as_secs_f64().max(0.01))
-                .query_async(&mut c)
+            let mut brpop = redis::cmd("BRPOP");
+            brpop.arg(lists).arg(left.as_secs_f64().max(0.01));
+            let got: Option<(String, Vec<u8>)> = blocking_reply(left, brpop.query_async(&mut c))
                 .await
                 .map_err(|e| settings.err(e))?;
             let Some((_, raw)) = got else { break };

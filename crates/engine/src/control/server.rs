@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use hlbot_proto::control::{CONTROL_EXCHANGE, ControlRequest, REPLY_EXCHANGE, ReplyTo};
 use hlbot_proto::{Envelope, pyjson};
 use redis::AsyncCommands;
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Answer, command, inspect};
 use crate::redis::Keys;
+use crate::redis::pubsub::Subscription;
 use crate::worker::Shared;
 
 /// Answer control broadcasts until `stop`; reconnects with backoff when the broker goes away.
@@ -32,24 +32,19 @@ pub async fn serve(sh: Arc<Shared>, stop: CancellationToken) {
     while !stop.is_cancelled() {
         let mut c = sh.broker.conn();
         let _: redis::RedisResult<()> = c.sadd(&binding, &member).await;
-        let mut ps = match sh.broker.settings().pubsub().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!("pidbox: {e}");
-                crate::backoff::pause(&stop, &mut backoff).await;
-                continue;
-            }
-        };
-        if let Err(e) = ps.psubscribe(keys.pidbox_channel()).await {
-            tracing::debug!("pidbox subscribe: {e}");
-            crate::backoff::pause(&stop, &mut backoff).await;
-            continue;
-        }
+        let mut sub =
+            match Subscription::pattern(sh.broker.settings(), &keys.pidbox_channel()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!("pidbox: {e}");
+                    crate::backoff::pause(&stop, &mut backoff).await;
+                    continue;
+                }
+            };
         backoff = Duration::from_millis(100);
-        let mut stream = ps.on_message();
         loop {
             let msg = tokio::select! {
-                m = stream.next() => m,
+                m = sub.next() => m,
                 _ = stop.cancelled() => break,
             };
             let Some(msg) = msg else {

@@ -8,13 +8,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::control::client::{Broadcast, ControlClient};
+use crate::redis::pubsub::Subscription;
 
 mod fold;
 mod view;
@@ -119,12 +119,8 @@ impl Monitor {
         let pattern = broker.keys().event_pattern();
         loop {
             let run = async {
-                let mut ps = broker.settings().pubsub().await?;
-                ps.psubscribe(&pattern)
-                    .await
-                    .map_err(|e| broker.settings().err(e))?;
-                let mut stream = ps.on_message();
-                while let Some(msg) = stream.next().await {
+                let mut sub = Subscription::pattern(broker.settings(), &pattern).await?;
+                while let Some(msg) = sub.next().await {
                     self.apply_raw(msg.get_payload_bytes());
                 }
                 crate::Result::Ok(())

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
 use crate::error::{Error, Result};
-use crate::redis::Keys;
+use crate::redis::{Conn, Keys};
 
 /// Where Redis is and how keys are named there.
 #[derive(Clone)]
@@ -139,17 +139,10 @@ impl RedisSettings {
         Client::open(self.url.as_str()).map_err(|e| self.err(e))
     }
 
-    /// A self-healing connection for ordinary commands (reconnects with backoff).
-    pub async fn manager(&self) -> Result<ConnectionManager> {
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(30)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        self.client()?
-            .get_connection_manager_with_config(cfg)
-            .await
-            .map_err(|e| self.err(e))
+    /// A self-healing connection for ordinary commands (reconnects with backoff, and when Redis
+    /// stops answering: [`Conn`]).
+    pub async fn manager(&self) -> Result<Conn> {
+        Conn::connect(self.client()?).await.map_err(|e| self.err(e))
     }
 
     /// A dedicated connection for blocking commands (`BRPOP`): no response timeout.

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use redis::aio::ConnectionManager;
+use crate::redis::Conn;
 
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::redis::scripts;
@@ -30,7 +30,7 @@ pub(super) struct Applied {
 /// Run one batch. Ok carries per-op errors (a wrong-type key): reported, not retried.
 pub(super) async fn apply(
     ctx: &Ctx,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     batch: &[Op],
     seq: u64,
 ) -> Result<Applied, String> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis::Conn;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::amqp::sink::{Sink, SinkOp};
@@ -59,7 +59,7 @@ impl Writer {
     /// bodies this writer has yet to send (`orphans.lua` takes them over once it is gone).
     pub fn spawn(
         settings: RedisSettings,
-        conn: ConnectionManager,
+        conn: Conn,
         result_ttl: Option<Duration>,
         sink: Option<Sink>,
         owner: &str,
@@ -148,7 +148,7 @@ pub(super) struct Ctx {
 
 async fn run(
     ctx: Ctx,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     mut rx: mpsc::UnboundedReceiver<Vec<Op>>,
     mut take: mpsc::UnboundedReceiver<oneshot::Sender<Vec<Op>>>,
 ) {

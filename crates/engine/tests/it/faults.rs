@@ -520,3 +520,100 @@ async fn shutdown_ends_with_redis_gone_and_the_spill_file_gives_back_held_messag
     .await;
     w.stop().await;
 }
+
+/// A Redis that stops answering on the connections a worker holds, without closing them (a
+/// partition, a NAT or load balancer that forgot the flows, a fail-over behind one address):
+/// every connection the idle worker has open goes silent at once, new ones pass. The worker must
+/// notice on its own — a blocking fetch unanswered past its time-out, a command past the response
+/// time-out, a subscription whose ping goes unanswered — connect again and go on: run a task sent
+/// afterwards, store its result, and answer a control ping. Before: it waited for ever.
+#[tokio::test]
+async fn a_worker_whose_redis_connections_go_silent_connects_again_and_goes_on() {
+    use hlbot_engine::control::ControlClient;
+    use hlbot_engine::control::client::Broadcast;
+    use hlbot_engine::redis::RedisSettings;
+
+    let t = TestRedis::new();
+    let url = url::Url::parse(&t.url).expect("url");
+    let host = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(6379)
+    );
+    let gate = hlbot_testkit::Gate::start(&host).await;
+    let mut gated = url.clone();
+    gated
+        .set_host(Some(&gate.addr.ip().to_string()))
+        .expect("host");
+    gated.set_port(Some(gate.addr.port())).expect("port");
+    let settings = RedisSettings::new(gated.as_str())
+        .expect("url")
+        .with_prefix(&t.prefix)
+        .with_result_prefix(&t.prefix);
+    let worker_client = Client::new(
+        Broker::connect(&settings, BrokerOptions::default())
+            .await
+            .expect("broker"),
+        Backend::connect(&settings, Some(Duration::from_secs(3600)))
+            .await
+            .expect("backend"),
+        Router::default(),
+    );
+    let o = opts(&["silent"]);
+    let node = o.node_name.clone();
+    let w = private_worker(&worker_client, o).await;
+    let client = t.client().await;
+    let cc = ControlClient::new(t.broker(Duration::from_secs(3600)).await);
+    let ping = || {
+        let mut b = Broadcast::new("ping", Map::new());
+        b.destination = Some(vec![node.clone()]);
+        b
+    };
+    let echo = |i: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("silent"))
+                .await
+                .expect("send")
+        }
+    };
+    let h = echo(1).await;
+    h.get(Duration::from_secs(10))
+        .await
+        .expect("before the freeze");
+    assert!(!cc.broadcast(&ping()).await.expect("ping").is_empty());
+
+    // The worker is idle, blocked in its fetch: freeze every connection it holds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gate.freeze();
+    let frozen = Instant::now();
+    let h = echo(2).await;
+    let v = h
+        .get(Duration::from_secs(90))
+        .await
+        .expect("a task sent after the connections went silent runs");
+    assert_eq!(v, json!({"args": [2], "kwargs": {}}));
+    eprintln!(
+        "task sent after the freeze done in {:.1} s",
+        frozen.elapsed().as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if !cc.broadcast(&ping()).await.expect("ping").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never answered a control ping after its connections went silent"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "control ping answered {:.1} s after the freeze",
+        frozen.elapsed().as_secs_f64()
+    );
+    assert_eq!(t.runs(&h.id).await, 1);
+    w.stop().await;
+    drop(gate);
+}
