@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::redis::Conn;
-use futures::StreamExt;
+use crate::redis::pubsub::Subscription;
 use hlbot_proto::ResultMeta;
 use redis::AsyncCommands;
 
@@ -126,11 +126,8 @@ impl Backend {
     /// Subscribe to the task's result channel (the key's name, like Celery's backend), for a
     /// caller that runs its own wait loop ([`Watch::changed`]).
     pub async fn watch(&self, task_id: &str) -> Result<Watch> {
-        let mut ps = self.settings.pubsub().await?;
-        ps.subscribe(self.keys.result(task_id))
-            .await
-            .map_err(|e| self.settings.err(e))?;
-        Ok(Watch(ps))
+        let key = self.keys.result(task_id);
+        Ok(Watch(Subscription::channel(&self.settings, &key).await?))
     }
 
     /// Wait until the task is in a ready state (SUCCESS/FAILURE/REVOKED) or `timeout` passes.
@@ -139,13 +136,7 @@ impl Backend {
     pub async fn wait(&self, task_id: &str, timeout: Duration) -> Result<ResultMeta> {
         let start = Instant::now();
         let key = self.keys.result(task_id);
-        let mut pubsub = match self.settings.pubsub().await {
-            Ok(mut ps) => match ps.subscribe(&key).await {
-                Ok(()) => Some(ps),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
+        let mut pubsub = Subscription::channel(&self.settings, &key).await.ok();
         loop {
             if let Some(m) = self.get(task_id).await?.filter(|m| m.status.is_ready()) {
                 return Ok(m);
@@ -156,13 +147,12 @@ impl Backend {
             let slice = left.min(Duration::from_secs(1));
             match pubsub.as_mut() {
                 Some(ps) => {
-                    let mut stream = ps.on_message();
                     let deadline = tokio::time::sleep(slice);
                     tokio::pin!(deadline);
                     loop {
                         tokio::select! {
                             _ = &mut deadline => break,
-                            msg = stream.next() => match msg {
+                            msg = ps.next() => match msg {
                                 Some(msg) => {
                                     if let Some(m) = ResultMeta::from_slice(msg.get_payload_bytes()).ok().filter(|m| m.status.is_ready()) {
                                         return Ok(m);
@@ -193,15 +183,14 @@ fn leaf_ids(v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 /// A subscription to one task's result channel.
-pub struct Watch(redis::aio::PubSub);
+pub struct Watch(Subscription);
 
 impl Watch {
     /// Wait up to `within` for the task's meta to be published (any state); true if it was.
     /// A lost subscription just waits out `within` (the caller reads the key anyway).
     pub async fn changed(&mut self, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
-        let mut stream = self.0.on_message();
-        match tokio::time::timeout_at(deadline, stream.next()).await {
+        match tokio::time::timeout_at(deadline, self.0.next()).await {
             Ok(Some(_)) => true,
             Ok(None) => {
                 tokio::time::sleep_until(deadline).await;
