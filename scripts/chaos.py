@@ -2,7 +2,8 @@
 
 Fault injection against hlbot workers on a private redis-server: worker SIGKILLs (busy and
 idle), Redis SIGKILL + restart (AOF), maxmemory refusal, a READONLY phase, duplicate task ids,
-poison messages, FLUSHALL with ETA tasks held, and chords through repeated worker SIGKILLs. Every scenario uses its own key prefix,
+poison messages, FLUSHALL with ETA tasks held, chords through repeated worker SIGKILLs, and a
+redis-server paused (SIGSTOP) past the worker's response time-out. Every scenario uses its own key prefix,
 sends protocol-v2 messages straight into the queue lists (exactly what Celery's LPUSH puts
 there), and at its end counts, per task id: a SUCCESS result, committed runs (the
 `hlbot.runs.<id>` counter the worker INCRs with `--count-runs` in the transaction that stores
@@ -11,7 +12,7 @@ the SUCCESS and acks), and copies still held by Redis (queue lists, `unacked`,
 committed twice, a leftover, a failure of a normal task, or a hang (every wait is bounded).
 
 Visibility timeout: 5 s where a worker dies or Redis loses state (a, b, c, h, i), so the messages
-a dead worker held come back within the scenario; 120 s where nothing dies (d, e, f, g), so a
+a dead worker held come back within the scenario; 120 s where nothing dies (d, e, f, g, j), so a
 message the live worker failed to ack shows up as "left in unacked" instead of being quietly
 restored and run again. Workers run with `--count-runs --shutdown-timeout 5` and the default
 node name (a restarted worker has its predecessor's name, as under systemd); every scenario
@@ -62,7 +63,9 @@ SCALES = {
     "h_eta": (25, 6),
     "i_chords": (3000, 400),
     "i_kills": (25, 8),
+    "j_tasks": (3000, 400),
 }
+J_PAUSE = 40.0  # (j): longer than the worker's 30 s response time-out, at both scales
 
 
 def log(*a):
@@ -761,6 +764,33 @@ class Drill:
         if left:
             sc.problems.append(f"{left} chord body record(s) left pending")
 
+    def sc_j(self, sc):
+        n = self.n("j_tasks")
+        sc.send("hlbot.debug.sleep", [0.002], n=n)
+        sc.worker("-c", "2", "--prefetch-multiplier", "4")
+        sc.wait_qlen_below(int(n * 0.7), 60)
+        os.kill(self.redis_proc.pid, signal.SIGSTOP)
+        log(f"j: redis-server SIGSTOPped under load for {J_PAUSE:.0f} s")
+        time.sleep(J_PAUSE)
+        os.kill(self.redis_proc.pid, signal.SIGCONT)
+        log(f"j: redis-server continued ({sc.qlen()} queued)")
+        resumed = time.monotonic()
+        # Well inside the 120 s visibility timeout: a fetch Redis ran after the worker stopped
+        # waiting for its reply would leave its messages unacked until then.
+        if not sc.wait_done(45, "the tasks queued before the pause"):
+            sc.problems.append("tasks queued before the pause not done 45 s after it ended")
+        sc.notes.append(f"first batch done {time.monotonic() - resumed:.1f} s after the pause")
+        # Now paused while the worker is idle, blocked in its fetch; then one more batch.
+        time.sleep(1)
+        os.kill(self.redis_proc.pid, signal.SIGSTOP)
+        log(f"j: redis-server SIGSTOPped with the worker idle for {J_PAUSE:.0f} s")
+        time.sleep(J_PAUSE)
+        os.kill(self.redis_proc.pid, signal.SIGCONT)
+        started = time.monotonic()
+        sc.send("hlbot.debug.echo", ["after"], n=20)
+        sc.finish(60)
+        sc.notes.append(f"last batch done {time.monotonic() - started:.1f} s after the second")
+
     def scenarios(self):
         return [
             ("a", f"(a) {self.n('a_tasks')} acks_late, 3 worker SIGKILLs", self.sc_a, 5),
@@ -775,6 +805,7 @@ class Drill:
             ("h2", "(h) FLUSHALL with ETA held, then warm restart", self.sc_h2, 5),
             ("i", f"(i) {self.n('i_chords')} chords, {self.n('i_kills')} worker SIGKILLs",
              self.sc_i, 5),
+            ("j", f"(j) redis-server SIGSTOP {J_PAUSE:.0f} s under load, then idle", self.sc_j, 120),
         ]
 
     def run(self):

@@ -17,6 +17,7 @@ use redis::aio::MultiplexedConnection;
 use crate::broker::{Broker, now_secs};
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::error::Result;
+use crate::redis::manager::RESPONSE_TIMEOUT;
 use crate::redis::pubsub::blocking_reply;
 use crate::redis::scripts;
 
@@ -67,6 +68,19 @@ pub struct Consumer {
     blmove: bool,
     /// Entries `fetch.lua` dead-lettered during the last fetch.
     pub dead: Vec<DeadLettered>,
+    /// Redis's clock minus ours (seconds), measured at the first fetch.
+    clock: Option<f64>,
+}
+
+/// A `fetch.lua` call that reaches Redis this long after it was sent takes nothing (the
+/// worker stopped waiting for its reply at [`RESPONSE_TIMEOUT`]; 5 s spare for clock error).
+const FETCH_DEADLINE: Duration = RESPONSE_TIMEOUT.saturating_sub(Duration::from_secs(5));
+
+/// What one `fetch.lua` call did.
+enum Fetched {
+    Got(Vec<Delivery>),
+    /// It reached Redis past its deadline and took nothing; Redis's time then.
+    Stale(f64),
 }
 
 impl Consumer {
@@ -82,6 +96,7 @@ impl Consumer {
             shrink: false,
             blmove: true,
             dead: Vec::new(),
+            clock: None,
         }
     }
 
@@ -115,7 +130,35 @@ impl Consumer {
         self.fetch_blocking(wait).await
     }
 
+    /// Redis's clock minus ours, in seconds: `fetch.lua`'s deadline is in server time.
+    async fn clock_offset(&mut self) -> Result<f64> {
+        if let Some(o) = self.clock {
+            return Ok(o);
+        }
+        let mut c = self.broker.conn();
+        let (secs, micros): (f64, f64) = redis::cmd("TIME")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.broker.settings().err(e))?;
+        let o = secs + micros / 1e6 - now_secs();
+        self.clock = Some(o);
+        Ok(o)
+    }
+
+    /// One `fetch.lua` call; a call that reached Redis past its deadline took nothing and is
+    /// made again once with the clock offset it reported.
     async fn fetch_now(&mut self, max: usize) -> Result<Vec<Delivery>> {
+        for _ in 0..2 {
+            match self.fetch_once(max).await? {
+                Fetched::Stale(server_now) => self.clock = Some(server_now - now_secs()),
+                Fetched::Got(d) => return Ok(d),
+            }
+        }
+        Ok(vec![])
+    }
+
+    async fn fetch_once(&mut self, max: usize) -> Result<Fetched> {
+        let deadline = now_secs() + self.clock_offset().await? + FETCH_DEADLINE.as_secs_f64();
         let b = &self.broker;
         let keys = b.keys();
         let mut inv = scripts::FETCH.key(keys.unacked());
@@ -129,7 +172,8 @@ impl Consumer {
             .arg(b.options.max_message_bytes)
             .arg(keys.dead_letter())
             .arg(DEAD_LETTER_CAP)
-            .arg(keys.dead_trimmed());
+            .arg(keys.dead_trimmed())
+            .arg(deadline);
         for k in &order {
             inv.arg(keys.queue_of_key(k));
         }
@@ -138,6 +182,16 @@ impl Consumer {
             .invoke_async(&mut c)
             .await
             .map_err(|e| b.settings().err(e))?;
+        if let [key, server_now] = flat.as_slice() {
+            if key.as_slice() == b"!stale" {
+                let t = String::from_utf8_lossy(server_now).parse().unwrap_or(0.0);
+                tracing::warn!(
+                    "Redis's clock is {:.1} s off this host's: a fetch arrived past its deadline and took nothing; deadlines follow Redis's clock now",
+                    t - now_secs()
+                );
+                return Ok(Fetched::Stale(t));
+            }
+        }
         let mut out = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks(2) {
             if let [key, raw] = pair {
@@ -152,7 +206,7 @@ impl Consumer {
         if let Some(last) = out.last() {
             self.rotate(&last.queue.clone());
         }
-        Ok(out)
+        Ok(Fetched::Got(out))
     }
 
     /// Make sure there is one blocking connection per queue key, each with its in-flight list
@@ -562,6 +616,69 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fetch that reaches Redis past its deadline takes nothing; the consumer then follows
+    /// the clock Redis reported and the next call takes the message. Against the suite's Redis
+    /// (`HLBOT_TEST_REDIS`, a key prefix of its own); under `CI=true` a missing Redis fails.
+    #[tokio::test]
+    async fn a_fetch_past_its_deadline_takes_nothing_and_the_clock_follows_redis() {
+        use crate::redis::RedisSettings;
+        use crate::{Backend, Client, Router, SendOptions};
+        let url =
+            std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        let prefix = format!("tfetch{}:", uuid::Uuid::new_v4().simple());
+        let settings = RedisSettings::new(&url)
+            .expect("url")
+            .with_prefix(&prefix)
+            .with_result_prefix(&prefix);
+        let broker = match Broker::connect(&settings, Default::default()).await {
+            Ok(b) => b,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "no Redis: {e}"
+                );
+                eprintln!("SKIP: no Redis at {url}: {e}");
+                return;
+            }
+        };
+        let backend = Backend::connect(&settings, None).await.expect("backend");
+        let client = Client::new(broker.clone(), backend, Router::default());
+        let send = SendOptions {
+            queue: Some("q".into()),
+            ..Default::default()
+        };
+        client
+            .send_task("t", vec![], Default::default(), send)
+            .await
+            .expect("send");
+        let mut c = Consumer::new(broker.clone(), &["q".to_string()], "w");
+        // We believe Redis's clock is 1000 s behind ours: every deadline we send is long past.
+        c.clock = Some(-1000.0);
+        assert!(matches!(
+            c.fetch_once(10).await.expect("fetch"),
+            Fetched::Stale(_)
+        ));
+        assert_eq!(
+            broker.len("q").await.expect("len"),
+            1,
+            "a stale fetch took a message"
+        );
+        let mut r = broker.conn();
+        let unacked: u64 = r.hlen(broker.keys().unacked()).await.expect("hlen");
+        assert_eq!(unacked, 0);
+        let got = c.fetch_now(10).await.expect("fetch");
+        assert_eq!(got.len(), 1, "the clock was not corrected");
+        assert!(
+            c.clock.is_some_and(|o| o.abs() < 5.0),
+            "offset {:?}",
+            c.clock
+        );
+        let keys: Vec<String> = r.keys(format!("{prefix}*")).await.expect("keys");
+        if !keys.is_empty() {
+            let _: () = r.del(keys).await.expect("del");
+        }
+    }
 
     #[test]
     fn worker_of_list() {

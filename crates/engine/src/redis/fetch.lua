@@ -10,9 +10,20 @@
 -- KEYS[1] unacked (hash)  KEYS[2] unacked_index (zset)  KEYS[3..] queue lists in priority order
 -- ARGV[1] max messages    ARGV[2] now (unix seconds, float)  ARGV[3] max message bytes (0: none)
 -- ARGV[4] dead-letter list  ARGV[5] dead-letter cap  ARGV[6] dead-letter trimmed counter
--- ARGV[7..] the queue name of each of KEYS[3..]
+-- ARGV[7] deadline (Redis server time, unix seconds, float)  ARGV[8..] the queue name of each
+-- of KEYS[3..]
 -- Returns a flat list: key1, raw1, key2, raw2, ...; a dead-lettered entry comes back as
 -- '!dead', '<reason>' (for the worker's log).
+-- A call that reaches Redis after its deadline takes nothing and returns '!stale', <server
+-- time>: the worker gave up waiting for this reply (Redis was paused, the connection went
+-- silent), and messages recorded as unacked for a reply no one reads would wait out the
+-- visibility timeout.
+if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes (Redis < 5)
+local time = redis.call('TIME')
+local server_now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+if server_now > tonumber(ARGV[7]) then
+  return {'!stale', tostring(server_now)}
+end
 local out = {}
 local max = tonumber(ARGV[1])
 local max_bytes = tonumber(ARGV[3])
@@ -63,7 +74,7 @@ local function pop(key, n)
 end
 for i = 3, #KEYS do
   if got >= max then break end
-  local queue = ARGV[4 + i]
+  local queue = ARGV[5 + i]
   for _, raw in ipairs(pop(KEYS[i], max - got)) do
     if max_bytes > 0 and #raw > max_bytes then
       dead(queue, raw, 'message of ' .. #raw .. ' bytes is over the ' .. max_bytes .. '-byte limit')
