@@ -180,7 +180,7 @@ class Scenario:
     def worker(self, *extra, acks_late=True, wait_idle=False):
         base = self.drill.max_client_id() if wait_idle else 0
         args = [self.drill.bin, "--broker", self.drill.url, "--key-prefix", self.prefix,
-                "--visibility-timeout", str(self.vt), "-l", "warn", "worker", "-Q", QUEUE,
+                "--visibility-timeout", str(self.vt), "-l", os.environ.get("CHAOS_LOGLEVEL", "warn"), "worker", "-Q", QUEUE,
                 "--count-runs", "--shutdown-timeout", "5", *extra]
         if acks_late:
             args.append("--acks-late")
@@ -779,6 +779,14 @@ class Drill:
         # waiting for its reply would leave its messages unacked until then.
         if not sc.wait_done(45, "the tasks queued before the pause"):
             sc.problems.append("tasks queued before the pause not done 45 s after it ended")
+            r = self.r
+            for tag, raw in self.call(r.hgetall, sc.prefix + "unacked").items():
+                ids = uuids(raw)
+                score = self.call(r.zscore, sc.prefix + "unacked_index", tag)
+                log(f"j: left in unacked: tag {tag.decode()} ids {ids[:2]} index score {score}"
+                    f" (now {time.time():.3f})")
+            for k in sc.inflight_lists():
+                log(f"j: in-flight list {k}: {self.call(r.llen, k)} entries")
         sc.notes.append(f"first batch done {time.monotonic() - resumed:.1f} s after the pause")
         # Now paused while the worker is idle, blocked in its fetch; then one more batch.
         time.sleep(1)

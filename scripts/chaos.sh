@@ -15,7 +15,7 @@
 #   scripts/chaos.sh [--ci] [--bin PATH] [--only a,b,...]
 #
 # --ci (or CHAOS_SCALE=ci): every scenario, small (about 2-3 minutes). --bin: the hlbot binary
-# (default target/release/hlbot if built, else target/debug/hlbot). CHAOS_KEEP=1 keeps the
+# (default target/release/hlbot if built, else target/debug/hlbot). CHAOS_LOGLEVEL sets the workers' log level (default warn); CHAOS_KEEP=1 keeps the
 # temp dir (worker and redis logs). Exit codes: 0 all rows ok, 1 a row failed, 2 usage,
 # 77 a prerequisite is missing (redis-server, the Python venv with redis-py), 124 overall bound.
 # The scenarios themselves are in scripts/chaos.py (run with $HLBOT_PYTHON); this wrapper owns

@@ -521,23 +521,61 @@ fn is_unknown_command(e: &redis::RedisError) -> bool {
 
 /// Give back the in-flight lists of workers whose liveness key is gone: every message goes to
 /// the head of the queue it came from, in order, in one atomic step per list. Returns how many.
-pub async fn recover_inflight(broker: &Broker) -> Result<usize> {
+/// In-flight lists whose owner's liveness key was found missing, with when that was first seen.
+#[derive(Default)]
+pub struct Suspects(std::collections::HashMap<String, std::time::Instant>);
+
+/// Give back the in-flight lists of workers that died: a list whose owner's liveness key is
+/// missing at two looks at least `grace` apart (the owner's lease). One look is not enough: a
+/// Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key lapse at once,
+/// and the owners only renew theirs once it runs again — a survivor that moved a live worker's
+/// list would have it run the message while a second copy goes back to the queue.
+pub async fn recover_inflight(
+    broker: &Broker,
+    suspects: &mut Suspects,
+    grace: Duration,
+) -> Result<usize> {
     let mut c = broker.conn();
     let keys = broker.keys();
     let lists: Vec<(String, String)> = c
         .hgetall(keys.inflights())
         .await
         .map_err(|e| broker.settings().err(e))?;
+    let owned: Vec<(String, String, &str)> = lists
+        .iter()
+        .filter_map(|(l, s)| worker_of(keys, l).map(|w| (l.clone(), s.clone(), w)))
+        .collect();
+    suspects
+        .0
+        .retain(|l, _| owned.iter().any(|(o, _, _)| o == l));
+    if owned.is_empty() {
+        return Ok(0);
+    }
+    let mut look = redis::pipe();
+    for (_, _, w) in &owned {
+        look.exists(keys.alive(w));
+    }
+    let alive: Vec<bool> = look
+        .query_async(&mut c)
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    let now = std::time::Instant::now();
     let mut n = 0usize;
-    for (list, source) in lists {
-        let Some(worker) = worker_of(keys, &list) else {
+    for ((list, source, worker), alive) in owned.iter().zip(alive) {
+        if alive {
+            suspects.0.remove(list);
             continue;
-        };
+        }
+        let first = *suspects.0.entry(list.clone()).or_insert(now);
+        if now.duration_since(first) < grace {
+            continue;
+        }
+        suspects.0.remove(list);
         let moved: i64 = scripts::RECOVER
             .key(keys.inflights())
             .key(keys.alive(worker))
-            .key(&list)
-            .key(&source)
+            .key(list)
+            .key(source)
             .invoke_async(&mut c)
             .await
             .map_err(|e| broker.settings().err(e))?;

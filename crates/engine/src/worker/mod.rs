@@ -480,9 +480,16 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
         let tags: Vec<String> = held.iter().map(|r| r.delivery.tag.clone()).collect();
         match sh.broker.refresh(&tags).await {
             Ok(missing) if !missing.is_empty() => {
+                let ids: Vec<&str> = held
+                    .iter()
+                    .filter(|r| missing.contains(&r.delivery.tag))
+                    .map(|r| r.id())
+                    .take(5)
+                    .collect();
                 tracing::warn!(
-                    "{} held message(s) lost their unacked entry (Redis lost data?): recording them again",
-                    missing.len()
+                    "{} held message(s) lost their unacked entry (Redis lost data?): recording them again (tasks {})",
+                    missing.len(),
+                    ids.join(", ")
                 );
                 for r in held.iter().filter(|r| missing.contains(&r.delivery.tag)) {
                     sh.writer.send(writer::Op::Unacked {
@@ -514,6 +521,7 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
+    let mut suspects = fetch::Suspects::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -522,7 +530,7 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
                     Ok(_) => {}
                     Err(e) => tracing::debug!("restore scan failed: {e}"),
                 }
-                match fetch::recover_inflight(&sh.broker).await {
+                match fetch::recover_inflight(&sh.broker, &mut suspects, sh.opts.inflight_lease).await {
                     Ok(n) if n > 0 => tracing::warn!("gave back {n} message(s) from the in-flight list of a worker that died"),
                     Ok(_) => {}
                     Err(e) => tracing::debug!("in-flight recovery failed: {e}"),

@@ -51,7 +51,8 @@ async fn dead_workers_in_flight_lists_are_given_back_in_order_and_live_ones_kept
             let _: () = c.set(keys.alive(w), "node").await.expect("set");
         }
     }
-    let n = hlbot_engine::fetch::recover_inflight(&broker)
+    let mut suspects = hlbot_engine::fetch::Suspects::default();
+    let n = hlbot_engine::fetch::recover_inflight(&broker, &mut suspects, Duration::ZERO)
         .await
         .expect("recover");
     assert_eq!(n, 2);
@@ -65,6 +66,39 @@ async fn dead_workers_in_flight_lists_are_given_back_in_order_and_live_ones_kept
     assert_eq!(live, 2, "a live worker's list is left alone");
     let regs: u64 = c.hlen(keys.inflights()).await.expect("hlen");
     assert_eq!(regs, 1, "the dead list is unregistered");
+}
+
+/// A liveness key missing at one look is not enough to take a worker's in-flight list: after a
+/// Redis pause past the lease every key lapses at once while the owners live on. The list moves
+/// only when the key is still missing a lease later; an owner that renews in between keeps it.
+#[tokio::test]
+async fn an_in_flight_list_moves_only_when_its_owner_stays_gone_for_a_lease() {
+    use hlbot_engine::fetch::{Suspects, recover_inflight};
+    let t = TestRedis::new();
+    let broker = t.broker(Duration::from_secs(3600)).await;
+    let mut c = t.conn().await;
+    let keys = broker.keys().clone();
+    let list = format!("{}.1", keys.inflight("w"));
+    let _: () = c.lpush(&list, "m1").await.expect("lpush");
+    let _: () = c
+        .hset(keys.inflights(), &list, t.key("q"))
+        .await
+        .expect("hset");
+    let lease = Duration::from_millis(300);
+    let mut s = Suspects::default();
+    let look = async |s: &mut Suspects| recover_inflight(&broker, s, lease).await.expect("recover");
+    assert_eq!(look(&mut s).await, 0, "moved at the first look");
+    // The owner renews its key (it was only paused): the suspicion is dropped.
+    let _: () = c.set(keys.alive("w"), "node").await.expect("set");
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert_eq!(look(&mut s).await, 0, "moved while the owner is alive");
+    // Gone again: first look starts the clock anew, the look a lease later moves the list.
+    let _: () = c.del(keys.alive("w")).await.expect("del");
+    assert_eq!(look(&mut s).await, 0, "an earlier suspicion was kept");
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert_eq!(look(&mut s).await, 1);
+    let q: Vec<String> = c.lrange(t.key("q"), 0, -1).await.expect("lrange");
+    assert_eq!(q, vec!["m1"]);
 }
 
 #[tokio::test]
