@@ -17,7 +17,6 @@ use redis::aio::MultiplexedConnection;
 use crate::broker::{Broker, now_secs};
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::error::Result;
-use crate::redis::manager::RESPONSE_TIMEOUT;
 use crate::redis::pubsub::blocking_reply;
 use crate::redis::scripts;
 
@@ -68,13 +67,7 @@ pub struct Consumer {
     blmove: bool,
     /// Entries `fetch.lua` dead-lettered during the last fetch.
     pub dead: Vec<DeadLettered>,
-    /// Redis's clock minus ours (seconds), measured at the first fetch.
-    clock: Option<f64>,
 }
-
-/// A `fetch.lua` call that reaches Redis this long after it was sent takes nothing (the
-/// worker stopped waiting for its reply at [`RESPONSE_TIMEOUT`]; 5 s spare for clock error).
-const FETCH_DEADLINE: Duration = RESPONSE_TIMEOUT.saturating_sub(Duration::from_secs(5));
 
 /// What one `fetch.lua` call did.
 enum Fetched {
@@ -96,7 +89,6 @@ impl Consumer {
             shrink: false,
             blmove: true,
             dead: Vec::new(),
-            clock: None,
         }
     }
 
@@ -130,27 +122,12 @@ impl Consumer {
         self.fetch_blocking(wait).await
     }
 
-    /// Redis's clock minus ours, in seconds: `fetch.lua`'s deadline is in server time.
-    async fn clock_offset(&mut self) -> Result<f64> {
-        if let Some(o) = self.clock {
-            return Ok(o);
-        }
-        let mut c = self.broker.conn();
-        let (secs, micros): (f64, f64) = redis::cmd("TIME")
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.broker.settings().err(e))?;
-        let o = secs + micros / 1e6 - now_secs();
-        self.clock = Some(o);
-        Ok(o)
-    }
-
     /// One `fetch.lua` call; a call that reached Redis past its deadline took nothing and is
     /// made again once with the clock offset it reported.
     async fn fetch_now(&mut self, max: usize) -> Result<Vec<Delivery>> {
         for _ in 0..2 {
             match self.fetch_once(max).await? {
-                Fetched::Stale(server_now) => self.clock = Some(server_now - now_secs()),
+                Fetched::Stale(server_now) => self.broker.conn().clock().follow(server_now),
                 Fetched::Got(d) => return Ok(d),
             }
         }
@@ -158,8 +135,9 @@ impl Consumer {
     }
 
     async fn fetch_once(&mut self, max: usize) -> Result<Fetched> {
-        let deadline = now_secs() + self.clock_offset().await? + FETCH_DEADLINE.as_secs_f64();
         let b = &self.broker;
+        let mut c = b.conn();
+        let deadline = c.deadline().await.map_err(|e| b.settings().err(e))?;
         let keys = b.keys();
         let mut inv = scripts::FETCH.key(keys.unacked());
         inv.key(keys.unacked_index());
@@ -177,7 +155,6 @@ impl Consumer {
         for k in &order {
             inv.arg(keys.queue_of_key(k));
         }
-        let mut c = b.conn();
         let flat: Vec<Vec<u8>> = inv
             .invoke_async(&mut c)
             .await
@@ -185,10 +162,6 @@ impl Consumer {
         if let [key, server_now] = flat.as_slice() {
             if key.as_slice() == b"!stale" {
                 let t = String::from_utf8_lossy(server_now).parse().unwrap_or(0.0);
-                tracing::warn!(
-                    "Redis's clock is {:.1} s off this host's: a fetch arrived past its deadline and took nothing; deadlines follow Redis's clock now",
-                    t - now_secs()
-                );
                 return Ok(Fetched::Stale(t));
             }
         }
@@ -692,7 +665,7 @@ mod tests {
             .expect("send");
         let mut c = Consumer::new(broker.clone(), &["q".to_string()], "w");
         // We believe Redis's clock is 1000 s behind ours: every deadline we send is long past.
-        c.clock = Some(-1000.0);
+        broker.conn().clock().set(-1000.0);
         assert!(matches!(
             c.fetch_once(10).await.expect("fetch"),
             Fetched::Stale(_)
@@ -707,11 +680,8 @@ mod tests {
         assert_eq!(unacked, 0);
         let got = c.fetch_now(10).await.expect("fetch");
         assert_eq!(got.len(), 1, "the clock was not corrected");
-        assert!(
-            c.clock.is_some_and(|o| o.abs() < 5.0),
-            "offset {:?}",
-            c.clock
-        );
+        let off = broker.conn().clock().offset();
+        assert!(off.is_some_and(|o| o.abs() < 5.0), "offset {off:?}");
         let keys: Vec<String> = r.keys(format!("{prefix}*")).await.expect("keys");
         if !keys.is_empty() {
             let _: () = r.del(keys).await.expect("del");

@@ -16,11 +16,15 @@
 -- ARGV[7] dead-letter list  ARGV[8] dead-letter cap  ARGV[9] dead-letter trimmed counter
 -- ARGV[10] the writer's completed-chords key (see chord.lua, prepended to this script)
 -- ARGV[11] the pending chord bodies hash  ARGV[12] the chord bodies sent (zset)  ARGV[13] owner
--- ARGV[14..] ops, each an opcode and its fields:
+-- ARGV[14] deadline (Redis's clock, unix s, float; see `redis/clock.rs`)
+-- ARGV[15..] ops, each an opcode and its fields:
 --   ack tag | unacked tag stored | claim list raw tag stored | drop list size | store key meta
 --   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
 --   chord op group_key task_id entry index ordered(1/0) progress_key progress_id part token
 --   take op field token keep(1/0) | end | forget field token
+-- Returns {'!stale', <Redis time>} and writes nothing when it arrives past its deadline: the
+-- writer stopped waiting for this reply and has retried it — maybe followed by later batches,
+-- which a late copy must not be applied after (the marker only knows the last batch).
 -- Returns {0, done...} when the batch was already applied, else {1, error..., done..., skip...}:
 -- errors are strings (per-op errors), each `done` an array {op, entry...} for a chord this batch
 -- completed (op = the writer's index of the chord op), each `skip` an array {'skip', op} for a
@@ -39,6 +43,12 @@
 -- The marker is checked and set in one `SET … GET` (Redis >= 6.2); on any error (an older server's
 -- syntax error, or a refused write) it falls back to GET then SET, whose SET fails the script
 -- when writes are refused, exactly as before.
+if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes (Redis < 5)
+local time = redis.call('TIME')
+local server_now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+if server_now > tonumber(ARGV[14]) then
+  return {'!stale', tostring(server_now)}
+end
 local prev = redis.pcall('SET', ARGV[1], ARGV[2], 'EX', 86400, 'GET')
 if type(prev) == 'table' and prev.err then
   prev = redis.call('GET', ARGV[1])
@@ -84,7 +94,7 @@ end
 
 local acks, skeys, smetas, done, skipped = {}, {}, {}, {}, {}
 local skip = false
-local i = 14
+local i = 15
 while i <= #ARGV do
   local op = ARGV[i]
   if skip and WIDTH[op] then

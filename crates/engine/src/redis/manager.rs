@@ -13,6 +13,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
+use super::clock::{DEADLINE, ServerClock, local_now};
+
 /// A command Redis has not answered in this long counts as a silent connection.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,6 +24,7 @@ pub struct Conn(Arc<Shared>);
 
 struct Shared {
     current: Mutex<ConnectionManager>,
+    clock: ServerClock,
     replacing: AtomicBool,
     client: redis::Client,
     db: i64,
@@ -41,10 +44,30 @@ impl Conn {
         let manager = client.get_connection_manager_with_config(config()).await?;
         Ok(Conn(Arc::new(Shared {
             current: Mutex::new(manager),
+            clock: ServerClock::default(),
             replacing: AtomicBool::new(false),
             db: client.get_connection_info().redis_settings().db(),
             client,
         })))
+    }
+
+    /// Redis's clock, for the deadline a call carries (`clock` module).
+    pub fn clock(&self) -> &ServerClock {
+        &self.0.clock
+    }
+
+    /// The deadline for a call sent now, in Redis's clock (`TIME` on first use).
+    pub async fn deadline(&mut self) -> redis::RedisResult<f64> {
+        let off = match self.0.clock.offset() {
+            Some(o) => o,
+            None => {
+                let (secs, micros): (f64, f64) = redis::cmd("TIME").query_async(self).await?;
+                let o = secs + micros / 1e6 - local_now();
+                self.0.clock.set(o);
+                o
+            }
+        };
+        Ok(local_now() + off + DEADLINE.as_secs_f64())
     }
 
     fn current(&self) -> ConnectionManager {

@@ -1,6 +1,7 @@
 //! Redis plumbing: key names, connection settings, long-lived connections that notice a silent
 //! server, and the Lua scripts for atomic multi-key steps.
 
+pub mod clock;
 pub mod conn;
 pub mod keys;
 pub mod manager;

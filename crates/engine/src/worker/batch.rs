@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::redis::Conn;
+use crate::redis::clock::stale;
 
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::redis::scripts;
@@ -27,13 +28,34 @@ pub(super) struct Applied {
     pub(super) skipped: Vec<usize>,
 }
 
-/// Run one batch. Ok carries per-op errors (a wrong-type key): reported, not retried.
+/// Run one batch. Ok carries per-op errors (a wrong-type key): reported, not retried. A batch
+/// that reached Redis past its deadline wrote nothing: sent once more on Redis's clock.
 pub(super) async fn apply(
     ctx: &Ctx,
     conn: &mut Conn,
     batch: &[Op],
     seq: u64,
 ) -> Result<Applied, String> {
+    for _ in 0..2 {
+        match apply_once(ctx, conn, batch, seq).await? {
+            Some(a) => return Ok(a),
+            None => continue,
+        }
+    }
+    Err("Redis's clock: the batch arrived past its deadline twice".into())
+}
+
+/// One `batch.lua` call; `None` when it arrived past its deadline (the clock follows Redis's).
+async fn apply_once(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    batch: &[Op],
+    seq: u64,
+) -> Result<Option<Applied>, String> {
+    let deadline = conn
+        .deadline()
+        .await
+        .map_err(|e| ctx.settings.err(e).to_string())?;
     let plan = Plan::of(batch);
     let keys = &ctx.keys;
     let mut inv = scripts::BATCH.prepare_invoke();
@@ -49,7 +71,8 @@ pub(super) async fn apply(
         .arg(&ctx.chords)
         .arg(keys.chords_pending())
         .arg(keys.chords_sent())
-        .arg(&ctx.owner);
+        .arg(&ctx.owner)
+        .arg(deadline);
     let mut n = 0usize;
     let amqp = ctx.sink.is_some();
     for (i, op) in batch.iter().enumerate() {
@@ -143,12 +166,16 @@ pub(super) async fn apply(
         n += 1;
     }
     if n == 0 {
-        return Ok(Applied::default());
+        return Ok(Some(Applied::default()));
     }
     let reply: Vec<redis::Value> = inv
         .invoke_async(conn)
         .await
         .map_err(|e| ctx.settings.err(e).to_string())?;
+    if let Some(server_now) = stale(&reply) {
+        conn.clock().follow(server_now);
+        return Ok(None);
+    }
     let mut out = Applied::default();
     for v in reply.into_iter().skip(1) {
         match v {
@@ -178,7 +205,7 @@ pub(super) async fn apply(
             _ => {}
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Which stores of a batch are written: a store followed by a later store of the same task in the

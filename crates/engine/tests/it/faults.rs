@@ -101,6 +101,28 @@ async fn an_in_flight_list_moves_only_when_its_owner_stays_gone_for_a_lease() {
     assert_eq!(q, vec!["m1"]);
 }
 
+/// A writer batch that reaches Redis past its deadline writes nothing — not even its marker —
+/// and says so: the writer has retried it and perhaps sent later batches, which a late copy
+/// (Redis paused, bytes delivered long after) must not be applied after.
+#[tokio::test]
+async fn a_writer_batch_past_its_deadline_writes_nothing() {
+    let t = TestRedis::new();
+    let mut c = t.conn().await;
+    let ops = ["incr".to_string(), t.key("counter")];
+    let r = crate::fixture::batch_until(&t, "w", 1, &ops, 1.0).await;
+    assert!(
+        matches!(r.first(), Some(redis::Value::BulkString(b)) if b == b"!stale"),
+        "{r:?}"
+    );
+    let n: Option<i64> = c.get(t.key("counter")).await.expect("get");
+    assert_eq!(n, None, "a stale batch was applied");
+    let marker: Option<String> = c.get(t.key("hlbot.writer.w")).await.expect("get");
+    assert_eq!(marker, None, "a stale batch set the marker");
+    crate::fixture::batch(&t, "w", 1, &ops).await;
+    let n: Option<i64> = c.get(t.key("counter")).await.expect("get");
+    assert_eq!(n, Some(1));
+}
+
 #[tokio::test]
 async fn duplicate_task_ids_run_and_ack_independently() {
     let t = TestRedis::new();
