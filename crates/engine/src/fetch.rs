@@ -492,14 +492,13 @@ fn is_unknown_command(e: &redis::RedisError) -> bool {
     s.contains("unknown command") || s.contains("err unknown")
 }
 
-/// Give back the in-flight lists of workers whose liveness key is gone: every message goes to
-/// the head of the queue it came from, in order, in one atomic step per list. Returns how many.
 /// In-flight lists whose owner's liveness key was found missing, with when that was first seen.
 #[derive(Default)]
 pub struct Suspects(std::collections::HashMap<String, std::time::Instant>);
 
-/// Give back the in-flight lists of workers that died: a list whose owner's liveness key is
-/// missing at two looks at least `grace` apart (the owner's lease). One look is not enough: a
+/// Give back the in-flight lists of workers that died — every message to the head of the queue
+/// it came from, in order, in one atomic step per list; returns how many: a list whose owner's
+/// liveness key is missing at two looks at least `grace` apart (the owner's lease). One look is not enough: a
 /// Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key lapse at once,
 /// and the owners only renew theirs once it runs again — a survivor that moved a live worker's
 /// list would have it run the message while a second copy goes back to the queue.
