@@ -58,6 +58,10 @@ pub(crate) async fn recover(sh: &Shared) -> Result<usize> {
             .get(..8)
             .unwrap_or("0")
     );
+    let deadline = c
+        .deadline()
+        .await
+        .map_err(|e| sh.broker.settings().err(e))?;
     let reply: Vec<Vec<u8>> = scripts::ORPHANS
         .arg(keys.chords_pending())
         .arg(keys.chords_sent())
@@ -66,9 +70,17 @@ pub(crate) async fn recover(sh: &Shared) -> Result<usize> {
         .arg(&lease)
         .arg(now_secs())
         .arg(SENT_KEEP.as_secs())
+        .arg(deadline)
         .invoke_async(&mut c)
         .await
         .map_err(|e| sh.broker.settings().err(e))?;
+    if let [tag, t] = reply.as_slice() {
+        if tag.as_slice() == b"!stale" {
+            c.clock()
+                .follow(String::from_utf8_lossy(t).parse().unwrap_or(0.0));
+            return Ok(0);
+        }
+    }
     let mut n = 0;
     for item in reply.chunks_exact(3) {
         let field = String::from_utf8_lossy(&item[0]).into_owned();
