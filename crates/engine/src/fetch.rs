@@ -69,13 +69,6 @@ pub struct Consumer {
     pub dead: Vec<DeadLettered>,
 }
 
-/// What one `fetch.lua` call did.
-enum Fetched {
-    Got(Vec<Delivery>),
-    /// It reached Redis past its deadline and took nothing; Redis's time then.
-    Stale(f64),
-}
-
 impl Consumer {
     pub(crate) fn new(broker: Broker, queues: &[String], worker: &str) -> Self {
         Self {
@@ -123,18 +116,18 @@ impl Consumer {
     }
 
     /// One `fetch.lua` call; a call that reached Redis past its deadline took nothing and is
-    /// made again once with the clock offset it reported.
+    /// made again once on the clock Redis reported.
     async fn fetch_now(&mut self, max: usize) -> Result<Vec<Delivery>> {
         for _ in 0..2 {
-            match self.fetch_once(max).await? {
-                Fetched::Stale(server_now) => self.broker.conn().clock().follow(server_now),
-                Fetched::Got(d) => return Ok(d),
+            if let Some(d) = self.fetch_once(max).await? {
+                return Ok(d);
             }
         }
         Ok(vec![])
     }
 
-    async fn fetch_once(&mut self, max: usize) -> Result<Fetched> {
+    /// `None`: the call arrived past its deadline and took nothing (the clock follows Redis's).
+    async fn fetch_once(&mut self, max: usize) -> Result<Option<Vec<Delivery>>> {
         let b = &self.broker;
         let mut c = b.conn();
         let deadline = c.deadline().await.map_err(|e| b.settings().err(e))?;
@@ -159,11 +152,8 @@ impl Consumer {
             .invoke_async(&mut c)
             .await
             .map_err(|e| b.settings().err(e))?;
-        if let [key, server_now] = flat.as_slice() {
-            if key.as_slice() == b"!stale" {
-                let t = String::from_utf8_lossy(server_now).parse().unwrap_or(0.0);
-                return Ok(Fetched::Stale(t));
-            }
+        if c.clock().stale(&flat) {
+            return Ok(None);
         }
         let mut out = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks(2) {
@@ -179,7 +169,7 @@ impl Consumer {
         if let Some(last) = out.last() {
             self.rotate(&last.queue.clone());
         }
-        Ok(Fetched::Got(out))
+        Ok(Some(out))
     }
 
     /// Make sure there is one blocking connection per queue key, each with its in-flight list
@@ -492,98 +482,6 @@ fn is_unknown_command(e: &redis::RedisError) -> bool {
     s.contains("unknown command") || s.contains("err unknown")
 }
 
-/// In-flight lists whose owner's liveness key was found missing, with when that was first seen.
-#[derive(Default)]
-pub struct Suspects(std::collections::HashMap<String, std::time::Instant>);
-
-/// Give back the in-flight lists of workers that died — every message to the head of the queue
-/// it came from, in order, in one atomic step per list; returns how many: a list whose owner's
-/// liveness key is missing at two looks at least `grace` apart (the owner's lease). One look is not enough: a
-/// Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key lapse at once,
-/// and the owners only renew theirs once it runs again — a survivor that moved a live worker's
-/// list would have it run the message while a second copy goes back to the queue.
-pub async fn recover_inflight(
-    broker: &Broker,
-    suspects: &mut Suspects,
-    grace: Duration,
-) -> Result<usize> {
-    let mut c = broker.conn();
-    let keys = broker.keys();
-    let lists: Vec<(String, String)> = c
-        .hgetall(keys.inflights())
-        .await
-        .map_err(|e| broker.settings().err(e))?;
-    let owned: Vec<(String, String, &str)> = lists
-        .iter()
-        .filter_map(|(l, s)| worker_of(keys, l).map(|w| (l.clone(), s.clone(), w)))
-        .collect();
-    suspects
-        .0
-        .retain(|l, _| owned.iter().any(|(o, _, _)| o == l));
-    if owned.is_empty() {
-        return Ok(0);
-    }
-    let mut look = redis::pipe();
-    for (_, _, w) in &owned {
-        look.exists(keys.alive(w));
-    }
-    let alive: Vec<bool> = look
-        .query_async(&mut c)
-        .await
-        .map_err(|e| broker.settings().err(e))?;
-    let now = std::time::Instant::now();
-    let mut n = 0usize;
-    for ((list, source, worker), alive) in owned.iter().zip(alive) {
-        if alive {
-            suspects.0.remove(list);
-            continue;
-        }
-        let first = *suspects.0.entry(list.clone()).or_insert(now);
-        if now.duration_since(first) < grace {
-            continue;
-        }
-        suspects.0.remove(list);
-        let moved: i64 = scripts::RECOVER
-            .key(keys.inflights())
-            .key(keys.alive(worker))
-            .key(list)
-            .key(source)
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| broker.settings().err(e))?;
-        n += moved.max(0) as usize;
-    }
-    Ok(n)
-}
-
-/// `P hlbot.inflight.<worker>.<n>` → `<worker>`.
-fn worker_of<'a>(keys: &crate::redis::Keys, list: &'a str) -> Option<&'a str> {
-    let base = keys.inflight("");
-    let rest = list.strip_prefix(base.as_str())?;
-    rest.rsplit_once('.').map(|(w, _)| w)
-}
-
-/// Keep this worker's liveness key: survivors recover its in-flight lists once it is gone.
-pub async fn keep_alive(broker: &Broker, worker: &str, node: &str, lease: Duration) -> Result<()> {
-    let mut c = broker.conn();
-    redis::cmd("SET")
-        .arg(broker.keys().alive(worker))
-        .arg(node)
-        .arg("PX")
-        .arg(lease.as_millis().max(1) as u64)
-        .query_async::<()>(&mut c)
-        .await
-        .map_err(|e| broker.settings().err(e))
-}
-
-/// Drop the liveness key (clean exit).
-pub async fn not_alive(broker: &Broker, worker: &str) -> Result<()> {
-    let mut c = broker.conn();
-    c.del::<_, ()>(broker.keys().alive(worker))
-        .await
-        .map_err(|e| broker.settings().err(e))
-}
-
 impl Delivery {
     /// The `unacked` hash value kombu stores for this message: `[envelope, exchange, rk]`.
     pub fn unacked_value(&self) -> Vec<u8> {
@@ -629,13 +527,12 @@ mod tests {
 
     /// A fetch that reaches Redis past its deadline takes nothing; the consumer then follows
     /// the clock Redis reported and the next call takes the message. Against the suite's Redis
-    /// (`HLBOT_TEST_REDIS`, a key prefix of its own); under `CI=true` a missing Redis fails.
+    /// (`HLBOT_TEST_REDIS`, a key prefix of its own); under `CI` a missing Redis fails.
     #[tokio::test]
     async fn a_fetch_past_its_deadline_takes_nothing_and_the_clock_follows_redis() {
         use crate::redis::RedisSettings;
         use crate::{Backend, Client, Router, SendOptions};
-        let url =
-            std::env::var("HLBOT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        let url = hlbot_testkit::redis_url();
         let prefix = format!("tfetch{}:", uuid::Uuid::new_v4().simple());
         let settings = RedisSettings::new(&url)
             .expect("url")
@@ -644,11 +541,7 @@ mod tests {
         let broker = match Broker::connect(&settings, Default::default()).await {
             Ok(b) => b,
             Err(e) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "no Redis: {e}"
-                );
-                eprintln!("SKIP: no Redis at {url}: {e}");
+                hlbot_testkit::missing::<()>(&format!("Redis at {url} ({e})"));
                 return;
             }
         };
@@ -665,10 +558,7 @@ mod tests {
         let mut c = Consumer::new(broker.clone(), &["q".to_string()], "w");
         // We believe Redis's clock is 1000 s behind ours: every deadline we send is long past.
         broker.conn().clock().set(-1000.0);
-        assert!(matches!(
-            c.fetch_once(10).await.expect("fetch"),
-            Fetched::Stale(_)
-        ));
+        assert!(c.fetch_once(10).await.expect("fetch").is_none());
         assert_eq!(
             broker.len("q").await.expect("len"),
             1,
@@ -685,12 +575,5 @@ mod tests {
         if !keys.is_empty() {
             let _: () = r.del(keys).await.expect("del");
         }
-    }
-
-    #[test]
-    fn worker_of_list() {
-        let k = crate::redis::Keys::new("p:", "", 0);
-        assert_eq!(worker_of(&k, "p:hlbot.inflight.abc.3"), Some("abc"));
-        assert_eq!(worker_of(&k, "p:other.abc.3"), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod debug;
 pub mod error;
 pub mod events;
 pub mod fetch;
+pub mod liveness;
 pub mod monitor;
 pub mod queues;
 pub mod redis;

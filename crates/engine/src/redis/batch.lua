@@ -43,12 +43,8 @@
 -- The marker is checked and set in one `SET … GET` (Redis >= 6.2); on any error (an older server's
 -- syntax error, or a refused write) it falls back to GET then SET, whose SET fails the script
 -- when writes are refused, exactly as before.
-if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes (Redis < 5)
-local time = redis.call('TIME')
-local server_now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-if server_now > tonumber(ARGV[14]) then
-  return {'!stale', tostring(server_now)}
-end
+local stale = late(ARGV[14])  -- deadline.lua, prepended
+if stale then return stale end
 local prev = redis.pcall('SET', ARGV[1], ARGV[2], 'EX', 86400, 'GET')
 if type(prev) == 'table' and prev.err then
   prev = redis.call('GET', ARGV[1])

@@ -1,5 +1,6 @@
-//! Redis's clock as this process sees it, for the deadline `fetch.lua` and `batch.lua` carry. A
-//! call that reaches Redis after its deadline does nothing and answers `'!stale', <Redis time>`:
+//! Redis's clock as this process sees it, for the deadline `fetch.lua`, `batch.lua` and
+//! `orphans.lua` carry (checked by `deadline.lua`, prepended to each). A call that reaches Redis
+//! after its deadline does nothing and answers `'!stale', <Redis time>`:
 //! its caller stopped waiting for the reply at the response time-out (a Redis paused by `SIGSTOP`
 //! or a frozen VM, a connection whose bytes arrive long after) and has retried or moved on, so a
 //! late fetch would record messages as unacked for a reply nobody reads, and a late writer batch
@@ -36,22 +37,31 @@ impl ServerClock {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(offset);
     }
 
-    /// Follow the Redis time a `!stale` answer reported.
-    pub fn follow(&self, server_now: f64) {
+    /// Whether `reply` is a `'!stale', <Redis time>` answer (the call did nothing); if so the
+    /// clock follows the Redis time it reported.
+    pub fn stale<B: AsRef<[u8]>>(&self, reply: &[B]) -> bool {
+        match reply {
+            [tag, t] if tag.as_ref() == b"!stale" => {
+                self.follow(String::from_utf8_lossy(t.as_ref()).parse().unwrap_or(0.0));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`ServerClock::stale`] of a reply read as values (`batch.lua`'s).
+    pub fn stale_values(&self, reply: &[redis::Value]) -> bool {
+        match reply {
+            [redis::Value::BulkString(tag), redis::Value::BulkString(t)] => self.stale(&[tag, t]),
+            _ => false,
+        }
+    }
+
+    fn follow(&self, server_now: f64) {
         let off = server_now - local_now();
         tracing::warn!(
             "Redis's clock is {off:.1} s off this host's: a call arrived past its deadline and did nothing; deadlines follow Redis's clock now"
         );
         self.set(off);
-    }
-}
-
-/// A `'!stale', <Redis time>` answer (the call did nothing): the Redis time it reported.
-pub fn stale(reply: &[redis::Value]) -> Option<f64> {
-    match reply {
-        [redis::Value::BulkString(tag), redis::Value::BulkString(t)] if tag == b"!stale" => {
-            Some(String::from_utf8_lossy(t).parse().unwrap_or(0.0))
-        }
-        _ => None,
     }
 }

@@ -18,12 +18,8 @@
 -- time>: the worker gave up waiting for this reply (Redis was paused, the connection went
 -- silent), and messages recorded as unacked for a reply no one reads would wait out the
 -- visibility timeout.
-if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes (Redis < 5)
-local time = redis.call('TIME')
-local server_now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-if server_now > tonumber(ARGV[7]) then
-  return {'!stale', tostring(server_now)}
-end
+local stale = late(ARGV[7])  -- deadline.lua, prepended
+if stale then return stale end
 local out = {}
 local max = tonumber(ARGV[1])
 local max_bytes = tonumber(ARGV[3])

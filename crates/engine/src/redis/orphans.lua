@@ -12,12 +12,8 @@
 -- that arrives past its deadline takes nothing and returns {'!stale', <Redis time>}: a record
 -- re-leased to a caller that stopped waiting for the reply would stay with that live caller,
 -- unsent, for as long as it lives.
-if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes (Redis < 5)
-local time = redis.call('TIME')
-local server_now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-if server_now > tonumber(ARGV[8]) then
-  return {'!stale', tostring(server_now)}
-end
+local stale = late(ARGV[8])  -- deadline.lua, prepended
+if stale then return stale end
 local now = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', ARGV[2], '-inf', '(' .. (now - tonumber(ARGV[7])))
 local out, all = {}, redis.call('HGETALL', ARGV[1])

@@ -4,7 +4,14 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-pub static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fetch.lua")));
+/// `deadline.lua` (the late-call check of `clock.rs`) is prepended to `fetch.lua`, `batch.lua`
+/// and `orphans.lua`.
+pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("deadline.lua"),
+        include_str!("fetch.lua")
+    ))
+});
 pub static RESTORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("restore.lua")));
 /// `reject(requeue=True)` outside the worker (`Broker::requeue`); the worker's writer does the same
 /// as `batch.lua`'s `requeue` op.
@@ -15,6 +22,7 @@ pub static STORE_RESULT: LazyLock<Script> =
 /// `chord.lua` (a chord part's accounting) is prepended: one script, one atomic step.
 pub static BATCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        include_str!("deadline.lua"),
         include_str!("chord.lua"),
         include_str!("batch.lua")
     ))
@@ -24,4 +32,9 @@ pub static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 /// Refresh held messages' scores; report vanished entries (`refresh.lua`).
 pub static REFRESH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("refresh.lua")));
 /// Re-lease the chord bodies of workers that died before sending them (`orphans.lua`).
-pub static ORPHANS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("orphans.lua")));
+pub static ORPHANS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("deadline.lua"),
+        include_str!("orphans.lua")
+    ))
+});

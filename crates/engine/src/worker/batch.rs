@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 
 use crate::redis::Conn;
-use crate::redis::clock::stale;
 
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::redis::scripts;
@@ -172,8 +171,7 @@ async fn apply_once(
         .invoke_async(conn)
         .await
         .map_err(|e| ctx.settings.err(e).to_string())?;
-    if let Some(server_now) = stale(&reply) {
-        conn.clock().follow(server_now);
+    if conn.clock().stale_values(&reply) {
         return Ok(None);
     }
     let mut out = Applied::default();

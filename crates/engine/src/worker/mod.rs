@@ -41,7 +41,7 @@ use crate::broker::Broker;
 use crate::client::Client;
 use crate::error::Result;
 use crate::events::{Clock, EventTransport, Events};
-use crate::fetch;
+use crate::liveness;
 use crate::registry::Registry;
 use crate::task::Services;
 use child::ChildPool;
@@ -232,7 +232,7 @@ impl Worker {
             }
         }
         let lease = sh.opts.inflight_lease;
-        if let Err(e) = fetch::keep_alive(&sh.broker, &sh.worker_id, &sh.hostname, lease).await {
+        if let Err(e) = liveness::keep_alive(&sh.broker, &sh.worker_id, &sh.hostname, lease).await {
             tracing::warn!("liveness key not written yet (retried): {e}");
         }
         spill::replay(&sh).await;
@@ -362,7 +362,7 @@ impl Worker {
         sh.events.worker("worker-offline", heartbeat_fields(&sh));
         let _ = tokio::time::timeout(
             Duration::from_millis(300),
-            fetch::not_alive(&sh.broker, &sh.worker_id),
+            liveness::not_alive(&sh.broker, &sh.worker_id),
         )
         .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -453,7 +453,7 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        if let Err(e) = fetch::keep_alive(
+        if let Err(e) = liveness::keep_alive(
             &sh.broker,
             &sh.worker_id,
             &sh.hostname,
@@ -521,7 +521,7 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
-    let mut suspects = fetch::Suspects::default();
+    let mut suspects = liveness::Suspects::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -530,7 +530,7 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
                     Ok(_) => {}
                     Err(e) => tracing::debug!("restore scan failed: {e}"),
                 }
-                match fetch::recover_inflight(&sh.broker, &mut suspects, sh.opts.inflight_lease).await {
+                match liveness::recover_inflight(&sh.broker, &mut suspects, sh.opts.inflight_lease).await {
                     Ok(n) if n > 0 => tracing::warn!("gave back {n} message(s) from the in-flight list of a worker that died"),
                     Ok(_) => {}
                     Err(e) => tracing::debug!("in-flight recovery failed: {e}"),

@@ -74,12 +74,8 @@ pub(crate) async fn recover(sh: &Shared) -> Result<usize> {
         .invoke_async(&mut c)
         .await
         .map_err(|e| sh.broker.settings().err(e))?;
-    if let [tag, t] = reply.as_slice() {
-        if tag.as_slice() == b"!stale" {
-            c.clock()
-                .follow(String::from_utf8_lossy(t).parse().unwrap_or(0.0));
-            return Ok(0);
-        }
+    if c.clock().stale(&reply) {
+        return Ok(0);
     }
     let mut n = 0;
     for item in reply.chunks_exact(3) {

@@ -51,8 +51,8 @@ async fn dead_workers_in_flight_lists_are_given_back_in_order_and_live_ones_kept
             let _: () = c.set(keys.alive(w), "node").await.expect("set");
         }
     }
-    let mut suspects = hlbot_engine::fetch::Suspects::default();
-    let n = hlbot_engine::fetch::recover_inflight(&broker, &mut suspects, Duration::ZERO)
+    let mut suspects = hlbot_engine::liveness::Suspects::default();
+    let n = hlbot_engine::liveness::recover_inflight(&broker, &mut suspects, Duration::ZERO)
         .await
         .expect("recover");
     assert_eq!(n, 2);
@@ -66,61 +66,6 @@ async fn dead_workers_in_flight_lists_are_given_back_in_order_and_live_ones_kept
     assert_eq!(live, 2, "a live worker's list is left alone");
     let regs: u64 = c.hlen(keys.inflights()).await.expect("hlen");
     assert_eq!(regs, 1, "the dead list is unregistered");
-}
-
-/// A liveness key missing at one look is not enough to take a worker's in-flight list: after a
-/// Redis pause past the lease every key lapses at once while the owners live on. The list moves
-/// only when the key is still missing a lease later; an owner that renews in between keeps it.
-#[tokio::test]
-async fn an_in_flight_list_moves_only_when_its_owner_stays_gone_for_a_lease() {
-    use hlbot_engine::fetch::{Suspects, recover_inflight};
-    let t = TestRedis::new();
-    let broker = t.broker(Duration::from_secs(3600)).await;
-    let mut c = t.conn().await;
-    let keys = broker.keys().clone();
-    let list = format!("{}.1", keys.inflight("w"));
-    let _: () = c.lpush(&list, "m1").await.expect("lpush");
-    let _: () = c
-        .hset(keys.inflights(), &list, t.key("q"))
-        .await
-        .expect("hset");
-    let lease = Duration::from_millis(300);
-    let mut s = Suspects::default();
-    let look = async |s: &mut Suspects| recover_inflight(&broker, s, lease).await.expect("recover");
-    assert_eq!(look(&mut s).await, 0, "moved at the first look");
-    // The owner renews its key (it was only paused): the suspicion is dropped.
-    let _: () = c.set(keys.alive("w"), "node").await.expect("set");
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
-    assert_eq!(look(&mut s).await, 0, "moved while the owner is alive");
-    // Gone again: first look starts the clock anew, the look a lease later moves the list.
-    let _: () = c.del(keys.alive("w")).await.expect("del");
-    assert_eq!(look(&mut s).await, 0, "an earlier suspicion was kept");
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
-    assert_eq!(look(&mut s).await, 1);
-    let q: Vec<String> = c.lrange(t.key("q"), 0, -1).await.expect("lrange");
-    assert_eq!(q, vec!["m1"]);
-}
-
-/// A writer batch that reaches Redis past its deadline writes nothing — not even its marker —
-/// and says so: the writer has retried it and perhaps sent later batches, which a late copy
-/// (Redis paused, bytes delivered long after) must not be applied after.
-#[tokio::test]
-async fn a_writer_batch_past_its_deadline_writes_nothing() {
-    let t = TestRedis::new();
-    let mut c = t.conn().await;
-    let ops = ["incr".to_string(), t.key("counter")];
-    let r = crate::fixture::batch_until(&t, "w", 1, &ops, 1.0).await;
-    assert!(
-        matches!(r.first(), Some(redis::Value::BulkString(b)) if b == b"!stale"),
-        "{r:?}"
-    );
-    let n: Option<i64> = c.get(t.key("counter")).await.expect("get");
-    assert_eq!(n, None, "a stale batch was applied");
-    let marker: Option<String> = c.get(t.key("hlbot.writer.w")).await.expect("get");
-    assert_eq!(marker, None, "a stale batch set the marker");
-    crate::fixture::batch(&t, "w", 1, &ops).await;
-    let n: Option<i64> = c.get(t.key("counter")).await.expect("get");
-    assert_eq!(n, Some(1));
 }
 
 #[tokio::test]
@@ -575,101 +520,4 @@ async fn shutdown_ends_with_redis_gone_and_the_spill_file_gives_back_held_messag
     })
     .await;
     w.stop().await;
-}
-
-/// A Redis that stops answering on the connections a worker holds, without closing them (a
-/// partition, a NAT or load balancer that forgot the flows, a fail-over behind one address):
-/// every connection the idle worker has open goes silent at once, new ones pass. The worker must
-/// notice on its own — a blocking fetch unanswered past its time-out, a command past the response
-/// time-out, a subscription whose ping goes unanswered — connect again and go on: run a task sent
-/// afterwards, store its result, and answer a control ping. Before: it waited for ever.
-#[tokio::test]
-async fn a_worker_whose_redis_connections_go_silent_connects_again_and_goes_on() {
-    use hlbot_engine::control::ControlClient;
-    use hlbot_engine::control::client::Broadcast;
-    use hlbot_engine::redis::RedisSettings;
-
-    let t = TestRedis::new();
-    let url = url::Url::parse(&t.url).expect("url");
-    let host = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port().unwrap_or(6379)
-    );
-    let gate = hlbot_testkit::Gate::start(&host).await;
-    let mut gated = url.clone();
-    gated
-        .set_host(Some(&gate.addr.ip().to_string()))
-        .expect("host");
-    gated.set_port(Some(gate.addr.port())).expect("port");
-    let settings = RedisSettings::new(gated.as_str())
-        .expect("url")
-        .with_prefix(&t.prefix)
-        .with_result_prefix(&t.prefix);
-    let worker_client = Client::new(
-        Broker::connect(&settings, BrokerOptions::default())
-            .await
-            .expect("broker"),
-        Backend::connect(&settings, Some(Duration::from_secs(3600)))
-            .await
-            .expect("backend"),
-        Router::default(),
-    );
-    let o = opts(&["silent"]);
-    let node = o.node_name.clone();
-    let w = private_worker(&worker_client, o).await;
-    let client = t.client().await;
-    let cc = ControlClient::new(t.broker(Duration::from_secs(3600)).await);
-    let ping = || {
-        let mut b = Broadcast::new("ping", Map::new());
-        b.destination = Some(vec![node.clone()]);
-        b
-    };
-    let echo = |i: i64| {
-        let client = client.clone();
-        async move {
-            client
-                .send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("silent"))
-                .await
-                .expect("send")
-        }
-    };
-    let h = echo(1).await;
-    h.get(Duration::from_secs(10))
-        .await
-        .expect("before the freeze");
-    assert!(!cc.broadcast(&ping()).await.expect("ping").is_empty());
-
-    // The worker is idle, blocked in its fetch: freeze every connection it holds.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    gate.freeze();
-    let frozen = Instant::now();
-    let h = echo(2).await;
-    let v = h
-        .get(Duration::from_secs(90))
-        .await
-        .expect("a task sent after the connections went silent runs");
-    assert_eq!(v, json!({"args": [2], "kwargs": {}}));
-    eprintln!(
-        "task sent after the freeze done in {:.1} s",
-        frozen.elapsed().as_secs_f64()
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if !cc.broadcast(&ping()).await.expect("ping").is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker never answered a control ping after its connections went silent"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    eprintln!(
-        "control ping answered {:.1} s after the freeze",
-        frozen.elapsed().as_secs_f64()
-    );
-    assert_eq!(t.runs(&h.id).await, 1);
-    w.stop().await;
-    drop(gate);
 }

@@ -10,4 +10,5 @@ mod client;
 mod control;
 mod faults;
 mod fixture;
+mod silent;
 mod worker;

@@ -1,0 +1,115 @@
+//! Workers' liveness keys (`hlbot.alive.<id>`, a lease renewed every few seconds) and what
+//! survivors do with the in-flight lists of a worker whose key stays gone: give every message
+//! back to the head of the queue it came from (`recover.lua`).
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use crate::broker::Broker;
+use crate::error::Result;
+use crate::redis::scripts;
+
+/// In-flight lists whose owner's liveness key was found missing, with when that was first seen.
+#[derive(Default)]
+pub struct Suspects(std::collections::HashMap<String, std::time::Instant>);
+
+/// Give back the in-flight lists of workers that died — every message to the head of the queue
+/// it came from, in order, in one atomic step per list; returns how many: a list whose owner's
+/// liveness key is missing at two looks at least `grace` apart (the owner's lease). One look is not enough: a
+/// Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key lapse at once,
+/// and the owners only renew theirs once it runs again — a survivor that moved a live worker's
+/// list would have it run the message while a second copy goes back to the queue.
+pub async fn recover_inflight(
+    broker: &Broker,
+    suspects: &mut Suspects,
+    grace: Duration,
+) -> Result<usize> {
+    let mut c = broker.conn();
+    let keys = broker.keys();
+    let lists: Vec<(String, String)> = c
+        .hgetall(keys.inflights())
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    let owned: Vec<(String, String, &str)> = lists
+        .iter()
+        .filter_map(|(l, s)| worker_of(keys, l).map(|w| (l.clone(), s.clone(), w)))
+        .collect();
+    suspects
+        .0
+        .retain(|l, _| owned.iter().any(|(o, _, _)| o == l));
+    if owned.is_empty() {
+        return Ok(0);
+    }
+    let mut look = redis::pipe();
+    for (_, _, w) in &owned {
+        look.exists(keys.alive(w));
+    }
+    let alive: Vec<bool> = look
+        .query_async(&mut c)
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    let now = std::time::Instant::now();
+    let mut n = 0usize;
+    for ((list, source, worker), alive) in owned.iter().zip(alive) {
+        if alive {
+            suspects.0.remove(list);
+            continue;
+        }
+        let first = *suspects.0.entry(list.clone()).or_insert(now);
+        if now.duration_since(first) < grace {
+            continue;
+        }
+        suspects.0.remove(list);
+        let moved: i64 = scripts::RECOVER
+            .key(keys.inflights())
+            .key(keys.alive(worker))
+            .key(list)
+            .key(source)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| broker.settings().err(e))?;
+        n += moved.max(0) as usize;
+    }
+    Ok(n)
+}
+
+/// `P hlbot.inflight.<worker>.<n>` → `<worker>`.
+fn worker_of<'a>(keys: &crate::redis::Keys, list: &'a str) -> Option<&'a str> {
+    let base = keys.inflight("");
+    let rest = list.strip_prefix(base.as_str())?;
+    rest.rsplit_once('.').map(|(w, _)| w)
+}
+
+/// Keep this worker's liveness key: survivors recover its in-flight lists once it is gone.
+pub async fn keep_alive(broker: &Broker, worker: &str, node: &str, lease: Duration) -> Result<()> {
+    let mut c = broker.conn();
+    redis::cmd("SET")
+        .arg(broker.keys().alive(worker))
+        .arg(node)
+        .arg("PX")
+        .arg(lease.as_millis().max(1) as u64)
+        .query_async::<()>(&mut c)
+        .await
+        .map_err(|e| broker.settings().err(e))
+}
+
+/// Drop the liveness key (clean exit).
+pub async fn not_alive(broker: &Broker, worker: &str) -> Result<()> {
+    let mut c = broker.conn();
+    c.del::<_, ()>(broker.keys().alive(worker))
+        .await
+        .map_err(|e| broker.settings().err(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_of_list() {
+        let k = crate::redis::Keys::new("p:", "", 0);
+        assert_eq!(worker_of(&k, "p:hlbot.inflight.abc.3"), Some("abc"));
+        assert_eq!(worker_of(&k, "p:other.abc.3"), None);
+    }
+}
