@@ -1,16 +1,9 @@
 //! PostgreSQL fixtures. [`TestPostgres`]: a fresh database of the test's own on the server at
 //! `$HLBOT_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped on
 //! drop — tests run in parallel and twice in a row without meeting. Unreachable: a skip, or a
-//! failure under `CI`. [`Gate`]: a TCP proxy in front of it that a test can cut (every
-//! connection closed, new ones refused) and open again — "the database goes away" — or freeze
-//! the connections it carries (open but silent).
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! failure under `CI`. (The TCP gate tests put in front of it is `gate.rs`.)
 
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 pub fn admin_url() -> String {
     std::env::var("HLBOT_TEST_POSTGRES")
@@ -89,77 +82,5 @@ impl Drop for TestPostgres {
             });
         })
         .join();
-    }
-}
-
-/// A TCP proxy to `target` that can be cut and opened again, or freeze its connections.
-pub struct Gate {
-    pub addr: std::net::SocketAddr,
-    open: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
-    freeze: watch::Sender<u64>,
-}
-
-impl Gate {
-    /// Listen on 127.0.0.1 (a free port) and forward to `target` (`host:port`).
-    pub async fn start(target: &str) -> Gate {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let open = Arc::new(AtomicBool::new(true));
-        let (cut, _) = watch::channel(0u64);
-        let (freeze, _) = watch::channel(0u64);
-        let (o, c, f, target) = (
-            open.clone(),
-            cut.clone(),
-            freeze.clone(),
-            target.to_string(),
-        );
-        tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
-                if !o.load(Ordering::SeqCst) {
-                    drop(down);
-                    continue;
-                }
-                let mut cut_rx = c.subscribe();
-                let mut freeze_rx = f.subscribe();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut up) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
-                        _ = cut_rx.changed() => {}
-                        _ = freeze_rx.changed() => {
-                            // Both sockets stay open and silent until the gate is cut or dropped.
-                            let _ = cut_rx.changed().await;
-                        }
-                    }
-                });
-            }
-        });
-        Gate {
-            addr,
-            open,
-            cut,
-            freeze,
-        }
-    }
-
-    /// Stop forwarding on every connection open now, keeping them open (a peer that stopped
-    /// answering: no FIN, no RST); connections made later pass as usual.
-    pub fn freeze(&self) {
-        self.freeze.send_modify(|g| *g += 1);
-    }
-
-    /// Close every connection through the gate and refuse new ones.
-    pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        self.cut.send_modify(|g| *g += 1);
-    }
-
-    /// Let connections through again.
-    pub fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
     }
 }
