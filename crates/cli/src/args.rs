@@ -339,6 +339,11 @@ pub struct WorkerArgs {
     /// the 30 s grace period of Kubernetes and systemd's TimeoutStopSec in deploy/.
     #[arg(long, default_value_t = 25.0)]
     pub shutdown_timeout: f64,
+    /// Seconds a worker's liveness key must stay gone before the survivors give back every
+    /// message it held unacked (reserved, ETA-held, running acks_late) — instead of waiting for
+    /// the visibility timeout. 0: only the visibility timeout, as in Celery.
+    #[arg(long, default_value_t = 60.0)]
+    pub reclaim_after: f64,
     /// Count committed runs per task id in Redis (crash drills, tests).
     #[arg(long, hide = true)]
     pub count_runs: bool,

@@ -154,6 +154,8 @@ impl Broker {
             .zrem(self.keys.unacked_index(), tags)
             .ignore()
             .hdel(self.keys.unacked(), tags)
+            .ignore()
+            .hdel(self.keys.held(), tags)
             .ignore();
         let mut c = self.conn.clone();
         p.query_async::<()>(&mut c)
@@ -169,6 +171,7 @@ impl Broker {
             .key(self.keys.unacked())
             .key(self.keys.unacked_index())
             .key(key)
+            .key(self.keys.held())
             .arg(&d.tag)
             .arg(&d.raw)
             .invoke_async(&mut c)
@@ -235,73 +238,146 @@ impl Broker {
     }
 
     async fn restore_tags(&self, tags: &[String], cutoff: Option<f64>) -> Result<usize> {
+        let cutoff = cutoff.map_or(Cutoff::Own, Cutoff::Before);
         let mut restored = 0;
-        let mut c = self.conn.clone();
         for tag in tags {
-            let stored: Option<Vec<u8>> = c
-                .hget(self.keys.unacked(), tag)
-                .await
-                .map_err(|e| self.settings.err(e))?;
-            let Some(stored) = stored else {
-                // An index entry without its message: drop it (nothing to restore).
-                let _: () = c
-                    .zrem(self.keys.unacked_index(), tag)
-                    .await
-                    .map_err(|e| self.settings.err(e))?;
-                continue;
-            };
-            let Some((mut env, exchange, rk)) = parse_unacked(&stored) else {
-                tracing::error!(
-                    tag,
-                    "unacked entry is not [envelope, exchange, routing_key]: moved to the dead-letter list"
-                );
-                let rec = crate::deadletter::DeadLetter {
-                    reason: "unacked entry is not [envelope, exchange, routing_key]".into(),
-                    queue: String::new(),
-                    task_id: None,
-                    task: None,
-                    at: now_secs(),
-                    raw: String::from_utf8_lossy(&stored).into_owned(),
-                    size: None,
-                    truncated: false,
-                };
-                let _: i64 = redis::cmd("EVAL")
-                    .arg(DEAD_UNACKED_LUA)
-                    .arg(3)
-                    .arg(self.keys.unacked())
-                    .arg(self.keys.unacked_index())
-                    .arg(self.keys.dead_letter())
-                    .arg(tag)
-                    .arg(rec.to_bytes())
-                    .query_async(&mut c)
-                    .await
-                    .map_err(|e| self.settings.err(e))?;
-                continue;
-            };
-            env.mark_redelivered();
-            let queue = if exchange.is_empty() {
-                rk
-            } else {
-                match self.lookup(&exchange, &rk).await? {
-                    Some(q) => q,
-                    None => rk,
-                }
-            };
-            let key = self.keys.queue_for(&queue, env.properties.priority);
-            let cutoff_arg = cutoff.map_or_else(|| "+inf".to_string(), |c| c.to_string());
-            let n: i64 = scripts::RESTORE
-                .key(self.keys.unacked())
-                .key(self.keys.unacked_index())
-                .key(key)
-                .arg(tag)
-                .arg(cutoff_arg)
-                .arg(env.to_vec())
-                .invoke_async(&mut c)
-                .await
-                .map_err(|e| self.settings.err(e))?;
-            restored += n as usize;
+            restored += usize::from(self.restore_one(tag, &cutoff).await? == Restored::Yes);
         }
         Ok(restored)
+    }
+
+    /// Give back the unacked messages `hlbot.held` says `holder` has. Scans the whole hash
+    /// (rare: a worker that died, a fetch whose reply was lost). Returns how many went back, or
+    /// `None` when the worker turned out to be alive (nothing more is touched then).
+    pub async fn restore_held(&self, holder: Holder<'_>) -> Result<Option<usize>> {
+        let mut c = self.conn.clone();
+        let (prefix, alive) = match holder {
+            Holder::Fetches(_) => (String::new(), None),
+            Holder::Dead(worker) => (format!("{worker} "), Some(self.keys.alive(worker))),
+        };
+        let mut cursor: u64 = 0;
+        let mut found = Vec::new();
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(self.keys.held())
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| self.settings.err(e))?;
+            found.extend(page.into_iter().filter(|(_, v)| match holder {
+                Holder::Fetches(exact) => exact.contains(v),
+                Holder::Dead(_) => v.starts_with(&prefix),
+            }));
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let mut restored = 0;
+        for (tag, value) in found {
+            let cutoff = Cutoff::Held {
+                holder: value,
+                alive: alive.clone(),
+            };
+            match self.restore_one(&tag, &cutoff).await? {
+                Restored::Yes => restored += 1,
+                Restored::No => {}
+                Restored::HolderAlive => return Ok(None),
+            }
+        }
+        Ok(Some(restored))
+    }
+
+    async fn restore_one(&self, tag: &str, cutoff: &Cutoff) -> Result<Restored> {
+        let mut c = self.conn.clone();
+        let stored: Option<Vec<u8>> = c
+            .hget(self.keys.unacked(), tag)
+            .await
+            .map_err(|e| self.settings.err(e))?;
+        let Some(stored) = stored else {
+            // An index entry without its message: drop it (nothing to restore).
+            let mut p = redis::pipe();
+            p.zrem(self.keys.unacked_index(), tag).ignore();
+            if let Cutoff::Held { holder, .. } = cutoff {
+                p.cmd("EVAL")
+                    .arg(FORGET_HELD_LUA)
+                    .arg(1)
+                    .arg(self.keys.held())
+                    .arg(tag)
+                    .arg(holder)
+                    .ignore();
+            }
+            let _: () = p
+                .query_async(&mut c)
+                .await
+                .map_err(|e| self.settings.err(e))?;
+            return Ok(Restored::No);
+        };
+        let Some((mut env, exchange, rk)) = parse_unacked(&stored) else {
+            tracing::error!(
+                tag,
+                "unacked entry is not [envelope, exchange, routing_key]: moved to the dead-letter list"
+            );
+            let rec = crate::deadletter::DeadLetter {
+                reason: "unacked entry is not [envelope, exchange, routing_key]".into(),
+                queue: String::new(),
+                task_id: None,
+                task: None,
+                at: now_secs(),
+                raw: String::from_utf8_lossy(&stored).into_owned(),
+                size: None,
+                truncated: false,
+            };
+            let _: i64 = redis::cmd("EVAL")
+                .arg(DEAD_UNACKED_LUA)
+                .arg(4)
+                .arg(self.keys.unacked())
+                .arg(self.keys.unacked_index())
+                .arg(self.keys.dead_letter())
+                .arg(self.keys.held())
+                .arg(tag)
+                .arg(rec.to_bytes())
+                .query_async(&mut c)
+                .await
+                .map_err(|e| self.settings.err(e))?;
+            return Ok(Restored::No);
+        };
+        env.mark_redelivered();
+        let queue = if exchange.is_empty() {
+            rk
+        } else {
+            match self.lookup(&exchange, &rk).await? {
+                Some(q) => q,
+                None => rk,
+            }
+        };
+        let key = self.keys.queue_for(&queue, env.properties.priority);
+        let mut inv = scripts::RESTORE.key(self.keys.unacked());
+        inv.key(self.keys.unacked_index())
+            .key(key)
+            .key(self.keys.held())
+            .arg(tag);
+        match cutoff {
+            Cutoff::Own => inv.arg("+inf").arg(env.to_vec()),
+            Cutoff::Before(t) => inv.arg(t.to_string()).arg(env.to_vec()),
+            Cutoff::Held { holder, alive } => {
+                if let Some(a) = alive {
+                    inv.key(a);
+                }
+                inv.arg("held").arg(env.to_vec()).arg(holder)
+            }
+        };
+        let n: i64 = inv
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.settings.err(e))?;
+        Ok(match n {
+            1 => Restored::Yes,
+            -1 => Restored::HolderAlive,
+            _ => Restored::No,
+        })
     }
 
     /// Empty queues (all priority buckets); returns how many messages were removed.
@@ -361,8 +437,42 @@ impl Broker {
 }
 
 /// KEYS unacked, unacked_index, dead letters; ARGV tag, record: entry → dead letter, one step.
-const DEAD_UNACKED_LUA: &str = "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then \
+const DEAD_UNACKED_LUA: &str = "redis.call('HDEL', KEYS[4], ARGV[1]) \
+    if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then \
     redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('LPUSH', KEYS[3], ARGV[2]) return 1 end return 0";
+
+/// KEYS[1] hlbot.held: forget a tag's holder record if it still names ARGV[2] (its unacked entry
+/// is gone).
+const FORGET_HELD_LUA: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end";
+
+/// Whose held messages [`Broker::restore_held`] gives back.
+#[derive(Clone, Copy)]
+pub enum Holder<'a> {
+    /// Fetches of this worker whose reply was lost: `hlbot.held`'s exact values.
+    Fetches(&'a [String]),
+    /// Every message of this worker (its id), only while its liveness key is gone.
+    Dead(&'a str),
+}
+
+/// What decides whether an unacked entry goes back to its queue (`restore.lua`).
+enum Cutoff {
+    /// This worker's own message (warm shutdown): always.
+    Own,
+    /// Unacked since before this time (unix s): the visibility timeout passed.
+    Before(f64),
+    /// `hlbot.held` still names this holder; with `alive`, only while that key is gone.
+    Held {
+        holder: String,
+        alive: Option<String>,
+    },
+}
+
+#[derive(PartialEq)]
+enum Restored {
+    Yes,
+    No,
+    HolderAlive,
+}
 
 /// Parse an `unacked` hash value `[envelope, exchange, routing_key]`.
 pub fn parse_unacked(stored: &[u8]) -> Option<(Envelope, String, String)> {

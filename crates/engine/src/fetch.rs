@@ -4,7 +4,10 @@
 //! it leaves the queue; the worker then claims it into `unacked` (`batch.lua`, ahead of its ack),
 //! and survivors give back the in-flight lists of workers whose liveness key expired
 //! ([`recover_inflight`]). A SIGKILL at any point leaves every message in a queue, an in-flight
-//! list or `unacked`. Python consumers on the same queues are unaffected (they BRPOP as before).
+//! list or `unacked`; every `unacked` entry taken here names its holder (`hlbot.held`), so a dead
+//! worker's messages, and those of a fetch whose reply was lost, are given back without waiting
+//! for the visibility timeout. Python consumers on the same queues are unaffected (they BRPOP as
+//! before).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,9 +17,10 @@ use hlbot_proto::Envelope;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use crate::broker::{Broker, now_secs};
+use crate::broker::{Broker, Holder, now_secs};
 use crate::deadletter::DEAD_LETTER_CAP;
 use crate::error::Result;
+use crate::redis::clock::DEADLINE;
 use crate::redis::pubsub::blocking_reply;
 use crate::redis::scripts;
 
@@ -67,6 +71,11 @@ pub struct Consumer {
     blmove: bool,
     /// Entries `fetch.lua` dead-lettered during the last fetch.
     pub dead: Vec<DeadLettered>,
+    /// `fetch.lua` calls made so far (each names its entries' holder `<worker> <n>`).
+    fetches: u64,
+    /// Calls whose reply was lost (the connection failed): what they took, if they ran, is found
+    /// by their holder value once they can no longer run (past their deadline) and given back.
+    lost: Vec<(String, std::time::Instant)>,
 }
 
 impl Consumer {
@@ -82,6 +91,8 @@ impl Consumer {
             shrink: false,
             blmove: true,
             dead: Vec::new(),
+            fetches: 0,
+            lost: Vec::new(),
         }
     }
 
@@ -99,6 +110,7 @@ impl Consumer {
     /// may exceed `max` by the few that raced).
     pub async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         self.dead.clear();
+        self.settle_lost().await?;
         let mut got = self.collect_pending().await;
         if max == 0 || self.queues.is_empty() {
             if got.is_empty() {
@@ -131,9 +143,11 @@ impl Consumer {
         let b = &self.broker;
         let mut c = b.conn();
         let deadline = c.deadline().await.map_err(|e| b.settings().err(e))?;
+        self.fetches += 1;
+        let holder = format!("{} {}", self.worker, self.fetches);
         let keys = b.keys();
         let mut inv = scripts::FETCH.key(keys.unacked());
-        inv.key(keys.unacked_index());
+        inv.key(keys.unacked_index()).key(keys.held());
         let order = keys.consume_order(&self.queues);
         for k in &order {
             inv.key(k);
@@ -144,14 +158,23 @@ impl Consumer {
             .arg(keys.dead_letter())
             .arg(DEAD_LETTER_CAP)
             .arg(keys.dead_trimmed())
-            .arg(deadline);
+            .arg(deadline)
+            .arg(&holder);
         for k in &order {
             inv.arg(keys.queue_of_key(k));
         }
-        let flat: Vec<Vec<u8>> = inv
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| b.settings().err(e))?;
+        let flat: Vec<Vec<u8>> = match inv.invoke_async(&mut c).await {
+            Ok(flat) => flat,
+            Err(e) => {
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    // The call may have run with its reply lost: once it cannot run any more,
+                    // whatever it took is looked up by its holder value and given back.
+                    let due = std::time::Instant::now() + DEADLINE + Duration::from_secs(1);
+                    self.lost.push((holder, due));
+                }
+                return Err(b.settings().err(e));
+            }
+        };
         if c.clock().stale(&flat) {
             return Ok(None);
         }
@@ -170,6 +193,36 @@ impl Consumer {
             self.rotate(&last.queue.clone());
         }
         Ok(Some(out))
+    }
+
+    /// Give back what lost `fetch.lua` calls took, once each is past its deadline (it can no
+    /// longer run): those entries sit in `unacked` held by a fetch whose reply never came, and
+    /// would otherwise wait out the visibility timeout.
+    async fn settle_lost(&mut self) -> Result<()> {
+        let now = std::time::Instant::now();
+        let due: Vec<String> = self
+            .lost
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        if let Some(n) = self.broker.restore_held(Holder::Fetches(&due)).await? {
+            if n > 0 {
+                tracing::warn!(
+                    "gave back {n} message(s) taken by a fetch whose reply was lost (the connection failed after Redis ran it)"
+                );
+            }
+        }
+        self.lost.retain(|(h, _)| !due.contains(h));
+        Ok(())
+    }
+
+    /// Lost fetches not yet settled (their messages wait in `unacked`, held by this worker).
+    pub fn unsettled(&self) -> bool {
+        !self.lost.is_empty()
     }
 
     /// Make sure there is one blocking connection per queue key, each with its in-flight list
@@ -386,14 +439,16 @@ impl Consumer {
             any = true;
             p.cmd("EVAL")
                 .arg(CLAIM_LUA)
-                .arg(3)
+                .arg(4)
                 .arg(&list)
                 .arg(b.keys().unacked())
                 .arg(b.keys().unacked_index())
+                .arg(b.keys().held())
                 .arg(&d.raw)
                 .arg(&d.tag)
                 .arg(d.unacked_value())
                 .arg(now_secs())
+                .arg(format!("{} c", self.worker))
                 .ignore();
         }
         if !any {
@@ -469,9 +524,11 @@ impl Consumer {
 
 /// Claim one message: out of its in-flight list, into `unacked` if it has a tag (what
 /// `batch.lua`'s `claim` op does inside the writer's batch).
-/// KEYS[1] in-flight list KEYS[2] unacked KEYS[3] unacked_index; ARGV raw, tag, stored, now.
+/// KEYS[1] in-flight list KEYS[2] unacked KEYS[3] unacked_index KEYS[4] hlbot.held; ARGV raw,
+/// tag, stored, now, holder.
 const CLAIM_LUA: &str = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 and ARGV[2] ~= '' then \
-    redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2]) end return 1";
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2]) \
+    redis.call('HSET', KEYS[4], ARGV[2], ARGV[5]) end return 1";
 
 /// KEYS[1] hlbot.inflights KEYS[2] the list: unregister it if empty.
 const UNREGISTER_LUA: &str = "if redis.call('LLEN', KEYS[2]) == 0 then \

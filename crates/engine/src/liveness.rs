@@ -1,12 +1,13 @@
 //! Workers' liveness keys (`hlbot.alive.<id>`, a lease renewed every few seconds) and what
-//! survivors do with the in-flight lists of a worker whose key stays gone: give every message
-//! back to the head of the queue it came from (`recover.lua`).
+//! survivors do for a worker whose key stays gone: give every message of its in-flight lists back
+//! to the head of the queue it came from (`recover.lua`), and every unacked message it held
+//! (`hlbot.held`, `restore.lua`) — without waiting for the visibility timeout.
 
 use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Holder};
 use crate::error::Result;
 use crate::redis::scripts;
 
@@ -72,6 +73,88 @@ pub async fn recover_inflight(
         n += moved.max(0) as usize;
     }
     Ok(n)
+}
+
+/// Give back the unacked messages of workers that died — reserved, ETA-held, running under
+/// `acks_late` — to the head of their queues, flagged redelivered: a holder registered in
+/// `hlbot.holders` whose liveness key is missing at two looks at least `grace` apart (see
+/// [`recover_inflight`] for why one look is not enough). Each message goes back only while
+/// `hlbot.held` still names the dead worker and its key is still gone (`restore.lua`, atomic), so
+/// racing survivors give it back once. Returns how many.
+pub async fn recover_held(
+    broker: &Broker,
+    suspects: &mut Suspects,
+    grace: Duration,
+) -> Result<usize> {
+    let mut c = broker.conn();
+    let keys = broker.keys();
+    let holders: Vec<String> = c
+        .hkeys(keys.holders())
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    suspects.0.retain(|w, _| holders.contains(w));
+    if holders.is_empty() {
+        return Ok(0);
+    }
+    let mut look = redis::pipe();
+    for w in &holders {
+        look.exists(keys.alive(w));
+    }
+    let alive: Vec<bool> = look
+        .query_async(&mut c)
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    let now = std::time::Instant::now();
+    let mut n = 0usize;
+    for (worker, alive) in holders.iter().zip(alive) {
+        if alive {
+            suspects.0.remove(worker);
+            continue;
+        }
+        let first = *suspects.0.entry(worker.clone()).or_insert(now);
+        if now.duration_since(first) < grace {
+            continue;
+        }
+        match broker.restore_held(Holder::Dead(worker)).await? {
+            Some(k) => {
+                n += k;
+                suspects.0.remove(worker);
+                let _: i64 = redis::cmd("EVAL")
+                    .arg(FORGET_HOLDER_LUA)
+                    .arg(2)
+                    .arg(keys.holders())
+                    .arg(keys.alive(worker))
+                    .arg(worker)
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| broker.settings().err(e))?;
+            }
+            None => {
+                suspects.0.remove(worker);
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// KEYS[1] hlbot.holders KEYS[2] the worker's liveness key: forget the holder while it is gone.
+const FORGET_HOLDER_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+
+/// Record this worker in `hlbot.holders` (at start, after its liveness key): survivors give
+/// back what it holds if it dies.
+pub async fn register_holder(broker: &Broker, worker: &str, node: &str) -> Result<()> {
+    let mut c = broker.conn();
+    c.hset::<_, _, _, ()>(broker.keys().holders(), worker, node)
+        .await
+        .map_err(|e| broker.settings().err(e))
+}
+
+/// Leave `hlbot.holders` (clean exit, nothing of this worker's left in `unacked`).
+pub async fn unregister_holder(broker: &Broker, worker: &str) -> Result<()> {
+    let mut c = broker.conn();
+    c.hdel::<_, _, ()>(broker.keys().holders(), worker)
+        .await
+        .map_err(|e| broker.settings().err(e))
 }
 
 /// `P hlbot.inflight.<worker>.<n>` → `<worker>`.

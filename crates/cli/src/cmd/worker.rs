@@ -98,6 +98,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
             env: child_env(s),
         }),
         shutdown_timeout: limit(a.shutdown_timeout).unwrap_or_default(),
+        reclaim_after: limit(a.reclaim_after),
         count_runs: a.count_runs,
         ..Default::default()
     };

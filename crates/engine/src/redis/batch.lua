@@ -17,7 +17,9 @@
 -- ARGV[10] the writer's completed-chords key (see chord.lua, prepended to this script)
 -- ARGV[11] the pending chord bodies hash  ARGV[12] the chord bodies sent (zset)  ARGV[13] owner
 -- ARGV[14] deadline (Redis's clock, unix s, float; see `redis/clock.rs`)
--- ARGV[15..] ops, each an opcode and its fields:
+-- ARGV[15] hlbot.held (holder of each unacked entry: written with the entries `claim` and
+-- `unacked` record, as `<owner> c` / `<owner> r`; removed with every entry this batch drops)
+-- ARGV[16..] ops, each an opcode and its fields:
 --   ack tag | unacked tag stored | claim list raw tag stored | drop list size | store key meta
 --   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
 --   chord op group_key task_id entry index ordered(1/0) progress_key progress_id part token
@@ -72,7 +74,7 @@ local function try(...)
   return r
 end
 
-local pending, sent, owner = ARGV[11], ARGV[12], ARGV[13]
+local pending, sent, owner, held = ARGV[11], ARGV[12], ARGV[13], ARGV[15]
 -- Field counts of the ops a lost `take` skips (up to its `end`).
 local WIDTH = {ack = 2, store = 3, unacked = 3, claim = 5, drop = 3, requeue = 4, restore = 4,
   lpush = 3, rpush = 3, dead = 2, chord = 11, incr = 2, forget = 3}
@@ -90,7 +92,7 @@ end
 
 local acks, skeys, smetas, done, skipped = {}, {}, {}, {}, {}
 local skip = false
-local i = 15
+local i = 16
 while i <= #ARGV do
   local op = ARGV[i]
   if skip and WIDTH[op] then
@@ -122,6 +124,7 @@ while i <= #ARGV do
   elseif op == 'unacked' then
     try('HSET', unacked, ARGV[i + 1], ARGV[i + 2])
     try('ZADD', index, now, ARGV[i + 1])
+    try('HSET', held, ARGV[i + 1], owner .. ' r')
     i = i + 3
   elseif op == 'claim' then
     -- A message the idle wait moved into this worker's in-flight list: record it as unacked
@@ -130,6 +133,7 @@ while i <= #ARGV do
     if moved == 1 and ARGV[i + 3] ~= '' then
       try('HSET', unacked, ARGV[i + 3], ARGV[i + 4])
       try('ZADD', index, now, ARGV[i + 3])
+      try('HSET', held, ARGV[i + 3], owner .. ' c')
     end
     i = i + 5
   elseif op == 'drop' then
@@ -144,12 +148,14 @@ while i <= #ARGV do
   elseif op == 'requeue' then
     if try('HDEL', unacked, ARGV[i + 1]) == 1 then
       try('ZREM', index, ARGV[i + 1])
+      try('HDEL', held, ARGV[i + 1])
       try('LPUSH', ARGV[i + 2], ARGV[i + 3])
     end
     i = i + 4
   elseif op == 'restore' then
     if try('HDEL', unacked, ARGV[i + 1]) == 1 then
       try('ZREM', index, ARGV[i + 1])
+      try('HDEL', held, ARGV[i + 1])
       try('RPUSH', ARGV[i + 2], ARGV[i + 3])
     end
     i = i + 4
@@ -220,6 +226,7 @@ for s = 1, #acks, 1000 do
   for k = s, math.min(s + 999, #acks) do chunk[#chunk + 1] = acks[k] end
   try('ZREM', index, unpack(chunk))
   try('HDEL', unacked, unpack(chunk))
+  try('HDEL', held, unpack(chunk))
 end
 for _, d in ipairs(skipped) do done[#done + 1] = d end
 if #done > 0 then

@@ -6,12 +6,15 @@
 --   * larger than the size cap — the record keeps the first 4 KiB, the size, and the task id and
 --     name found by a plain text match (the entry is never decoded).
 -- One RPOP with a count per list (Redis >= 6.2; one RPOP per message on older servers), one HSET
--- and one ZADD for the whole batch.
--- KEYS[1] unacked (hash)  KEYS[2] unacked_index (zset)  KEYS[3..] queue lists in priority order
+-- and one ZADD for the whole batch, and one HSET of `hlbot.held` naming this worker and fetch as
+-- the holder of each entry (survivors give back a dead holder's messages; the worker itself finds
+-- a fetch whose reply it lost).
+-- KEYS[1] unacked (hash)  KEYS[2] unacked_index (zset)  KEYS[3] hlbot.held (hash)
+-- KEYS[4..] queue lists in priority order
 -- ARGV[1] max messages    ARGV[2] now (unix seconds, float)  ARGV[3] max message bytes (0: none)
 -- ARGV[4] dead-letter list  ARGV[5] dead-letter cap  ARGV[6] dead-letter trimmed counter
--- ARGV[7] deadline (Redis server time, unix seconds, float)  ARGV[8..] the queue name of each
--- of KEYS[3..]
+-- ARGV[7] deadline (Redis server time, unix seconds, float)  ARGV[8] holder (`<worker> <fetch n>`)
+-- ARGV[9..] the queue name of each of KEYS[4..]
 -- Returns a flat list: key1, raw1, key2, raw2, ...; a dead-lettered entry comes back as
 -- '!dead', '<reason>' (for the worker's log).
 -- A call that reaches Redis after its deadline takes nothing and returns '!stale', <server
@@ -24,13 +27,15 @@ local out = {}
 local max = tonumber(ARGV[1])
 local max_bytes = tonumber(ARGV[3])
 local got = 0
-local hset, zadd = {KEYS[1]}, {KEYS[2]}
+local holder = ARGV[8]
+local hset, zadd, held = {KEYS[1]}, {KEYS[2]}, {KEYS[3]}
 local function record()  -- write (and reset) the pending unacked entries; unpack stays small
   if #hset > 1 then
     redis.call('HSET', unpack(hset))
     redis.call('ZADD', unpack(zadd))
+    redis.call('HSET', unpack(held))
   end
-  hset, zadd = {KEYS[1]}, {KEYS[2]}
+  hset, zadd, held = {KEYS[1]}, {KEYS[2]}, {KEYS[3]}
 end
 local function sniff(raw, key)  -- a string field anywhere in the entry, without decoding it
   return string.match(raw, '"' .. key .. '"%s*:%s*"([^"]*)"')
@@ -68,7 +73,7 @@ local function pop(key, n)
   end
   return r or {}
 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if got >= max then break end
   local queue = ARGV[5 + i]
   for _, raw in ipairs(pop(KEYS[i], max - got)) do
@@ -89,6 +94,8 @@ for i = 3, #KEYS do
         hset[#hset + 1] = '[' .. raw .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']'
         zadd[#zadd + 1] = ARGV[2]
         zadd[#zadd + 1] = tag
+        held[#held + 1] = tag
+        held[#held + 1] = holder
         if #hset > 1000 then record() end
         out[#out + 1] = KEYS[i]
         out[#out + 1] = raw

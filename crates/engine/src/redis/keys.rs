@@ -31,8 +31,10 @@
 //! | `Phlbot.dead.trimmed` | string counter | writer (`batch.lua`) when the capped dead-letter list drops its oldest | operators |
 //! | `Phlbot.writer.<uuid>` | string: number of the last batch applied, TTL 1 day | each worker's writer (`batch.lua`) | the same writer: a retried batch whose reply was lost is not applied twice |
 //! | `Phlbot.inflight.<uuid>` | list of raw messages | the idle wait (`BLMOVE` from a queue, atomically) | the same worker claims them into `unacked` (`batch.lua`); survivors give them back once the owner's liveness key is gone |
-//! | `Phlbot.alive.<uuid>` | string node name, PX lease (≈ 10 s, refreshed) | the worker owning `hlbot.inflight.<uuid>` | workers recovering in-flight lists |
-//! | `Phlbot.inflights` | set of `<uuid>` | workers at start (SADD), clean exit / recovery (SREM) | workers recovering in-flight lists |
+//! | `Phlbot.alive.<uuid>` | string node name, PX lease (≈ 10 s, refreshed) | every worker | workers recovering in-flight lists, held messages and chord bodies |
+//! | `Phlbot.inflights` | hash in-flight list → the queue key it takes from | workers at their first idle wait (`HSET`), clean exit / recovery (`HDEL`) | workers recovering in-flight lists |
+//! | `Phlbot.held` | hash delivery tag → `<uuid> <fetch n>` (`c`: claimed from the in-flight list, `r`: recorded again) | `fetch.lua` and `batch.lua` (`claim`, `unacked`) in the step that writes the `unacked` entry; removed with it (ack, requeue, restore, dead letter) | survivors (`restore.lua`): a dead holder's entries go back to their queue without waiting for the visibility timeout; the holder itself after a fetch whose reply was lost |
+//! | `Phlbot.holders` | hash `<uuid>` → node name | each worker at start (`HSET`), clean exit (`HDEL`) | survivors: holders whose liveness key stays gone are swept, then removed |
 //! | `Phlbot.revoked` | zset task id → expiry (unix s) | `revoke` (hlbot control client and workers) | workers at dequeue, ETA fire, while running |
 //! | `Phlbot.revoked.terminate` | zset task id → expiry (unix s) | `revoke --terminate` (same writers) | workers: stop the task if it runs here |
 //! | `Phlbot.beat.lease` | string `<owner> <token>`, PX lease | beat leader (`beat/lease.lua`; DEL on clean exit) | beat candidates; `send.lua` checks it |
@@ -190,9 +192,19 @@ impl Keys {
     pub fn alive(&self, worker: &str) -> String {
         format!("{}hlbot.alive.{worker}", self.prefix)
     }
-    /// Set of the worker ids that have an in-flight list.
+    /// Hash of the in-flight lists (list → the queue key it takes from).
     pub fn inflights(&self) -> String {
         format!("{}hlbot.inflights", self.prefix)
+    }
+    /// Hash delivery tag → `<worker id> <fetch>`: which hlbot worker holds each unacked entry
+    /// it took (survivors give back a dead holder's messages without waiting for the
+    /// visibility timeout).
+    pub fn held(&self) -> String {
+        format!("{}hlbot.held", self.prefix)
+    }
+    /// Hash worker id → node name of the workers that may hold entries in `hlbot.held`.
+    pub fn holders(&self) -> String {
+        format!("{}hlbot.holders", self.prefix)
     }
     pub fn revoked(&self) -> String {
         format!("{}hlbot.revoked", self.prefix)

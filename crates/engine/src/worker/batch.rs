@@ -71,7 +71,8 @@ async fn apply_once(
         .arg(keys.chords_pending())
         .arg(keys.chords_sent())
         .arg(&ctx.owner)
-        .arg(deadline);
+        .arg(deadline)
+        .arg(keys.held());
     let mut n = 0usize;
     let amqp = ctx.sink.is_some();
     for (i, op) in batch.iter().enumerate() {

@@ -19,10 +19,16 @@ use crate::worker::outcome::{discard, is_expired, meta_for};
 use crate::worker::state::{Phase, Request};
 use crate::worker::writer::Op;
 
-/// Fetch until `stop`; hand reserved requests to the pool through `ready`.
-pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: CancellationToken) {
+/// Fetch until `stop`; hand reserved requests to the pool through `ready`. Returns whether every
+/// fetch is accounted for (false: one whose reply was lost still has its messages in `unacked`).
+pub async fn run(
+    sh: Arc<Shared>,
+    ready: mpsc::UnboundedSender<Request>,
+    stop: CancellationToken,
+) -> bool {
     if let Some(amqp) = sh.amqp.clone() {
-        return run_amqp(sh, amqp, ready, stop).await;
+        run_amqp(sh, amqp, ready, stop).await;
+        return true;
     }
     let mut consumer: Option<Consumer> = None;
     let mut queues_seen = sh.queues();
@@ -123,11 +129,11 @@ pub async fn run(sh: Arc<Shared>, ready: mpsc::UnboundedSender<Request>, stop: C
             }
         }
     }
-    if let Some(mut c) = consumer {
-        if let Err(e) = c.unregister().await {
-            tracing::debug!("consumer: unregistering in-flight lists failed: {e}");
-        }
+    let Some(mut c) = consumer else { return true };
+    if let Err(e) = c.unregister().await {
+        tracing::debug!("consumer: unregistering in-flight lists failed: {e}");
     }
+    !c.unsettled()
 }
 
 /// The RabbitMQ consumer: RabbitMQ holds the prefetch (`basic.qos`, Celery's concurrency ×

@@ -235,6 +235,9 @@ impl Worker {
         if let Err(e) = liveness::keep_alive(&sh.broker, &sh.worker_id, &sh.hostname, lease).await {
             tracing::warn!("liveness key not written yet (retried): {e}");
         }
+        if let Err(e) = liveness::register_holder(&sh.broker, &sh.worker_id, &sh.hostname).await {
+            tracing::debug!("holder record not written yet (retried): {e}");
+        }
         spill::replay(&sh).await;
         recover_chord_bodies(&sh).await;
         match sh.broker.restore_visible().await {
@@ -264,6 +267,8 @@ impl Worker {
         tokio::spawn(handle::revoked_sync_loop(sh.clone(), background.clone()));
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let mut consumer = tokio::spawn(consumer::run(sh.clone(), ready_tx, stop.clone()));
+        // Whether the consumer ended with every fetch accounted for (no reply lost unsettled).
+        let mut settled = false;
         let pool = tokio::spawn(pool_loop(sh.clone(), ready_rx, stop.clone()));
         tokio::spawn(heartbeat_loop(sh.clone(), background.clone()));
         tokio::spawn(refresh_loop(sh.clone(), background.clone()));
@@ -279,7 +284,7 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + sh.opts.shutdown_timeout;
         // The consumer ends at its next wake-up (≤ 1 s); a hung Redis call cannot hold us.
         tokio::select! {
-            _ = &mut consumer => {}
+            r = &mut consumer => settled = r.unwrap_or(false),
             _ = tokio::time::sleep_until(deadline) => consumer.abort(),
             _ = shutdown.cold.cancelled() => consumer.abort(),
         }
@@ -360,10 +365,16 @@ impl Worker {
             c.shutdown();
         }
         sh.events.worker("worker-offline", heartbeat_fields(&sh));
-        let _ = tokio::time::timeout(
-            Duration::from_millis(300),
-            liveness::not_alive(&sh.broker, &sh.worker_id),
-        )
+        // Nothing of ours left in `unacked` (all acked or given back, no task given up, no lost
+        // fetch unsettled): leave the holders. Otherwise survivors give back what is left once
+        // the liveness key is gone.
+        let clean = settled && flushed && sh.state.active_count() == 0;
+        let _ = tokio::time::timeout(Duration::from_millis(300), async {
+            if clean {
+                let _ = liveness::unregister_holder(&sh.broker, &sh.worker_id).await;
+            }
+            liveness::not_alive(&sh.broker, &sh.worker_id).await
+        })
         .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         tracing::warn!("{} stopped", sh.hostname);
@@ -464,6 +475,11 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
             tracing::debug!("liveness refresh failed: {e}");
             continue;
         }
+        // Again every time: a Redis that lost its data, or a survivor that took this worker for
+        // dead while Redis was paused, forgot it.
+        if let Err(e) = liveness::register_holder(&sh.broker, &sh.worker_id, &sh.hostname).await {
+            tracing::debug!("holder record refresh failed: {e}");
+        }
         // Bindings too come back after a data loss (two SADDs per queue, no-ops normally).
         if sh.amqp.is_none() {
             if let Err(e) = sh.broker.declare(&sh.queues()).await {
@@ -522,6 +538,8 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     let mut suspects = liveness::Suspects::default();
+    let mut dead_holders = liveness::Suspects::default();
+    let reclaim = sh.opts.reclaim_after.map(|r| r.max(sh.opts.inflight_lease));
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -534,6 +552,13 @@ async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
                     Ok(n) if n > 0 => tracing::warn!("gave back {n} message(s) from the in-flight list of a worker that died"),
                     Ok(_) => {}
                     Err(e) => tracing::debug!("in-flight recovery failed: {e}"),
+                }
+                if let Some(grace) = reclaim {
+                    match liveness::recover_held(&sh.broker, &mut dead_holders, grace).await {
+                        Ok(n) if n > 0 => tracing::warn!("gave back {n} message(s) held unacked by a worker that died"),
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!("recovery of a dead worker's messages failed: {e}"),
+                    }
                 }
                 recover_chord_bodies(&sh).await;
             }

@@ -35,6 +35,12 @@ pub struct WorkerOptions {
     /// How long this worker's liveness key lasts without a refresh: after a crash, survivors
     /// give back its in-flight messages within about this time.
     pub inflight_lease: Duration,
+    /// A worker whose liveness key stays gone this long (at two looks this far apart) has
+    /// died: survivors give back every message it held unacked (reserved, ETA-held, running
+    /// `acks_late`) without waiting for the visibility timeout. A worker frozen longer than this
+    /// (`SIGSTOP`, a suspended VM) finds its messages given back and may run one twice, as after
+    /// the visibility timeout. `None`: only the visibility timeout (Celery's behaviour).
+    pub reclaim_after: Option<Duration>,
     /// Where task-run facts go (the store's task history); None: nowhere.
     pub runlog: Option<std::sync::Arc<dyn crate::runlog::RunLog>>,
 }
@@ -61,6 +67,7 @@ impl Default for WorkerOptions {
             heartbeat: Duration::from_secs(2),
             spill_file: None,
             inflight_lease: Duration::from_secs(10),
+            reclaim_after: Some(Duration::from_secs(60)),
             runlog: None,
         }
     }

@@ -29,7 +29,8 @@ pub async fn batch_until(
         .arg(t.key("hlbot.chords.pending"))
         .arg(t.key("hlbot.chords.sent"))
         .arg(owner)
-        .arg(deadline);
+        .arg(deadline)
+        .arg(t.key("hlbot.held"));
     for op in ops {
         inv.arg(op);
     }

@@ -10,5 +10,6 @@ mod client;
 mod control;
 mod faults;
 mod fixture;
+mod reclaim;
 mod silent;
 mod worker;
