@@ -3,7 +3,8 @@
 Fault injection against hlbot workers on a private redis-server: worker SIGKILLs (busy and
 idle), Redis SIGKILL + restart (AOF), maxmemory refusal, a READONLY phase, duplicate task ids,
 poison messages, FLUSHALL with ETA tasks held, chords through repeated worker SIGKILLs, and a
-redis-server paused (SIGSTOP) past the worker's response time-out. Every scenario uses its own key prefix,
+redis-server paused (SIGSTOP) past the worker's response time-out, and a worker that dies holding
+messages under a one-hour visibility timeout. Every scenario uses its own key prefix,
 sends protocol-v2 messages straight into the queue lists (exactly what Celery's LPUSH puts
 there), and at its end counts, per task id: a SUCCESS result, committed runs (the
 `hlbot.runs.<id>` counter the worker INCRs with `--count-runs` in the transaction that stores
@@ -14,7 +15,8 @@ committed twice, a leftover, a failure of a normal task, or a hang (every wait i
 Visibility timeout: 5 s where a worker dies or Redis loses state (a, b, c, h, i), so the messages
 a dead worker held come back within the scenario; 120 s where nothing dies (d, e, f, g, j), so a
 message the live worker failed to ack shows up as "left in unacked" instead of being quietly
-restored and run again. Workers run with `--count-runs --shutdown-timeout 5` and the default
+restored and run again; 3600 s in (k), where the dead worker's messages must come back
+without it. Workers run with `--count-runs --shutdown-timeout 5` and the default
 node name (a restarted worker has its predecessor's name, as under systemd); every scenario
 ends with SIGTERM, which must stop the worker within 10 s.
 
@@ -64,7 +66,10 @@ SCALES = {
     "i_chords": (3000, 400),
     "i_kills": (25, 8),
     "j_tasks": (3000, 400),
+    "k_tasks": (400, 60),
+    "k_eta": (50, 10),
 }
+K_RECLAIM = 3.0  # (k): --reclaim-after of both workers (the visibility timeout is an hour)
 J_PAUSE = 40.0  # (j): longer than the worker's 30 s response time-out, at both scales
 
 
@@ -799,6 +804,42 @@ class Drill:
         sc.finish(60)
         sc.notes.append(f"last batch done {time.monotonic() - started:.1f} s after the second")
 
+    def sc_k(self, sc):
+        # A worker that dies holding messages, with a one-hour visibility timeout: its reserved
+        # and running acks_late tasks and the ETA tasks it holds used to wait out that hour. The
+        # survivor gives them back once the dead worker's liveness key stays gone for
+        # --reclaim-after; every task must commit once, well inside the scenario's bound.
+        n, e = self.n("k_tasks"), self.n("k_eta")
+        # ETA messages first: the worker takes them first (they do not count against the
+        # prefetch) and holds them all.
+        sc.send("hlbot.debug.echo", ["eta"], n=e, eta=eta_in(4))
+        sc.send("hlbot.debug.sleep", [0.5], n=n)
+        reclaim = ("--reclaim-after", str(K_RECLAIM))
+        w = sc.worker("-c", "4", "--prefetch-multiplier", "4", *reclaim)
+        sc.wait_qlen_below(n + e - 20, 30)
+        time.sleep(1.0)
+        sc.kill(w)
+        killed = time.monotonic()
+        # What the dead worker held: ids with an entry in unacked (reserved, running, ETA).
+        held = {m.decode() for raw in self.call(self.r.hvals, sc.prefix + "unacked")
+                for m in set(uuids(raw)) if m.decode() in sc.expect}
+        log(f"k: SIGKILLed the worker holding {len(held)} message(s), {sc.qlen()} queued")
+        sc.worker("-c", "4", "--prefetch-multiplier", "4", *reclaim)
+        back = None
+        end = killed + 60
+        while time.monotonic() < end:
+            st = sc.statuses()
+            if all(st.get(t) in FINAL for t in held):
+                back = time.monotonic() - killed
+                break
+            time.sleep(0.25)
+        sc.finish(90 if self.ci else 120)
+        if back is None:
+            sc.problems.append(f"the {len(held)} messages the dead worker held were not done "
+                               "60 s after the kill")
+        else:
+            sc.notes.append(f"the {len(held)} it held done {back:.1f} s after the kill")
+
     def scenarios(self):
         return [
             ("a", f"(a) {self.n('a_tasks')} acks_late, 3 worker SIGKILLs", self.sc_a, 5),
@@ -814,6 +855,8 @@ class Drill:
             ("i", f"(i) {self.n('i_chords')} chords, {self.n('i_kills')} worker SIGKILLs",
              self.sc_i, 5),
             ("j", f"(j) redis-server SIGSTOP {J_PAUSE:.0f} s under load, then idle", self.sc_j, 120),
+            ("k", f"(k) worker SIGKILL holding {self.n('k_tasks')} + {self.n('k_eta')} ETA, "
+             "visibility timeout 1 h", self.sc_k, 3600),
         ]
 
     def run(self):

@@ -8,6 +8,7 @@
 #   (d) maxmemory (noeviction) refusal for 2 s under load  (h) FLUSHALL with ETA tasks held
 #   (i) chords (two acks_late parts each) through repeated worker SIGKILLs
 #   (j) redis-server paused (SIGSTOP) 40 s under load, then 40 s with the worker idle
+#   (k) a worker SIGKILLed holding reserved, running and ETA tasks, visibility timeout 1 h
 #
 # It prints ONE table (scenario | tasks | succeeded | lost | committed twice | left in unacked |
 # worker RSS after | verdict | notes) and exits non-zero on any loss, leftover or hang.
