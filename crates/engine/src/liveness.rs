@@ -11,14 +11,58 @@ use crate::broker::{Broker, Holder};
 use crate::error::Result;
 use crate::redis::scripts;
 
-/// In-flight lists whose owner's liveness key was found missing, with when that was first seen.
+/// Things (in-flight lists, holders) whose worker's liveness key was found missing, with when
+/// that was first seen.
 #[derive(Default)]
 pub struct Suspects(std::collections::HashMap<String, std::time::Instant>);
 
+impl Suspects {
+    /// Look at the liveness keys of `looked` (suspect name, its worker) in one pipeline; for each,
+    /// whether its worker is now taken for dead: its key missing at this look and at one at least
+    /// `grace` earlier. A key found again clears the suspicion; names no longer looked at are
+    /// forgotten, and so are those confirmed (the caller acts on them now).
+    async fn look(
+        &mut self,
+        broker: &Broker,
+        looked: &[(&str, &str)],
+        grace: Duration,
+    ) -> Result<Vec<bool>> {
+        self.0.retain(|k, _| looked.iter().any(|(l, _)| l == k));
+        if looked.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut look = redis::pipe();
+        for (_, w) in looked {
+            look.exists(broker.keys().alive(w));
+        }
+        let alive: Vec<bool> = look
+            .query_async(&mut broker.conn())
+            .await
+            .map_err(|e| broker.settings().err(e))?;
+        let now = std::time::Instant::now();
+        Ok(looked
+            .iter()
+            .zip(alive)
+            .map(|((name, _), alive)| {
+                if alive {
+                    self.0.remove(*name);
+                    return false;
+                }
+                let first = *self.0.entry(name.to_string()).or_insert(now);
+                let gone = now.duration_since(first) >= grace;
+                if gone {
+                    self.0.remove(*name);
+                }
+                gone
+            })
+            .collect())
+    }
+}
+
 /// Give back the in-flight lists of workers that died — every message to the head of the queue
 /// it came from, in order, in one atomic step per list; returns how many: a list whose owner's
-/// liveness key is missing at two looks at least `grace` apart (the owner's lease). One look is not enough: a
-/// Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key lapse at once,
+/// liveness key is missing at two looks at least `grace` apart (the owner's lease). One look is
+/// not enough: a Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key lapse at once,
 /// and the owners only renew theirs once it runs again — a survivor that moved a live worker's
 /// list would have it run the message while a second copy goes back to the queue.
 pub async fn recover_inflight(
@@ -36,32 +80,13 @@ pub async fn recover_inflight(
         .iter()
         .filter_map(|(l, s)| worker_of(keys, l).map(|w| (l.clone(), s.clone(), w)))
         .collect();
-    suspects
-        .0
-        .retain(|l, _| owned.iter().any(|(o, _, _)| o == l));
-    if owned.is_empty() {
-        return Ok(0);
-    }
-    let mut look = redis::pipe();
-    for (_, _, w) in &owned {
-        look.exists(keys.alive(w));
-    }
-    let alive: Vec<bool> = look
-        .query_async(&mut c)
-        .await
-        .map_err(|e| broker.settings().err(e))?;
-    let now = std::time::Instant::now();
+    let looked: Vec<(&str, &str)> = owned.iter().map(|(l, _, w)| (l.as_str(), *w)).collect();
+    let gone = suspects.look(broker, &looked, grace).await?;
     let mut n = 0usize;
-    for ((list, source, worker), alive) in owned.iter().zip(alive) {
-        if alive {
-            suspects.0.remove(list);
+    for ((list, source, worker), gone) in owned.iter().zip(gone) {
+        if !gone {
             continue;
         }
-        let first = *suspects.0.entry(list.clone()).or_insert(now);
-        if now.duration_since(first) < grace {
-            continue;
-        }
-        suspects.0.remove(list);
         let moved: i64 = scripts::RECOVER
             .key(keys.inflights())
             .key(keys.alive(worker))
@@ -92,53 +117,33 @@ pub async fn recover_held(
         .hkeys(keys.holders())
         .await
         .map_err(|e| broker.settings().err(e))?;
-    suspects.0.retain(|w, _| holders.contains(w));
-    if holders.is_empty() {
-        return Ok(0);
-    }
-    let mut look = redis::pipe();
-    for w in &holders {
-        look.exists(keys.alive(w));
-    }
-    let alive: Vec<bool> = look
-        .query_async(&mut c)
-        .await
-        .map_err(|e| broker.settings().err(e))?;
-    let now = std::time::Instant::now();
+    let looked: Vec<(&str, &str)> = holders.iter().map(|w| (w.as_str(), w.as_str())).collect();
+    let gone = suspects.look(broker, &looked, grace).await?;
     let mut n = 0usize;
-    for (worker, alive) in holders.iter().zip(alive) {
-        if alive {
-            suspects.0.remove(worker);
+    for (worker, gone) in holders.iter().zip(gone) {
+        if !gone {
             continue;
         }
-        let first = *suspects.0.entry(worker.clone()).or_insert(now);
-        if now.duration_since(first) < grace {
-            continue;
-        }
-        match broker.restore_held(Holder::Dead(worker)).await? {
-            Some(k) => {
-                n += k;
-                suspects.0.remove(worker);
-                let _: i64 = redis::cmd("EVAL")
-                    .arg(FORGET_HOLDER_LUA)
-                    .arg(2)
-                    .arg(keys.holders())
-                    .arg(keys.alive(worker))
-                    .arg(worker)
-                    .query_async(&mut c)
-                    .await
-                    .map_err(|e| broker.settings().err(e))?;
-            }
-            None => {
-                suspects.0.remove(worker);
-            }
+        // `None`: it came back meanwhile (nothing more was touched).
+        if let Some(k) = broker.restore_held(Holder::Dead(worker)).await? {
+            n += k;
+            let _: i64 = redis::cmd("EVAL")
+                .arg(FORGET_HOLDER_LUA)
+                .arg(2)
+                .arg(keys.holders())
+                .arg(keys.alive(worker))
+                .arg(worker)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| broker.settings().err(e))?;
         }
     }
     Ok(n)
 }
 
 /// KEYS[1] hlbot.holders KEYS[2] the worker's liveness key: forget the holder while it is gone.
-const FORGET_HOLDER_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+const FORGET_HOLDER_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then \
+    return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
 
 /// Record this worker in `hlbot.holders` (at start, after its liveness key): survivors give
 /// back what it holds if it dies.

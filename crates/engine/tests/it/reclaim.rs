@@ -6,12 +6,11 @@
 use std::time::{Duration, Instant};
 
 use hlbot_engine::liveness::{keep_alive, register_holder};
-use hlbot_engine::redis::RedisSettings;
 use hlbot_engine::{Broker, BrokerOptions, WorkerOptions};
 use redis::AsyncCommands;
 use serde_json::{Map, json};
 
-use crate::fixture::TestRedis;
+use crate::fixture::{TestRedis, gated};
 use crate::worker::{opts, q, start};
 
 /// A worker fetched three messages and died (its liveness key lapses, nothing acks them); a
@@ -126,22 +125,7 @@ async fn a_dead_workers_unacked_messages_come_back_without_the_visibility_timeou
 #[tokio::test]
 async fn a_fetch_whose_reply_was_lost_gives_its_messages_back() {
     let t = TestRedis::new();
-    let url = url::Url::parse(&t.url).expect("url");
-    let host = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port().unwrap_or(6379)
-    );
-    let gate = hlbot_testkit::Gate::start(&host).await;
-    let mut gated = url.clone();
-    gated
-        .set_host(Some(&gate.addr.ip().to_string()))
-        .expect("host");
-    gated.set_port(Some(gate.addr.port())).expect("port");
-    let settings = RedisSettings::new(gated.as_str())
-        .expect("url")
-        .with_prefix(&t.prefix)
-        .with_result_prefix(&t.prefix);
+    let (gate, settings) = gated(&t).await;
     let options = BrokerOptions {
         visibility_timeout: Duration::from_secs(3600),
         ..Default::default()

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use hlbot_engine::control::ControlClient;
 use hlbot_engine::control::client::Broadcast;
 use hlbot_engine::liveness::{Suspects, recover_inflight};
-use hlbot_engine::redis::RedisSettings;
 use hlbot_engine::{Backend, Broker, BrokerOptions, Client, Registry, Router};
 use redis::AsyncCommands;
 use serde_json::{Map, json};
 
-use crate::fixture::{TestRedis, batch, batch_until};
+use crate::fixture::{TestRedis, batch, batch_until, gated};
 use crate::worker::{Running, opts, q};
 
 /// A liveness key missing at one look is not enough to take a worker's in-flight list: after a
@@ -79,22 +78,7 @@ async fn a_writer_batch_past_its_deadline_writes_nothing() {
 #[tokio::test]
 async fn a_worker_whose_redis_connections_go_silent_connects_again_and_goes_on() {
     let t = TestRedis::new();
-    let url = url::Url::parse(&t.url).expect("url");
-    let host = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port().unwrap_or(6379)
-    );
-    let gate = hlbot_testkit::Gate::start(&host).await;
-    let mut gated = url.clone();
-    gated
-        .set_host(Some(&gate.addr.ip().to_string()))
-        .expect("host");
-    gated.set_port(Some(gate.addr.port())).expect("port");
-    let settings = RedisSettings::new(gated.as_str())
-        .expect("url")
-        .with_prefix(&t.prefix)
-        .with_result_prefix(&t.prefix);
+    let (gate, settings) = gated(&t).await;
     let worker_client = Client::new(
         Broker::connect(&settings, BrokerOptions::default())
             .await
