@@ -38,6 +38,9 @@ pub struct Delivery {
     /// must claim it — `Op::Claim` on the worker's writer, ahead of its ack, or
     /// [`Consumer::claim`].
     pub claim: Option<String>,
+    /// What `fetch.lua` recorded as this entry's holder in `hlbot.held` (`<worker> <fetch n>`);
+    /// `None` for an idle-wait claim (recorded as `<worker> c`) and for RabbitMQ deliveries.
+    pub holder: Option<String>,
 }
 
 /// Why `fetch.lua` dead-lettered an entry it popped (logged by the worker; already stored).
@@ -185,7 +188,9 @@ impl Consumer {
                     self.dead
                         .push(DeadLettered(String::from_utf8_lossy(raw).into_owned()));
                 } else {
-                    out.push(self.delivery(&String::from_utf8_lossy(key), raw.clone(), None));
+                    let mut d = self.delivery(&String::from_utf8_lossy(key), raw.clone(), None);
+                    d.holder = Some(holder.clone());
+                    out.push(d);
                 }
             }
         }
@@ -511,6 +516,7 @@ impl Consumer {
             priority,
             envelope,
             claim,
+            holder: None,
         }
     }
 

@@ -124,6 +124,10 @@ pub async fn recover_held(
         if !gone {
             continue;
         }
+        // Told first: a worker that was only frozen learns on waking why its entries vanished.
+        c.set_ex::<_, _, ()>(keys.reclaimed(worker), 1, 3600)
+            .await
+            .map_err(|e| broker.settings().err(e))?;
         // `None`: it came back meanwhile (nothing more was touched).
         if let Some(k) = broker.restore_held(Holder::Dead(worker)).await? {
             n += k;
@@ -139,6 +143,19 @@ pub async fn recover_held(
         }
     }
     Ok(n)
+}
+
+/// Whether survivors took this worker for dead and gave back what it held (the `hlbot.reclaimed`
+/// mark, read and deleted): asked when held messages' `unacked` entries have vanished, which
+/// otherwise means Redis lost its data.
+pub async fn taken_for_dead(broker: &Broker, worker: &str) -> Result<bool> {
+    let mut c = broker.conn();
+    let had: i64 = redis::cmd("DEL")
+        .arg(broker.keys().reclaimed(worker))
+        .query_async(&mut c)
+        .await
+        .map_err(|e| broker.settings().err(e))?;
+    Ok(had > 0)
 }
 
 /// KEYS[1] hlbot.holders KEYS[2] the worker's liveness key: forget the holder while it is gone.

@@ -264,6 +264,7 @@ impl Session {
             priority,
             envelope: Ok(env),
             claim: None,
+            holder: None,
         }))
     }
 

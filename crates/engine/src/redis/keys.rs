@@ -34,6 +34,7 @@
 //! | `Phlbot.alive.<uuid>` | string node name, PX lease (≈ 10 s, refreshed) | every worker | workers recovering in-flight lists, held messages and chord bodies |
 //! | `Phlbot.inflights` | hash in-flight list → the queue key it takes from | workers at their first idle wait (`HSET`), clean exit / recovery (`HDEL`) | workers recovering in-flight lists |
 //! | `Phlbot.held` | hash delivery tag → `<uuid> <fetch n>` (`c`: claimed from the in-flight list, `r`: recorded again) | `fetch.lua` and `batch.lua` (`claim`, `unacked`) in the step that writes the `unacked` entry; removed with it (ack, requeue, restore, dead letter) | survivors (`restore.lua`): a dead holder's entries go back to their queue without waiting for the visibility timeout; the holder itself after a fetch whose reply was lost |
+//! | `Phlbot.reclaimed.<uuid>` | string, TTL 1 h | a survivor, just before it gives back that worker's held messages | the worker, if it was only frozen or cut off: its vanished `unacked` entries were given back (its reserved copies are dropped unacked), not lost with Redis's data (recorded again); read and deleted |
 //! | `Phlbot.holders` | hash `<uuid>` → node name | each worker at start (`HSET`), clean exit (`HDEL`) | survivors: holders whose liveness key stays gone are swept, then removed |
 //! | `Phlbot.revoked` | zset task id → expiry (unix s) | `revoke` (hlbot control client and workers) | workers at dequeue, ETA fire, while running |
 //! | `Phlbot.revoked.terminate` | zset task id → expiry (unix s) | `revoke --terminate` (same writers) | workers: stop the task if it runs here |
@@ -201,6 +202,11 @@ impl Keys {
     /// visibility timeout).
     pub fn held(&self) -> String {
         format!("{}hlbot.held", self.prefix)
+    }
+    /// Set by a survivor about to give back a worker's held messages: the worker, if it was only
+    /// frozen or cut off, learns that its vanished entries were given back, not lost.
+    pub fn reclaimed(&self, worker: &str) -> String {
+        format!("{}hlbot.reclaimed.{worker}", self.prefix)
     }
     /// Hash worker id → node name of the workers that may hold entries in `hlbot.held`.
     pub fn holders(&self) -> String {

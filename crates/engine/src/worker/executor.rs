@@ -106,6 +106,10 @@ async fn run(sh: Arc<Shared>, req: Request) {
 /// Last checks before a run: revoked, expired, unknown task, a redelivered copy of a task that
 /// already succeeded; then the rate limit's wait. `None`: the request was discarded.
 async fn admit(sh: &Arc<Shared>, req: &Request) -> Option<Admitted> {
+    if req.is_abandoned() {
+        // Already out of the state table; the copy given back to the queue runs instead.
+        return None;
+    }
     let msg = &req.msg;
     let id = req.id();
     if sh.state.is_revoked(id) {

@@ -486,6 +486,15 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
                 tracing::debug!("re-declaring queues failed: {e}");
             }
         }
+        // Survivors took this worker for dead (frozen or cut off past --reclaim-after) and gave
+        // back what it held: drop the copies here that are no longer ours.
+        if sh.amqp.is_none()
+            && liveness::taken_for_dead(&sh.broker, &sh.worker_id)
+                .await
+                .unwrap_or(false)
+        {
+            drop_given_back(&sh).await;
+        }
         // AMQP deliveries are held by RabbitMQ, not by an `unacked` entry.
         let held: Vec<_> = sh
             .state
@@ -519,6 +528,66 @@ async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
             Err(e) => tracing::debug!("refresh of held messages failed: {e}"),
         }
     }
+}
+
+/// This worker was taken for dead (frozen or cut off from Redis past `--reclaim-after`) and
+/// survivors gave back messages it held: a held request whose `hlbot.held` record no longer is
+/// the one its fetch wrote was given back (its copy runs elsewhere, or here once fetched again).
+/// Reserved and ETA-held ones are dropped, without an ack or a restore; running ones finish (a
+/// copy whose SUCCESS is stored by then is not run again). Idle-wait claims, all recorded as
+/// `<worker> c`, are dropped only when their record is gone.
+async fn drop_given_back(sh: &Shared) {
+    let held: Vec<state::Request> = sh
+        .state
+        .held()
+        .into_iter()
+        .filter(|r| !crate::amqp::is_amqp_tag(&r.delivery.tag))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    let tags: Vec<&str> = held.iter().map(|r| r.delivery.tag.as_str()).collect();
+    let mut c = sh.broker.conn();
+    let records: Vec<Option<String>> = match redis::cmd("HMGET")
+        .arg(sh.broker.keys().held())
+        .arg(&tags)
+        .query_async(&mut c)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("taken for dead, but the holder records could not be read: {e}");
+            return;
+        }
+    };
+    let claimed = format!("{} c", sh.worker_id);
+    let running: Vec<u64> = sh
+        .state
+        .requests(Phase::Active)
+        .iter()
+        .map(|r| r.key)
+        .collect();
+    let (mut dropped, mut finishing) = (0, 0);
+    for (r, rec) in held.iter().zip(records) {
+        let ours = match (&r.delivery.holder, &rec) {
+            (Some(h), Some(rec)) => h == rec,
+            (None, Some(rec)) => *rec == claimed,
+            (_, None) => false,
+        };
+        if ours {
+            continue;
+        }
+        if running.contains(&r.key) {
+            finishing += 1;
+        } else {
+            r.abandon();
+            sh.state.remove(r);
+            dropped += 1;
+        }
+    }
+    tracing::warn!(
+        "this worker was taken for dead (frozen or cut off from Redis past --reclaim-after) and its messages given back: dropped {dropped} reserved/held copies, {finishing} running ones finish"
+    );
 }
 
 /// Send the chord bodies of workers that died before sending them ([`orphans`]).

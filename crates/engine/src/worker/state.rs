@@ -41,6 +41,9 @@ pub struct Request {
     pub received: Instant,
     /// This delivery's ack (or hand-back) has been queued: set once, by [`WorkerState::set_acked`].
     acked: std::sync::Arc<AtomicBool>,
+    /// Given up without an ack: another worker was given this message while this one was taken
+    /// for dead ([`Request::abandon`]).
+    abandoned: std::sync::Arc<AtomicBool>,
 }
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
@@ -55,7 +58,18 @@ impl Request {
             kill: CancellationToken::new(),
             received: Instant::now(),
             acked: Default::default(),
+            abandoned: Default::default(),
         }
+    }
+
+    /// Never start it, ack it or give it back: its message went back to the queue while this
+    /// worker was taken for dead, and that copy is the one that runs.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
     }
 
     pub fn id(&self) -> &str {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use hlbot_engine::liveness::{keep_alive, register_holder};
+use hlbot_engine::liveness::{Suspects, keep_alive, recover_held, register_holder};
 use hlbot_engine::{Broker, BrokerOptions, WorkerOptions};
 use redis::AsyncCommands;
 use serde_json::{Map, json};
@@ -206,5 +206,96 @@ async fn a_fetch_whose_reply_was_lost_gives_its_messages_back() {
         held.iter().all(|v| v != "w1 2"),
         "the lost fetch's holder records stay: {held:?}"
     );
+    drop(gate);
+}
+
+/// A worker cut off from Redis past its lease is taken for dead: a survivor gives back the ETA
+/// messages it held. When the worker is back it must not run its own copies as well — it learns
+/// from the survivor's `hlbot.reclaimed` mark, drops the copies whose `hlbot.held` record is no
+/// longer the one its fetch wrote, and runs only the copies it fetches again: each task once.
+/// Before, it recorded the vanished entries again (as after a Redis data loss) and ran both.
+#[tokio::test]
+async fn a_worker_taken_for_dead_drops_the_copies_that_were_given_back() {
+    let t = TestRedis::new();
+    let vt = Duration::from_secs(3600);
+    let (gate, settings) = gated(&t).await;
+    let worker_client = hlbot_engine::Client::new(
+        Broker::connect(
+            &settings,
+            BrokerOptions {
+                visibility_timeout: vt,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("broker"),
+        hlbot_engine::Backend::connect(&settings, Some(vt))
+            .await
+            .expect("backend"),
+        hlbot_engine::Router::default(),
+    );
+    let o = WorkerOptions {
+        concurrency: 8,
+        inflight_lease: Duration::from_millis(600),
+        reclaim_after: None,
+        ..opts(&["frozen"])
+    };
+    let w =
+        crate::worker::Running::start(worker_client, hlbot_engine::Registry::with_debug_tasks(), o)
+            .await;
+    let client = t.client().await;
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        let opts = hlbot_engine::SendOptions {
+            countdown: Some(9.0),
+            ..q("frozen")
+        };
+        let h = client
+            .send_task("hlbot.debug.sleep", vec![json!(1.0)], Map::new(), opts)
+            .await
+            .expect("send");
+        handles.push(h);
+    }
+    let mut c = t.conn().await;
+    let held = Instant::now();
+    loop {
+        let n: u64 = c.hlen(t.key("unacked")).await.expect("hlen");
+        if n == 3 {
+            break;
+        }
+        assert!(
+            held.elapsed() < Duration::from_secs(5),
+            "the worker never held the ETA tasks"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Cut off: its liveness key lapses; a survivor confirms it gone and gives its messages back.
+    gate.cut();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let broker = t.broker(vt).await;
+    let mut s = Suspects::default();
+    let grace = Duration::from_millis(500);
+    assert_eq!(recover_held(&broker, &mut s, grace).await.expect("look"), 0);
+    tokio::time::sleep(grace + Duration::from_millis(100)).await;
+    assert_eq!(
+        recover_held(&broker, &mut s, grace).await.expect("recover"),
+        3
+    );
+    let queued: u64 = c.llen(t.key("frozen")).await.expect("llen");
+    assert_eq!(queued, 3, "given back to the queue");
+    gate.open();
+
+    for h in &handles {
+        h.get(Duration::from_secs(30)).await.expect("the task runs");
+    }
+    // Past the ETA and the 1 s run of any second copy.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for h in &handles {
+        assert_eq!(t.runs(&h.id).await, 1, "task {} ran twice", h.id);
+    }
+    let unacked: u64 = c.hlen(t.key("unacked")).await.expect("hlen");
+    assert_eq!(unacked, 0, "all acked");
+    w.stop().await;
     drop(gate);
 }
