@@ -251,9 +251,13 @@ impl Broker {
     /// `None` when the worker turned out to be alive (nothing more is touched then).
     pub async fn restore_held(&self, holder: Holder<'_>) -> Result<Option<usize>> {
         let mut c = self.conn.clone();
-        let (prefix, alive) = match holder {
-            Holder::Fetches(_) => (String::new(), None),
-            Holder::Dead(worker) => (format!("{worker} "), Some(self.keys.alive(worker))),
+        let alive = match holder {
+            Holder::Fetches(_) => None,
+            Holder::Dead(worker) => Some(self.keys.alive(worker)),
+        };
+        let named = |v: &str| match holder {
+            Holder::Fetches(exact) => exact.iter().any(|e| e == v),
+            Holder::Dead(worker) => v.strip_prefix(worker).is_some_and(|n| n.starts_with(' ')),
         };
         let mut cursor: u64 = 0;
         let mut found = Vec::new();
@@ -266,10 +270,7 @@ impl Broker {
                 .query_async(&mut c)
                 .await
                 .map_err(|e| self.settings.err(e))?;
-            found.extend(page.into_iter().filter(|(_, v)| match holder {
-                Holder::Fetches(exact) => exact.contains(v),
-                Holder::Dead(_) => v.starts_with(&prefix),
-            }));
+            found.extend(page.into_iter().filter(|(_, v)| named(v)));
             cursor = next;
             if cursor == 0 {
                 break;

@@ -24,24 +24,7 @@ use crate::redis::clock::DEADLINE;
 use crate::redis::pubsub::blocking_reply;
 use crate::redis::scripts;
 
-/// A message taken from a queue. `raw` is the entry exactly as it was stored.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub queue: String,
-    pub raw: Vec<u8>,
-    /// Empty when the entry was too malformed to carry one (then it is not in `unacked`).
-    pub tag: String,
-    pub priority: u8,
-    /// The parsed envelope, or why it could not be parsed.
-    pub envelope: std::result::Result<Envelope, hlbot_proto::DecodeError>,
-    /// Set for a message the idle wait moved into an in-flight list (this key): the caller
-    /// must claim it — `Op::Claim` on the worker's writer, ahead of its ack, or
-    /// [`Consumer::claim`].
-    pub claim: Option<String>,
-    /// What `fetch.lua` recorded as this entry's holder in `hlbot.held` (`<worker> <fetch n>`);
-    /// `None` for an idle-wait claim (recorded as `<worker> c`) and for RabbitMQ deliveries.
-    pub holder: Option<String>,
-}
+pub use crate::delivery::Delivery;
 
 /// Why `fetch.lua` dead-lettered an entry it popped (logged by the worker; already stored).
 #[derive(Debug, Clone)]
@@ -453,7 +436,7 @@ impl Consumer {
                 .arg(&d.tag)
                 .arg(d.unacked_value())
                 .arg(now_secs())
-                .arg(format!("{} c", self.worker))
+                .arg(d.holder.as_deref().unwrap_or_default())
                 .ignore();
         }
         if !any {
@@ -515,8 +498,10 @@ impl Consumer {
             tag,
             priority,
             envelope,
+            // What batch.lua's `claim` op (and `Consumer::claim`) records; fetch.lua's is set
+            // by the caller.
+            holder: claim.as_ref().map(|_| format!("{} c", self.worker)),
             claim,
-            holder: None,
         }
     }
 
@@ -543,45 +528,6 @@ const UNREGISTER_LUA: &str = "if redis.call('LLEN', KEYS[2]) == 0 then \
 fn is_unknown_command(e: &redis::RedisError) -> bool {
     let s = e.to_string().to_ascii_lowercase();
     s.contains("unknown command") || s.contains("err unknown")
-}
-
-impl Delivery {
-    /// The `unacked` hash value kombu stores for this message: `[envelope, exchange, rk]`.
-    pub fn unacked_value(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.raw.len() + 64);
-        v.push(b'[');
-        v.extend_from_slice(&self.raw);
-        v.extend_from_slice(b", ");
-        v.extend_from_slice(
-            serde_json::to_string(&self.exchange())
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        v.extend_from_slice(b", ");
-        v.extend_from_slice(
-            serde_json::to_string(&self.routing_key())
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        v.push(b']');
-        v
-    }
-
-    /// Exchange recorded with the unacked entry.
-    pub fn exchange(&self) -> String {
-        self.envelope
-            .as_ref()
-            .map(|e| e.properties.delivery_info.exchange.clone())
-            .unwrap_or_default()
-    }
-
-    /// Routing key recorded with the unacked entry (falls back to the queue).
-    pub fn routing_key(&self) -> String {
-        self.envelope
-            .as_ref()
-            .map(|e| e.properties.delivery_info.routing_key.clone())
-            .unwrap_or_else(|_| self.queue.clone())
-    }
 }
 
 #[cfg(test)]

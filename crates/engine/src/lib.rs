@@ -12,6 +12,7 @@ pub mod client;
 pub mod control;
 pub mod deadletter;
 pub mod debug;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod fetch;

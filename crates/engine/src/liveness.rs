@@ -62,8 +62,8 @@ impl Suspects {
 /// Give back the in-flight lists of workers that died — every message to the head of the queue
 /// it came from, in order, in one atomic step per list; returns how many: a list whose owner's
 /// liveness key is missing at two looks at least `grace` apart (the owner's lease). One look is
-/// not enough: a Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key lapse at once,
-/// and the owners only renew theirs once it runs again — a survivor that moved a live worker's
+/// not enough: a Redis paused past the lease (`SIGSTOP`, a frozen VM) lets every worker's key
+/// lapse at once, and the owners only renew theirs once it runs again — a survivor that moved a live worker's
 /// list would have it run the message while a second copy goes back to the queue.
 pub async fn recover_inflight(
     broker: &Broker,
@@ -145,31 +145,9 @@ pub async fn recover_held(
     Ok(n)
 }
 
-/// Whether survivors took this worker for dead and gave back what it held (the `hlbot.reclaimed`
-/// mark, read and deleted): asked when held messages' `unacked` entries have vanished, which
-/// otherwise means Redis lost its data.
-pub async fn taken_for_dead(broker: &Broker, worker: &str) -> Result<bool> {
-    let mut c = broker.conn();
-    let had: i64 = redis::cmd("DEL")
-        .arg(broker.keys().reclaimed(worker))
-        .query_async(&mut c)
-        .await
-        .map_err(|e| broker.settings().err(e))?;
-    Ok(had > 0)
-}
-
 /// KEYS[1] hlbot.holders KEYS[2] the worker's liveness key: forget the holder while it is gone.
 const FORGET_HOLDER_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then \
     return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
-
-/// Record this worker in `hlbot.holders` (at start, after its liveness key): survivors give
-/// back what it holds if it dies.
-pub async fn register_holder(broker: &Broker, worker: &str, node: &str) -> Result<()> {
-    let mut c = broker.conn();
-    c.hset::<_, _, _, ()>(broker.keys().holders(), worker, node)
-        .await
-        .map_err(|e| broker.settings().err(e))
-}
 
 /// Leave `hlbot.holders` (clean exit, nothing of this worker's left in `unacked`).
 pub async fn unregister_holder(broker: &Broker, worker: &str) -> Result<()> {
@@ -186,17 +164,33 @@ fn worker_of<'a>(keys: &crate::redis::Keys, list: &'a str) -> Option<&'a str> {
     rest.rsplit_once('.').map(|(w, _)| w)
 }
 
-/// Keep this worker's liveness key: survivors recover its in-flight lists once it is gone.
-pub async fn keep_alive(broker: &Broker, worker: &str, node: &str, lease: Duration) -> Result<()> {
-    let mut c = broker.conn();
-    redis::cmd("SET")
-        .arg(broker.keys().alive(worker))
+/// Keep this worker's liveness key and its record in `hlbot.holders` (survivors give back its
+/// in-flight lists and held messages once the key stays gone), in one step with reading — and
+/// deleting — the `hlbot.reclaimed` mark: `true` when survivors took this worker for dead
+/// meanwhile (frozen or cut off) and gave back what it held. Written again every time, so a Redis
+/// that lost its data, or a survivor that forgot this worker, has the record back.
+pub async fn keep_alive(
+    broker: &Broker,
+    worker: &str,
+    node: &str,
+    lease: Duration,
+) -> Result<bool> {
+    let keys = broker.keys();
+    let (reclaimed,): (i64,) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(keys.alive(worker))
         .arg(node)
         .arg("PX")
         .arg(lease.as_millis().max(1) as u64)
-        .query_async::<()>(&mut c)
+        .ignore()
+        .hset(keys.holders(), worker, node)
+        .ignore()
+        .del(keys.reclaimed(worker))
+        .query_async(&mut broker.conn())
         .await
-        .map_err(|e| broker.settings().err(e))
+        .map_err(|e| broker.settings().err(e))?;
+    Ok(reclaimed > 0)
 }
 
 /// Drop the liveness key (clean exit).

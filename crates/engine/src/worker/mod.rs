@@ -25,6 +25,7 @@ pub mod retry;
 mod services;
 pub mod spill;
 pub mod state;
+mod upkeep;
 pub mod vitals;
 pub mod writer;
 
@@ -235,11 +236,8 @@ impl Worker {
         if let Err(e) = liveness::keep_alive(&sh.broker, &sh.worker_id, &sh.hostname, lease).await {
             tracing::warn!("liveness key not written yet (retried): {e}");
         }
-        if let Err(e) = liveness::register_holder(&sh.broker, &sh.worker_id, &sh.hostname).await {
-            tracing::debug!("holder record not written yet (retried): {e}");
-        }
         spill::replay(&sh).await;
-        recover_chord_bodies(&sh).await;
+        upkeep::recover_chord_bodies(&sh).await;
         match sh.broker.restore_visible().await {
             Ok(n) if n > 0 => {
                 tracing::warn!("restored {n} message(s) left unacked past the visibility timeout")
@@ -271,8 +269,8 @@ impl Worker {
         let mut settled = false;
         let pool = tokio::spawn(pool_loop(sh.clone(), ready_rx, stop.clone()));
         tokio::spawn(heartbeat_loop(sh.clone(), background.clone()));
-        tokio::spawn(refresh_loop(sh.clone(), background.clone()));
-        tokio::spawn(restore_loop(sh.clone(), background.clone()));
+        tokio::spawn(upkeep::refresh_loop(sh.clone(), background.clone()));
+        tokio::spawn(upkeep::restore_loop(sh.clone(), background.clone()));
         tokio::spawn(cold_watch(sh.clone(), shutdown.cold.clone()));
 
         stop.cancelled().await;
@@ -443,193 +441,6 @@ async fn heartbeat_loop(sh: Arc<Shared>, stop: CancellationToken) {
             _ = tick.tick() => {
                 sh.events.worker("worker-heartbeat", heartbeat_fields(&sh));
                 sh.pulse.beat();
-            }
-            _ = stop.cancelled() => return,
-        }
-    }
-}
-
-/// Keep every held message's `unacked_index` score fresh, so no restorer — ours or a Python
-/// worker's — re-queues an ETA task or a long acks_late task while this worker has it. Also keeps
-/// this worker's liveness key, and repairs what a Redis that lost its data (`FLUSHALL`, restart
-/// without persistence) dropped: unacked entries of messages still held here are written again,
-/// queue bindings declared again.
-async fn refresh_loop(sh: Arc<Shared>, stop: CancellationToken) {
-    let every = (sh.broker.options.visibility_timeout / 4)
-        .min(sh.opts.inflight_lease / 3)
-        .clamp(Duration::from_millis(200), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        if let Err(e) = liveness::keep_alive(
-            &sh.broker,
-            &sh.worker_id,
-            &sh.hostname,
-            sh.opts.inflight_lease,
-        )
-        .await
-        {
-            tracing::debug!("liveness refresh failed: {e}");
-            continue;
-        }
-        // Again every time: a Redis that lost its data, or a survivor that took this worker for
-        // dead while Redis was paused, forgot it.
-        if let Err(e) = liveness::register_holder(&sh.broker, &sh.worker_id, &sh.hostname).await {
-            tracing::debug!("holder record refresh failed: {e}");
-        }
-        // Bindings too come back after a data loss (two SADDs per queue, no-ops normally).
-        if sh.amqp.is_none() {
-            if let Err(e) = sh.broker.declare(&sh.queues()).await {
-                tracing::debug!("re-declaring queues failed: {e}");
-            }
-        }
-        // Survivors took this worker for dead (frozen or cut off past --reclaim-after) and gave
-        // back what it held: drop the copies here that are no longer ours.
-        if sh.amqp.is_none()
-            && liveness::taken_for_dead(&sh.broker, &sh.worker_id)
-                .await
-                .unwrap_or(false)
-        {
-            drop_given_back(&sh).await;
-        }
-        // AMQP deliveries are held by RabbitMQ, not by an `unacked` entry.
-        let held: Vec<_> = sh
-            .state
-            .held()
-            .into_iter()
-            .filter(|r| !crate::amqp::is_amqp_tag(&r.delivery.tag))
-            .collect();
-        let tags: Vec<String> = held.iter().map(|r| r.delivery.tag.clone()).collect();
-        match sh.broker.refresh(&tags).await {
-            Ok(missing) if !missing.is_empty() => {
-                let ids: Vec<&str> = held
-                    .iter()
-                    .filter(|r| missing.contains(&r.delivery.tag))
-                    .map(|r| r.id())
-                    .take(5)
-                    .collect();
-                tracing::warn!(
-                    "{} held message(s) lost their unacked entry (Redis lost data?): recording them again (tasks {})",
-                    missing.len(),
-                    ids.join(", ")
-                );
-                for r in held.iter().filter(|r| missing.contains(&r.delivery.tag)) {
-                    sh.writer.send(writer::Op::Unacked {
-                        tag: r.delivery.tag.clone(),
-                        stored: r.delivery.unacked_value(),
-                        acked: r.acked_flag(),
-                    });
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!("refresh of held messages failed: {e}"),
-        }
-    }
-}
-
-/// This worker was taken for dead (frozen or cut off from Redis past `--reclaim-after`) and
-/// survivors gave back messages it held: a held request whose `hlbot.held` record no longer is
-/// the one its fetch wrote was given back (its copy runs elsewhere, or here once fetched again).
-/// Reserved and ETA-held ones are dropped, without an ack or a restore; running ones finish (a
-/// copy whose SUCCESS is stored by then is not run again). Idle-wait claims, all recorded as
-/// `<worker> c`, are dropped only when their record is gone.
-async fn drop_given_back(sh: &Shared) {
-    let held: Vec<state::Request> = sh
-        .state
-        .held()
-        .into_iter()
-        .filter(|r| !crate::amqp::is_amqp_tag(&r.delivery.tag))
-        .collect();
-    if held.is_empty() {
-        return;
-    }
-    let tags: Vec<&str> = held.iter().map(|r| r.delivery.tag.as_str()).collect();
-    let mut c = sh.broker.conn();
-    let records: Vec<Option<String>> = match redis::cmd("HMGET")
-        .arg(sh.broker.keys().held())
-        .arg(&tags)
-        .query_async(&mut c)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!("taken for dead, but the holder records could not be read: {e}");
-            return;
-        }
-    };
-    let claimed = format!("{} c", sh.worker_id);
-    let running: Vec<u64> = sh
-        .state
-        .requests(Phase::Active)
-        .iter()
-        .map(|r| r.key)
-        .collect();
-    let (mut dropped, mut finishing) = (0, 0);
-    for (r, rec) in held.iter().zip(records) {
-        let ours = match (&r.delivery.holder, &rec) {
-            (Some(h), Some(rec)) => h == rec,
-            (None, Some(rec)) => *rec == claimed,
-            (_, None) => false,
-        };
-        if ours {
-            continue;
-        }
-        if running.contains(&r.key) {
-            finishing += 1;
-        } else {
-            r.abandon();
-            sh.state.remove(r);
-            dropped += 1;
-        }
-    }
-    tracing::warn!(
-        "this worker was taken for dead (frozen or cut off from Redis past --reclaim-after) and its messages given back: dropped {dropped} reserved/held copies, {finishing} running ones finish"
-    );
-}
-
-/// Send the chord bodies of workers that died before sending them ([`orphans`]).
-async fn recover_chord_bodies(sh: &Shared) {
-    match orphans::recover(sh).await {
-        Ok(n) if n > 0 => tracing::warn!("took over {n} chord bod(ies) left by a worker that died"),
-        Ok(_) => {}
-        Err(e) => tracing::debug!("chord body recovery failed: {e}"),
-    }
-}
-
-/// Restore messages other consumers left unacked past the visibility timeout (crashed workers).
-async fn restore_loop(sh: Arc<Shared>, stop: CancellationToken) {
-    let every = (sh.broker.options.visibility_timeout / 2)
-        .min(sh.opts.inflight_lease / 2)
-        .clamp(Duration::from_secs(1), Duration::from_secs(10));
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    let mut suspects = liveness::Suspects::default();
-    let mut dead_holders = liveness::Suspects::default();
-    let reclaim = sh.opts.reclaim_after.map(|r| r.max(sh.opts.inflight_lease));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                match sh.broker.restore_visible().await {
-                    Ok(n) if n > 0 => tracing::warn!("restored {n} message(s) unacked past the visibility timeout"),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("restore scan failed: {e}"),
-                }
-                match liveness::recover_inflight(&sh.broker, &mut suspects, sh.opts.inflight_lease).await {
-                    Ok(n) if n > 0 => tracing::warn!("gave back {n} message(s) from the in-flight list of a worker that died"),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("in-flight recovery failed: {e}"),
-                }
-                if let Some(grace) = reclaim {
-                    match liveness::recover_held(&sh.broker, &mut dead_holders, grace).await {
-                        Ok(n) if n > 0 => tracing::warn!("gave back {n} message(s) held unacked by a worker that died"),
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!("recovery of a dead worker's messages failed: {e}"),
-                    }
-                }
-                recover_chord_bodies(&sh).await;
             }
             _ = stop.cancelled() => return,
         }

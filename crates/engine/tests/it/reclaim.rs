@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use hlbot_engine::liveness::{Suspects, keep_alive, recover_held, register_holder};
+use hlbot_engine::liveness::{Suspects, keep_alive, recover_held};
 use hlbot_engine::{Broker, BrokerOptions, WorkerOptions};
 use redis::AsyncCommands;
 use serde_json::{Map, json};
@@ -42,9 +42,6 @@ async fn a_dead_workers_unacked_messages_come_back_without_the_visibility_timeou
         .expect("send");
 
     // The worker that dies: registered, a short lease, three messages fetched, never acked.
-    register_holder(&broker, "ghost", "ghost@test")
-        .await
-        .expect("register");
     keep_alive(&broker, "ghost", "ghost@test", Duration::from_millis(300))
         .await
         .expect("alive");
@@ -56,9 +53,6 @@ async fn a_dead_workers_unacked_messages_come_back_without_the_visibility_timeou
     assert_eq!(got.len(), 3);
     drop(ghost);
     // A live holder (its key renewed for the whole test) with one message.
-    register_holder(&broker, "live", "live@test")
-        .await
-        .expect("register");
     keep_alive(&broker, "live", "live@test", Duration::from_secs(600))
         .await
         .expect("alive");
