@@ -87,7 +87,8 @@ impl Store {
         }
         let mut opts = AnyPoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _| Box::pin(async move { Ok(reusable(conn).await) }));
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -170,6 +171,18 @@ impl Store {
             pg.close().await;
         }
     }
+}
+
+/// Whether a connection handed back to the pool may serve again: not when a transaction is
+/// still open on it. On a full disk SQLite's `COMMIT` fails *and* ends the transaction; sqlx
+/// still counts it open, its rollback then fails, and from there every `BEGIN` on that
+/// connection is a `SAVEPOINT` inside a transaction that never commits — writes report success,
+/// hold the write lock and vanish at exit. Such a connection is closed (which ends whatever SQLite
+/// still has open) and the next write opens a fresh one. The ping first runs any rollback a
+/// dropped transaction queued.
+async fn reusable(conn: &mut sqlx::AnyConnection) -> bool {
+    use sqlx::Connection;
+    conn.ping().await.is_ok() && !conn.is_in_transaction()
 }
 
 /// The `n`th (1-based) bind placeholder: `$n` for PostgreSQL, `?n` for SQLite — SQLite looks

@@ -7,3 +7,4 @@ mod browse;
 mod common;
 mod history;
 mod library;
+mod pool;
