@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let settings = match settings::Settings::load(&cli.global, origins) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -39,9 +39,25 @@ fn main() -> ExitCode {
     // Blocking work still running (a native call that ignores cancellation) cannot hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     outcome.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", chain(&e));
         ExitCode::FAILURE
     })
+}
+
+/// The error and its causes, `: `-joined like `{:#}`, leaving out a cause whose text the message
+/// already carries (errors that print their source would otherwise say it twice).
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 /// First SIGINT/SIGTERM: warm shutdown (a waiting command stops waiting). Second: cold shutdown.

@@ -62,14 +62,27 @@ impl Error {
         }
     }
 
-    /// Whether trying again later can help, and after how long at the least.
+    /// Whether trying again later can help, and after how long at the least. A full disk is
+    /// worth waiting out (the cache cleanups or an operator free space), whichever step hit it.
     pub fn retry(&self) -> Option<Option<Duration>> {
         match self {
+            _ if self.storage_full() => Some(None),
             Error::Youtube(e) if e.retryable() => Some(e.retry_after()),
             Error::Llm(e) if e.retryable() => Some(e.retry_after()),
             Error::Pdf(hlbot_pdf::PdfError::Timeout { .. }) => None,
             _ => None,
         }
+    }
+}
+
+impl Error {
+    /// True when the failure is a full disk or an exhausted quota (`ENOSPC`, `EDQUOT`), ours or
+    /// a tool's (ffmpeg, yt-dlp, tesseract print the same system message).
+    fn storage_full(&self) -> bool {
+        let text = self.to_string();
+        ["No space left on device", "Disk quota exceeded"]
+            .iter()
+            .any(|m| text.contains(m))
     }
 }
 
@@ -92,5 +105,32 @@ impl From<Error> for TaskError {
                 traceback: None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retried(e: Error) -> bool {
+        matches!(TaskError::from(e), TaskError::Retry { .. })
+    }
+
+    #[test]
+    fn a_full_disk_is_retried_bad_input_is_not() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let pdf = hlbot_pdf::PdfError::Json(serde_json::Error::io(full));
+        assert!(retried(Error::Pdf(pdf)));
+        let quota = std::io::Error::from_raw_os_error(122);
+        assert!(retried(Error::Other(format!("writing frames: {quota}"))));
+        let tool =
+            "ffmpeg failed (exit status: 1): av_interleaved_write_frame(): No space left on device";
+        assert!(retried(Error::Other(tool.into())));
+        let damaged = hlbot_pdf::PdfError::Damaged {
+            path: "x.pdf".into(),
+            detail: "no usable trailer/xref".into(),
+        };
+        assert!(!retried(Error::Pdf(damaged)));
+        assert!(!retried(Error::Other("disk I/O error".into())));
     }
 }
