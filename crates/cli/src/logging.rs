@@ -28,8 +28,16 @@ pub fn init(level: Option<&str>, s: &crate::settings::Settings, long_running: bo
 
 fn install(level: Option<&str>, format: LogFormat, long_running: bool) {
     let default = if long_running { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_new(normalize(level.unwrap_or(default)))
+    let level = normalize(level.unwrap_or(default));
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // sqlx's pool logs each failed connect attempt at ERROR (a dozen lines a second while the
+    // database is away or the disk full); the store's own warnings say it once. Shown at debug.
+    if !level.contains("debug") && !level.contains("trace") {
+        if let Ok(quiet) = "sqlx_core::pool=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,7 +1,8 @@
 //! A full disk under a worker: its cache and SQLite library on a small tmpfs of its own (a
-//! private mount namespace through `unshare`), filled while tasks run. A task that needs the disk
-//! is retried, not failed, and succeeds once space is back; the task history catches up with
-//! every run (and never holds the database's write lock); the worker keeps running throughout.
+//! private mount namespace through `unshare`), full when it starts and again while tasks run. A
+//! task that needs the disk is retried, not failed, and succeeds once space is back; the library
+//! opens once it can; the task history catches up with every run (and never holds the database's
+//! write lock); the worker keeps running throughout.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,9 +36,11 @@ fn namespace(probe: &Path) -> Option<&'static [&'static str]> {
         })
 }
 
-/// `hlbot worker -Q default,pdf` whose `mnt` is a 4 MiB tmpfs holding its data and cache folders.
+/// `hlbot worker -Q default,pdf` whose `mnt` is a 4 MiB tmpfs holding its data and cache folders,
+/// filled up (`mnt/filler`) before the worker starts.
 fn worker(ns: &[&str], t: &TestRedis, mnt: &Path, roots: &Path, log: &Path) -> Proc {
-    let script = r#"mount -t tmpfs -o size=4m tmpfs "$1" && mkdir "$1/data" "$1/cache" && shift && exec "$@""#;
+    let script = r#"mount -t tmpfs -o size=4m tmpfs "$1" && mkdir "$1/data" "$1/cache" &&
+        { dd if=/dev/zero of="$1/filler" bs=64k 2>/dev/null; shift; exec "$@"; }"#;
     let child = Command::new("unshare")
         .args(ns)
         .args(["sh", "-c", script, "sh"])
@@ -104,19 +107,24 @@ async fn a_full_disk_retries_the_task_and_the_history_catches_up() {
     // The worker's own view of its folders (the tmpfs is mounted in its namespace only).
     let view = PathBuf::from(format!("/proc/{}/root", w.id())).join(mnt.strip_prefix("/").unwrap());
     let filler = view.join("filler");
-    fill(&filler);
+    assert!(logs().contains("starting without it"), "{}", logs());
 
+    // Full since start-up: tasks that need no disk run, the one that does is retried.
     let c = t.client().await;
-    let mut handles = Vec::new();
-    for i in 0..20 {
-        let h = c.send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("default"));
-        handles.push(h.await.unwrap());
-    }
-    for h in &handles {
-        h.get(Duration::from_secs(30))
-            .await
-            .expect("runs on a full disk");
-    }
+    let echo = |from: i64, n: i64| {
+        let c = &c;
+        async move {
+            for i in from..from + n {
+                let h = c.send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("default"));
+                h.await
+                    .unwrap()
+                    .get(Duration::from_secs(30))
+                    .await
+                    .expect("runs on a full disk");
+            }
+        }
+    };
+    echo(0, 20).await;
     let mut kw = Map::new();
     kw.insert(
         "pdf_path".into(),
@@ -139,24 +147,30 @@ async fn a_full_disk_retries_the_task_and_the_history_catches_up() {
         "{meta:?}"
     );
 
-    // The history writer retries each second: let it meet the full disk a few times (its second
-    // failure used to leave a transaction open for good).
-    wait_until(Duration::from_secs(30), "the history write failing", || {
-        logs().contains("task history: cannot write").then_some(())
-    });
-    tokio::time::sleep(Duration::from_secs(4)).await;
-
-    // Space comes back: the retry (backoff up to 60 s) succeeds, the history catches up.
+    // Space comes back: the library opens (retried every 10 s), the task's retry (backoff up
+    // to 60 s) succeeds.
     std::fs::remove_file(&filler).unwrap();
+    wait_until(Duration::from_secs(30), "the library opening", || {
+        logs().contains("is back: library").then_some(())
+    });
     let doc = pdf
         .get(Duration::from_secs(120))
         .await
         .expect("the retry succeeds");
     assert!(doc["text"].as_str().is_some_and(|s| !s.is_empty()), "{doc}");
-    for i in 20..25 {
-        let h = c.send_task("hlbot.debug.echo", vec![json!(i)], Map::new(), q("default"));
-        h.await.unwrap().get(Duration::from_secs(30)).await.unwrap();
-    }
+
+    // Full again mid-run. The history writer retries each second: let it meet the full disk a
+    // few times (its second failure used to leave a transaction open for good).
+    fill(&filler);
+    let failed_before = logs().matches("task history: cannot write").count();
+    echo(20, 5).await;
+    wait_until(Duration::from_secs(30), "the history write failing", || {
+        (logs().matches("task history: cannot write").count() > failed_before).then_some(())
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    std::fs::remove_file(&filler).unwrap();
+    echo(25, 5).await;
+
     // SQLite resolves /proc/<pid>/root to the host's /: read the history from inside.
     let enter: &[&str] = if ns.len() == 1 {
         &["-m"]
@@ -179,7 +193,7 @@ async fn a_full_disk_retries_the_task_and_the_history_catches_up() {
             String::from_utf8_lossy(&out.stderr)
         );
         let rows: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
-        (rows.iter().filter(|r| r["state"] == "SUCCESS").count() == 26).then_some(rows)
+        (rows.iter().filter(|r| r["state"] == "SUCCESS").count() == 31).then_some(rows)
     };
     let rows = wait_until(Duration::from_secs(30), "every run in the history", history);
     let pdf_row = rows.iter().find(|r| r["task_id"] == json!(pdf.id)).unwrap();

@@ -23,7 +23,7 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let client = super::client(s).await?;
-    let store = super::library::open_optional(s).await;
+    let store = super::library::open_in_background(s).await;
     let beat = s
         .beat
         .entries

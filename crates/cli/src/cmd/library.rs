@@ -36,6 +36,59 @@ pub async fn open_optional(s: &Settings) -> Option<Store> {
     }
 }
 
+/// The store for a long-running process (worker, dashboard): opened now if the database answers
+/// within 5 s; else a store that connects on use, and a background task that retries the
+/// migrations every 10 s until they apply — the library and the task history (buffered
+/// meanwhile) work from then on, without a restart. A database that is down or a disk that is
+/// full at start-up therefore costs the runs of that time nothing.
+pub async fn open_in_background(s: &Settings) -> Option<Store> {
+    let url = hlbot_store::redact(&s.store.effective_url());
+    let why = match tokio::time::timeout(Duration::from_secs(5), Store::open(&s.store)).await {
+        Ok(Ok(st)) => return Some(st),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer in 5 s".to_string(),
+    };
+    let store = match Store::connect_lazy(&s.store).await {
+        Ok(st) => st,
+        Err(e) => {
+            tracing::warn!("research library unavailable, running without it: {e}");
+            return None;
+        }
+    };
+    tracing::warn!(
+        "research library {url} unavailable ({why}); starting without it and retrying every 10 s"
+    );
+    // Its own thread and runtime (sqlx's migration future is not `Send`), and its own
+    // connection: the worker's lazy pool connects by itself once the database answers.
+    let cfg = s.store.clone();
+    let spawned = std::thread::Builder::new()
+        .name("hlbot-library-retry".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    if let Ok(st) = Store::open(&cfg).await {
+                        st.close().await;
+                        tracing::info!(
+                            "research library {url} is back: library and task history on"
+                        );
+                        return;
+                    }
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("research library: cannot start the retry thread: {e}");
+    }
+    Some(store)
+}
+
 fn time(t: f64) -> String {
     chrono::DateTime::from_timestamp(t as i64, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())

@@ -102,7 +102,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         count_runs: a.count_runs,
         ..Default::default()
     };
-    let store = super::library::open_optional(s).await;
+    let store = super::library::open_in_background(s).await;
     let history = match (&store, a.no_history) {
         (Some(st), false) => Some(start_history(st)),
         _ => None,
