@@ -21,7 +21,7 @@ MEM_KIB="${FUZZ_MEM_KIB:-8388608}"   # 8 GiB of address space per target
 # name | cargo test arguments | properties in the target
 TARGETS=(
   "envelope|-p hlbot-proto --test fuzz|5"
-  "captions|-p hlbot-youtube --test fuzz|4"
+  "captions|-p hlbot-youtube --test fuzz|6"
   "pdf-protocol|-p hlbot-pdf --lib child::fuzz|4"
 )
 

@@ -163,7 +163,8 @@ pub enum Command {
     /// The library database's schema: migrate (apply pending migrations), status.
     #[command(subcommand)]
     Db(DbCommand),
-    /// Print the clean transcript of a caption file (WebVTT, SRT, YouTube json3).
+    /// Print the clean transcript of a caption file (WebVTT, SRT, TTML/DFXP, SBV, SSA/ASS, YouTube
+    /// json3/srv1/srv2/srv3).
     Captions(CaptionsArgs),
     /// Ask workers (hlbot or Python): ping, active, reserved, scheduled, revoked, registered,
     /// stats, active_queues, conf, report, query_task ID..., clock.
@@ -427,7 +428,8 @@ pub struct PurgeArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// A PDF, a YouTube URL, an image (PNG/JPEG/WebP/GIF), or a .vtt/.srt/.txt file.
+    /// A PDF, a YouTube URL, a video or audio file, an image (PNG/JPEG/WebP/GIF), a caption file
+    /// (.vtt/.srt/.ttml/.dfxp/.sbv/.ass/.ssa/.json3/.srv1-3) or a .txt/.md file.
     pub source: String,
     /// Model: claude-*, openai:MODEL, ollama:MODEL or rules (default: claude-sonnet-4, or rules
     /// when no API key is set).

@@ -71,7 +71,13 @@ static PAGE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static CUE_TIME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*((?:\d+:)?\d{1,2}:\d{2})(?:[.,]\d+)?\s*-->\s*").unwrap());
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[^>]*>").unwrap());
+/// Caption markup by tag name and inline timestamps; a bare `<` or `>` (`RSI < 30`) is text.
+static TAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)</?(?:c|i|b|u|s|v|lang|ruby|rt|rp|font|span|br|p|em|strong|sub|sup|big|small|tt)(?:[.\s][^<>\n]*)?/?>|<\d+(?::\d+){1,2}(?:[.,]\d+)?>",
+    )
+    .unwrap()
+});
 
 /// True when the text looks like a WebVTT or SRT file.
 pub fn looks_like_captions(text: &str) -> bool {
@@ -202,6 +208,15 @@ mod tests {
         assert_eq!(
             prepare(srt, ContentType::Captions),
             "[00:00:00] Caption one\n[00:01:05] Caption two"
+        );
+    }
+
+    #[test]
+    fn comparison_signs_in_captions_are_text() {
+        let srt = "1\n00:00:01,000 --> 00:00:02,000\n<i>if RSI < 30 and price > 50 buy</i>\n";
+        assert_eq!(
+            prepare(srt, ContentType::Captions),
+            "[00:00:01] if RSI < 30 and price > 50 buy"
         );
     }
 

@@ -66,11 +66,22 @@ pub fn detect(source: &str) -> Result<SourceKind> {
         _ if head.starts_with(b"%PDF-") => SourceKind::Pdf(path.to_path_buf()),
         "pdf" => SourceKind::Pdf(path.to_path_buf()),
         "png" | "jpg" | "jpeg" | "webp" | "gif" => SourceKind::Image(path.to_path_buf()),
-        "vtt" | "srt" | "json3" => SourceKind::Captions(path.to_path_buf()),
+        "vtt" | "srt" | "json3" | "sbv" | "ttml" | "dfxp" | "srv1" | "srv2" | "srv3" | "ass"
+        | "ssa" => SourceKind::Captions(path.to_path_buf()),
         "txt" | "md" | "text" => SourceKind::Text(path.to_path_buf()),
         _ if crate::media::is_media(path, &head) => SourceKind::Media(path.to_path_buf()),
         _ => return Err(Error::UnknownSource(source.to_string())),
     })
+}
+
+/// A caption file as the strategy step reads it: one `[hh:mm:ss] text` line per segment (the
+/// same in-process and through `--queue`, whatever the file's format).
+pub fn caption_lines(captions: &hlbot_youtube::Captions) -> String {
+    captions
+        .segments
+        .iter()
+        .map(|g| format!("[{}] {}\n", content::hms(g.start), g.text.trim()))
+        .collect()
 }
 
 /// Options of one ingest run.
@@ -153,11 +164,7 @@ pub async fn ingest(
             let bytes = read_text_file(s, path)?;
             let lang = hlbot_youtube::lang_from_path(path);
             let captions = hlbot_youtube::read_captions(&bytes, lang.as_deref())?;
-            let text: String = captions
-                .segments
-                .iter()
-                .map(|g| format!("[{}] {}\n", content::hms(g.start), g.text.trim()))
-                .collect();
+            let text = caption_lines(&captions);
             (
                 None,
                 ReadFacts::from_captions(path, &captions),

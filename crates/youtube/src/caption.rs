@@ -10,7 +10,14 @@ use regex::Regex;
 use crate::error::{Error, Result};
 use crate::segment::Segment;
 
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[^>\n]*>|\{\\[^}\n]*\}").unwrap());
+/// Markup: WebVTT/SRT/HTML tags by name (so `RSI < 30 and price > 50` stays text), inline
+/// timestamps (`<00:00:01.234>`) and SSA override blocks (`{\an8}`).
+static TAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)</?(?:c|i|b|u|s|v|lang|ruby|rt|rp|font|span|br|p|em|strong|sub|sup|big|small|tt)(?:[.\s][^<>\n]*)?/?>|<\d+(?::\d+){1,2}(?:[.,]\d+)?>|\{\\[^}\n]*\}",
+    )
+    .unwrap()
+});
 static INLINE_TS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<(\d+:)?\d{1,2}:\d{1,2}[.,]\d+>").unwrap());
 static ENTITY: LazyLock<Regex> =
@@ -292,6 +299,14 @@ mod tests {
         let segs = parse_text_captions(srt).unwrap();
         assert_eq!(texts(&segs), ["Tom & Jerry second éA line", "bye now"]);
         assert_eq!((segs[0].start, segs[0].end), (1.0, 2.5));
+    }
+
+    #[test]
+    fn comparison_signs_are_text_not_tags() {
+        let srt = "1\n00:00:01,000 --> 00:00:02,000\n<i>if RSI < 30 and price > 50 buy</i>\n\n\
+                   2\n00:00:03,000 --> 00:00:04,000\n<font color=\"#fff\">EUR<USD</font> <b>x</b>\n";
+        let s = parse_text_captions(srt).unwrap();
+        assert_eq!(texts(&s), ["if RSI < 30 and price > 50 buy", "EUR<USD x"]);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Detection {
     NulPattern,
     /// Valid UTF-8 (or plain ASCII).
     Utf8,
+    /// Named by the XML declaration (`<?xml … encoding="ISO-8859-1"?>`) of a TTML/srv file.
+    Declared,
     /// Guessed from the bytes by `chardetng`.
     Detected,
 }
@@ -46,6 +48,7 @@ impl std::fmt::Display for Encoding {
             Detection::Bom => "BOM",
             Detection::NulPattern => "NUL pattern",
             Detection::Utf8 => "valid UTF-8",
+            Detection::Declared => "XML declaration",
             Detection::Detected => "detected",
         };
         write!(f, "{} ({how})", self.name)
@@ -91,6 +94,13 @@ pub fn decode(bytes: &[u8], lang: Option<&str>) -> (String, Encoding) {
     if let Ok(s) = std::str::from_utf8(bytes) {
         return (s.to_string(), Encoding::new("UTF-8", Detection::Utf8));
     }
+    if let Some(enc) = xml_declared(bytes) {
+        let (t, _) = enc.decode_without_bom_handling(bytes);
+        return (
+            t.into_owned(),
+            Encoding::new(enc.name(), Detection::Declared),
+        );
+    }
     let mut det = EncodingDetector::new();
     det.feed(bytes, true);
     let tld = lang.and_then(tld_for);
@@ -100,6 +110,21 @@ pub fn decode(bytes: &[u8], lang: Option<&str>) -> (String, Encoding) {
         t.into_owned(),
         Encoding::new(enc.name(), Detection::Detected),
     )
+}
+
+/// The single-byte or multi-byte encoding an XML declaration names (`<?xml version="1.0"
+/// encoding="windows-1252"?>`); UTF-8/16 declarations are not trusted over the bytes.
+fn xml_declared(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let head = bytes.strip_prefix(b"<?xml")?;
+    let decl = &head[..head.iter().position(|&b| b == b'>')?];
+    let decl = std::str::from_utf8(decl).ok()?;
+    let rest = &decl[decl.find("encoding")? + "encoding".len()..];
+    let rest = rest.trim_start().strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let label = rest[1..].split(quote).next()?;
+    encoding_rs::Encoding::for_label(label.trim().as_bytes()).filter(|e| {
+        *e != encoding_rs::UTF_8 && *e != encoding_rs::UTF_16LE && *e != encoding_rs::UTF_16BE
+    })
 }
 
 /// BOM-less UTF-16: ASCII-heavy text has a NUL in every other byte.

@@ -1,5 +1,6 @@
 //! yt-dlp's info JSON (`-J`) as the fields this crate uses, chapters, and the choice of caption
-//! track: manual subtitles in the preferred languages first, then auto captions; json3 over VTT/SRT.
+//! track: manual subtitles in the preferred languages first, then auto captions; json3 over VTT/SRT
+//! over YouTube's XML formats.
 
 use std::collections::BTreeMap;
 
@@ -87,7 +88,9 @@ impl Track {
     }
 }
 
-const PARSEABLE: [&str; 3] = ["json3", "vtt", "srt"];
+/// Caption formats `read_captions` reads, best first: json3 has no rolling-line quirks; the XML
+/// formats only when a track offers nothing else.
+const PARSEABLE: [&str; 7] = ["json3", "vtt", "srt", "srv3", "ttml", "srv1", "srv2"];
 
 /// Manual subtitles in preference order, then auto captions (original-language `-orig` first).
 pub(crate) fn choose_track(info: &VideoInfo, prefs: &[String]) -> Option<Track> {
@@ -159,7 +162,7 @@ mod tests {
     #[test]
     fn auto_prefers_orig_and_skips_unparseable() {
         let i = info(
-            r#"{"subtitles":{"en":[{"ext":"ttml"}],"live_chat":[{"ext":"json"}]},
+            r#"{"subtitles":{"en":[{"ext":"lrc"}],"live_chat":[{"ext":"json"}]},
                 "automatic_captions":{"en":[{"ext":"vtt"}],"en-orig":[{"ext":"srv3"},{"ext":"vtt"}]}}"#,
         );
         let t = choose_track(&i, &["en".into()]).unwrap();
@@ -172,6 +175,12 @@ mod tests {
             }
         );
         assert_eq!(choose_track(&VideoInfo::default(), &["en".into()]), None);
+        // A manual track offered only as TTML is read (before any auto track).
+        let i = info(
+            r#"{"subtitles":{"en":[{"ext":"ttml"},{"ext":"srv1"}]},"automatic_captions":{"en":[{"ext":"vtt"}]}}"#,
+        );
+        let t = choose_track(&i, &["en".into()]).unwrap();
+        assert_eq!((t.auto, t.ext), (false, "ttml"));
     }
 
     #[test]

@@ -20,8 +20,11 @@ mod options;
 mod playlist;
 mod process;
 mod progress;
+mod sbv;
 mod segment;
 mod slides;
+mod ssa;
+mod timedtext;
 mod video;
 #[cfg(feature = "whisper")]
 mod whisper;

@@ -1,5 +1,5 @@
-//! Transcript segments and the public caption entry points: `parse_captions` (json3, WebVTT, SRT in
-//! any common encoding) and `transcript_text`.
+//! Transcript segments and the public caption entry points: `parse_captions` (json3, WebVTT, SRT,
+//! TTML/DFXP, YouTube srv1/2/3, SBV, SSA/ASS in any common encoding) and `transcript_text`.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,8 @@ pub struct Captions {
 }
 
 /// Parses a caption file of any supported format: YouTube `json3`, WebVTT (incl. YouTube's
-/// auto-caption layouts) or SRT; UTF-8/16/32 with or without BOM, or a legacy code page.
+/// auto-caption layouts), SRT, TTML/DFXP, YouTube `srv1`/`srv2`/`srv3`, SBV or SSA/ASS, told
+/// apart by their content; UTF-8/16/32 with or without BOM, or a legacy code page.
 /// Empty input or input with no cues is an error, never an empty success.
 pub fn parse_captions(bytes: &[u8]) -> Result<Vec<Segment>> {
     read_captions(bytes, None).map(|c| c.segments)
@@ -39,14 +40,23 @@ pub fn read_captions(bytes: &[u8], lang: Option<&str>) -> Result<Captions> {
             reason: "empty caption file".into(),
         });
     }
+    // XML first: a TTML file may hold `<!-- comments -->`, whose `-->` is no cue timing.
     let segments = if trimmed.starts_with('{') {
         parse_json3(trimmed)?
+    } else if trimmed.starts_with('<') {
+        crate::timedtext::parse_timed_text(trimmed)?
     } else if trimmed.contains("-->") {
         crate::caption::parse_text_captions(&text)?
+    } else if crate::ssa::looks_like_ssa(trimmed) {
+        crate::ssa::parse_ssa(trimmed)?
+    } else if crate::sbv::looks_like_sbv(trimmed) {
+        crate::sbv::parse_sbv(trimmed)?
     } else {
         return Err(Error::Caption {
             line: 1,
-            reason: "not a caption file (no WebVTT/SRT timing line and not json3)".into(),
+            reason: "not a caption file: no WebVTT/SRT timing line (`-->`), no SBV timing line, \
+                     no SSA/ASS [Events], not json3 and not XML timed text (TTML, srv1/2/3)"
+                .into(),
         });
     };
     // Found by the caption property tests: `{"events": []}` (or a file cut before its first

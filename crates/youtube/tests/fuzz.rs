@@ -1,5 +1,5 @@
-//! Property tests (proptest, stable toolchain) over the caption parsers — VTT, SRT, json3 and
-//! the encoding detection in front of them: no input may panic, hang or come back as an empty
+//! Property tests (proptest, stable toolchain) over the caption parsers — VTT, SRT, json3, the XML
+//! formats (TTML, srv1/2/3), SSA/ASS, SBV and the encoding detection in front of them: no input may panic, hang or come back as an empty
 //! success; parsed segments have finite, non-negative times. Inputs: random bytes, generated
 //! cue files with hostile timings, tags and entities, the files of `../shared/corpus/captions`
 //! with bytes flipped, cut or inserted, and re-encodings (UTF-16/32, with and without BOM).
@@ -97,6 +97,86 @@ fn json3() -> impl Strategy<Value = String> {
     })
 }
 
+fn time_attr() -> impl Strategy<Value = String> {
+    prop_oneof![
+        timestamp(),
+        "[0-9.]{1,12}(h|m|s|ms|f|t)",
+        "[0-9]{1,2}:[0-9]{2}:[0-9]{2}:[0-9]{1,3}(\\.[0-9])?",
+        Just("1e308h".to_string()),
+        Just("NaN".to_string()),
+        "[0-9]{0,25}",
+    ]
+}
+
+/// TTML and YouTube's srv1/2/3 with hostile times, rates, nesting and markup.
+fn timed_text_xml() -> impl Strategy<Value = String> {
+    let p = (time_attr(), time_attr(), any::<bool>(), cue_text());
+    (
+        0u8..4,
+        prop::option::of("[0-9.a-z]{0,8}"),
+        prop::collection::vec(p, 0..10),
+        prop::option::of(time_attr()),
+    )
+        .prop_map(|(kind, rate, ps, div_begin)| {
+            let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;");
+            let body: String = ps
+                .iter()
+                .map(|(a, b, dur, text)| match kind {
+                    0 => format!(
+                        "<p begin=\"{a}\" {}=\"{b}\">{}<br/><span>x</span></p>",
+                        if *dur { "dur" } else { "end" },
+                        esc(text)
+                    ),
+                    1 => format!("<text start=\"{a}\" dur=\"{b}\">{}</text>", esc(text)),
+                    2 => format!("<text t=\"{a}\" d=\"{b}\">{}</text>", esc(text)),
+                    _ => format!("<p t=\"{a}\" d=\"{b}\"><s>{}</s><s t=\"1\"> y</s></p>", esc(text)),
+                })
+                .collect();
+            let rate = rate.map(|r| format!(" ttp:tickRate=\"{r}\" ttp:frameRate=\"{r}\"")).unwrap_or_default();
+            let div = div_begin.map(|b| format!(" begin=\"{b}\"")).unwrap_or_default();
+            match kind {
+                0 => format!("<?xml version=\"1.0\"?><!-- a -->\n<tt xmlns:ttp=\"urn:p\"{rate}><body{div}><div{div}>{body}</div></body></tt>"),
+                1 => format!("<transcript>{body}</transcript>"),
+                2 => format!("<timedtext>{body}</timedtext>"),
+                _ => format!("<timedtext format=\"3\"><body>{body}</body></timedtext>"),
+            }
+        })
+}
+
+/// SSA/ASS with shuffled Format lines, hostile times, override tags and drawings; and SBV.
+fn ssa_or_sbv() -> impl Strategy<Value = String> {
+    let time = || {
+        prop_oneof![
+            2 => (0u32..10, 0u32..60, 0u32..60, 0u32..1000)
+                .prop_map(|(h, m, s, ms)| format!("{h}:{m:02}:{s:02}.{ms:03}")),
+            1 => timestamp(),
+        ]
+    };
+    let line = (time(), time(), "[a-zA-Z, {}\\\\p0-9N]{0,40}");
+    (
+        any::<bool>(),
+        prop::option::weighted(0.3, "[A-Za-z, ]{0,60}"),
+        prop::collection::vec(line, 0..10),
+    )
+        .prop_map(|(ssa, format, lines)| {
+            if ssa {
+                let mut out = "[Script Info]\nScriptType: v4.00+\n\n[Events]\n".to_string();
+                if let Some(f) = format {
+                    out.push_str(&format!("Format: {f}\n"));
+                }
+                for (a, b, t) in lines {
+                    out.push_str(&format!("Dialogue: 0,{a},{b},Default,,0,0,0,,{t}\n"));
+                }
+                out
+            } else {
+                lines
+                    .into_iter()
+                    .map(|(a, b, t)| format!("{a},{b}\n{t}\n\n"))
+                    .collect()
+            }
+        })
+}
+
 fn encode(text: &str, how: u8) -> Vec<u8> {
     let u16s: Vec<u16> = text.encode_utf16().collect();
     match how % 6 {
@@ -158,6 +238,16 @@ proptest! {
 
     #[test]
     fn generated_json3(text in json3(), how in any::<u8>()) {
+        check(&encode(&text, how))?;
+    }
+
+    #[test]
+    fn generated_timed_text_xml(text in timed_text_xml(), how in any::<u8>()) {
+        check(&encode(&text, how))?;
+    }
+
+    #[test]
+    fn generated_ssa_and_sbv(text in ssa_or_sbv(), how in any::<u8>()) {
         check(&encode(&text, how))?;
     }
 

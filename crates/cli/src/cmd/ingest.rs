@@ -167,13 +167,16 @@ async fn queued(
             read = Some(hlbot_tasks::ReadFacts::image(p));
         }
         SourceKind::Captions(p) => {
-            // Decoded here (any encoding), sent as text: the worker needs no access to the file.
+            // Parsed here (any format and encoding), sent as the same `[hh:mm:ss] text` lines the
+            // in-process path reads: the worker needs no access to the file.
             let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
             let lang = hlbot_youtube::lang_from_path(p);
             let captions = hlbot_youtube::read_captions(&bytes, lang.as_deref())
                 .with_context(|| format!("parsing {}", p.display()))?;
-            let (text, _) = hlbot_youtube::decode_text(&bytes, lang.as_deref());
-            kwargs.insert("content".into(), json!(text));
+            kwargs.insert(
+                "content".into(),
+                json!(hlbot_tasks::ingest::caption_lines(&captions)),
+            );
             kwargs.insert("model".into(), json!(model));
             read = Some(hlbot_tasks::ReadFacts::from_captions(p, &captions));
         }
