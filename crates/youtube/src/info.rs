@@ -4,52 +4,94 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// A chapter as yt-dlp reports it (seconds).
+/// A chapter as yt-dlp reports it (seconds). An untitled chapter (`"title": null`, as some
+/// extractors give) has an empty title.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chapter {
     pub start_time: f64,
+    #[serde(default, deserialize_with = "lenient")]
     pub end_time: Option<f64>,
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub title: String,
+}
+
+/// A field of the type expected, else `None`: one odd field of one extractor must not make the
+/// whole info JSON unreadable.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(lenient::<D, String>(d)?.unwrap_or_default())
+}
+
+/// Chapters that can be read; one without a start time is skipped.
+fn chapters<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Chapter>>, D::Error> {
+    let Some(list) = lenient::<D, Vec<serde_json::Value>>(d)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        list.into_iter()
+            .filter_map(|c| serde_json::from_value(c).ok())
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct SubFormat {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub ext: Option<String>,
 }
 
-/// The subset of yt-dlp's info dict we read; every field optional (the generic extractor omits most).
+/// Caption tracks by language; a language whose list is of an unexpected shape is skipped.
+fn tracks<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, Vec<SubFormat>>>, D::Error> {
+    let Some(map) = lenient::<D, serde_json::Map<String, serde_json::Value>>(d)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        map.into_iter()
+            .filter_map(|(lang, v)| Some((lang, serde_json::from_value(v).ok()?)))
+            .collect(),
+    ))
+}
+
+/// The subset of yt-dlp's info dict we read; every field optional (the generic extractor omits
+/// most), and one of an unexpected type reads as absent.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct VideoInfo {
-    #[serde(default, rename = "_type")]
+    #[serde(default, rename = "_type", deserialize_with = "lenient")]
     pub kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub title: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub channel: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub uploader: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub duration: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub upload_date: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "chapters")]
     pub chapters: Option<Vec<Chapter>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tracks")]
     pub subtitles: Option<BTreeMap<String, Vec<SubFormat>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tracks")]
     pub automatic_captions: Option<BTreeMap<String, Vec<SubFormat>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub webpage_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub extractor: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub live_status: Option<String>,
 }
 
@@ -181,6 +223,26 @@ mod tests {
         );
         let t = choose_track(&i, &["en".into()]).unwrap();
         assert_eq!((t.auto, t.ext), (false, "ttml"));
+    }
+
+    #[test]
+    fn odd_fields_read_as_absent_not_as_an_unreadable_info() {
+        let i = info(
+            r#"{"id":"x","title":null,"duration":"12:30","upload_date":20261128,"channel":["a"],
+                "chapters":[{"start_time":0,"end_time":null,"title":null},{"title":"no start"},
+                            {"start_time":90.5,"end_time":"?","title":"Entries"}],
+                "subtitles":{"en":[{"ext":null},{"ext":"vtt"}],"de":"none"}}"#,
+        );
+        assert_eq!((i.id.as_deref(), i.title.as_deref()), (Some("x"), None));
+        assert_eq!((i.duration, i.upload_date.as_deref()), (None, None));
+        assert_eq!(i.channel(), None);
+        let ch = i.chapters.clone().unwrap();
+        assert_eq!(ch.len(), 2);
+        assert_eq!((ch[0].title.as_str(), ch[1].end_time), ("", None));
+        assert_eq!(ch[1].title, "Entries");
+        // A language whose track list has an unexpected shape is skipped, the others read.
+        let t = choose_track(&i, &["de".into(), "en".into()]).unwrap();
+        assert_eq!((t.lang.as_str(), t.ext), ("en", "vtt"));
     }
 
     #[test]
