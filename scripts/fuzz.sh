@@ -23,6 +23,7 @@ TARGETS=(
   "envelope|-p hlbot-proto --test fuzz|5"
   "captions|-p hlbot-youtube --test fuzz|6"
   "pdf-protocol|-p hlbot-pdf --lib child::fuzz|4"
+  "pdf-documents|-p hlbot-pdf --test pdf mutants::damaged|1"
 )
 
 want="${1:-}"

@@ -161,7 +161,8 @@ fn key(opts: &PdfOptions) -> String {
     )
 }
 
-fn start(opts: &PdfOptions) -> Result<Worker> {
+/// A newly started worker (never one from the pool).
+pub(crate) fn start(opts: &PdfOptions) -> Result<Worker> {
     let args: Vec<_> = opts.child_args.iter().map(Into::into).collect();
     let mut child = subprocess::start(&opts.child_program, &args, &[])?;
     let (Some(mut stdin), Some(stdout), Some(mut err)) =

@@ -84,7 +84,7 @@ where
     let plan = Plan::new(opts, req, &file, size, hash.id(), render_dir.as_ref());
     step(&progress, Stage::Opening, 0, 1);
     let mut ocr = OcrPages::new(opts, &languages, deadline, &cancel);
-    let ran = workers::run(
+    let mut ran = workers::run(
         opts,
         &plan,
         &req.pdf_path,
@@ -94,6 +94,36 @@ where
         &progress,
     )
     .await?;
+    if let Some(status) = ran.crashed.take() {
+        // A crash is PDFium's, on this document (or the memory cap): read it once more in new
+        // processes without images; keep whichever read got more pages.
+        let (again, had_images) = plan.after_crash();
+        let mut ocr_again = OcrPages::new(opts, &languages, deadline, &cancel);
+        let second = workers::run(
+            opts,
+            &again,
+            &req.pdf_path,
+            deadline,
+            &cancel,
+            &mut ocr_again,
+            &progress,
+        )
+        .await?;
+        let without = if had_images { " without images" } else { "" };
+        if second.crashed.is_none() {
+            ocr = ocr_again;
+            ran = second;
+            ran.complete = false;
+            ran.collected.warnings.push(format!(
+                "the PDF worker crashed ({status}); the document was read again{without}"
+            ));
+        } else if ran.collected.pages.is_empty() && second.collected.pages.is_empty() {
+            return Err(crash_error(opts, &req.pdf_path, &status, without));
+        } else if second.collected.pages.len() > ran.collected.pages.len() {
+            ocr = ocr_again;
+            ran = second;
+        }
+    }
     let read = ocr.collect(&req.pdf_path, opts, &progress).await?;
 
     let (doc_id, hash_ms) = hash.join().await?;
@@ -111,6 +141,27 @@ where
     let n = doc.pages.len() as u32;
     step(&progress, Stage::Done, n, n);
     Ok(doc)
+}
+
+/// A document PDFium crashed on twice, the second time in a new process: not retryable, since
+/// it will crash the same way again.
+fn crash_error(opts: &PdfOptions, path: &std::path::Path, status: &str, without: &str) -> PdfError {
+    let cap = opts
+        .child_memory_limit
+        .map(|b| {
+            format!(
+                " or needs more than the worker memory cap ({:.1} GiB)",
+                b as f64 / f64::from(1u32 << 30)
+            )
+        })
+        .unwrap_or_default();
+    PdfError::Damaged {
+        path: path.to_path_buf(),
+        detail: format!(
+            "the PDF engine crashed reading it ({status}), and again in a new worker{without}: \
+             the file is malformed in a way PDFium cannot survive{cap}"
+        ),
+    }
 }
 
 fn step(progress: &impl Fn(Progress), stage: Stage, done: u32, total: u32) {

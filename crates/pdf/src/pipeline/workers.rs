@@ -32,6 +32,9 @@ pub(super) struct Plan {
     shards: u32,
     /// The most a worker may ask for (each shard is a process).
     max: u32,
+    /// Start new worker processes instead of taking idle ones from the pool (the second read of
+    /// a document a worker crashed on).
+    fresh: bool,
 }
 
 impl Plan {
@@ -79,7 +82,24 @@ impl Plan {
             request,
             shards,
             max,
+            fresh: false,
         }
+    }
+
+    /// The plan for reading a document again after a worker crashed on it: new processes, and
+    /// no image extraction (where PDFium's decoders most often fail). Returns whether images
+    /// were asked for.
+    pub(super) fn after_crash(&self) -> (Plan, bool) {
+        let mut request = self.request.clone();
+        let had_images = request.extract_images;
+        request.extract_images = false;
+        let plan = Plan {
+            request,
+            shards: self.shards,
+            max: self.max,
+            fresh: true,
+        };
+        (plan, had_images)
     }
 }
 
@@ -98,10 +118,13 @@ pub(super) struct Collected {
     error: Option<(String, String)>,
 }
 
-/// What the workers produced; `complete` is false when one died after some pages.
+/// What the workers produced; `complete` is false when one died after some pages. `crashed`
+/// is the exit status of a worker killed by a signal (PDFium crashed, or the memory cap), then
+/// `collected` may hold no page at all.
 pub(super) struct Ran {
     pub collected: Collected,
     pub complete: bool,
+    pub crashed: Option<String>,
 }
 
 struct Starter<'a> {
@@ -124,7 +147,11 @@ impl Starter<'_> {
         line.push(b'\n');
         let timeout = self.deadline.saturating_duration_since(Instant::now());
         let what = format!("PDF worker on {}", self.path.display());
-        let worker = pool::take(self.opts)?;
+        let worker = if self.plan.fresh {
+            pool::start(self.opts)?
+        } else {
+            pool::take(self.opts)?
+        };
         let (tx, cancel, opts) = (tx.clone(), self.cancel.clone(), self.opts.clone());
         // Finished at its `done` line: the worker then waits in the pool for the next document.
         workers.spawn(
@@ -162,6 +189,10 @@ pub(super) async fn run(
     let mut c = Collected::default();
     let mut results = Vec::new();
     let mut lines_open = true;
+    // Workers read the file through `/proc/<pid>/fd/<n>`; their messages name the user's path.
+    let fd_path = plan.request.pdf_path.display().to_string();
+    let user_path = serde_json::to_string(&req_path.display().to_string())?;
+    let user_path = &user_path[1..user_path.len() - 1];
     while lines_open || !workers.is_empty() {
         // Lines first: a worker's lines are all queued before its task ends, so a request for
         // more workers is seen before the last running worker is reaped.
@@ -176,10 +207,13 @@ pub(super) async fn run(
                 continue;
             }
         };
-        let Some(line) = line else {
+        let Some(mut line) = line else {
             lines_open = false;
             continue;
         };
+        if line.contains(&fd_path) {
+            line = line.replace(&fd_path, user_path);
+        }
         let Ok(ev) = serde_json::from_str::<ChildEvent>(&line) else {
             tracing::debug!(line = %line, "non-protocol output from PDF worker");
             continue;
@@ -243,8 +277,9 @@ pub(super) async fn run(
     settle(opts, req_path, c, results, started)
 }
 
-/// Turn the processes' exits into the result: a reported error, a worker that died before any
-/// page (error), or one that died after some (partial result, with a warning).
+/// Turn the processes' exits into the result: a reported error, a worker that exited before any
+/// page (error), one that died after some (partial result, with a warning), or one killed by a
+/// signal (`crashed`, with whatever pages came before).
 fn settle(
     opts: &PdfOptions,
     path: &Path,
@@ -275,14 +310,19 @@ fn settle(
         return Err(child_error(&kind, message, path, opts, stderr));
     }
     let mut complete = true;
+    let mut crashed = None;
     if c.done < started as usize {
-        let status = finished
-            .iter()
-            .find(|f| !f.status.success())
+        let failed = finished.iter().find(|f| !f.status.success());
+        let status = failed
             .map(|f| f.status.to_string())
             .unwrap_or_else(|| "no result".into());
         let detail = format!("PDF worker exited with {status}");
-        if c.pages.is_empty() {
+        if failed
+            .is_some_and(|f| std::os::unix::process::ExitStatusExt::signal(&f.status).is_some())
+        {
+            crashed = Some(status);
+        }
+        if c.pages.is_empty() && crashed.is_none() {
             return Err(PdfError::Child { detail, stderr });
         }
         complete = false;
@@ -295,5 +335,6 @@ fn settle(
     Ok(Ran {
         collected: c,
         complete,
+        crashed,
     })
 }

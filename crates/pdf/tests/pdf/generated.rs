@@ -346,8 +346,12 @@ async fn memory_cap_stops_a_huge_render_without_taking_the_machine() {
             );
             assert_eq!(doc.pages[0].source, TextSource::Text);
         }
-        // Or the worker dies on the cap: a typed, retryable worker error.
-        Err(e) => assert!(matches!(e, PdfError::Child { .. }), "{e}"),
+        // Or the worker dies on the cap (twice: the second read is in a new worker): a typed
+        // error naming the cap, not retried.
+        Err(e) => assert!(
+            matches!(e, PdfError::Damaged { ref detail, .. } if detail.contains("memory cap")),
+            "{e}"
+        ),
     }
 }
 

@@ -8,6 +8,7 @@ mod corpus;
 mod fixtures;
 mod fonts;
 mod generated;
+mod mutants;
 mod ocr;
 mod pool;
 mod text;
