@@ -2,7 +2,7 @@
 //! formats (TTML, srv1/2/3), SSA/ASS, SBV and the encoding detection in front of them: no input may panic, hang or come back as an empty
 //! success; parsed segments have finite, non-negative times. Inputs: random bytes, generated
 //! cue files with hostile timings, tags and entities, the files of `../shared/corpus/captions`
-//! with bytes flipped, cut or inserted, and re-encodings (UTF-16/32, with and without BOM).
+//! and one sample of each other format with bytes flipped, cut or inserted, and re-encodings (UTF-16/32, with and without BOM).
 //! Case counts: `PROPTEST_CASES` (default 256; `scripts/fuzz.sh` runs more).
 
 mod common;
@@ -202,6 +202,20 @@ fn encode(text: &str, how: u8) -> Vec<u8> {
     }
 }
 
+/// One small file of each format the corpus lacks (TTML, srv1, srv3, SBV, SSA/ASS).
+fn format_samples() -> Vec<Vec<u8>> {
+    [
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<!-- c -->\n<tt xmlns=\"http://www.w3.org/ns/ttml\" xmlns:ttp=\"http://www.w3.org/ns/ttml#parameter\" ttp:tickRate=\"10000000\"><body begin=\"1s\"><div>\n<p begin=\"00:00:01.500\" end=\"00:00:03.000\">Buy the <span>breakout</span><br/>above 1.0850</p>\n<p begin=\"40000000t\" dur=\"15000000t\">RSI &lt; 30</p>\n<p begin=\"00:00:06:05\" end=\"7s\">frames</p></div></body></tt>\n",
+        "<?xml version=\"1.0\" encoding=\"utf-8\" ?><transcript><text start=\"0.5\" dur=\"3.1\">don&amp;#39;t buy</text><text start=\"4\" dur=\"1\">sell</text></transcript>",
+        "<?xml version=\"1.0\" encoding=\"utf-8\" ?><timedtext format=\"3\">\n<body>\n<p t=\"0\" d=\"2150\" w=\"1\">[Music]</p>\n<p t=\"2160\" d=\"2630\" w=\"1\"><s ac=\"0\">hey</s><s t=\"286\" ac=\"0\"> everyone</s></p>\n</body>\n</timedtext>",
+        "0:00:00.599,0:00:04.160\nSupport is where buyers\nkeep stepping in\n\n0:00:04.160,0:01:02.000\n>> stop below 1.0850\n",
+        "[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname\nStyle: Default,Arial\n\n[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\nDialogue: 0,0:00:03.00,0:00:05.00,Default,,0,0,0,,{\\an8}Risk one percent,\\Nno more\nDialogue: 0,0:00:06.00,0:00:07.00,Default,,0,0,0,,{\\p1}m 0 0 l 100 0{\\p0}\n",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
 fn corpus_files() -> Vec<Vec<u8>> {
     let Some(dir) = common::corpus("captions") else {
         assert!(
@@ -256,10 +270,8 @@ proptest! {
         which in any::<usize>(),
         edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
     ) {
-        let files = corpus_files();
-        if files.is_empty() {
-            return Ok(());
-        }
+        let mut files = corpus_files();
+        files.extend(format_samples());
         let mut b = files[which % files.len()].clone();
         for (at, byte, op) in edits {
             if b.is_empty() {
@@ -277,6 +289,15 @@ proptest! {
 }
 
 /// Crashes and contract breaks the properties found, kept as plain tests.
+#[test]
+fn every_format_sample_parses_unmutated() {
+    for sample in format_samples() {
+        let segs = parse_captions(&sample)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&sample)));
+        assert!(!segs.is_empty(), "{segs:?}");
+    }
+}
+
 #[test]
 fn regression_no_cues_is_an_error_not_an_empty_success() {
     for input in [
