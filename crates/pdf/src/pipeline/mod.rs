@@ -6,6 +6,7 @@
 
 mod assemble;
 mod ocr_pages;
+mod recovery;
 mod workers;
 
 use std::sync::Arc;
@@ -95,34 +96,15 @@ where
     )
     .await?;
     if let Some(status) = ran.crashed.take() {
-        // A crash is PDFium's, on this document (or the memory cap): read it once more in new
-        // processes without images; keep whichever read got more pages.
-        let (again, had_images) = plan.after_crash();
-        let mut ocr_again = OcrPages::new(opts, &languages, deadline, &cancel);
-        let second = workers::run(
+        let attempt = recovery::Attempt {
             opts,
-            &again,
-            &req.pdf_path,
+            plan: &plan,
+            path: &req.pdf_path,
+            languages: &languages,
             deadline,
-            &cancel,
-            &mut ocr_again,
-            &progress,
-        )
-        .await?;
-        let without = if had_images { " without images" } else { "" };
-        if second.crashed.is_none() {
-            ocr = ocr_again;
-            ran = second;
-            ran.complete = false;
-            ran.collected.warnings.push(format!(
-                "the PDF worker crashed ({status}); the document was read again{without}"
-            ));
-        } else if ran.collected.pages.is_empty() && second.collected.pages.is_empty() {
-            return Err(crash_error(opts, &req.pdf_path, &status, without));
-        } else if second.collected.pages.len() > ran.collected.pages.len() {
-            ocr = ocr_again;
-            ran = second;
-        }
+            cancel: &cancel,
+        };
+        (ran, ocr) = attempt.reread(ran, ocr, status, &progress).await?;
     }
     let read = ocr.collect(&req.pdf_path, opts, &progress).await?;
 
@@ -141,27 +123,6 @@ where
     let n = doc.pages.len() as u32;
     step(&progress, Stage::Done, n, n);
     Ok(doc)
-}
-
-/// A document PDFium crashed on twice, the second time in a new process: not retryable, since
-/// it will crash the same way again.
-fn crash_error(opts: &PdfOptions, path: &std::path::Path, status: &str, without: &str) -> PdfError {
-    let cap = opts
-        .child_memory_limit
-        .map(|b| {
-            format!(
-                " or needs more than the worker memory cap ({:.1} GiB)",
-                b as f64 / f64::from(1u32 << 30)
-            )
-        })
-        .unwrap_or_default();
-    PdfError::Damaged {
-        path: path.to_path_buf(),
-        detail: format!(
-            "the PDF engine crashed reading it ({status}), and again in a new worker{without}: \
-             the file is malformed in a way PDFium cannot survive{cap}"
-        ),
-    }
 }
 
 fn step(progress: &impl Fn(Progress), stage: Stage, done: u32, total: u32) {

@@ -86,20 +86,37 @@ impl Plan {
         }
     }
 
-    /// The plan for reading a document again after a worker crashed on it: new processes, and
-    /// no image extraction (where PDFium's decoders most often fail). Returns whether images
-    /// were asked for.
-    pub(super) fn after_crash(&self) -> (Plan, bool) {
+    /// The plan for reading a document again after a worker crashed on it `crashes` times: new
+    /// processes, first without image extraction (where PDFium's decoders fail most), then
+    /// without page renders for OCR either (the text layer only). With a description of what
+    /// was left out; `None` once there is nothing left to leave out.
+    pub(super) fn after_crash(&self, crashes: u32) -> Option<(Plan, String)> {
         let mut request = self.request.clone();
-        let had_images = request.extract_images;
-        request.extract_images = false;
+        let mut left_out = Vec::new();
+        match crashes {
+            1 => {}
+            2 if request.ocr != OcrMode::Never => {
+                request.ocr = OcrMode::Never;
+                left_out.push("page renders for OCR");
+            }
+            _ => return None,
+        }
+        if request.extract_images {
+            request.extract_images = false;
+            left_out.insert(0, "images");
+        }
+        let what = if left_out.is_empty() {
+            "in a new worker".to_string()
+        } else {
+            format!("in a new worker without {}", left_out.join(" and without "))
+        };
         let plan = Plan {
             request,
             shards: self.shards,
             max: self.max,
             fresh: true,
         };
-        (plan, had_images)
+        Some((plan, what))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Damaged documents: the suite's own PDFs and the corpus PDFs (when present) cut, bit-flipped,
 //! with chunks deleted or repeated, numbers made huge, bytes zeroed and keywords broken — a
 //! deterministic sample (`PROPTEST_CASES` of them, default 100; `scripts/fuzz.sh pdf-documents` runs
-//! more). Each must come back as a document or as a typed input error (damaged, not a PDF,
+//! more; `MUTANT_OCR=auto|always` renders pages for OCR too). Each must come back as a document or as a typed input error (damaged, not a PDF,
 //! password, empty, too large), never as a crashed or hung worker, and a good document must
 //! still process afterwards on the same options.
 
@@ -140,6 +140,12 @@ async fn damaged_documents_give_a_document_or_a_typed_error() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
+    // `MUTANT_OCR=auto` (or `always`) also renders pages for tesseract: slower, more of PDFium.
+    let ocr = match std::env::var("MUTANT_OCR").as_deref() {
+        Ok("auto") => OcrMode::Auto,
+        Ok("always") => OcrMode::Always,
+        _ => OcrMode::Never,
+    };
     let docs = originals();
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -151,7 +157,7 @@ async fn damaged_documents_give_a_document_or_a_typed_error() {
         let path = dir.path().join(format!("mutant-{case}.pdf"));
         std::fs::write(&path, &bytes).unwrap();
         let mut req = PdfRequest::new(&path);
-        req.ocr = OcrMode::Never;
+        req.ocr = ocr;
         req.extract_images = true;
         let bad = match run(&env.opts, &req).await {
             Ok(doc) if doc.pages.len() <= doc.page_count as usize => {
@@ -218,9 +224,8 @@ async fn a_document_pdfium_crashes_on_is_read_again_without_images() {
         .await
         .expect("read again without images");
     assert!(
-        doc.warnings
-            .iter()
-            .any(|w| w.contains("crashed (signal") && w.contains("read again without images")),
+        doc.warnings.iter().any(|w| w.contains("crashed (signal")
+            && w.contains("read again in a new worker without images")),
         "{:?}",
         doc.warnings
     );
@@ -244,10 +249,12 @@ async fn a_document_pdfium_crashes_on_is_read_again_without_images() {
 }
 
 /// A worker that crashes on the document every time (a stand-in program killing itself with
-/// SIGSEGV, as PDFium would) gives a typed, non-retryable `Damaged` after the second try in a
-/// new process — not a retryable worker error that would crash the same way on every retry.
+/// SIGSEGV, as PDFium would) gives a typed, non-retryable `Damaged` once every re-read in a new
+/// process crashed too — not a retryable worker error that would crash the same way on every
+/// retry. With images and OCR asked for: three reads (as asked, without images, without images
+/// and page renders); with neither: two (as asked, in a new worker).
 #[tokio::test]
-async fn a_document_that_crashes_the_engine_twice_is_damaged_not_retried() {
+async fn a_document_that_crashes_the_engine_on_every_read_is_damaged_not_retried() {
     let lib = need_pdfium!();
     let mut env = common::env(&lib);
     let dir = tempfile::tempdir().unwrap();
@@ -263,14 +270,31 @@ async fn a_document_that_crashes_the_engine_twice_is_damaged_not_retried() {
         ),
     ];
     env.opts.prestart_workers = false;
+    let reads = || {
+        let n = std::fs::read_to_string(&runs).unwrap().lines().count();
+        std::fs::remove_file(&runs).unwrap();
+        n
+    };
+
     let e = run(&env.opts, &PdfRequest::new(&path)).await.unwrap_err();
     assert_eq!(e.kind(), "damaged", "{e}");
     assert!(!e.retryable());
     let msg = e.to_string();
     assert!(
-        msg.contains("SIGSEGV") && msg.contains("again in a new worker without images"),
+        msg.contains("SIGSEGV")
+            && msg.contains(
+                "again in a new worker without images, then in a new worker without images and \
+                 without page renders for OCR"
+            ),
         "{msg}"
     );
     assert!(msg.contains("worker memory cap (2.0 GiB)"), "{msg}");
-    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 2);
+    assert_eq!(reads(), 3);
+
+    let mut req = PdfRequest::new(&path);
+    req.ocr = OcrMode::Never;
+    req.extract_images = false;
+    let e = run(&env.opts, &req).await.unwrap_err();
+    assert!(e.to_string().contains("and again in a new worker: "), "{e}");
+    assert_eq!(reads(), 2);
 }
