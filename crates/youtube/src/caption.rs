@@ -64,7 +64,14 @@ pub(crate) fn parse_text_captions(text: &str) -> Result<Vec<Segment>> {
     }
     for (n, raw) in lines.iter().enumerate().skip(i) {
         let line_no = n + 1;
-        if raw.contains("-->") {
+        // Cue text may hold an arrow ("EUR --> USD", "2 --> 3 pips"): inside a cue, a `-->` line
+        // whose left side is no timestamp attempt (a digit first and a colon) is text.
+        let timing = raw.split_once("-->").is_some_and(|(left, _)| {
+            let left = left.trim();
+            state != State::InCue
+                || (left.starts_with(|c: char| c.is_ascii_digit()) && left.contains(':'))
+        });
+        if timing {
             let (start, end) = parse_timing(raw).ok_or_else(|| Error::Caption {
                 line: line_no,
                 reason: format!("unreadable timing line {:?}", raw.trim()),
@@ -299,6 +306,17 @@ mod tests {
         let segs = parse_text_captions(srt).unwrap();
         assert_eq!(texts(&segs), ["Tom & Jerry second éA line", "bye now"]);
         assert_eq!((segs[0].start, segs[0].end), (1.0, 2.5));
+    }
+
+    #[test]
+    fn an_arrow_in_cue_text_is_text() {
+        let srt = "1\n00:00:01,000 --> 00:00:02,000\nrotate EUR --> USD\n2 --> 3 pips\n\n\
+                   2\n00:00:03,000 --> 00:00:04,000\nnext\n";
+        let s = parse_text_captions(srt).unwrap();
+        assert_eq!(texts(&s), ["rotate EUR --> USD 2 --> 3 pips", "next"]);
+        // A broken timing line is still an error, inside a cue or not.
+        let bad = "1\n00:00:01,000 --> 00:00:02,000\ntext\n00:00:0x --> 00:00:04,000\nmore\n";
+        assert!(parse_text_captions(bad).is_err());
     }
 
     #[test]

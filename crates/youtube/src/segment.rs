@@ -40,17 +40,18 @@ pub fn read_captions(bytes: &[u8], lang: Option<&str>) -> Result<Captions> {
             reason: "empty caption file".into(),
         });
     }
-    // XML first: a TTML file may hold `<!-- comments -->`, whose `-->` is no cue timing.
+    // By the first line, before any `-->` test: a TTML file may hold `<!-- comments -->`, and
+    // SSA or SBV cue text an arrow ("EUR --> USD"); neither is a WebVTT/SRT timing.
     let segments = if trimmed.starts_with('{') {
         parse_json3(trimmed)?
     } else if trimmed.starts_with('<') {
         crate::timedtext::parse_timed_text(trimmed)?
-    } else if trimmed.contains("-->") {
-        crate::caption::parse_text_captions(&text)?
     } else if crate::ssa::looks_like_ssa(trimmed) {
         crate::ssa::parse_ssa(trimmed)?
     } else if crate::sbv::looks_like_sbv(trimmed) {
         crate::sbv::parse_sbv(trimmed)?
+    } else if trimmed.contains("-->") {
+        crate::caption::parse_text_captions(&text)?
     } else {
         return Err(Error::Caption {
             line: 1,

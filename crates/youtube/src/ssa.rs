@@ -6,15 +6,17 @@ use crate::caption::clean_line;
 use crate::error::{Error, Result};
 use crate::segment::Segment;
 
-/// True when the text is a SubStation file: a `[Script Info]`/`[Events]` header or a `Dialogue:`
-/// line among its first lines.
+/// True when the text is a SubStation file: its first line is a `[Script Info]` or `[Events]`
+/// header or a `Dialogue:` line.
 pub(crate) fn looks_like_ssa(text: &str) -> bool {
-    text.lines().take(50).any(|l| {
-        let l = l.trim();
-        l.eq_ignore_ascii_case("[script info]")
-            || l.eq_ignore_ascii_case("[events]")
-            || l.starts_with("Dialogue:")
-    })
+    text.lines()
+        .map(|l| l.trim_start_matches('\u{FEFF}').trim())
+        .find(|l| !l.is_empty())
+        .is_some_and(|l| {
+            l.eq_ignore_ascii_case("[script info]")
+                || l.eq_ignore_ascii_case("[events]")
+                || l.starts_with("Dialogue:")
+        })
 }
 
 /// Parses SSA/ASS text (already decoded) into segments ordered by start time.

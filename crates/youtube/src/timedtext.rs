@@ -180,16 +180,34 @@ fn ttml_time(v: &str, rates: &Rates) -> Option<f64> {
 }
 
 /// The text of an element: its text nodes in order, `<br/>` as a space, `<metadata>` skipped.
+/// A walk, not a recursion: a file of 100 000 nested `<span>`s must not overflow the stack.
 fn inner_text(el: Node<'_, '_>) -> String {
     let mut out = String::new();
-    for n in el.children() {
+    let mut next = el.first_child();
+    while let Some(n) = next {
         if n.is_text() {
             out.push_str(n.text().unwrap_or_default());
         } else if n.has_tag_name("br") {
             out.push(' ');
-        } else if n.is_element() && !n.has_tag_name("metadata") {
-            out.push_str(&inner_text(n));
         }
+        let child = if n.has_tag_name("metadata") {
+            None
+        } else {
+            n.first_child()
+        };
+        next = child.or_else(|| {
+            // Up until a node with a next sibling; the walk ends back at `el`.
+            let mut up = n;
+            loop {
+                if let Some(s) = up.next_sibling() {
+                    return Some(s);
+                }
+                up = up.parent()?;
+                if up.id() == el.id() {
+                    return None;
+                }
+            }
+        });
     }
     out
 }
@@ -252,6 +270,24 @@ mod tests {
                 (3.0, 4.0, "[Music]".into())
             ]
         );
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow_the_stack() {
+        let depth = 100_000;
+        let xml = format!(
+            "<tt><body><p begin=\"1s\" end=\"2s\">{}deep<metadata><a>x</a></metadata>{}</p></body></tt>",
+            "<span>".repeat(depth),
+            "</span>".repeat(depth)
+        );
+        // On a small stack, as a tokio worker thread has.
+        let got = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || parse(&xml))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, vec![(1.0, 2.0, "deep".into())]);
     }
 
     #[test]

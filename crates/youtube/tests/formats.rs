@@ -126,3 +126,14 @@ fn a_file_of_no_caption_format_says_which_formats_were_tried() {
         "{e}"
     );
 }
+
+#[test]
+fn an_arrow_in_sbv_or_ssa_text_does_not_make_it_webvtt() {
+    let sbv = "0:00:01.000,0:00:02.000\nrotate EUR --> USD\n";
+    assert_eq!(
+        texts(sbv.as_bytes()),
+        vec![(1.0, "rotate EUR --> USD".into())]
+    );
+    let ass = "[Script Info]\nScriptType: v4.00+\n\n[Events]\nDialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,EUR --> USD\n";
+    assert_eq!(texts(ass.as_bytes()), vec![(1.0, "EUR --> USD".into())]);
+}
