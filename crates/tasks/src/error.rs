@@ -12,8 +12,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Beneath an input root, nothing by that name.
-    #[error("input file not found: {path}")]
-    InputMissing { path: PathBuf },
+    #[error("input file not found: {path}{hint}")]
+    InputMissing {
+        path: PathBuf,
+        /// What the user may have meant (`""` when nothing comes to mind).
+        hint: String,
+    },
     /// Outside the roots, a symlink out of them, or not a regular file. Says nothing about what
     /// exists outside the roots.
     #[error("reading {path} is not allowed: {why}")]

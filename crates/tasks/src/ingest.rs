@@ -50,9 +50,7 @@ pub fn detect(source: &str) -> Result<SourceKind> {
     }
     let path = Path::new(source);
     if !path.exists() {
-        return Err(Error::InputMissing {
-            path: path.to_path_buf(),
-        });
+        return not_a_file(source);
     }
     let ext = path
         .extension()
@@ -82,6 +80,40 @@ pub fn caption_lines(captions: &hlbot_youtube::Captions) -> String {
         .iter()
         .map(|g| format!("[{}] {}\n", content::hms(g.start), g.text.trim()))
         .collect()
+}
+
+/// A source that names no file: a YouTube address without its scheme (`youtube.com/watch?v=…`,
+/// `youtu.be/…`, as a browser's address bar shows it) is that URL; another scheme is refused by
+/// name; a bare video id gets a hint; anything else is a missing file.
+fn not_a_file(source: &str) -> Result<SourceKind> {
+    let host = source.split(['/', '?']).next().unwrap_or_default();
+    if source.len() > host.len()
+        && hlbot_youtube::DEFAULT_ALLOWED_HOSTS.contains(&host.to_ascii_lowercase().as_str())
+    {
+        return Ok(SourceKind::Youtube(format!("https://{source}")));
+    }
+    if let Some((scheme, _)) = source.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Err(Error::Other(format!(
+            "unsupported URL scheme {scheme}:// in {source}: only http(s) YouTube URLs are read"
+        )));
+    }
+    let video_id = source.len() == 11
+        && source
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    Err(Error::InputMissing {
+        path: PathBuf::from(source),
+        hint: if video_id {
+            format!(" (a YouTube video id? give its URL: https://youtu.be/{source})")
+        } else {
+            String::new()
+        },
+    })
 }
 
 /// Options of one ingest run.
@@ -286,4 +318,40 @@ fn uuid() -> String {
         std::process::id(),
         chrono::Utc::now().timestamp_millis()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn youtube_addresses_without_a_scheme_other_schemes_and_bare_ids() {
+        for s in [
+            "youtube.com/watch?v=dQw4w9WgXcQ",
+            "www.youtube.com/watch?v=dQw4w9WgXcQ",
+            "M.YouTube.com/watch?v=dQw4w9WgXcQ",
+            "youtu.be/dQw4w9WgXcQ",
+        ] {
+            match detect(s) {
+                Ok(SourceKind::Youtube(u)) => assert_eq!(u, format!("https://{s}")),
+                other => panic!("{s}: {other:?}"),
+            }
+        }
+        let e = detect("ftp://youtube.com/watch?v=x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsupported URL scheme ftp://"), "{e}");
+        let e = detect("dQw4w9WgXcQ").unwrap_err().to_string();
+        assert!(e.contains("https://youtu.be/dQw4w9WgXcQ"), "{e}");
+        // A missing file stays a missing file, even under a name like a host.
+        let e = detect("notes/youtube.com").unwrap_err();
+        assert!(
+            matches!(&e, Error::InputMissing { hint, .. } if hint.is_empty()),
+            "{e}"
+        );
+        assert!(matches!(
+            detect("youtube.com"),
+            Err(Error::InputMissing { .. })
+        ));
+    }
 }

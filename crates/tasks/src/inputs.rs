@@ -113,6 +113,7 @@ impl InputRoots {
         // Beneath a root the kernel's answer may be told; leaving one always reads the same.
         Err(match last {
             Some(Errno::NOENT) | Some(Errno::NOTDIR) => Error::InputMissing {
+                hint: String::new(),
                 path: path.to_path_buf(),
             },
             Some(Errno::ACCESS) => not_allowed("permission denied"),

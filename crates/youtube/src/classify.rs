@@ -84,7 +84,7 @@ pub fn classify_ytdlp(stderr: &str) -> Error {
     ]) {
         return Error::RateLimited(message);
     }
-    if has(&["unsupported url"]) {
+    if has(&["unsupported url", "no suitable extractor"]) {
         return Error::UnsupportedUrl(message);
     }
     if has(&[
