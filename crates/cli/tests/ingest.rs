@@ -530,54 +530,40 @@ fn a_pdf_reports_pages_and_ocr_before_strategies() {
     assert_eq!(v["read"]["pages"], 2);
 }
 
-/// The README lesson's cues as (start, end, text), read from its WebVTT by hand.
-fn lesson_cues() -> Vec<(String, String, String)> {
-    let vtt = std::fs::read_to_string(repo().join("examples/ema_pullback_lesson.en.vtt")).unwrap();
-    let lines: Vec<&str> = vtt.lines().collect();
-    lines
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| {
-            let (a, b) = l.split_once(" --> ")?;
-            Some((a.to_string(), b.to_string(), lines[i + 1].to_string()))
-        })
-        .collect()
-}
-
 #[test]
 fn every_caption_format_gives_the_strategy_the_webvtt_gives() {
-    let cues = lesson_cues();
-    assert_eq!(cues.len(), 11);
-    // `00:00:06.000` → SBV/SSA clock (`0:00:06.000` / `0:00:06.00`) and milliseconds.
-    let sbv_t = |t: &str| t[1..].to_string();
-    let ssa_t = |t: &str| t[1..t.len() - 1].to_string();
-    let ms = |t: &str| {
-        let (h, rest) = t.split_once(':').unwrap();
-        let (m, s) = rest.split_once(':').unwrap();
-        let s: f64 = s.parse().unwrap();
-        ((h.parse::<f64>().unwrap() * 3600.0 + m.parse::<f64>().unwrap() * 60.0 + s) * 1000.0)
-            .round() as u64
+    // The README lesson's cues as (start s, end s, text), read from its WebVTT by hand.
+    let vtt = std::fs::read_to_string(repo().join("examples/ema_pullback_lesson.en.vtt")).unwrap();
+    let lines: Vec<&str> = vtt.lines().collect();
+    let secs = |t: &str| {
+        let p: Vec<f64> = t.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600.0 + p[1] * 60.0 + p[2]
     };
+    // SBV `0:01:05.000` (p = 3) and SSA `0:01:05.00` (p = 2); the lesson is under an hour.
+    let clock =
+        |t: f64, p: usize| format!("0:{:02}:{:0w$.p$}", (t / 60.0) as u64, t % 60.0, w = p + 3);
+    let cues: Vec<(f64, f64, &str)> = (0..lines.len())
+        .filter_map(|i| {
+            let (a, b) = lines[i].split_once(" --> ")?;
+            Some((secs(a), secs(b), lines[i + 1]))
+        })
+        .collect();
+    assert_eq!(cues.len(), 11);
     let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;");
     let mut sbv = String::new();
     let mut ass = "[Script Info]\nScriptType: v4.00+\n\n[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n".to_string();
-    let mut ttml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<!-- converted -->\n<tt xmlns=\"http://www.w3.org/ns/ttml\"><body><div>\n".to_string();
-    let mut srv3 =
-        "<?xml version=\"1.0\" encoding=\"utf-8\" ?><timedtext format=\"3\"><body>\n".to_string();
-    for (a, b, text) in &cues {
-        sbv.push_str(&format!("{},{}\n{text}\n\n", sbv_t(a), sbv_t(b)));
-        ass.push_str(&format!(
-            "Dialogue: 0,{},{},Default,,0,0,0,,{text}\n",
-            ssa_t(a),
-            ssa_t(b)
-        ));
-        ttml.push_str(&format!("<p begin=\"{a}\" end=\"{b}\">{}</p>\n", esc(text)));
-        srv3.push_str(&format!(
-            "<p t=\"{}\" d=\"{}\">{}</p>\n",
-            ms(a),
-            ms(b) - ms(a),
+    let mut ttml = "<?xml version=\"1.0\"?>\n<!-- converted -->\n<tt xmlns=\"http://www.w3.org/ns/ttml\"><body><div>\n".to_string();
+    let mut srv3 = "<?xml version=\"1.0\" ?><timedtext format=\"3\"><body>\n".to_string();
+    for &(a, b, text) in &cues {
+        sbv.push_str(&format!("{},{}\n{text}\n\n", clock(a, 3), clock(b, 3)));
+        let (a2, b2) = (clock(a, 2), clock(b, 2));
+        ass.push_str(&format!("Dialogue: 0,{a2},{b2},Default,,0,0,0,,{text}\n"));
+        ttml.push_str(&format!(
+            "<p begin=\"{a}s\" end=\"{b}s\">{}</p>\n",
             esc(text)
         ));
+        let (t, d) = ((a * 1000.0) as u64, ((b - a) * 1000.0) as u64);
+        srv3.push_str(&format!("<p t=\"{t}\" d=\"{d}\">{}</p>\n", esc(text)));
     }
     ttml.push_str("</div></body></tt>\n");
     srv3.push_str("</body></timedtext>\n");
@@ -592,13 +578,8 @@ fn every_caption_format_gives_the_strategy_the_webvtt_gives() {
     let want = strategies(&repo().join("examples/ema_pullback_lesson.en.vtt"));
     assert!(want.to_string().contains("EMA pullback"), "{want}");
     let dir = tempfile::tempdir().unwrap();
-    for (name, body) in [
-        ("lesson.en.sbv", sbv),
-        ("lesson.en.ass", ass),
-        ("lesson.en.ttml", ttml),
-        ("lesson.en.srv3", srv3),
-    ] {
-        let p = dir.path().join(name);
+    for (name, body) in [("sbv", sbv), ("ass", ass), ("ttml", ttml), ("srv3", srv3)] {
+        let p = dir.path().join(format!("lesson.en.{name}"));
         std::fs::write(&p, body).unwrap();
         assert_eq!(strategies(&p), want, "{name}");
     }
