@@ -291,6 +291,29 @@ mod tests {
     }
 
     #[test]
+    fn entity_bombs_and_external_entities_are_refused() {
+        // Billion laughs: 10^8 "lol"s if expanded; refused at once instead.
+        let mut dtd = String::from("<!ENTITY a \"lollollollol\">");
+        for (name, prev) in ["b", "c", "d", "e", "f", "g", "h"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g"])
+        {
+            dtd.push_str(&format!(
+                "<!ENTITY {name} \"{}\">",
+                format!("&{prev};").repeat(10)
+            ));
+        }
+        let bomb = format!("<!DOCTYPE tt [{dtd}]><tt><body><p begin=\"1s\">&h;</p></body></tt>");
+        let e = parse_timed_text(&bomb).unwrap_err().to_string();
+        assert!(e.contains("invalid XML"), "{e}");
+        // An external entity is never fetched or read (no file content can reach a transcript).
+        let xxe = "<!DOCTYPE tt [<!ENTITY x SYSTEM \"file:///etc/hostname\">]>\
+                   <tt><body><p begin=\"1s\">leak: &x;</p></body></tt>";
+        let e = parse_timed_text(xxe).unwrap_err().to_string();
+        assert!(e.contains("unknown entity reference 'x'"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let e = parse_timed_text("<tt>\n<body><p begin=\"soon\">x</p></body></tt>").unwrap_err();
         assert!(
