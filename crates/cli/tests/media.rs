@@ -1,5 +1,5 @@
 //! Local media files through the binary (#18 item 7): `hlbot ingest lesson.mp4` offline with an
-//! embedded subtitle track, silent audio, a file that is not media, the corpus lesson video's
+//! embedded subtitle track, a subtitle file beside the video, silent audio, a file that is not media, the corpus lesson video's
 //! frames and chart, and `process_video_file` on a worker under the input roots. Fixtures are
 //! made with ffmpeg at test time.
 
@@ -71,9 +71,10 @@ fn ingest(data: &Path, source: &Path, extra: &[&str]) -> (String, String, bool) 
     )
 }
 
-/// A 12 s video (grey picture, silent audio) with the lesson as a mov_text subtitle track.
+/// A 12 s video (grey picture, silent audio) with the lesson as a mov_text subtitle track (made
+/// from an SRT whose name is no subtitle file of the video's).
 fn lesson_with_subtitles(dir: &Path) -> Option<PathBuf> {
-    let srt = dir.join("lesson.srt");
+    let srt = dir.join("track.srt");
     std::fs::write(&srt, LESSON_SRT).unwrap();
     let out = dir.join("lesson.mp4");
     let ok = ffmpeg(&[
@@ -133,6 +134,65 @@ fn a_video_with_embedded_subtitles_gives_the_strategy_offline() {
     assert!(stdout.contains("1.5 ATR below the swing low"), "{stdout}");
     // A still grey picture: one frame.
     assert!(stdout.contains("frames           1"), "{stdout}");
+}
+
+/// yt-dlp `--write-subs` and players name subtitles after the video: `lesson.en.vtt` beside
+/// `lesson.mp4` is its transcript, before speech-to-text (here: silent audio).
+#[test]
+fn a_subtitle_file_beside_the_video_is_its_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("lesson.mp4");
+    if !ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=160x120:r=10:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=16000:cl=mono",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        video.to_str().unwrap(),
+    ]) {
+        return;
+    }
+    std::fs::copy(
+        repo().join("examples/ema_pullback_lesson.en.vtt"),
+        dir.path().join("lesson.en.vtt"),
+    )
+    .unwrap();
+    // A plain-named one in another format comes after the language-tagged one.
+    std::fs::write(
+        dir.path().join("lesson.srt"),
+        "1\n00:00:00,000 --> 00:00:01,000\nwrong file\n",
+    )
+    .unwrap();
+    let (stdout, stderr, ok) = ingest(dir.path(), &video, &["--json"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        v["read"]["transcript_source"], "captions:file:en",
+        "{stdout}"
+    );
+    assert_eq!(v["read"]["segments"], 11, "{stdout}");
+    assert!(
+        v["result"]["strategies"]
+            .to_string()
+            .contains("EMA pullback"),
+        "{stdout}"
+    );
+    // Without it, the silent video has no transcript.
+    std::fs::remove_file(dir.path().join("lesson.en.vtt")).unwrap();
+    std::fs::remove_file(dir.path().join("lesson.srt")).unwrap();
+    let (stdout, _, ok) = ingest(dir.path(), &video, &["--force"]);
+    assert!(ok && stdout.contains("transcript       none"), "{stdout}");
 }
 
 #[test]

@@ -195,6 +195,7 @@ fn caption_encoding(v: &Value) -> Option<String> {
 }
 
 /// A transcript source as a reader says it: `captions:embedded:eng` → `embedded subtitles (eng)`,
+/// `captions:file:en` → `subtitle file beside it (en)`,
 /// `asr:whisper` → `speech-to-text (local Whisper)`; YouTube's own sources as they are.
 fn transcript_label(source: &str) -> String {
     match source.split_once(':') {
@@ -204,6 +205,9 @@ fn transcript_label(source: &str) -> String {
                 Some(l) => format!("embedded subtitles ({l})"),
                 None => "embedded subtitles".into(),
             }
+        }
+        Some(("captions", rest)) if rest.starts_with("file:") => {
+            format!("subtitle file beside it ({})", &rest["file:".len()..])
         }
         Some(("asr", "whisper")) => "speech-to-text (local Whisper)".into(),
         Some(("asr", "api")) => "speech-to-text (API)".into(),

@@ -72,19 +72,39 @@ pub async fn process(s: &TaskSettings, a: &MediaArgs, ctx: &TaskContext) -> crat
     let input = s.input_roots.open(&a.path)?;
     let sha = crate::library::file_sha256(&input.file)
         .map_err(|e| crate::Error::Other(format!("reading {}: {e}", a.path.display())))?;
+    let sidecar = sidecar(s, &a.path);
+    // A subtitle file added (or changed) next to the media later is a new source.
+    let subs = sidecar.as_ref().map(|c| {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(&c.bytes));
+        format!(",subs={}", &sha[..16])
+    });
     let key = Some(hlbot_store::library::SourceKey::new(
         "media",
         &sha,
-        &format!("frames={}", a.extract_frames),
+        &format!("frames={}{}", a.extract_frames, subs.unwrap_or_default()),
     ));
     crate::library::once(
         s.library.as_ref(),
         key,
         a.force,
-        || run(s, a, &input, &sha, ctx),
+        || run(s, a, &input, &sha, sidecar.as_ref(), ctx),
         crate::library::video_content,
     )
     .await
+}
+
+/// The first subtitle file next to the media (`lesson.en.vtt`, `lesson.srt`, …) that opens beneath
+/// an input root (the same rules as the media itself) and is not over the text-size cap.
+fn sidecar(s: &TaskSettings, media: &Path) -> Option<hlbot_youtube::Sidecar> {
+    let limit = (s.llm.max_content_chars as u64).saturating_mul(4);
+    hlbot_youtube::sidecar_names(media, &s.youtube.caption_languages)
+        .into_iter()
+        .find_map(|path| {
+            let file = s.input_roots.open(&path).ok()?;
+            let bytes = file.read_capped(limit, "llm.max_content_chars").ok()?;
+            Some(hlbot_youtube::Sidecar { path, bytes })
+        })
 }
 
 async fn run(
@@ -92,6 +112,7 @@ async fn run(
     a: &MediaArgs,
     input: &crate::inputs::InputFile,
     sha: &str,
+    sidecar: Option<&hlbot_youtube::Sidecar>,
     ctx: &TaskContext,
 ) -> crate::Result<Value> {
     // The open descriptor, reachable by ffmpeg (same user) without being inherited.
@@ -107,6 +128,7 @@ async fn run(
         &a.path,
         sha,
         a.extract_frames,
+        sidecar,
         &progress,
         &ctx.cancel,
     )

@@ -22,6 +22,7 @@ mod process;
 mod progress;
 mod sbv;
 mod segment;
+mod sidecar;
 mod slides;
 mod ssa;
 mod timedtext;
@@ -45,5 +46,6 @@ pub use playlist::{
 };
 pub use progress::{Progress, ProgressFn, Stage, no_progress};
 pub use segment::{Captions, Segment, parse_captions, read_captions, transcript_text};
+pub use sidecar::{Sidecar, sidecar_names};
 pub use slides::ON_SCREEN;
 pub use video::{VideoResult, process_video};

@@ -16,6 +16,7 @@ use crate::options::{AsrProvider, YoutubeOptions};
 use crate::process::{Cmd, run};
 use crate::progress::{Progress, ProgressFn, Stage};
 use crate::segment::{Segment, read_captions, transcript_text};
+use crate::sidecar::Sidecar;
 use crate::video::VideoResult;
 
 /// Loudest sample (dBFS) at or below which the audio counts as silent.
@@ -132,13 +133,17 @@ fn streams_of(v: &Value) -> MediaStreams {
 
 /// Transcript and frames of one local media file. `input` is what ffmpeg opens, `name` what the
 /// user named (shown in the result and errors), `key` the file's content hash (its cache
-/// folder). Never fails for want of speech: silence, no audio or no ASR provider are warnings.
+/// folder). `sidecar` is a subtitle file found next to it ([`crate::sidecar_names`]): its
+/// transcript comes first. Never fails for want of speech: silence, no audio or no ASR provider
+/// are warnings.
+#[allow(clippy::too_many_arguments)]
 pub async fn process_media_file(
     opts: &YoutubeOptions,
     input: &Path,
     name: &Path,
     key: &str,
     extract_frames: bool,
+    sidecar: Option<&Sidecar>,
     progress: ProgressFn<'_>,
     cancel: &CancellationToken,
 ) -> Result<VideoResult> {
@@ -158,8 +163,10 @@ pub async fn process_media_file(
     let dir = cache::video_dir(&opts.cache_dir, &format!("file-{short}"))?;
     let _lock = cache::lock_folder(&dir, cancel).await?;
     let mut warnings = Vec::new();
-    let (source, mut segments) =
-        transcript(opts, input, &m, &dir, &mut warnings, progress, cancel).await?;
+    let (source, mut segments) = match sidecar.and_then(|s| sidecar_transcript(s, &mut warnings)) {
+        Some(found) => found,
+        None => transcript(opts, input, &m, &dir, &mut warnings, progress, cancel).await?,
+    };
     let mut frames = Vec::new();
     if extract_frames && m.video {
         progress(&Progress::new(
@@ -204,6 +211,21 @@ pub async fn process_media_file(
 
 /// Embedded subtitles (`captions:embedded:LANG`), else speech-to-text (`asr:whisper` or
 /// `asr:api`), else `none` with a warning saying why.
+/// The transcript of a subtitle file next to the media, or a warning saying why not.
+fn sidecar_transcript(s: &Sidecar, warnings: &mut Vec<String>) -> Option<(String, Vec<Segment>)> {
+    let lang = crate::encoding::lang_from_path(&s.path);
+    match read_captions(&s.bytes, lang.as_deref()) {
+        Ok(c) => Some((
+            format!("captions:file:{}", lang.as_deref().unwrap_or("und")),
+            c.segments,
+        )),
+        Err(e) => {
+            warnings.push(format!("subtitle file {} not used: {e}", s.path.display()));
+            None
+        }
+    }
+}
+
 async fn transcript(
     opts: &YoutubeOptions,
     input: &Path,

@@ -27,6 +27,7 @@ async fn run(opts: &YoutubeOptions, video: &Path) -> VideoResult {
         video,
         &video.file_stem().unwrap().to_string_lossy(),
         true,
+        None,
         &no_progress,
         &CancellationToken::new(),
     )

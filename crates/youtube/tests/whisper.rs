@@ -111,6 +111,7 @@ async fn a_local_audio_file_is_transcribed_by_local_whisper() {
         &wav,
         "0123456789abcdef0123456789",
         true,
+        None,
         &no_progress,
         &CancellationToken::new(),
     )
