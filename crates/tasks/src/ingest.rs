@@ -294,7 +294,7 @@ async fn record(
 
 /// A caption or text file, opened beneath an input root; at most 4 bytes per allowed content
 /// character are read (`llm.max_content_chars`).
-fn read_text_file(s: &TaskSettings, path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_text_file(s: &TaskSettings, path: &Path) -> Result<Vec<u8>> {
     let limit = (s.llm.max_content_chars as u64).saturating_mul(4);
     s.input_roots
         .open(path)?

@@ -97,12 +97,10 @@ pub async fn process(s: &TaskSettings, a: &MediaArgs, ctx: &TaskContext) -> crat
 /// The first subtitle file next to the media (`lesson.en.vtt`, `lesson.srt`, …) that opens beneath
 /// an input root (the same rules as the media itself) and is not over the text-size cap.
 fn sidecar(s: &TaskSettings, media: &Path) -> Option<hlbot_youtube::Sidecar> {
-    let limit = (s.llm.max_content_chars as u64).saturating_mul(4);
     hlbot_youtube::sidecar_names(media, &s.youtube.caption_languages)
         .into_iter()
         .find_map(|path| {
-            let file = s.input_roots.open(&path).ok()?;
-            let bytes = file.read_capped(limit, "llm.max_content_chars").ok()?;
+            let bytes = crate::ingest::read_text_file(s, &path).ok()?;
             Some(hlbot_youtube::Sidecar { path, bytes })
         })
 }

@@ -209,8 +209,6 @@ pub async fn process_media_file(
     })
 }
 
-/// Embedded subtitles (`captions:embedded:LANG`), else speech-to-text (`asr:whisper` or
-/// `asr:api`), else `none` with a warning saying why.
 /// The transcript of a subtitle file next to the media, or a warning saying why not.
 fn sidecar_transcript(s: &Sidecar, warnings: &mut Vec<String>) -> Option<(String, Vec<Segment>)> {
     let lang = crate::encoding::lang_from_path(&s.path);
@@ -226,6 +224,8 @@ fn sidecar_transcript(s: &Sidecar, warnings: &mut Vec<String>) -> Option<(String
     }
 }
 
+/// Embedded subtitles (`captions:embedded:LANG`), else speech-to-text (`asr:whisper` or
+/// `asr:api`), else `none` with a warning saying why.
 async fn transcript(
     opts: &YoutubeOptions,
     input: &Path,

@@ -48,8 +48,7 @@ impl Attempt<'_> {
                 progress,
             )
             .await?;
-            let crashed = again.crashed.take();
-            if crashed.is_none() {
+            if again.crashed.take().is_none() {
                 again.complete = false;
                 again.collected.warnings.push(format!(
                     "the PDF worker crashed ({status}); the document was read again {what}"
