@@ -387,10 +387,15 @@ fn page(
         detail: format!("page {number}: {e:?}"),
     };
     let t_text = Instant::now();
-    let page = doc
+    let mut page = doc
         .pages()
         .get((number - 1) as PdfPageIndex)
         .map_err(damaged)?;
+    // Nothing is ever saved, so nothing needs the page's content stream rewritten. With
+    // pdfium-render's default, every image read for its soft mask (`get_processed_image` moves
+    // the object's matrix and back) regenerated the whole page's content, twice: quadratic in
+    // the page's objects — a 65-page scan with a few hundred images took minutes.
+    page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
     let rotation = rotation_degrees(&page);
     let (width, height) = (page.width().value, page.height().value);
     let mut warnings = Vec::new();
