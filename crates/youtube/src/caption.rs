@@ -1,6 +1,7 @@
 //! WebVTT and SRT cue parsing, lenient where files in the wild are sloppy (missing header, missing
 //! hours or milliseconds, 2-digit fractions, no blank line before a timing line, CR line ends) and
-//! loud where text would otherwise be lost (an unreadable timing line is an error naming the line).
+//! loud where text would otherwise be lost (a timing line with neither time readable is an error
+//! naming the line; one readable time keeps the cue).
 //! Also undoes YouTube's auto-caption layout: rolling repeated lines and 10 ms duplicate cues.
 
 use std::sync::LazyLock;
@@ -72,10 +73,20 @@ pub(crate) fn parse_text_captions(text: &str) -> Result<Vec<Segment>> {
                 || (left.starts_with(|c: char| c.is_ascii_digit()) && left.contains(':'))
         });
         if timing {
-            let (start, end) = parse_timing(raw).ok_or_else(|| Error::Caption {
-                line: line_no,
-                reason: format!("unreadable timing line {:?}", raw.trim()),
-            })?;
+            // One unreadable side (`00:00:07.000 --> 00:00:1d.890`) keeps the cue and its text:
+            // a point cue at the start, or one from the previous cue's end; neither is an error.
+            let prev_end = cues.last().map_or(0.0, |c| c.end);
+            let (start, end) = match parse_timing(raw) {
+                (Some(s), Some(e)) => (s, e),
+                (Some(s), None) => (s, s),
+                (None, Some(e)) => (prev_end.min(e), e),
+                (None, None) => {
+                    return Err(Error::Caption {
+                        line: line_no,
+                        reason: format!("unreadable timing line {:?}", raw.trim()),
+                    });
+                }
+            };
             // A lone line before a timing line is the cue identifier; more than one is stray text.
             flush_pending(&mut pending, &mut cues, 1);
             cues.push(Cue {
@@ -140,11 +151,13 @@ fn flush_pending(pending: &mut Vec<String>, cues: &mut [Cue], keep_as_id: usize)
 }
 
 /// `start --> end [settings]` with lenient timestamps.
-fn parse_timing(line: &str) -> Option<(f64, f64)> {
-    let (a, b) = line.split_once("-->")?;
-    let start = parse_time(a.trim())?;
-    let end = parse_time(b.split_whitespace().next()?)?;
-    Some((start, end))
+fn parse_timing(line: &str) -> (Option<f64>, Option<f64>) {
+    let Some((a, b)) = line.split_once("-->") else {
+        return (None, None);
+    };
+    let start = parse_time(a.trim());
+    let end = b.split_whitespace().next().and_then(parse_time);
+    (start, end)
 }
 
 /// `hh:mm:ss.fff`, `mm:ss.fff`, `hh:mm:ss,fff`, `hh:mm:ss` (no fraction), `hh:mm:ss.ff`
@@ -314,8 +327,13 @@ mod tests {
                    2\n00:00:03,000 --> 00:00:04,000\nnext\n";
         let s = parse_text_captions(srt).unwrap();
         assert_eq!(texts(&s), ["rotate EUR --> USD 2 --> 3 pips", "next"]);
-        // A broken timing line is still an error, inside a cue or not.
-        let bad = "1\n00:00:01,000 --> 00:00:02,000\ntext\n00:00:0x --> 00:00:04,000\nmore\n";
+        // A timing attempt inside a cue starts a new cue, even with its start unreadable...
+        let half = "1\n00:00:01,000 --> 00:00:02,000\ntext\n00:00:0x --> 00:00:04,000\nmore\n";
+        let s = parse_text_captions(half).unwrap();
+        assert_eq!(texts(&s), ["text", "more"]);
+        assert_eq!((s[1].start, s[1].end), (2.0, 4.0), "from the previous end");
+        // ...and with neither time readable it is an error, inside a cue or not.
+        let bad = "1\n00:00:01,000 --> 00:00:02,000\ntext\n00:00:0x --> 00:0y\nmore\n";
         assert!(parse_text_captions(bad).is_err());
     }
 
@@ -330,7 +348,7 @@ mod tests {
     #[test]
     fn bad_timing_line_is_an_error_naming_the_line() {
         let srt =
-            "1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\n00:00:0x,000 --> 00:00:03,000\nlost?\n";
+            "1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\n00:00:0x,000 --> 00:00:0y,000\nlost?\n";
         match parse_text_captions(srt) {
             Err(Error::Caption { line, .. }) => assert_eq!(line, 6),
             other => panic!("{other:?}"),

@@ -50,7 +50,7 @@ pub fn read_captions(bytes: &[u8], lang: Option<&str>) -> Result<Captions> {
         crate::ssa::parse_ssa(trimmed)?
     } else if crate::sbv::looks_like_sbv(trimmed) {
         crate::sbv::parse_sbv(trimmed)?
-    } else if trimmed.contains("-->") {
+    } else if trimmed.contains("-->") || trimmed.starts_with("WEBVTT") {
         crate::caption::parse_text_captions(&text)?
     } else {
         return Err(Error::Caption {

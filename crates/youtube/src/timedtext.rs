@@ -72,6 +72,9 @@ struct Rates {
     tick: f64,
 }
 
+/// The namespace of Apple's lyric TTML attributes (`itunes:timing`, `itunes:key`).
+const ITUNES_NS: &str = "http://music.apple.com/lyric-ttml-internal";
+
 /// TTML: every `<p>` with text is a segment; its times are offsets from the `begin` of the
 /// enclosing `<body>`/`<div>` (TTML's time containers), `end` or `dur` closes it.
 fn ttml(root: Node<'_, '_>) -> Result<Vec<Segment>> {
@@ -91,6 +94,9 @@ fn ttml(root: Node<'_, '_>) -> Result<Vec<Segment>> {
             1.0
         }),
     };
+    // Apple's lyric TTML (root in the iTunes namespace) writes every time from the start of the
+    // track, also inside a timed `<div>`; TTML proper counts them from the container's begin.
+    let absolute = root.namespaces().any(|ns| ns.uri() == ITUNES_NS);
     let mut out = Vec::new();
     for p in root.descendants().filter(|n| n.has_tag_name("p")) {
         let text = clean_line(&inner_text(p));
@@ -109,12 +115,15 @@ fn ttml(root: Node<'_, '_>) -> Result<Vec<Segment>> {
                     }),
             }
         };
-        let offset: f64 = p
-            .ancestors()
-            .skip(1)
-            .filter_map(|a| attr(a, "begin"))
-            .filter_map(|v| ttml_time(v, &rates))
-            .sum();
+        let offset: f64 = if absolute {
+            0.0
+        } else {
+            p.ancestors()
+                .skip(1)
+                .filter_map(|a| attr(a, "begin"))
+                .filter_map(|v| ttml_time(v, &rates))
+                .sum()
+        };
         let begin = offset + time("begin")?.unwrap_or(0.0);
         let end = match (time("end")?, time("dur")?) {
             (Some(e), _) => offset + e,
@@ -144,7 +153,7 @@ fn attr<'a>(node: Node<'a, '_>, local: &str) -> Option<&'a str> {
 }
 
 /// A TTML time expression: clock time `hh:mm:ss(.fff)`, `hh:mm:ss:frames(.sub)`, or an offset
-/// `12.3s`, `1500ms`, `2m`, `1h`, `30f`, `123450000t`.
+/// `12.3s`, `1500ms`, `2m`, `1h`, `30f`, `123450000t`, or bare seconds `19.764`.
 fn ttml_time(v: &str, rates: &Rates) -> Option<f64> {
     let v = v.trim();
     if v.contains(':') {
@@ -161,7 +170,9 @@ fn ttml_time(v: &str, rates: &Rates) -> Option<f64> {
             _ => None,
         };
     }
-    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    // A bare number is seconds: not in the TTML grammar, but Apple's lyric TTML writes
+    // `begin="19.764"` and other readers take it so.
+    let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let n = num
         .parse::<f64>()
@@ -170,7 +181,7 @@ fn ttml_time(v: &str, rates: &Rates) -> Option<f64> {
     let secs = match unit {
         "h" => n * 3600.0,
         "m" => n * 60.0,
-        "s" => n,
+        "s" | "" => n,
         "ms" => n / 1000.0,
         "f" => n / rates.frame,
         "t" => n / rates.tick,

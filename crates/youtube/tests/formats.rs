@@ -137,3 +137,45 @@ fn an_arrow_in_sbv_or_ssa_text_does_not_make_it_webvtt() {
     let ass = "[Script Info]\nScriptType: v4.00+\n\n[Events]\nDialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,EUR --> USD\n";
     assert_eq!(texts(ass.as_bytes()), vec![(1.0, "EUR --> USD".into())]);
 }
+
+/// Found by reading other projects' caption test files (webvtt-py, pysubs2): one typo in a
+/// timing line refused the whole file, Apple's lyric TTML (`begin="19.764"`, bare seconds) was
+/// refused, and a `WEBVTT` header without cues was called "not a caption file".
+#[test]
+fn one_bad_time_keeps_the_file_and_bare_ttml_seconds_are_read() {
+    let vtt = "WEBVTT\n\n00:00:00.500 --> 00:00:07.000\nfirst\n\n00:00:07.000 --> 00:00:1d.890\nsecond\n\n\
+               00:0x:11.000 --> 00:00:16.320\nthird\n\n00:00:16.320 --> 00:00:21.580\nfourth\n";
+    assert_eq!(
+        texts(vtt.as_bytes()),
+        vec![
+            (0.5, "first".into()),
+            (7.0, "second".into()),
+            (7.0, "third".into()),
+            (16.32, "fourth".into()),
+        ]
+    );
+    // Neither side readable: still the error naming the line.
+    let e = read_captions(
+        b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nok\n\nxx --> yy\nlost?\n",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Caption { line: 6, .. }) && e.to_string().contains("xx --> yy"),
+        "{e}"
+    );
+    let apple = r#"<tt xmlns="http://www.w3.org/ns/ttml" xmlns:itunes="http://music.apple.com/lyric-ttml-internal" itunes:timing="Word">
+  <body><div begin="19.764" end="59.300">
+    <p begin="19.764" end="21.900"><span begin="19.764" end="20.105">When</span> <span begin="20.105" end="20.4">you</span></p>
+    <p begin="22.5" end="25">were here before</p>
+  </div></body></tt>"#;
+    assert_eq!(
+        texts(apple.as_bytes()),
+        vec![
+            (19.764, "When you".into()),
+            (22.5, "were here before".into())
+        ]
+    );
+    let e = read_captions(b"WEBVTT", None).unwrap_err().to_string();
+    assert!(e.contains("no cues with text"), "{e}");
+}
