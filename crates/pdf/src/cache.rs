@@ -16,7 +16,7 @@ use crate::error::{PdfError, Result};
 use crate::options::{PdfOptions, PdfRequest};
 
 /// Bump when the result format or extraction logic changes so old results are not reused.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2; // 2: form field values and FreeText comments in the text
 const LAST_USED: &str = ".last_used";
 
 pub(crate) fn doc_dir(cache_dir: &Path, document_id: &str) -> PathBuf {

@@ -224,6 +224,25 @@ pub(crate) fn pdf_date(raw: &str) -> String {
     out
 }
 
+/// Filled form fields, FreeText comments and stamps are drawn by annotation appearance streams,
+/// not the page's content, so PDFium's text page never sees them: a filled form read as its empty
+/// labels. A page with such annotations has them flattened into its content (in memory; nothing
+/// is saved), so its text, images and OCR render hold what a viewer shows. Links, popups and
+/// markup (highlights, notes) carry no page text and leave the page as it is.
+fn flatten_annotations(page: &mut PdfPage) -> std::result::Result<(), PdfiumError> {
+    let drawn_text = page.annotations().iter().any(|a| {
+        matches!(
+            a.annotation_type(),
+            PdfPageAnnotationType::Widget
+                | PdfPageAnnotationType::XfaWidget
+                | PdfPageAnnotationType::FreeText
+                | PdfPageAnnotationType::Stamp
+                | PdfPageAnnotationType::Watermark
+        )
+    });
+    if drawn_text { page.flatten() } else { Ok(()) }
+}
+
 fn rotation_degrees(page: &PdfPage) -> u32 {
     match page.rotation() {
         Ok(PdfPageRenderRotation::Degrees90) => 90,
@@ -396,9 +415,14 @@ fn page(
     // the object's matrix and back) regenerated the whole page's content, twice: quadratic in
     // the page's objects — a 65-page scan with a few hundred images took minutes.
     page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
+    let mut warnings = Vec::new();
+    if let Err(e) = flatten_annotations(&mut page) {
+        warnings.push(format!(
+            "page {number}: form fields and annotations could not be read ({e:?})"
+        ));
+    }
     let rotation = rotation_degrees(&page);
     let (width, height) = (page.width().value, page.height().value);
-    let mut warnings = Vec::new();
     let (raw, mut signals) = match page.text() {
         Ok(t) => glyphs(&t),
         Err(e) => {

@@ -1,5 +1,6 @@
 //! Text you can trust: a text layer in fonts without a Unicode mapping is OCR'd instead (and
-//! the page says so), right-to-left lines come out in logical order, mixed RTL/LTR lines too.
+//! the page says so), right-to-left lines come out in logical order, mixed RTL/LTR lines too,
+//! and the values of a filled form and FreeText comments are part of the page's text.
 
 use hlbot_pdf::{PdfRequest, TextSource};
 
@@ -152,4 +153,82 @@ async fn right_to_left_lines_come_out_in_logical_order() {
     eprintln!("{got:?}");
     assert_eq!(got, lines);
     assert_eq!(doc.pages[0].source, TextSource::Text);
+}
+
+/// A filled form: labels in the page content, the values in text-field widgets and a FreeText
+/// comment, each drawn by its appearance stream (as every form filler writes them), plus a
+/// link and a sticky note that carry no page text.
+fn filled_form_pdf() -> Vec<u8> {
+    let mut pdf = Pdf::default();
+    let catalog = pdf.reserve();
+    let tree = pdf.reserve();
+    let page = pdf.reserve();
+    let font = pdf
+        .add("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>");
+    let labels = "BT /F1 12 Tf 72 700 Td (Instrument:) Tj 0 -30 Td (Entry price:) Tj 0 -30 Td (Stop loss:) Tj ET";
+    let content = pdf.stream("", labels.as_bytes());
+    let mut annots = Vec::new();
+    for (name, value, y) in [
+        ("instrument", "EUR/USD", 695),
+        ("entry", "1.0850", 665),
+        ("stop", "1.0800", 635),
+    ] {
+        let ap = pdf.stream(
+            &format!("/Type /XObject /Subtype /Form /BBox [0 0 200 20] /Resources << /Font << /Helv {font} 0 R >> >>"),
+            format!("/Tx BMC BT /Helv 12 Tf 2 5 Td ({value}) Tj ET EMC").as_bytes(),
+        );
+        annots.push(pdf.add(format!(
+            "<< /Type /Annot /Subtype /Widget /FT /Tx /T ({name}) /V ({value}) /F 4 /Rect [180 {y} 380 {}] /P {page} 0 R /DA (/Helv 12 Tf 0 g) /AP << /N {ap} 0 R >> >>",
+            y + 20
+        )));
+    }
+    let note_ap = pdf.stream(
+        &format!("/Type /XObject /Subtype /Form /BBox [0 0 300 40] /Resources << /Font << /Helv {font} 0 R >> >>"),
+        b"BT /Helv 11 Tf 4 24 Td (Reviewer: move the stop under the 1.0790 swing low) Tj ET",
+    );
+    annots.push(pdf.add(format!(
+        "<< /Type /Annot /Subtype /FreeText /F 4 /Rect [72 500 372 540] /Contents (Reviewer: move the stop under the 1.0790 swing low) /DA (/Helv 11 Tf 0 g) /AP << /N {note_ap} 0 R >> >>"
+    )));
+    annots.push(pdf.add("<< /Type /Annot /Subtype /Link /Rect [72 450 200 470] /A << /S /URI /URI (https://example.com/) >> >>"));
+    annots.push(pdf.add("<< /Type /Annot /Subtype /Text /Rect [400 450 420 470] /Contents (a sticky note) /Open false >>"));
+    let annot_refs: String = annots.iter().map(|a| format!("{a} 0 R ")).collect();
+    let fields: String = annots[..3].iter().map(|a| format!("{a} 0 R ")).collect();
+    pdf.set(page, format!(
+        "<< /Type /Page /Parent {tree} 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font} 0 R >> >> /Contents {content} 0 R /Annots [{annot_refs}] >>"
+    ));
+    pdf.set(
+        tree,
+        format!("<< /Type /Pages /Kids [{page} 0 R] /Count 1 >>"),
+    );
+    pdf.set(catalog, format!(
+        "<< /Type /Catalog /Pages {tree} 0 R /AcroForm << /Fields [{fields}] /DA (/Helv 0 Tf 0 g) >> >>"
+    ));
+    pdf.finish(catalog, None)
+}
+
+/// Found in pdf.js's test PDFs: PDFium's text page holds no annotation, so a filled form read as
+/// its labels alone ("Entry price:" without the price), a FreeText comment not at all.
+#[tokio::test]
+async fn a_filled_form_reads_with_its_values_and_comments() {
+    let lib = need_pdfium!();
+    let env = common::env(&lib);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("form.pdf");
+    std::fs::write(&path, filled_form_pdf()).unwrap();
+    let doc = run(&env.opts, &PdfRequest::new(&path))
+        .await
+        .expect("process");
+    let text = &doc.pages[0].text;
+    eprintln!("{text}");
+    for phrase in [
+        "Instrument: EUR/USD",
+        "Entry price: 1.0850",
+        "Stop loss: 1.0800",
+        "Reviewer: move the stop under the 1.0790 swing low",
+    ] {
+        assert_has(text, phrase);
+    }
+    assert!(!text.contains("sticky note"), "{text}");
+    assert_eq!(doc.pages[0].source, TextSource::Text);
+    assert!(doc.warnings.is_empty(), "{:?}", doc.warnings);
 }
