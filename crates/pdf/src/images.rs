@@ -54,6 +54,7 @@ impl Saver {
 pub(crate) struct PageScan {
     pub images: Vec<PdfImage>,
     pub objects: usize,
+    pub text_objects: usize,
     pub largest_cover: f32,
     pub warnings: Vec<String>,
 }
@@ -73,6 +74,7 @@ pub(crate) fn scan_page(
         saver,
         scan: &mut scan,
         depth: 0,
+        visits: 0,
     };
     for obj in page.objects().iter() {
         ctx.visit(&obj);
@@ -87,13 +89,15 @@ struct Ctx<'s, 'd> {
     saver: &'s mut Saver,
     scan: &'s mut PageScan,
     depth: usize,
+    /// Objects visited, forms included (the work cap).
+    visits: usize,
 }
 
 impl Ctx<'_, '_> {
     fn visit(&mut self, obj: &PdfPageObject) {
-        self.scan.objects += 1;
+        self.visits += 1;
         // Cap work on pathological pages (millions of objects) and nesting.
-        if self.scan.objects > 200_000 || self.depth > 8 {
+        if self.visits > 200_000 || self.depth > 8 {
             return;
         }
         if let Some(form) = obj.as_x_object_form_object() {
@@ -104,7 +108,11 @@ impl Ctx<'_, '_> {
             self.depth -= 1;
             return;
         }
+        // A form is only a container: an empty one (an unfilled form field's appearance,
+        // flattened in) draws nothing and must not make a blank page look like a scan.
+        self.scan.objects += 1;
         let Some(img) = obj.as_image_object() else {
+            self.scan.text_objects += usize::from(obj.object_type() == PdfPageObjectType::Text);
             return;
         };
         let bbox = obj

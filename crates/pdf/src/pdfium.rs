@@ -447,6 +447,7 @@ fn page(
     warnings.extend(scan.warnings);
     signals.image_cover = scan.largest_cover;
     signals.objects = scan.objects;
+    signals.text_objects = scan.text_objects;
     let images_ms = ms(t_images);
 
     let ocr_reason = triage::ocr_reason(req.ocr, &signals, &text);

@@ -14,13 +14,18 @@ pub struct PageSignals {
     pub image_cover: f32,
     /// Number of page objects of any kind (0 = truly blank page).
     pub objects: usize,
+    /// Of those, text objects (each draws at least one glyph).
+    pub text_objects: usize,
 }
 
 /// Pages with fewer non-whitespace characters than this are "thin": a page-sized image under
 /// them means a scan.
 const THIN_TEXT_CHARS: usize = 200;
 
-/// Whether the page-object signals (`image_cover`, `objects`) can change the verdict for a page
+/// At least this many text objects giving under half a character each is a lost text layer.
+const LOST_TEXT_OBJECTS: usize = 50;
+
+/// Whether the page-object signals (`image_cover`, `objects`, `text_objects`) can change the verdict for a page
 /// with these glyph counts; when not, the worker skips walking the page's objects.
 pub fn uses_page_objects(s: &PageSignals) -> bool {
     s.chars < THIN_TEXT_CHARS
@@ -123,6 +128,15 @@ fn needs_ocr(s: &PageSignals, text: &str) -> Option<String> {
             ratio * 100.0
         ));
     }
+    // Text PDFium draws but its text page drops (vertical CJK writing in Identity-V fonts:
+    // pdfminer's kampo.pdf, 2 624 text objects giving 28 characters).
+    if s.text_objects >= LOST_TEXT_OBJECTS && s.chars * 2 < s.text_objects {
+        return Some(format!(
+            "text layer lost ({} text objects gave {} characters: vertical writing or fonts \
+             the engine cannot map)",
+            s.text_objects, s.chars
+        ));
+    }
     if s.image_cover >= 0.5 && s.chars < THIN_TEXT_CHARS {
         return Some(format!(
             "large image ({:.0}% of the page) with thin text ({} chars)",
@@ -143,6 +157,7 @@ mod tests {
             bad_chars: bad,
             image_cover: cover,
             objects: 1,
+            text_objects: 0,
         }
     }
 
@@ -173,5 +188,26 @@ mod tests {
         let r = ocr_reason(OcrMode::Auto, &sig(20, 0, 0.9), "Scanned by CamScanner").unwrap();
         assert!(r.contains("large image"), "{r}");
         assert!(ocr_reason(OcrMode::Always, &sig(500, 0, 0.0), "fine").is_some());
+        // Thousands of text objects and a header line of text: the rest was lost.
+        let lost = PageSignals {
+            text_objects: 2624,
+            objects: 2700,
+            ..sig(28, 0, 0.0)
+        };
+        let r = ocr_reason(OcrMode::Auto, &lost, "平成 日 金曜日 官報 第").unwrap();
+        assert!(r.contains("text layer lost"), "{r}");
+        // One glyph per object (a common producer habit) is a normal layer.
+        let per_glyph = PageSignals {
+            text_objects: 120,
+            ..sig(120, 0, 0.0)
+        };
+        assert_eq!(
+            ocr_reason(
+                OcrMode::Auto,
+                &per_glyph,
+                "Support held at 4,200 twice this week; resistance at 4,325 and 4,400 again and again."
+            ),
+            None
+        );
     }
 }
