@@ -136,8 +136,9 @@ fn a_video_with_embedded_subtitles_gives_the_strategy_offline() {
     assert!(stdout.contains("frames           1"), "{stdout}");
 }
 
-/// yt-dlp `--write-subs` and players name subtitles after the video: `lesson.en.vtt` beside
-/// `lesson.mp4` is its transcript, before speech-to-text (here: silent audio).
+/// yt-dlp `--write-subs` and players name subtitles after the video: `lesson.en.vtt` (or
+/// `lesson.en-US.vtt`) beside `lesson.mp4` is its transcript, before speech-to-text (here: silent
+/// audio).
 #[test]
 fn a_subtitle_file_beside_the_video_is_its_transcript() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,8 +189,22 @@ fn a_subtitle_file_beside_the_video_is_its_transcript() {
             .contains("EMA pullback"),
         "{stdout}"
     );
+    // yt-dlp's name for an English (United States) track is found too, with only `en` asked.
+    std::fs::rename(
+        dir.path().join("lesson.en.vtt"),
+        dir.path().join("lesson.en-US.vtt"),
+    )
+    .unwrap();
+    let (stdout, stderr, ok) = ingest(dir.path(), &video, &["--json", "--force"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        v["read"]["transcript_source"], "captions:file:en",
+        "{stdout}"
+    );
+    assert_eq!(v["read"]["segments"], 11, "not lesson.srt: {stdout}");
     // Without it, the silent video has no transcript.
-    std::fs::remove_file(dir.path().join("lesson.en.vtt")).unwrap();
+    std::fs::remove_file(dir.path().join("lesson.en-US.vtt")).unwrap();
     std::fs::remove_file(dir.path().join("lesson.srt")).unwrap();
     let (stdout, _, ok) = ingest(dir.path(), &video, &["--force"]);
     assert!(ok && stdout.contains("transcript       none"), "{stdout}");
