@@ -34,6 +34,38 @@ pub(crate) struct OcrText {
     pub confidence: Option<f32>,
 }
 
+/// The clockwise turn (90, 180 or 270) that sets `image` upright, by tesseract's orientation
+/// detection (`--psm 0`, the `osd` model), when it is sure; `None` when the page is upright,
+/// detection is unsure or fails (no `osd` model, no text), or it runs past `timeout`.
+pub(crate) async fn orientation(tesseract: &Path, image: &Path, timeout: Duration) -> Option<u32> {
+    let mut cmd = tokio::process::Command::new(tesseract);
+    cmd.arg(image)
+        .args(["-", "--psm", "0"])
+        .env("OMP_THREAD_LIMIT", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .ok()?
+        .ok()?;
+    parse_orientation(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `Rotate: 180` and `Orientation confidence: 19.43` from tesseract's OSD report.
+fn parse_orientation(report: &str) -> Option<u32> {
+    let field = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f32>().ok())
+    };
+    let rotate = field("Rotate:")? as u32;
+    // Clean scans measure 12–19, a coarse dot-matrix page 1.4; below 1 it is a guess. A wrong
+    // turn costs one more OCR pass: the caller keeps the surer of the two readings.
+    (matches!(rotate, 90 | 180 | 270) && field("Orientation confidence:")? >= 1.0).then_some(rotate)
+}
+
 /// Writes the blank marker image into `dir` (once per document) and returns its path.
 pub(crate) fn write_marker(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("marker.png");
@@ -289,6 +321,19 @@ fn mean_confidence(tsv: &str) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orientation_report() {
+        let r = "Page number: 0\nOrientation in degrees: 90\nRotate: 270\nOrientation confidence: 12.05\nScript: Latin\n";
+        assert_eq!(parse_orientation(r), Some(270));
+        assert_eq!(parse_orientation(&r.replace("12.05", "0.80")), None);
+        assert_eq!(parse_orientation(&r.replace("12.05", "1.48")), Some(270));
+        assert_eq!(
+            parse_orientation(&r.replace("Rotate: 270", "Rotate: 0")),
+            None
+        );
+        assert_eq!(parse_orientation(""), None);
+    }
 
     #[test]
     fn tsv_confidence() {

@@ -124,6 +124,29 @@ pub(crate) fn write_png(
     w.finish().map_err(|e| e.to_string())
 }
 
+/// Writes `path` turned `degrees` (90, 180, 270) clockwise as `<path>.upright.png`, same DPI:
+/// a page scanned sideways or upside down, for a second OCR pass.
+pub(crate) fn rotate_png(path: &Path, degrees: u32) -> Result<std::path::PathBuf, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .map_err(|e| e.to_string())?;
+    let dpi = reader.info().pixel_dims.map_or(300, |d| {
+        (f64::from(d.xppu) * 0.0254).round().max(1.0) as u32
+    });
+    drop(reader);
+    let gray = image::open(path).map_err(|e| e.to_string())?.to_luma8();
+    let turned = match degrees {
+        90 => image::imageops::rotate90(&gray),
+        180 => image::imageops::rotate180(&gray),
+        270 => image::imageops::rotate270(&gray),
+        _ => return Err(format!("cannot turn a page by {degrees} degrees")),
+    };
+    let out = path.with_extension("upright.png");
+    write_png(&out, turned.as_raw(), turned.width(), turned.height(), dpi)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

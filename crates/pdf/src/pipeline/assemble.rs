@@ -9,6 +9,7 @@ use super::ocr_pages::OcrRead;
 use super::workers::Collected;
 use crate::document::{PdfDocument, PdfPage, Stats, TextSource};
 use crate::error::PdfError;
+use crate::ocr::OcrText;
 use crate::options::{OcrMode, PdfOptions};
 
 pub(super) fn child_error(
@@ -42,6 +43,48 @@ pub(super) fn child_error(
 
 fn word_count(s: &str) -> usize {
     s.split_whitespace().count()
+}
+
+/// Mean word confidence (tesseract's, 0–100) below which OCR text is unreliable: the page is in
+/// a language OCR was not given, or a picture. Measured on 137 OCR'd pages of other projects'
+/// test PDFs: Chinese pages read as English 19–34, pictures 4–25, good scans 80–96 (median 87);
+/// a map's place names 44.
+const LOW_OCR_CONFIDENCE: f32 = 40.0;
+
+/// A page's text from its layer and its OCR reading: the OCR text when the layer is unusable
+/// (empty or garbage), else the one with more words — unless the OCR is unsure, which never
+/// replaces a layer (Chinese read as English has more "words" than the Chinese it replaces) and
+/// is said in a warning.
+fn merge(
+    page: u32,
+    layer: String,
+    reason: Option<&str>,
+    ocr: OcrText,
+) -> (String, TextSource, Option<String>) {
+    let unsure = ocr
+        .confidence
+        .is_some_and(|c| c < LOW_OCR_CONFIDENCE && word_count(&ocr.text) >= 5);
+    let layer_unusable =
+        word_count(&layer) == 0 || reason.is_some_and(|r| r.starts_with("garbage"));
+    let warning = unsure.then(|| {
+        format!(
+            "page {page}: OCR confidence {:.0} % is low: the page may be in a language OCR was \
+             not given (the task's `languages`, `pdf.languages`) or hold no text; {}",
+            ocr.confidence.unwrap_or_default(),
+            if layer_unusable {
+                "its OCR text is unreliable"
+            } else {
+                "its text layer is kept"
+            }
+        )
+    });
+    if layer_unusable {
+        (ocr.text, TextSource::Ocr, warning)
+    } else if !unsure && word_count(&ocr.text) > word_count(&layer) {
+        (ocr.text, TextSource::Mixed, warning)
+    } else {
+        (layer, TextSource::Mixed, warning)
+    }
 }
 
 pub(super) fn assemble(
@@ -86,19 +129,9 @@ pub(super) fn assemble(
         if let Some(o) = ocr.remove(&p.number) {
             stats.pages_ocr += 1;
             confidence = o.confidence;
-            let layer_unusable = word_count(&text) == 0
-                || p.ocr_reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("garbage"));
-            if layer_unusable {
-                text = o.text;
-                source = TextSource::Ocr;
-            } else {
-                source = TextSource::Mixed;
-                if word_count(&o.text) > word_count(&text) {
-                    text = o.text;
-                }
-            }
+            let warning;
+            (text, source, warning) = merge(p.number, text, p.ocr_reason.as_deref(), o);
+            warnings.extend(warning);
         } else if let Some(reason) = &p.ocr_reason
             && mode == OcrMode::Never
         {
@@ -136,5 +169,46 @@ pub(super) fn assemble(
         pages,
         warnings,
         stats,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, confidence: f32) -> OcrText {
+        OcrText {
+            text: text.into(),
+            confidence: Some(confidence),
+        }
+    }
+
+    #[test]
+    fn unsure_ocr_never_replaces_a_layer_and_says_so() {
+        let layer = "关于浙江菲达环保科技股份有限公司 2015 年年度报告".to_string();
+        let garbage = "ERAMNBHPRRAAR (RA) APRA) 2021 FRAAMAFMRLAL GER (AR A (ERAN";
+        let (text, source, warning) = merge(3, layer.clone(), None, read(garbage, 30.3));
+        assert_eq!((text.as_str(), source), (layer.as_str(), TextSource::Mixed));
+        let w = warning.expect("a warning");
+        assert!(
+            w.starts_with("page 3: OCR confidence 30 % is low") && w.ends_with("kept"),
+            "{w}"
+        );
+        // A sure reading with more words wins, without a warning.
+        let good = "Support held at 4,200 twice this week and closed higher";
+        assert_eq!(
+            merge(1, "Support held".into(), None, read(good, 88.0)),
+            (good.to_string(), TextSource::Mixed, None)
+        );
+        // No usable layer: the OCR text, however unsure, with the warning.
+        let (text, source, warning) =
+            merge(2, String::new(), Some("no text layer"), read(garbage, 19.0));
+        assert_eq!((text.as_str(), source), (garbage, TextSource::Ocr));
+        assert!(warning.is_some_and(|w| w.ends_with("unreliable")));
+        // A picture OCR'd to a few marks is not worth a warning.
+        assert_eq!(
+            merge(4, String::new(), Some("no text layer"), read("~ ,", 4.0)).2,
+            None
+        );
     }
 }

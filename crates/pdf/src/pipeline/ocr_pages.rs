@@ -26,6 +26,10 @@ use crate::options::PdfOptions;
 
 type OcrOutcome = (u32, Result<OcrText>);
 
+/// Mean word confidence below which a page's orientation is checked (one `tesseract --psm 0`
+/// run): upside-down pages measure 35–41 %, good scans 80–96 % (median 87).
+const TURN_CHECK_CONFIDENCE: f32 = 60.0;
+
 /// A rendered page waiting for a recogniser.
 struct Job {
     image: PathBuf,
@@ -256,6 +260,32 @@ async fn recognise_one(
     let timeout = shared
         .page_timeout
         .min(shared.deadline.saturating_duration_since(Instant::now()));
-    rec.recognise(&job.image, job.page, timeout, &shared.cancel)
-        .await
+    let first = rec
+        .recognise(&job.image, job.page, timeout, &shared.cancel)
+        .await?;
+    if first.confidence.is_none_or(|c| c >= TURN_CHECK_CONFIDENCE) {
+        return Ok(first);
+    }
+    // Unsure text: a page scanned sideways or upside down reads as garbage (OCRmyPDF's
+    // cardinal.pdf: 35 % at 180° and 270°, 95 % upright). Turned upright, it is read again; the
+    // surer reading wins.
+    let Some(turn) = ocr::orientation(&shared.tesseract, &job.image, timeout).await else {
+        return Ok(first);
+    };
+    let Ok(upright) = crate::render::rotate_png(&job.image, turn) else {
+        return Ok(first);
+    };
+    let timeout = shared
+        .page_timeout
+        .min(shared.deadline.saturating_duration_since(Instant::now()));
+    let second = rec
+        .recognise(&upright, job.page, timeout, &shared.cancel)
+        .await;
+    let _ = std::fs::remove_file(&upright);
+    let second = second?;
+    Ok(if second.confidence > first.confidence {
+        second
+    } else {
+        first
+    })
 }

@@ -340,3 +340,66 @@ async fn concurrent_documents_share_the_ocr_slots() {
     assert!(most <= 3, "{most} pages in tesseract at once, 3 slots");
     assert!(most >= 2, "the slots were not used in parallel");
 }
+
+/// A page scanned upside down reads as garbage at low confidence (OCRmyPDF's `cardinal.pdf`:
+/// 35 % at 180° and 270°); tesseract's orientation detection turns it upright and it is read
+/// again. Page 1 upright, page 2 the same lines drawn turned 180°.
+#[tokio::test]
+async fn a_page_scanned_upside_down_is_turned_and_read() {
+    let lib = need_pdfium!();
+    need_tesseract!();
+    let osd = std::process::Command::new("tesseract")
+        .arg("--list-langs")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == "osd")
+        });
+    if !osd {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "tesseract's osd model is missing under CI=true (tesseract-ocr-osd)"
+        );
+        eprintln!("SKIP: tesseract has no osd model");
+        return;
+    }
+    let env = common::env(&lib);
+    // Only letters the dot-matrix fixture font draws.
+    let lines = [
+        "BUY SUPPORT",
+        "SELL THE HIGH",
+        "STOP BELOW THE LOW",
+        "TIGER ROPE WIRE PIPE",
+        "BUY THE RETEST",
+    ];
+    let upright = fixtures::vector_scan_content(&lines);
+    let pages = vec![
+        Page {
+            content: upright.clone(),
+            images: vec![],
+            size: (612.0, 792.0),
+        },
+        Page {
+            content: format!("q -1 0 0 -1 612 792 cm\n{upright}Q\n"),
+            images: vec![],
+            size: (612.0, 792.0),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("turned.pdf");
+    std::fs::write(&path, fixtures::document(Default::default(), pages, None)).unwrap();
+    let doc = run(&env.opts, &PdfRequest::new(&path))
+        .await
+        .expect("process");
+    for page in &doc.pages {
+        let text = squash(&page.text);
+        assert!(
+            text.contains("SELL THE HIGH") && text.contains("BUY THE RETEST"),
+            "page {}: {text:?} ({:?})",
+            page.number,
+            page.ocr_confidence
+        );
+    }
+    assert!(doc.pages[1].ocr_confidence.is_some_and(|c| c >= 40.0));
+}
