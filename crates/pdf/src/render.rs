@@ -128,14 +128,24 @@ pub(crate) fn write_png(
 /// a page scanned sideways or upside down, for a second OCR pass.
 pub(crate) fn rotate_png(path: &Path, degrees: u32) -> Result<std::path::PathBuf, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader = png::Decoder::new(std::io::BufReader::new(file))
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
         .read_info()
         .map_err(|e| e.to_string())?;
+    // One decode: the DPI and the pixels of what `write_png` wrote (8-bit grayscale).
     let dpi = reader.info().pixel_dims.map_or(300, |d| {
         (f64::from(d.xppu) * 0.0254).round().max(1.0) as u32
     });
-    drop(reader);
-    let gray = image::open(path).map_err(|e| e.to_string())?.to_luma8();
+    if reader.output_color_type() != (png::ColorType::Grayscale, png::BitDepth::Eight) {
+        return Err(format!(
+            "{} is not an 8-bit grayscale render",
+            path.display()
+        ));
+    }
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    let frame = reader.next_frame(&mut pixels).map_err(|e| e.to_string())?;
+    pixels.truncate(frame.buffer_size());
+    let gray = image::GrayImage::from_raw(frame.width, frame.height, pixels)
+        .ok_or_else(|| format!("{}: short pixel data", path.display()))?;
     let turned = match degrees {
         90 => image::imageops::rotate90(&gray),
         180 => image::imageops::rotate180(&gray),

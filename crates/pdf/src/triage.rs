@@ -25,8 +25,9 @@ const THIN_TEXT_CHARS: usize = 200;
 /// At least this many text objects giving under half a character each is a lost text layer.
 const LOST_TEXT_OBJECTS: usize = 50;
 
-/// Whether the page-object signals (`image_cover`, `objects`, `text_objects`) can change the verdict for a page
-/// with these glyph counts; when not, the worker skips walking the page's objects.
+/// Whether the page-object signals (`image_cover`, `objects`, `text_objects`) can change the
+/// verdict for a page with these glyph counts; when not, the worker skips walking the page's
+/// objects.
 pub fn uses_page_objects(s: &PageSignals) -> bool {
     s.chars < THIN_TEXT_CHARS
 }

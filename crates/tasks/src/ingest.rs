@@ -102,13 +102,11 @@ fn not_a_file(source: &str) -> Result<SourceKind> {
             "unsupported URL scheme {scheme}:// in {source}: only http(s) YouTube URLs are read"
         )));
     }
-    let video_id = source.len() == 11
-        && source
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    // `video_id` also finds ids inside URLs; only a source that is the id itself gets the hint.
+    let bare_id = hlbot_youtube::video_id(source).is_some_and(|id| id == source);
     Err(Error::InputMissing {
         path: PathBuf::from(source),
-        hint: if video_id {
+        hint: if bare_id {
             format!(" (a YouTube video id? give its URL: https://youtu.be/{source})")
         } else {
             String::new()

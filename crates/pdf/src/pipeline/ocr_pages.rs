@@ -257,11 +257,14 @@ async fn recognise_one(
             marker,
         )?),
     };
-    let timeout = shared
-        .page_timeout
-        .min(shared.deadline.saturating_duration_since(Instant::now()));
+    // The page's limit, within what is left of the document's.
+    let timeout = || {
+        shared
+            .page_timeout
+            .min(shared.deadline.saturating_duration_since(Instant::now()))
+    };
     let first = rec
-        .recognise(&job.image, job.page, timeout, &shared.cancel)
+        .recognise(&job.image, job.page, timeout(), &shared.cancel)
         .await?;
     if first.confidence.is_none_or(|c| c >= TURN_CHECK_CONFIDENCE) {
         return Ok(first);
@@ -269,17 +272,14 @@ async fn recognise_one(
     // Unsure text: a page scanned sideways or upside down reads as garbage (OCRmyPDF's
     // cardinal.pdf: 35 % at 180° and 270°, 95 % upright). Turned upright, it is read again; the
     // surer reading wins.
-    let Some(turn) = ocr::orientation(&shared.tesseract, &job.image, timeout).await else {
+    let Some(turn) = ocr::orientation(&shared.tesseract, &job.image, timeout()).await else {
         return Ok(first);
     };
     let Ok(upright) = crate::render::rotate_png(&job.image, turn) else {
         return Ok(first);
     };
-    let timeout = shared
-        .page_timeout
-        .min(shared.deadline.saturating_duration_since(Instant::now()));
     let second = rec
-        .recognise(&upright, job.page, timeout, &shared.cancel)
+        .recognise(&upright, job.page, timeout(), &shared.cancel)
         .await;
     let _ = std::fs::remove_file(&upright);
     let second = second?;

@@ -5,7 +5,7 @@
 //! password, empty, too large), never as a crashed or hung worker, and a good document must
 //! still process afterwards on the same options.
 
-use hlbot_pdf::{OcrMode, PdfRequest};
+use hlbot_pdf::{OcrMode, PdfOptions, PdfRequest};
 
 use crate::common::{self, need_pdfium, run};
 use crate::fixtures;
@@ -242,6 +242,13 @@ async fn a_page_that_is_no_page_is_a_warning_and_the_rest_reads() {
     common::assert_has(&doc.text, "Chart page with a JPEG and a bitmap.");
 }
 
+/// PDF workers are `sh -c script` (a stand-in for the real one), started only when needed.
+fn stand_in_worker(opts: &mut PdfOptions, script: String) {
+    opts.child_program = "sh".into();
+    opts.child_args = vec!["-c".into(), script];
+    opts.prestart_workers = false;
+}
+
 /// A worker that dies while reading images (a stand-in that kills itself with SIGSEGV when the
 /// request asks for images, else runs the real worker — as PDFium trapped on `/Pagg` above): the
 /// document is read again in a new worker without images and comes back whole, saying so, and
@@ -256,16 +263,14 @@ async fn a_document_that_crashes_the_engine_on_images_is_read_again_without_them
     let mut real = vec![env.opts.child_program.display().to_string()];
     real.extend(env.opts.child_args.iter().cloned());
     let real: Vec<String> = real.iter().map(|a| format!("'{a}'")).collect();
-    env.opts.child_program = "sh".into();
-    env.opts.child_args = vec![
-        "-c".into(),
+    stand_in_worker(
+        &mut env.opts,
         format!(
             "read -r init; read -r doc; case \"$doc\" in *'\"extract_images\":true'*) kill -SEGV $$;; esac; \
              {{ printf '%s\\n%s\\n' \"$init\" \"$doc\"; cat; }} | {}",
             real.join(" ")
         ),
-    ];
-    env.opts.prestart_workers = false;
+    );
     // The stand-in checks only its first document: one document per worker.
     env.opts.worker_max_documents = 1;
     let mut req = PdfRequest::new(&path);
@@ -300,15 +305,13 @@ async fn a_document_that_crashes_the_engine_on_every_read_is_damaged_not_retried
     let path = dir.path().join("three.pdf");
     std::fs::write(&path, fixtures::three_page_pdf()).unwrap();
     let runs = dir.path().join("runs");
-    env.opts.child_program = "sh".into();
-    env.opts.child_args = vec![
-        "-c".into(),
+    stand_in_worker(
+        &mut env.opts,
         format!(
             "read init; read doc; echo run >> '{}'; kill -SEGV $$",
             runs.display()
         ),
-    ];
-    env.opts.prestart_workers = false;
+    );
     let reads = || {
         let n = std::fs::read_to_string(&runs).unwrap().lines().count();
         std::fs::remove_file(&runs).unwrap();
