@@ -78,14 +78,69 @@ pub(crate) async fn prepare_audio(
         .collect())
 }
 
-/// Transcribes prepared chunks with the configured provider; `None` when no provider is set.
+/// What speech-to-text made of some audio: the segments it heard, and how many stretches it
+/// returned were left out as hallucinations over music or noise ([`heard`]).
+#[derive(Debug, Default)]
+pub(crate) struct Transcribed {
+    pub segments: Vec<Segment>,
+    pub not_speech: usize,
+}
+
+impl Transcribed {
+    /// `segments` kept when [`heard`], the others counted.
+    pub fn sift(
+        segments: impl IntoIterator<Item = (Segment, Option<f64>, Option<f64>)>,
+    ) -> Transcribed {
+        let mut t = Transcribed::default();
+        for (seg, no_speech, logprob) in segments {
+            if seg.text.is_empty() {
+                continue;
+            }
+            if heard(no_speech, logprob, &seg.text) {
+                t.segments.push(seg);
+            } else {
+                t.not_speech += 1;
+            }
+        }
+        t
+    }
+
+    /// The warning for stretches left out, if any.
+    pub fn warning(&self) -> Option<String> {
+        (self.not_speech > 0).then(|| {
+            format!(
+                "speech-to-text: {} stretch(es) of audio judged music or noise, not speech, and left out",
+                self.not_speech
+            )
+        })
+    }
+}
+
+/// Whether a stretch of speech-to-text output was speech. Whisper writes text over music and
+/// noise ("I'm going to go to the city." over a cartoon's score, ".. ..", "x3", "1.0" over rain
+/// and tones); its own scores tell: such a stretch is dropped when the model's no-speech
+/// probability is over 0.5 and its mean token log-probability under -1 — OpenAI's rule with the
+/// no-speech bar lowered from 0.6 (music, rain and tones measured 0.52-0.97 and -1.8 to -4.4;
+/// speech, also under music or rain, 0.05-0.36 and -0.25 to -0.62). Text without a letter or
+/// digit (`.. ..`, `🎵 🎵`) is dropped whatever the scores (an API may not give them).
+pub(crate) fn heard(no_speech_prob: Option<f64>, avg_logprob: Option<f64>, text: &str) -> bool {
+    if !text.chars().any(char::is_alphanumeric) {
+        return false;
+    }
+    match (no_speech_prob, avg_logprob) {
+        (Some(p), Some(l)) => !(p > 0.5 && l < -1.0),
+        _ => true,
+    }
+}
+
+/// Transcribes prepared chunks with the configured provider.
 pub(crate) async fn transcribe_chunks(
     opts: &YoutubeOptions,
     chunks: &[(f64, PathBuf)],
     progress: ProgressFn<'_>,
     cancel: &CancellationToken,
-) -> Result<Vec<Segment>> {
-    let mut all = Vec::new();
+) -> Result<Transcribed> {
+    let mut all = Transcribed::default();
     for (i, (offset, path)) in chunks.iter().enumerate() {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -94,8 +149,9 @@ pub(crate) async fn transcribe_chunks(
             &Progress::new(Stage::Transcribe, "transcribing audio")
                 .counts(i as u64, Some(chunks.len() as u64)),
         );
-        let segs = transcribe_file(opts, path, cancel).await?;
-        all.extend(segs.into_iter().map(|s| Segment {
+        let t = transcribe_one(opts, path, cancel).await?;
+        all.not_speech += t.not_speech;
+        all.segments.extend(t.segments.into_iter().map(|s| Segment {
             start: s.start + offset,
             end: s.end + offset,
             text: s.text,
@@ -104,12 +160,21 @@ pub(crate) async fn transcribe_chunks(
     Ok(all)
 }
 
-/// Transcribes one audio file (any format the provider accepts) into segments.
+/// Transcribes one audio file (any format the provider accepts) into segments; stretches judged
+/// music or noise, not speech, are left out.
 pub async fn transcribe_file(
     opts: &YoutubeOptions,
     audio: &Path,
     cancel: &CancellationToken,
 ) -> Result<Vec<Segment>> {
+    Ok(transcribe_one(opts, audio, cancel).await?.segments)
+}
+
+async fn transcribe_one(
+    opts: &YoutubeOptions,
+    audio: &Path,
+    cancel: &CancellationToken,
+) -> Result<Transcribed> {
     match &opts.asr {
         AsrProvider::None => Err(Error::Config("no ASR provider configured".into())),
         AsrProvider::OpenAiCompatible {
@@ -143,7 +208,7 @@ async fn local_whisper(
     model_dir: &Path,
     _audio: &Path,
     _cancel: &CancellationToken,
-) -> Result<Vec<Segment>> {
+) -> Result<Transcribed> {
     Err(Error::Config(format!(
         "local Whisper ({}) needs hlbot-youtube built with the `whisper` feature",
         model_dir.display()
@@ -156,7 +221,7 @@ async fn local_whisper(
     model_dir: &Path,
     audio: &Path,
     cancel: &CancellationToken,
-) -> Result<Vec<Segment>> {
+) -> Result<Transcribed> {
     let lang = opts.caption_languages.first().map(String::as_str);
     crate::whisper::transcribe(opts, model_dir, lang, audio, cancel).await
 }
@@ -168,7 +233,7 @@ async fn openai_transcribe(
     language: Option<&str>,
     audio: &Path,
     timeout: std::time::Duration,
-) -> Result<Vec<Segment>> {
+) -> Result<Transcribed> {
     let bytes = tokio::fs::read(audio)
         .await
         .map_err(|e| Error::io(format!("reading {}", audio.display()), e))?;
@@ -228,46 +293,87 @@ async fn openai_transcribe(
     parse_transcription(&body)
 }
 
-/// `verbose_json` (`segments`), plain `json` (`text` only) or a bare text body.
-pub(crate) fn parse_transcription(body: &str) -> Result<Vec<Segment>> {
+/// `verbose_json` (`segments`, each with Whisper's `no_speech_prob` and `avg_logprob` when the
+/// service gives them), plain `json` (`text` only) or a bare text body.
+pub(crate) fn parse_transcription(body: &str) -> Result<Transcribed> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
         let text = body.trim();
-        return Ok(if text.is_empty() {
-            vec![]
-        } else {
-            vec![Segment {
+        return Ok(Transcribed::sift([(
+            Segment {
                 start: 0.0,
                 end: 0.0,
                 text: text.to_string(),
-            }]
-        });
+            },
+            None,
+            None,
+        )]));
     };
-    if let Some(segs) = v.get("segments").and_then(|s| s.as_array()) {
-        let out: Vec<Segment> = segs
-            .iter()
-            .filter_map(|s| {
-                let text = s.get("text")?.as_str()?.trim().to_string();
-                let start = s.get("start").and_then(|x| x.as_f64()).unwrap_or(0.0);
-                let end = s.get("end").and_then(|x| x.as_f64()).unwrap_or(start);
-                (!text.is_empty()).then_some(Segment { start, end, text })
-            })
-            .collect();
-        if !out.is_empty() {
-            return Ok(out);
-        }
+    if let Some(segs) = v.get("segments").and_then(|s| s.as_array())
+        && !segs.is_empty()
+    {
+        // Segments given: the whole `text` is never read instead, it holds the left-out ones too.
+        return Ok(Transcribed::sift(segs.iter().filter_map(|s| {
+            let text = s.get("text")?.as_str()?.trim().to_string();
+            let start = s.get("start").and_then(|x| x.as_f64()).unwrap_or(0.0);
+            let end = s.get("end").and_then(|x| x.as_f64()).unwrap_or(start);
+            let num = |k: &str| s.get(k).and_then(|x| x.as_f64());
+            Some((
+                Segment { start, end, text },
+                num("no_speech_prob"),
+                num("avg_logprob"),
+            ))
+        })));
     }
     match v.get("text").and_then(|t| t.as_str()) {
-        Some(t) if !t.trim().is_empty() => {
+        Some(t) => {
             let end = v.get("duration").and_then(|d| d.as_f64()).unwrap_or(0.0);
-            Ok(vec![Segment {
-                start: 0.0,
-                end,
-                text: t.trim().to_string(),
-            }])
+            Ok(Transcribed::sift([(
+                Segment {
+                    start: 0.0,
+                    end,
+                    text: t.trim().to_string(),
+                },
+                None,
+                None,
+            )]))
         }
-        Some(_) => Ok(vec![]),
         None => Err(Error::AsrRequest(
             "transcription response has neither segments nor text".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_over_music_are_left_out_by_their_scores() {
+        assert!(heard(Some(0.05), Some(-0.25), "ask not what your country"));
+        assert!(heard(None, None, "no scores given"));
+        assert!(heard(Some(0.9), Some(-0.5), "sure of its words"));
+        assert!(heard(Some(0.3), Some(-2.0), "unsure, but speech"));
+        assert!(!heard(
+            Some(0.59),
+            Some(-2.47),
+            "I'm going to go to the city."
+        ));
+        assert!(!heard(None, None, ".. .."));
+        assert!(!heard(Some(0.0), Some(0.0), "🎵 🎵"));
+    }
+
+    #[test]
+    fn segments_all_left_out_do_not_fall_back_to_the_whole_text() {
+        let body = r#"{"text": "Thank you.", "segments": [
+            {"start": 0, "end": 3, "text": " Thank you.", "no_speech_prob": 0.8, "avg_logprob": -2.1}]}"#;
+        let t = parse_transcription(body).unwrap();
+        assert!(t.segments.is_empty());
+        assert_eq!(t.not_speech, 1);
+        assert!(t.warning().unwrap().contains("1 stretch(es)"));
+        let t = parse_transcription(r#"{"text": " Buy the dip. ", "duration": 4}"#).unwrap();
+        assert_eq!(t.segments[0].text, "Buy the dip.");
+        assert_eq!(t.segments[0].end, 4.0);
+        assert!(parse_transcription("").unwrap().segments.is_empty());
+        assert!(parse_transcription(r#"{"error": 1}"#).is_err());
     }
 }

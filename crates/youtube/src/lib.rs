@@ -16,6 +16,8 @@ mod guard;
 mod info;
 mod link;
 mod media;
+#[cfg(feature = "whisper")]
+mod mel;
 mod options;
 mod playlist;
 mod process;

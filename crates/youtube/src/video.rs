@@ -288,8 +288,10 @@ async fn transcript(
     let chunk_dir = dir.join("asr");
     let _ = std::fs::remove_dir_all(&chunk_dir);
     let chunks = crate::asr::prepare_audio(opts, &audio, &chunk_dir, cancel).await?;
-    let segments = crate::asr::transcribe_chunks(opts, &chunks, progress, cancel).await?;
+    let heard = crate::asr::transcribe_chunks(opts, &chunks, progress, cancel).await?;
     let _ = std::fs::remove_dir_all(&chunk_dir);
+    warnings.extend(heard.warning());
+    let segments = heard.segments;
     if segments.is_empty() {
         warnings.push("speech-to-text returned no text".into());
     }

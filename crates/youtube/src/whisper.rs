@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::asr::Transcribed;
 use crate::error::{Error, Result};
+use crate::mel;
 use crate::options::YoutubeOptions;
 use crate::process::{Cmd, run};
 use crate::segment::Segment;
@@ -37,53 +39,142 @@ pub(crate) async fn transcribe(
     language: Option<&str>,
     audio: &Path,
     cancel: &CancellationToken,
-) -> Result<Vec<Segment>> {
+) -> Result<Transcribed> {
     let model = prepared_model_dir(model_dir, &opts.cache_dir)?;
     let samples = decode_pcm(opts, audio, cancel).await?;
     if samples.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Transcribed::default());
     }
     let language = language.map(str::to_string);
-    let job = tokio::task::spawn_blocking(move || infer(&model, language.as_deref(), &samples));
+    let stop = cancel.clone();
+    let job =
+        tokio::task::spawn_blocking(move || infer(&model, language.as_deref(), &samples, &stop));
     tokio::select! {
         r = job => r.map_err(|e| Error::LocalAsr(format!("whisper thread: {e}")))?,
-        // Inference cannot be interrupted; the result is dropped when it arrives.
+        // The inference thread stops at its next batch of windows.
         _ = cancel.cancelled() => Err(Error::Cancelled),
     }
 }
 
-fn infer(model: &Path, language: Option<&str>, samples: &[f32]) -> Result<Vec<Segment>> {
+/// Windows decoded per call: bounds the features held at once (80 x 3000 floats each) and how
+/// long a cancellation waits.
+const BATCH: usize = 4;
+
+fn infer(
+    model: &Path,
+    language: Option<&str>,
+    samples: &[f32],
+    cancel: &CancellationToken,
+) -> Result<Transcribed> {
+    use ct2rs::Tokenizer as _;
     let cfg = ct2rs::Config {
         num_threads_per_replica: 1,
         ..Default::default()
     };
-    let whisper = ct2rs::Whisper::new(model, cfg)
-        .map_err(|e| Error::Config(format!("loading Whisper model {}: {e}", model.display())))?;
-    // ct2rs always sends a language token; English-only models (tiny.en, …) only know English,
-    // and language detection is not available on them.
-    let lang = if whisper.is_multilingual() {
-        language
-    } else {
-        Some("en")
+    let loading = |e: &dyn std::fmt::Display| {
+        Error::Config(format!("loading Whisper model {}: {e}", model.display()))
     };
-    let texts = whisper
-        .generate(samples, lang, false, &Default::default())
-        .map_err(|e| Error::LocalAsr(e.to_string()))?;
-    let window = whisper.n_samples() as f64 / whisper.sampling_rate() as f64;
+    let whisper = ct2rs::sys::Whisper::new(model, cfg).map_err(|e| loading(&e))?;
+    let tokenizer = ct2rs::tokenizers::hf::Tokenizer::new(model).map_err(|e| loading(&e))?;
+    let n_mels = whisper.n_mels();
+    let windows: Vec<&[f32]> = samples.chunks(mel::WINDOW_SAMPLES).collect();
+    let window_secs = mel::WINDOW_SAMPLES as f64 / f64::from(SAMPLE_RATE);
     let total = samples.len() as f64 / f64::from(SAMPLE_RATE);
-    Ok(texts
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let text = t.trim().to_string();
-            let start = i as f64 * window;
-            (!text.is_empty()).then_some(Segment {
+    // English-only models (tiny.en, …) only know English.
+    let mut lang_token = match language {
+        _ if !whisper.is_multilingual() => Some("<|en|>".to_string()),
+        Some(l) => Some(format!("<|{l}|>")),
+        None => None,
+    };
+    let opts = ct2rs::sys::WhisperOptions {
+        return_scores: true,
+        return_no_speech_prob: true,
+        ..Default::default()
+    };
+    let mut windows_read = Vec::new();
+    for (b, batch) in windows.chunks(BATCH).enumerate() {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let lang = match &lang_token {
+            Some(l) => l.clone(),
+            None => {
+                let (mut data, shape) = mel::features(&batch[..1], n_mels);
+                let view = ct2rs::sys::StorageView::new(&shape, &mut data, Default::default())
+                    .map_err(asr)?;
+                let l = detect_language(&whisper, &view)?;
+                lang_token = Some(l.clone());
+                l
+            }
+        };
+        let (mut data, shape) = mel::features(batch, n_mels);
+        let view =
+            ct2rs::sys::StorageView::new(&shape, &mut data, Default::default()).map_err(asr)?;
+        let prompt = vec![
+            "<|startoftranscript|>",
+            lang.as_str(),
+            "<|transcribe|>",
+            "<|notimestamps|>",
+        ];
+        let results = whisper
+            .generate(&view, &vec![prompt; batch.len()], &opts)
+            .map_err(asr)?;
+        for (i, r) in results.into_iter().enumerate() {
+            let tokens = r.sequences.into_iter().next().unwrap_or_default();
+            let text = tokenizer.decode(tokens).map_err(asr)?.trim().to_string();
+            let start = (b * BATCH + i) as f64 * window_secs;
+            let score = r.scores.first().copied().unwrap_or(0.0);
+            tracing::debug!(
                 start,
-                end: (start + window).min(total),
+                no_speech = r.no_speech_prob,
+                score,
                 text,
-            })
-        })
-        .collect())
+                "whisper window"
+            );
+            let seg = Segment {
+                start,
+                end: (start + window_secs).min(total),
+                text,
+            };
+            windows_read.push((
+                seg,
+                Some(f64::from(r.no_speech_prob)),
+                Some(f64::from(score)),
+            ));
+        }
+    }
+    Ok(Transcribed::sift(windows_read))
+}
+
+fn asr(e: impl std::fmt::Display) -> Error {
+    Error::LocalAsr(e.to_string())
+}
+
+/// The language token (`<|de|>`) the model predicts first after `<|startoftranscript|>` for the
+/// first window; `<|en|>` when it predicts something else.
+fn detect_language(
+    whisper: &ct2rs::sys::Whisper,
+    view: &ct2rs::sys::StorageView,
+) -> Result<String> {
+    let opts = ct2rs::sys::WhisperOptions {
+        max_length: 1,
+        beam_size: 1,
+        ..Default::default()
+    };
+    let first = whisper
+        .generate(view, &[vec!["<|startoftranscript|>"]], &opts)
+        .map_err(asr)?;
+    let token = first
+        .into_iter()
+        .next()
+        .and_then(|r| r.sequences.into_iter().next())
+        .and_then(|s| s.into_iter().next())
+        .unwrap_or_default();
+    let lang = token.strip_prefix("<|").and_then(|t| t.strip_suffix("|>"));
+    Ok(match lang {
+        Some(l) if (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()) => token,
+        _ => "<|en|>".to_string(),
+    })
 }
 
 /// The model folder itself when complete, else a sibling folder in the cache with links to its

@@ -77,10 +77,18 @@ async fn transcriptions(
     let mut calls = seen.calls.lock().unwrap();
     calls.push(format!("{} bytes", audio.len()));
     let n = calls.len();
+    // Whisper's scores per segment, as whisper-1 gives them; the second chunk ends with what
+    // Whisper writes over music (a no-speech probability over 0.5, a mean log-probability under -1).
+    let mut segments = vec![serde_json::json!({"id": 0, "start": 0.5, "end": 2.0,
+        "text": format!(" chunk {n} text "), "no_speech_prob": 0.02, "avg_logprob": -0.3})];
+    if n == 2 {
+        segments.push(serde_json::json!({"id": 1, "start": 5.0, "end": 9.0,
+            "text": " Thank you for watching!", "no_speech_prob": 0.82, "avg_logprob": -1.9}));
+    }
     let json = serde_json::json!({
         "task": "transcribe", "language": "english", "duration": 10.0,
         "text": format!("chunk {n} text"),
-        "segments": [{"id": 0, "start": 0.5, "end": 2.0, "text": format!(" chunk {n} text ")}]
+        "segments": segments
     });
     (StatusCode::OK, json.to_string())
 }
@@ -159,6 +167,13 @@ async fn asr_through_openai_compatible_server_in_chunks() {
     let calls = seen.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 2, "two 10 s chunks expected, got {calls:?}");
     assert_eq!(r.transcript, "chunk 1 text chunk 2 text");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("1 stretch(es) of audio judged music or noise")),
+        "{:?}",
+        r.warnings
+    );
     assert_eq!(
         (
             r.transcript_segments[0].start,

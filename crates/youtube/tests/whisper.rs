@@ -125,3 +125,82 @@ async fn a_local_audio_file_is_transcribed_by_local_whisper() {
         assert!(t.contains(word), "{word:?} missing from {t:?}");
     }
 }
+
+/// Whisper writes words over music and tones (tiny.en hears "Mooji" in a beeping 440 Hz sine): a
+/// 30 s window its own scores call no speech is left out with a warning; the speech before the
+/// beeps is kept.
+#[tokio::test]
+async fn beeps_after_speech_are_not_transcribed_as_words() {
+    let Some(model) = model_dir() else { return };
+    if !common::have("ffmpeg") {
+        return;
+    }
+    let media = tempfile::tempdir().unwrap();
+    let rule = media.path().join("rule.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-s", "140", "-w"])
+        .arg(&rule)
+        .arg("Sell when the price closes below the moving average.")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        hlbot_testkit::missing::<()>("espeak-ng");
+        return;
+    }
+    // The rule, then 45 s of beeps: the second window (30-48 s) holds only beeps.
+    let mixed = media.path().join("rule-then-beeps.wav");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&rule)
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:beep_factor=4:duration=45",
+        ])
+        .args([
+            "-filter_complex",
+            "[0:a]aresample=16000[a];[1:a]aresample=16000[b];[a][b]concat=n=2:v=0:a=1",
+        ])
+        .arg(&mixed)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cache = tempfile::tempdir().unwrap();
+    let opts = YoutubeOptions {
+        cache_dir: cache.path().to_path_buf(),
+        asr: AsrProvider::LocalWhisper { model_dir: model },
+        ..Default::default()
+    };
+    let r = hlbot_youtube::process_media_file(
+        &opts,
+        &mixed,
+        &mixed,
+        "0123456789abcdef0123456789",
+        true,
+        None,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let t = r.transcript.to_lowercase();
+    eprintln!("whisper tiny.en heard: {t} ({:?})", r.warnings);
+    for word in ["price", "moving average"] {
+        assert!(t.contains(word), "{word:?} missing from {t:?}");
+    }
+    assert_eq!(
+        r.transcript_segments.len(),
+        1,
+        "{:?}",
+        r.transcript_segments
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("1 stretch(es) of audio judged music or noise")),
+        "{:?}",
+        r.warnings
+    );
+}
