@@ -116,13 +116,51 @@ pub(crate) async fn probe(
                 .filter_map(parse_rate)
                 .find(|r| (0.1..=1000.0).contains(r))
         });
-    Ok(Probe {
-        duration: v
-            .pointer("/format/duration")
-            .and_then(|d| d.as_str())
-            .and_then(|d| d.parse().ok()),
-        rate,
-    })
+    let duration = match v
+        .pointer("/format/duration")
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.parse().ok())
+    {
+        Some(d) => Some(d),
+        None => measured_duration(opts, path, cancel).await?,
+    };
+    Ok(Probe { duration, rate })
+}
+
+/// The duration of a file whose container states none (a WebM recorded by a browser's
+/// MediaRecorder or written to a pipe, a live capture), read off its last packet: one ffmpeg pass
+/// that copies the audio and video packets to nowhere — demuxing only, nothing decoded. `None`
+/// when even that tells nothing. Without it such a file had no length: `youtube.max_duration`
+/// did not apply and frame sampling was not thinned for length.
+pub(crate) async fn measured_duration(
+    opts: &YoutubeOptions,
+    path: &Path,
+    cancel: &CancellationToken,
+) -> Result<Option<f64>> {
+    let mut c = Cmd::new("ffmpeg", &opts.ffmpeg, opts.timeouts.ffmpeg);
+    c.args(["-hide_banner", "-nostdin", "-nostats", "-v", "error", "-i"]);
+    c.arg(path);
+    c.args([
+        "-map",
+        "0:v?",
+        "-map",
+        "0:a?",
+        "-c",
+        "copy",
+        "-f",
+        "null",
+        "-progress",
+        "pipe:1",
+        "-",
+    ]);
+    let out = run(&c, cancel, None).await?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|us| us.trim().parse::<i64>().ok())
+        .next_back()
+        .filter(|us| *us > 0)
+        .map(|us| us as f64 / 1e6))
 }
 
 /// Extracts scene-change frames of `video` into `out_dir` (`frame_0001.jpg`, …).

@@ -57,14 +57,22 @@ pub struct MediaStreams {
     pub title: Option<String>,
 }
 
-/// `ffprobe -show_streams -show_format -of json` of `input`; a file ffprobe cannot read, or one
-/// with no audio, video or subtitle stream, is [`Error::Media`] naming `name`.
+/// `ffprobe -show_streams -show_format -of json` of `input` (a duration the container does not
+/// state is measured, [`crate::frames::measured_duration`]); an empty file, one ffprobe cannot
+/// read, or one with no audio, video or subtitle stream, is [`Error::Media`] naming `name`.
 pub async fn probe_media(
     opts: &YoutubeOptions,
     input: &Path,
     name: &Path,
     cancel: &CancellationToken,
 ) -> Result<MediaStreams> {
+    let media_err = |reason: String| Error::Media {
+        path: name.to_path_buf(),
+        reason,
+    };
+    if std::fs::metadata(input).is_ok_and(|m| m.len() == 0) {
+        return Err(media_err("the file is empty (0 bytes)".into()));
+    }
     let mut c = Cmd::new("ffprobe", &opts.ffprobe, opts.timeouts.ffmpeg);
     c.args([
         "-v",
@@ -76,10 +84,6 @@ pub async fn probe_media(
     ]);
     c.arg(input);
     let out = run(&c, cancel, None).await?;
-    let media_err = |reason: String| Error::Media {
-        path: name.to_path_buf(),
-        reason,
-    };
     if !out.status.success() {
         let why = crate::process::last_lines(&out.stderr, 4);
         let why = why.replace(&input.display().to_string(), &name.display().to_string());
@@ -90,11 +94,14 @@ pub async fn probe_media(
     }
     let v: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| media_err(format!("ffprobe output: {e}")))?;
-    let m = streams_of(&v);
+    let mut m = streams_of(&v);
     if !m.video && !m.audio && m.subtitles.is_empty() {
         return Err(media_err(
             "no audio, video or text subtitle stream in it".into(),
         ));
+    }
+    if m.duration.is_none() && (m.video || m.audio) {
+        m.duration = crate::frames::measured_duration(opts, input, cancel).await?;
     }
     Ok(m)
 }

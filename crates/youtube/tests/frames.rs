@@ -1,7 +1,7 @@
 //! Scene cuts and slide text on local files (`process_media_file`, no network): synthetic clips
 //! made with ffmpeg's lavfi `color=` sources (a 0.5 s first scene, a grey 40→55 low-contrast
 //! cut, a still video), a slide made with `drawtext`, and the corpus videos with the cuts
-//! MANIFEST.md gives.
+//! MANIFEST.md gives; a WebM with no stated duration.
 
 mod common;
 
@@ -237,4 +237,83 @@ async fn each_slide_text_lands_at_its_own_slide() {
 /// 4 s, 640×360: a dark blue plain scene (0–2 s), then a slide with the stop rule (2–4 s).
 pub fn make_slide_video(path: &Path) {
     hlbot_testkit::media::slide_video(path, &[None, Some("Stop loss 1.5 ATR below the swing low")]);
+}
+
+/// A WebM written to a pipe (as a browser's MediaRecorder or a live capture writes it) states
+/// no duration: it is measured off its packets, so `youtube.max_duration` applies to it (before,
+/// such a file had no length and no limit). An empty file is refused as empty.
+#[tokio::test]
+async fn a_webm_without_a_duration_is_measured_and_limited() {
+    if !(common::have("ffmpeg") && common::have("ffprobe")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=0x406080:s=160x90:r=25:d=3",
+        ])
+        .args(["-c:v", "libvpx", "-b:v", "200k", "-f", "webm", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let video = dir.path().join("recording.webm");
+    std::fs::write(&video, &out.stdout).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&video)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "N/A");
+
+    let r = run(&options(dir.path(), false), &video).await;
+    let d = r.duration.expect("a duration");
+    assert!((2.9..=3.1).contains(&d), "{d}");
+
+    let mut limited = options(dir.path(), false);
+    limited.max_duration = 2.0;
+    let err = process_media_file(
+        &limited,
+        &video,
+        &video,
+        "recording",
+        true,
+        None,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("youtube.max_duration"), "{err}");
+
+    let empty = dir.path().join("empty.webm");
+    std::fs::write(&empty, b"").unwrap();
+    let err = process_media_file(
+        &limited,
+        &empty,
+        &empty,
+        "empty",
+        true,
+        None,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("empty (0 bytes)"), "{err}");
 }
