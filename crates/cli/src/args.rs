@@ -428,7 +428,8 @@ pub struct PurgeArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// A PDF, a YouTube URL, a video or audio file, an image (PNG/JPEG/WebP/GIF), a caption file
+    /// A PDF, a YouTube URL (a video, or a playlist or channel: each of its videos), a video or
+    /// audio file, an image (PNG/JPEG/WebP/GIF), a caption file
     /// (.vtt/.srt/.ttml/.dfxp/.sbv/.ass/.ssa/.json3/.srv1-3) or a .txt/.md file.
     pub source: String,
     /// Model: claude-*, openai:MODEL, ollama:MODEL or rules (default: claude-sonnet-4, or rules
@@ -456,6 +457,9 @@ pub struct IngestArgs {
     /// Seconds to wait with --queue.
     #[arg(short = 't', long, default_value_t = 3600.0)]
     pub timeout: f64,
+    /// A playlist or channel URL: ingest at most this many of its videos (default: all).
+    #[arg(long)]
+    pub max_videos: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,9 @@ use crate::{content, llm, pdf, youtube};
 pub enum SourceKind {
     Pdf(PathBuf),
     Youtube(String),
+    /// A YouTube playlist or channel: each listed video is a `Youtube` source
+    /// ([`crate::playlist::ingest_playlist`]).
+    Playlist(String),
     /// A local video or audio file.
     Media(PathBuf),
     Image(PathBuf),
@@ -35,7 +38,9 @@ impl SourceKind {
     pub fn tasks(&self) -> (&'static str, &'static str) {
         match self {
             SourceKind::Pdf(_) => ("process_pdf_document", "extract_trading_strategy"),
-            SourceKind::Youtube(_) => ("process_youtube_video", "extract_trading_strategy"),
+            SourceKind::Youtube(_) | SourceKind::Playlist(_) => {
+                ("process_youtube_video", "extract_trading_strategy")
+            }
             SourceKind::Media(_) => ("process_video_file", "extract_trading_strategy"),
             SourceKind::Image(_) => ("", "analyze_chart_image"),
             SourceKind::Captions(_) | SourceKind::Text(_) => ("", "extract_trading_strategy"),
@@ -46,7 +51,7 @@ impl SourceKind {
 /// Decide what `source` is, from its form and (for files) its extension and first bytes.
 pub fn detect(source: &str) -> Result<SourceKind> {
     if source.starts_with("http://") || source.starts_with("https://") {
-        return Ok(SourceKind::Youtube(source.to_string()));
+        return Ok(web(source.to_string()));
     }
     let path = Path::new(source);
     if !path.exists() {
@@ -72,6 +77,15 @@ pub fn detect(source: &str) -> Result<SourceKind> {
     })
 }
 
+/// A URL: a playlist or channel, else a video.
+fn web(url: String) -> SourceKind {
+    if hlbot_youtube::is_playlist_url(&url) {
+        SourceKind::Playlist(url)
+    } else {
+        SourceKind::Youtube(url)
+    }
+}
+
 /// A caption file as the strategy step reads it: one `[hh:mm:ss] text` line per segment (the
 /// same in-process and through `--queue`, whatever the file's format).
 pub fn caption_lines(captions: &hlbot_youtube::Captions) -> String {
@@ -90,7 +104,7 @@ fn not_a_file(source: &str) -> Result<SourceKind> {
     if source.len() > host.len()
         && hlbot_youtube::DEFAULT_ALLOWED_HOSTS.contains(&host.to_ascii_lowercase().as_str())
     {
-        return Ok(SourceKind::Youtube(format!("https://{source}")));
+        return Ok(web(format!("https://{source}")));
     }
     if let Some((scheme, _)) = source.split_once("://")
         && !scheme.is_empty()
@@ -125,6 +139,8 @@ pub struct IngestOptions {
     pub force: bool,
     /// Read the charts among a PDF's images and a video's frames (`--no-charts` turns this off).
     pub charts: bool,
+    /// A playlist or channel: at most this many of its videos (`--max-videos`; all by default).
+    pub max_videos: Option<usize>,
 }
 
 /// What `hlbot ingest` prints.
@@ -173,6 +189,11 @@ pub async fn ingest(
             let r = llm::extract(s, &video, ContentType::Transcript, model, &ctx).await?;
             let read = ReadFacts::from_document(&video);
             (Some(video), read, r)
+        }
+        SourceKind::Playlist(url) => {
+            return Err(Error::Other(format!(
+                "{url} is a playlist or channel: each of its videos is ingested by ingest_playlist"
+            )));
         }
         SourceKind::Media(path) => {
             let a = crate::media::MediaArgs {

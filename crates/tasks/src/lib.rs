@@ -15,6 +15,7 @@ pub mod llm_spend;
 pub mod media;
 pub mod needs;
 pub mod pdf;
+pub mod playlist;
 pub mod settings;
 pub mod youtube;
 
@@ -26,6 +27,7 @@ pub use error::{Error, Result};
 pub use facts::ReadFacts;
 pub use ingest::{IngestOptions, IngestReport, SourceKind, ingest};
 pub use inputs::InputRoots;
+pub use playlist::{PlaylistReport, VideoOutcome, ingest_playlist};
 pub use settings::TaskSettings;
 
 /// The seed's task names (also reachable as `app.workers.tasks.<name>`).

@@ -15,6 +15,7 @@ pub mod process;
 pub mod rabbit;
 pub mod redis;
 pub mod worker;
+pub mod ytdlp;
 
 pub use env::{corpus, missing, shared, tool, workspace};
 pub use gate::Gate;

@@ -40,7 +40,7 @@ pub use encoding::{Detection, Encoding, decode as decode_text, lang_from_path};
 pub use error::{Error, Result};
 pub use frames::Frame;
 pub use info::Chapter;
-pub use link::{check_url, video_id};
+pub use link::{check_url, is_playlist_url, video_id};
 pub use media::{MediaStreams, probe_media, process_media_file};
 pub use options::{ApiKey, AsrProvider, DEFAULT_ALLOWED_HOSTS, Timeouts, YoutubeOptions};
 pub use playlist::{

@@ -111,6 +111,48 @@ pub fn video_id(url: &str) -> Option<String> {
     valid_id(&id).then_some(id)
 }
 
+/// Whether `url` names a list of YouTube videos rather than one: a playlist (`/playlist?list=`,
+/// or `watch?list=` without a `v=`), or a channel or one of its tabs (`/@handle`, `/channel/…`,
+/// `/c/…`, `/user/…`; not their `/live`, which is one video). A `watch?v=…&list=…` link is the
+/// video, as yt-dlp's `--no-playlist` reads it.
+pub fn is_playlist_url(url: &str) -> bool {
+    let url = url.trim();
+    let with_scheme;
+    let text = if url.contains("://") {
+        url
+    } else {
+        with_scheme = format!("https://{url}");
+        &with_scheme
+    };
+    let Ok(parsed) = Url::parse(text) else {
+        return false;
+    };
+    let Some(host) = parsed
+        .host_str()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let host = host.strip_prefix("www.").unwrap_or(&host);
+    let host = host.strip_prefix("m.").unwrap_or(host);
+    let host = host.strip_prefix("music.").unwrap_or(host);
+    if host != "youtube.com" {
+        return false;
+    }
+    let segments: Vec<&str> = parsed
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let has_list = query(&parsed, "list").is_some_and(|l| !l.is_empty());
+    match segments.as_slice() {
+        ["playlist", ..] => has_list,
+        ["watch", ..] => has_list && query(&parsed, "v").is_none(),
+        [h, rest @ ..] if h.starts_with('@') && h.len() > 1 => rest.first() != Some(&"live"),
+        ["channel" | "c" | "user", _, rest @ ..] => rest.first() != Some(&"live"),
+        _ => false,
+    }
+}
+
 fn query(url: &Url, key: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == key)
@@ -163,6 +205,38 @@ mod tests {
             "",
         ] {
             assert_eq!(video_id(f), None, "{f}");
+        }
+    }
+
+    #[test]
+    fn playlists_and_channels_are_told_from_videos() {
+        for list in [
+            "https://www.youtube.com/playlist?list=PLrEnWoR732-BHrPp_Pm8_VleD68f9s14-",
+            "youtube.com/playlist?list=PL123",
+            "https://music.youtube.com/playlist?list=OLAK5uy_x",
+            "https://www.youtube.com/watch?list=PL123",
+            "https://www.youtube.com/@PinchflatTestChannel",
+            "https://www.youtube.com/@channel/videos",
+            "https://m.youtube.com/@channel/streams",
+            "https://www.youtube.com/channel/UCuAXFkgsw1L7xaCfnd5JJOw/videos",
+            "https://www.youtube.com/c/SomeName",
+            "https://www.youtube.com/user/someone/videos",
+        ] {
+            assert!(is_playlist_url(list), "{list}");
+        }
+        for one in [
+            "https://www.youtube.com/watch?v=dQw4w9WgXcQ&list=PL123",
+            "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+            "https://youtu.be/dQw4w9WgXcQ?list=PL123",
+            "https://www.youtube.com/@channel/live",
+            "https://www.youtube.com/channel/UCuAXFkgsw1L7xaCfnd5JJOw/live",
+            "https://www.youtube.com/playlist",
+            "https://www.youtube.com/shorts/dQw4w9WgXcQ",
+            "https://example.com/playlist?list=PL123",
+            "https://www.youtube.com/@",
+            "nonsense",
+        ] {
+            assert!(!is_playlist_url(one), "{one}");
         }
     }
 

@@ -11,42 +11,6 @@ use hlbot_youtube::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Writes a fake yt-dlp that answers from `responses/`: `--flat-playlist` → `playlist.json`;
-/// `-J URL` → `<id>.json` (or `<id>.stderr` + exit 1); `--write-subs` → copies `<id>.<lang>.<ext>`
-/// to the `-o` template. Every call is appended to `calls.log`.
-fn fake_ytdlp(dir: &Path) -> PathBuf {
-    let script = format!(
-        r#"#!/bin/sh
-R="{r}"
-echo "$*" >> "$R/calls.log"
-out=""; lang=""; fmt=""; prev=""; mode=""; info=""; url=""
-for a in "$@"; do
-  case "$prev" in -o) out="$a";; --sub-langs) lang="$a";; --sub-format) fmt="$a";; --load-info-json) info="$a";; esac
-  case "$a" in -J) mode="json";; --flat-playlist) flat=1;; --write-subs|--write-auto-subs) mode="subs";; esac
-  prev="$a"; url="$a"
-done
-id=$(printf '%s' "$url" | sed -n 's/.*v=\([A-Za-z0-9_-]\{{11\}}\).*/\1/p')
-if [ "$mode" = subs ]; then
-  id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$info" | head -n1)
-  dest=$(printf '%s' "$out" | sed "s/%(ext)s/$lang.$fmt/")
-  cp "$R/$id.$lang.$fmt" "$dest" && exit 0
-  echo "ERROR: Unable to download video subtitles for '$lang': HTTP Error 429: Too Many Requests" >&2; exit 1
-fi
-if [ -n "$flat" ]; then cat "$R/playlist.json"; exit 0; fi
-if [ -f "$R/$id.stderr" ]; then cat "$R/$id.stderr" >&2; exit 1; fi
-if [ -f "$R/$id.json" ]; then cat "$R/$id.json"; exit 0; fi
-echo "ERROR: [youtube] $id: Video unavailable" >&2; exit 1
-"#,
-        r = dir.display()
-    );
-    let path = dir.join("yt-dlp");
-    std::fs::write(&path, script).unwrap();
-    let mut perm = std::fs::metadata(&path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&path, perm).unwrap();
-    path
-}
-
 fn seed_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed")
 }
@@ -66,7 +30,7 @@ async fn seed_rick_roll_video_id_and_transcript() {
     )
     .unwrap();
     let opts = YoutubeOptions {
-        ytdlp: fake_ytdlp(responses.path()),
+        ytdlp: hlbot_testkit::ytdlp::fake(responses.path()),
         cache_dir: cache.path().to_path_buf(),
         ..Default::default()
     };
@@ -147,7 +111,7 @@ async fn caption_429_without_asr_is_a_retryable_error() {
     )
     .unwrap();
     let opts = YoutubeOptions {
-        ytdlp: fake_ytdlp(responses.path()),
+        ytdlp: hlbot_testkit::ytdlp::fake(responses.path()),
         cache_dir: cache.path().to_path_buf(),
         ..Default::default()
     };
@@ -194,7 +158,7 @@ async fn corpus_flat_playlist_is_listed_and_a_private_video_is_recorded() {
     )
     .unwrap();
     let opts = YoutubeOptions {
-        ytdlp: fake_ytdlp(responses.path()),
+        ytdlp: hlbot_testkit::ytdlp::fake(responses.path()),
         cache_dir: cache.path().to_path_buf(),
         ..Default::default()
     };
@@ -264,7 +228,7 @@ fn nested_channel_tabs_and_embed_urls_are_flattened() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("playlist.json"), json.to_string()).unwrap();
     let opts = YoutubeOptions {
-        ytdlp: fake_ytdlp(dir.path()),
+        ytdlp: hlbot_testkit::ytdlp::fake(dir.path()),
         cache_dir: dir.path().join("cache"),
         ..Default::default()
     };
@@ -312,7 +276,7 @@ async fn concurrent_requests_for_one_video_fetch_once() {
     )
     .unwrap();
     let opts = YoutubeOptions {
-        ytdlp: fake_ytdlp(responses.path()),
+        ytdlp: hlbot_testkit::ytdlp::fake(responses.path()),
         cache_dir: cache.path().to_path_buf(),
         ..Default::default()
     };
@@ -367,7 +331,7 @@ async fn a_video_over_the_duration_cap_is_refused_before_any_download() {
     )
     .unwrap();
     let opts = YoutubeOptions {
-        ytdlp: fake_ytdlp(responses.path()),
+        ytdlp: hlbot_testkit::ytdlp::fake(responses.path()),
         cache_dir: cache.path().to_path_buf(),
         max_duration: 100.0,
         ..Default::default()

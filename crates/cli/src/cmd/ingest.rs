@@ -36,9 +36,10 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
         return queued(s, &ts, a, &shutdown.warm).await;
     }
     // Run here: the tools this source needs are checked first, so a missing one is named.
-    let tools = match hlbot_tasks::ingest::detect(&a.source) {
+    let kind = hlbot_tasks::ingest::detect(&a.source);
+    let tools = match &kind {
         Ok(SourceKind::Pdf(_)) => vec![Tool::Pdfium, Tool::Tesseract],
-        Ok(SourceKind::Youtube(_)) => vec![Tool::YtDlp],
+        Ok(SourceKind::Youtube(_) | SourceKind::Playlist(_)) => vec![Tool::YtDlp],
         Ok(SourceKind::Media(_)) => vec![Tool::Ffmpeg],
         _ => vec![],
     };
@@ -54,7 +55,11 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
         frames: !a.no_frames,
         force: a.force,
         charts: !a.no_charts,
+        max_videos: a.max_videos,
     };
+    if let Ok(SourceKind::Playlist(url)) = &kind {
+        return super::playlist::here(&ts, url, &opts, a.json, bar, shutdown.warm.clone()).await;
+    }
     let report = hlbot_tasks::ingest(
         &ts,
         &a.source,
@@ -76,7 +81,7 @@ pub async fn ingest(s: &Settings, a: IngestArgs, shutdown: Shutdown) -> anyhow::
 }
 
 /// The charts found inside the source, one block each: where, why, and what was read.
-fn print_charts(charts: &[serde_json::Value]) {
+pub(super) fn print_charts(charts: &[serde_json::Value]) {
     for c in charts {
         let at = match (c["at"]["page"].as_u64(), c["at"]["time"].as_f64()) {
             (Some(p), _) => format!("page {p}"),
@@ -132,6 +137,34 @@ async fn queued(
 ) -> anyhow::Result<ExitCode> {
     let kind = hlbot_tasks::ingest::detect(&a.source)?;
     let client = super::client(s).await?;
+    if let SourceKind::Playlist(url) = &kind {
+        return super::playlist::queued(&client, ts, &a, url, stop).await;
+    }
+    let sent = send(&client, ts, &a, &kind).await?;
+    eprintln!("queued; waiting for task {}", sent.final_id);
+    let v = match collect(&client, sent, Duration::from_secs_f64(a.timeout), stop).await? {
+        Ok(v) => v,
+        Err(other) => return super::producer::finish(other),
+    };
+    print_queued(&v, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A pipeline sent to the workers: the task to wait for, the chain's first task (whose result
+/// holds a PDF's or video's facts) and what was read here.
+pub(super) struct Sent {
+    pub final_id: String,
+    parents: Vec<String>,
+    read: Option<hlbot_tasks::ReadFacts>,
+}
+
+/// Sends the pipeline for `kind` (a playlist's videos one by one: [`SourceKind::Youtube`]).
+pub(super) async fn send(
+    client: &hlbot_engine::Client,
+    ts: &hlbot_tasks::TaskSettings,
+    a: &IngestArgs,
+    kind: &SourceKind,
+) -> anyhow::Result<Sent> {
     let model = a.model.clone().unwrap_or_else(|| ts.default_model.clone());
     let path_arg = |p: &Path| json!(p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
     let (first, last) = kind.tasks();
@@ -149,11 +182,11 @@ async fn queued(
     };
     let mut kwargs = Map::new();
     let mut read = None;
-    match &kind {
+    match kind {
         SourceKind::Pdf(p) => {
             kwargs.insert("pdf_path".into(), path_arg(p));
         }
-        SourceKind::Youtube(u) => {
+        SourceKind::Youtube(u) | SourceKind::Playlist(u) => {
             kwargs.insert("url".into(), json!(u));
             kwargs.insert("extract_frames".into(), json!(!a.no_frames));
         }
@@ -201,11 +234,29 @@ async fn queued(
         };
         vec![client.send_task(first, vec![], kwargs, o).await?.id]
     };
-    eprintln!("queued; waiting for task {final_id}");
-    let timeout = Duration::from_secs_f64(a.timeout);
-    let mut v = match super::wait::wait(&client, &final_id, &parents, timeout, stop).await? {
+    Ok(Sent {
+        final_id,
+        parents,
+        read,
+    })
+}
+
+/// Waits for a sent pipeline: its result with what was read added as `read`, or how the wait
+/// ended otherwise.
+pub(super) async fn collect(
+    client: &hlbot_engine::Client,
+    sent: Sent,
+    timeout: Duration,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Result<Value, super::wait::Waited>> {
+    let Sent {
+        final_id,
+        parents,
+        mut read,
+    } = sent;
+    let mut v = match super::wait::wait(client, &final_id, &parents, timeout, stop).await? {
         super::wait::Waited::Done(m) if m.status == hlbot_proto::State::Success => m.result.clone(),
-        other => return super::producer::finish(other),
+        other => return Ok(Err(other)),
     };
     // A PDF's or video's facts are in the chain's first result.
     if let Some(first) = parents.first() {
@@ -220,15 +271,23 @@ async fn queued(
     if let (Some(r), Some(o)) = (&read, v.as_object_mut()) {
         o.insert("read".into(), serde_json::to_value(r)?);
     }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(Ok(v))
+}
+
+/// A queued pipeline's result: JSON, or what was read and the strategies.
+pub(super) fn print_queued(v: &Value, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(v)?);
     } else {
-        if let Some(r) = &read {
-            print_read(r);
+        if let Some(r) = v
+            .get("read")
+            .and_then(|r| serde_json::from_value::<hlbot_tasks::ReadFacts>(r.clone()).ok())
+        {
+            print_read(&r);
         }
-        print_readable(&v);
+        print_readable(v);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn uuid_v4() -> String {
@@ -283,7 +342,7 @@ fn short(v: &Value) -> String {
 }
 
 /// What was read, before any strategy.
-fn print_read(r: &hlbot_tasks::ReadFacts) {
+pub(super) fn print_read(r: &hlbot_tasks::ReadFacts) {
     println!("read:");
     for (label, value) in r.lines() {
         println!("  {label:<16} {value}");
@@ -292,7 +351,7 @@ fn print_read(r: &hlbot_tasks::ReadFacts) {
 }
 
 /// A human summary of a strategy (or chart) result.
-fn print_readable(v: &Value) {
+pub(super) fn print_readable(v: &Value) {
     let provider = v.get("provider").and_then(Value::as_str).unwrap_or("?");
     let model = v.get("model").and_then(Value::as_str).unwrap_or("?");
     println!("provider: {provider} ({model})");

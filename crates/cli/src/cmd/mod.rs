@@ -8,6 +8,7 @@ mod doctor;
 mod ingest;
 pub mod library;
 mod operator;
+mod playlist;
 mod producer;
 mod progress;
 mod wait;
