@@ -188,8 +188,5 @@ fn a_queued_playlist_sends_one_chain_per_video() {
     assert!(ok, "{stdout}\n{stderr}");
     let v: Value = serde_json::from_str(&stdout).expect("JSON");
     check_videos(&v);
-    assert_eq!(
-        v["videos"][0]["result"]["read"]["kind"], "video",
-        "{v:#}"
-    );
+    assert_eq!(v["videos"][0]["result"]["read"]["kind"], "video", "{v:#}");
 }

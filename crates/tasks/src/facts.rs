@@ -95,17 +95,18 @@ impl ReadFacts {
                 .get("transcript")
                 .and_then(Value::as_str)
                 .map_or(0, |t| t.chars().count() as u64),
-            warnings: if local {
-                v.get("warnings")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            // Why a transcript is missing or partial ("captions failed: …", "no transcript: …",
+            // music left out): YouTube videos' as much as local files'. The caption encoding has
+            // its own line.
+            warnings: v
+                .get("warnings")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|w| !w.starts_with("captions decoded from "))
+                .map(str::to_string)
+                .collect(),
             ..Default::default()
         }
     }
@@ -254,8 +255,17 @@ mod tests {
         let f = ReadFacts::from_document(&video);
         assert_eq!(f.language.as_deref(), Some("tr"));
         assert_eq!(f.encoding.as_deref(), Some("windows-1254 (detected)"));
+        assert!(f.warnings.is_empty(), "the encoding has its own line");
         assert_eq!(f.frames, Some(2));
         assert!(f.lines().contains(&("duration", "0:01:15".to_string())));
+        let silent = json!({"title": "Lesson", "transcript": "", "transcript_source": "none",
+            "warnings": ["captions failed: HTTP Error 429", "no transcript: no usable captions and no ASR provider configured"]});
+        let f = ReadFacts::from_document(&silent);
+        assert!(
+            f.lines()
+                .contains(&("warning", "captions failed: HTTP Error 429".to_string())),
+            "a YouTube video says why it has no transcript"
+        );
         let local = json!({"title": "lesson.mp4", "extractor": "file", "duration": 6.0,
             "transcript": "", "transcript_segments": [], "transcript_source": "captions:embedded:eng",
             "warnings": ["the audio is silent"]});
