@@ -382,6 +382,21 @@ class Scenario:
         while time.monotonic() < end and self.held()[1]:
             time.sleep(0.2)
 
+    def dump_logs(self, why, tail=60):
+        """The end of each worker's log on stderr, so a rare failure seen once (in CI, say) can
+        be explained from the run's own output: the warnings say what was given back, restored
+        or recorded again, and when."""
+        for p in self.workers:
+            try:
+                with open(p.log_path, "rb") as f:
+                    lines = f.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            log(f"{self.key}: {why}: last {min(tail, len(lines))} of {len(lines)} log lines of "
+                f"{os.path.basename(p.log_path)}")
+            for line in lines[-tail:]:
+                log(f"  | {line}")
+
     def panics(self):
         n = 0
         for p in self.workers:
@@ -398,8 +413,10 @@ class Scenario:
         probs = list(self.problems)
         if t["lost"]:
             probs.append(f"{t['lost']} lost")
+            self.dump_logs("lost")
         if t["twice"]:
             probs.append(f"{t['twice']} committed twice")
+            self.dump_logs("committed twice")
         if t["leftover"]:
             probs.append(f"{t['leftover']} left in unacked/inflight")
         if t["stuck"]:
