@@ -125,9 +125,7 @@ async fn admit(sh: &Arc<Shared>, req: &Request) -> Option<Admitted> {
         return None;
     };
     if msg.headers.redelivered() {
-        if crate::amqp::is_amqp_tag(&req.delivery.tag) {
-            earlier_copy_settled(sh, req).await;
-        }
+        earlier_copy_settled(sh, req).await;
         if let Ok(Some(m)) = sh.backend.get(id).await {
             if m.status == State::Success {
                 tracing::info!(
@@ -159,11 +157,13 @@ async fn admit(sh: &Arc<Shared>, req: &Request) -> Option<Admitted> {
     })
 }
 
-/// A RabbitMQ redelivery can arrive while this worker still holds the copy its dead channel
-/// delivered (a lost connection or a broker restart: RabbitMQ requeues every unacked message,
-/// the worker keeps running what it had). Wait until earlier copies of the same task id held here
-/// have finished and their writes (the SUCCESS) are in Redis, so the check that follows sees
-/// their result instead of running the task a second time.
+/// A redelivered copy can arrive while this worker still holds an earlier one: on RabbitMQ after a
+/// lost connection or a broker restart (RabbitMQ requeues every unacked message, the worker keeps
+/// running what it had); on Redis when a copy was given back (a restore, a lost fetch's
+/// settlement, a dead worker's sweep) while this worker ran it, or ran it with its SUCCESS still
+/// in the writer because Redis was away. Wait until earlier copies of the same task id held here
+/// have finished and everything written so far (their SUCCESS) is in Redis, so the check that
+/// follows sees their result instead of running the task a second time.
 async fn earlier_copy_settled(sh: &Arc<Shared>, req: &Request) {
     // A reserved earlier copy is normally ahead of this one for a slot (the pool is FIFO) and
     // about to start; one that is not (its ETA fired later) could wait for the slot this copy
@@ -185,7 +185,10 @@ async fn earlier_copy_settled(sh: &Arc<Shared>, req: &Request) {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    if waited && !sh.writer.flush_within(Duration::from_secs(10)).await {
+    // Also when no earlier copy is held any more: one that finished may still have its SUCCESS
+    // among the writer's unwritten ops.
+    let unwritten = sh.writer.stats().backlog.load(std::sync::atomic::Ordering::SeqCst) > 0;
+    if (waited || unwritten) && !sh.writer.flush_within(Duration::from_secs(10)).await {
         tracing::warn!(
             "Task {}[{}]: the earlier copy's writes are not in Redis yet",
             req.msg.headers.task,

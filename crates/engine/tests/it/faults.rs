@@ -116,6 +116,53 @@ async fn duplicate_task_ids_run_and_ack_independently() {
     w.stop().await;
 }
 
+/// A copy flagged redelivered (given back by a restore, a lost fetch's settlement or a dead
+/// worker's sweep) that reaches a worker still running an earlier copy of the same task id — or
+/// holding its SUCCESS in the writer while Redis is away — is not run a second time: it waits for
+/// the earlier copy and the writer, then finds the SUCCESS and is only acked. Before, only
+/// RabbitMQ deliveries waited; on Redis both copies ran and both committed.
+#[tokio::test]
+async fn a_redelivered_copy_waits_for_the_copy_running_here() {
+    let t = TestRedis::new();
+    let client = t.client().await;
+    let mut o = opts(&["redeliv"]);
+    o.acks_late = true;
+    let w = start(
+        &t,
+        Registry::with_debug_tasks(),
+        o,
+        Duration::from_secs(3600),
+    )
+    .await;
+    let id = "one-task-two-copies";
+    for redelivered in [false, true] {
+        let mut so = SendOptions {
+            task_id: Some(id.into()),
+            ..q("redeliv")
+        };
+        if redelivered {
+            so.headers.insert("redelivered".into(), json!(true));
+        }
+        client
+            .send_task("hlbot.debug.sleep", vec![json!(0.5)], Map::new(), so)
+            .await
+            .expect("send");
+    }
+    let mut c = t.conn().await;
+    wait_for("both copies acked", Duration::from_secs(10), || {
+        let (u, k) = (t.key("unacked"), t.key("redeliv"));
+        let mut c = c.clone();
+        async move { hlen(&mut c, &u).await == 0 && c.llen::<_, u64>(&k).await.unwrap_or(1) == 0 }
+    })
+    .await;
+    let runs: Option<i64> = c
+        .get(t.key(&format!("hlbot.runs.{id}")))
+        .await
+        .expect("get");
+    assert_eq!(runs, Some(1), "the redelivered copy ran too");
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn hostile_numbers_neither_panic_nor_wedge_the_worker() {
     let t = TestRedis::new();
