@@ -1,5 +1,6 @@
 //! Speech-to-text: audio prepared with ffmpeg (16 kHz mono, cut into chunks), then sent to an
-//! OpenAI-compatible `/audio/transcriptions` endpoint (`verbose_json` segments), or to local
+//! OpenAI-compatible `/audio/transcriptions` endpoint (`verbose_json` segments, or `json` text
+//! for the models and servers that give only that), or to local
 //! Whisper when the `whisper` feature is built. The API key only ever goes into the header.
 
 use std::path::{Path, PathBuf};
@@ -250,15 +251,66 @@ async fn openai_transcribe(
         Some("webm") => "audio/webm",
         _ => "audio/mpeg",
     };
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name)
+    let first = response_format(model);
+    let post = |format| {
+        post_transcription(
+            base_url, api_key, model, language, &bytes, &name, mime, format, timeout,
+        )
+    };
+    let body = match post(first).await {
+        Err(Error::AsrStatus { status: 400, body })
+            if first == "verbose_json"
+                && (body.contains("response_format") || body.contains("verbose_json")) =>
+        {
+            tracing::info!(
+                "speech-to-text model {model} does not give verbose_json (HTTP 400: {}): asking for json",
+                body.chars().take(200).collect::<String>()
+            );
+            post("json").await?
+        }
+        r => r?,
+    };
+    parse_transcription(&body)
+}
+
+/// `verbose_json` gives segments with Whisper's scores (`whisper-1`, faster-whisper-server,
+/// whisper.cpp's server). OpenAI's GPT transcription models (`gpt-4o-transcribe`,
+/// `gpt-4o-mini-transcribe`, …) accept only `json` — the text — and are asked for it at once; a
+/// server that answers a `verbose_json` request with a 400 naming the format is asked again with
+/// `json` ([`openai_transcribe`]).
+fn response_format(model: &str) -> &'static str {
+    if model.to_ascii_lowercase().starts_with("gpt-") {
+        "json"
+    } else {
+        "verbose_json"
+    }
+}
+
+/// One multipart POST to `{base_url}/audio/transcriptions`; the body of a 2xx answer, else
+/// [`Error::AsrStatus`] with the key scrubbed from the body.
+#[allow(clippy::too_many_arguments)]
+async fn post_transcription(
+    base_url: &str,
+    api_key: &ApiKey,
+    model: &str,
+    language: Option<&str>,
+    bytes: &[u8],
+    name: &str,
+    mime: &str,
+    format: &str,
+    timeout: std::time::Duration,
+) -> Result<String> {
+    let part = reqwest::multipart::Part::bytes(bytes.to_vec())
+        .file_name(name.to_string())
         .mime_str(mime)
         .map_err(|e| Error::AsrRequest(e.to_string()))?;
     let mut form = reqwest::multipart::Form::new()
         .part("file", part)
         .text("model", model.to_string())
-        .text("response_format", "verbose_json")
-        .text("timestamp_granularities[]", "segment");
+        .text("response_format", format.to_string());
+    if format == "verbose_json" {
+        form = form.text("timestamp_granularities[]", "segment");
+    }
     if let Some(lang) = language {
         form = form.text("language", lang.to_string());
     }
@@ -290,7 +342,7 @@ async fn openai_transcribe(
             body,
         });
     }
-    parse_transcription(&body)
+    Ok(body)
 }
 
 /// `verbose_json` (`segments`, each with Whisper's `no_speech_prob` and `avg_logprob` when the

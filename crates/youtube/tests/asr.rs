@@ -17,6 +17,8 @@ const KEY: &str = "sk-test-very-secret-key";
 #[derive(Clone, Default)]
 struct Seen {
     calls: Arc<Mutex<Vec<String>>>,
+    /// `response_format`s answered with a 400, as OpenAI answers a format a model does not give.
+    refused: Arc<Mutex<Vec<String>>>,
     fail: bool,
 }
 
@@ -53,10 +55,24 @@ async fn transcriptions(
     if !ctype.starts_with("multipart/form-data") {
         return (StatusCode::BAD_REQUEST, "not multipart".into());
     }
-    if field(&body, "model").as_deref() != Some("whisper-1")
-        || field(&body, "response_format").as_deref() != Some("verbose_json")
-    {
-        return (StatusCode::BAD_REQUEST, "model/response_format".into());
+    // whisper-1 gives verbose_json (segments with scores) or json; OpenAI's GPT transcription
+    // models, and some self-hosted servers ("picky-local"), only json (the text).
+    let model = field(&body, "model").unwrap_or_default();
+    let format = field(&body, "response_format").unwrap_or_default();
+    let granular = field(&body, "timestamp_granularities[]").is_some();
+    let accepted = match model.as_str() {
+        "whisper-1" => format == "verbose_json" || (format == "json" && !granular),
+        "gpt-4o-mini-transcribe" | "picky-local" => format == "json" && !granular,
+        _ => false,
+    };
+    if !accepted {
+        seen.refused.lock().unwrap().push(format.clone());
+        let msg = format!(
+            "response_format '{format}' is not compatible with model '{model}'. Use 'json' or 'text' instead."
+        );
+        let err = serde_json::json!({"error": {"message": msg, "type": "invalid_request_error",
+            "param": "response_format", "code": "unsupported_value"}});
+        return (StatusCode::BAD_REQUEST, err.to_string());
     }
     // The file part: an MP3 (ID3 tag or MPEG frame sync) of real size.
     let text = String::from_utf8_lossy(&body);
@@ -77,6 +93,11 @@ async fn transcriptions(
     let mut calls = seen.calls.lock().unwrap();
     calls.push(format!("{} bytes", audio.len()));
     let n = calls.len();
+    if format == "json" {
+        let json = serde_json::json!({"text": format!("chunk {n} text"),
+            "usage": {"type": "tokens", "input_tokens": 14, "output_tokens": 45, "total_tokens": 59}});
+        return (StatusCode::OK, json.to_string());
+    }
     // Whisper's scores per segment, as whisper-1 gives them; the second chunk ends with what
     // Whisper writes over music (a no-speech probability over 0.5, a mean log-probability under -1).
     let mut segments = vec![serde_json::json!({"id": 0, "start": 0.5, "end": 2.0,
@@ -182,6 +203,46 @@ async fn asr_through_openai_compatible_server_in_chunks() {
         (0.5, 10.5)
     );
     assert!(!serde_json::to_string(&r).unwrap().contains(KEY));
+}
+
+/// `gpt-4o-mini-transcribe` (and `gpt-4o-transcribe`) give only `json`: it is asked for at once.
+/// A server that refuses `verbose_json` with a 400 naming the format is asked again with `json`.
+/// Both transcripts are the text of each chunk, at the chunk's start.
+#[tokio::test]
+async fn models_and_servers_without_verbose_json_are_asked_for_json() {
+    let Some(ytdlp) = common::ytdlp() else { return };
+    let media = tempfile::tempdir().unwrap();
+    if !speech(media.path()) {
+        return;
+    }
+    let files = common::serve(media.path().to_path_buf()).await;
+    for (model, refused) in [("gpt-4o-mini-transcribe", 0), ("picky-local", 1)] {
+        let cache = tempfile::tempdir().unwrap();
+        let (base, seen) = asr_server(false).await;
+        let mut o = opts(ytdlp.clone(), cache.path(), base);
+        if let AsrProvider::OpenAiCompatible { model: m, .. } = &mut o.asr {
+            *m = model.into();
+        }
+        let r = process_video(
+            &o,
+            &files.url("speech.wav"),
+            false,
+            false,
+            &no_progress,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{model}: {e}"));
+        assert_eq!(r.transcript, "chunk 1 text chunk 2 text", "{model}");
+        assert_eq!(r.transcript_segments[1].start, 10.0, "{model}");
+        let refused_formats = seen.refused.lock().unwrap().clone();
+        assert_eq!(
+            refused_formats.len(),
+            refused * 2,
+            "{model}: {refused_formats:?}"
+        );
+        assert!(refused_formats.iter().all(|f| f == "verbose_json"));
+    }
 }
 
 #[tokio::test]

@@ -187,7 +187,12 @@ async fn earlier_copy_settled(sh: &Arc<Shared>, req: &Request) {
     }
     // Also when no earlier copy is held any more: one that finished may still have its SUCCESS
     // among the writer's unwritten ops.
-    let unwritten = sh.writer.stats().backlog.load(std::sync::atomic::Ordering::SeqCst) > 0;
+    let unwritten = sh
+        .writer
+        .stats()
+        .backlog
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > 0;
     if (waited || unwritten) && !sh.writer.flush_within(Duration::from_secs(10)).await {
         tracing::warn!(
             "Task {}[{}]: the earlier copy's writes are not in Redis yet",
