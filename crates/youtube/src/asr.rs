@@ -348,17 +348,20 @@ async fn post_transcription(
 /// `verbose_json` (`segments`, each with Whisper's `no_speech_prob` and `avg_logprob` when the
 /// service gives them), plain `json` (`text` only) or a bare text body.
 pub(crate) fn parse_transcription(body: &str) -> Result<Transcribed> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        let text = body.trim();
-        return Ok(Transcribed::sift([(
+    // The whole text as one segment from the chunk's start (no scores to judge it by).
+    let whole = |text: &str, end: f64| {
+        Transcribed::sift([(
             Segment {
                 start: 0.0,
-                end: 0.0,
-                text: text.to_string(),
+                end,
+                text: text.trim().to_string(),
             },
             None,
             None,
-        )]));
+        )])
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Ok(whole(body, 0.0));
     };
     if let Some(segs) = v.get("segments").and_then(|s| s.as_array())
         && !segs.is_empty()
@@ -377,18 +380,10 @@ pub(crate) fn parse_transcription(body: &str) -> Result<Transcribed> {
         })));
     }
     match v.get("text").and_then(|t| t.as_str()) {
-        Some(t) => {
-            let end = v.get("duration").and_then(|d| d.as_f64()).unwrap_or(0.0);
-            Ok(Transcribed::sift([(
-                Segment {
-                    start: 0.0,
-                    end,
-                    text: t.trim().to_string(),
-                },
-                None,
-                None,
-            )]))
-        }
+        Some(t) => Ok(whole(
+            t,
+            v.get("duration").and_then(|d| d.as_f64()).unwrap_or(0.0),
+        )),
         None => Err(Error::AsrRequest(
             "transcription response has neither segments nor text".into(),
         )),

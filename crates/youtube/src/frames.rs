@@ -116,15 +116,13 @@ pub(crate) async fn probe(
                 .filter_map(parse_rate)
                 .find(|r| (0.1..=1000.0).contains(r))
         });
-    let duration = match v
-        .pointer("/format/duration")
-        .and_then(|d| d.as_str())
-        .and_then(|d| d.parse().ok())
-    {
-        Some(d) => Some(d),
-        None => measured_duration(opts, path, cancel).await?,
-    };
-    Ok(Probe { duration, rate })
+    Ok(Probe {
+        duration: v
+            .pointer("/format/duration")
+            .and_then(|d| d.as_str())
+            .and_then(|d| d.parse().ok()),
+        rate,
+    })
 }
 
 /// The duration of a file whose container states none (a WebM recorded by a browser's
@@ -163,15 +161,24 @@ pub(crate) async fn measured_duration(
         .map(|us| us as f64 / 1e6))
 }
 
-/// Extracts scene-change frames of `video` into `out_dir` (`frame_0001.jpg`, …).
+/// Extracts scene-change frames of `video` into `out_dir` (`frame_0001.jpg`, …). `measured`:
+/// the duration the caller already measured ([`measured_duration`]) when the container states
+/// none; measured here when it is `None` too.
 pub(crate) async fn extract_frames(
     opts: &YoutubeOptions,
     video: &Path,
     out_dir: &Path,
+    measured: Option<f64>,
     cancel: &CancellationToken,
 ) -> Result<(Vec<Frame>, Vec<String>)> {
     let mut warnings = Vec::new();
-    let probed = probe(opts, video, cancel).await?;
+    let mut probed = probe(opts, video, cancel).await?;
+    if probed.duration.is_none() {
+        probed.duration = match measured {
+            Some(d) => Some(d),
+            None => measured_duration(opts, video, cancel).await?,
+        };
+    }
     let duration = probed.duration;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;

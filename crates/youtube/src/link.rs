@@ -72,30 +72,36 @@ fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The 11-character video id in a YouTube URL (any form), or a bare id; `None` otherwise.
-pub fn video_id(url: &str) -> Option<String> {
+/// `url` parsed (`https://` assumed when it has no scheme, as a browser's address bar shows it)
+/// and its host without a trailing dot, in lower case, without `www.`, `m.` or `music.`.
+fn parse_loose(url: &str) -> Option<(Url, String)> {
     let url = url.trim();
-    if valid_id(url) {
-        return Some(url.to_string());
-    }
-    let with_scheme;
-    let text = if url.contains("://") {
-        url
+    let parsed = if url.contains("://") {
+        Url::parse(url)
     } else {
-        with_scheme = format!("https://{url}");
-        &with_scheme
-    };
-    let parsed = Url::parse(text).ok()?;
+        Url::parse(&format!("https://{url}"))
+    }
+    .ok()?;
     let host = parsed
         .host_str()?
         .trim_end_matches('.')
         .to_ascii_lowercase();
     let host = host.strip_prefix("www.").unwrap_or(&host);
     let host = host.strip_prefix("m.").unwrap_or(host);
-    let host = host.strip_prefix("music.").unwrap_or(host);
+    let host = host.strip_prefix("music.").unwrap_or(host).to_string();
+    Some((parsed, host))
+}
+
+/// The 11-character video id in a YouTube URL (any form), or a bare id; `None` otherwise.
+pub fn video_id(url: &str) -> Option<String> {
+    let url = url.trim();
+    if valid_id(url) {
+        return Some(url.to_string());
+    }
+    let (parsed, host) = parse_loose(url)?;
     let mut segments = parsed.path_segments()?.filter(|s| !s.is_empty());
     let first = segments.next();
-    let found = match host {
+    let found = match host.as_str() {
         "youtu.be" => first.map(str::to_string),
         "youtube.com" | "youtube-nocookie.com" => match first {
             Some("watch") => query(&parsed, "v"),
@@ -116,26 +122,9 @@ pub fn video_id(url: &str) -> Option<String> {
 /// `/c/…`, `/user/…`; not their `/live`, which is one video). A `watch?v=…&list=…` link is the
 /// video, as yt-dlp's `--no-playlist` reads it.
 pub fn is_playlist_url(url: &str) -> bool {
-    let url = url.trim();
-    let with_scheme;
-    let text = if url.contains("://") {
-        url
-    } else {
-        with_scheme = format!("https://{url}");
-        &with_scheme
-    };
-    let Ok(parsed) = Url::parse(text) else {
+    let Some((parsed, host)) = parse_loose(url) else {
         return false;
     };
-    let Some(host) = parsed
-        .host_str()
-        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-    else {
-        return false;
-    };
-    let host = host.strip_prefix("www.").unwrap_or(&host);
-    let host = host.strip_prefix("m.").unwrap_or(host);
-    let host = host.strip_prefix("music.").unwrap_or(host);
     if host != "youtube.com" {
         return false;
     }

@@ -182,7 +182,8 @@ pub async fn process_media_file(
         ));
         let frames_dir = dir.join("frames");
         let _ = std::fs::remove_dir_all(&frames_dir);
-        let (f, w) = crate::frames::extract_frames(opts, input, &frames_dir, cancel).await?;
+        let (f, w) =
+            crate::frames::extract_frames(opts, input, &frames_dir, m.duration, cancel).await?;
         frames = f;
         warnings.extend(w);
         crate::slides::add_on_screen(opts, &frames, &mut segments, &mut warnings, cancel).await?;

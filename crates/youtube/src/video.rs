@@ -373,7 +373,7 @@ async fn frames_for(
     ));
     let frames_dir = dir.join("frames");
     let _ = std::fs::remove_dir_all(&frames_dir);
-    let result = crate::frames::extract_frames(opts, &video, &frames_dir, cancel).await;
+    let result = crate::frames::extract_frames(opts, &video, &frames_dir, None, cancel).await;
     if let Err(Error::Media { .. }) = &result {
         // A truncated download must not be reused by the next attempt.
         let _ = std::fs::remove_file(&video);
