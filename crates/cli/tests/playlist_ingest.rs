@@ -153,37 +153,27 @@ fn a_queued_playlist_sends_one_chain_per_video() {
     std::fs::create_dir_all(&answers).unwrap();
     responses(&answers);
     let ytdlp = hlbot_testkit::ytdlp::fake(&answers);
-    let url = hlbot_testkit::redis_url();
-    let prefix = format!("pl{}:", std::process::id());
+    // Its own key prefix, cleaned up when `r` is dropped.
+    let r = hlbot_testkit::TestRedis::new();
+    let on_redis = ["--broker", &r.url, "--key-prefix", &r.prefix];
     let mut worker = hlbot(dir.path(), &ytdlp)
-        .args(["--broker", &url, "--key-prefix", &prefix])
+        .args(on_redis)
         .args(["worker", "-Q", "youtube,llm", "-c", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("worker");
-    let out = run(hlbot(dir.path(), &ytdlp)
-        .args(["--broker", &url, "--key-prefix", &prefix])
-        .args([
-            "ingest",
-            "--queue",
-            "--no-frames",
-            "--json",
-            "-t",
-            "120",
-            URL,
-        ]));
+    let out = run(hlbot(dir.path(), &ytdlp).args(on_redis).args([
+        "ingest",
+        "--queue",
+        "--no-frames",
+        "--json",
+        "-t",
+        "120",
+        URL,
+    ]));
     let _ = worker.kill();
     let _ = worker.wait();
-    if let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query(&mut c)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
-        }
-    }
     let (stdout, stderr, ok) = out;
     assert!(ok, "{stdout}\n{stderr}");
     let v: Value = serde_json::from_str(&stdout).expect("JSON");

@@ -133,17 +133,28 @@ async fn asr_server(fail: bool) -> (String, Seen) {
 
 /// ~14 s of espeak-ng speech as WAV in `dir/speech.wav`.
 fn speech(dir: &std::path::Path) -> bool {
-    if !common::have("ffmpeg") {
-        return false;
-    }
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-s", "120", "-w"])
-        .arg(dir.join("speech.wav"))
-        .arg("Support is a price level where buyers keep stepping in. Resistance is where sellers keep showing up. The pair bounced off one point zero eight five zero three separate times before it broke out.")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    ok || hlbot_testkit::missing::<()>("espeak-ng").is_some()
+    common::have("ffmpeg")
+        && common::speak(
+            &dir.join("speech.wav"),
+            120,
+            "Support is a price level where buyers keep stepping in. Resistance is where sellers keep showing up. The pair bounced off one point zero eight five zero three separate times before it broke out.",
+        )
+}
+
+/// `speech.wav` on the local file server through `process_video` (no frames, speech-to-text).
+async fn speech_video(
+    o: &YoutubeOptions,
+    files: &common::Server,
+) -> hlbot_youtube::Result<hlbot_youtube::VideoResult> {
+    process_video(
+        o,
+        &files.url("speech.wav"),
+        false,
+        false,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
 }
 
 fn opts(ytdlp: std::path::PathBuf, cache: &std::path::Path, base_url: String) -> YoutubeOptions {
@@ -174,16 +185,7 @@ async fn asr_through_openai_compatible_server_in_chunks() {
     let (base, seen) = asr_server(false).await;
     let o = opts(ytdlp, cache.path(), base);
     assert!(!format!("{o:?}").contains(KEY), "key printed by Debug");
-    let r = process_video(
-        &o,
-        &files.url("speech.wav"),
-        false,
-        false,
-        &no_progress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let r = speech_video(&o, &files).await.unwrap();
     assert_eq!(r.transcript_source, "asr");
     let calls = seen.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 2, "two 10 s chunks expected, got {calls:?}");
@@ -223,16 +225,9 @@ async fn models_and_servers_without_verbose_json_are_asked_for_json() {
         if let AsrProvider::OpenAiCompatible { model: m, .. } = &mut o.asr {
             *m = model.into();
         }
-        let r = process_video(
-            &o,
-            &files.url("speech.wav"),
-            false,
-            false,
-            &no_progress,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{model}: {e}"));
+        let r = speech_video(&o, &files)
+            .await
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
         assert_eq!(r.transcript, "chunk 1 text chunk 2 text", "{model}");
         assert_eq!(r.transcript_segments[1].start, 10.0, "{model}");
         let refused_formats = seen.refused.lock().unwrap().clone();
@@ -255,16 +250,9 @@ async fn asr_server_error_is_retryable_and_hides_the_key() {
     let cache = tempfile::tempdir().unwrap();
     let files = common::serve(media.path().to_path_buf()).await;
     let (base, _) = asr_server(true).await;
-    let err = process_video(
-        &opts(ytdlp, cache.path(), base),
-        &files.url("speech.wav"),
-        false,
-        false,
-        &no_progress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = speech_video(&opts(ytdlp, cache.path(), base), &files)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AsrStatus { status: 500, .. }), "{err}");
     assert!(err.retryable());
     assert!(
@@ -284,16 +272,7 @@ async fn no_provider_means_source_none_with_warning() {
     let files = common::serve(media.path().to_path_buf()).await;
     let mut o = opts(ytdlp, cache.path(), String::new());
     o.asr = AsrProvider::None;
-    let r = process_video(
-        &o,
-        &files.url("speech.wav"),
-        false,
-        false,
-        &no_progress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let r = speech_video(&o, &files).await.unwrap();
     assert_eq!(r.transcript_source, "none");
     assert!(
         r.warnings.iter().any(|w| w.contains("no ASR provider")),

@@ -21,6 +21,11 @@ fn options(cache: &Path, ocr: bool) -> YoutubeOptions {
 }
 
 async fn run(opts: &YoutubeOptions, video: &Path) -> VideoResult {
+    try_run(opts, video).await.unwrap()
+}
+
+/// `process_media_file` on `video`, keyed by its file stem.
+async fn try_run(opts: &YoutubeOptions, video: &Path) -> hlbot_youtube::Result<VideoResult> {
     process_media_file(
         opts,
         video,
@@ -32,7 +37,6 @@ async fn run(opts: &YoutubeOptions, video: &Path) -> VideoResult {
         &CancellationToken::new(),
     )
     .await
-    .unwrap()
 }
 
 fn times(r: &VideoResult) -> Vec<f64> {
@@ -287,33 +291,11 @@ async fn a_webm_without_a_duration_is_measured_and_limited() {
 
     let mut limited = options(dir.path(), false);
     limited.max_duration = 2.0;
-    let err = process_media_file(
-        &limited,
-        &video,
-        &video,
-        "recording",
-        true,
-        None,
-        &no_progress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = try_run(&limited, &video).await.unwrap_err();
     assert!(err.to_string().contains("youtube.max_duration"), "{err}");
 
     let empty = dir.path().join("empty.webm");
     std::fs::write(&empty, b"").unwrap();
-    let err = process_media_file(
-        &limited,
-        &empty,
-        &empty,
-        "empty",
-        true,
-        None,
-        &no_progress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = try_run(&limited, &empty).await.unwrap_err();
     assert!(err.to_string().contains("empty (0 bytes)"), "{err}");
 }

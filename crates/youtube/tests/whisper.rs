@@ -31,6 +31,28 @@ fn model_dir() -> Option<PathBuf> {
     )
 }
 
+/// `file` through `process_media_file` with local Whisper (its own cache, no subtitles).
+async fn transcribe_local(model: PathBuf, file: &std::path::Path) -> hlbot_youtube::VideoResult {
+    let cache = tempfile::tempdir().unwrap();
+    let opts = YoutubeOptions {
+        cache_dir: cache.path().to_path_buf(),
+        asr: AsrProvider::LocalWhisper { model_dir: model },
+        ..Default::default()
+    };
+    hlbot_youtube::process_media_file(
+        &opts,
+        file,
+        file,
+        "0123456789abcdef0123456789",
+        true,
+        None,
+        &no_progress,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn tiny_en_transcribes_synthesised_speech() {
     let Some(model) = model_dir() else { return };
@@ -39,15 +61,11 @@ async fn tiny_en_transcribes_synthesised_speech() {
         return;
     }
     let media = tempfile::tempdir().unwrap();
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-s", "140", "-w"])
-        .arg(media.path().join("lesson.wav"))
-        .arg("Support is a price level where buyers keep stepping in. Resistance is where sellers keep showing up.")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        hlbot_testkit::missing::<()>("espeak-ng");
+    if !common::speak(
+        &media.path().join("lesson.wav"),
+        140,
+        "Support is a price level where buyers keep stepping in. Resistance is where sellers keep showing up.",
+    ) {
         return;
     }
     let cache = tempfile::tempdir().unwrap();
@@ -88,35 +106,14 @@ async fn a_local_audio_file_is_transcribed_by_local_whisper() {
     }
     let media = tempfile::tempdir().unwrap();
     let wav = media.path().join("rule.wav");
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-s", "140", "-w"])
-        .arg(&wav)
-        .arg("Buy when the price pulls back to the fifty period moving average. Put the stop loss below the swing low.")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        hlbot_testkit::missing::<()>("espeak-ng");
+    if !common::speak(
+        &wav,
+        140,
+        "Buy when the price pulls back to the fifty period moving average. Put the stop loss below the swing low.",
+    ) {
         return;
     }
-    let cache = tempfile::tempdir().unwrap();
-    let opts = YoutubeOptions {
-        cache_dir: cache.path().to_path_buf(),
-        asr: AsrProvider::LocalWhisper { model_dir: model },
-        ..Default::default()
-    };
-    let r = hlbot_youtube::process_media_file(
-        &opts,
-        &wav,
-        &wav,
-        "0123456789abcdef0123456789",
-        true,
-        None,
-        &no_progress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let r = transcribe_local(model, &wav).await;
     assert_eq!(r.transcript_source, "asr:whisper");
     assert!(r.frames.is_empty(), "audio has no frames");
     let t = r.transcript.to_lowercase();
@@ -137,54 +134,27 @@ async fn beeps_after_speech_are_not_transcribed_as_words() {
     }
     let media = tempfile::tempdir().unwrap();
     let rule = media.path().join("rule.wav");
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-s", "140", "-w"])
-        .arg(&rule)
-        .arg("Sell when the price closes below the moving average.")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        hlbot_testkit::missing::<()>("espeak-ng");
+    if !common::speak(
+        &rule,
+        140,
+        "Sell when the price closes below the moving average.",
+    ) {
         return;
     }
     // The rule, then 45 s of beeps: the second window (30-48 s) holds only beeps.
     let mixed = media.path().join("rule-then-beeps.wav");
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i"])
-        .arg(&rule)
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:beep_factor=4:duration=45",
-        ])
-        .args([
-            "-filter_complex",
-            "[0:a]aresample=16000[a];[1:a]aresample=16000[b];[a][b]concat=n=2:v=0:a=1",
-        ])
-        .arg(&mixed)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let cache = tempfile::tempdir().unwrap();
-    let opts = YoutubeOptions {
-        cache_dir: cache.path().to_path_buf(),
-        asr: AsrProvider::LocalWhisper { model_dir: model },
-        ..Default::default()
-    };
-    let r = hlbot_youtube::process_media_file(
-        &opts,
-        &mixed,
-        &mixed,
-        "0123456789abcdef0123456789",
-        true,
-        None,
-        &no_progress,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    common::ffmpeg(&[
+        "-i",
+        &rule.to_string_lossy(),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:beep_factor=4:duration=45",
+        "-filter_complex",
+        "[0:a]aresample=16000[a];[1:a]aresample=16000[b];[a][b]concat=n=2:v=0:a=1",
+        &mixed.to_string_lossy(),
+    ]);
+    let r = transcribe_local(model, &mixed).await;
     let t = r.transcript.to_lowercase();
     eprintln!("whisper tiny.en heard: {t} ({:?})", r.warnings);
     for word in ["price", "moving average"] {

@@ -13,7 +13,7 @@ use redis::AsyncCommands;
 use serde_json::{Map, Value, json};
 
 use crate::fixture::TestRedis;
-use crate::worker::{opts, q, start};
+use crate::worker::{acks_late_worker, opts, q, start};
 
 /// Wait until nothing is left unacked (hash and index) or queued on `queue`.
 async fn settled(t: &TestRedis, client: &Client, queue: &str) {
@@ -80,15 +80,7 @@ async fn started_is_stored_while_running_and_the_idle_wakeup_records_unacked() {
     // An idle worker (blocked in BRPOP) takes an acks_late task: STARTED is visible while it runs
     // and its unacked entry is recorded (by the writer, ahead of the ack) until it finishes.
     let t = TestRedis::new();
-    let mut o = opts(&["default"]);
-    o.acks_late = true;
-    let w = start(
-        &t,
-        Registry::with_debug_tasks(),
-        o,
-        Duration::from_secs(3600),
-    )
-    .await;
+    let w = acks_late_worker(&t, "default").await;
     let client = t.client().await;
     // Let the worker reach its blocking wait on the empty queue.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -14,7 +14,7 @@ use redis::AsyncCommands;
 use serde_json::{Map, json};
 
 use crate::fixture::{PrivateRedis, TestRedis};
-use crate::worker::{Running, opts, q, start};
+use crate::worker::{Running, acks_late_worker, opts, q, start};
 
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
@@ -72,15 +72,7 @@ async fn dead_workers_in_flight_lists_are_given_back_in_order_and_live_ones_kept
 async fn duplicate_task_ids_run_and_ack_independently() {
     let t = TestRedis::new();
     let client = t.client().await;
-    let mut o = opts(&["dup"]);
-    o.acks_late = true;
-    let w = start(
-        &t,
-        Registry::with_debug_tasks(),
-        o,
-        Duration::from_secs(3600),
-    )
-    .await;
+    let w = acks_late_worker(&t, "dup").await;
     let id = "same-id-for-three";
     for i in 0..3 {
         let so = SendOptions {
@@ -125,15 +117,7 @@ async fn duplicate_task_ids_run_and_ack_independently() {
 async fn a_redelivered_copy_waits_for_the_copy_running_here() {
     let t = TestRedis::new();
     let client = t.client().await;
-    let mut o = opts(&["redeliv"]);
-    o.acks_late = true;
-    let w = start(
-        &t,
-        Registry::with_debug_tasks(),
-        o,
-        Duration::from_secs(3600),
-    )
-    .await;
+    let w = acks_late_worker(&t, "redeliv").await;
     let id = "one-task-two-copies";
     for redelivered in [false, true] {
         let mut so = SendOptions {
@@ -148,18 +132,14 @@ async fn a_redelivered_copy_waits_for_the_copy_running_here() {
             .await
             .expect("send");
     }
-    let mut c = t.conn().await;
+    let c = t.conn().await;
     wait_for("both copies acked", Duration::from_secs(10), || {
         let (u, k) = (t.key("unacked"), t.key("redeliv"));
         let mut c = c.clone();
         async move { hlen(&mut c, &u).await == 0 && c.llen::<_, u64>(&k).await.unwrap_or(1) == 0 }
     })
     .await;
-    let runs: Option<i64> = c
-        .get(t.key(&format!("hlbot.runs.{id}")))
-        .await
-        .expect("get");
-    assert_eq!(runs, Some(1), "the redelivered copy ran too");
+    assert_eq!(t.runs(id).await, 1, "the redelivered copy ran too");
     w.stop().await;
 }
 

@@ -22,6 +22,19 @@ pub async fn start(t: &TestRedis, registry: Registry, o: WorkerOptions, vt: Dura
     Running::start(client, registry, o).await
 }
 
+/// A worker with acks_late on `queue`, running the debug tasks (one-hour visibility timeout).
+pub async fn acks_late_worker(t: &TestRedis, queue: &str) -> Running {
+    let mut o = opts(&[queue]);
+    o.acks_late = true;
+    start(
+        t,
+        Registry::with_debug_tasks(),
+        o,
+        Duration::from_secs(3600),
+    )
+    .await
+}
+
 pub fn q(queue: &str) -> SendOptions {
     SendOptions {
         queue: Some(queue.into()),

@@ -24,6 +24,19 @@ pub fn have(prog: &str) -> bool {
     hlbot_testkit::tool(prog, "-version")
 }
 
+/// `text` spoken by espeak-ng at `speed` words a minute into the WAV file `path`; false, with a
+/// printed reason (a failure under CI), when espeak-ng is missing.
+pub fn speak(path: &std::path::Path, speed: u32, text: &str) -> bool {
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-s", &speed.to_string(), "-w"])
+        .arg(path)
+        .arg(text)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    ok || hlbot_testkit::missing::<()>("espeak-ng").is_some()
+}
+
 /// Collapses whitespace runs to one space.
 pub fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
