@@ -251,43 +251,72 @@ impl TaskMessage {
         })
     }
 
+    /// A protocol-1 (or hybrid) message read as Celery's worker reads it (`hybrid_to_proto2`):
+    /// the headers come from the body's fields, overlaid with the envelope's own headers, and
+    /// `callbacks`/`errbacks`/`chord` become the embed — so links, chords, groups and time
+    /// limits sent with `task_protocol = 1` are kept, not dropped.
     fn from_protocol1(envelope: Envelope, body: Value, raw: &[u8]) -> Result<Self, DecodeError> {
         let tid = body.get("id").and_then(Value::as_str).map(str::to_string);
         let fail = |kind| DecodeError {
             kind,
             raw: raw.to_vec(),
             task_id: tid.clone(),
-            delivery_tag: None,
+            delivery_tag: Some(envelope.properties.delivery_tag.clone()),
         };
-        let Value::Object(b) = body else {
+        let Value::Object(mut b) = body else {
             return Err(fail(DecodeErrorKind::NoTask));
         };
-        let task = b
-            .get("task")
-            .and_then(Value::as_str)
-            .ok_or_else(|| fail(DecodeErrorKind::NoTask))?;
-        let id = tid.clone().ok_or_else(|| fail(DecodeErrorKind::NoId))?;
-        let mut headers = Headers::new(task, &id);
-        headers.eta = b.get("eta").and_then(Value::as_str).map(str::to_string);
-        headers.expires = b.get("expires").and_then(Value::as_str).map(str::to_string);
-        headers.retries = b.get("retries").and_then(Value::as_u64).unwrap_or(0) as u32;
-        let args = match b.get("args") {
-            None | Some(Value::Null) => vec![],
-            Some(Value::Array(a)) => a.clone(),
-            Some(_) => return Err(fail(invalid("args", "not a list"))),
-        };
-        let kwargs = match b.get("kwargs") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(fail(invalid("kwargs", "not a dict"))),
-        };
+        if !b.get("task").is_some_and(Value::is_string) {
+            return Err(fail(DecodeErrorKind::NoTask));
+        }
+        if tid.is_none() {
+            return Err(fail(DecodeErrorKind::NoId));
+        }
+        let mut h = Map::new();
+        for field in PROTOCOL1_HEADERS {
+            match b.get(*field) {
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    h.insert((*field).into(), v.clone());
+                }
+            }
+        }
+        if !h.contains_key("group") {
+            if let Some(t) = b.get("taskset").filter(|t| !t.is_null()) {
+                h.insert("group".into(), t.clone());
+            }
+        }
+        h.extend(envelope.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut headers = Headers::deserialize(&Value::Object(h)).map_err(|e| {
+            fail(DecodeErrorKind::InvalidField {
+                field: "headers",
+                reason: e.to_string(),
+            })
+        })?;
+        let embed = serde_json::json!({
+            "callbacks": b.remove("callbacks"),
+            "errbacks": b.remove("errbacks"),
+            "chord": b.remove("chord"),
+            "chain": null,
+        });
+        let args = b.remove("args").unwrap_or(Value::Null);
+        let kwargs = b.remove("kwargs").unwrap_or(Value::Null);
+        let (args, kwargs, embed) =
+            split_body(Value::Array(vec![args, kwargs, embed])).map_err(fail)?;
+        if headers.argsrepr.is_none() {
+            headers.argsrepr = Some(pyjson::truncate(pyjson::repr_args(&args), 1024));
+        }
+        if headers.kwargsrepr.is_none() {
+            let kw = Value::Object(kwargs.clone());
+            headers.kwargsrepr = Some(pyjson::repr_bounded(&kw, 1024));
+        }
         check_dates(&headers).map_err(fail)?;
         Ok(Self {
             envelope,
             headers,
             args,
             kwargs,
-            embed: Embed::default(),
+            embed,
         })
     }
 
@@ -322,6 +351,27 @@ impl TaskMessage {
         &self.headers.id
     }
 }
+
+/// The body fields of a protocol-1 message that become headers (Celery's `hybrid_to_proto2`,
+/// plus `group_index`).
+const PROTOCOL1_HEADERS: &[&str] = &[
+    "lang",
+    "task",
+    "id",
+    "root_id",
+    "parent_id",
+    "group",
+    "group_index",
+    "meth",
+    "shadow",
+    "eta",
+    "expires",
+    "retries",
+    "timelimit",
+    "argsrepr",
+    "kwargsrepr",
+    "origin",
+];
 
 fn invalid(field: &'static str, reason: &str) -> DecodeErrorKind {
     DecodeErrorKind::InvalidField {

@@ -71,11 +71,13 @@ pub struct ResultMeta {
     pub status: State,
     #[serde(default)]
     pub result: Value,
-    #[serde(default)]
+    /// Python writes a string or null; other clients (celery-node) write any JSON value there:
+    /// kept as its JSON text.
+    #[serde(default, deserialize_with = "lenient_text")]
     pub traceback: Option<String>,
     #[serde(default)]
     pub children: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub date_done: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
@@ -83,7 +85,18 @@ pub struct ResultMeta {
     pub parent_id: Option<String>,
     #[serde(flatten)]
     pub extended: Map<String, Value>,
+    /// Empty when the writer left it out; [`ResultMeta::read`] fills it from the key.
+    #[serde(default)]
     pub task_id: String,
+}
+
+/// A text field that may arrive as any JSON value: null → None, a string as is, else its JSON.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
 }
 
 impl ResultMeta {
@@ -142,6 +155,15 @@ impl ResultMeta {
 
     pub fn from_slice(b: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(b)
+    }
+
+    /// The meta stored for `task_id` (`task_id` filled in when the writer left it out).
+    pub fn read(task_id: &str, b: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut m = Self::from_slice(b)?;
+        if m.task_id.is_empty() {
+            m.task_id = task_id.into();
+        }
+        Ok(m)
     }
 }
 

@@ -197,3 +197,67 @@ fn new_message_is_complete_for_kombu() {
     assert_eq!(env["headers"]["argsrepr"], "(1, 'x')");
     assert_eq!(env["headers"]["root_id"], "abc");
 }
+
+/// Celery 5.7 with `task_protocol = 1` (captured with that setting): a task with a link, a link
+/// error, a countdown, expires and time limits, then a chord's header part. Read as Celery's
+/// worker reads them (`hybrid_to_proto2`): nothing of what they carry is dropped.
+#[test]
+fn protocol1_messages_keep_links_limits_groups_and_chords() {
+    let msgs: Vec<TaskMessage> = include_str!("fixtures/protocol1_messages.jsonl")
+        .lines()
+        .map(|l| TaskMessage::decode(l.as_bytes()).expect("decodes"))
+        .collect();
+    let linked = &msgs[0];
+    assert_eq!(linked.headers.task, "hlbot.debug.echo");
+    assert_eq!(linked.headers.id, "11111111-1111-4111-8111-111111111111");
+    assert_eq!(linked.args, vec![json!(3)]);
+    assert_eq!(linked.kwargs["k"], "v");
+    assert!(linked.headers.eta_time().is_some());
+    assert!(linked.headers.expires_time().is_some());
+    assert_eq!(linked.headers.hard_limit(), Some(7.0));
+    assert_eq!(linked.headers.soft_limit(), Some(5.0));
+    let cbs = linked.embed.callbacks.clone().unwrap_or_default();
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(cbs[0].args, vec![json!("cb")]);
+    assert_eq!(
+        cbs[0].options["task_id"],
+        "22222222-2222-4222-8222-222222222222"
+    );
+    let ebs = linked.embed.errbacks.clone().unwrap_or_default();
+    assert_eq!(ebs[0].args, vec![json!("eb")]);
+    assert_eq!(linked.headers.argsrepr.as_deref(), Some("(3,)"));
+    assert_eq!(linked.headers.kwargsrepr.as_deref(), Some("{'k': 'v'}"));
+
+    let part = &msgs[1];
+    assert_eq!(
+        part.headers.group.as_deref(),
+        Some("16f7cc72-79eb-4049-982c-3120e3feb695")
+    );
+    assert_eq!(part.headers.group_index, Some(0));
+    let body = part.embed.chord.as_ref().expect("the chord's body");
+    assert_eq!(
+        body["options"]["task_id"],
+        "55555555-5555-4555-8555-555555555555"
+    );
+    assert_eq!(part.headers.hard_limit(), None);
+}
+
+/// celery-node's protocol-1 shape: only task, id, args and kwargs in the body, camelCase
+/// properties.
+#[test]
+fn a_minimal_protocol1_body_decodes() {
+    use base64::Engine as _;
+    let body = json!({"task": "t", "id": "i", "args": [1], "kwargs": {}});
+    let raw = json!({
+        "body": base64::engine::general_purpose::STANDARD.encode(body.to_string()),
+        "content-type": "application/json", "content-encoding": "utf-8", "headers": {},
+        "properties": {"correlationId": "i", "replyTo": "", "body_encoding": "base64",
+            "delivery_info": {"exchange": "", "routing_key": "default"}, "delivery_mode": 2,
+            "delivery_tag": "d"}
+    });
+    let m = TaskMessage::decode(raw.to_string().as_bytes()).expect("decodes");
+    assert_eq!((m.headers.task.as_str(), m.headers.id.as_str()), ("t", "i"));
+    assert_eq!(m.args, vec![json!(1)]);
+    assert_eq!(m.embed, Default::default());
+    assert_eq!(m.headers.timelimit, [None, None]);
+}
