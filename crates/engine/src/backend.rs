@@ -59,7 +59,14 @@ impl Backend {
             .get(self.keys.result(task_id))
             .await
             .map_err(|e| self.settings.err(e))?;
-        Ok(raw.and_then(|r| ResultMeta::from_slice(&r).ok()))
+        let Some(raw) = raw else { return Ok(None) };
+        ResultMeta::read(task_id, &raw).map(Some).map_err(|e| {
+            Error::Other(format!(
+                "the result stored for {task_id} ({} bytes) is not a Celery result meta \
+                 (status, result, …): {e}",
+                raw.len()
+            ))
+        })
     }
 
     /// Delete the stored result.
@@ -154,7 +161,7 @@ impl Backend {
                             _ = &mut deadline => break,
                             msg = ps.next() => match msg {
                                 Some(msg) => {
-                                    if let Some(m) = ResultMeta::from_slice(msg.get_payload_bytes()).ok().filter(|m| m.status.is_ready()) {
+                                    if let Some(m) = ResultMeta::read(task_id, msg.get_payload_bytes()).ok().filter(|m| m.status.is_ready()) {
                                         return Ok(m);
                                     }
                                 }

@@ -197,7 +197,7 @@ fn report(meta: ResultMeta) -> anyhow::Result<ExitCode> {
         ref s if s.is_ready() => {
             let exc = meta
                 .exception()
-                .map_or_else(|| s.to_string(), |e| e.display());
+                .map_or_else(|| "no exception recorded".to_string(), |e| e.display());
             eprintln!("{s}: {exc}");
             if let Some(tb) = meta.traceback.as_deref().filter(|t| !t.is_empty()) {
                 eprintln!("{tb}");
