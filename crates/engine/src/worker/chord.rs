@@ -132,9 +132,10 @@ pub fn guarded(field: String, token: String, part: &ChordPart, entries: &[Vec<u8
     ops
 }
 
-/// `[1, id, state, result]` decoded.
+/// `[1, id, state, result]` decoded (compressed by Python's `result_compression` or not).
 fn decode(entry: &[u8]) -> Option<(String, String, Value)> {
-    let v: Value = serde_json::from_slice(entry).ok()?;
+    let entry = hlbot_proto::compression::result_payload(entry).ok()?;
+    let v: Value = serde_json::from_slice(&entry).ok()?;
     let a = v.as_array()?;
     Some((
         a.get(1)?.as_str()?.to_string(),
