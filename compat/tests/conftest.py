@@ -92,6 +92,54 @@ def cleanup_prefix(client, p):
         client.delete(*keys)
 
 
+def need(what, why):
+    """A missing tool or service: skip with the reason, or fail under ``CI=true``."""
+    if os.environ.get('CI') == 'true':
+        pytest.fail(f'{what} is missing ({why}); run scripts/setup.sh')
+    pytest.skip(f'{what} is missing ({why}); run scripts/setup.sh')
+
+
+class PrivateRedis:
+    """A ``redis-server`` of one test's own: a free loopback port and a Unix socket."""
+
+    def __init__(self, port, socket_path):
+        self.port = port
+        self.socket = socket_path
+        self.url = f'redis://127.0.0.1:{port}/0'
+
+
+@pytest.fixture
+def private_redis():
+    """For clients that cannot take a key prefix (celery-node) or a test of the socket forms."""
+    import socket as socketlib
+    exe = shutil.which('redis-server')
+    if not exe:
+        need('redis-server', 'a private Redis for this test')
+    with socketlib.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    d = tempfile.mkdtemp(prefix='hlbot-compat-redis-')
+    server = PrivateRedis(port, f'{d}/redis.sock')
+    proc = subprocess.Popen([exe, '--port', str(port), '--bind', '127.0.0.1', '--save', '',
+                             '--appendonly', 'no', '--dir', d, '--unixsocket', server.socket],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis.from_url(server.url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.05)
+    yield server
+    client.close()
+    proc.kill()
+    proc.wait()
+    shutil.rmtree(d, ignore_errors=True)
+
+
 # --- Celery client apps ------------------------------------------------------------------------
 
 @pytest.fixture

@@ -14,14 +14,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from compat.tests.conftest import _HLBOT_ENV, ROOT
-from compat.tests.test_flower import free_port
+from compat.tests.conftest import _HLBOT_ENV, ROOT, need
 
 NODE_MODULES = ROOT / '.hlbot' / 'node' / 'node_modules'
 
@@ -51,47 +49,16 @@ worker.start();
 '''
 
 
-def _need(what, why):
-    if os.environ.get('CI') == 'true':
-        pytest.fail(f'{what} is missing ({why}); run scripts/setup.sh')
-    pytest.skip(f'{what} is missing ({why}); run scripts/setup.sh')
 
 
 @pytest.fixture
 def node():
     exe = shutil.which('node')
     if not exe:
-        _need('node', 'Node.js runs celery-node')
+        need('node', 'Node.js runs celery-node')
     if not (NODE_MODULES / 'celery-node').is_dir():
-        _need(f'{NODE_MODULES}/celery-node', 'scripts/setup.sh installs it with npm')
+        need(f'{NODE_MODULES}/celery-node', 'scripts/setup.sh installs it with npm')
     return exe
-
-
-@pytest.fixture
-def private_redis():
-    exe = shutil.which('redis-server')
-    if not exe:
-        _need('redis-server', 'a private Redis for celery-node, which has no key prefix')
-    port = free_port()
-    d = tempfile.mkdtemp(prefix='hlbot-compat-node-')
-    proc = subprocess.Popen([exe, '--port', str(port), '--bind', '127.0.0.1', '--save', '',
-                             '--appendonly', 'no', '--dir', d], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f'redis://127.0.0.1:{port}/0'
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    yield url
-    proc.kill()
-    proc.wait()
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def spawn(cmd, **kw):
@@ -115,10 +82,10 @@ def stop(proc, log):
 
 @pytest.mark.parametrize('protocol', [2, 1])
 def test_celery_node_client_to_hlbot_worker(node, private_redis, hlbot_bin, protocol):
-    worker, wlog = spawn([str(hlbot_bin.binary), '--broker', private_redis, 'worker', '-Q',
+    worker, wlog = spawn([str(hlbot_bin.binary), '--broker', private_redis.url, 'worker', '-Q',
                           'default', '-c', '2'])
     try:
-        p = subprocess.run([node, '-e', CLIENT_JS, private_redis, str(protocol)],
+        p = subprocess.run([node, '-e', CLIENT_JS, private_redis.url, str(protocol)],
                            env={**os.environ, 'NODE_PATH': str(NODE_MODULES)},
                            capture_output=True, text=True, timeout=60)
     finally:
@@ -128,16 +95,16 @@ def test_celery_node_client_to_hlbot_worker(node, private_redis, hlbot_bin, prot
     assert got['echo'] == {'args': [1, 'two'], 'kwargs': {'k': 3}}, wlog_text
     assert got['hlbot.debug.fail raised'] == {'message': 'FAILURE', 'exc_type': 'RuntimeError'}
     assert got['no.such.task raised'] == {'message': 'FAILURE', 'exc_type': 'NotRegistered'}
-    dead = redis.Redis.from_url(private_redis).lrange('hlbot.dead', 0, -1)
+    dead = redis.Redis.from_url(private_redis.url).lrange('hlbot.dead', 0, -1)
     assert len(dead) == 1 and b'no.such.task' in dead[0]
 
 
 def test_hlbot_send_to_celery_node_worker(node, private_redis, hlbot_bin):
-    worker, wlog = spawn([node, '-e', WORKER_JS, private_redis])
+    worker, wlog = spawn([node, '-e', WORKER_JS, private_redis.url])
 
     def hlbot(*args):
         env = {k: v for k, v in os.environ.items() if k not in _HLBOT_ENV}
-        return subprocess.run([str(hlbot_bin.binary), '--broker', private_redis, *args],
+        return subprocess.run([str(hlbot_bin.binary), '--broker', private_redis.url, *args],
                               env=env, capture_output=True, text=True, timeout=60)
     try:
         ok = hlbot('send', 'node.add', '--args', '[2, 3]', '-Q', 'default', '--wait',

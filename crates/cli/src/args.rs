@@ -27,8 +27,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Broker URL (redis://[user:password@]host[:port][/db], rediss:// for TLS,
-    /// sentinel://[:password@]host:26379;sentinel://host2:26379/db with --sentinel-master, or
+    /// Broker URL (redis://[user:password@]host[:port][/db], rediss:// for TLS, a Unix socket
+    /// as unix:///path?db=N or kombu's redis+socket:///path?virtual_host=N, sentinel://[:password@]host:26379;sentinel://host2:26379/db with --sentinel-master, or
     /// RabbitMQ: amqp://user:password@host:5672/vhost, amqps:// for TLS, a cluster's nodes as
     /// amqp://node1/vhost;amqp://node2/vhost).
     #[arg(short = 'b', long, global = true, env = "REDIS_URL")]

@@ -35,10 +35,47 @@ impl std::fmt::Debug for RedisSettings {
     }
 }
 
+/// `redis+socket:///path?virtual_host=N` (kombu's broker form) or `socket:///path?…` (Celery's
+/// result-backend form) as the `unix:///path?db=N` redis-rs opens; `None` for other URLs.
+/// kombu passes the query's `password`/`username` to redis-py: they are kept.
+fn unix_socket_url(url: &str) -> Result<Option<String>> {
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Ok(None);
+    };
+    if !matches!(scheme, "redis+socket" | "socket") {
+        return Ok(None);
+    }
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact_url(url))))?;
+    if parsed.path().len() < 2 {
+        return Err(Error::Config(format!(
+            "{scheme}:// needs the socket's path: {scheme}:///var/run/redis/redis.sock"
+        )));
+    }
+    let mut out = url::Url::parse("unix:///").expect("static URL");
+    out.set_path(parsed.path());
+    {
+        let mut q = out.query_pairs_mut();
+        for (k, v) in parsed.query_pairs() {
+            match k.as_ref() {
+                "virtual_host" | "db" => q.append_pair("db", v.trim_start_matches('/')),
+                "password" => q.append_pair("pass", &v),
+                "username" => q.append_pair("user", &v),
+                _ => q.append_pair(&k, &v),
+            };
+        }
+    }
+    Ok(Some(out.to_string().trim_end_matches('?').to_string()))
+}
+
 impl RedisSettings {
     /// Validate a `redis://[user:pass@]host[:port][/db]` or `rediss://` URL, or kombu's
     /// `sentinel://h1:26379;sentinel://h2:26379/0` (then see [`RedisSettings::with_sentinel_master`]).
+    /// kombu's and Celery's Unix-socket forms (`redis+socket:///path?virtual_host=1`,
+    /// `socket:///path`) are taken too.
     pub fn new(url: &str) -> Result<Self> {
+        let kombu_socket = unix_socket_url(url)?;
+        let url = kombu_socket.as_deref().unwrap_or(url);
         let first = url.split(';').next().unwrap_or(url);
         let parsed = url::Url::parse(first)
             .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact_url(url))))?;
@@ -46,7 +83,8 @@ impl RedisSettings {
             "redis" | "rediss" | "unix" | "redis+unix" | "sentinel" => {}
             s => {
                 return Err(Error::Config(format!(
-                    "unsupported Redis URL scheme {s:?} (use redis://, rediss:// or sentinel://)"
+                    "unsupported Redis URL scheme {s:?} (use redis://, rediss://, sentinel://, or \
+                     unix:///path or redis+socket:///path for a Unix socket)"
                 )));
             }
         }
@@ -101,10 +139,15 @@ impl RedisSettings {
         if let Some(s) = &self.sentinel {
             return s.db;
         }
-        url::Url::parse(self.url.rsplit(';').next().unwrap_or(&self.url))
-            .ok()
-            .and_then(|u| u.path().trim_start_matches('/').parse().ok())
-            .unwrap_or(0)
+        let Ok(u) = url::Url::parse(self.url.rsplit(';').next().unwrap_or(&self.url)) else {
+            return 0;
+        };
+        if matches!(u.scheme(), "unix" | "redis+unix") {
+            // The path is the socket's; the DB is in the query (`?db=N`).
+            let db = u.query_pairs().find(|(k, _)| k == "db");
+            return db.and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        }
+        u.path().trim_start_matches('/').parse().unwrap_or(0)
     }
 
     pub fn host_port(&self) -> (String, u16) {
@@ -184,16 +227,32 @@ pub fn redact_url(url: &str) -> String {
         return url.split(';').map(redact_url).collect::<Vec<_>>().join(";");
     }
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("********"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("********"));
+            }
+            // redis-rs's unix:///path?pass=… and kombu's ?password=… carry it in the query.
+            if u.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| match is_secret_param(&k) {
+                        true => (k.into_owned(), "********".into()),
+                        false => (k.into_owned(), v.into_owned()),
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        Ok(u) => u.to_string(),
         Err(_) => match url.rfind('@') {
             Some(at) => format!("<redacted>{}", &url[at..]),
             None => url.to_string(),
         },
     }
+}
+
+fn is_secret_param(k: &str) -> bool {
+    matches!(k, "pass" | "password")
 }
 
 #[cfg(test)]
@@ -216,6 +275,26 @@ mod tests {
         assert_eq!(s.host_port(), ("127.0.0.1".to_string(), 6390));
         assert!(!format!("{s:?}").contains("pw@"));
         assert!(RedisSettings::new("http://x").is_err());
+        // kombu's and Celery's Unix-socket forms; the DB and a password in the query.
+        for (kombu, opened, db) in [
+            ("redis+socket:///run/r.sock", "unix:///run/r.sock", 0),
+            (
+                "redis+socket:///run/r.sock?virtual_host=3",
+                "unix:///run/r.sock?db=3",
+                3,
+            ),
+            ("socket:///run/r.sock?db=/2", "unix:///run/r.sock?db=2", 2),
+            ("unix:///run/r.sock?db=5", "unix:///run/r.sock?db=5", 5),
+        ] {
+            let s = RedisSettings::new(kombu).unwrap_or_else(|e| panic!("{kombu}: {e}"));
+            assert_eq!((s.url.as_str(), s.db()), (opened, db), "{kombu}");
+        }
+        let s = RedisSettings::new("redis+socket:///r.sock?password=hunter2")
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(s.url, "unix:///r.sock?pass=hunter2");
+        assert_eq!(s.display_url(), "unix:///r.sock?pass=********");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(RedisSettings::new("redis+socket://").is_err());
         assert_eq!(
             redact_url("sentinel://:pw@a:1;sentinel://:pw@b:2/0"),
             "sentinel://:********@a:1;sentinel://:********@b:2/0"
