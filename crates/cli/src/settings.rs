@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub result_chord_ordered: Option<bool>,
     /// Messages larger than this many bytes are dead-lettered (0: no limit).
     pub max_message_bytes: Option<usize>,
+    /// kombu's transport options that name the Redis lists (`priority_steps`, `sep`).
+    #[serde(default)]
+    pub broker_transport_options: RawTransport,
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
     #[serde(default)]
@@ -60,6 +63,16 @@ pub struct RawConfig {
     pub task_history_days: Option<u32>,
     /// `human` (default) or `json` log lines (`--log-format`, `HLBOT_LOG_FORMAT` win).
     pub log_format: Option<LogFormat>,
+}
+
+/// `[broker_transport_options]`: the two kombu options that change which lists a message is in.
+/// A Python app that sets them (Celery's docs suggest `priority_steps = list(range(10))`, `sep =
+/// ":"`) needs hlbot to set the same, or its prioritised messages wait in lists hlbot never reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransport {
+    pub priority_steps: Option<Vec<u8>>,
+    pub sep: Option<String>,
 }
 
 /// `[beat]`: leader lease and `[[beat.entries]]` (default: the seed's daily cache cleanups).
@@ -207,6 +220,12 @@ impl Settings {
         };
         broker.chord_ordered = ordered;
         backend.chord_ordered = ordered;
+        let t = &raw.broker_transport_options;
+        let layout =
+            hlbot_engine::redis::keys::Layout::new(t.sep.as_deref(), t.priority_steps.as_deref())
+                .map_err(|e| anyhow::anyhow!("config [broker_transport_options]: {e}"))?;
+        broker.layout = layout.clone();
+        backend.layout = layout;
         let queues = if raw.queues.is_empty() {
             DEFAULT_QUEUES.iter().map(|s| s.to_string()).collect()
         } else {
@@ -323,7 +342,10 @@ fn read_config(p: &Path) -> anyhow::Result<(RawConfig, BTreeSet<String>)> {
     let mut keys = BTreeSet::new();
     for (k, v) in &table {
         match v.as_table() {
-            Some(t) if ["pdf", "youtube", "llm", "beat"].contains(&k.as_str()) => {
+            Some(t)
+                if ["pdf", "youtube", "llm", "beat", "broker_transport_options"]
+                    .contains(&k.as_str()) =>
+            {
                 keys.extend(t.keys().map(|sub| format!("{k}.{sub}")));
             }
             _ => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hlbot_proto::{Envelope, SEP, TaskMessage};
+use hlbot_proto::{Envelope, TaskMessage};
 
 pub use crate::fetch::{Consumer, Delivery};
 use crate::redis::Conn;
@@ -11,7 +11,6 @@ use redis::AsyncCommands;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::redis::keys::PRIORITY_STEPS;
 use crate::redis::{Keys, RedisSettings, scripts};
 
 /// Broker options (kombu transport options).
@@ -72,7 +71,7 @@ impl Broker {
     pub async fn declare(&self, queues: &[String]) -> Result<()> {
         let mut p = redis::pipe();
         for q in queues {
-            let m = Keys::binding_member(q, q);
+            let m = self.keys.binding_member(q, q);
             p.sadd(self.keys.binding(q), &m).ignore();
             p.sadd(self.keys.binding_permanent(q), &m).ignore();
         }
@@ -130,9 +129,10 @@ impl Broker {
             .map_err(|e| self.settings.err(e))?;
         for m in members {
             let m = String::from_utf8_lossy(&m);
-            let parts: Vec<&str> = m.split(SEP).collect();
-            if parts.len() == 3 && (parts[0] == routing_key || parts[0].is_empty()) {
-                return Ok(Some(parts[2].to_string()));
+            if let Some((rk, _, queue)) = self.keys.parse_binding_member(&m) {
+                if rk == routing_key || rk.is_empty() {
+                    return Ok(Some(queue.to_string()));
+                }
             }
         }
         Ok(None)
@@ -386,7 +386,7 @@ impl Broker {
         let mut p = redis::pipe();
         p.atomic();
         for q in queues {
-            for s in PRIORITY_STEPS {
+            for &s in self.keys.priority_steps() {
                 let k = self.keys.queue_step(q, s);
                 p.llen(&k).del(&k).ignore();
             }
@@ -407,7 +407,7 @@ impl Broker {
     ) -> Result<Vec<std::result::Result<TaskMessage, hlbot_proto::DecodeError>>> {
         let mut out = Vec::new();
         let mut c = self.conn.clone();
-        for s in PRIORITY_STEPS {
+        for &s in self.keys.priority_steps() {
             if out.len() >= limit {
                 break;
             }
@@ -425,7 +425,7 @@ impl Broker {
     /// Messages waiting in `queue` (all buckets).
     pub async fn len(&self, queue: &str) -> Result<u64> {
         let mut p = redis::pipe();
-        for s in PRIORITY_STEPS {
+        for &s in self.keys.priority_steps() {
             p.llen(self.keys.queue_step(queue, s));
         }
         let mut c = self.conn.clone();

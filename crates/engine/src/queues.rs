@@ -13,7 +13,6 @@ use serde_json::Value;
 use crate::broker::{Broker, parse_unacked};
 use crate::deadletter::DeadLetter;
 use crate::error::Result;
-use crate::redis::keys::PRIORITY_STEPS;
 
 /// One queue's numbers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -42,7 +41,7 @@ pub async fn stats(broker: &Broker, queues: &[String]) -> Result<Vec<QueueStats>
             queue: q.clone(),
             ..Default::default()
         };
-        for step in PRIORITY_STEPS {
+        for &step in keys.priority_steps() {
             let n: u64 = c.llen(keys.queue_step(q, step)).await.map_err(err)?;
             if n > 0 {
                 s.by_priority.insert(step, n);

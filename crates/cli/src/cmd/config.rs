@@ -200,6 +200,16 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         source(s, "visibility_timeout", Some("visibility_timeout")),
     );
     row(
+        "broker_transport_options.priority_steps",
+        json!(s.broker.layout.priority_steps),
+        source(s, "broker_transport_options.priority_steps", None),
+    );
+    row(
+        "broker_transport_options.sep",
+        s.broker.layout.sep.clone().into(),
+        source(s, "broker_transport_options.sep", None),
+    );
+    row(
         "max_message_bytes",
         s.max_message_bytes.into(),
         source(s, "max_message_bytes", Some("max_message_bytes")),

@@ -15,7 +15,6 @@ use serde_json::{Map, Value, json};
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::redis::Keys;
-use crate::redis::keys::PRIORITY_STEPS;
 use crate::redis::pubsub::blocking_reply;
 use crate::revoke::{DEFAULT_TTL, Revocations};
 
@@ -90,8 +89,9 @@ impl ControlClient {
         let ticket = uuid::Uuid::new_v4().to_string();
         let queue = Keys::reply_queue_name(&oid);
         let binding = keys.binding(REPLY_EXCHANGE);
-        let member = Keys::binding_member(&oid, &queue);
-        let lists: Vec<String> = PRIORITY_STEPS
+        let member = keys.binding_member(&oid, &queue);
+        let lists: Vec<String> = keys
+            .priority_steps()
             .iter()
             .map(|s| keys.queue_step(&queue, *s))
             .collect();

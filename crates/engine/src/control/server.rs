@@ -16,7 +16,6 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{Answer, command, inspect};
-use crate::redis::Keys;
 use crate::redis::pubsub::Subscription;
 use crate::worker::Shared;
 
@@ -26,7 +25,7 @@ pub async fn serve(sh: Arc<Shared>, stop: CancellationToken) {
         return serve_amqp(sh, a.url, stop).await;
     }
     let keys = sh.broker.keys().clone();
-    let member = Keys::binding_member("", &format!("{}.{CONTROL_EXCHANGE}", sh.hostname));
+    let member = keys.binding_member("", &format!("{}.{CONTROL_EXCHANGE}", sh.hostname));
     let binding = keys.binding(CONTROL_EXCHANGE);
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() {

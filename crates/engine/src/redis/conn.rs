@@ -21,6 +21,8 @@ pub struct RedisSettings {
     /// parts are kept in a zset by `group_index`; off, in a list in completion order. Every
     /// worker and client of one chord must agree.
     pub chord_ordered: bool,
+    /// kombu's `sep` and `priority_steps` transport options (the list names).
+    pub layout: super::keys::Layout,
     /// Set for a `sentinel://` URL once the master's name is known
     /// ([`RedisSettings::with_sentinel_master`]).
     sentinel: Option<std::sync::Arc<super::sentinel::Sentinel>>,
@@ -93,6 +95,7 @@ impl RedisSettings {
             key_prefix: String::new(),
             result_prefix: String::new(),
             chord_ordered: true,
+            layout: Default::default(),
             sentinel: None,
         })
     }
@@ -167,7 +170,7 @@ impl RedisSettings {
     }
 
     pub fn keys(&self) -> Keys {
-        Keys::new(&self.key_prefix, &self.result_prefix, self.db())
+        Keys::new(&self.key_prefix, &self.result_prefix, self.db()).with_layout(&self.layout)
     }
 
     pub(crate) fn client(&self) -> Result<Client> {

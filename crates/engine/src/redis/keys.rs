@@ -2,7 +2,9 @@
 //! where Celery defines them, so Python clients, workers and Flower share them unchanged.
 //!
 //! `P` = the broker's `global_keyprefix` (kombu transport option, default empty), `R` = the result
-//! backend's own prefix, `{db}` = the broker URL's DB number, `SEP` = `\x06\x16`.
+//! backend's own prefix, `{db}` = the broker URL's DB number, `SEP` = `\x06\x16` and the priority
+//! steps 0, 3, 6, 9 (kombu's `sep` and `priority_steps` transport options: [`Layout`], set from
+//! the config's `[broker_transport_options]`).
 //!
 //! | key / channel | type | written by | read by |
 //! |---|---|---|---|
@@ -47,11 +49,52 @@
 //! | `Phlbot.llm.spend.<YYYY-MM-DD>` | string: USD spent that UTC day (`INCRBYFLOAT`), TTL 2 days | `tasks` crate's spend ledger (`llm_spend.rs`, key from `Keys::app`) before each paid call | same: the fleet's daily LLM budget |
 //! | `Phlbot.llm.cache.<sha256>` | string: a provider's answer, TTL 7 days | `tasks` crate's LLM cache (`llm_cache.rs`, key from `Keys::app`) after a paid call | same, before calling the provider (a retried task is not billed twice) |
 
-use hlbot_proto::SEP;
-use hlbot_proto::envelope::priority_step;
+use std::sync::Arc;
 
-/// kombu's priority steps, served in this order.
+use hlbot_proto::SEP;
+
+/// kombu's default priority steps, served in this order.
 pub const PRIORITY_STEPS: [u8; 4] = [0, 3, 6, 9];
+
+/// kombu's Redis list layout: the separator of priority lists and binding members (`sep`) and
+/// the priority steps (`priority_steps`), both broker transport options. Every client and worker
+/// on one broker must agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub sep: String,
+    pub priority_steps: Vec<u8>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            sep: SEP.into(),
+            priority_steps: PRIORITY_STEPS.to_vec(),
+        }
+    }
+}
+
+impl Layout {
+    /// Validated: steps sorted, unique, starting at 0 and at most 255; a non-empty separator.
+    pub fn new(sep: Option<&str>, steps: Option<&[u8]>) -> Result<Self, String> {
+        let mut l = Self::default();
+        if let Some(sep) = sep {
+            if sep.is_empty() {
+                return Err("sep must not be empty".into());
+            }
+            l.sep = sep.into();
+        }
+        if let Some(steps) = steps {
+            if steps.first() != Some(&0) || steps.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "priority_steps must start at 0 and increase, as kombu's do: {steps:?}"
+                ));
+            }
+            l.priority_steps = steps.to_vec();
+        }
+        Ok(l)
+    }
+}
 
 /// Builds every key name. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -59,6 +102,8 @@ pub struct Keys {
     prefix: String,
     result_prefix: String,
     db: i64,
+    sep: Arc<str>,
+    steps: Arc<[u8]>,
 }
 
 impl Keys {
@@ -67,7 +112,28 @@ impl Keys {
             prefix: prefix.into(),
             result_prefix: result_prefix.into(),
             db,
+            sep: SEP.into(),
+            steps: PRIORITY_STEPS.into(),
         }
+    }
+
+    /// With kombu's `sep` and `priority_steps` transport options.
+    pub fn with_layout(mut self, l: &Layout) -> Self {
+        self.sep = l.sep.as_str().into();
+        self.steps = l.priority_steps.as_slice().into();
+        self
+    }
+
+    /// The priority steps, served in this order.
+    pub fn priority_steps(&self) -> &[u8] {
+        &self.steps
+    }
+
+    /// The step a message of priority `priority` goes to (kombu's `priority()`: the highest step
+    /// not above it).
+    pub fn step_of(&self, priority: u8) -> u8 {
+        let i = self.steps.partition_point(|s| *s <= priority);
+        self.steps[i.saturating_sub(1)]
     }
 
     pub fn prefix(&self) -> &str {
@@ -79,18 +145,18 @@ impl Keys {
         if step == 0 {
             format!("{}{queue}", self.prefix)
         } else {
-            format!("{}{queue}{SEP}{step}", self.prefix)
+            format!("{}{queue}{}{step}", self.prefix, self.sep)
         }
     }
 
     /// The list a message of raw priority `priority` goes to.
     pub fn queue_for(&self, queue: &str, priority: u8) -> String {
-        self.queue_step(queue, priority_step(priority))
+        self.queue_step(queue, self.step_of(priority))
     }
 
     /// BRPOP key order: for each priority step, for each queue.
     pub fn consume_order(&self, queues: &[String]) -> Vec<String> {
-        PRIORITY_STEPS
+        self.steps
             .iter()
             .flat_map(|s| queues.iter().map(move |q| self.queue_step(q, *s)))
             .collect()
@@ -99,7 +165,7 @@ impl Keys {
     /// The queue name of a list key (everything from the last SEP stripped, prefix removed).
     pub fn queue_of_key<'a>(&self, key: &'a str) -> &'a str {
         let k = key.strip_prefix(self.prefix.as_str()).unwrap_or(key);
-        k.rsplit_once(SEP).map_or(k, |(q, _)| q)
+        k.rsplit_once(&*self.sep).map_or(k, |(q, _)| q)
     }
 
     pub fn binding(&self, exchange: &str) -> String {
@@ -109,8 +175,16 @@ impl Keys {
         format!("{}_kombu.binding_permanent.{exchange}", self.prefix)
     }
     /// Binding member `rk SEP pattern SEP queue` (direct exchange: empty pattern).
-    pub fn binding_member(routing_key: &str, queue: &str) -> String {
-        format!("{routing_key}{SEP}{SEP}{queue}")
+    pub fn binding_member(&self, routing_key: &str, queue: &str) -> String {
+        let sep = &self.sep;
+        format!("{routing_key}{sep}{sep}{queue}")
+    }
+
+    /// A binding member split into `(routing key, pattern, queue)`.
+    pub fn parse_binding_member<'a>(&self, m: &'a str) -> Option<(&'a str, &'a str, &'a str)> {
+        let mut parts = m.split(&*self.sep);
+        let t = (parts.next()?, parts.next()?, parts.next()?);
+        parts.next().is_none().then_some(t)
     }
 
     pub fn unacked(&self) -> String {
@@ -288,8 +362,34 @@ mod tests {
         assert_eq!(p.pidbox_channel(), "pfx/3.celery.pidbox");
         assert_eq!(p.queue_of_key("pfxdefault\x06\x163"), "default");
         assert_eq!(
-            Keys::binding_member("celery", "celery"),
+            k.binding_member("celery", "celery"),
             "celery\x06\x16\x06\x16celery"
         );
+    }
+
+    #[test]
+    fn kombus_transport_options_rename_lists_and_members() {
+        let d = Keys::new("", "", 0);
+        let steps: Vec<u8> = (0..=9).map(|p| d.step_of(p)).collect();
+        assert_eq!(steps, [0, 0, 0, 3, 3, 3, 6, 6, 6, 9]);
+        assert_eq!(d.step_of(200), 9);
+        let all: Vec<u8> = (0..=9).collect();
+        let l = Layout::new(Some(":"), Some(&all)).expect("valid");
+        let k = Keys::new("p:", "", 0).with_layout(&l);
+        assert_eq!(k.queue_for("celery", 4), "p:celery:4");
+        assert_eq!(k.queue_for("celery", 0), "p:celery");
+        assert_eq!(k.consume_order(&["a".into()]).len(), 10);
+        assert_eq!(k.queue_of_key("p:celery:4"), "celery");
+        assert_eq!(k.binding_member("rk", "q"), "rk::q");
+        assert_eq!(k.parse_binding_member("rk::q"), Some(("rk", "", "q")));
+        let sparse =
+            Keys::new("", "", 0).with_layout(&Layout::new(None, Some(&[0, 5])).expect("ok"));
+        assert_eq!(
+            (sparse.step_of(4), sparse.step_of(5), sparse.step_of(9)),
+            (0, 5, 5)
+        );
+        assert!(Layout::new(None, Some(&[1, 2])).is_err());
+        assert!(Layout::new(None, Some(&[0, 3, 3])).is_err());
+        assert!(Layout::new(Some(""), None).is_err());
     }
 }
