@@ -42,6 +42,16 @@ def test_priority_lists_named_like_the_app(start_flagged_worker, redis_client, p
             for p in [5, 9, 1, 0, 7]]
     lists = sorted(k.decode() for k in redis_client.keys(f'{prefix}default*'))
     assert lists == [f'{prefix}default'] + [f'{prefix}default:{p}' for p in [1, 5, 7, 9]]
+    # Without the options, hlbot doctor names the lists it would never read.
+    doc = hlbot('doctor', '--json', timeout=120)
+    stray = [json.loads(line) for line in doc.stdout.splitlines()
+             if '"priority lists"' in line]
+    assert sorted(f['finding'].split('"')[1] for f in stray) == [
+        f'{prefix}default:{p}' for p in [1, 5, 7, 9]], doc.stdout
+    assert all(f['level'] == 'warn' for f in stray)
+    doc = hlbot('--config', cfg, 'doctor', '--json', timeout=120)
+    assert [json.loads(line)['level'] for line in doc.stdout.splitlines()
+            if '"priority lists"' in line] == ['ok']
     shown = hlbot('--config', cfg, 'queues', '-Q', 'default', '--json', check=True)
     [row] = [json.loads(line) for line in shown.stdout.splitlines() if line.startswith('{')]
     assert row['waiting'] == 5, row

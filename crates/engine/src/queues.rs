@@ -85,3 +85,53 @@ fn entry<'a>(out: &'a mut BTreeMap<String, QueueStats>, q: &str) -> &'a mut Queu
         ..Default::default()
     })
 }
+
+/// Waiting lists of `queues` named under another kombu layout than this broker's (`sep` `\x06\x16`
+/// or `:`, steps 1–9): messages a client with other `priority_steps`/`sep` sent, which no worker
+/// with this layout reads. `(list key, length)`, only the non-empty ones; one pipelined `LLEN`
+/// per candidate, no scan.
+pub async fn stray_priority_lists<C: redis::aio::ConnectionLike>(
+    c: &mut C,
+    keys: &crate::redis::Keys,
+    queues: &[String],
+) -> redis::RedisResult<Vec<(String, u64)>> {
+    let mine: std::collections::HashSet<String> = queues
+        .iter()
+        .flat_map(|q| {
+            keys.priority_steps()
+                .iter()
+                .map(move |s| keys.queue_step(q, *s))
+        })
+        .collect();
+    let mut candidates = Vec::new();
+    for q in queues {
+        for sep in [hlbot_proto::SEP, ":"] {
+            for step in 1..=9u8 {
+                let k = format!("{}{q}{sep}{step}", keys.prefix());
+                if !mine.contains(&k) {
+                    candidates.push(k);
+                }
+            }
+        }
+    }
+    let mut p = redis::pipe();
+    for k in &candidates {
+        p.llen(k);
+    }
+    let lens: Vec<u64> = p.query_async(c).await?;
+    Ok(candidates
+        .into_iter()
+        .zip(lens)
+        .filter(|(_, n)| *n > 0)
+        .collect())
+}
+
+/// One line naming a stray list for operators (the separator made visible).
+pub fn describe_stray(key: &str, n: u64) -> String {
+    format!(
+        "{n} message(s) wait in list {:?}, which this broker layout never reads: a client uses \
+         other priority_steps/sep (kombu broker_transport_options); set the same in the \
+         config's [broker_transport_options]",
+        key.replace(hlbot_proto::SEP, "\\x06\\x16")
+    )
+}

@@ -121,6 +121,14 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
     for p in &report.problems {
         tracing::warn!("{p}");
     }
+    if client.amqp().is_none() {
+        let b = client.broker();
+        let stray =
+            hlbot_engine::queues::stray_priority_lists(&mut b.conn(), b.keys(), &opts.queues).await;
+        for (key, n) in stray.unwrap_or_default() {
+            tracing::warn!("{}", hlbot_engine::queues::describe_stray(&key, n));
+        }
+    }
     if a_limits.strict && !report.problems.is_empty() {
         anyhow::bail!(
             "refusing to start (--strict): {} tool problem(s), see above",

@@ -2,7 +2,8 @@
 //! is a script), persistence on (AOF or RDB snapshots,
 //! else a restart loses the queued work), `maxmemory-policy noeviction` once `maxmemory` is set
 //! (else Redis evicts queued messages and results), and for a `sentinel://` URL the master and
-//! its replicas. Reads `INFO` and `CONFIG GET`; changes nothing.
+//! its replicas, and messages in priority lists another kombu layout names. Reads `INFO`, `CONFIG
+//! GET` and list lengths; changes nothing.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -44,12 +45,37 @@ pub async fn check(s: &Settings, out: &mut Vec<Finding>) {
             .map(String::as_str)
             .unwrap_or(""),
     ));
+    if s.amqp.is_none() {
+        layout(&mut conn, s, out).await;
+    }
     if s.backend.display_url() != s.broker.display_url() {
         if connect("result backend", &s.backend, out).await.is_some() {
             out.push(Finding::ok(
                 "result backend",
                 format!("reachable at {}", mask_url(&s.backend.display_url())),
             ));
+        }
+    }
+}
+
+/// Messages waiting in priority lists another kombu layout names (a client with other
+/// `priority_steps`/`sep`): no worker with this config would ever run them.
+async fn layout(conn: &mut MultiplexedConnection, s: &Settings, out: &mut Vec<Finding>) {
+    let stray = hlbot_engine::queues::stray_priority_lists(conn, &s.broker.keys(), &s.queues).await;
+    match stray.unwrap_or_default().as_slice() {
+        [] => out.push(Finding::ok(
+            "priority lists",
+            "no messages outside this config's priority lists",
+        )),
+        lists => {
+            for (key, n) in lists {
+                out.push(Finding::warn(
+                    "priority lists",
+                    hlbot_engine::queues::describe_stray(key, *n),
+                    "set [broker_transport_options] priority_steps and sep as the sending app \
+                     does (docs/reference.md)",
+                ));
+            }
         }
     }
 }
