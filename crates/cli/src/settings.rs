@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub sentinel_master: Option<String>,
     /// Celery's `result_chord_ordered` (default true).
     pub result_chord_ordered: Option<bool>,
+    /// Celery's `result_extended`: results carry name, args, kwargs, worker, retries, queue.
+    pub result_extended: Option<bool>,
     /// Messages larger than this many bytes are dead-lettered (0: no limit).
     pub max_message_bytes: Option<usize>,
     /// kombu's transport options that name the Redis lists (`priority_steps`, `sep`).
@@ -114,6 +116,7 @@ pub struct Settings {
     pub amqp_layout: hlbot_engine::amqp::Layout,
     pub backend: RedisSettings,
     pub result_expires: Option<Duration>,
+    pub result_extended: bool,
     pub visibility_timeout: Duration,
     pub max_message_bytes: usize,
     pub router: Router,
@@ -241,6 +244,7 @@ impl Settings {
                 Some(s) => Some(Duration::from_secs(s)),
                 None => Some(hlbot_engine::backend::DEFAULT_RESULT_EXPIRES),
             },
+            result_extended: raw.result_extended.unwrap_or(false),
             visibility_timeout: {
                 let v = g
                     .visibility_timeout

@@ -34,6 +34,11 @@ pub struct WorkerArgs {
     /// Ack messages after the task ran instead of when it starts.
     #[arg(long)]
     pub acks_late: bool,
+    /// Celery's result_extended: stored results also carry the task's name, args, kwargs,
+    /// worker, retries and queue (Python's AsyncResult.name, .args, …). Also `result_extended =
+    /// true` in the config.
+    #[arg(long)]
+    pub result_extended: bool,
     /// Seconds a warm shutdown waits for running tasks; those still running then go back to
     /// the head of their queue (acked early or late) and run again elsewhere. The default fits
     /// the 30 s grace period of Kubernetes and systemd's TimeoutStopSec in deploy/.

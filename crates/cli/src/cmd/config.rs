@@ -195,6 +195,11 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         source(s, "result_expires", None),
     );
     row(
+        "result_extended",
+        s.result_extended.into(),
+        source(s, "result_extended", None),
+    );
+    row(
         "visibility_timeout",
         s.visibility_timeout.as_secs_f64().into(),
         source(s, "visibility_timeout", Some("visibility_timeout")),

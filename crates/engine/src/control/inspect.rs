@@ -240,6 +240,7 @@ fn conf(sh: &Shared) -> Value {
         "task_acks_late": sh.opts.acks_late,
         "worker_send_task_events": sh.events.task_events_enabled(),
         "task_track_started": sh.opts.track_started,
+        "result_extended": sh.opts.result_extended,
     })
 }
 

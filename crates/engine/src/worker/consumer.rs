@@ -307,6 +307,7 @@ pub fn dispatch(
         if !msg.headers.ignore_result.unwrap_or(false) {
             let exc = ExceptionInfo::not_registered(&name);
             sh.writer.send(Op::Store(meta_for(
+                sh,
                 &msg,
                 State::Failure,
                 serde_json::to_value(&exc).unwrap_or(Value::Null),

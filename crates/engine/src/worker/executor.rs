@@ -28,7 +28,7 @@ struct Progress {
 impl ProgressSink for Progress {
     fn progress(&self, task_id: &str, state: &str, meta: Value) {
         if !self.ignore {
-            let m = meta_for(&self.msg, State::parse(state), meta.clone());
+            let m = meta_for(&self.sh, &self.msg, State::parse(state), meta.clone());
             self.sh.writer.send(Op::Store(m));
         }
         self.sh.events.task(
@@ -210,6 +210,7 @@ fn begin(sh: &Arc<Shared>, req: &Request, acks_late: bool, ignore: bool) {
     }
     if sh.opts.track_started && !ignore {
         let started = meta_for(
+            sh,
             &req.msg,
             State::Started,
             json!({"pid": std::process::id(), "hostname": sh.hostname}),

@@ -20,6 +20,9 @@ pub struct WorkerOptions {
     pub time_limit: Option<Duration>,
     /// Store STARTED when a task starts.
     pub track_started: bool,
+    /// Celery's `result_extended`: results also carry the task's name, args, kwargs, worker,
+    /// retries and queue (`AsyncResult.name`, `.args`, … in Python).
+    pub result_extended: bool,
     /// Send task events from the start (`-E`).
     pub task_events: bool,
     /// How to start child processes for `Isolation::Process` tasks (None: run them in-process).
@@ -60,6 +63,7 @@ impl Default for WorkerOptions {
             soft_time_limit: Some(Duration::from_secs(30 * 60)),
             time_limit: Some(Duration::from_secs(40 * 60)),
             track_started: true,
+            result_extended: false,
             task_events: false,
             child: None,
             shutdown_timeout: Duration::from_secs(60),

@@ -110,7 +110,7 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
                 sh.followups.queued(id);
             }
             if !ignore {
-                ops.push(Op::Store(meta_for(msg, State::Success, value.clone())));
+                ops.push(Op::Store(meta_for(sh, msg, State::Success, value.clone())));
             }
             ops.extend(chord::ops(msg, &State::Success, &value));
             if sh.opts.count_runs {
@@ -145,7 +145,7 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             let next = retry::next_message(msg, countdown);
             let mut ops = vec![Op::Publish(Box::new(next))];
             if !ignore {
-                let mut m = meta_for(msg, State::Retry, exc_value(&exc));
+                let mut m = meta_for(sh, msg, State::Retry, exc_value(&exc));
                 m.children = json!([[[id, null], null]]);
                 m.traceback = Some(format!(
                     "Retry in {:.0}s: {}",
@@ -196,7 +196,7 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
             let exc = exc_value(&ExceptionInfo::revoked("terminated"));
             let mut ops = chord::ops(msg, &State::Revoked, &exc);
             if !ignore {
-                ops.push(Op::Store(meta_for(msg, State::Revoked, exc)));
+                ops.push(Op::Store(meta_for(sh, msg, State::Revoked, exc)));
             }
             if !ops.is_empty() {
                 sh.writer.send_all(ops);
@@ -225,11 +225,23 @@ fn error_fields(f: &mut crate::runlog::RunFact, exc: &ExceptionInfo) {
     f.error_message = Some(exc.display());
 }
 
-/// A meta for `req` carrying its parent/group ids like Celery's.
-pub fn meta_for(msg: &TaskMessage, status: State, result: Value) -> ResultMeta {
+/// A meta for `req` carrying its parent/group ids like Celery's, and with `result_extended`
+/// the request's name, args, kwargs, worker, retries and queue.
+pub fn meta_for(sh: &Shared, msg: &TaskMessage, status: State, result: Value) -> ResultMeta {
     let mut m = ResultMeta::new(msg.id(), status, result, Utc::now());
     m.parent_id = msg.headers.parent_id.clone();
     m.group_id = msg.headers.group.clone();
+    if sh.opts.result_extended {
+        let queue = Some(msg.queue()).filter(|q| !q.is_empty());
+        m.extended.extend([
+            ("name".into(), json!(msg.headers.task)),
+            ("args".into(), json!(msg.args)),
+            ("kwargs".into(), json!(msg.kwargs)),
+            ("worker".into(), json!(sh.hostname)),
+            ("retries".into(), json!(msg.headers.retries)),
+            ("queue".into(), json!(queue)),
+        ]);
+    }
     m
 }
 
@@ -262,7 +274,7 @@ pub fn discard(sh: &Shared, req: &Request, expired: bool) {
     let exc = exc_value(&ExceptionInfo::revoked(reason));
     let mut ops = chord::ops(&req.msg, &State::Revoked, &exc);
     if !ignores_result(sh, &req.msg) {
-        ops.push(Op::Store(meta_for(&req.msg, State::Revoked, exc)));
+        ops.push(Op::Store(meta_for(sh, &req.msg, State::Revoked, exc)));
     }
     if !ops.is_empty() {
         sh.writer.send_all(ops);
@@ -334,7 +346,7 @@ pub(crate) fn fail(
         .map(|m| Op::Publish(Box::new(m)))
         .collect();
     if !ignore {
-        let mut m = meta_for(msg, State::Failure, exc_value(exc));
+        let mut m = meta_for(sh, msg, State::Failure, exc_value(exc));
         m.traceback = traceback.clone();
         ops.push(Op::Store(m));
         // Like Celery's `mark_as_failure`: the chain's later steps fail too, so whoever waits
