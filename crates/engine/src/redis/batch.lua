@@ -23,7 +23,7 @@
 --   ack tag | unacked tag stored | claim list raw tag stored | drop list size | store key meta
 --   requeue tag key raw | restore tag key raw | lpush key raw | rpush key raw | dead record | incr key
 --   chord op group_key task_id entry index ordered(1/0) progress_key progress_id part token
---   take op field token keep(1/0) | end | forget field token
+--   take op field token keep(1/0) | end | forget field token | size count_key size_key n
 -- Returns {'!stale', <Redis time>} and writes nothing when it arrives past its deadline: the
 -- writer stopped waiting for this reply and has retried it — maybe followed by later batches,
 -- which a late copy must not be applied after (the marker only knows the last batch).
@@ -77,7 +77,7 @@ end
 local pending, sent, owner, held = ARGV[11], ARGV[12], ARGV[13], ARGV[15]
 -- Field counts of the ops a lost `take` skips (up to its `end`).
 local WIDTH = {ack = 2, store = 3, unacked = 3, claim = 5, drop = 3, requeue = 4, restore = 4,
-  lpush = 3, rpush = 3, dead = 2, chord = 11, incr = 2, forget = 3}
+  lpush = 3, rpush = 3, dead = 2, chord = 11, incr = 2, forget = 3, size = 4}
 local function sent_once(field)
   try('HDEL', pending, field)
   try('ZADD', sent, now, field)
@@ -189,6 +189,12 @@ while i <= #ARGV do
     i = i + 11
   elseif op == 'incr' then
     try('INCR', ARGV[i + 1]); i = i + 2
+  elseif op == 'size' then
+    -- A chord a task sent (a chain step): its header size, before its header tasks (set_chord_size).
+    try('DEL', ARGV[i + 1])
+    if ttl and ttl > 0 then try('SET', ARGV[i + 2], ARGV[i + 3], 'EX', ttl)
+    else try('SET', ARGV[i + 2], ARGV[i + 3]) end
+    i = i + 4
   else
     return redis.error_reply('batch.lua: unknown op ' .. tostring(op))
   end

@@ -129,6 +129,12 @@ async fn apply_once(
             Op::Incr(key) => {
                 inv.arg("incr").arg(key);
             }
+            Op::ChordSize { group, size } => {
+                inv.arg("size")
+                    .arg(keys.chord_part(group, ".c"))
+                    .arg(keys.chord_part(group, ".s"))
+                    .arg(*size);
+            }
             Op::ChordPart(p) => {
                 let index = p
                     .index

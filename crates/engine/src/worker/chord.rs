@@ -6,7 +6,7 @@
 //! touch Redis.
 
 use chrono::Utc;
-use hlbot_proto::{Embed, ExceptionInfo, ResultMeta, Signature, State, TaskMessage, pyjson};
+use hlbot_proto::{ExceptionInfo, ResultMeta, Signature, State, TaskMessage, pyjson};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -175,10 +175,7 @@ pub fn complete(part: &ChordPart, entries: &[Vec<u8>]) -> Vec<Op> {
             .into_iter()
             .map(|(id, state, result)| json!({"id": id, "state": state, "result": result}))
             .collect();
-        return send_body(&body, Value::Array(parts), &part.parent)
-            .into_iter()
-            .map(|m| Op::Publish(Box::new(m)))
-            .collect();
+        return send_body(&body, Value::Array(parts), &part.parent);
     }
     if let Some(exc) = chord_error(&decoded) {
         tracing::warn!(group = %part.group, "chord failed: {}", exc.display());
@@ -186,9 +183,6 @@ pub fn complete(part: &ChordPart, entries: &[Vec<u8>]) -> Vec<Op> {
     }
     let results = Value::Array(decoded.into_iter().map(|(_, _, r)| r).collect());
     send_body(&body, results, &part.parent)
-        .into_iter()
-        .map(|m| Op::Publish(Box::new(m)))
-        .collect()
 }
 
 /// The tasks of a chord body: one signature, or each task of a group body.
@@ -214,48 +208,11 @@ fn body_tasks(body: &Signature) -> Vec<Signature> {
         .collect()
 }
 
-/// `callback.delay(results)`: the body with the results prepended (unless immutable). A chain
-/// body starts its first task with the rest as `embed.chain`; a group body sends each task.
-pub fn send_body(body: &Signature, results: Value, parent: &Parent) -> Vec<TaskMessage> {
-    if body.subtask_type.as_deref() == Some("chain") {
-        let mut steps: Vec<Signature> = body
-            .kwargs
-            .get("tasks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| serde_json::from_value(t.clone()).ok())
-            .collect();
-        if steps.is_empty() {
-            return vec![];
-        }
-        let mut first = steps.remove(0);
-        for (k, v) in &body.options {
-            first.options.entry(k.clone()).or_insert(v.clone());
-        }
-        steps.reverse();
-        let embed = Embed {
-            chain: (!steps.is_empty()).then_some(steps),
-            ..Default::default()
-        };
-        return vec![links::message(
-            &first,
-            links::with_prefix(results, &first),
-            parent,
-            embed,
-        )];
-    }
-    body_tasks(body)
-        .iter()
-        .map(|s| {
-            links::message(
-                s,
-                links::with_prefix(results.clone(), s),
-                parent,
-                Embed::default(),
-            )
-        })
-        .collect()
+/// `callback.delay(results)`: the body with the results prepended (unless immutable), applied
+/// as Celery applies it — a chain body starts its first task with the rest as `embed.chain`, a
+/// group body sends each task, a chord body sends its own header.
+pub fn send_body(body: &Signature, results: Value, parent: &Parent) -> Vec<Op> {
+    super::signature::apply(body, Some(&results), parent, vec![])
 }
 
 /// `chord_error_from_stack`: FAILURE with `exc` on each body task's id, its errbacks sent with

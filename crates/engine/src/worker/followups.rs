@@ -57,10 +57,7 @@ pub fn resend(sh: &Shared, msg: &TaskMessage, result: &Value) -> Vec<Op> {
     if sh.followups.was_queued(msg.id()) {
         return vec![];
     }
-    let ops: Vec<Op> = links::callbacks(msg, result)
-        .into_iter()
-        .map(|m| Op::Publish(Box::new(m)))
-        .collect();
+    let ops: Vec<Op> = links::callbacks(msg, result);
     if !ops.is_empty() {
         tracing::warn!(
             "Task {}[{}] redelivered after its SUCCESS: publishing its {} follow-up message(s) again",

@@ -103,36 +103,22 @@ pub fn chain_ids(msg: &TaskMessage) -> Vec<String> {
         .collect()
 }
 
-/// Callbacks (`link`) and the next chain step after a success.
-pub fn callbacks(msg: &TaskMessage, result: &Value) -> Vec<TaskMessage> {
+/// Callbacks (`link`) and the next chain step after a success, each applied as Celery applies
+/// it (a group or chord step fans out: [`super::signature::apply`]).
+pub fn callbacks(msg: &TaskMessage, result: &Value) -> Vec<super::op::Op> {
+    use super::signature::apply;
     let parent = Parent::of(msg);
-    let mut out: Vec<TaskMessage> = msg
+    let mut out: Vec<super::op::Op> = msg
         .embed
         .callbacks
         .iter()
         .flatten()
-        .map(|sig| {
-            message(
-                sig,
-                with_prefix(result.clone(), sig),
-                &parent,
-                Embed::default(),
-            )
-        })
+        .flat_map(|sig| apply(sig, Some(result), &parent, vec![]))
         .collect();
     if let Some(chain) = msg.embed.chain.as_ref().filter(|c| !c.is_empty()) {
         let mut rest = chain.clone();
         if let Some(next) = rest.pop() {
-            let embed = Embed {
-                chain: (!rest.is_empty()).then_some(rest),
-                ..Default::default()
-            };
-            out.push(message(
-                &next,
-                with_prefix(result.clone(), &next),
-                &parent,
-                embed,
-            ));
+            out.extend(apply(&next, Some(result), &parent, rest));
         }
     }
     out

@@ -23,6 +23,7 @@ pub mod outcome;
 pub mod rate;
 pub mod retry;
 mod services;
+pub mod signature;
 pub mod spill;
 pub mod state;
 mod upkeep;

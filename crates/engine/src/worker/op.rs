@@ -61,6 +61,9 @@ pub enum Op {
     DeadLetter(Vec<u8>),
     /// INCR a key (debug run counters).
     Incr(String),
+    /// `set_chord_size`: the header size of a chord this worker sends (a chain step that is a
+    /// chord), written before its header tasks are published.
+    ChordSize { group: String, size: usize },
     /// Count a chord header part (`chord.lua`); the part that completes the chord has the
     /// writer send the callback (or the `ChordError`) in its next batch.
     ChordPart(Box<ChordPart>),

@@ -102,10 +102,7 @@ pub fn record(sh: &Arc<Shared>, req: &Request, outcome: Outcome, runtime: f64, i
     let id = msg.id();
     match outcome {
         Outcome::Success(value) => {
-            let mut ops: Vec<Op> = links::callbacks(msg, &value)
-                .into_iter()
-                .map(|m| Op::Publish(Box::new(m)))
-                .collect();
+            let mut ops: Vec<Op> = links::callbacks(msg, &value);
             if !ops.is_empty() && crate::amqp::is_amqp_tag(&req.delivery.tag) {
                 sh.followups.queued(id);
             }

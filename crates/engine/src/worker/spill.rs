@@ -68,6 +68,10 @@ enum Spilled {
     Incr {
         key: String,
     },
+    ChordSize {
+        group: String,
+        size: usize,
+    },
     Chord {
         part: ChordPart,
     },
@@ -132,6 +136,7 @@ impl Spilled {
             },
             Op::DeadLetter(rec) => Spilled::Dead { rec: text(&rec) },
             Op::Incr(key) => Spilled::Incr { key },
+            Op::ChordSize { group, size } => Spilled::ChordSize { group, size },
             Op::ChordPart(part) => Spilled::Chord { part: *part },
             Op::ChordTake { field, token } => Spilled::ChordTake { field, token },
             Op::ChordEnd => Spilled::ChordEnd,
@@ -177,6 +182,7 @@ impl Spilled {
             },
             Spilled::Dead { rec } => Op::DeadLetter(rec.into_bytes()),
             Spilled::Incr { key } => Op::Incr(key),
+            Spilled::ChordSize { group, size } => Op::ChordSize { group, size },
             Spilled::Chord { part } => Op::ChordPart(Box::new(part)),
             Spilled::ChordTake { field, token } => Op::ChordTake { field, token },
             Spilled::ChordEnd => Op::ChordEnd,

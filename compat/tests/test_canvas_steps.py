@@ -1,0 +1,58 @@
+"""Canvas shapes where the *worker* applies the next signature — a chain whose next step is a
+group or a chord (Celery turns ``chain(a, group(b, c), d)`` into a chord step), a chord ending a
+chain, a chord body that is a chain, a link that is a group — run on an hlbot worker exactly as on
+a Celery worker: each shape is run once on a Python worker (``compat.echo``) and once on an hlbot
+worker (``hlbot.debug.echo``, same return value) and the results must be equal.
+
+Before, hlbot published such a step as a message for Celery's builtin ``celery.chord`` task, which
+it does not have: the message was dead-lettered and the chain's result never came.
+"""
+
+import uuid
+
+from celery import chain, chord, group
+
+GET_TIMEOUT = 30
+
+
+def shapes(app, task):
+    e = lambda *a: app.signature(task, args=a, queue='default')  # noqa: E731
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+
+    def link_group():
+        r = app.send_task(task, args=[5], queue='default',
+                          link=group(e().set(task_id=ids[0]), e(7).set(task_id=ids[1])))
+        return [r.get(timeout=GET_TIMEOUT)] + [app.AsyncResult(i).get(timeout=GET_TIMEOUT)
+                                               for i in ids]
+
+    return {
+        'chain, group, task': lambda: chain(e(1), group(e(), e(2)), e()).apply_async(),
+        'chain ending in a chord': lambda: chain(e(1), chord([e(), e()], e())).apply_async(),
+        'chain, chord, two more': lambda: chain(e(1), chord([e(), e()], e()), e(),
+                                                e(3)).apply_async(),
+        'chord with a chain in its header after a step': lambda: chain(
+            e(1), chord([e() | e(), e()], e())).apply_async(),
+        'chain ending in a group': lambda: chain(e(1), group(e(), e())).apply_async(),
+        'chord with a chain body': lambda: chord([e(1), e(2)], e() | e(9)).apply_async(),
+        'chord with a group body': lambda: chord([e(1), e(2)], group(e(), e())).apply_async(),
+        'link to a group': link_group,
+    }
+
+
+def run_all(app, task):
+    out = {}
+    for name, send in shapes(app, task).items():
+        r = send()
+        out[name] = r if isinstance(r, list) else r.get(timeout=GET_TIMEOUT)
+    return out
+
+
+def test_worker_applied_canvas_like_celery(start_worker, start_hlbot_worker, celery_app,
+                                           make_prefix, make_celery):
+    start_hlbot_worker()
+    on_hlbot = run_all(celery_app, 'hlbot.debug.echo')
+    py_prefix = make_prefix()
+    start_worker(queues=['default'], worker_prefix=py_prefix)
+    on_python = run_all(make_celery(py_prefix), 'compat.echo')
+    for name in on_python:
+        assert on_hlbot[name] == on_python[name], name
