@@ -1,7 +1,8 @@
 """Canvas shapes where the *worker* applies the next signature — a chain whose next step is a
 group or a chord (Celery turns ``chain(a, group(b, c), d)`` into a chord step), a chord ending a
 chain, a chord body that is a chain, a link that is a group — run on an hlbot worker exactly as on
-a Celery worker: each shape is run once on a Python worker (``compat.echo``) and once on an hlbot
+a Celery worker, and Celery's builtin ``celery.map`` / ``celery.starmap`` (``sig.map(it)``,
+``sig.starmap(it)``, ``sig.chunks(it, n)``) run there too: each shape is run once on a Python worker (``compat.echo``) and once on an hlbot
 worker (``hlbot.debug.echo``, same return value) and the results must be equal.
 
 Before, hlbot published such a step as a message for Celery's builtin ``celery.chord`` task, which
@@ -11,6 +12,8 @@ it does not have: the message was dead-lettered and the chain's result never cam
 import uuid
 
 from celery import chain, chord, group
+from celery.canvas import chunks, xmap, xstarmap
+from celery.result import result_from_tuple
 
 GET_TIMEOUT = 30
 
@@ -36,6 +39,14 @@ def shapes(app, task):
         'chord with a chain body': lambda: chord([e(1), e(2)], e() | e(9)).apply_async(),
         'chord with a group body': lambda: chord([e(1), e(2)], group(e(), e())).apply_async(),
         'link to a group': link_group,
+        # Celery's builtins celery.map / celery.starmap (and chunks, a group of starmaps).
+        'map': lambda: xmap(e(), [1, [2], {'k': 3}], app=app).apply_async(),
+        'starmap': lambda: xstarmap(e(), [[1, 2], [], ['x']], app=app).apply_async(),
+        'chunks': lambda: chunks(e(), [[i, i * i] for i in range(5)], 2, app=app).apply_async(),
+        # celery.chunks returns its group's result tuple: the values behind it are compared.
+        'chain ending in chunks': lambda: [result_from_tuple(chain(
+            e(1), chunks(e(), [[1], [2], [3]], 2, app=app)).apply_async().get(
+                timeout=GET_TIMEOUT), app).get(timeout=GET_TIMEOUT)],
     }
 
 

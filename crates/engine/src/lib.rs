@@ -7,6 +7,7 @@ pub mod backend;
 pub mod backoff;
 pub mod beat;
 pub mod broker;
+pub mod builtin;
 pub mod canvas;
 pub mod client;
 pub mod control;

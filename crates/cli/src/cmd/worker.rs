@@ -51,6 +51,7 @@ fn registry_from(
     }
     let mut r = Registry::with_debug_tasks();
     hlbot_tasks::register(&mut r, std::sync::Arc::new(ts));
+    hlbot_engine::builtin::register(&mut r);
     r
 }
 

@@ -20,7 +20,12 @@ pub fn apply(
     parent: &Parent,
     rest: Vec<Signature>,
 ) -> Vec<Op> {
-    match sig.subtask_type.as_deref() {
+    // Celery's `chunks` signature carries no subtask_type: its task name tells it.
+    let kind = match sig.task.as_str() {
+        "celery.chunks" => Some("chunks"),
+        _ => sig.subtask_type.as_deref(),
+    };
+    match kind {
         Some("chain") => chain(sig, first, parent, rest),
         Some("group") => {
             if !rest.is_empty() {
@@ -33,6 +38,7 @@ pub fn apply(
             group(sig, first, parent)
         }
         Some("chord") => chord(sig, first, parent, rest),
+        Some("chunks") => chunked(sig, parent),
         _ => {
             let mut rest = rest;
             if rest.is_empty() {
@@ -52,6 +58,61 @@ pub fn apply(
             )))]
         }
     }
+}
+
+/// The group of starmaps; the `celery.chunks` task's own id (a chain waits on it) gets what
+/// Celery's `celery.chunks` task returns: the group's result tuple, also as its child.
+fn chunked(sig: &Signature, parent: &Parent) -> Vec<Op> {
+    let g = chunks(sig);
+    let mut ops = group(&g, None, parent);
+    if let Some(id) = sig.options.get("task_id").and_then(Value::as_str) {
+        let leaf = |s: &Signature| json!([[s.options.get("task_id"), null], null]);
+        let leaves: Vec<Value> = tasks(&g, "tasks").iter().map(leaf).collect();
+        let tuple = json!([[g.options.get("task_id"), null], leaves]);
+        let mut m = hlbot_proto::ResultMeta::success(id, tuple.clone(), chrono::Utc::now());
+        m.children = json!([tuple]);
+        m.parent_id = Some(parent.id.clone());
+        ops.push(Op::Store(m));
+    }
+    ops
+}
+
+/// `task.chunks(it, n)` as the group of `celery.starmap` signatures Celery's `chunks.group()`
+/// makes: `it` cut into lists of `n` items, each run by one `celery.starmap` task, which goes to
+/// the inner task's queue.
+fn chunks(sig: &Signature) -> Signature {
+    let task = sig.kwargs.get("task").cloned().unwrap_or(Value::Null);
+    let n = sig
+        .kwargs
+        .get("n")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .max(1) as usize;
+    let items = sig
+        .kwargs
+        .get("it")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let queue = task.pointer("/options/queue").cloned();
+    let parts: Vec<Value> = items
+        .chunks(n)
+        .map(|part| {
+            let mut options = serde_json::Map::new();
+            options.insert("task_id".into(), json!(uuid::Uuid::new_v4().to_string()));
+            if let Some(q) = &queue {
+                options.insert("queue".into(), q.clone());
+            }
+            json!({"task": "celery.starmap", "args": [], "kwargs": {"task": task, "it": part},
+                "options": options, "subtask_type": "xstarmap", "immutable": true})
+        })
+        .collect();
+    let options = json!({"task_id": uuid::Uuid::new_v4().to_string()});
+    serde_json::from_value(
+        json!({"task": "celery.group", "args": [], "kwargs": {"tasks": parts},
+        "options": options, "subtask_type": "group", "immutable": false}),
+    )
+    .unwrap_or_else(|_| sig.clone())
 }
 
 /// The signatures in `sig.kwargs[field]` (a chain's or group's `tasks`).
