@@ -23,6 +23,8 @@ pub struct RedisSettings {
     pub chord_ordered: bool,
     /// kombu's `sep` and `priority_steps` transport options (the list names).
     pub layout: super::keys::Layout,
+    /// Celery's `ssl_*` options of a `rediss://` URL (taken off the URL).
+    tls: Option<std::sync::Arc<super::tls::TlsOptions>>,
     /// Set for a `sentinel://` URL once the master's name is known
     /// ([`RedisSettings::with_sentinel_master`]).
     sentinel: Option<std::sync::Arc<super::sentinel::Sentinel>>,
@@ -78,6 +80,13 @@ impl RedisSettings {
     pub fn new(url: &str) -> Result<Self> {
         let kombu_socket = unix_socket_url(url)?;
         let url = kombu_socket.as_deref().unwrap_or(url);
+        let (url, tls) = if url.starts_with("rediss://") {
+            let (u, o) = super::tls::split(url)?;
+            (u, Some(std::sync::Arc::new(o)))
+        } else {
+            (url.to_string(), None)
+        };
+        let url = url.as_str();
         let first = url.split(';').next().unwrap_or(url);
         let parsed = url::Url::parse(first)
             .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact_url(url))))?;
@@ -96,6 +105,7 @@ impl RedisSettings {
             result_prefix: String::new(),
             chord_ordered: true,
             layout: Default::default(),
+            tls,
             sentinel: None,
         })
     }
@@ -181,6 +191,9 @@ impl RedisSettings {
                 ));
             };
             return Client::open(s.local_url()?.as_str()).map_err(|e| self.err(e));
+        }
+        if let Some(o) = &self.tls {
+            return super::tls::client(&self.url, o);
         }
         Client::open(self.url.as_str()).map_err(|e| self.err(e))
     }

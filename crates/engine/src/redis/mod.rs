@@ -8,6 +8,7 @@ pub mod manager;
 pub mod pubsub;
 pub mod scripts;
 pub mod sentinel;
+pub mod tls;
 
 pub use conn::{RedisSettings, redact_url};
 pub use keys::Keys;
