@@ -46,6 +46,11 @@ pub struct Global {
     /// kombu `global_keyprefix` for every broker key and channel.
     #[arg(long, global = true, env = "HLBOT_KEY_PREFIX")]
     pub key_prefix: Option<String>,
+    /// The result backend's `global_keyprefix` (Celery's result_backend_transport_options), for
+    /// an app that prefixes broker and results differently; default: --key-prefix. An app that
+    /// sets only broker_transport_options has unprefixed results: give --result-key-prefix ''.
+    #[arg(long, global = true, env = "HLBOT_RESULT_KEY_PREFIX")]
+    pub result_key_prefix: Option<String>,
     /// Seconds a delivered message may stay unacknowledged before any consumer restores it
     /// (kombu's visibility_timeout; default 3600).
     #[arg(long, global = true, env = "HLBOT_VISIBILITY_TIMEOUT")]

@@ -25,6 +25,8 @@ pub struct RawConfig {
     /// Celery's `task_queue_max_priority` for an AMQP broker (`x-max-priority`).
     pub task_queue_max_priority: Option<u8>,
     pub key_prefix: Option<String>,
+    /// The result backend's own prefix (default: `key_prefix`).
+    pub result_key_prefix: Option<String>,
     pub result_expires: Option<u64>,
     pub visibility_timeout: Option<u64>,
     /// Master name behind a `sentinel://` URL (kombu's `master_name`).
@@ -204,6 +206,11 @@ impl Settings {
             broker_url
         };
         let prefix = g.key_prefix.clone().or(raw.key_prefix).unwrap_or_default();
+        let result_prefix = g
+            .result_key_prefix
+            .clone()
+            .or(raw.result_key_prefix)
+            .unwrap_or_else(|| prefix.clone());
         let ordered = g
             .result_chord_ordered
             .or(raw.result_chord_ordered)
@@ -211,14 +218,14 @@ impl Settings {
         let master = g.sentinel_master.clone().or(raw.sentinel_master);
         let mut broker = RedisSettings::new(&broker_url)?
             .with_prefix(&prefix)
-            .with_result_prefix(&prefix)
+            .with_result_prefix(&result_prefix)
             .with_sentinel_master(master.as_deref())?;
         let mut backend = if backend_url == broker_url {
             broker.clone()
         } else {
             RedisSettings::new(&backend_url)?
                 .with_prefix(&prefix)
-                .with_result_prefix(&prefix)
+                .with_result_prefix(&result_prefix)
                 .with_sentinel_master(master.as_deref())?
         };
         broker.chord_ordered = ordered;

@@ -165,6 +165,11 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         source(s, "key_prefix", Some("key_prefix")),
     );
     row(
+        "result_key_prefix",
+        s.backend.result_prefix.clone().into(),
+        source(s, "result_key_prefix", Some("result_key_prefix")),
+    );
+    row(
         "sentinel_master",
         s.broker.sentinel().map(|x| x.master.clone()).into(),
         source(s, "sentinel_master", Some("sentinel_master")),
