@@ -48,10 +48,6 @@ def test_envelope_shape(celery_app, hlbot, redis_client, prefix):
     assert hl.headers['kwargsrepr'] == py.headers['kwargsrepr'] == saferepr({'k': None})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'COSMETIC: hlbot formats floats in argsrepr/kwargsrepr as decimals (0.0000001, '
-    '100000000000000000000) where Python repr gives 1e-07, 1e+20; only logs/events/Flower '
-    'show these strings.'))
 def test_argsrepr_floats(celery_app, hlbot, redis_client, prefix):
     args = [0.5, 1e-07, 1e+20, 'a\'b', None, True]
     _, hl_id = send_both(celery_app, hlbot, args, {})

@@ -47,6 +47,50 @@ impl serde_json::ser::Formatter for PyFormatter {
         }
         Ok(())
     }
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        w.write_all(float(value).as_bytes())
+    }
+    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
+        w.write_all(float(f64::from(value)).as_bytes())
+    }
+}
+
+/// Python's `repr(float)` (which `json.dumps` writes too): the shortest digits that read back
+/// the same, in fixed notation for exponents -4 to 15 (`0.0001`, `1e+16` beyond), scientific with
+/// a signed exponent of at least two digits otherwise (`1e-07`, `1.5e+20`), `.0` on whole numbers.
+pub fn float(f: f64) -> String {
+    if !f.is_finite() {
+        return match (f.is_nan(), f > 0.0) {
+            (true, _) => "NaN".into(),
+            (false, true) => "Infinity".into(),
+            (false, false) => "-Infinity".into(),
+        };
+    }
+    // Rust's `{:e}` gives the same shortest round-trip digits: `d[.ddd]e<exp>`.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    if !(-4..16).contains(&exp) {
+        let mut m = digits[..1].to_string();
+        if digits.len() > 1 {
+            m.push('.');
+            m.push_str(&digits[1..]);
+        }
+        let es = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{m}e{es}{:02}", exp.unsigned_abs());
+    }
+    let n = digits.len() as i32;
+    let body = if exp < 0 {
+        format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
+    } else if exp >= n - 1 {
+        format!("{digits}{}.0", "0".repeat((exp - (n - 1)) as usize))
+    } else {
+        let (int, frac) = digits.split_at(exp as usize + 1);
+        format!("{int}.{frac}")
+    };
+    format!("{sign}{body}")
 }
 
 /// Serialize like Python's `json.dumps`. Serializing plain data cannot fail; a failure would be a
@@ -72,14 +116,14 @@ pub fn repr(v: &Value) -> String {
     s
 }
 
-/// Python `repr()` of an args list, as a tuple: `(1, 6)`, `(1,)`, `()`.
+/// Celery's `saferepr()` of an args list, as a tuple: `(1, 6)`, `(1,)`, `()` (`argsrepr`).
 pub fn repr_args(args: &[Value]) -> String {
     let mut s = String::from("(");
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
-        repr_into(a, &mut s);
+        safe_into(a, &mut s, 1);
     }
     if args.len() == 1 {
         s.push(',');
@@ -88,9 +132,51 @@ pub fn repr_args(args: &[Value]) -> String {
     s
 }
 
-/// `repr()` cut to `max` characters the way Celery's `saferepr` bounds it (with `...`).
+/// Celery's `saferepr()` (`kwargsrepr`, result log lines), cut to `max` characters with `...`.
 pub fn repr_bounded(v: &Value, max: usize) -> String {
-    truncate(repr(v), max)
+    let mut s = String::new();
+    safe_into(v, &mut s, 0);
+    truncate(s, max)
+}
+
+/// Celery's `saferepr` (celery/utils/saferepr.py) of a value at nesting `depth` (the outer tuple
+/// or dict is 0): like `repr()`, except that a string is always single-quoted with only `'`
+/// escaped (newlines and backslashes stay as they are), and a container at depth 3 or more shows
+/// as `[...]` / `{...}`.
+fn safe_into(v: &Value, s: &mut String, depth: usize) {
+    match v {
+        Value::String(t) => {
+            s.push('\'');
+            s.push_str(&t.replace('\'', "\\'"));
+            s.push('\'');
+        }
+        Value::Array(_) | Value::Object(_) if depth >= 3 => {
+            s.push_str(if v.is_array() { "[...]" } else { "{...}" });
+        }
+        Value::Array(a) => {
+            s.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                safe_into(x, s, depth + 1);
+            }
+            s.push(']');
+        }
+        Value::Object(m) => {
+            s.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                safe_into(&Value::String(k.clone()), s, depth + 1);
+                s.push_str(": ");
+                safe_into(x, s, depth + 1);
+            }
+            s.push('}');
+        }
+        other => repr_into(other, s),
+    }
 }
 
 pub(crate) fn truncate(s: String, max: usize) -> String {
@@ -109,11 +195,7 @@ fn repr_into(v: &Value, s: &mut String) {
         Value::Bool(false) => s.push_str("False"),
         Value::Number(n) => {
             if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
-                if f.fract() == 0.0 && f.abs() < 1e16 {
-                    s.push_str(&format!("{f:.1}"));
-                } else {
-                    s.push_str(&f.to_string());
-                }
+                s.push_str(&float(f));
             } else {
                 s.push_str(&n.to_string());
             }
@@ -182,6 +264,39 @@ mod tests {
             to_string(&v),
             r#"{"a": [1, 2.5, null], "b": "\u00e9\u20ac\ud83d\ude00", "c": {}}"#
         );
+    }
+
+    /// Expected strings from CPython 3.11's `repr(float)` (= `json.dumps`).
+    #[test]
+    fn floats_like_python() {
+        for (f, py) in [
+            (0.5_f64, "0.5"),
+            (1e-07_f64, "1e-07"),
+            (1e+20_f64, "1e+20"),
+            (0.0001_f64, "0.0001"),
+            (1e-05_f64, "1e-05"),
+            (1e+16_f64, "1e+16"),
+            (1000000000000000.0_f64, "1000000000000000.0"),
+            (123456789012345.6_f64, "123456789012345.6"),
+            (1.5e+20_f64, "1.5e+20"),
+            (-2.5e-10_f64, "-2.5e-10"),
+            (0.1_f64, "0.1"),
+            (100.0_f64, "100.0"),
+            (3.0_f64, "3.0"),
+            (1e+22_f64, "1e+22"),
+            (5e-324_f64, "5e-324"),
+            (1.7976931348623157e+308_f64, "1.7976931348623157e+308"),
+            (0.0_f64, "0.0"),
+            (-0.0_f64, "-0.0"),
+            (12345678.9_f64, "12345678.9"),
+            (1234567890123456.8_f64, "1234567890123456.8"),
+            (9999999999999998.0_f64, "9999999999999998.0"),
+            (0.000123_f64, "0.000123"),
+        ] {
+            assert_eq!(float(f), py, "{f:e}");
+        }
+        assert_eq!(to_string(&json!([1e-7, 1e20])), "[1e-07, 1e+20]");
+        assert_eq!(repr_args(&[json!(1e-7), json!(0.5)]), "(1e-07, 0.5)");
     }
 
     #[test]

@@ -261,3 +261,21 @@ fn a_minimal_protocol1_body_decodes() {
     assert_eq!(m.embed, Default::default());
     assert_eq!(m.headers.timelimit, [None, None]);
 }
+
+/// `argsrepr`/`kwargsrepr` as Celery 5.7's `saferepr` writes them (`fixtures/saferepr.tsv`: the
+/// value as JSON, then Python's string; generated with the pinned celery): quotes, unescaped
+/// newlines and backslashes, floats (`1e-07`, `1e+16`), containers past depth 3 as `[...]`.
+#[test]
+fn argsrepr_and_kwargsrepr_match_celerys_saferepr() {
+    for line in include_str!("fixtures/saferepr.tsv").lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let value: Value = serde_json::from_str(cols[0]).expect("value");
+        let want: String = serde_json::from_str(cols[1]).expect("repr");
+        let got = match (cols.get(2), &value) {
+            (Some(&"kw"), v) => pyjson::repr_bounded(v, 1024),
+            (_, Value::Array(a)) => pyjson::repr_args(a),
+            _ => unreachable!("a list of args or a kwargs row"),
+        };
+        assert_eq!(got, want, "{}", cols[0]);
+    }
+}

@@ -218,13 +218,16 @@ fn chord(sig: &Signature, first: Option<&Value>, parent: &Parent, rest: Vec<Sign
     if !rest.is_empty() {
         body.options.insert("chain".into(), json!(rest));
     }
-    let header: Signature = match sig.kwargs.get("header") {
-        Some(Value::Array(a)) => serde_json::from_value(json!({
+    let header = match sig.kwargs.get("header") {
+        Some(Value::Array(a)) => serde_json::from_value::<Signature>(json!({
             "task": "celery.group", "kwargs": {"tasks": a}, "subtask_type": "group"
-        }))
-        .unwrap_or_else(|_| body.clone()),
-        Some(h) => serde_json::from_value(h.clone()).unwrap_or_else(|_| body.clone()),
-        None => body.clone(),
+        })),
+        Some(h) => serde_json::from_value(h.clone()),
+        None => serde_json::from_value(json!({"task": "celery.group", "subtask_type": "group"})),
+    };
+    let Ok(header) = header else {
+        tracing::error!("a chord whose header is not a group signature: not sent");
+        return vec![];
     };
     let parts = members(&header);
     if parts.is_empty() {
