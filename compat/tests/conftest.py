@@ -99,6 +99,19 @@ def need(what, why):
     pytest.skip(f'{what} is missing ({why}); run scripts/setup.sh')
 
 
+def wait_for_redis(client, proc, timeout=10.0):
+    """Until ``client`` gets a PONG; raises if ``proc`` (its ``redis-server``) exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.05)
+
+
 class PrivateRedis:
     """A ``redis-server`` of one test's own: a free loopback port and a Unix socket."""
 
@@ -124,15 +137,7 @@ def private_redis():
                              '--appendonly', 'no', '--dir', d, '--unixsocket', server.socket],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis.from_url(server.url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise
-            time.sleep(0.05)
+    wait_for_redis(client, proc)
     yield server
     client.close()
     proc.kill()

@@ -20,7 +20,7 @@ import pytest
 import redis
 from celery import Celery
 
-from compat.tests.conftest import _HLBOT_ENV, need
+from compat.tests.conftest import _HLBOT_ENV, need, wait_for_redis
 
 
 @pytest.fixture
@@ -47,15 +47,7 @@ def tls_redis():
                              'no', '--save', '', '--appendonly', 'no', '--dir', d], cwd=d,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(host='127.0.0.1', port=port, ssl=True, ssl_ca_certs=f'{d}/ca.pem')
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise
-            time.sleep(0.05)
+    wait_for_redis(client, proc)
     yield port, f'{d}/ca.pem'
     client.close()
     proc.kill()

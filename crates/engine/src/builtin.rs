@@ -39,7 +39,7 @@ impl Task for EachItem {
         args: Vec<Value>,
         kwargs: Map<String, Value>,
     ) -> Result<Value, TaskError> {
-        let get = |i: usize, k: &str| args.get(i).or_else(|| kwargs.get(k)).cloned();
+        let get = |i: usize, k: &str| crate::debug::arg(&args, &kwargs, i, k).cloned();
         let sig = get(0, "task").unwrap_or(Value::Null);
         let Some(name) = sig.get("task").and_then(Value::as_str) else {
             return Err(TaskError::fail(

@@ -17,7 +17,7 @@ pub fn register(r: &mut Registry) {
 }
 
 /// Positional argument `i`, else the keyword `name`.
-fn arg<'a>(
+pub(crate) fn arg<'a>(
     args: &'a [Value],
     kwargs: &'a Map<String, Value>,
     i: usize,

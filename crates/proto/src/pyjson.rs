@@ -112,7 +112,7 @@ pub fn to_string<T: Serialize + ?Sized>(v: &T) -> String {
 /// Python `repr()` of a JSON value as Python would hold it after `json.loads`.
 pub fn repr(v: &Value) -> String {
     let mut s = String::new();
-    repr_into(v, &mut s);
+    repr_into(v, &mut s, None);
     s
 }
 
@@ -123,7 +123,7 @@ pub fn repr_args(args: &[Value]) -> String {
         if i > 0 {
             s.push_str(", ");
         }
-        safe_into(a, &mut s, 1);
+        repr_into(a, &mut s, Some(1));
     }
     if args.len() == 1 {
         s.push(',');
@@ -135,48 +135,8 @@ pub fn repr_args(args: &[Value]) -> String {
 /// Celery's `saferepr()` (`kwargsrepr`, result log lines), cut to `max` characters with `...`.
 pub fn repr_bounded(v: &Value, max: usize) -> String {
     let mut s = String::new();
-    safe_into(v, &mut s, 0);
+    repr_into(v, &mut s, Some(0));
     truncate(s, max)
-}
-
-/// Celery's `saferepr` (celery/utils/saferepr.py) of a value at nesting `depth` (the outer tuple
-/// or dict is 0): like `repr()`, except that a string is always single-quoted with only `'`
-/// escaped (newlines and backslashes stay as they are), and a container at depth 3 or more shows
-/// as `[...]` / `{...}`.
-fn safe_into(v: &Value, s: &mut String, depth: usize) {
-    match v {
-        Value::String(t) => {
-            s.push('\'');
-            s.push_str(&t.replace('\'', "\\'"));
-            s.push('\'');
-        }
-        Value::Array(_) | Value::Object(_) if depth >= 3 => {
-            s.push_str(if v.is_array() { "[...]" } else { "{...}" });
-        }
-        Value::Array(a) => {
-            s.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    s.push_str(", ");
-                }
-                safe_into(x, s, depth + 1);
-            }
-            s.push(']');
-        }
-        Value::Object(m) => {
-            s.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    s.push_str(", ");
-                }
-                safe_into(&Value::String(k.clone()), s, depth + 1);
-                s.push_str(": ");
-                safe_into(x, s, depth + 1);
-            }
-            s.push('}');
-        }
-        other => repr_into(other, s),
-    }
 }
 
 pub(crate) fn truncate(s: String, max: usize) -> String {
@@ -188,7 +148,20 @@ pub(crate) fn truncate(s: String, max: usize) -> String {
     t
 }
 
-fn repr_into(v: &Value, s: &mut String) {
+/// Python's `repr()` (`safe` None), or Celery's `saferepr` (celery/utils/saferepr.py) at nesting
+/// `depth` (`safe` Some(depth); the outer tuple or dict is 0): it single-quotes every string with
+/// only `'` escaped (newlines and backslashes stay as they are) and shows a container at depth 3
+/// or more as `[...]` / `{...}`.
+fn repr_into(v: &Value, s: &mut String, safe: Option<usize>) {
+    let inner = safe.map(|d| d + 1);
+    let text = |t: &str, s: &mut String| match safe {
+        Some(_) => {
+            s.push('\'');
+            s.push_str(&t.replace('\'', "\\'"));
+            s.push('\'');
+        }
+        None => repr_str(t, s),
+    };
     match v {
         Value::Null => s.push_str("None"),
         Value::Bool(true) => s.push_str("True"),
@@ -200,14 +173,17 @@ fn repr_into(v: &Value, s: &mut String) {
                 s.push_str(&n.to_string());
             }
         }
-        Value::String(t) => repr_str(t, s),
+        Value::String(t) => text(t, s),
+        Value::Array(_) | Value::Object(_) if safe.is_some_and(|d| d >= 3) => {
+            s.push_str(if v.is_array() { "[...]" } else { "{...}" });
+        }
         Value::Array(a) => {
             s.push('[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
                     s.push_str(", ");
                 }
-                repr_into(x, s);
+                repr_into(x, s, inner);
             }
             s.push(']');
         }
@@ -217,9 +193,9 @@ fn repr_into(v: &Value, s: &mut String) {
                 if i > 0 {
                     s.push_str(", ");
                 }
-                repr_str(k, s);
+                text(k, s);
                 s.push_str(": ");
-                repr_into(x, s);
+                repr_into(x, s, inner);
             }
             s.push('}');
         }

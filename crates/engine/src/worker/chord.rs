@@ -256,13 +256,7 @@ mod tests {
     }
 
     fn parent() -> Parent {
-        Parent {
-            id: "p".into(),
-            root_id: Some("r".into()),
-            origin: None,
-            queue: "default".into(),
-            priority: 0,
-        }
+        Parent::for_test()
     }
 
     fn chord_part(cb: Value) -> ChordPart {

@@ -20,6 +20,18 @@ pub struct Parent {
 }
 
 impl Parent {
+    /// A parent for unit tests: id `p`, root `r`, queue `default`.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Self {
+        Self {
+            id: "p".into(),
+            root_id: Some("r".into()),
+            origin: None,
+            queue: "default".into(),
+            priority: 0,
+        }
+    }
+
     pub fn of(msg: &TaskMessage) -> Self {
         Self {
             id: msg.id().to_string(),

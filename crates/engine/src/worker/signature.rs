@@ -257,13 +257,7 @@ mod tests {
     use super::*;
 
     fn parent() -> Parent {
-        Parent {
-            id: "p".into(),
-            root_id: Some("r".into()),
-            origin: None,
-            queue: "default".into(),
-            priority: 0,
-        }
+        Parent::for_test()
     }
 
     fn sig(v: Value) -> Signature {
