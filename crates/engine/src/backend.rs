@@ -96,11 +96,8 @@ impl Backend {
             .get(self.keys.taskset(group_id))
             .await
             .map_err(|e| self.settings.err(e))?;
-        let decoded = |r: &[u8]| {
-            let r = hlbot_proto::compression::result_payload(r).ok()?;
-            serde_json::from_slice::<serde_json::Value>(&r).ok()
-        };
-        let Some(v) = raw.and_then(|r| decoded(&r)) else {
+        let read = hlbot_proto::compression::read_stored::<serde_json::Value>;
+        let Some(v) = raw.and_then(|r| read(&r).ok()) else {
             return Ok(None);
         };
         let mut ids = Vec::new();

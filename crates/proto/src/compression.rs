@@ -66,6 +66,12 @@ pub fn result_payload(raw: &[u8]) -> Result<Cow<'_, [u8]>, String> {
         .map_err(|e| format!("compressed result ({kind}): {e}"))
 }
 
+/// A value Celery's Redis backend stored (a result meta, a chord entry, a saved group), read from
+/// its bytes — decompressed first when `result_compression` wrote them.
+pub fn read_stored<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(&result_payload(raw)?).map_err(|e| e.to_string())
+}
+
 fn bounded(r: impl Read, out: &mut Vec<u8>) -> Result<(), String> {
     let n = r
         .take(MAX_INFLATED + 1)

@@ -169,28 +169,9 @@ impl Envelope {
     }
 }
 
-/// kombu's priority bucket for a raw priority: 0–2 → 0, 3–5 → 3, 6–8 → 6, 9 → 9 (lower served first).
-pub fn priority_step(priority: u8) -> u8 {
-    match priority.min(9) {
-        0..=2 => 0,
-        3..=5 => 3,
-        6..=8 => 6,
-        _ => 9,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn steps() {
-        let got: Vec<u8> = [0, 2, 3, 4, 5, 6, 7, 8, 9, 200]
-            .iter()
-            .map(|p| priority_step(*p))
-            .collect();
-        assert_eq!(got, vec![0, 0, 3, 3, 3, 6, 6, 6, 9, 9]);
-    }
 
     #[test]
     fn bad_input_keeps_raw() {

@@ -101,6 +101,18 @@ impl Headers {
     pub fn soft_limit(&self) -> Option<f64> {
         self.timelimit[1].filter(|v| *v > 0.0)
     }
+    /// `argsrepr`/`kwargsrepr` as Celery's `saferepr` writes them (1024 characters at most),
+    /// where the sender gave none.
+    pub fn fill_reprs(&mut self, args: &[Value], kwargs: &Map<String, Value>) {
+        if self.argsrepr.is_none() {
+            self.argsrepr = Some(pyjson::truncate(pyjson::repr_args(args), 1024));
+        }
+        if self.kwargsrepr.is_none() {
+            let kw = Value::Object(kwargs.clone());
+            self.kwargsrepr = Some(pyjson::repr_bounded(&kw, 1024));
+        }
+    }
+
     /// Display name: `shadow or task`.
     pub fn display_name(&self) -> &str {
         self.shadow.as_deref().unwrap_or(&self.task)
@@ -173,13 +185,7 @@ impl TaskMessage {
             kwargs,
             embed,
         };
-        if m.headers.argsrepr.is_none() {
-            m.headers.argsrepr = Some(pyjson::truncate(pyjson::repr_args(&m.args), 1024));
-        }
-        if m.headers.kwargsrepr.is_none() {
-            let kw = Value::Object(m.kwargs.clone());
-            m.headers.kwargsrepr = Some(pyjson::repr_bounded(&kw, 1024));
-        }
+        m.headers.fill_reprs(&m.args, &m.kwargs);
         m.envelope.properties.correlation_id = Some(m.headers.id.clone());
         m.sync_envelope();
         m
@@ -311,13 +317,7 @@ impl TaskMessage {
         let kwargs = b.remove("kwargs").unwrap_or(Value::Null);
         let (args, kwargs, embed) =
             split_body(Value::Array(vec![args, kwargs, embed])).map_err(fail)?;
-        if headers.argsrepr.is_none() {
-            headers.argsrepr = Some(pyjson::truncate(pyjson::repr_args(&args), 1024));
-        }
-        if headers.kwargsrepr.is_none() {
-            let kw = Value::Object(kwargs.clone());
-            headers.kwargsrepr = Some(pyjson::repr_bounded(&kw, 1024));
-        }
+        headers.fill_reprs(&args, &kwargs);
         check_dates(&headers).map_err(fail)?;
         Ok(Self {
             envelope,

@@ -160,8 +160,7 @@ impl ResultMeta {
     /// The meta stored for `task_id` (`task_id` filled in when the writer left it out).
     /// Celery's compressed results (`result_compression`) are decompressed first.
     pub fn read(task_id: &str, b: &[u8]) -> Result<Self, String> {
-        let b = crate::compression::result_payload(b)?;
-        let mut m = Self::from_slice(&b).map_err(|e| e.to_string())?;
+        let mut m: Self = crate::compression::read_stored(b)?;
         if m.task_id.is_empty() {
             m.task_id = task_id.into();
         }

@@ -134,8 +134,7 @@ pub fn guarded(field: String, token: String, part: &ChordPart, entries: &[Vec<u8
 
 /// `[1, id, state, result]` decoded (compressed by Python's `result_compression` or not).
 fn decode(entry: &[u8]) -> Option<(String, String, Value)> {
-    let entry = hlbot_proto::compression::result_payload(entry).ok()?;
-    let v: Value = serde_json::from_slice(&entry).ok()?;
+    let v: Value = hlbot_proto::compression::read_stored(entry).ok()?;
     let a = v.as_array()?;
     Some((
         a.get(1)?.as_str()?.to_string(),
@@ -185,27 +184,12 @@ pub fn complete(part: &ChordPart, entries: &[Vec<u8>]) -> Vec<Op> {
     send_body(&body, results, &part.parent)
 }
 
-/// The tasks of a chord body: one signature, or each task of a group body.
+/// The tasks of a chord body that get its failure: one signature, or each task of a group body.
 fn body_tasks(body: &Signature) -> Vec<Signature> {
-    if body.subtask_type.as_deref() != Some("group") {
-        return vec![body.clone()];
+    match body.subtask_type.as_deref() {
+        Some("group") => super::signature::tasks(body, "tasks"),
+        _ => vec![body.clone()],
     }
-    let gid = body.options.get("task_id").cloned();
-    body.kwargs
-        .get("tasks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|t| serde_json::from_value::<Signature>(t.clone()).ok())
-        .enumerate()
-        .map(|(i, mut s)| {
-            if let Some(g) = &gid {
-                s.options.entry("group_id").or_insert(g.clone());
-                s.options.entry("group_index").or_insert(json!(i));
-            }
-            s
-        })
-        .collect()
 }
 
 /// `callback.delay(results)`: the body with the results prepended (unless immutable), applied

@@ -116,7 +116,7 @@ fn chunks(sig: &Signature) -> Signature {
 }
 
 /// The signatures in `sig.kwargs[field]` (a chain's or group's `tasks`).
-fn tasks(sig: &Signature, field: &str) -> Vec<Signature> {
+pub(super) fn tasks(sig: &Signature, field: &str) -> Vec<Signature> {
     sig.kwargs
         .get(field)
         .and_then(Value::as_array)
