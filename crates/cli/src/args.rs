@@ -68,6 +68,25 @@ pub struct Global {
     /// chord must agree.
     #[arg(long, global = true, env = "HLBOT_RESULT_CHORD_ORDERED")]
     pub result_chord_ordered: Option<bool>,
+    /// Celery's `task_serializer`: the body format of the messages hlbot publishes (`hlbot
+    /// send`, beat): `json` (default), `pickle`, `msgpack` or `yaml`. A worker writes the
+    /// chain steps, callbacks and chord bodies a task sends in the format of that task's message.
+    #[arg(long, global = true, env = "HLBOT_TASK_SERIALIZER")]
+    pub task_serializer: Option<String>,
+    /// Celery's `result_serializer`: results and chord entries are stored as `json`
+    /// (default), `pickle`, `msgpack` or `yaml`, as the app's clients read them. Results are
+    /// read in whichever of these they were stored.
+    #[arg(long, global = true, env = "HLBOT_RESULT_SERIALIZER")]
+    pub result_serializer: Option<String>,
+    /// Celery's `accept_content`: the message formats a worker runs, comma-separated names or
+    /// content types (default `json`, as Celery). Others are dead-lettered with the reason.
+    #[arg(
+        long,
+        global = true,
+        env = "HLBOT_ACCEPT_CONTENT",
+        value_delimiter = ','
+    )]
+    pub accept_content: Option<Vec<String>>,
     /// Configuration file (TOML). Default: the first of ./hlbot.toml,
     /// $XDG_CONFIG_HOME/hlbot/config.toml (~/.config/hlbot/config.toml), /etc/hlbot/config.toml.
     #[arg(long, global = true, env = "HLBOT_CONFIG")]

@@ -37,6 +37,12 @@ pub struct RawConfig {
     pub result_extended: Option<bool>,
     /// Messages larger than this many bytes are dead-lettered (0: no limit).
     pub max_message_bytes: Option<usize>,
+    /// Celery's `task_serializer` for the messages hlbot publishes (`json`, `pickle`, …).
+    pub task_serializer: Option<String>,
+    /// Celery's `result_serializer` (`json`, `pickle`, `msgpack`, `yaml`).
+    pub result_serializer: Option<String>,
+    /// Celery's `accept_content`: names or content types a worker runs (default `["json"]`).
+    pub accept_content: Option<Vec<String>>,
     /// kombu's transport options that name the Redis lists (`priority_steps`, `sep`).
     #[serde(default)]
     pub broker_transport_options: RawTransport,
@@ -119,6 +125,8 @@ pub struct Settings {
     pub backend: RedisSettings,
     pub result_expires: Option<Duration>,
     pub result_extended: bool,
+    /// Celery's `accept_content`: the message formats a worker runs.
+    pub accept_content: Vec<hlbot_proto::Serializer>,
     pub visibility_timeout: Duration,
     pub max_message_bytes: usize,
     pub router: Router,
@@ -230,6 +238,31 @@ impl Settings {
         };
         broker.chord_ordered = ordered;
         backend.chord_ordered = ordered;
+        let result_serializer = match g.result_serializer.clone().or(raw.result_serializer) {
+            None => hlbot_proto::Serializer::Json,
+            Some(n) => serializer(&n, "result_serializer")?,
+        };
+        broker.result_serializer = result_serializer;
+        backend.result_serializer = result_serializer;
+        if let Some(n) = g.task_serializer.clone().or(raw.task_serializer) {
+            broker.task_serializer = serializer(&n, "task_serializer")?;
+        }
+        let accept_content = match g.accept_content.clone().or(raw.accept_content) {
+            None => vec![hlbot_proto::Serializer::Json],
+            Some(names) => {
+                let mut out = Vec::new();
+                for n in names.iter().filter(|n| !n.trim().is_empty()) {
+                    let s = serializer(n, "accept_content")?;
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+                if out.is_empty() {
+                    anyhow::bail!("accept_content is empty: a worker would run nothing");
+                }
+                out
+            }
+        };
         let t = &raw.broker_transport_options;
         let layout =
             hlbot_engine::redis::keys::Layout::new(t.sep.as_deref(), t.priority_steps.as_deref())
@@ -252,6 +285,7 @@ impl Settings {
                 None => Some(hlbot_engine::backend::DEFAULT_RESULT_EXPIRES),
             },
             result_extended: raw.result_extended.unwrap_or(false),
+            accept_content,
             visibility_timeout: {
                 let v = g
                     .visibility_timeout
@@ -365,6 +399,13 @@ fn read_config(p: &Path) -> anyhow::Result<(RawConfig, BTreeSet<String>)> {
         }
     }
     Ok((raw, keys))
+}
+
+/// A serializer named in `setting` (kombu name or content type).
+fn serializer(name: &str, setting: &str) -> anyhow::Result<hlbot_proto::Serializer> {
+    hlbot_proto::Serializer::from_name(name).ok_or_else(|| {
+        anyhow::anyhow!("{setting}: unknown serializer {name:?} (json, pickle, msgpack or yaml)")
+    })
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ impl Backend {
         let n: i64 = scripts::STORE_RESULT
             .key(&key)
             .arg(ttl)
-            .arg(meta.to_json())
+            .arg(meta.encode(self.settings.result_serializer))
             .invoke_async(&mut c)
             .await
             .map_err(|e| self.settings.err(e))?;
@@ -80,7 +80,7 @@ impl Backend {
         let v = serde_json::json!({"result": [[group_id, null], results]});
         let mut c = self.conn.clone();
         let key = self.keys.taskset(group_id);
-        let raw = hlbot_proto::pyjson::to_vec(&v);
+        let raw = self.settings.result_serializer.encode(&v);
         match self.expires {
             Some(t) => c.set_ex::<_, _, ()>(key, raw, t.as_secs().max(1)).await,
             None => c.set::<_, _, ()>(key, raw).await,

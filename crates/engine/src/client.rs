@@ -163,6 +163,11 @@ impl Client {
             &queue,
             o.priority.unwrap_or(0).min(9),
         );
+        let serializer = self.broker.settings().task_serializer;
+        if serializer != msg.serializer {
+            msg.serializer = serializer;
+            msg.sync_envelope();
+        }
         if let Some(ex) = &o.exchange {
             msg.envelope.properties.delivery_info.exchange = ex.clone();
             msg.envelope.properties.delivery_info.routing_key =

@@ -67,9 +67,15 @@ pub fn result_payload(raw: &[u8]) -> Result<Cow<'_, [u8]>, String> {
 }
 
 /// A value Celery's Redis backend stored (a result meta, a chord entry, a saved group), read from
-/// its bytes — decompressed first when `result_compression` wrote them.
+/// its bytes — decompressed first when `result_compression` wrote them, and in whichever
+/// serializer (`result_serializer`) wrote them.
 pub fn read_stored<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(&result_payload(raw)?).map_err(|e| e.to_string())
+    let payload = result_payload(raw)?;
+    match crate::Serializer::sniff(&payload) {
+        crate::Serializer::Json => serde_json::from_slice(&payload).map_err(|e| e.to_string()),
+        _ => serde_json::from_value(crate::Serializer::read_any(&payload)?)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 fn bounded(r: impl Read, out: &mut Vec<u8>) -> Result<(), String> {

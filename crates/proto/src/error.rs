@@ -11,12 +11,28 @@ pub enum DecodeErrorKind {
     BadEnvelope(String),
     #[error("body is not valid base64: {0}")]
     BadBase64(String),
-    #[error("unsupported content type {0:?} (only application/json is accepted)")]
+    #[error(
+        "unsupported content type {0:?} (hlbot reads application/json, \
+         application/x-python-serialize, application/x-msgpack and application/x-yaml)"
+    )]
     ContentType(String),
+    #[error(
+        "content type {serializer} is not accepted (accept_content: {accepted}); Celery's \
+         default accepts json only — list it in the worker's accept_content to read it"
+    )]
+    NotAccepted {
+        serializer: &'static str,
+        accepted: String,
+    },
     #[error("body compressed with {codec:?} could not be decompressed: {reason}")]
     Compression { codec: String, reason: String },
     #[error("body is not valid JSON: {0}")]
     BodyNotJson(String),
+    #[error("body is not a readable {serializer} value: {reason}")]
+    BadBody {
+        serializer: &'static str,
+        reason: String,
+    },
     #[error("message has no headers")]
     NoHeaders,
     #[error("message names no task")]

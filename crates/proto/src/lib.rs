@@ -9,8 +9,11 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod message;
+pub mod pickle;
+pub mod pickler;
 pub mod pyjson;
 pub mod result;
+pub mod serializer;
 pub mod state;
 pub mod time;
 
@@ -18,6 +21,7 @@ pub use envelope::{DeliveryInfo, Envelope, Properties};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use message::{Embed, Headers, Signature, TaskMessage};
 pub use result::{ExceptionInfo, ResultMeta};
+pub use serializer::Serializer;
 pub use state::State;
 
 /// kombu's separator between the parts of a binding member and before a priority suffix.

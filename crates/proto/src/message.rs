@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::envelope::Envelope;
 use crate::error::{DecodeError, DecodeErrorKind};
+use crate::serializer::Serializer;
 use crate::{pyjson, time};
 
 /// Protocol-v2 headers, in the order Celery writes them. Unknown headers are kept in `extra`.
@@ -166,6 +167,8 @@ pub struct TaskMessage {
     pub args: Vec<Value>,
     pub kwargs: Map<String, Value>,
     pub embed: Embed,
+    /// The body's format: what it was read from, and what [`TaskMessage::sync_envelope`] writes.
+    pub serializer: Serializer,
 }
 
 impl TaskMessage {
@@ -184,6 +187,7 @@ impl TaskMessage {
             args,
             kwargs,
             embed,
+            serializer: Serializer::Json,
         };
         m.headers.fill_reprs(&m.args, &m.kwargs);
         m.envelope.properties.correlation_id = Some(m.headers.id.clone());
@@ -197,18 +201,38 @@ impl TaskMessage {
         Self::from_envelope(envelope, raw)
     }
 
-    /// Decode the task part of an already-parsed envelope. `raw` is kept in errors.
+    /// Decode the task part of an already-parsed envelope, in any serializer hlbot reads.
+    /// `raw` is kept in errors.
     pub fn from_envelope(envelope: Envelope, raw: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_envelope_accepting(envelope, raw, &Serializer::ALL)
+    }
+
+    /// Decode the task part of an envelope whose content type is in `accept` (Celery's
+    /// `accept_content`); any other content type is refused before its body is read.
+    pub fn from_envelope_accepting(
+        envelope: Envelope,
+        raw: &[u8],
+        accept: &[Serializer],
+    ) -> Result<Self, DecodeError> {
         let fail = |kind: DecodeErrorKind, env: &Envelope| DecodeError {
             kind,
             raw: raw.to_vec(),
             task_id: env.task_id(),
             delivery_tag: Some(env.properties.delivery_tag.clone()),
         };
-        let ct = envelope.content_type.to_ascii_lowercase();
-        if ct != "application/json" && !ct.starts_with("application/json;") {
+        let Some(serializer) = Serializer::from_content_type(&envelope.content_type) else {
             return Err(fail(
                 DecodeErrorKind::ContentType(envelope.content_type.clone()),
+                &envelope,
+            ));
+        };
+        if !accept.contains(&serializer) {
+            let names: Vec<&str> = accept.iter().map(|s| s.name()).collect();
+            return Err(fail(
+                DecodeErrorKind::NotAccepted {
+                    serializer: serializer.name(),
+                    accepted: names.join(", "),
+                },
                 &envelope,
             ));
         }
@@ -224,13 +248,21 @@ impl TaskMessage {
                 )
             })?;
         }
-        let body: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| fail(DecodeErrorKind::BodyNotJson(e.to_string()), &envelope))?;
+        let body: Value = serializer.decode(&bytes).map_err(|e| {
+            let kind = match serializer {
+                Serializer::Json => DecodeErrorKind::BodyNotJson(e),
+                s => DecodeErrorKind::BadBody {
+                    serializer: s.name(),
+                    reason: e,
+                },
+            };
+            fail(kind, &envelope)
+        })?;
         if envelope.headers.is_empty() && body.get("task").is_none() {
             return Err(fail(DecodeErrorKind::NoHeaders, &envelope));
         }
         if !envelope.headers.contains_key("task") {
-            return Self::from_protocol1(envelope, body, raw);
+            return Self::from_protocol1(envelope, body, raw, serializer);
         }
         if !envelope.headers.get("task").is_some_and(Value::is_string) {
             return Err(fail(DecodeErrorKind::NoTask, &envelope));
@@ -262,6 +294,7 @@ impl TaskMessage {
             args,
             kwargs,
             embed,
+            serializer,
         })
     }
 
@@ -269,7 +302,12 @@ impl TaskMessage {
     /// the headers come from the body's fields, overlaid with the envelope's own headers, and
     /// `callbacks`/`errbacks`/`chord` become the embed — so links, chords, groups and time
     /// limits sent with `task_protocol = 1` are kept, not dropped.
-    fn from_protocol1(envelope: Envelope, body: Value, raw: &[u8]) -> Result<Self, DecodeError> {
+    fn from_protocol1(
+        envelope: Envelope,
+        body: Value,
+        raw: &[u8],
+        serializer: Serializer,
+    ) -> Result<Self, DecodeError> {
         let tid = body.get("id").and_then(Value::as_str).map(str::to_string);
         let fail = |kind| DecodeError {
             kind,
@@ -325,6 +363,7 @@ impl TaskMessage {
             args,
             kwargs,
             embed,
+            serializer,
         })
     }
 
@@ -332,11 +371,24 @@ impl TaskMessage {
     pub fn sync_envelope(&mut self) {
         use base64::Engine as _;
         // Serialized from borrows: no copy of args/kwargs/embed, no throwaway envelope.
-        let bytes = pyjson::to_vec(&(&self.args, &self.kwargs, &self.embed));
+        let bytes = match self.serializer {
+            Serializer::Json => pyjson::to_vec(&(&self.args, &self.kwargs, &self.embed)),
+            s => {
+                let embed = serde_json::to_value(&self.embed).unwrap_or(Value::Null);
+                let body = Value::Array(vec![
+                    Value::Array(self.args.clone()),
+                    Value::Object(self.kwargs.clone()),
+                    embed,
+                ]);
+                s.encode(&body)
+            }
+        };
         self.envelope.body = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
         self.envelope.properties.body_encoding = Some("base64".into());
-        self.envelope.content_type = "application/json".into();
-        self.envelope.content_encoding = "utf-8".into();
+        self.envelope.content_type = self.serializer.content_type().into();
+        self.envelope.content_encoding = self.serializer.content_encoding().into();
+        // The body is written whole, uncompressed.
+        self.headers.extra.remove("compression");
         if let Value::Object(h) = serde_json::to_value(&self.headers).unwrap_or(Value::Null) {
             self.envelope.headers = h;
         }

@@ -153,6 +153,15 @@ impl ResultMeta {
         crate::pyjson::to_string(self)
     }
 
+    /// The meta as `result_serializer` stores it (with pickle, a failure's exception pickled as
+    /// the exception, as Celery's backend does).
+    pub fn encode(&self, s: crate::Serializer) -> Vec<u8> {
+        match s {
+            crate::Serializer::Json => crate::pyjson::to_vec(self),
+            s => s.encode_result(&serde_json::to_value(self).unwrap_or(Value::Null)),
+        }
+    }
+
     pub fn from_slice(b: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(b)
     }

@@ -144,6 +144,8 @@ fn bad_entries_are_typed_errors_with_raw_bytes() {
     no_task["headers"]["task"] = json!(null);
     let mut pickle = base();
     pickle["content-type"] = json!("application/x-python-serialize");
+    let mut protobuf = base();
+    protobuf["content-type"] = json!("application/x-protobuf");
     let mut bad_eta = base();
     bad_eta["headers"]["eta"] = json!("soon");
     type Case = (Vec<u8>, fn(&K) -> bool);
@@ -158,8 +160,18 @@ fn bad_entries_are_typed_errors_with_raw_bytes() {
         (serde_json::to_vec(&no_task).unwrap_or_default(), |k| {
             matches!(k, K::NoTask)
         }),
-        (serde_json::to_vec(&pickle).unwrap_or_default(), |k| {
+        (serde_json::to_vec(&protobuf).unwrap_or_default(), |k| {
             matches!(k, K::ContentType(_))
+        }),
+        // A JSON body labelled pickle: read as what the label says, and refused.
+        (serde_json::to_vec(&pickle).unwrap_or_default(), |k| {
+            matches!(
+                k,
+                K::BadBody {
+                    serializer: "pickle",
+                    ..
+                }
+            )
         }),
         (serde_json::to_vec(&bad_eta).unwrap_or_default(), |k| {
             matches!(k, K::InvalidField { field: "eta", .. })

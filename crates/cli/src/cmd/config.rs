@@ -205,6 +205,26 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         source(s, "result_extended", None),
     );
     row(
+        "task_serializer",
+        s.broker.task_serializer.name().into(),
+        source(s, "task_serializer", Some("task_serializer")),
+    );
+    row(
+        "result_serializer",
+        s.backend.result_serializer.name().into(),
+        source(s, "result_serializer", Some("result_serializer")),
+    );
+    row(
+        "accept_content",
+        json!(
+            s.accept_content
+                .iter()
+                .map(|x| x.name())
+                .collect::<Vec<_>>()
+        ),
+        source(s, "accept_content", Some("accept_content")),
+    );
+    row(
         "visibility_timeout",
         s.visibility_timeout.as_secs_f64().into(),
         source(s, "visibility_timeout", Some("visibility_timeout")),

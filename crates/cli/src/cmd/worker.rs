@@ -89,6 +89,7 @@ pub async fn run(s: &Settings, a: WorkerArgs, shutdown: Shutdown) -> anyhow::Res
         prefetch_multiplier: a.prefetch_multiplier.max(1),
         acks_late: a.acks_late,
         result_extended: a.result_extended || s.result_extended,
+        accept_content: s.accept_content.clone(),
         soft_time_limit: limit(a.soft_time_limit),
         time_limit: limit(a.time_limit),
         // The worker's /metrics counts its own task events: --http-port turns them on.

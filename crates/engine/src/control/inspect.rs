@@ -241,6 +241,8 @@ fn conf(sh: &Shared) -> Value {
         "worker_send_task_events": sh.events.task_events_enabled(),
         "task_track_started": sh.opts.track_started,
         "result_extended": sh.opts.result_extended,
+        "result_serializer": sh.broker.settings().result_serializer.name(),
+        "accept_content": sh.opts.accept_content.iter().map(|s| s.name()).collect::<Vec<_>>(),
     })
 }
 

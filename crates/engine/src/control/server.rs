@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hlbot_proto::control::{CONTROL_EXCHANGE, ControlRequest, REPLY_EXCHANGE, ReplyTo};
-use hlbot_proto::{Envelope, pyjson};
+use hlbot_proto::{Envelope, Serializer};
 use redis::AsyncCommands;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -120,6 +120,8 @@ pub struct Pending {
     ticket: String,
     to: ReplyTo,
     value: Value,
+    /// The request's body format, which the reply is written in.
+    serializer: Serializer,
 }
 
 impl Pending {
@@ -151,7 +153,17 @@ pub async fn answer(sh: &Arc<Shared>, env: &Envelope) -> Option<Pending> {
         sh.events.clock.adjust(c);
     }
     let body = env.body_bytes().ok()?;
-    let Ok(req) = serde_json::from_slice::<ControlRequest>(&body) else {
+    // Celery's mailbox writes the app's task_serializer; the reply goes back in the same.
+    let serializer = Serializer::from_content_type(&env.content_type).unwrap_or_default();
+    if serializer != Serializer::Json && !sh.opts.accept_content.contains(&serializer) {
+        tracing::warn!("pidbox: a {serializer} control message ignored (not in accept_content)");
+        return None;
+    }
+    let Some(req) = serializer
+        .decode(&body)
+        .ok()
+        .and_then(|v| serde_json::from_value::<ControlRequest>(v).ok())
+    else {
         tracing::debug!("pidbox: not a control request");
         return None;
     };
@@ -162,7 +174,12 @@ pub async fn answer(sh: &Arc<Shared>, env: &Envelope) -> Option<Pending> {
     tracing::debug!(method = %req.method, "pidbox request");
     let answer = dispatch(sh, &req.method, &req.arguments).await;
     match (answer, req.ticket, req.reply_to) {
-        (Answer::Reply(value), Some(ticket), Some(to)) => Some(Pending { ticket, to, value }),
+        (Answer::Reply(value), Some(ticket), Some(to)) => Some(Pending {
+            ticket,
+            to,
+            value,
+            serializer,
+        }),
         _ => None,
     }
 }
@@ -206,7 +223,10 @@ fn reply_envelope(sh: &Shared, p: &Pending, exchange: &str, queue: &str) -> Enve
     let mut headers = Map::new();
     headers.insert("ticket".into(), json!(p.ticket));
     headers.insert("clock".into(), json!(sh.events.clock.forward()));
-    let mut env = Envelope::new_json(&pyjson::to_vec(&Value::Object(body)), headers, queue, 0);
+    let body = p.serializer.encode(&Value::Object(body));
+    let mut env = Envelope::new_json(&body, headers, queue, 0);
+    env.content_type = p.serializer.content_type().into();
+    env.content_encoding = p.serializer.content_encoding().into();
     env.properties.delivery_mode = 1;
     env.properties.delivery_info.exchange = exchange.into();
     env.properties.delivery_info.routing_key = p.to.routing_key.clone();

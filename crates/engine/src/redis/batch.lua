@@ -211,12 +211,7 @@ if #skeys > 0 then
   end
   local written = {}
   for k, key in ipairs(skeys) do
-    local c = written[key] or cur[k]
-    local skip = false
-    if c and string.find(c, 'SUCCESS', 1, true) then
-      local ok, m = pcall(cjson.decode, c)
-      skip = ok and type(m) == 'table' and m.status == 'SUCCESS'
-    end
+    local skip = succeeded(written[key] or cur[k])
     if not skip then
       local meta = smetas[k]
       if ttl and ttl > 0 then try('SETEX', key, ttl, meta) else try('SET', key, meta) end

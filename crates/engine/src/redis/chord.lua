@@ -9,7 +9,7 @@
 --   g.t   size delta (Celery's totaldiff; may be absent)   g.s  header size (set_chord_size)
 --   g.d   set of `<tid>:<index>` counted (a redelivered part is not counted twice)
 --   g.c   dispatch claim: a token while a completer sends the callback, 'done' after
---   entry JSON `[1, tid, state, result]`; index = group_index or '+inf'
+--   entry `[1, tid, state, result]` in result_serializer's form; index = group_index or '+inf'
 --   pkey/pid  (hlbot, optional) the body's result key and id: a part that does not complete the
 --         chord stores PROGRESS {"done", "total"} there (never over a SUCCESS) and publishes it
 -- Returns nil, or — for the part that completes the chord and wins the claim — every entry in
@@ -19,7 +19,7 @@
 local CLAIM_EXPIRES, DONE_EXPIRES = 6, 300
 local function chord_progress(pkey, pid, done, total, expires)
   local cur = redis.call('GET', pkey)
-  if cur and string.find(cur, '"SUCCESS"', 1, true) then return end
+  if succeeded(cur) then return end
   local meta = '{"status": "PROGRESS", "result": {"done": ' .. done .. ', "total": ' .. total ..
     '}, "traceback": null, "children": [], "date_done": null, "task_id": ' .. cjson.encode(pid) .. '}'
   if expires and expires > 0 then
@@ -70,7 +70,14 @@ local function chord_part(g, tid, entry, index, ordered, expires, pkey, pid)
   local failed = false
   for _, e in ipairs(entries) do
     local ok, v = pcall(cjson.decode, e)
-    if ok and type(v) == 'table' and (v[3] == 'FAILURE' or v[3] == 'REVOKED') then
+    local bad
+    if ok then
+      bad = type(v) == 'table' and (v[3] == 'FAILURE' or v[3] == 'REVOKED')
+    else
+      -- Another serializer's entry: its state is the only such word before the result.
+      bad = string.find(e, 'FAILURE', 1, true) or string.find(e, 'REVOKED', 1, true)
+    end
+    if bad then
       failed = true
       break
     end

@@ -21,6 +21,10 @@ pub struct RedisSettings {
     /// parts are kept in a zset by `group_index`; off, in a list in completion order. Every
     /// worker and client of one chord must agree.
     pub chord_ordered: bool,
+    /// Celery's `result_serializer`: the format results and chord entries are stored in.
+    pub result_serializer: hlbot_proto::Serializer,
+    /// Celery's `task_serializer`: the body format of messages a client publishes.
+    pub task_serializer: hlbot_proto::Serializer,
     /// kombu's `sep` and `priority_steps` transport options (the list names).
     pub layout: super::keys::Layout,
     /// Celery's `ssl_*` options of a `rediss://` URL (taken off the URL).
@@ -104,6 +108,8 @@ impl RedisSettings {
             key_prefix: String::new(),
             result_prefix: String::new(),
             chord_ordered: true,
+            result_serializer: hlbot_proto::Serializer::Json,
+            task_serializer: hlbot_proto::Serializer::Json,
             layout: Default::default(),
             tls,
             sentinel: None,

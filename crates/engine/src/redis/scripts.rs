@@ -16,13 +16,20 @@ pub static RESTORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 /// `reject(requeue=True)` outside the worker (`Broker::requeue`); the worker's writer does the same
 /// as `batch.lua`'s `requeue` op.
 pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("requeue.lua")));
-pub static STORE_RESULT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("store_result.lua")));
+/// `succeeded.lua` (is a stored meta a SUCCESS, in any serializer) is prepended to
+/// `store_result.lua` and `batch.lua`.
+pub static STORE_RESULT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("succeeded.lua"),
+        include_str!("store_result.lua")
+    ))
+});
 /// The worker writer's batch: every write of a batch at once, exactly once (`batch.lua`).
 /// `chord.lua` (a chord part's accounting) is prepended: one script, one atomic step.
 pub static BATCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("deadline.lua"),
+        include_str!("succeeded.lua"),
         include_str!("chord.lua"),
         include_str!("batch.lua")
     ))

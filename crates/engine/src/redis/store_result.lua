@@ -3,21 +3,16 @@
 -- the TTL and PUBLISH the same JSON on the channel named like the key (wakes AsyncResult.get()).
 -- One call stores any number of results (the worker's writer passes a whole batch): one MGET
 -- reads every current value (a key stored twice in one call is checked against its first write),
--- and a current value is only decoded when it mentions SUCCESS.
+-- and a current value is only decoded when it mentions SUCCESS (in any serializer's form).
 -- KEYS[i] celery-task-meta-<id> (also its PUBLISH channel)
--- ARGV[1] TTL seconds (0 = no expiry)  ARGV[i + 1] meta JSON for KEYS[i]
+-- ARGV[1] TTL seconds (0 = no expiry)  ARGV[i + 1] meta for KEYS[i] (result_serializer's bytes)
 -- Returns how many were stored (a key holding SUCCESS is skipped).
 local ttl = tonumber(ARGV[1])
 local cur = redis.call('MGET', unpack(KEYS))
 local written = {}
 local stored = 0
 for i, key in ipairs(KEYS) do
-  local skip = false
-  local c = written[key] or cur[i]
-  if c and string.find(c, 'SUCCESS', 1, true) then
-    local ok, m = pcall(cjson.decode, c)
-    skip = ok and type(m) == 'table' and m.status == 'SUCCESS'
-  end
+  local skip = succeeded(written[key] or cur[i])  -- succeeded.lua, prepended
   if not skip then
     local meta = ARGV[i + 1]
     if ttl and ttl > 0 then

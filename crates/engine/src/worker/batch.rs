@@ -4,6 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use hlbot_proto::Serializer;
+
 use crate::redis::Conn;
 
 use crate::deadletter::DEAD_LETTER_CAP;
@@ -90,7 +92,7 @@ async fn apply_once(
                 }
                 inv.arg("store")
                     .arg(keys.result(&meta.task_id))
-                    .arg(meta.to_json());
+                    .arg(meta.encode(ctx.settings.result_serializer));
             }
             Op::Unacked { tag, stored, acked } => {
                 if acked.load(Ordering::SeqCst) {
@@ -139,19 +141,18 @@ async fn apply_once(
                 let index = p
                     .index
                     .map_or_else(|| "+inf".to_string(), |i| i.to_string());
+                // Progress metas are JSON: written only where results are JSON.
+                let json = ctx.settings.result_serializer == Serializer::Json;
+                let progress = p.progress.as_deref().filter(|_| json);
                 inv.arg("chord")
                     .arg(i)
                     .arg(keys.taskset(&p.group))
                     .arg(&p.id)
-                    .arg(&p.entry)
+                    .arg(p.entry_in(ctx.settings.result_serializer))
                     .arg(index)
                     .arg(if ctx.settings.chord_ordered { "1" } else { "0" })
-                    .arg(
-                        p.progress
-                            .as_deref()
-                            .map_or(String::new(), |b| keys.result(b)),
-                    )
-                    .arg(p.progress.as_deref().unwrap_or(""))
+                    .arg(progress.map_or(String::new(), |b| keys.result(b)))
+                    .arg(progress.unwrap_or(""))
                     .arg(serde_json::to_string(&**p).unwrap_or_default())
                     .arg(token(&ctx.me, seq, i));
             }

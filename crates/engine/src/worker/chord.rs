@@ -34,7 +34,7 @@ pub struct ChordPart {
     pub id: String,
     /// `group_index`; `None` sorts last (`+inf`), as in Celery.
     pub index: Option<i64>,
-    /// The encoded entry, kombu's JSON.
+    /// The encoded entry, kombu's JSON (see [`ChordPart::entry_in`] for other serializers).
     pub entry: String,
     /// The chord body (`embed.chord` / a chain link's `options.chord`).
     pub callback: Value,
@@ -43,6 +43,16 @@ pub struct ChordPart {
     /// The body's id when it asked for progress ([`PROGRESS`]).
     #[serde(default)]
     pub progress: Option<String>,
+}
+
+impl ChordPart {
+    /// The entry as `result_serializer` writes it (Celery's `backend.encode`).
+    pub fn entry_in(&self, s: hlbot_proto::Serializer) -> Vec<u8> {
+        match s {
+            hlbot_proto::Serializer::Json => self.entry.as_bytes().to_vec(),
+            s => s.encode_result(&serde_json::from_str(&self.entry).unwrap_or(Value::Null)),
+        }
+    }
 }
 
 /// Celery's `PROPAGATE_STATES`: a part in one of these fails the chord.

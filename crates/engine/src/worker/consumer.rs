@@ -279,7 +279,7 @@ pub fn dispatch(
             return dead_letter(sh, claim, &d, &e.kind.to_string(), e.task_id.clone(), None);
         }
     };
-    let msg = match TaskMessage::from_envelope(env, &d.raw) {
+    let msg = match TaskMessage::from_envelope_accepting(env, &d.raw, &sh.opts.accept_content) {
         Ok(m) => m,
         Err(e) => {
             if let Some(id) = &e.task_id {

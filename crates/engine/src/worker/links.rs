@@ -17,6 +17,10 @@ pub struct Parent {
     pub origin: Option<String>,
     pub queue: String,
     pub priority: u8,
+    /// The parent message's body format: what its follow-ups are written in, so an app that
+    /// accepts only its own serializer (`accept_content = ['pickle']`) can read them.
+    #[serde(default)]
+    pub serializer: hlbot_proto::Serializer,
 }
 
 impl Parent {
@@ -29,6 +33,7 @@ impl Parent {
             origin: None,
             queue: "default".into(),
             priority: 0,
+            serializer: hlbot_proto::Serializer::Json,
         }
     }
 
@@ -39,6 +44,7 @@ impl Parent {
             origin: msg.headers.origin.clone(),
             queue: msg.queue().to_string(),
             priority: msg.priority(),
+            serializer: msg.serializer,
         }
     }
 }
@@ -91,7 +97,12 @@ pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed)
     if embed.chord.is_none() {
         embed.chord = o.get("chord").filter(|c| !c.is_null()).cloned();
     }
-    TaskMessage::new(h, args, sig.kwargs.clone(), embed, &queue, priority)
+    let mut m = TaskMessage::new(h, args, sig.kwargs.clone(), embed, &queue, priority);
+    if parent.serializer != m.serializer {
+        m.serializer = parent.serializer;
+        m.sync_envelope();
+    }
+    m
 }
 
 /// `sig`'s arguments with `first` prepended (unless the signature is immutable).

@@ -23,6 +23,9 @@ pub struct WorkerOptions {
     /// Celery's `result_extended`: results also carry the task's name, args, kwargs, worker,
     /// retries and queue (`AsyncResult.name`, `.args`, … in Python).
     pub result_extended: bool,
+    /// Celery's `accept_content`: the body formats this worker reads (default JSON only, as
+    /// Celery's); a message in another is dead-lettered with the content type named.
+    pub accept_content: Vec<hlbot_proto::Serializer>,
     /// Send task events from the start (`-E`).
     pub task_events: bool,
     /// How to start child processes for `Isolation::Process` tasks (None: run them in-process).
@@ -64,6 +67,7 @@ impl Default for WorkerOptions {
             time_limit: Some(Duration::from_secs(40 * 60)),
             track_started: true,
             result_extended: false,
+            accept_content: vec![hlbot_proto::Serializer::Json],
             task_events: false,
             child: None,
             shutdown_timeout: Duration::from_secs(60),

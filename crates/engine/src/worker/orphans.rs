@@ -148,6 +148,7 @@ mod tests {
                 origin: None,
                 queue: "default".into(),
                 priority: 0,
+                serializer: Default::default(),
             },
             progress: None,
         }

@@ -142,6 +142,7 @@ pub(crate) fn chord_op(
             origin: None,
             queue: "default".into(),
             priority: 0,
+            serializer: Default::default(),
         },
         progress: None,
     };

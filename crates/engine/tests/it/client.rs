@@ -177,3 +177,91 @@ async fn redis_down_is_one_clear_line_without_the_password() {
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// With `result_serializer` pickle, msgpack or YAML a stored SUCCESS is still never overwritten
+/// (the Lua check reads every serializer's form), whether hlbot or Python's backend wrote it;
+/// and results are read back whatever wrote them.
+#[tokio::test]
+async fn a_success_in_any_serializer_is_never_overwritten() {
+    use base64::Engine as _;
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../proto/tests/fixtures/serializers.json"
+    ))
+    .expect("fixture");
+    let python_success = |ser: &str| {
+        let case = fixture["results"]
+            .as_array()
+            .and_then(|r| {
+                r.iter().find(|c| {
+                    c["name"].as_str().is_some_and(|n| n.starts_with(ser))
+                        && c["status"] == "SUCCESS"
+                })
+            })
+            .expect("a Python SUCCESS");
+        base64::engine::general_purpose::STANDARD
+            .decode(case["data"].as_str().unwrap_or(""))
+            .expect("base64")
+    };
+    for s in hlbot_proto::Serializer::ALL {
+        let t = TestRedis::new();
+        let mut settings = t.settings.clone();
+        settings.result_serializer = s;
+        let backend = hlbot_engine::Backend::connect(&settings, None)
+            .await
+            .expect("redis");
+        let late = ResultMeta::failure(
+            "t1",
+            &ExceptionInfo::builtin("ValueError", "late"),
+            None,
+            Utc::now(),
+        );
+        assert!(
+            backend
+                .store(&ResultMeta::success(
+                    "t1",
+                    json!({"v": [1, "SUCCESS"]}),
+                    Utc::now()
+                ))
+                .await
+                .expect("store")
+        );
+        assert!(!backend.store(&late).await.expect("store"), "{s}");
+        let got = backend.get("t1").await.expect("get").expect("stored");
+        assert_eq!(
+            (got.status, got.result),
+            (State::Success, json!({"v": [1, "SUCCESS"]})),
+            "{s}"
+        );
+        // A FAILURE whose message says SUCCESS is not mistaken for one.
+        let said = ResultMeta::failure(
+            "t2",
+            &ExceptionInfo::builtin("ValueError", "status SUCCESS"),
+            None,
+            Utc::now(),
+        );
+        assert!(backend.store(&said).await.expect("store"), "{s}");
+        assert!(
+            backend
+                .store(&ResultMeta::success("t2", json!(2), Utc::now()))
+                .await
+                .expect("store"),
+            "{s}: a FAILURE mentioning SUCCESS blocked the retry's result"
+        );
+        if s != hlbot_proto::Serializer::Json {
+            // What Celery's own backend wrote in this serializer.
+            let mut c = t.conn().await;
+            let key = t.key("celery-task-meta-t3");
+            c.set::<_, _, ()>(&key, python_success(s.name()))
+                .await
+                .expect("set");
+            let mut late3 = late.clone();
+            late3.task_id = "t3".into();
+            assert!(
+                !backend.store(&late3).await.expect("store"),
+                "{s}: Python's SUCCESS"
+            );
+            let got = backend.get("t3").await.expect("get").expect("stored");
+            assert_eq!(got.status, State::Success, "{s}");
+        }
+    }
+}
