@@ -108,3 +108,22 @@ def test_other_formats_are_refused_by_default(start_flagged_worker, celery_app, 
         time.sleep(0.1)
     dead = json.loads(redis_client.lindex(f'{prefix}hlbot.dead', 0))
     assert 'not accepted' in dead['reason'] and 'accept_content' in dead['reason'], dead
+
+
+def test_hlbot_cli_in_the_apps_serializer(start_worker, celery_app, hlbot, monkeypatch):
+    """``hlbot --task-serializer pickle``: ``inspect`` reaches Python workers that accept only
+    pickle, and ``send --wait`` publishes what they run and reads their pickled result."""
+    monkeypatch.setenv('HLBOT_COMPAT_SERIALIZER', 'pickle')
+    monkeypatch.setenv('C_FORCE_ROOT', '1')
+    configure(celery_app, 'pickle')
+    py = start_worker(queues=['pdf'])
+    from .test_control import wait_nodes
+    assert py.node in wait_nodes(celery_app)
+    p = hlbot('--task-serializer', 'pickle', 'inspect', 'ping', '-j', check=True)
+    assert json.loads(p.stdout) == {py.node: {'ok': 'pong'}}
+    p = hlbot('--task-serializer', 'pickle', 'send', 'compat.add', '--args', '[2, 3]', '-Q',
+              'pdf', '--wait', '--timeout', '20')
+    assert p.returncode == 0 and p.stdout.splitlines()[-1] == '5', p.stdout + p.stderr
+    # JSON (hlbot's default) is what that worker refuses: no reply.
+    p = hlbot('inspect', 'ping', '-j', '--timeout', '1')
+    assert py.node not in p.stdout, p.stdout

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use hlbot_proto::control::{CONTROL_EXCHANGE, ControlRequest, REPLY_EXCHANGE, ReplyTo};
-use hlbot_proto::{Envelope, pyjson};
+use hlbot_proto::{Envelope, Serializer};
 use redis::AsyncCommands;
 use serde_json::{Map, Value, json};
 
@@ -81,7 +81,7 @@ impl ControlClient {
     /// Publish `b` and collect the replies.
     pub async fn broadcast(&self, b: &Broadcast) -> Result<Replies> {
         if let Some(url) = &self.amqp {
-            return broadcast_amqp(url, b).await;
+            return broadcast_amqp(url, b, self.broker.settings().task_serializer).await;
         }
         let keys = self.broker.keys().clone();
         let settings = self.broker.settings().clone();
@@ -106,7 +106,7 @@ impl ControlClient {
                 .await
                 .map_err(|e| settings.err(e))?;
         }
-        let env = request(b, &oid, &ticket);
+        let env = request(b, &oid, &ticket, settings.task_serializer);
         let published: redis::RedisResult<i64> =
             conn.publish(keys.pidbox_channel(), env.to_vec()).await;
         let result = match published {
@@ -182,8 +182,9 @@ impl ControlClient {
     }
 }
 
-/// The request message, as `Mailbox._publish` builds it.
-fn request(b: &Broadcast, oid: &str, ticket: &str) -> Envelope {
+/// The request message, as `Mailbox._publish` builds it, in the app's `task_serializer` (what
+/// Celery's mailbox writes, and all that a worker accepting only that format reads).
+fn request(b: &Broadcast, oid: &str, ticket: &str, serializer: Serializer) -> Envelope {
     let req = ControlRequest {
         method: b.method.clone(),
         arguments: b.arguments.clone(),
@@ -201,7 +202,9 @@ fn request(b: &Broadcast, oid: &str, ticket: &str) -> Envelope {
     let expires = hlbot_proto::time::unix(chrono::Utc::now()) + b.timeout.as_secs_f64();
     headers.insert("expires".into(), json!(expires));
     let body = serde_json::to_value(&req).unwrap_or(Value::Null);
-    let mut env = Envelope::new_json(&pyjson::to_vec(&body), headers, "", 0);
+    let mut env = Envelope::new_json(&serializer.encode(&body), headers, "", 0);
+    env.content_type = serializer.content_type().into();
+    env.content_encoding = serializer.content_encoding().into();
     env.properties.delivery_info.exchange = CONTROL_EXCHANGE.into();
     env
 }
@@ -211,7 +214,8 @@ fn reply_of(env: &Envelope, ticket: &str) -> Option<Map<String, Value>> {
     if env.headers.get("ticket").and_then(Value::as_str) != Some(ticket) {
         return None;
     }
-    match serde_json::from_slice::<Value>(&env.body_bytes().ok()?).ok()? {
+    let serializer = Serializer::from_content_type(&env.content_type).unwrap_or_default();
+    match serializer.decode(&env.body_bytes().ok()?).ok()? {
         Value::Object(m) => Some(m),
         _ => None,
     }
@@ -219,12 +223,16 @@ fn reply_of(env: &Envelope, ticket: &str) -> Option<Map<String, Value>> {
 
 /// [`ControlClient::broadcast`] on RabbitMQ: reply queue first, then the request, then replies
 /// until the timeout passes without one (or every destination answered).
-async fn broadcast_amqp(url: &crate::amqp::AmqpUrl, b: &Broadcast) -> Result<Replies> {
+async fn broadcast_amqp(
+    url: &crate::amqp::AmqpUrl,
+    b: &Broadcast,
+    serializer: Serializer,
+) -> Result<Replies> {
     use crate::amqp::pidbox::{self, Mailbox};
     let oid = uuid::Uuid::new_v4().to_string();
     let ticket = uuid::Uuid::new_v4().to_string();
     let mut mailbox = Mailbox::caller(url, &oid).await?;
-    let env = request(b, &oid, &ticket);
+    let env = request(b, &oid, &ticket, serializer);
     pidbox::publish(&mailbox.replier(), &env)
         .await
         .map_err(|e| url.err(e))?;
