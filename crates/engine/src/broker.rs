@@ -120,22 +120,32 @@ impl Broker {
         Ok(self.keys.queue_for(&queue, env.properties.priority))
     }
 
-    /// kombu `_lookup`: the queue bound to `exchange` with `routing_key`.
+    /// kombu `_lookup`: the queue bound to `exchange` with `routing_key` — an exact (direct) or
+    /// empty (fanout) binding key first, else a topic binding whose pattern matches (kombu keeps
+    /// a topic binding's regex, `^media\..*?$` for `media.#`, as the member's middle part). A
+    /// topic-routed message restored after its worker died goes back to the bound queue, not to
+    /// a list named after its routing key that nobody reads.
     pub async fn lookup(&self, exchange: &str, routing_key: &str) -> Result<Option<String>> {
         let mut c = self.conn.clone();
         let members: Vec<Vec<u8>> = c
             .smembers(self.keys.binding(exchange))
             .await
             .map_err(|e| self.settings.err(e))?;
-        for m in members {
-            let m = String::from_utf8_lossy(&m);
-            if let Some((rk, _, queue)) = self.keys.parse_binding_member(&m) {
-                if rk == routing_key || rk.is_empty() {
-                    return Ok(Some(queue.to_string()));
-                }
-            }
+        let members: Vec<String> = members
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect();
+        let parsed = || {
+            members
+                .iter()
+                .filter_map(|m| self.keys.parse_binding_member(m))
+        };
+        if let Some((_, _, q)) = parsed().find(|(rk, _, _)| *rk == routing_key || rk.is_empty()) {
+            return Ok(Some(q.to_string()));
         }
-        Ok(None)
+        Ok(parsed()
+            .find(|(_, pattern, _)| topic_match(pattern, routing_key))
+            .map(|(_, _, q)| q.to_string()))
     }
 
     /// A consumer over `queues`; its idle wait moves messages into in-flight lists named after
@@ -495,4 +505,11 @@ pub fn parse_unacked(stored: &[u8]) -> Option<(Envelope, String, String)> {
 
 pub(crate) fn now_secs() -> f64 {
     hlbot_proto::time::unix(chrono::Utc::now())
+}
+
+/// Python's `re.match(pattern, key)` for a kombu topic binding's pattern (an unreadable pattern
+/// matches nothing).
+fn topic_match(pattern: &str, key: &str) -> bool {
+    !pattern.is_empty()
+        && regex::Regex::new(pattern).is_ok_and(|re| re.find(key).is_some_and(|m| m.start() == 0))
 }

@@ -310,3 +310,57 @@ async fn malformed_entries_are_dead_lettered_in_the_same_step() {
     assert_eq!(dead[0].raw, "this is not json");
     assert_eq!(dead[0].queue, "bad");
 }
+
+/// A message a Python client routed through a topic exchange (`Queue('pdf', Exchange('media',
+/// type='topic'), routing_key='media.#')`) goes back to `pdf` when restored, found through the
+/// regex kombu stores in the binding; it used to go to a `media.pdf` list nobody reads.
+#[tokio::test]
+async fn a_topic_routed_message_is_restored_to_its_bound_queue() {
+    let t = TestRedis::new();
+    let mut c = t.conn().await;
+    let sep = hlbot_proto::SEP;
+    c.sadd::<_, _, ()>(
+        t.key("_kombu.binding.media"),
+        format!("media.#{sep}^media\\..*?${sep}pdf"),
+    )
+    .await
+    .expect("bind");
+    let client = t.client().await;
+    let o = SendOptions {
+        queue: Some("pdf".into()),
+        ..Default::default()
+    };
+    let mut msg = client.build("x", vec![json!(1)], Default::default(), &o);
+    msg.envelope.properties.delivery_info.exchange = "media".into();
+    msg.envelope.properties.delivery_info.routing_key = "media.pdf".into();
+    let broker = t.broker(Duration::from_secs(1)).await;
+    broker
+        .publish_raw("pdf", 0, &msg.envelope.to_vec())
+        .await
+        .expect("publish");
+    assert_eq!(
+        broker.lookup("media", "media.pdf").await.expect("lookup"),
+        Some("pdf".into())
+    );
+    assert_eq!(
+        broker.lookup("media", "video.mp4").await.expect("lookup"),
+        None
+    );
+    let mut consumer = broker
+        .consumer(&["pdf".into()], "w1")
+        .await
+        .expect("consumer");
+    assert_eq!(
+        consumer
+            .fetch(1, Duration::ZERO)
+            .await
+            .expect("fetch")
+            .len(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(broker.restore_visible().await.expect("restore"), 1);
+    let bound: i64 = c.llen(t.key("pdf")).await.expect("llen");
+    let stray: i64 = c.llen(t.key("media.pdf")).await.expect("llen");
+    assert_eq!((bound, stray), (1, 0));
+}
