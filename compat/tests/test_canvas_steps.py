@@ -67,3 +67,20 @@ def test_worker_applied_canvas_like_celery(start_worker, start_hlbot_worker, cel
     on_python = run_all(make_celery(py_prefix), 'compat.echo')
     for name in on_python:
         assert on_hlbot[name] == on_python[name], name
+
+
+def test_a_step_without_a_queue_goes_where_its_name_routes(start_worker, start_hlbot_worker,
+                                                          celery_app):
+    """A chain sent from Python carries no queue for its later steps (Celery routes each when a
+    worker applies it). The hlbot worker that ran step one sends step two to the queue its name
+    routes to — the seed's ``process_pdf_document`` → ``pdf``, run there by the Python worker —
+    as a Celery worker would. Before, hlbot sent it to its own queue (``default``), where it ran
+    a PDF task with the wrong arguments."""
+    start_worker(queues=['pdf'])
+    start_hlbot_worker()
+    pdf = 'app.workers.tasks.process_pdf_document'
+    c = chain(celery_app.signature('hlbot.debug.echo', args=[1], queue='default'),
+              celery_app.signature(pdf))
+    assert 'queue' not in c.tasks[1].options
+    got = c.apply_async().get(timeout=GET_TIMEOUT)
+    assert (got['task'], got['queue']) == (pdf, 'pdf'), got

@@ -8,8 +8,9 @@ use hlbot_proto::{Embed, Headers, Signature, TaskMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// What a linked message takes from the task that sends it: parent/root ids, origin, and the
-/// queue and priority it defaults to.
+/// What a linked message takes from the task that sends it: parent/root ids, origin, the
+/// priority it defaults to and its body format; `queue` is the sender's own (kept in chord
+/// records; a linked message without a `queue` option is routed by its task name).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Parent {
     pub id: String,
@@ -78,11 +79,13 @@ pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed)
         h.group = Some(g.to_string());
         h.group_index = o.get("group_index").and_then(Value::as_i64);
     }
+    // No `queue` option: routed by task name when written (`writer::route`), as Celery routes
+    // a worker's `apply_async` — not to the sender's queue.
     let queue = o
         .get("queue")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| parent.queue.clone());
+        .unwrap_or_default();
     let priority = o
         .get("priority")
         .and_then(Value::as_u64)

@@ -168,6 +168,7 @@ impl Worker {
             backend.expires,
             sink.clone(),
             &worker_id,
+            Arc::new(client.router().clone()),
         );
         let clock = Arc::new(Clock::default());
         // Events go where Celery's would: the broker (RabbitMQ's `celeryev` or Redis channels).

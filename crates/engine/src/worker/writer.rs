@@ -18,6 +18,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::amqp::sink::{Sink, SinkOp};
 use crate::redis::{Keys, RedisSettings};
+use crate::route::Router;
 use crate::worker::batch::{Applied, apply, token};
 use crate::worker::chord;
 pub use crate::worker::op::Op;
@@ -48,6 +49,8 @@ pub struct WriterStats {
 #[derive(Debug, Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Vec<Op>>,
+    /// Where messages published without a queue go ([`route`]).
+    router: Arc<Router>,
     stats: Arc<WriterStats>,
     /// Ops taken back by [`Writer::take_pending`] (the loop hands them over when asked).
     take: mpsc::UnboundedSender<oneshot::Sender<Vec<Op>>>,
@@ -63,6 +66,7 @@ impl Writer {
         result_ttl: Option<Duration>,
         sink: Option<Sink>,
         owner: &str,
+        router: Arc<Router>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (take, take_rx) = mpsc::unbounded_channel();
@@ -82,9 +86,18 @@ impl Writer {
             me,
             owner: owner.to_string(),
             again: tx.downgrade(),
+            router: router.clone(),
         };
         let h = tokio::spawn(run(ctx, conn, rx, take_rx));
-        (Self { tx, stats, take }, h)
+        (
+            Self {
+                tx,
+                router,
+                stats,
+                take,
+            },
+            h,
+        )
     }
 
     pub fn send(&self, op: Op) {
@@ -92,7 +105,8 @@ impl Writer {
     }
 
     /// Queue ops that must land in the same batch (a result, its run counter, its ack).
-    pub fn send_all(&self, ops: Vec<Op>) {
+    pub fn send_all(&self, mut ops: Vec<Op>) {
+        route(&mut ops, &self.router);
         let acks = ops.iter().filter(|o| o.releases()).count();
         self.stats.backlog.fetch_add(ops.len(), Ordering::SeqCst);
         self.stats.unwritten_acks.fetch_add(acks, Ordering::SeqCst);
@@ -144,6 +158,24 @@ pub(super) struct Ctx {
     /// The writer's own queue, for ops it adds later (a chord body's `forget` after RabbitMQ's
     /// confirm); weak, so the loop still ends when every `Writer` is dropped.
     pub(super) again: mpsc::WeakUnboundedSender<Vec<Op>>,
+    /// Routes the chord bodies this loop sends ([`route`]).
+    pub(super) router: Arc<Router>,
+}
+
+/// Messages built from signatures without a `queue` option ([`super::links::message`] leaves
+/// their routing key empty) go where Celery's `sig.apply_async()` in a worker sends them: the
+/// router's queue for the task name — the config's `[routes]`, each task's own queue, else the
+/// default queue — not the queue of the task that sent them (a chain `youtube → llm` sent from
+/// Python carries no queues: its LLM step belongs on `llm`).
+pub(super) fn route(ops: &mut [Op], router: &Router) {
+    for op in ops {
+        if let Op::Publish(m) = op {
+            if m.queue().is_empty() {
+                let q = router.queue_for(&m.headers.task).to_string();
+                m.envelope.properties.delivery_info.routing_key = q;
+            }
+        }
+    }
 }
 
 async fn run(
@@ -232,6 +264,7 @@ async fn run(
                 backoff = Duration::from_millis(50);
                 settle(&ctx, &mut batch, &skipped);
                 if !next.is_empty() {
+                    route(&mut next, &ctx.router);
                     ctx.stats.backlog.fetch_add(next.len(), Ordering::SeqCst);
                     batch = next;
                     seq += 1;

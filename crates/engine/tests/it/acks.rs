@@ -362,6 +362,7 @@ async fn a_writer_batch_writes_only_the_last_store_of_each_task_and_keeps_a_succ
         Some(Duration::from_secs(60)),
         None,
         "test-owner",
+        Default::default(),
     );
     let now = chrono::Utc::now();
     let meta = |id: &str, st: State| Op::Store(ResultMeta::new(id, st, json!(id), now));
