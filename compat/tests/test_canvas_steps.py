@@ -9,8 +9,10 @@ Before, hlbot published such a step as a message for Celery's builtin ``celery.c
 it does not have: the message was dead-lettered and the chain's result never came.
 """
 
+import time
 import uuid
 
+import pytest
 from celery import chain, chord, group
 from celery.canvas import chunks, xmap, xstarmap
 from celery.result import result_from_tuple
@@ -84,3 +86,21 @@ def test_a_step_without_a_queue_goes_where_its_name_routes(start_worker, start_h
     assert 'queue' not in c.tasks[1].options
     got = c.apply_async().get(timeout=GET_TIMEOUT)
     assert (got['task'], got['queue']) == (pdf, 'pdf'), got
+
+
+def test_a_steps_own_options_apply_when_hlbot_sends_it(start_hlbot_worker, celery_app):
+    """``.set(countdown=…)`` / ``.set(time_limit=…)`` on a later chain step: Celery's worker
+    applies them when it sends the step, so must hlbot. Before, hlbot dropped them: the step ran
+    at once and without its time limit."""
+    start_hlbot_worker()
+    e = celery_app.signature('hlbot.debug.echo', queue='default')
+    t0 = time.monotonic()
+    got = chain(e.clone(args=(1,)), e.clone().set(countdown=2)).apply_async().get(
+        timeout=GET_TIMEOUT)
+    assert got == {'args': [{'args': [1], 'kwargs': {}}], 'kwargs': {}}
+    assert time.monotonic() - t0 >= 2, 'countdown ignored'
+    slow = celery_app.signature('hlbot.debug.sleep', args=(5,), immutable=True, queue='default')
+    r = chain(e.clone(args=(1,)), slow.set(time_limit=1)).apply_async()
+    with pytest.raises(Exception) as info:
+        r.get(timeout=GET_TIMEOUT)
+    assert type(info.value).__name__ == 'TimeLimitExceeded', repr(info.value)

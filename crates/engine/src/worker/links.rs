@@ -72,6 +72,7 @@ pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut h = Headers::new(&sig.task, &id);
+    timing(&mut h, o);
     h.parent_id = Some(parent.id.clone());
     h.root_id = parent.root_id.clone().or_else(|| Some(parent.id.clone()));
     h.origin = parent.origin.clone();
@@ -106,6 +107,49 @@ pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed)
         m.sync_envelope();
     }
     m
+}
+
+/// The `apply_async` options a signature carries that a worker applies when it sends it (a
+/// chain step `.set(countdown=60, time_limit=30)`): `countdown`/`eta` (a number, an ISO date or
+/// kombu's datetime marker), `expires` (seconds or a date), `time_limit`, `soft_time_limit`,
+/// `ignore_result`, `shadow`.
+fn timing(h: &mut Headers, o: &serde_json::Map<String, Value>) {
+    use hlbot_proto::time;
+    let now = chrono::Utc::now();
+    let date = |v: &Value| -> Option<String> {
+        let text = v
+            .as_str()
+            .or_else(|| v.get("__value__").and_then(Value::as_str));
+        match (v.as_f64(), text) {
+            (Some(secs), _) => Some(time::isoformat(now + seconds(secs))),
+            (None, Some(t)) => time::parse_iso(t).map(time::isoformat),
+            _ => None,
+        }
+    };
+    if let Some(c) = o.get("countdown").and_then(Value::as_f64) {
+        h.eta = Some(time::isoformat(now + seconds(c)));
+    } else if let Some(eta) = o.get("eta").and_then(date) {
+        h.eta = Some(eta);
+    }
+    if let Some(exp) = o.get("expires").and_then(date) {
+        h.expires = Some(exp);
+    }
+    let limit = |k: &str| o.get(k).and_then(Value::as_f64).filter(|s| *s > 0.0);
+    if limit("time_limit").is_some() || limit("soft_time_limit").is_some() {
+        h.timelimit = [limit("time_limit"), limit("soft_time_limit")];
+    }
+    if let Some(b) = o.get("ignore_result").and_then(Value::as_bool) {
+        h.ignore_result = Some(b);
+    }
+    if let Some(s) = o.get("shadow").and_then(Value::as_str) {
+        h.shadow = Some(s.to_string());
+    }
+}
+
+/// Seconds as a duration chrono adds (clamped to what it can hold; negative is now).
+fn seconds(s: f64) -> chrono::Duration {
+    let ms = (s.clamp(0.0, 1e11) * 1000.0) as i64;
+    chrono::Duration::milliseconds(ms)
 }
 
 /// `sig`'s arguments with `first` prepended (unless the signature is immutable).
@@ -175,4 +219,55 @@ pub fn errbacks_of<'a>(
         )
     })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(options: Value) -> Signature {
+        serde_json::from_value(json!({"task": "t", "args": [], "kwargs": {}, "options": options}))
+            .expect("signature")
+    }
+
+    #[test]
+    fn a_signatures_apply_async_options_reach_the_headers() {
+        let before = chrono::Utc::now();
+        let m = message(
+            &sig(
+                json!({"countdown": 5, "time_limit": 3, "soft_time_limit": 2, "expires": 60,
+                        "ignore_result": true, "shadow": "alias"}),
+            ),
+            vec![],
+            &Parent::for_test(),
+            Embed::default(),
+        );
+        let h = &m.headers;
+        let eta = h.eta_time().expect("eta");
+        assert!(eta >= before + chrono::Duration::seconds(5), "{eta}");
+        assert!(eta <= chrono::Utc::now() + chrono::Duration::seconds(5));
+        let expires = h.expires.as_deref().and_then(hlbot_proto::time::parse_iso);
+        assert!(expires.expect("expires") >= before + chrono::Duration::seconds(60));
+        assert_eq!(h.timelimit, [Some(3.0), Some(2.0)]);
+        assert_eq!(
+            (h.ignore_result, h.shadow.as_deref()),
+            (Some(true), Some("alias"))
+        );
+        // The eta kombu's JSON writes for a datetime, and an ISO string.
+        for eta in [
+            json!({"__type__": "datetime", "__value__": "2030-01-01T00:00:00+00:00"}),
+            json!("2030-01-01T00:00:00Z"),
+        ] {
+            let m = message(
+                &sig(json!({"eta": eta})),
+                vec![],
+                &Parent::for_test(),
+                Embed::default(),
+            );
+            assert_eq!(m.headers.eta.as_deref(), Some("2030-01-01T00:00:00+00:00"));
+            assert_eq!(m.headers.timelimit, [None, None]);
+        }
+        // No queue option: left for the writer to route by name.
+        assert_eq!(m.queue(), "");
+    }
 }

@@ -133,12 +133,22 @@ async fn a_redelivered_copy_waits_for_the_copy_running_here() {
             .expect("send");
     }
     let c = t.conn().await;
+    // A fetched message sits in the worker's in-flight list before its `unacked` record: wait
+    // for the committed run first, so "nothing unacked" is not seen in that window.
+    wait_for(
+        "the first copy's committed run",
+        Duration::from_secs(10),
+        || async { t.runs(id).await >= 1 },
+    )
+    .await;
     wait_for("both copies acked", Duration::from_secs(10), || {
         let (u, k) = (t.key("unacked"), t.key("redeliv"));
         let mut c = c.clone();
         async move { hlen(&mut c, &u).await == 0 && c.llen::<_, u64>(&k).await.unwrap_or(1) == 0 }
     })
     .await;
+    // Time for a second run (the task takes 0.5 s) if the redelivered copy were to run.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(t.runs(id).await, 1, "the redelivered copy ran too");
     w.stop().await;
 }
