@@ -104,3 +104,13 @@ def test_a_steps_own_options_apply_when_hlbot_sends_it(start_hlbot_worker, celer
     with pytest.raises(Exception) as info:
         r.get(timeout=GET_TIMEOUT)
     assert type(info.value).__name__ == 'TimeLimitExceeded', repr(info.value)
+
+
+def test_a_step_with_no_route_stays_on_its_senders_queue(start_hlbot_worker, celery_app):
+    """An app on Celery's default queue (``celery``) with no routes: the next step of its chain
+    goes back to ``celery``, where its workers are — not to a queue hlbot would pick."""
+    start_hlbot_worker(queues=('celery',))
+    e = celery_app.signature('hlbot.debug.echo')
+    c = chain(e.clone(args=(1,)).set(queue='celery'), e.clone())
+    assert c.apply_async().get(timeout=GET_TIMEOUT) == {
+        'args': [{'args': [1], 'kwargs': {}}], 'kwargs': {}}

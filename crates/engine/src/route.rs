@@ -41,14 +41,20 @@ impl Router {
     }
 
     pub fn queue_for(&self, task: &str) -> &str {
+        self.route(task).unwrap_or(self.default_queue.as_str())
+    }
+
+    /// The queue a route names for `task` (exact, or without a module prefix); `None` when only
+    /// the default queue would apply.
+    pub fn route(&self, task: &str) -> Option<&str> {
         if let Some(q) = self.routes.get(task) {
-            return q;
+            return Some(q);
         }
         self.prefixes
             .iter()
             .filter_map(|p| task.strip_prefix(p.as_str()))
             .find_map(|short| self.routes.get(short))
-            .map_or(self.default_queue.as_str(), String::as_str)
+            .map(String::as_str)
     }
 
     /// Every queue some route names, plus the default.

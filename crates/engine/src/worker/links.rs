@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// What a linked message takes from the task that sends it: parent/root ids, origin, the
-/// priority it defaults to and its body format; `queue` is the sender's own (kept in chord
-/// records; a linked message without a `queue` option is routed by its task name).
+/// queue and priority it defaults to (a route for the task's name wins over the queue:
+/// `writer::route`), and its body format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Parent {
     pub id: String,
@@ -63,6 +63,10 @@ pub fn signatures(v: Option<&Value>) -> Option<Vec<Signature>> {
     (!sigs.is_empty()).then_some(sigs)
 }
 
+/// Marks a message built from a signature without a `queue` option until the writer routes it
+/// (never written to Redis or RabbitMQ).
+pub(crate) const UNROUTED: &str = "x-hlbot-unrouted";
+
 /// A message for signature `sig`, sent by `parent` (parent_id/root_id propagated).
 pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed) -> TaskMessage {
     let o = &sig.options;
@@ -80,13 +84,9 @@ pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed)
         h.group = Some(g.to_string());
         h.group_index = o.get("group_index").and_then(Value::as_i64);
     }
-    // No `queue` option: routed by task name when written (`writer::route`), as Celery routes
-    // a worker's `apply_async` — not to the sender's queue.
-    let queue = o
-        .get("queue")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_default();
+    let explicit = o.get("queue").and_then(Value::as_str).map(str::to_string);
+    let unrouted = explicit.is_none();
+    let queue = explicit.unwrap_or_else(|| parent.queue.clone());
     let priority = o
         .get("priority")
         .and_then(Value::as_u64)
@@ -102,6 +102,15 @@ pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed)
         embed.chord = o.get("chord").filter(|c| !c.is_null()).cloned();
     }
     let mut m = TaskMessage::new(h, args, sig.kwargs.clone(), embed, &queue, priority);
+    if unrouted {
+        // Routed by task name when written (`writer::route`), as Celery's worker routes
+        // `sig.apply_async()`; the sender's queue stays when no route names one.
+        m.envelope
+            .properties
+            .delivery_info
+            .extra
+            .insert(UNROUTED.into(), Value::Bool(true));
+    }
     if parent.serializer != m.serializer {
         m.serializer = parent.serializer;
         m.sync_envelope();
@@ -267,7 +276,14 @@ mod tests {
             assert_eq!(m.headers.eta.as_deref(), Some("2030-01-01T00:00:00+00:00"));
             assert_eq!(m.headers.timelimit, [None, None]);
         }
-        // No queue option: left for the writer to route by name.
-        assert_eq!(m.queue(), "");
+        // No queue option: the sender's queue, marked for the writer to route by name.
+        assert_eq!(m.queue(), "default");
+        assert!(
+            m.envelope
+                .properties
+                .delivery_info
+                .extra
+                .contains_key(UNROUTED)
+        );
     }
 }

@@ -162,17 +162,20 @@ pub(super) struct Ctx {
     pub(super) router: Arc<Router>,
 }
 
-/// Messages built from signatures without a `queue` option ([`super::links::message`] leaves
-/// their routing key empty) go where Celery's `sig.apply_async()` in a worker sends them: the
-/// router's queue for the task name — the config's `[routes]`, each task's own queue, else the
-/// default queue — not the queue of the task that sent them (a chain `youtube → llm` sent from
-/// Python carries no queues: its LLM step belongs on `llm`).
+/// Messages built from signatures without a `queue` option (marked by
+/// [`super::links::message`]) go where Celery's `sig.apply_async()` in a worker sends them when
+/// a route names a queue for the task — the config's `[routes]` or the task's own queue — not to
+/// the queue of the task that sent them (a chain `youtube → llm` sent from Python carries no
+/// queues: its LLM step belongs on `llm`). Without a route they stay on the sender's queue
+/// (Celery would use the app's `task_default_queue`, which hlbot does not know).
 pub(super) fn route(ops: &mut [Op], router: &Router) {
     for op in ops {
         if let Op::Publish(m) = op {
-            if m.queue().is_empty() {
-                let q = router.queue_for(&m.headers.task).to_string();
-                m.envelope.properties.delivery_info.routing_key = q;
+            let di = &mut m.envelope.properties.delivery_info;
+            if di.extra.remove(super::links::UNROUTED).is_some() {
+                if let Some(q) = router.route(&m.headers.task) {
+                    di.routing_key = q.to_string();
+                }
             }
         }
     }
