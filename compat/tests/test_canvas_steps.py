@@ -17,6 +17,8 @@ from celery import chain, chord, group
 from celery.canvas import chunks, xmap, xstarmap
 from celery.result import result_from_tuple
 
+from .test_worker_interop import start_flagged_worker  # noqa: F401  (fixture)
+
 GET_TIMEOUT = 30
 
 
@@ -114,3 +116,15 @@ def test_a_step_with_no_route_stays_on_its_senders_queue(start_hlbot_worker, cel
     c = chain(e.clone(args=(1,)).set(queue='celery'), e.clone())
     assert c.apply_async().get(timeout=GET_TIMEOUT) == {
         'args': [{'args': [1], 'kwargs': {}}], 'kwargs': {}}
+
+
+def test_a_step_with_no_route_goes_to_the_apps_default_queue(start_flagged_worker,  # noqa: F811
+                                                            celery_app):
+    """With ``--task-default-queue celery`` (the app's ``task_default_queue``), a step no route
+    names goes there, as a Celery worker sends it: the worker on ``celery`` runs step two."""
+    first = start_flagged_worker(global_args=['--task-default-queue', 'celery'])
+    second = start_flagged_worker(queues=('celery',))
+    e = celery_app.signature('hlbot.debug.echo')
+    r = chain(e.clone(args=(1,)).set(queue='default'), e.clone()).apply_async()
+    assert r.get(timeout=GET_TIMEOUT) == {'args': [{'args': [1], 'kwargs': {}}], 'kwargs': {}}
+    assert r.id in second.output() and r.id not in first.output()

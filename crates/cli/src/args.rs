@@ -68,6 +68,11 @@ pub struct Global {
     /// chord must agree.
     #[arg(long, global = true, env = "HLBOT_RESULT_CHORD_ORDERED")]
     pub result_chord_ordered: Option<bool>,
+    /// Celery's `task_default_queue`: where tasks no route names go — `hlbot send` of such a
+    /// name, and a worker's follow-ups (chain steps, callbacks) without a queue. Unset: hlbot's
+    /// `default` for sends, the sending task's own queue for follow-ups.
+    #[arg(long, global = true, env = "HLBOT_TASK_DEFAULT_QUEUE")]
+    pub task_default_queue: Option<String>,
     /// Celery's `task_serializer`: the body format of the messages hlbot publishes (`hlbot
     /// send`, beat): `json` (default), `pickle`, `msgpack` or `yaml`. A worker writes the
     /// chain steps, callbacks and chord bodies a task sends in the format of that task's message.

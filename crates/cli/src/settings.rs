@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub result_extended: Option<bool>,
     /// Messages larger than this many bytes are dead-lettered (0: no limit).
     pub max_message_bytes: Option<usize>,
+    /// Celery's `task_default_queue`: where tasks no route names go.
+    pub task_default_queue: Option<String>,
     /// Celery's `task_serializer` for the messages hlbot publishes (`json`, `pickle`, …).
     pub task_serializer: Option<String>,
     /// Celery's `result_serializer` (`json`, `pickle`, `msgpack`, `yaml`).
@@ -332,6 +334,14 @@ impl Settings {
                 ));
             }
             router.set(task, queue);
+        }
+        if let Some(q) = g
+            .task_default_queue
+            .clone()
+            .or(raw.task_default_queue.clone())
+            .filter(|q| !q.is_empty())
+        {
+            router.set_default(&q);
         }
         s.router = router;
         Ok(s)

@@ -11,6 +11,9 @@ pub struct Router {
     routes: BTreeMap<String, String>,
     prefixes: Vec<String>,
     pub default_queue: String,
+    /// Whether `default_queue` is the app's own (Celery's `task_default_queue`, configured)
+    /// rather than hlbot's built-in `default`.
+    app_default: bool,
 }
 
 impl Default for Router {
@@ -20,6 +23,7 @@ impl Default for Router {
             routes: BTreeMap::new(),
             prefixes: Vec::new(),
             default_queue: "default".into(),
+            app_default: false,
         }
     }
 }
@@ -42,6 +46,19 @@ impl Router {
 
     pub fn queue_for(&self, task: &str) -> &str {
         self.route(task).unwrap_or(self.default_queue.as_str())
+    }
+
+    /// Use the app's `task_default_queue` for tasks no route names.
+    pub fn set_default(&mut self, queue: &str) {
+        self.default_queue = queue.into();
+        self.app_default = true;
+    }
+
+    /// Where a worker sends a follow-up without a queue: a route for `task`, else the app's
+    /// configured default queue; `None` when neither is known (the sender's queue is kept).
+    pub fn follow_up(&self, task: &str) -> Option<&str> {
+        self.route(task)
+            .or_else(|| self.app_default.then_some(self.default_queue.as_str()))
     }
 
     /// The queue a route names for `task` (exact, or without a module prefix); `None` when only

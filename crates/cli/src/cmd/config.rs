@@ -205,6 +205,11 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         source(s, "result_extended", None),
     );
     row(
+        "task_default_queue",
+        s.router.default_queue.clone().into(),
+        source(s, "task_default_queue", Some("task_default_queue")),
+    );
+    row(
         "task_serializer",
         s.broker.task_serializer.name().into(),
         source(s, "task_serializer", Some("task_serializer")),

@@ -166,14 +166,14 @@ pub(super) struct Ctx {
 /// [`super::links::message`]) go where Celery's `sig.apply_async()` in a worker sends them when
 /// a route names a queue for the task — the config's `[routes]` or the task's own queue — not to
 /// the queue of the task that sent them (a chain `youtube → llm` sent from Python carries no
-/// queues: its LLM step belongs on `llm`). Without a route they stay on the sender's queue
-/// (Celery would use the app's `task_default_queue`, which hlbot does not know).
+/// queues: its LLM step belongs on `llm`). Without a route they go to the app's
+/// `task_default_queue` when configured, else stay on the sender's queue.
 pub(super) fn route(ops: &mut [Op], router: &Router) {
     for op in ops {
         if let Op::Publish(m) = op {
             let di = &mut m.envelope.properties.delivery_info;
             if di.extra.remove(super::links::UNROUTED).is_some() {
-                if let Some(q) = router.route(&m.headers.task) {
+                if let Some(q) = router.follow_up(&m.headers.task) {
                     di.routing_key = q.to_string();
                 }
             }
