@@ -124,11 +124,11 @@ impl Client {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut h = Headers::new(name, &id);
         let now = Utc::now();
-        let eta = o.eta.or_else(|| o.countdown.map(|s| now + secs(s)));
+        let eta = o.eta.or_else(|| o.countdown.map(|s| time::after(now, s)));
         h.eta = eta.map(time::isoformat);
         h.expires = o
             .expires_at
-            .or_else(|| o.expires.map(|s| now + secs(s)))
+            .or_else(|| o.expires.map(|s| time::after(now, s)))
             .map(time::isoformat);
         h.timelimit = [o.time_limit, o.soft_time_limit];
         h.ignore_result = Some(o.ignore_result.unwrap_or(false));
@@ -163,11 +163,7 @@ impl Client {
             &queue,
             o.priority.unwrap_or(0).min(9),
         );
-        let serializer = self.broker.settings().task_serializer;
-        if serializer != msg.serializer {
-            msg.serializer = serializer;
-            msg.sync_envelope();
-        }
+        msg.set_serializer(self.broker.settings().task_serializer);
         if let Some(ex) = &o.exchange {
             msg.envelope.properties.delivery_info.exchange = ex.clone();
             msg.envelope.properties.delivery_info.routing_key =
@@ -365,10 +361,6 @@ pub fn into_value(meta: ResultMeta) -> Result<Value> {
         exc,
         meta: Box::new(meta),
     })
-}
-
-fn secs(s: f64) -> chrono::Duration {
-    chrono::Duration::microseconds((s * 1e6) as i64)
 }
 
 /// This machine's host name (for node names and `origin`).

@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{DecodeError, DecodeErrorKind};
+use crate::serializer::Serializer;
 
 /// One list element: body (base64 of the serialized payload), content type, headers, properties.
 /// Unknown top-level fields are kept so that restoring or dead-lettering loses nothing.
@@ -73,8 +74,19 @@ impl Envelope {
     /// A fresh envelope for `body` (already-serialized JSON bytes) published to `queue` through the
     /// anonymous exchange, complete enough for Python consumers (reference §2.7).
     pub fn new_json(body: &[u8], headers: Map<String, Value>, queue: &str, priority: u8) -> Self {
-        Self {
-            body: Value::String(B64.encode(body)),
+        Self::new(Serializer::Json, body, headers, queue, priority)
+    }
+
+    /// [`Envelope::new_json`] for a body `serializer` wrote.
+    pub fn new(
+        serializer: Serializer,
+        body: &[u8],
+        headers: Map<String, Value>,
+        queue: &str,
+        priority: u8,
+    ) -> Self {
+        let mut env = Self {
+            body: Value::Null,
             content_encoding: utf8(),
             content_type: app_json(),
             headers,
@@ -93,7 +105,23 @@ impl Envelope {
                 extra: Map::new(),
             },
             extra: Map::new(),
-        }
+        };
+        env.set_body(serializer, body);
+        env
+    }
+
+    /// Put `body` (bytes `serializer` wrote) in, base64-encoded as kombu's Redis transport does,
+    /// with its content type and encoding.
+    pub fn set_body(&mut self, serializer: Serializer, body: &[u8]) {
+        self.body = Value::String(B64.encode(body));
+        self.properties.body_encoding = Some("base64".into());
+        self.content_type = serializer.content_type().into();
+        self.content_encoding = serializer.content_encoding().into();
+    }
+
+    /// The serializer the content type names (JSON when it names none hlbot reads).
+    pub fn serializer(&self) -> Serializer {
+        Serializer::from_content_type(&self.content_type).unwrap_or_default()
     }
 
     /// Parse a queue entry. Errors carry the raw bytes.

@@ -367,26 +367,23 @@ impl TaskMessage {
         })
     }
 
+    /// Write the body in `serializer` from now on (re-encoded only when that changes it).
+    pub fn set_serializer(&mut self, serializer: Serializer) {
+        if serializer != self.serializer {
+            self.serializer = serializer;
+            self.sync_envelope();
+        }
+    }
+
     /// Write headers and body back into the envelope (after changing them).
     pub fn sync_envelope(&mut self) {
-        use base64::Engine as _;
         // Serialized from borrows: no copy of args/kwargs/embed, no throwaway envelope.
+        let body = (&self.args, &self.kwargs, &self.embed);
         let bytes = match self.serializer {
-            Serializer::Json => pyjson::to_vec(&(&self.args, &self.kwargs, &self.embed)),
-            s => {
-                let embed = serde_json::to_value(&self.embed).unwrap_or(Value::Null);
-                let body = Value::Array(vec![
-                    Value::Array(self.args.clone()),
-                    Value::Object(self.kwargs.clone()),
-                    embed,
-                ]);
-                s.encode(&body)
-            }
+            Serializer::Json => pyjson::to_vec(&body),
+            s => s.encode(&serde_json::to_value(body).unwrap_or(Value::Null)),
         };
-        self.envelope.body = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
-        self.envelope.properties.body_encoding = Some("base64".into());
-        self.envelope.content_type = self.serializer.content_type().into();
-        self.envelope.content_encoding = self.serializer.content_encoding().into();
+        self.envelope.set_body(self.serializer, &bytes);
         // The body is written whole, uncompressed.
         self.headers.extra.remove("compression");
         if let Value::Object(h) = serde_json::to_value(&self.headers).unwrap_or(Value::Null) {

@@ -11,6 +11,14 @@ pub fn isoformat(t: DateTime<Utc>) -> String {
     }
 }
 
+/// `t` plus `secs` seconds, to the microsecond; beyond ±10^11 s (about 3 000 years) clamped, so
+/// no countdown or expiry a client sends overflows.
+pub fn after(t: DateTime<Utc>, secs: f64) -> DateTime<Utc> {
+    let us = (secs.clamp(-1e11, 1e11) * 1e6) as i64;
+    t.checked_add_signed(chrono::Duration::microseconds(us))
+        .unwrap_or(t)
+}
+
 /// RFC 3339 with `Z`, for humans.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)

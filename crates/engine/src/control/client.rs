@@ -202,9 +202,7 @@ fn request(b: &Broadcast, oid: &str, ticket: &str, serializer: Serializer) -> En
     let expires = hlbot_proto::time::unix(chrono::Utc::now()) + b.timeout.as_secs_f64();
     headers.insert("expires".into(), json!(expires));
     let body = serde_json::to_value(&req).unwrap_or(Value::Null);
-    let mut env = Envelope::new_json(&serializer.encode(&body), headers, "", 0);
-    env.content_type = serializer.content_type().into();
-    env.content_encoding = serializer.content_encoding().into();
+    let mut env = Envelope::new(serializer, &serializer.encode(&body), headers, "", 0);
     env.properties.delivery_info.exchange = CONTROL_EXCHANGE.into();
     env
 }
@@ -214,8 +212,7 @@ fn reply_of(env: &Envelope, ticket: &str) -> Option<Map<String, Value>> {
     if env.headers.get("ticket").and_then(Value::as_str) != Some(ticket) {
         return None;
     }
-    let serializer = Serializer::from_content_type(&env.content_type).unwrap_or_default();
-    match serializer.decode(&env.body_bytes().ok()?).ok()? {
+    match env.serializer().decode(&env.body_bytes().ok()?).ok()? {
         Value::Object(m) => Some(m),
         _ => None,
     }

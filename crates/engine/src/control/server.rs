@@ -154,7 +154,7 @@ pub async fn answer(sh: &Arc<Shared>, env: &Envelope) -> Option<Pending> {
     }
     let body = env.body_bytes().ok()?;
     // Celery's mailbox writes the app's task_serializer; the reply goes back in the same.
-    let serializer = Serializer::from_content_type(&env.content_type).unwrap_or_default();
+    let serializer = env.serializer();
     if serializer != Serializer::Json && !sh.opts.accept_content.contains(&serializer) {
         tracing::warn!("pidbox: a {serializer} control message ignored (not in accept_content)");
         return None;
@@ -224,9 +224,7 @@ fn reply_envelope(sh: &Shared, p: &Pending, exchange: &str, queue: &str) -> Enve
     headers.insert("ticket".into(), json!(p.ticket));
     headers.insert("clock".into(), json!(sh.events.clock.forward()));
     let body = p.serializer.encode(&Value::Object(body));
-    let mut env = Envelope::new_json(&body, headers, queue, 0);
-    env.content_type = p.serializer.content_type().into();
-    env.content_encoding = p.serializer.content_encoding().into();
+    let mut env = Envelope::new(p.serializer, &body, headers, queue, 0);
     env.properties.delivery_mode = 1;
     env.properties.delivery_info.exchange = exchange.into();
     env.properties.delivery_info.routing_key = p.to.routing_key.clone();

@@ -111,10 +111,7 @@ pub fn message(sig: &Signature, args: Vec<Value>, parent: &Parent, embed: Embed)
             .extra
             .insert(UNROUTED.into(), Value::Bool(true));
     }
-    if parent.serializer != m.serializer {
-        m.serializer = parent.serializer;
-        m.sync_envelope();
-    }
+    m.set_serializer(parent.serializer);
     m
 }
 
@@ -130,13 +127,13 @@ fn timing(h: &mut Headers, o: &serde_json::Map<String, Value>) {
             .as_str()
             .or_else(|| v.get("__value__").and_then(Value::as_str));
         match (v.as_f64(), text) {
-            (Some(secs), _) => Some(time::isoformat(now + seconds(secs))),
+            (Some(secs), _) => Some(time::isoformat(time::after(now, secs))),
             (None, Some(t)) => time::parse_iso(t).map(time::isoformat),
             _ => None,
         }
     };
     if let Some(c) = o.get("countdown").and_then(Value::as_f64) {
-        h.eta = Some(time::isoformat(now + seconds(c)));
+        h.eta = Some(time::isoformat(time::after(now, c)));
     } else if let Some(eta) = o.get("eta").and_then(date) {
         h.eta = Some(eta);
     }
@@ -153,12 +150,6 @@ fn timing(h: &mut Headers, o: &serde_json::Map<String, Value>) {
     if let Some(s) = o.get("shadow").and_then(Value::as_str) {
         h.shadow = Some(s.to_string());
     }
-}
-
-/// Seconds as a duration chrono adds (clamped to what it can hold; negative is now).
-fn seconds(s: f64) -> chrono::Duration {
-    let ms = (s.clamp(0.0, 1e11) * 1000.0) as i64;
-    chrono::Duration::milliseconds(ms)
 }
 
 /// `sig`'s arguments with `first` prepended (unless the signature is immutable).
